@@ -1,0 +1,42 @@
+//! Builds the project's own guests from assets/guests with the machine's GNU toolchain (gcc as the
+//! assembler driver, ld). The name says the kind: `*.mb.S` multiboot ELF32, `*.elf64.S` 64-bit ELF,
+//! `*.raw16.S` a raw real-mode binary loaded at 0x7c00.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (kvmscope's guests need gcc and ld)"));
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+fn build(src: &Path, out: &Path, dir: &Path) {
+    let name = src.file_name().unwrap().to_str().unwrap();
+    let (stem, bits, ld_args): (&str, &str, Vec<String>) = if let Some(s) = name.strip_suffix(".mb.S") {
+        (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-T".into(), dir.join("multiboot.ld").display().to_string()])
+    } else if let Some(s) = name.strip_suffix(".elf64.S") {
+        (s, "-m64", vec!["-m".into(), "elf_x86_64".into(), "-T".into(), dir.join("elf64.ld").display().to_string()])
+    } else if let Some(s) = name.strip_suffix(".raw16.S") {
+        (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-Ttext=0x7c00".into(), "--oformat=binary".into()])
+    } else {
+        return;
+    };
+    let obj = out.join(format!("{stem}.o"));
+    let image = out.join(if name.ends_with(".raw16.S") { format!("{stem}.bin") } else { format!("{stem}.elf") });
+    run(Command::new("gcc").args([bits, "-c", "-nostdlib", "-I"]).arg(dir).arg(src).arg("-o").arg(&obj));
+    run(Command::new("ld").args(&ld_args).args(["-nostdlib", "--build-id=none", "-o"]).arg(&image).arg(&obj));
+}
+
+fn main() {
+    let dir = PathBuf::from("assets/guests");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests");
+    std::fs::create_dir_all(&out).unwrap();
+    println!("cargo:rerun-if-changed=assets/guests");
+    let mut sources: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    sources.sort();
+    for src in sources {
+        println!("cargo:rerun-if-changed={}", src.display());
+        build(&src, &out, &dir);
+    }
+    println!("cargo:rustc-env=KVMSCOPE_GUEST_DIR={}", out.display());
+}

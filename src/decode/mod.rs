@@ -1,0 +1,7 @@
+//! Making sense of guest state: page walks from guest-virtual to guest-physical, and instruction decoding.
+
+pub mod insn;
+pub mod paging;
+
+pub use insn::InsnDecoder;
+pub use paging::{CpuMode, PhysRead, Translation, WalkError};

@@ -1,0 +1,117 @@
+//! The kvmscope command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kvmscope::headless::{self, HeadlessOptions};
+use kvmscope::summary::SummaryFormat;
+use kvmscope::vmm::loader::BootMode;
+use kvmscope::vmm::memory::parse_size;
+use kvmscope::vmm::{Image, RunLimits, VmConfig};
+
+/// A small KVM virtual machine monitor built to be looked into: every vmexit, live.
+#[derive(Parser)]
+#[command(name = "kvmscope", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a guest and watch its exits.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A kernel recognised by its content: multiboot (ELF32 or a.out kludge) or a 64-bit ELF.
+    #[arg(long, value_name = "FILE", conflicts_with = "image", required_unless_present = "image")]
+    kernel: Option<PathBuf>,
+    /// A raw binary, loaded at --load and entered at --entry in --mode.
+    #[arg(long, value_name = "FILE", requires_all = ["load", "entry", "mode"])]
+    image: Option<PathBuf>,
+    /// Guest-physical load address of --image (hex with 0x, or decimal).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    load: Option<u64>,
+    /// Guest-physical entry address of --image.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    entry: Option<u64>,
+    /// CPU mode to enter --image in.
+    #[arg(long, value_enum)]
+    mode: Option<BootMode>,
+    /// Guest RAM, e.g. 256M or 1G.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_mem)]
+    mem: u64,
+    /// Kernel command line (multiboot: passed after the image name, as GRUB and QEMU do).
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Run without the TUI: guest console on stdout, summary on stderr.
+    #[arg(long)]
+    headless: bool,
+    /// Summary printed at the end of a headless run.
+    #[arg(long, value_enum, default_value = "text")]
+    summary: SummaryFormat,
+    /// End the run after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = headless::parse_timeout)]
+    timeout: Option<std::time::Duration>,
+    /// End the run after this many exits.
+    #[arg(long, value_name = "N")]
+    max_exits: Option<u64>,
+}
+
+fn parse_addr(text: &str) -> Result<u64, String> {
+    let t = text.trim().replace('_', "");
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not an address (use 0x... or decimal)"))
+}
+
+fn parse_mem(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let image = match (args.kernel, args.image) {
+        (Some(kernel), _) => Image::Kernel(kernel),
+        (None, Some(path)) => Image::Raw {
+            path,
+            load: args.load.unwrap_or_default(),
+            entry: args.entry.unwrap_or_default(),
+            mode: args.mode.unwrap_or(BootMode::Real),
+        },
+        (None, None) => unreachable!("clap requires --kernel or --image"),
+    };
+    let config = VmConfig {
+        image,
+        mem_size: args.mem,
+        cmdline: args.cmdline,
+        cpus: 1,
+        console: Box::new(std::io::stdout()),
+    };
+    let options = HeadlessOptions {
+        limits: RunLimits { timeout: args.timeout, max_exits: args.max_exits },
+        summary: args.summary,
+    };
+    match headless::run(config, options) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(e) => {
+            eprintln!("kvmscope: {e}");
+            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Run(args)) => run(args),
+        None => {
+            eprintln!("kvmscope: the TUI is not built yet; use `kvmscope run --headless --kernel FILE`");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The end-of-run summary: a table like `perf kvm stat report`, or one JSON object.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::trace::{Counters, Stat};
+use crate::vmm::{CrashReport, RunEnd};
+
+/// Summary formats for `--summary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+    None,
+}
+
+/// Nanoseconds as perf prints them: microseconds with two decimals.
+fn us(ns: u64) -> String {
+    format!("{:.2}us", ns as f64 / 1000.0)
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 { "0.00%".into() } else { format!("{:.2}%", part as f64 * 100.0 / whole as f64) }
+}
+
+fn row(out: &mut String, name: &str, s: &Stat, total: &Stat) {
+    let _ = writeln!(
+        out,
+        "{name:>22} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11}",
+        s.count,
+        pct(s.count, total.count),
+        pct(s.total_ns, total.total_ns),
+        us(s.min_ns),
+        us(s.max_ns),
+        us(s.avg_ns())
+    );
+}
+
+fn header(out: &mut String, first: &str) {
+    let _ = writeln!(
+        out,
+        "{first:>22} {:>10} {:>9} {:>9} {:>11} {:>11} {:>11}",
+        "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"
+    );
+}
+
+/// The text table: exits by reason, then by port and by MMIO address, sorted by samples.
+pub fn text(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nkvmscope: run ended: {end} (status {})", end.status());
+    let _ = writeln!(
+        out,
+        "Analyze events for all VCPUs: {} exits in {:.3}s\n",
+        counters.total.count,
+        elapsed_ns as f64 / 1e9
+    );
+    header(&mut out, "VM-EXIT");
+    let mut reasons: Vec<_> = counters.reasons_sorted().into_iter().collect();
+    reasons.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+    for (name, s) in &reasons {
+        row(&mut out, name, s, &counters.total);
+    }
+    let _ = writeln!(out, "\nTotal Samples:{}, Total events handled time:{}", counters.total.count, us(counters.total.total_ns));
+    if !counters.by_port.is_empty() {
+        let _ = writeln!(out);
+        header(&mut out, "IO Port Access");
+        let mut ports: Vec<_> = counters.ports_sorted().into_iter().collect();
+        ports.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        let io_total = counters.by_reason.get("io").copied().unwrap_or_default();
+        for ((port, dir), s) in ports {
+            row(&mut out, &format!("{port:#x}:{}", dir.io_name().to_uppercase()), &s, &io_total);
+        }
+    }
+    if !counters.by_mmio.is_empty() {
+        let _ = writeln!(out);
+        header(&mut out, "MMIO Access");
+        let mut mmio: Vec<_> = counters.mmio_sorted().into_iter().collect();
+        mmio.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        let mmio_total = counters.by_reason.get("mmio").copied().unwrap_or_default();
+        for ((addr, dir), s) in mmio {
+            row(&mut out, &format!("{addr:#x}:{}", dir.mmio_name().to_uppercase()), &s, &mmio_total);
+        }
+    }
+    out
+}
+
+fn stat_json(s: &Stat) -> Value {
+    json!({ "count": s.count, "total_ns": s.total_ns, "min_ns": s.min_ns, "avg_ns": s.avg_ns(), "max_ns": s.max_ns })
+}
+
+/// The JSON summary: `exits`, `by_reason`, `io`, `mmio`, `status`, with timing detail beside them.
+pub fn json(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> Value {
+    let by_reason: serde_json::Map<String, Value> =
+        counters.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), json!(s.count))).collect();
+    let time_by_reason: serde_json::Map<String, Value> =
+        counters.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), stat_json(&s))).collect();
+    let io: Vec<Value> = counters
+        .ports_sorted()
+        .into_iter()
+        .map(|((port, dir), s)| {
+            json!({ "port": port, "dir": dir.io_name(), "count": s.count, "time": stat_json(&s) })
+        })
+        .collect();
+    let mmio: Vec<Value> = counters
+        .mmio_sorted()
+        .into_iter()
+        .map(|((addr, dir), s)| {
+            json!({ "addr": addr, "dir": dir.mmio_name(), "count": s.count, "time": stat_json(&s) })
+        })
+        .collect();
+    json!({
+        "exits": counters.total.count,
+        "by_reason": by_reason,
+        "io": io,
+        "mmio": mmio,
+        "status": end.status(),
+        "end": end.name(),
+        "end_detail": end.to_string(),
+        "elapsed_ns": elapsed_ns,
+        "time_by_reason": time_by_reason,
+    })
+}
+
+/// The state of a crashed vCPU: registers, the instruction at RIP, and its last exits.
+pub fn crash_text(c: &CrashReport) -> String {
+    let r = &c.regs;
+    let s = &c.sregs;
+    let mut out = String::new();
+    let _ = writeln!(out, "kvmscope: vCPU {} state at the crash:", c.vcpu);
+    let _ = writeln!(out, "  rax {:016x} rbx {:016x} rcx {:016x} rdx {:016x}", r.rax, r.rbx, r.rcx, r.rdx);
+    let _ = writeln!(out, "  rsi {:016x} rdi {:016x} rbp {:016x} rsp {:016x}", r.rsi, r.rdi, r.rbp, r.rsp);
+    let _ = writeln!(out, "  r8  {:016x} r9  {:016x} r10 {:016x} r11 {:016x}", r.r8, r.r9, r.r10, r.r11);
+    let _ = writeln!(out, "  r12 {:016x} r13 {:016x} r14 {:016x} r15 {:016x}", r.r12, r.r13, r.r14, r.r15);
+    let _ = writeln!(out, "  rip {:016x} rflags {:08x}", r.rip, r.rflags);
+    let _ = writeln!(
+        out,
+        "  cs {:04x} ss {:04x} ds {:04x} cr0 {:x} cr2 {:x} cr3 {:x} cr4 {:x} efer {:x}",
+        s.cs.selector, s.ss.selector, s.ds.selector, s.cr0, s.cr2, s.cr3, s.cr4, s.efer
+    );
+    match &c.insn {
+        Some(i) => {
+            let _ = writeln!(out, "  at rip: {}  ({})", i.text, i.hex());
+        }
+        None => {
+            let _ = writeln!(out, "  at rip: (unreadable)");
+        }
+    }
+    if !c.last_exits.is_empty() {
+        let _ = writeln!(out, "  last exits:");
+        for e in &c.last_exits {
+            let insn = e.insn.as_ref().map(|i| i.text.as_str()).unwrap_or("");
+            let _ = writeln!(out, "    #{:<8} {:<14} rip {:#x} {}  {}", e.seq, e.kind.reason(), e.rip, e.detail(), insn);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Dir, ExitEvent, ExitKind};
+
+    fn counters() -> Counters {
+        let mut c = Counters::default();
+        for (port, dir, n) in [(0x3f8u16, Dir::Out, 3), (0x3fd, Dir::In, 2)] {
+            for _ in 0..n {
+                c.record(&ExitEvent {
+                    seq: 0,
+                    vcpu: 0,
+                    t_ns: 0,
+                    rip: 0,
+                    kind: ExitKind::Io { port, dir, size: 1, count: 1, data: 0 },
+                    device: Some("serial"),
+                    insn: None,
+                    cost_ns: 1500,
+                });
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let v = json(&counters(), &RunEnd::DebugExit { status: 3 }, 10);
+        assert_eq!(v["exits"], 5);
+        assert_eq!(v["by_reason"]["io"], 5);
+        assert_eq!(v["status"], 3);
+        assert_eq!(v["io"][0], json!({"port": 0x3f8, "dir": "out", "count": 3, "time": v["io"][0]["time"]}));
+        assert_eq!(v["io"][1]["dir"], "in");
+        assert_eq!(v["mmio"], json!([]));
+    }
+
+    #[test]
+    fn text_is_a_perf_like_table() {
+        let t = text(&counters(), &RunEnd::Halted { vcpu: 0, interrupts_on: false }, 1_000_000);
+        assert!(t.contains("VM-EXIT"), "{t}");
+        assert!(t.contains("io          5   100.00%"), "{t}");
+        assert!(t.contains("0x3f8:OUT          3    60.00%"), "{t}");
+        assert!(t.contains("1.50us"), "{t}");
+    }
+}

@@ -1,0 +1,9 @@
+//! What a vmexit is once kvmscope has seen it: the typed event and the exact counters.
+
+pub mod counters;
+pub mod event;
+pub mod sink;
+
+pub use counters::{Counters, Stat};
+pub use event::{Dir, ExitEvent, ExitKind, Insn};
+pub use sink::ExitSink;

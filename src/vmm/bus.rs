@@ -1,0 +1,134 @@
+//! The device bus: address ranges (ports or MMIO) mapped to devices. An access nobody claims reads
+//! as all ones and writes are dropped; the caller still traces it, as unclaimed.
+
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+/// What a device asks of the VM after an access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmRequest {
+    /// End the run with this exit status (the isa-debug-exit port).
+    Exit(i32),
+    /// The guest asked for a reset (keyboard controller, reset port): the run ends.
+    Reset,
+}
+
+/// A device on a bus. `offset` is relative to the start of the device's range.
+pub trait BusDevice: Send {
+    /// Fills `data` for a guest read.
+    fn read(&mut self, offset: u64, data: &mut [u8]);
+    /// Takes a guest write; may ask the VM to end.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Option<VmRequest>;
+}
+
+/// Errors building a bus.
+#[derive(Debug, Error)]
+pub enum BusError {
+    /// Two devices claim the same addresses.
+    #[error("device {new} at {base:#x}+{len:#x} overlaps device {existing}")]
+    Overlap { new: &'static str, existing: &'static str, base: u64, len: u64 },
+}
+
+struct Range {
+    base: u64,
+    len: u64,
+    name: &'static str,
+    device: Arc<Mutex<dyn BusDevice>>,
+}
+
+/// One address space (port I/O or MMIO) of devices, sorted by base.
+#[derive(Default)]
+pub struct Bus {
+    ranges: Vec<Range>,
+}
+
+impl Bus {
+    /// Adds `device` at `[base, base + len)`.
+    pub fn insert(
+        &mut self,
+        name: &'static str,
+        base: u64,
+        len: u64,
+        device: Arc<Mutex<dyn BusDevice>>,
+    ) -> Result<(), BusError> {
+        if let Some(r) = self.ranges.iter().find(|r| base < r.base + r.len && r.base < base + len) {
+            return Err(BusError::Overlap { new: name, existing: r.name, base, len });
+        }
+        self.ranges.push(Range { base, len, name, device });
+        self.ranges.sort_by_key(|r| r.base);
+        Ok(())
+    }
+
+    fn find(&self, addr: u64) -> Option<&Range> {
+        let i = self.ranges.partition_point(|r| r.base <= addr);
+        let r = self.ranges.get(i.checked_sub(1)?)?;
+        (addr - r.base < r.len).then_some(r)
+    }
+
+    /// A guest read: the device's answer, or all ones. Returns the device's name when claimed.
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> Option<&'static str> {
+        match self.find(addr) {
+            Some(r) => {
+                lock(&r.device).read(addr - r.base, data);
+                Some(r.name)
+            }
+            None => {
+                data.fill(0xff);
+                None
+            }
+        }
+    }
+
+    /// A guest write: the device's name when claimed, and what it asks of the VM.
+    pub fn write(&self, addr: u64, data: &[u8]) -> (Option<&'static str>, Option<VmRequest>) {
+        match self.find(addr) {
+            Some(r) => (Some(r.name), lock(&r.device).write(addr - r.base, data)),
+            None => (None, None),
+        }
+    }
+
+    /// The devices on this bus as (name, base, len), in address order.
+    pub fn devices(&self) -> Vec<(&'static str, u64, u64)> {
+        self.ranges.iter().map(|r| (r.name, r.base, r.len)).collect()
+    }
+}
+
+/// Locks a device even if another thread panicked while holding it (the device state is still the
+/// best we have, and a poisoned lock must not take the VMM down).
+fn lock(m: &Mutex<dyn BusDevice>) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo(u8);
+    impl BusDevice for Echo {
+        fn read(&mut self, offset: u64, data: &mut [u8]) {
+            data.fill(self.0.wrapping_add(offset as u8));
+        }
+        fn write(&mut self, _offset: u64, data: &[u8]) -> Option<VmRequest> {
+            self.0 = data[0];
+            (data[0] == 0xff).then_some(VmRequest::Reset)
+        }
+    }
+
+    #[test]
+    fn routes_by_range_and_reports_unclaimed() {
+        let mut bus = Bus::default();
+        bus.insert("a", 0x10, 4, Arc::new(Mutex::new(Echo(0)))).unwrap();
+        bus.insert("b", 0x20, 1, Arc::new(Mutex::new(Echo(7)))).unwrap();
+        let mut d = [0u8; 1];
+        assert_eq!(bus.read(0x12, &mut d), Some("a"));
+        assert_eq!(d, [2]);
+        assert_eq!(bus.read(0x14, &mut d), None);
+        assert_eq!(d, [0xff]);
+        assert_eq!(bus.read(0x0, &mut d), None);
+        assert_eq!(bus.write(0x20, &[0xff]), (Some("b"), Some(VmRequest::Reset)));
+        assert_eq!(bus.write(0x30, &[1]), (None, None));
+        assert!(bus.insert("c", 0x13, 2, Arc::new(Mutex::new(Echo(0)))).is_err());
+        assert_eq!(bus.devices().len(), 2);
+    }
+}

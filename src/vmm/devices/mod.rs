@@ -1,0 +1,9 @@
+//! Device models, each on the port or MMIO bus.
+
+pub mod debug_exit;
+pub mod post;
+pub mod serial;
+
+pub use debug_exit::DebugExit;
+pub use post::PostCode;
+pub use serial::Serial;

@@ -1,0 +1,148 @@
+//! Boot loaders: recognise a kernel image by its content and put it in guest memory.
+//!
+//! Each format says where it loaded what, which CPU mode to enter, and the entry registers; the CPU
+//! set-up itself lives in `vmm::boot_cpu`.
+
+pub mod elf;
+pub mod elf64;
+pub mod multiboot;
+pub mod raw;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::memory::GuestRam;
+
+/// Why an image cannot be booted. Every message names the file.
+#[derive(Debug, Error)]
+pub enum LoaderError {
+    /// The file could not be read.
+    #[error("kernel image {path}: cannot read it: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not what it claims, or asks for something kvmscope cannot give.
+    #[error("kernel image {path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+}
+
+/// The CPU mode a guest starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootMode {
+    /// 16-bit real mode.
+    Real,
+    /// 32-bit flat protected mode, paging off.
+    Protected,
+    /// 64-bit long mode with identity-mapped page tables.
+    Long,
+}
+
+/// Where and how a loaded image starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootSetup {
+    /// What the image was recognised as: "multiboot", "elf64", "raw".
+    pub format: &'static str,
+    pub mode: BootMode,
+    /// Physical entry address.
+    pub entry: u64,
+    /// Initial EAX/RAX (multiboot: the magic 0x2BADB002).
+    pub rax: u64,
+    /// Initial EBX/RBX (multiboot: the information structure's address).
+    pub rbx: u64,
+    /// Ranges of guest-physical memory the image occupies, as (start, end).
+    pub loaded: Vec<(u64, u64)>,
+}
+
+/// Start of the area kvmscope uses for the GDT, page tables and a boot stack (protected and long mode).
+pub const BOOT_AREA_START: u64 = 0x500;
+/// End of that area; also the initial stack pointer.
+pub const BOOT_AREA_END: u64 = 0x8000;
+
+/// Reads an image file whole, refusing one larger than guest RAM before reading it.
+pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
+    let read_err = |source| LoaderError::Read { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(invalid(path, "is a directory, not an image file".into()));
+    }
+    let size = ram.map.size();
+    if meta.len() > size {
+        return Err(invalid(path, format!("is {} bytes, larger than guest RAM ({size} bytes); raise --mem", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.is_empty() {
+        return Err(invalid(path, "is empty".into()));
+    }
+    Ok(bytes)
+}
+
+/// Builds an `Invalid` error for `path`.
+pub fn invalid(path: &Path, what: String) -> LoaderError {
+    LoaderError::Invalid { path: path.to_path_buf(), what }
+}
+
+/// Loads a kernel recognised by its content: multiboot (ELF32 or a.out kludge) or a 64-bit ELF.
+pub fn load_kernel(path: &Path, ram: &GuestRam, cmdline: &str) -> Result<BootSetup, LoaderError> {
+    let bytes = read_image(path, ram)?;
+    if let Some(header) = multiboot::find_header(&bytes) {
+        return multiboot::load(path, &bytes, header, ram, cmdline);
+    }
+    if elf::is_elf(&bytes) {
+        let bad = |what| invalid(path, what);
+        let parsed = elf::parse(&bytes, &bad)?;
+        return match parsed.class {
+            elf::ElfClass::Elf64 => elf64::load(path, &bytes, &parsed, ram),
+            elf::ElfClass::Elf32 => Err(invalid(
+                path,
+                "is a 32-bit ELF without a multiboot header; kvmscope boots 32-bit kernels by multiboot".into(),
+            )),
+        };
+    }
+    Err(invalid(
+        path,
+        format!(
+            "not a multiboot kernel, an ELF file or a Linux image (it starts with {}); for a raw binary use \
+             --image with --load, --entry and --mode",
+            hex_prefix(&bytes)
+        ),
+    ))
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Copies a segment into guest RAM and zeroes its tail, after checking it lies in RAM and stays out
+/// of the boot area when the mode needs it.
+pub fn place(
+    path: &Path,
+    ram: &GuestRam,
+    addr: u64,
+    data: &[u8],
+    memsz: u64,
+    keep_out_of_boot_area: bool,
+) -> Result<(u64, u64), LoaderError> {
+    let end = addr.checked_add(memsz).ok_or_else(|| invalid(path, format!("segment at {addr:#x} overflows")))?;
+    if !ram.map.is_ram(addr, memsz) {
+        return Err(invalid(
+            path,
+            format!("loads {addr:#x}-{end:#x}, outside guest RAM ({}); raise --mem or relink", ram.map),
+        ));
+    }
+    if keep_out_of_boot_area && addr < BOOT_AREA_END && end > BOOT_AREA_START {
+        return Err(invalid(
+            path,
+            format!(
+                "loads {addr:#x}-{end:#x}, over kvmscope's boot area {BOOT_AREA_START:#x}-{BOOT_AREA_END:#x} \
+                 (GDT, page tables, stack)"
+            ),
+        ));
+    }
+    let zeros = vec![0u8; (memsz as usize).saturating_sub(data.len())];
+    if !ram.write(addr, data) || !ram.write(addr + data.len() as u64, &zeros) {
+        return Err(invalid(path, format!("cannot write {addr:#x}-{end:#x} into guest RAM")));
+    }
+    Ok((addr, end))
+}

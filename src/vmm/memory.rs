@@ -1,0 +1,219 @@
+//! Guest memory: the layout (RAM, the MMIO hole below 4 GiB, the boot area) and the mapped RAM.
+//!
+//! One `MemoryMap` says where RAM is; the loaders, the multiboot memory map, the device bus and the
+//! views all read it from here.
+
+use std::fmt;
+
+use thiserror::Error;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::decode::PhysRead;
+
+/// Start of the hole below 4 GiB that RAM leaves for device MMIO.
+pub const MMIO_HOLE_START: u64 = 0xc000_0000;
+/// End of the MMIO hole (4 GiB).
+pub const MMIO_HOLE_END: u64 = 1 << 32;
+/// Top of conventional memory; the EBDA and BIOS area follow and are reported reserved.
+pub const LOW_RAM_END: u64 = 0x9_fc00;
+/// Start of extended memory (1 MiB).
+pub const HIGH_RAM_START: u64 = 0x10_0000;
+/// Smallest guest kvmscope builds (the boot area plus room for a kernel at 1 MiB).
+pub const MIN_MEM: u64 = 2 << 20;
+/// Largest guest kvmscope builds.
+pub const MAX_MEM: u64 = 1 << 40;
+
+/// Errors building guest memory.
+#[derive(Debug, Error)]
+pub enum MemoryError {
+    /// The `--mem` value could not be read.
+    #[error("memory size {0:?}: expected a number with an optional K, M, G or T suffix (e.g. 256M)")]
+    BadSize(String),
+    /// The size is outside what kvmscope builds.
+    #[error("memory size {size}: must be between 2M and 1T")]
+    OutOfRange { size: u64 },
+    /// The host refused the mapping.
+    #[error("cannot map {size} bytes of guest memory: {reason}")]
+    Map { size: u64, reason: String },
+}
+
+/// Parses a size like `256M`, `1G`, `512KiB` or `4096`.
+pub fn parse_size(text: &str) -> Result<u64, MemoryError> {
+    let bad = || MemoryError::BadSize(text.to_string());
+    let t = text.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// What an address range is used for, as the guest's memory map reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Usable RAM.
+    Ram,
+    /// Backed or not, but not for the guest's allocator (EBDA, BIOS area, MMIO hole).
+    Reserved,
+}
+
+/// One entry of the guest memory map (e820 / multiboot mmap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapEntry {
+    pub start: u64,
+    pub len: u64,
+    pub kind: RegionKind,
+}
+
+impl MapEntry {
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+/// Where guest RAM is: one range below the MMIO hole and, for big guests, one above 4 GiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryMap {
+    /// RAM ranges as (start, length), in address order.
+    pub ram: Vec<(u64, u64)>,
+}
+
+impl MemoryMap {
+    /// The layout for `size` bytes of RAM.
+    pub fn new(size: u64) -> Result<Self, MemoryError> {
+        if !(MIN_MEM..=MAX_MEM).contains(&size) {
+            return Err(MemoryError::OutOfRange { size });
+        }
+        let low = size.min(MMIO_HOLE_START);
+        let mut ram = vec![(0, low)];
+        if size > low {
+            ram.push((MMIO_HOLE_END, size - low));
+        }
+        Ok(Self { ram })
+    }
+
+    /// Total RAM in bytes.
+    pub fn size(&self) -> u64 {
+        self.ram.iter().map(|r| r.1).sum()
+    }
+
+    /// End of RAM below 4 GiB.
+    pub fn low_ram_end(&self) -> u64 {
+        self.ram[0].1
+    }
+
+    /// Whether `[start, start + len)` lies entirely in one RAM range.
+    pub fn is_ram(&self, start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else { return false };
+        self.ram.iter().any(|&(s, l)| start >= s && end <= s + l)
+    }
+
+    /// The memory map a firmware would report: low RAM, EBDA/BIOS reserved, extended RAM, the MMIO
+    /// hole reserved, and RAM above 4 GiB.
+    pub fn entries(&self) -> Vec<MapEntry> {
+        let mut v = vec![
+            MapEntry { start: 0, len: LOW_RAM_END, kind: RegionKind::Ram },
+            MapEntry { start: LOW_RAM_END, len: HIGH_RAM_START - LOW_RAM_END, kind: RegionKind::Reserved },
+            MapEntry {
+                start: HIGH_RAM_START,
+                len: self.low_ram_end() - HIGH_RAM_START,
+                kind: RegionKind::Ram,
+            },
+            MapEntry { start: MMIO_HOLE_START, len: MMIO_HOLE_END - MMIO_HOLE_START, kind: RegionKind::Reserved },
+        ];
+        if let Some(&(start, len)) = self.ram.get(1) {
+            v.push(MapEntry { start, len, kind: RegionKind::Ram });
+        }
+        v
+    }
+}
+
+impl fmt::Display for MemoryMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(s, l)) in self.ram.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "RAM {s:#x}-{:#x}", s + l)?;
+        }
+        Ok(())
+    }
+}
+
+/// Guest RAM, mapped, with its layout.
+pub struct GuestRam {
+    pub mem: GuestMemoryMmap,
+    pub map: MemoryMap,
+}
+
+impl GuestRam {
+    /// Maps `size` bytes of RAM laid out as [`MemoryMap::new`] says.
+    pub fn new(size: u64) -> Result<Self, MemoryError> {
+        let map = MemoryMap::new(size)?;
+        let ranges: Vec<(GuestAddress, usize)> =
+            map.ram.iter().map(|&(s, l)| (GuestAddress(s), l as usize)).collect();
+        let mem = GuestMemoryMmap::from_ranges(&ranges)
+            .map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
+        Ok(Self { mem, map })
+    }
+
+    /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).
+    pub fn write(&self, addr: u64, data: &[u8]) -> bool {
+        self.map.is_ram(addr, data.len() as u64) && self.mem.write_slice(data, GuestAddress(addr)).is_ok()
+    }
+}
+
+impl PhysRead for GuestMemoryMmap {
+    fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.read_slice(buf, GuestAddress(gpa)).is_ok()
+    }
+}
+
+impl PhysRead for GuestRam {
+    fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.mem.read_phys(gpa, buf)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert!(MemoryMap::new(1 << 20).is_err());
+    }
+
+    #[test]
+    fn small_guest_has_one_ram_range_and_a_hole() {
+        let m = MemoryMap::new(256 << 20).unwrap();
+        assert_eq!(m.ram, vec![(0, 256 << 20)]);
+        assert!(m.is_ram(0x10_0000, 0x1000));
+        assert!(!m.is_ram((256 << 20) - 1, 2));
+        assert!(!m.is_ram(u64::MAX, 2));
+        let e = m.entries();
+        assert_eq!(e[2], MapEntry { start: 0x10_0000, len: (256 << 20) - 0x10_0000, kind: RegionKind::Ram });
+        assert_eq!(e.len(), 4);
+    }
+
+    #[test]
+    fn big_guest_continues_above_4g() {
+        let m = MemoryMap::new(4 << 30).unwrap();
+        assert_eq!(m.ram, vec![(0, MMIO_HOLE_START), (MMIO_HOLE_END, (4 << 30) - MMIO_HOLE_START)]);
+        assert_eq!(m.size(), 4 << 30);
+        assert!(!m.is_ram(MMIO_HOLE_START, 1));
+        assert_eq!(m.entries().last().unwrap().start, MMIO_HOLE_END);
+    }
+}

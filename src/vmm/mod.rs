@@ -1,0 +1,15 @@
+//! The virtual machine monitor: KVM set-up, memory, boot loaders, vCPU threads, the device bus.
+
+pub mod boot_cpu;
+pub mod bus;
+pub mod devices;
+pub mod kick;
+pub mod loader;
+pub mod memory;
+pub mod outcome;
+pub mod shared;
+pub mod vcpu;
+pub mod vm;
+
+pub use outcome::{CrashReport, RunEnd};
+pub use vm::{Image, RunLimits, RunReport, Vm, VmConfig, VmError};

@@ -1,0 +1,94 @@
+//! How a run ended, what status kvmscope exits with, and what it saw when the guest crashed.
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+
+use crate::trace::{ExitEvent, Insn};
+
+/// Why the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The guest wrote to the isa-debug-exit port; `status` is `(value << 1) | 1`.
+    DebugExit { status: i32 },
+    /// A vCPU executed HLT with nothing that can wake it (interrupts off, or no interrupt source).
+    Halted { vcpu: u32, interrupts_on: bool },
+    /// The guest asked for a reset or power-off (system event, reset port).
+    GuestReset { vcpu: u32 },
+    /// Triple fault (`KVM_EXIT_SHUTDOWN`).
+    TripleFault { vcpu: u32 },
+    /// KVM could not go on with the guest (`KVM_EXIT_INTERNAL_ERROR`, `KVM_EXIT_FAIL_ENTRY`, ...).
+    GuestError { vcpu: u32, what: String },
+    /// `--timeout` expired.
+    Timeout,
+    /// `--max-exits` was reached.
+    MaxExits,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// kvmscope itself failed (an ioctl the VMM needs returned an error).
+    VmmError(String),
+}
+
+impl RunEnd {
+    /// kvmscope's exit status for this end: the debug-exit status, 0 for a clean halt or reset, 3 for
+    /// a guest crash, 124 when a limit stopped it, 130 when interrupted, 1 for a VMM failure.
+    pub fn status(&self) -> i32 {
+        match self {
+            RunEnd::DebugExit { status } => *status,
+            RunEnd::Halted { .. } | RunEnd::GuestReset { .. } => 0,
+            RunEnd::TripleFault { .. } | RunEnd::GuestError { .. } => 3,
+            RunEnd::Timeout | RunEnd::MaxExits => 124,
+            RunEnd::Interrupted => 130,
+            RunEnd::VmmError(_) => 1,
+        }
+    }
+
+    /// Short machine-readable name ("debug-exit", "halted", ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEnd::DebugExit { .. } => "debug-exit",
+            RunEnd::Halted { .. } => "halted",
+            RunEnd::GuestReset { .. } => "reset",
+            RunEnd::TripleFault { .. } => "triple-fault",
+            RunEnd::GuestError { .. } => "guest-error",
+            RunEnd::Timeout => "timeout",
+            RunEnd::MaxExits => "max-exits",
+            RunEnd::Interrupted => "interrupted",
+            RunEnd::VmmError(_) => "vmm-error",
+        }
+    }
+
+    /// Whether the guest crashed (and a crash report is worth printing).
+    pub fn is_crash(&self) -> bool {
+        matches!(self, RunEnd::TripleFault { .. } | RunEnd::GuestError { .. })
+    }
+}
+
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEnd::DebugExit { status } => write!(f, "guest wrote {} to the debug-exit port", status >> 1),
+            RunEnd::Halted { vcpu, interrupts_on: false } => write!(f, "vCPU {vcpu} halted with interrupts off"),
+            RunEnd::Halted { vcpu, interrupts_on: true } => {
+                write!(f, "vCPU {vcpu} halted and no interrupt source can wake it")
+            }
+            RunEnd::GuestReset { vcpu } => write!(f, "vCPU {vcpu} asked for a reset or power-off"),
+            RunEnd::TripleFault { vcpu } => write!(f, "vCPU {vcpu} triple-faulted (KVM_EXIT_SHUTDOWN)"),
+            RunEnd::GuestError { vcpu, what } => write!(f, "vCPU {vcpu}: {what}"),
+            RunEnd::Timeout => write!(f, "timeout expired"),
+            RunEnd::MaxExits => write!(f, "exit limit reached"),
+            RunEnd::Interrupted => write!(f, "interrupted"),
+            RunEnd::VmmError(e) => write!(f, "kvmscope failed: {e}"),
+        }
+    }
+}
+
+/// The state of a vCPU that crashed, captured at the moment it stopped.
+#[derive(Debug, Clone)]
+pub struct CrashReport {
+    pub vcpu: u32,
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+    /// The instruction at RIP, if it could be read.
+    pub insn: Option<Insn>,
+    /// The vCPU's last exits, oldest first.
+    pub last_exits: Vec<ExitEvent>,
+}

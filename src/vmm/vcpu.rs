@@ -1,0 +1,321 @@
+//! One vCPU thread: run the guest, and turn every `KVM_RUN` return into an exit event — classified,
+//! dispatched to the device bus, decoded, timed, counted and handed to the sinks.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use super::bus::VmRequest;
+use super::kick;
+use super::outcome::{CrashReport, RunEnd};
+use super::shared::Shared;
+use crate::decode::{CpuMode, InsnDecoder};
+use crate::trace::{Dir, ExitEvent, ExitKind};
+
+/// Exits kept per vCPU for a crash report.
+const RECENT_EXITS: usize = 16;
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// The CPU mode that `sregs` describe.
+pub fn cpu_mode(sregs: &kvm_sregs) -> CpuMode {
+    CpuMode {
+        cr0: sregs.cr0,
+        cr3: sregs.cr3,
+        cr4: sregs.cr4,
+        efer: sregs.efer,
+        cs_base: sregs.cs.base,
+        cs_db: sregs.cs.db != 0,
+        cs_l: sregs.cs.l != 0,
+    }
+}
+
+/// How a vCPU thread ended: the run's end as this vCPU saw it, with a crash report when it crashed.
+pub type VcpuEnd = (RunEnd, Option<Box<CrashReport>>);
+
+/// A vCPU and what its thread keeps between exits.
+pub struct Vcpu {
+    index: u32,
+    fd: VcpuFd,
+    shared: Arc<Shared>,
+    decoder: InsnDecoder,
+    recent: VecDeque<ExitEvent>,
+    /// The device that took the last port access.
+    io_device: Option<&'static str>,
+    /// KVM copies registers into `kvm_run` on every exit (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
+    sync_regs: bool,
+}
+
+/// What the loop does after one `KVM_RUN` return.
+enum Next {
+    Continue,
+    End(RunEnd),
+}
+
+impl Vcpu {
+    pub fn new(index: u32, mut fd: VcpuFd, shared: Arc<Shared>, sync_regs: bool) -> Self {
+        if sync_regs {
+            fd.set_sync_valid_reg(SyncReg::Register);
+            fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
+        Self { index, fd, shared, decoder: InsnDecoder::default(), recent: VecDeque::new(), io_device: None, sync_regs }
+    }
+
+    /// Runs the guest until the run ends, on this thread. Returns `None` when another vCPU or the
+    /// VM's owner ended the run.
+    pub fn run(mut self) -> Option<VcpuEnd> {
+        kick::bind(Some(self.fd.get_kvm_run() as *mut _));
+        let end = loop {
+            if self.shared.is_stopping() {
+                break None;
+            }
+            match self.step() {
+                Next::Continue => {}
+                Next::End(end) => {
+                    let crash = end.is_crash().then(|| Box::new(self.crash_report()));
+                    break Some((end, crash));
+                }
+            }
+        };
+        kick::bind(None);
+        end
+    }
+
+    /// One `KVM_RUN` and the handling of its exit.
+    fn step(&mut self) -> Next {
+        let result = self.fd.run();
+        let t_exit = Instant::now();
+        let (mut kind, device, request) = match result {
+            Ok(exit) => classify(exit, &self.shared),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                // A kick (or a woken secondary vCPU): not a guest exit, not counted.
+                self.fd.set_kvm_immediate_exit(0);
+                return Next::Continue;
+            }
+            Err(e) => return Next::End(RunEnd::VmmError(format!("KVM_RUN on vCPU {}: {e}", self.index))),
+        };
+        let request = match kind {
+            ExitKind::Io { .. } => self.dispatch_io(&mut kind),
+            _ => request,
+        };
+        let device = match kind {
+            ExitKind::Io { .. } => self.io_device,
+            _ => device,
+        };
+        self.fill_payload(&mut kind);
+        let (regs, sregs) = match self.registers(kind.wants_decode()) {
+            Ok(r) => r,
+            Err(e) => return Next::End(RunEnd::VmmError(format!("reading vCPU {} registers: {e}", self.index))),
+        };
+        let shared = &*self.shared;
+        let insn = match (&sregs, kind.wants_decode()) {
+            (Some(sregs), true) => self.decoder.decode_at(&shared.mem, &cpu_mode(sregs), regs.rip),
+            _ => None,
+        };
+        let event = ExitEvent {
+            seq: shared.seq.fetch_add(1, Ordering::Relaxed),
+            vcpu: self.index,
+            t_ns: t_exit.duration_since(shared.start).as_nanos() as u64,
+            rip: regs.rip,
+            kind,
+            device,
+            insn,
+            cost_ns: t_exit.elapsed().as_nanos() as u64,
+        };
+        shared.counters_of(self.index as usize).record(&event);
+        for sink in &shared.sinks {
+            sink.on_exit(&event);
+        }
+        let next = self.decide(&event, request, regs.rflags);
+        if self.recent.len() == RECENT_EXITS {
+            self.recent.pop_front();
+        }
+        let at_limit = event.seq + 1 >= shared.max_exits;
+        self.recent.push_back(event);
+        match next {
+            Next::Continue if at_limit => Next::End(RunEnd::MaxExits),
+            next => next,
+        }
+    }
+
+    /// Hands a port access to the bus, element by element (`rep ins/outs` come as several), and
+    /// fills in the exit's size, count and data.
+    fn dispatch_io(&mut self, kind: &mut ExitKind) -> Option<VmRequest> {
+        let ExitKind::Io { port, dir, size, count, data } = kind else { return None };
+        let run = self.fd.get_kvm_run();
+        // SAFETY: exit_reason is KVM_EXIT_IO, so `io` is the valid member of the union.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        let elem = (io.size as usize).max(1);
+        let len = elem * io.count as usize;
+        let base = run as *mut kvm_bindings::kvm_run as *mut u8;
+        // SAFETY: KVM places `count * size` bytes of port data at `data_offset` inside the kvm_run
+        // mapping (as kvm-ioctls reads it); the slice lives only in this function.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base.add(io.data_offset as usize), len) };
+        let mut request = None;
+        self.io_device = None;
+        for chunk in bytes.chunks_mut(elem) {
+            match dir {
+                Dir::Out => {
+                    let (d, r) = self.shared.pio.write(*port as u64, chunk);
+                    self.io_device = d;
+                    request = request.or(r);
+                }
+                Dir::In => self.io_device = self.shared.pio.read(*port as u64, chunk),
+            }
+        }
+        (*size, *count, *data) = (io.size, io.count, le_value(bytes.get(..elem).unwrap_or(&[])));
+        request
+    }
+
+    /// Reads what kvm-ioctls leaves in `kvm_run` for reasons it gives no payload for.
+    fn fill_payload(&mut self, kind: &mut ExitKind) {
+        let run = self.fd.get_kvm_run();
+        match kind {
+            ExitKind::InternalError { suberror, data } => {
+                // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the valid member.
+                let internal = unsafe { run.__bindgen_anon_1.internal };
+                *suberror = internal.suberror;
+                let n = (internal.ndata as usize).min(internal.data.len());
+                *data = internal.data[..n].to_vec();
+            }
+            ExitKind::Unknown { hardware_reason } => {
+                // SAFETY: exit_reason is KVM_EXIT_UNKNOWN, so `hw` is the valid member.
+                *hardware_reason = unsafe { run.__bindgen_anon_1.hw.hardware_exit_reason };
+            }
+            _ => {}
+        }
+    }
+
+    /// The registers at this exit; system registers only when `with_sregs` (or free via sync regs).
+    fn registers(&mut self, with_sregs: bool) -> Result<(kvm_regs, Option<kvm_sregs>), kvm_ioctls::Error> {
+        if self.sync_regs {
+            let sync = self.fd.sync_regs();
+            return Ok((sync.regs, Some(sync.sregs)));
+        }
+        let regs = self.fd.get_regs()?;
+        let sregs = if with_sregs { Some(self.fd.get_sregs()?) } else { None };
+        Ok((regs, sregs))
+    }
+
+    /// Whether this exit ends the run.
+    fn decide(&self, event: &ExitEvent, request: Option<VmRequest>, rflags: u64) -> Next {
+        let vcpu = self.index;
+        match request {
+            Some(VmRequest::Exit(status)) => return Next::End(RunEnd::DebugExit { status }),
+            Some(VmRequest::Reset) => return Next::End(RunEnd::GuestReset { vcpu }),
+            None => {}
+        }
+        let error = |what: String| Next::End(RunEnd::GuestError { vcpu, what });
+        match &event.kind {
+            ExitKind::Hlt => Next::End(RunEnd::Halted { vcpu, interrupts_on: rflags & RFLAGS_IF != 0 }),
+            ExitKind::Shutdown => Next::End(RunEnd::TripleFault { vcpu }),
+            ExitKind::SystemEvent { kind: 1 | 2, .. } => Next::End(RunEnd::GuestReset { vcpu }),
+            ExitKind::InternalError { suberror, .. } => {
+                let insn = event.insn.as_ref().map_or("an unreadable instruction".to_string(), |i| {
+                    format!("`{}` ({})", i.text, i.hex())
+                });
+                error(format!(
+                    "KVM internal error, suberror {suberror}{} at rip {:#x}: {insn}",
+                    if *suberror == 1 { " (instruction emulation failed)" } else { "" },
+                    event.rip
+                ))
+            }
+            ExitKind::FailEntry { reason, .. } => error(format!("KVM could not enter the guest (reason {reason:#x})")),
+            ExitKind::SystemEvent { .. } | ExitKind::MemoryFault { .. } | ExitKind::Unknown { .. } => {
+                error(format!("{} exit: {}", event.kind.reason(), event.detail()))
+            }
+            ExitKind::Other { code } => error(format!("unexpected exit {} ({code})", event.kind.reason())),
+            ExitKind::Io { .. }
+            | ExitKind::Mmio { .. }
+            | ExitKind::Debug { .. }
+            | ExitKind::Hypercall { .. }
+            | ExitKind::Msr { .. }
+            | ExitKind::IoapicEoi { .. }
+            | ExitKind::Intr => Next::Continue,
+        }
+    }
+
+    /// Registers, the instruction at RIP and the last exits, for a crash.
+    fn crash_report(&mut self) -> CrashReport {
+        let regs = self.fd.get_regs().unwrap_or_default();
+        let sregs = self.fd.get_sregs().unwrap_or_default();
+        let insn = self.decoder.decode_at(&self.shared.mem, &cpu_mode(&sregs), regs.rip).map(|i| (*i).clone());
+        CrashReport { vcpu: self.index, regs, sregs, insn, last_exits: self.recent.iter().cloned().collect() }
+    }
+}
+
+/// Little-endian value of up to 8 bytes.
+fn le_value(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// Turns a `VcpuExit` into an exit kind, dispatching MMIO accesses to the bus. Port accesses are
+/// dispatched afterwards by [`dispatch_io`], which needs the element size `kvm_run` holds.
+fn classify(exit: VcpuExit<'_>, shared: &Shared) -> (ExitKind, Option<&'static str>, Option<VmRequest>) {
+    match exit {
+        VcpuExit::IoOut(port, _) => (ExitKind::Io { port, dir: Dir::Out, size: 0, count: 0, data: 0 }, None, None),
+        VcpuExit::IoIn(port, _) => (ExitKind::Io { port, dir: Dir::In, size: 0, count: 0, data: 0 }, None, None),
+        VcpuExit::MmioRead(addr, data) => {
+            let device = shared.mmio.read(addr, data);
+            (ExitKind::Mmio { addr, dir: Dir::In, len: data.len() as u8, data: le_value(data) }, device, None)
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            let (device, request) = shared.mmio.write(addr, data);
+            (ExitKind::Mmio { addr, dir: Dir::Out, len: data.len() as u8, data: le_value(data) }, device, request)
+        }
+        VcpuExit::Hlt => (ExitKind::Hlt, None, None),
+        VcpuExit::Shutdown => (ExitKind::Shutdown, None, None),
+        VcpuExit::InternalError => (ExitKind::InternalError { suberror: 0, data: Vec::new() }, None, None),
+        VcpuExit::FailEntry(reason, cpu) => (ExitKind::FailEntry { reason, cpu }, None, None),
+        VcpuExit::SystemEvent(kind, data) => (ExitKind::SystemEvent { kind, data: data.to_vec() }, None, None),
+        VcpuExit::Debug(d) => {
+            (ExitKind::Debug { exception: d.exception, pc: d.pc, dr6: d.dr6, dr7: d.dr7 }, None, None)
+        }
+        VcpuExit::Hypercall(h) => (ExitKind::Hypercall { nr: h.nr }, None, None),
+        VcpuExit::X86Rdmsr(m) => {
+            // No MSR filter is installed, so these do not come; answer "not handled" if they do.
+            *m.error = 1;
+            (ExitKind::Msr { index: m.index, dir: Dir::In, data: 0 }, None, None)
+        }
+        VcpuExit::X86Wrmsr(m) => {
+            *m.error = 1;
+            (ExitKind::Msr { index: m.index, dir: Dir::Out, data: m.data }, None, None)
+        }
+        VcpuExit::IoapicEoi(vector) => (ExitKind::IoapicEoi { vector }, None, None),
+        VcpuExit::MemoryFault { flags, gpa, size } => (ExitKind::MemoryFault { gpa, size, flags }, None, None),
+        VcpuExit::Intr => (ExitKind::Intr, None, None),
+        VcpuExit::Unknown => (ExitKind::Unknown { hardware_reason: 0 }, None, None),
+        VcpuExit::Exception => (ExitKind::Other { code: kvm_bindings::KVM_EXIT_EXCEPTION }, None, None),
+        VcpuExit::IrqWindowOpen => (ExitKind::Other { code: kvm_bindings::KVM_EXIT_IRQ_WINDOW_OPEN }, None, None),
+        VcpuExit::SetTpr => (ExitKind::Other { code: kvm_bindings::KVM_EXIT_SET_TPR }, None, None),
+        VcpuExit::TprAccess => (ExitKind::Other { code: kvm_bindings::KVM_EXIT_TPR_ACCESS }, None, None),
+        VcpuExit::Nmi => (ExitKind::Other { code: kvm_bindings::KVM_EXIT_NMI }, None, None),
+        VcpuExit::Hyperv => (ExitKind::Other { code: kvm_bindings::KVM_EXIT_HYPERV }, None, None),
+        VcpuExit::Unsupported(code) => (ExitKind::Other { code }, None, None),
+        other => (ExitKind::Other { code: other_code(&other) }, None, None),
+    }
+}
+
+/// Exit codes of the non-x86 reasons kvm-ioctls names (never seen on x86, kept for completeness).
+fn other_code(exit: &VcpuExit<'_>) -> u32 {
+    use kvm_bindings::*;
+    match exit {
+        VcpuExit::S390Sieic => KVM_EXIT_S390_SIEIC,
+        VcpuExit::S390Reset => KVM_EXIT_S390_RESET,
+        VcpuExit::Dcr => KVM_EXIT_DCR,
+        VcpuExit::Osi => KVM_EXIT_OSI,
+        VcpuExit::PaprHcall => KVM_EXIT_PAPR_HCALL,
+        VcpuExit::S390Ucontrol => KVM_EXIT_S390_UCONTROL,
+        VcpuExit::Watchdog => KVM_EXIT_WATCHDOG,
+        VcpuExit::S390Tsch => KVM_EXIT_S390_TSCH,
+        VcpuExit::Epr => KVM_EXIT_EPR,
+        VcpuExit::S390Stsi => KVM_EXIT_S390_STSI,
+        _ => u32::MAX,
+    }
+}

@@ -1,0 +1,258 @@
+//! Building a VM (KVM, memory, devices, the loaded image, vCPUs) and running it to its end.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use thiserror::Error;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use super::boot_cpu;
+use super::bus::{Bus, BusError};
+use super::devices::{DebugExit, PostCode, Serial, debug_exit, post, serial};
+use super::kick::{self, Kickable};
+use super::loader::{self, BootMode, BootSetup, LoaderError};
+use super::memory::{GuestRam, MemoryError};
+use super::outcome::{CrashReport, RunEnd};
+use super::shared::Shared;
+use super::vcpu::{Vcpu, VcpuEnd};
+use crate::trace::{Counters, ExitSink};
+
+/// Errors setting up or running a VM.
+#[derive(Debug, Error)]
+pub enum VmError {
+    /// /dev/kvm could not be opened.
+    #[error(
+        "cannot open /dev/kvm: {0}. kvmscope needs KVM: load the kvm module (kvm_intel, kvm_amd or \
+         kvm_pvm) and run as root or as a member of the kvm group"
+    )]
+    NoKvm(std::io::Error),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A KVM ioctl failed.
+    #[error("KVM refused {what}: {source}")]
+    Kvm { what: &'static str, source: kvm_ioctls::Error },
+    /// A thread could not be started.
+    #[error("cannot start a vCPU thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl VmError {
+    /// Whether the user's input (image, sizes, addresses) is at fault, as opposed to the host.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, VmError::Memory(_) | VmError::Loader(_))
+    }
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { what, source }
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub enum Image {
+    /// A kernel recognised by content (multiboot, 64-bit ELF).
+    Kernel(PathBuf),
+    /// A raw binary copied to `load` and entered at `entry` in `mode`.
+    Raw { path: PathBuf, load: u64, entry: u64, mode: BootMode },
+}
+
+/// Everything needed to build a VM.
+pub struct VmConfig {
+    pub image: Image,
+    pub mem_size: u64,
+    pub cmdline: String,
+    pub cpus: u32,
+    /// Where the guest's serial output goes.
+    pub console: Box<dyn Write + Send>,
+}
+
+/// What a finished run leaves behind.
+pub struct RunReport {
+    pub end: RunEnd,
+    /// Exact counters, all vCPUs merged.
+    pub counters: Counters,
+    /// Per-vCPU counters.
+    pub per_vcpu: Vec<Counters>,
+    /// When the guest crashed: the vCPU's state at that moment.
+    pub crash: Option<Box<CrashReport>>,
+    pub elapsed: Duration,
+}
+
+/// Limits on a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunLimits {
+    pub timeout: Option<Duration>,
+    pub max_exits: Option<u64>,
+}
+
+/// A built VM, ready to run.
+pub struct Vm {
+    _kvm: Kvm,
+    _fd: VmFd,
+    pub ram: GuestRam,
+    pub boot: BootSetup,
+    pub pio: Bus,
+    pub mmio: Bus,
+    vcpus: Vec<VcpuFd>,
+    /// Whether KVM copies registers into kvm_run on each exit.
+    pub sync_regs: bool,
+    /// The serial port, for input from the UI.
+    pub serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
+}
+
+/// Set by SIGINT/SIGTERM; polled by the run loop.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Makes Ctrl-C and SIGTERM end the run with its summary instead of killing the process.
+pub fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let _ = vmm_sys_util::signal::register_signal_handler(sig, on_interrupt);
+    }
+}
+
+/// Whether Ctrl-C or SIGTERM arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+impl Vm {
+    /// Opens KVM, maps memory, loads the image, creates devices and vCPUs in their entry state.
+    pub fn new(config: VmConfig) -> Result<Self, VmError> {
+        let kvm = Kvm::new().map_err(|e| VmError::NoKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        let fd = kvm.create_vm().map_err(kvm_err("creating a VM (KVM_CREATE_VM)"))?;
+        let ram = GuestRam::new(config.mem_size)?;
+        for (slot, region) in ram.mem.iter().enumerate() {
+            let mem_region = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: region.as_ptr() as u64,
+            };
+            // SAFETY: the region is mapped for the life of `ram`, which the Vm owns alongside the
+            // VM fd, and does not overlap another slot.
+            unsafe { fd.set_user_memory_region(mem_region) }.map_err(kvm_err("a memory slot"))?;
+        }
+        let boot = match &config.image {
+            Image::Kernel(path) => loader::load_kernel(path, &ram, &config.cmdline)?,
+            Image::Raw { path, load, entry, mode } => loader::raw::load(path, &ram, *load, *entry, *mode)?,
+        };
+        if boot.mode != BootMode::Real && !boot_cpu::write_boot_tables(&ram, boot.mode) {
+            return Err(LoaderError::Invalid {
+                path: PathBuf::from("(boot tables)"),
+                what: "guest RAM too small for the boot area".into(),
+            }
+            .into());
+        }
+
+        let serial = Arc::new(Mutex::new(Serial::new(config.console)));
+        let mut pio = Bus::default();
+        pio.insert("serial", serial::PORT as u64, serial::SIZE, serial.clone())?;
+        pio.insert("debug-exit", debug_exit::PORT as u64, debug_exit::SIZE, Arc::new(Mutex::new(DebugExit)))?;
+        pio.insert("post", post::PORT as u64, 1, Arc::new(Mutex::new(PostCode::default())))?;
+        let mmio = Bus::default();
+
+        let sync_regs = {
+            let want = kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X86_SREGS;
+            (kvm.check_extension_int(Cap::SyncRegs) as u32) & want == want
+        };
+        let mut vcpus = Vec::new();
+        for i in 0..config.cpus.max(1) {
+            let vcpu = fd.create_vcpu(i as u64).map_err(kvm_err("creating a vCPU"))?;
+            let cpuid = kvm
+                .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+                .map_err(kvm_err("reporting CPUID"))?;
+            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("setting CPUID"))?;
+            let mut sregs = vcpu.get_sregs().map_err(kvm_err("reading system registers"))?;
+            let regs = boot_cpu::entry_state(&boot, &mut sregs);
+            vcpu.set_sregs(&sregs).map_err(kvm_err("setting system registers"))?;
+            vcpu.set_regs(&regs).map_err(kvm_err("setting registers"))?;
+            vcpus.push(vcpu);
+        }
+        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial })
+    }
+
+    /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
+    pub fn run(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunReport, VmError> {
+        kick::install();
+        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial } = self;
+        let shared = Arc::new(Shared {
+            mem: ram.mem.clone(),
+            pio,
+            mmio,
+            start: Instant::now(),
+            seq: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            max_exits: limits.max_exits.unwrap_or(u64::MAX),
+            counters: vcpus.iter().map(|_| Mutex::new(Counters::default())).collect(),
+            sinks,
+        });
+        let (tx, rx) = mpsc::channel::<VcpuEnd>();
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        for (i, fd) in vcpus.into_iter().enumerate() {
+            let vcpu = Vcpu::new(i as u32, fd, shared.clone(), sync_regs);
+            let tx = tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("vcpu{i}"))
+                .spawn(move || {
+                    if let Some(end) = vcpu.run() {
+                        let _ = tx.send(end);
+                    }
+                })
+                .map_err(VmError::Thread)?;
+            threads.push(handle);
+        }
+        drop(tx);
+
+        let deadline = limits.timeout.map(|t| shared.start + t);
+        let (end, crash) = loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(end) => break end,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break (RunEnd::VmmError("every vCPU thread ended without a reason".into()), None);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if interrupted() {
+                        break (RunEnd::Interrupted, None);
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break (RunEnd::Timeout, None);
+                    }
+                }
+            }
+        };
+        shared.stopping.store(true, Ordering::Release);
+        use std::os::unix::thread::JoinHandleExt;
+        for t in &threads {
+            Kickable(t.as_pthread_t()).kick();
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Ok(mut s) = serial.lock() {
+            let _ = s.writer_mut().flush();
+        }
+        let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
+        Ok(RunReport {
+            end,
+            counters: shared.merged_counters(),
+            per_vcpu,
+            crash,
+            elapsed: shared.start.elapsed(),
+        })
+    }
+}
