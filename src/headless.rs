@@ -1,8 +1,11 @@
 //! Running a guest without the UI: console to stdout, the summary to stderr at the end.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::summary::{self, SummaryFormat};
+use crate::trace::ExitSink;
+use crate::trace::printer::TracePrinter;
 use crate::vmm::{RunLimits, RunReport, Vm, VmConfig, VmError};
 
 /// Options of a headless run.
@@ -10,6 +13,8 @@ use crate::vmm::{RunLimits, RunReport, Vm, VmConfig, VmError};
 pub struct HeadlessOptions {
     pub limits: RunLimits,
     pub summary: SummaryFormat,
+    /// Print every exit to stderr as it happens.
+    pub trace: bool,
 }
 
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
@@ -24,7 +29,11 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, VmError> {
         vm.ram.map,
         if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" }
     );
-    let report = vm.run(options.limits, Vec::new())?;
+    let mut sinks: Vec<Arc<dyn ExitSink>> = Vec::new();
+    if options.trace {
+        sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
+    }
+    let report = vm.run(options.limits, sinks)?;
     print_report(&report, options.summary);
     Ok(report.end.status())
 }

@@ -2,13 +2,13 @@
 
 /// Guest state made readable: page walks and instruction decoding.
 pub mod decode;
+/// The project's own guests, built from assets/guests.
+pub mod guests;
+/// Running without the UI.
+pub mod headless;
 /// Summaries of a run: `perf kvm stat`-like text and JSON.
 pub mod summary;
 /// Exit events and their exact counters.
 pub mod trace;
 /// The VMM: KVM, memory, loaders, devices, vCPU threads.
 pub mod vmm;
-/// Running without the UI.
-pub mod headless;
-/// The project's own guests, built from assets/guests.
-pub mod guests;

@@ -56,6 +56,9 @@ struct RunArgs {
     /// End the run after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = headless::parse_timeout)]
     timeout: Option<std::time::Duration>,
+    /// Print every exit to stderr as it happens (slows the guest; nothing is dropped).
+    #[arg(long)]
+    trace: bool,
     /// End the run after this many exits.
     #[arg(long, value_name = "N")]
     max_exits: Option<u64>,
@@ -85,16 +88,12 @@ fn run(args: RunArgs) -> ExitCode {
         },
         (None, None) => unreachable!("clap requires --kernel or --image"),
     };
-    let config = VmConfig {
-        image,
-        mem_size: args.mem,
-        cmdline: args.cmdline,
-        cpus: 1,
-        console: Box::new(std::io::stdout()),
-    };
+    let config =
+        VmConfig { image, mem_size: args.mem, cmdline: args.cmdline, cpus: 1, console: Box::new(std::io::stdout()) };
     let options = HeadlessOptions {
         limits: RunLimits { timeout: args.timeout, max_exits: args.max_exits },
         summary: args.summary,
+        trace: args.trace,
     };
     match headless::run(config, options) {
         Ok(status) => ExitCode::from(status as u8),

@@ -61,7 +61,12 @@ pub fn text(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> String {
     for (name, s) in &reasons {
         row(&mut out, name, s, &counters.total);
     }
-    let _ = writeln!(out, "\nTotal Samples:{}, Total events handled time:{}", counters.total.count, us(counters.total.total_ns));
+    let _ = writeln!(
+        out,
+        "\nTotal Samples:{}, Total events handled time:{}",
+        counters.total.count,
+        us(counters.total.total_ns)
+    );
     if !counters.by_port.is_empty() {
         let _ = writeln!(out);
         header(&mut out, "IO Port Access");
@@ -98,16 +103,14 @@ pub fn json(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> Value {
     let io: Vec<Value> = counters
         .ports_sorted()
         .into_iter()
-        .map(|((port, dir), s)| {
-            json!({ "port": port, "dir": dir.io_name(), "count": s.count, "time": stat_json(&s) })
-        })
+        .map(|((port, dir), s)| json!({ "port": port, "dir": dir.io_name(), "count": s.count, "time": stat_json(&s) }))
         .collect();
     let mmio: Vec<Value> = counters
         .mmio_sorted()
         .into_iter()
-        .map(|((addr, dir), s)| {
-            json!({ "addr": addr, "dir": dir.mmio_name(), "count": s.count, "time": stat_json(&s) })
-        })
+        .map(
+            |((addr, dir), s)| json!({ "addr": addr, "dir": dir.mmio_name(), "count": s.count, "time": stat_json(&s) }),
+        )
         .collect();
     json!({
         "exits": counters.total.count,
@@ -150,7 +153,8 @@ pub fn crash_text(c: &CrashReport) -> String {
         let _ = writeln!(out, "  last exits:");
         for e in &c.last_exits {
             let insn = e.insn.as_ref().map(|i| i.text.as_str()).unwrap_or("");
-            let _ = writeln!(out, "    #{:<8} {:<14} rip {:#x} {}  {}", e.seq, e.kind.reason(), e.rip, e.detail(), insn);
+            let _ =
+                writeln!(out, "    #{:<8} {:<14} rip {:#x} {}  {}", e.seq, e.kind.reason(), e.rip, e.detail(), insn);
         }
     }
     out

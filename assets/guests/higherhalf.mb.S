@@ -57,15 +57,17 @@ _start:
 
     .code64
 long_entry:
+    mov $0xffff8000, %ecx
+    shl $32, %rcx
     mov $high_entry, %eax
-    movabs $0xffff800000000000, %rcx
     add %rcx, %rax
     jmp *%rax
 high_entry:
     mov $0x511, %dx
     mov $'H', %al
     out %al, %dx                    /* decoded at 0xffff8000001xxxxx */
-    movabs $0x400000000 + (far_code - far_page), %rax
+    mov $4, %eax                    /* 0x400000000 (gas cannot put 64-bit constants in ELF32) */
+    shl $32, %rax
     call *%rax
     mov $0x21, %eax
     out %eax, $0xf4

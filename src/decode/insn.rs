@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+use iced_x86::{
+    Decoder, DecoderOptions, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic, OpAccess, OpKind,
+};
 
 use super::paging::{CpuMode, PhysRead, read_virt};
-use crate::trace::Insn;
+use crate::trace::{Dir, ExitKind, Insn};
 
 /// Longest x86 instruction.
 pub const MAX_INSN_LEN: usize = 15;
@@ -52,39 +54,174 @@ fn format_insn(insn: &Instruction) -> String {
     text
 }
 
-/// Decodes the instruction at a guest RIP, remembering each distinct (address, bytes, mode) it has
-/// seen so a loop that exits a million times is formatted once.
-#[derive(Default)]
+/// Decodes the instruction behind an exit, remembering each distinct (address, bytes, mode, exit
+/// class) it has seen so a loop that exits a million times is decoded once.
+///
+/// Where RIP points at an exit depends on the host: VT-x KVM leaves it on a port instruction and an
+/// MMIO read, but past an MMIO write; an emulating KVM (PVM) leaves it past every port instruction.
+/// So for port and MMIO exits the instruction at RIP is taken only if it could have made that exit
+/// (same direction, size, port); otherwise the instruction that ends exactly at RIP and could have
+/// made it is taken. The position that worked last for each kind of exit is tried first.
 pub struct InsnDecoder {
-    cache: HashMap<(u64, u32, [u8; MAX_INSN_LEN]), Arc<Insn>>,
+    cache: HashMap<CacheKey, Option<Arc<Insn>>>,
+    info: InstructionInfoFactory,
+    /// Per exit class: whether RIP was last found past the instruction.
+    rip_after: HashMap<ExitClass, bool>,
 }
+
+impl Default for InsnDecoder {
+    fn default() -> Self {
+        Self { cache: HashMap::new(), info: InstructionInfoFactory::new(), rip_after: HashMap::new() }
+    }
+}
+
+/// What an exit says about the instruction that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ExitClass {
+    Io { port: u16, dir: Dir, size: u8 },
+    Mmio { dir: Dir, len: u8 },
+    AtRip,
+}
+
+impl ExitClass {
+    fn of(kind: &ExitKind) -> Self {
+        match *kind {
+            ExitKind::Io { port, dir, size, .. } => ExitClass::Io { port, dir, size },
+            ExitKind::Mmio { dir, len, .. } => ExitClass::Mmio { dir, len },
+            _ => ExitClass::AtRip,
+        }
+    }
+
+    /// The key for the learned RIP position (ports differ only in the operand).
+    fn position_key(self) -> ExitClass {
+        match self {
+            ExitClass::Io { dir, size, .. } => ExitClass::Io { port: 0, dir, size },
+            other => other,
+        }
+    }
+
+    /// Where RIP is expected before anything is learned: VT-x/AMD-V behaviour.
+    fn default_after(self) -> bool {
+        matches!(self, ExitClass::Mmio { dir: Dir::Out, .. })
+    }
+}
+
+type CacheKey = (u64, u32, ExitClass, [u8; 2 * MAX_INSN_LEN]);
 
 impl InsnDecoder {
     /// The instruction at `rip` in the vCPU's current mode, or `None` if unmapped or undecodable.
     pub fn decode_at(&mut self, mem: &dyn PhysRead, mode: &CpuMode, rip: u64) -> Option<Arc<Insn>> {
-        let addr = mode.code_linear(rip);
         let mut bytes = [0u8; MAX_INSN_LEN];
-        let n = read_virt(mem, mode, addr, &mut bytes);
-        if n == 0 {
-            return None;
-        }
+        let n = read_virt(mem, mode, mode.code_linear(rip), &mut bytes);
+        decode_bytes(&bytes[..n], mode.bitness(), rip).map(Arc::new)
+    }
+
+    /// The instruction that made the exit `kind` with the vCPU at `rip`.
+    pub fn decode_exit(&mut self, mem: &dyn PhysRead, mode: &CpuMode, rip: u64, kind: &ExitKind) -> Option<Arc<Insn>> {
+        let class = ExitClass::of(kind);
         let bitness = mode.bitness();
-        let key = (rip, bitness, bytes);
-        if let Some(hit) = self.cache.get(&key) {
-            return Some(hit.clone());
+        // Up to 15 bytes before RIP (fewer at the start of a mapping) and 15 from RIP.
+        let mut window = [0u8; 2 * MAX_INSN_LEN];
+        let linear = mode.code_linear(rip);
+        let after = read_virt(mem, mode, linear, &mut window[MAX_INSN_LEN..]);
+        let mut before = MAX_INSN_LEN;
+        if class != ExitClass::AtRip {
+            let mut back = [0u8; MAX_INSN_LEN];
+            for want in (1..=MAX_INSN_LEN).rev() {
+                if read_virt(mem, mode, linear.wrapping_sub(want as u64), &mut back[..want]) == want {
+                    window[MAX_INSN_LEN - want..MAX_INSN_LEN].copy_from_slice(&back[..want]);
+                    before = MAX_INSN_LEN - want;
+                    break;
+                }
+            }
         }
-        let insn = Arc::new(decode_bytes(&bytes[..n], bitness, rip)?);
+        let key = (rip, bitness, class, window);
+        if let Some(hit) = self.cache.get(&key) {
+            return hit.clone();
+        }
+        let at_rip = || decode_bytes(&window[MAX_INSN_LEN..MAX_INSN_LEN + after], bitness, rip);
+        let found = if class == ExitClass::AtRip {
+            at_rip()
+        } else {
+            let here = at_rip().filter(|i| self.could_make(i, bitness, class));
+            let behind = self.ending_at(&window[before..MAX_INSN_LEN], bitness, rip, class);
+            let pos = class.position_key();
+            let prefer_after = *self.rip_after.get(&pos).unwrap_or(&pos.default_after());
+            match (here, behind) {
+                (Some(h), None) => {
+                    self.rip_after.insert(pos, false);
+                    Some(h)
+                }
+                (None, Some(b)) => {
+                    self.rip_after.insert(pos, true);
+                    Some(b)
+                }
+                (Some(h), Some(b)) => Some(if prefer_after { b } else { h }),
+                (None, None) => None,
+            }
+        };
+        let found = found.map(Arc::new);
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
-        self.cache.insert(key, insn.clone());
-        Some(insn)
+        self.cache.insert(key, found.clone());
+        found
     }
 
-    /// How many distinct instructions are cached.
+    /// The shortest instruction in `bytes` that ends exactly at `end` and could have made the exit.
+    fn ending_at(&mut self, bytes: &[u8], bitness: u32, end: u64, class: ExitClass) -> Option<Insn> {
+        (1..=bytes.len()).find_map(|len| {
+            let start = bytes.len() - len;
+            let insn = decode_bytes(&bytes[start..], bitness, end - len as u64)?;
+            (insn.bytes.len() == len && self.could_make(&insn, bitness, class)).then_some(insn)
+        })
+    }
+
+    /// Whether `insn` could have caused an exit of `class`.
+    fn could_make(&mut self, insn: &Insn, bitness: u32, class: ExitClass) -> bool {
+        let mut decoder = Decoder::with_ip(bitness, &insn.bytes, insn.addr, DecoderOptions::NONE);
+        let i = decoder.decode();
+        match class {
+            ExitClass::AtRip => true,
+            ExitClass::Io { port, dir, size } => {
+                let size = size as usize;
+                let (reg_op, imm_op) = match (i.mnemonic(), dir) {
+                    (Mnemonic::In, Dir::In) => (0, 1),
+                    (Mnemonic::Out, Dir::Out) => (1, 0),
+                    (Mnemonic::Insb | Mnemonic::Outsb, _) => return string_io(&i, dir) && size == 1,
+                    (Mnemonic::Insw | Mnemonic::Outsw, _) => return string_io(&i, dir) && size == 2,
+                    (Mnemonic::Insd | Mnemonic::Outsd, _) => return string_io(&i, dir) && size == 4,
+                    _ => return false,
+                };
+                let port_ok = i.op_kind(imm_op) != OpKind::Immediate8 || i.immediate8() as u16 == port;
+                port_ok && i.op_register(reg_op).size() == size
+            }
+            ExitClass::Mmio { dir, len } => self.info.info(&i).used_memory().iter().any(|m| {
+                let dir_ok = match dir {
+                    Dir::In => matches!(
+                        m.access(),
+                        OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                    ),
+                    Dir::Out => matches!(
+                        m.access(),
+                        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                    ),
+                };
+                dir_ok && m.memory_size().size() >= len as usize
+            }),
+        }
+    }
+
+    /// How many distinct exits are cached.
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+}
+
+/// Whether a string port instruction moves data in `dir`.
+fn string_io(i: &Instruction, dir: Dir) -> bool {
+    let is_in = matches!(i.mnemonic(), Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd);
+    is_in == (dir == Dir::In)
 }
 
 #[cfg(test)]
@@ -111,23 +248,40 @@ mod tests {
         assert_eq!(texts, vec![(0x10, "nop"), (0x11, "hlt"), (0x12, "(bad)"), (0x13, "nop")]);
     }
 
+    fn io(port: u16, dir: Dir, size: u8) -> ExitKind {
+        ExitKind::Io { port, dir, size, count: 1, data: 0 }
+    }
+
     #[test]
-    fn decoder_reads_guest_memory_and_caches() {
+    fn exit_instruction_found_at_or_before_rip() {
+        // 0x1000: mov dx,0x3f8 (66 ba f8 03) ; 0x1004: out dx,al (ee) ; 0x1005: in al,dx (ec) ;
+        // 0x1006: mov [ebx],eax (89 03) ; 0x1008: nop
         let mut mem = Flat(vec![0x90; 0x2000]);
-        mem.0[0x1000] = 0xec; // in al,dx
+        mem.0[0x1000..0x1008].copy_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xee, 0xec, 0x89, 0x03]);
         let mode = CpuMode { cr0: 1, cs_db: true, ..Default::default() };
         let mut d = InsnDecoder::default();
-        let a = d.decode_at(&mem, &mode, 0x1000).unwrap();
-        let b = d.decode_at(&mem, &mode, 0x1000).unwrap();
-        assert_eq!(a.text, "in al,dx");
-        assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(d.cached(), 1);
+        // RIP on the instruction (VT-x style).
+        let at = d.decode_exit(&mem, &mode, 0x1004, &io(0x3f8, Dir::Out, 1)).unwrap();
+        assert_eq!((at.addr, at.text.as_str()), (0x1004, "out dx,al"));
+        // RIP past it (emulating KVM): the next instruction is `in`, which cannot make an `out` exit.
+        let past = d.decode_exit(&mem, &mode, 0x1005, &io(0x3f8, Dir::Out, 1)).unwrap();
+        assert_eq!((past.addr, past.text.as_str()), (0x1004, "out dx,al"));
+        // Wrong size: `out dx,al` cannot make a 4-byte exit, and nothing else can.
+        assert!(d.decode_exit(&mem, &mode, 0x1004, &io(0x3f8, Dir::Out, 4)).is_none());
+        // MMIO write with RIP past the store.
+        let store = ExitKind::Mmio { addr: 0xd000_0000, dir: Dir::Out, len: 4, data: 0 };
+        let st = d.decode_exit(&mem, &mode, 0x1008, &store).unwrap();
+        assert_eq!((st.addr, st.text.as_str()), (0x1006, "mov [ebx],eax"));
+        // Cached: the same exit again gives the same Arc.
+        let again = d.decode_exit(&mem, &mode, 0x1008, &store).unwrap();
+        assert!(Arc::ptr_eq(&st, &again));
         // Self-modifying code: new bytes at the same address decode anew.
-        mem.0[0x1000] = 0xee;
-        assert_eq!(d.decode_at(&mem, &mode, 0x1000).unwrap().text, "out dx,al");
-        // The last bytes of memory: fewer than 15 readable still decode.
-        mem.0[0x1fff] = 0xf4;
-        assert_eq!(d.decode_at(&mem, &mode, 0x1fff).unwrap().text, "hlt");
+        mem.0[0x1004] = 0xe6; // out imm8,al needs a second byte: e6 ec = out 0ECh,al
+        let imm = d.decode_exit(&mem, &mode, 0x1004, &io(0xec, Dir::Out, 1)).unwrap();
+        assert_eq!(imm.text, "out 0ECh,al");
+        assert!(d.decode_exit(&mem, &mode, 0x1004, &io(0x80, Dir::Out, 1)).is_none(), "port must match");
+        // Unmapped RIP: nothing.
         assert!(d.decode_at(&mem, &mode, 0x9000).is_none());
+        assert_eq!(d.decode_at(&mem, &mode, 0x1006).unwrap().text, "mov [ebx],eax");
     }
 }

@@ -148,9 +148,11 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
     let gva = gva & 0xffff_ffff;
     if mode.cr4 & CR4_PAE != 0 {
         let pdpte_addr = (mode.cr3 & 0xffff_ffe0) + ((gva >> 30) & 3) * 8;
-        let pdpte = mem
-            .read_u64(pdpte_addr)
-            .ok_or(WalkError::TableOutsideRam { gva, level: "PDPT", entry_addr: pdpte_addr })?;
+        let pdpte = mem.read_u64(pdpte_addr).ok_or(WalkError::TableOutsideRam {
+            gva,
+            level: "PDPT",
+            entry_addr: pdpte_addr,
+        })?;
         if pdpte & PRESENT == 0 {
             return Err(WalkError::NotPresent { gva, level: "PDPT", entry_addr: pdpte_addr, entry: pdpte });
         }
@@ -162,9 +164,8 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
     // 32-bit paging: 4-byte entries; 4 MiB pages when CR4.PSE.
     let pse = mode.cr4 & CR4_PSE != 0;
     let pde_addr = (mode.cr3 & 0xffff_f000) + ((gva >> 22) & 0x3ff) * 4;
-    let pde = mem
-        .read_u32(pde_addr)
-        .ok_or(WalkError::TableOutsideRam { gva, level: "PDE", entry_addr: pde_addr })? as u64;
+    let pde =
+        mem.read_u32(pde_addr).ok_or(WalkError::TableOutsideRam { gva, level: "PDE", entry_addr: pde_addr })? as u64;
     if pde & PRESENT == 0 {
         return Err(WalkError::NotPresent { gva, level: "PDE", entry_addr: pde_addr, entry: pde });
     }
@@ -174,9 +175,8 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
         return Ok(Translation { gva, gpa: base | (gva & 0x3f_ffff), page_size: 4 << 20, steps });
     }
     let pte_addr = (pde & 0xffff_f000) + ((gva >> 12) & 0x3ff) * 4;
-    let pte = mem
-        .read_u32(pte_addr)
-        .ok_or(WalkError::TableOutsideRam { gva, level: "PTE", entry_addr: pte_addr })? as u64;
+    let pte =
+        mem.read_u32(pte_addr).ok_or(WalkError::TableOutsideRam { gva, level: "PTE", entry_addr: pte_addr })? as u64;
     steps.push(WalkStep { level: "PTE", entry_addr: pte_addr, entry: pte });
     if pte & PRESENT == 0 {
         return Err(WalkError::NotPresent { gva, level: "PTE", entry_addr: pte_addr, entry: pte });

@@ -160,10 +160,7 @@ impl ExitKind {
     pub fn wants_decode(&self) -> bool {
         matches!(
             self,
-            ExitKind::Io { .. }
-                | ExitKind::Mmio { .. }
-                | ExitKind::Debug { .. }
-                | ExitKind::InternalError { .. }
+            ExitKind::Io { .. } | ExitKind::Mmio { .. } | ExitKind::Debug { .. } | ExitKind::InternalError { .. }
         )
     }
 }
@@ -205,13 +202,9 @@ impl fmt::Display for ExitEvent {
                     write!(f, " x{count}")?;
                 }
             }
-            ExitKind::Mmio { addr, dir, len, data } => write!(
-                f,
-                "{} {addr:#x} {}={data:#0w$x}",
-                dir.mmio_name(),
-                len,
-                w = 2 + 2 * (*len).min(8) as usize
-            )?,
+            ExitKind::Mmio { addr, dir, len, data } => {
+                write!(f, "{} {addr:#x} {}={data:#0w$x}", dir.mmio_name(), len, w = 2 + 2 * (*len).min(8) as usize)?
+            }
             ExitKind::InternalError { suberror, data } => {
                 write!(f, "suberror {suberror}")?;
                 for d in data {

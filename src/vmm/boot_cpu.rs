@@ -64,9 +64,7 @@ pub fn write_boot_tables(ram: &GuestRam, mode: BootMode) -> bool {
         for i in 0..4u64 {
             let pd = PD_ADDR + i * 0x1000;
             ok &= ram.write(PDPT_ADDR + i * 8, &(pd | 3).to_le_bytes());
-            let entries: Vec<u8> = (0..512u64)
-                .flat_map(|j| (((i * 512 + j) << 21) | 0x83).to_le_bytes())
-                .collect();
+            let entries: Vec<u8> = (0..512u64).flat_map(|j| (((i * 512 + j) << 21) | 0x83).to_le_bytes()).collect();
             ok &= ram.write(pd, &entries);
         }
     }
@@ -80,14 +78,7 @@ pub fn entry_state(boot: &BootSetup, sregs: &mut kvm_sregs) -> kvm_regs {
         BootMode::Real => {
             // CS:IP with IP < 64 KiB; the other segments equal CS; SP = 0 (wraps to the segment's top).
             let sel = ((boot.entry >> 4) & 0xf000) as u16;
-            for s in [
-                &mut sregs.cs,
-                &mut sregs.ds,
-                &mut sregs.es,
-                &mut sregs.fs,
-                &mut sregs.gs,
-                &mut sregs.ss,
-            ] {
+            for s in [&mut sregs.cs, &mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
                 s.selector = sel;
                 s.base = (sel as u64) << 4;
                 s.limit = 0xffff;
@@ -125,14 +116,8 @@ mod tests {
     fn identity_map_covers_ram_and_mmio_hole() {
         let ram = GuestRam::new(64 << 20).unwrap();
         assert!(write_boot_tables(&ram, BootMode::Long));
-        let boot = BootSetup {
-            format: "elf64",
-            mode: BootMode::Long,
-            entry: 0x10_0000,
-            rax: 0,
-            rbx: 0,
-            loaded: vec![],
-        };
+        let boot =
+            BootSetup { format: "elf64", mode: BootMode::Long, entry: 0x10_0000, rax: 0, rbx: 0, loaded: vec![] };
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
         assert_eq!(regs.rip, 0x10_0000);
@@ -154,14 +139,7 @@ mod tests {
 
     #[test]
     fn real_mode_splits_entry_into_cs_and_ip() {
-        let boot = BootSetup {
-            format: "raw",
-            mode: BootMode::Real,
-            entry: 0x1_7c00,
-            rax: 0,
-            rbx: 0,
-            loaded: vec![],
-        };
+        let boot = BootSetup { format: "raw", mode: BootMode::Real, entry: 0x1_7c00, rax: 0, rbx: 0, loaded: vec![] };
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
         assert_eq!((sregs.cs.selector, sregs.cs.base, regs.rip), (0x1000, 0x1_0000, 0x7c00));

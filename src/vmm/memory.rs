@@ -119,11 +119,7 @@ impl MemoryMap {
         let mut v = vec![
             MapEntry { start: 0, len: LOW_RAM_END, kind: RegionKind::Ram },
             MapEntry { start: LOW_RAM_END, len: HIGH_RAM_START - LOW_RAM_END, kind: RegionKind::Reserved },
-            MapEntry {
-                start: HIGH_RAM_START,
-                len: self.low_ram_end() - HIGH_RAM_START,
-                kind: RegionKind::Ram,
-            },
+            MapEntry { start: HIGH_RAM_START, len: self.low_ram_end() - HIGH_RAM_START, kind: RegionKind::Ram },
             MapEntry { start: MMIO_HOLE_START, len: MMIO_HOLE_END - MMIO_HOLE_START, kind: RegionKind::Reserved },
         ];
         if let Some(&(start, len)) = self.ram.get(1) {
@@ -155,10 +151,9 @@ impl GuestRam {
     /// Maps `size` bytes of RAM laid out as [`MemoryMap::new`] says.
     pub fn new(size: u64) -> Result<Self, MemoryError> {
         let map = MemoryMap::new(size)?;
-        let ranges: Vec<(GuestAddress, usize)> =
-            map.ram.iter().map(|&(s, l)| (GuestAddress(s), l as usize)).collect();
-        let mem = GuestMemoryMmap::from_ranges(&ranges)
-            .map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
+        let ranges: Vec<(GuestAddress, usize)> = map.ram.iter().map(|&(s, l)| (GuestAddress(s), l as usize)).collect();
+        let mem =
+            GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
         Ok(Self { mem, map })
     }
 
@@ -179,7 +174,6 @@ impl PhysRead for GuestRam {
         self.mem.read_phys(gpa, buf)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

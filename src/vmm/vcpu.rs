@@ -112,7 +112,7 @@ impl Vcpu {
         };
         let shared = &*self.shared;
         let insn = match (&sregs, kind.wants_decode()) {
-            (Some(sregs), true) => self.decoder.decode_at(&shared.mem, &cpu_mode(sregs), regs.rip),
+            (Some(sregs), true) => self.decoder.decode_exit(&shared.mem, &cpu_mode(sregs), regs.rip, &kind),
             _ => None,
         };
         let event = ExitEvent {
@@ -214,9 +214,10 @@ impl Vcpu {
             ExitKind::Shutdown => Next::End(RunEnd::TripleFault { vcpu }),
             ExitKind::SystemEvent { kind: 1 | 2, .. } => Next::End(RunEnd::GuestReset { vcpu }),
             ExitKind::InternalError { suberror, .. } => {
-                let insn = event.insn.as_ref().map_or("an unreadable instruction".to_string(), |i| {
-                    format!("`{}` ({})", i.text, i.hex())
-                });
+                let insn = event
+                    .insn
+                    .as_ref()
+                    .map_or("an unreadable instruction".to_string(), |i| format!("`{}` ({})", i.text, i.hex()));
                 error(format!(
                     "KVM internal error, suberror {suberror}{} at rip {:#x}: {insn}",
                     if *suberror == 1 { " (instruction emulation failed)" } else { "" },

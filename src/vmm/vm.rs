@@ -26,12 +26,12 @@ use crate::trace::{Counters, ExitSink};
 /// Errors setting up or running a VM.
 #[derive(Debug, Error)]
 pub enum VmError {
-    /// /dev/kvm could not be opened.
+    /// The KVM device could not be opened.
     #[error(
-        "cannot open /dev/kvm: {0}. kvmscope needs KVM: load the kvm module (kvm_intel, kvm_amd or \
+        "cannot open {path}: {source}. kvmscope needs KVM: load the kvm module (kvm_intel, kvm_amd or \
          kvm_pvm) and run as root or as a member of the kvm group"
     )]
-    NoKvm(std::io::Error),
+    NoKvm { path: String, source: std::io::Error },
     #[error(transparent)]
     Memory(#[from] MemoryError),
     #[error(transparent)]
@@ -129,10 +129,19 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Opens the KVM device: /dev/kvm, or the node `KVMSCOPE_KVM_DEVICE` names.
+pub fn open_kvm() -> Result<Kvm, VmError> {
+    let path = std::env::var("KVMSCOPE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
+    let no_kvm = |source| VmError::NoKvm { path: path.clone(), source };
+    let c_path = std::ffi::CString::new(path.clone())
+        .map_err(|_| no_kvm(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    Kvm::new_with_path(&c_path).map_err(|e| no_kvm(std::io::Error::from_raw_os_error(e.errno())))
+}
+
 impl Vm {
     /// Opens KVM, maps memory, loads the image, creates devices and vCPUs in their entry state.
     pub fn new(config: VmConfig) -> Result<Self, VmError> {
-        let kvm = Kvm::new().map_err(|e| VmError::NoKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        let kvm = open_kvm()?;
         let fd = kvm.create_vm().map_err(kvm_err("creating a VM (KVM_CREATE_VM)"))?;
         let ram = GuestRam::new(config.mem_size)?;
         for (slot, region) in ram.mem.iter().enumerate() {
@@ -173,9 +182,8 @@ impl Vm {
         let mut vcpus = Vec::new();
         for i in 0..config.cpus.max(1) {
             let vcpu = fd.create_vcpu(i as u64).map_err(kvm_err("creating a vCPU"))?;
-            let cpuid = kvm
-                .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-                .map_err(kvm_err("reporting CPUID"))?;
+            let cpuid =
+                kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("reporting CPUID"))?;
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("setting CPUID"))?;
             let mut sregs = vcpu.get_sregs().map_err(kvm_err("reading system registers"))?;
             let regs = boot_cpu::entry_state(&boot, &mut sregs);
@@ -247,12 +255,6 @@ impl Vm {
             let _ = s.writer_mut().flush();
         }
         let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
-        Ok(RunReport {
-            end,
-            counters: shared.merged_counters(),
-            per_vcpu,
-            crash,
-            elapsed: shared.start.elapsed(),
-        })
+        Ok(RunReport { end, counters: shared.merged_counters(), per_vcpu, crash, elapsed: shared.start.elapsed() })
     }
 }

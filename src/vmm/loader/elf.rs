@@ -82,12 +82,7 @@ pub fn parse(b: &[u8], bad: &dyn Fn(String) -> LoaderError) -> Result<Elf, Loade
         return Err(bad(format!("ELF machine {machine} is not x86 (expected {want})")));
     }
     let (entry, phoff, phentsize, phnum) = match class {
-        ElfClass::Elf32 => (
-            u32_at(b, 24).map(u64::from),
-            u32_at(b, 28).map(u64::from),
-            u16_at(b, 42),
-            u16_at(b, 44),
-        ),
+        ElfClass::Elf32 => (u32_at(b, 24).map(u64::from), u32_at(b, 28).map(u64::from), u16_at(b, 42), u16_at(b, 44)),
         ElfClass::Elf64 => (u64_at(b, 24), u64_at(b, 32), u16_at(b, 54), u16_at(b, 56)),
     };
     let (entry, phoff, phentsize, phnum) = (
@@ -273,10 +268,10 @@ pub(crate) mod tests {
 
     #[test]
     fn entry_translates_through_segments() {
-        let mut e = parse(
-            &build_elf(ElfClass::Elf64, 0, &[(0x20_0000, &[0x90], 0x1000)]),
-            &|m| LoaderError::Invalid { path: "k".into(), what: m },
-        )
+        let mut e = parse(&build_elf(ElfClass::Elf64, 0, &[(0x20_0000, &[0x90], 0x1000)]), &|m| LoaderError::Invalid {
+            path: "k".into(),
+            what: m,
+        })
         .unwrap();
         e.segments[0].vaddr = 0xffff_ffff_8020_0000;
         assert_eq!(e.virt_to_phys(0xffff_ffff_8020_0010), 0x20_0010);

@@ -68,7 +68,10 @@ pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
     }
     let size = ram.map.size();
     if meta.len() > size {
-        return Err(invalid(path, format!("is {} bytes, larger than guest RAM ({size} bytes); raise --mem", meta.len())));
+        return Err(invalid(
+            path,
+            format!("is {} bytes, larger than guest RAM ({size} bytes); raise --mem", meta.len()),
+        ));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes).map_err(read_err)?;

@@ -154,7 +154,10 @@ fn load_aout_kludge(
     let mem_end = if h.bss_end_addr == 0 {
         load_end
     } else if (h.bss_end_addr as u64) < load_end {
-        return Err(bad(format!("bss_end_addr {:#x} is below the end of the loaded image {load_end:#x}", h.bss_end_addr)));
+        return Err(bad(format!(
+            "bss_end_addr {:#x} is below the end of the loaded image {load_end:#x}",
+            h.bss_end_addr
+        )));
     } else {
         h.bss_end_addr as u64
     };

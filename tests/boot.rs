@@ -1,0 +1,121 @@
+//! Booting the project's guests under /dev/kvm: exact exit counts, console output, exit status.
+
+mod common;
+
+use common::*;
+
+const GREETING: &str = "Hello from kvmscope's multiboot guest! cmdline: ";
+
+#[test]
+fn multiboot_guest_counts_every_exit() {
+    if !kvm_or_skip("multiboot_guest_counts_every_exit") {
+        return;
+    }
+    let kernel = guest("hello.elf");
+    let kernel = kernel.to_str().unwrap();
+    let run = run_headless(&["--kernel", kernel, "--cmdline", "console=ttyS0 answer=42", "--summary", "json"]);
+    // Multiboot: the command line is the image name and the arguments, as GRUB and QEMU pass it.
+    let printed = format!("{GREETING}{kernel} console=ttyS0 answer=42\n");
+    assert_eq!(run.stdout, printed, "stderr: {}", run.stderr);
+    assert_eq!(run.status, 33, "isa-debug-exit 0x10 -> (0x10 << 1) | 1; stderr: {}", run.stderr);
+    let s = run.summary();
+    let bytes = printed.len() as u64;
+    assert_eq!(io_count(&s, 0x3f8, "out"), bytes);
+    assert_eq!(io_count(&s, 0x3fd, "in"), bytes);
+    assert_eq!(io_count(&s, 0x80, "out"), 3);
+    assert_eq!(io_count(&s, 0x510, "in"), 1);
+    assert_eq!(io_count(&s, 0xf4, "out"), 1);
+    assert_eq!(mmio_count(&s, 0xd000_0000, "write"), 1);
+    assert_eq!(mmio_count(&s, 0xd000_0004, "read"), 1);
+    let io = 2 * bytes + 3 + 1 + 1;
+    assert_eq!(s["by_reason"]["io"], io);
+    assert_eq!(s["by_reason"]["mmio"], 2);
+    assert_eq!(s["exits"], io + 2);
+    assert_eq!(s["status"], 33);
+}
+
+#[test]
+fn long_mode_elf64_runs_on_the_identity_map_and_halts() {
+    if !kvm_or_skip("long_mode_elf64_runs_on_the_identity_map_and_halts") {
+        return;
+    }
+    let run = run_headless(&["--kernel", guest("long.elf").to_str().unwrap(), "--summary", "json"]);
+    assert_eq!(run.stdout, "long mode ok\n", "stderr: {}", run.stderr);
+    assert_eq!(run.status, 0, "HLT with interrupts off ends the run cleanly");
+    let s = run.summary();
+    assert_eq!(io_count(&s, 0x3f8, "out"), 13);
+    assert_eq!(mmio_count(&s, 0xd000_1000, "write"), 1);
+    assert_eq!(s["by_reason"]["hlt"], 1);
+    assert_eq!(s["exits"], 15);
+    assert_eq!(s["end"], "halted");
+}
+
+#[test]
+fn raw_real_mode_image() {
+    if !kvm_or_skip("raw_real_mode_image") {
+        return;
+    }
+    let image = guest("real.bin");
+    let run = run_headless(&[
+        "--image",
+        image.to_str().unwrap(),
+        "--load",
+        "0x7c00",
+        "--entry",
+        "0x7c00",
+        "--mode",
+        "real",
+        "--summary",
+        "json",
+    ]);
+    assert_eq!(run.stdout, "real\n", "stderr: {}", run.stderr);
+    assert_eq!(run.status, 11);
+    assert_eq!(run.summary()["exits"], 6);
+}
+
+#[test]
+fn exits_are_decoded_through_the_guests_own_page_tables() {
+    if !kvm_or_skip("exits_are_decoded_through_the_guests_own_page_tables") {
+        return;
+    }
+    let run = run_headless(&["--kernel", guest("higherhalf.elf").to_str().unwrap(), "--trace", "--summary", "none"]);
+    assert_eq!(run.status, 67, "stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 3, "{}", run.stderr);
+    // Higher half, 2 MiB pages, 4-level long mode.
+    assert!(lines[0].contains("rip 0xffff8000001") && lines[0].contains("out dx,al"), "{}", lines[0]);
+    // A 4 KiB page of the guest's own page table, at 16 GiB.
+    assert!(lines[1].contains("rip 0x00000004000000") && lines[1].contains("out dx,al"), "{}", lines[1]);
+    assert!(lines[2].contains("out 0F4h,eax"), "{}", lines[2]);
+}
+
+#[test]
+fn triple_fault_is_reported_with_registers_instruction_and_last_exits() {
+    if !kvm_or_skip("triple_fault_is_reported_with_registers_instruction_and_last_exits") {
+        return;
+    }
+    let run = run_headless(&["--kernel", guest("triple.elf").to_str().unwrap()]);
+    assert_eq!(run.status, 3, "stderr: {}", run.stderr);
+    let e = &run.stderr;
+    assert!(e.contains("triple-faulted"), "{e}");
+    assert!(e.contains("at rip: ud2  (0f 0b)"), "{e}");
+    assert!(e.contains("rip 0000000000100"), "{e}");
+    assert!(e.contains("last exits:") && e.contains("out 0x0080 1=0x42"), "{e}");
+    assert!(e.contains("VM-EXIT") && e.contains("shutdown"), "the summary follows: {e}");
+}
+
+#[test]
+fn hostile_guest_ends_in_a_report_not_a_panic() {
+    if !kvm_or_skip("hostile_guest_ends_in_a_report_not_a_panic") {
+        return;
+    }
+    let run = run_headless(&["--kernel", guest("hostile.elf").to_str().unwrap(), "--summary", "json"]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(run.status, 3, "{}", run.stderr);
+    let s = run.summary();
+    // Every element of the string I/O reached the bus and was counted, whatever the batching.
+    assert!(io_count(&s, 0x512, "out") >= 1);
+    assert_eq!(mmio_count(&s, 0xffff_fffc, "write"), 1);
+    assert_eq!(mmio_count(&s, 0xffff_fffc, "read"), 1);
+    assert!(matches!(s["end"].as_str(), Some("guest-error" | "triple-fault")), "{s}");
+}

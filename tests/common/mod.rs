@@ -1,0 +1,81 @@
+//! Helpers for tests that boot the project's guests under /dev/kvm.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Whether /dev/kvm can be used. Without it a test skips, saying so — unless
+/// `KVMSCOPE_REQUIRE_KVM=1`, where it fails.
+pub fn kvm_or_skip(test: &str) -> bool {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("{test}: /dev/kvm is required (KVMSCOPE_REQUIRE_KVM=1) but cannot be opened: {e}");
+            }
+            eprintln!("SKIPPED {test}: /dev/kvm cannot be opened ({e})");
+            false
+        }
+    }
+}
+
+/// Path of one of the project's built guests.
+pub fn guest(file: &str) -> PathBuf {
+    kvmscope::guests::guest_path(file)
+}
+
+/// The kvmscope binary.
+pub fn kvmscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvmscope"))
+}
+
+/// A finished run: status, stdout, stderr.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON summary: the last line of stderr.
+    pub fn summary(&self) -> serde_json::Value {
+        let last = self.stderr.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON summary ({e}) in stderr:\n{}", self.stderr))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            status: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `kvmscope run --headless ARGS`.
+pub fn run_headless(args: &[&str]) -> Run {
+    kvmscope().arg("run").arg("--headless").args(args).output().expect("kvmscope runs").into()
+}
+
+/// Count of the `io` entry for (port, dir) in a JSON summary (0 when absent).
+pub fn io_count(summary: &serde_json::Value, port: u64, dir: &str) -> u64 {
+    summary["io"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["port"] == port && e["dir"] == dir)
+        .map_or(0, |e| e["count"].as_u64().unwrap())
+}
+
+/// Count of the `mmio` entry for (addr, dir) in a JSON summary (0 when absent).
+pub fn mmio_count(summary: &serde_json::Value, addr: u64, dir: &str) -> u64 {
+    summary["mmio"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["addr"] == addr && e["dir"] == dir)
+        .map_or(0, |e| e["count"].as_u64().unwrap())
+}

@@ -1,0 +1,122 @@
+//! Bad input gets one clear message naming what is wrong, exit status 2, and no panic.
+
+mod common;
+
+use common::*;
+
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kvmscope-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn refused(args: &[&str], want: &[&str]) {
+    let run = run_headless(args);
+    assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    for w in want {
+        assert!(run.stderr.contains(w), "{args:?}: want {w:?} in: {}", run.stderr);
+    }
+}
+
+#[test]
+fn missing_image() {
+    if !kvm_or_skip("missing_image") {
+        return;
+    }
+    refused(&["--kernel", "/nonexistent/kernel.elf"], &["/nonexistent/kernel.elf", "No such file"]);
+}
+
+#[test]
+fn not_a_kernel() {
+    if !kvm_or_skip("not_a_kernel") {
+        return;
+    }
+    let p = temp_file("garbage.bin", b"this is not a kernel at all");
+    refused(&["--kernel", p.to_str().unwrap()], &["garbage.bin", "not a multiboot kernel", "--image"]);
+    let empty = temp_file("empty.bin", b"");
+    refused(&["--kernel", empty.to_str().unwrap()], &["empty.bin", "is empty"]);
+    refused(&["--kernel", "/tmp"], &["directory"]);
+}
+
+#[test]
+fn truncated_and_malformed_elf() {
+    if !kvm_or_skip("truncated_and_malformed_elf") {
+        return;
+    }
+    let good = std::fs::read(guest("long.elf")).unwrap();
+    let t = temp_file("truncated.elf", &good[..100]);
+    refused(&["--kernel", t.to_str().unwrap()], &["truncated.elf", "truncated"]);
+    let mut bad = good.clone();
+    bad[18] = 40; // e_machine = ARM
+    let b = temp_file("arm.elf", &bad);
+    refused(&["--kernel", b.to_str().unwrap()], &["arm.elf", "not x86"]);
+    // A multiboot kernel cut short: its header is intact, its segments are not.
+    let mb = std::fs::read(guest("hello.elf")).unwrap();
+    let cut = temp_file("cut.elf", &mb[..mb.len() / 2]);
+    let run = run_headless(&["--kernel", cut.to_str().unwrap()]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("cut.elf"), "{}", run.stderr);
+}
+
+#[test]
+fn oversized_image_and_addresses_outside_ram() {
+    if !kvm_or_skip("oversized_image_and_addresses_outside_ram") {
+        return;
+    }
+    let big = temp_file("big.bin", &vec![0x90; 3 << 20]);
+    refused(
+        &[
+            "--image",
+            big.to_str().unwrap(),
+            "--load",
+            "0x100000",
+            "--entry",
+            "0x100000",
+            "--mode",
+            "protected",
+            "--mem",
+            "2M",
+        ],
+        &["big.bin", "larger than guest RAM"],
+    );
+    let raw = guest("real.bin");
+    refused(
+        &["--image", raw.to_str().unwrap(), "--load", "0x20000000", "--entry", "0x20000000", "--mode", "long"],
+        &["real.bin", "outside guest RAM"],
+    );
+    refused(
+        &["--image", raw.to_str().unwrap(), "--load", "0x1000", "--entry", "0x1000", "--mode", "long"],
+        &["boot area"],
+    );
+    refused(&["--kernel", "x", "--mem", "lots"], &["lots"]);
+    refused(&["--image", raw.to_str().unwrap(), "--load", "zz", "--entry", "0", "--mode", "real"], &["zz"]);
+}
+
+#[test]
+fn elf32_without_multiboot_header() {
+    if !kvm_or_skip("elf32_without_multiboot_header") {
+        return;
+    }
+    let mut elf = std::fs::read(guest("hello.elf")).unwrap();
+    // Break the multiboot magic wherever it is.
+    let pos = elf.windows(4).position(|w| w == 0x1bad_b002u32.to_le_bytes()).unwrap();
+    elf[pos] = 0;
+    let p = temp_file("nomb.elf", &elf);
+    refused(&["--kernel", p.to_str().unwrap()], &["nomb.elf", "32-bit ELF without a multiboot header"]);
+}
+
+#[test]
+fn no_kvm_device_is_one_clear_line() {
+    let run: Run = kvmscope()
+        .env("KVMSCOPE_KVM_DEVICE", "/nonexistent/kvm")
+        .args(["run", "--headless", "--kernel", guest("hello.elf").to_str().unwrap()])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.status, 1);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot open /nonexistent/kvm") && run.stderr.contains("kvm group"), "{}", run.stderr);
+}
