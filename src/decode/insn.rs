@@ -1,11 +1,11 @@
 //! Instruction decoding with iced-x86, cached so each distinct instruction is formatted once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use iced_x86::{
     Decoder, DecoderOptions, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic, OpAccess, OpKind,
 };
+use rustc_hash::FxHashMap;
 
 use super::paging::{CpuMode, PhysRead, read_virt};
 use crate::trace::{Dir, ExitKind, Insn};
@@ -63,15 +63,15 @@ fn format_insn(insn: &Instruction) -> String {
 /// (same direction, size, port); otherwise the instruction that ends exactly at RIP and could have
 /// made it is taken. The position that worked last for each kind of exit is tried first.
 pub struct InsnDecoder {
-    cache: HashMap<CacheKey, Option<Arc<Insn>>>,
+    cache: FxHashMap<CacheKey, Option<Arc<Insn>>>,
     info: InstructionInfoFactory,
     /// Per exit class: whether RIP was last found past the instruction.
-    rip_after: HashMap<ExitClass, bool>,
+    rip_after: FxHashMap<ExitClass, bool>,
 }
 
 impl Default for InsnDecoder {
     fn default() -> Self {
-        Self { cache: HashMap::new(), info: InstructionInfoFactory::new(), rip_after: HashMap::new() }
+        Self { cache: FxHashMap::default(), info: InstructionInfoFactory::new(), rip_after: FxHashMap::default() }
     }
 }
 
@@ -123,15 +123,23 @@ impl InsnDecoder {
         // Up to 15 bytes before RIP (fewer at the start of a mapping) and 15 from RIP.
         let mut window = [0u8; 2 * MAX_INSN_LEN];
         let linear = mode.code_linear(rip);
-        let after = read_virt(mem, mode, linear, &mut window[MAX_INSN_LEN..]);
-        let mut before = MAX_INSN_LEN;
-        if class != ExitClass::AtRip {
-            let mut back = [0u8; MAX_INSN_LEN];
-            for want in (1..=MAX_INSN_LEN).rev() {
-                if read_virt(mem, mode, linear.wrapping_sub(want as u64), &mut back[..want]) == want {
-                    window[MAX_INSN_LEN - want..MAX_INSN_LEN].copy_from_slice(&back[..want]);
-                    before = MAX_INSN_LEN - want;
-                    break;
+        let mut before = 0;
+        let mut after = read_virt(mem, mode, linear.wrapping_sub(MAX_INSN_LEN as u64), &mut window);
+        if after >= MAX_INSN_LEN {
+            after -= MAX_INSN_LEN;
+        } else {
+            // The bytes before RIP are not all mapped: take what there is.
+            window = [0u8; 2 * MAX_INSN_LEN];
+            after = read_virt(mem, mode, linear, &mut window[MAX_INSN_LEN..]);
+            before = MAX_INSN_LEN;
+            if class != ExitClass::AtRip {
+                let mut back = [0u8; MAX_INSN_LEN];
+                for want in (1..MAX_INSN_LEN).rev() {
+                    if read_virt(mem, mode, linear.wrapping_sub(want as u64), &mut back[..want]) == want {
+                        window[MAX_INSN_LEN - want..MAX_INSN_LEN].copy_from_slice(&back[..want]);
+                        before = MAX_INSN_LEN - want;
+                        break;
+                    }
                 }
             }
         }

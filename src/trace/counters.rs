@@ -3,7 +3,9 @@
 //! Each vCPU thread owns one `Counters` and updates it for every exit; views merge them. Nothing is
 //! sampled and nothing is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
@@ -48,9 +50,9 @@ impl Stat {
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     pub total: Stat,
-    pub by_reason: HashMap<&'static str, Stat>,
-    pub by_port: HashMap<(u16, Dir), Stat>,
-    pub by_mmio: HashMap<(u64, Dir), Stat>,
+    pub by_reason: FxHashMap<&'static str, Stat>,
+    pub by_port: FxHashMap<(u16, Dir), Stat>,
+    pub by_mmio: FxHashMap<(u64, Dir), Stat>,
 }
 
 impl Counters {

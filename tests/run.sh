@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh machine, then runs every test.
+# Tests that need /dev/kvm skip without it, unless KVMSCOPE_REQUIRE_KVM=1 (CI sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v ld >/dev/null || need+=(binutils)
+command -v tmux >/dev/null || need+=(tmux)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "tests/run.sh: installing ${need[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "tests/run.sh: please install ${need[*]}" >&2
+        exit 1
+    fi
+fi
+
+cargo test --locked "$@"
