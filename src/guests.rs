@@ -9,3 +9,6 @@ pub const GUEST_DIR: &str = env!("KVMSCOPE_GUEST_DIR");
 pub fn guest_path(file: &str) -> PathBuf {
     PathBuf::from(GUEST_DIR).join(file)
 }
+
+/// The built-in demo guest, run by `kvmscope` with no arguments.
+pub const DEMO: &[u8] = include_bytes!(concat!(env!("KVMSCOPE_GUEST_DIR"), "/demo.elf"));

@@ -1,5 +1,9 @@
 //! kvmscope: a small KVM virtual machine monitor built to be looked into.
 
+/// The guest console buffer the UI reads.
+pub mod console;
+/// The debug controller: pause, step, exit breakpoints.
+pub mod debug;
 /// Guest state made readable: page walks and instruction decoding.
 pub mod decode;
 /// The project's own guests, built from assets/guests.
@@ -10,5 +14,7 @@ pub mod headless;
 pub mod summary;
 /// Exit events and their exact counters.
 pub mod trace;
+/// The terminal UI.
+pub mod ui;
 /// The VMM: KVM, memory, loaders, devices, vCPU threads.
 pub mod vmm;

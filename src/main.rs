@@ -90,16 +90,38 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let config =
         VmConfig { image, mem_size: args.mem, cmdline: args.cmdline, cpus: 1, console: Box::new(std::io::stdout()) };
-    let options = HeadlessOptions {
-        limits: RunLimits { timeout: args.timeout, max_exits: args.max_exits },
-        summary: args.summary,
-        trace: args.trace,
-    };
+    let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits };
+    if !args.headless {
+        let title = match &config.image {
+            Image::Kernel(p) | Image::Raw { path: p, .. } => p.display().to_string(),
+            Image::Demo => "demo".to_string(),
+        };
+        return tui(config, limits, title);
+    }
+    let options = HeadlessOptions { limits, summary: args.summary, trace: args.trace };
     match headless::run(config, options) {
         Ok(status) => ExitCode::from(status as u8),
+        Err(e) => vm_error(&e),
+    }
+}
+
+fn vm_error(e: &kvmscope::vmm::VmError) -> ExitCode {
+    eprintln!("kvmscope: {e}");
+    ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+}
+
+fn tui(config: VmConfig, limits: RunLimits, title: String) -> ExitCode {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        eprintln!("kvmscope: the TUI needs a terminal on stdout; use `kvmscope run --headless ...` without one");
+        return ExitCode::from(2);
+    }
+    match kvmscope::ui::run(config, limits, title) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(kvmscope::ui::UiError::Vm(e)) => vm_error(&e),
         Err(e) => {
             eprintln!("kvmscope: {e}");
-            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+            ExitCode::from(1)
         }
     }
 }
@@ -109,8 +131,14 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Run(args)) => run(args),
         None => {
-            eprintln!("kvmscope: the TUI is not built yet; use `kvmscope run --headless --kernel FILE`");
-            ExitCode::from(2)
+            let config = VmConfig {
+                image: Image::Demo,
+                mem_size: 64 << 20,
+                cmdline: String::new(),
+                cpus: 1,
+                console: Box::new(std::io::sink()),
+            };
+            tui(config, RunLimits::default(), "demo".into())
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod counters;
 pub mod event;
+pub mod live;
 pub mod printer;
 pub mod sink;
 

@@ -12,4 +12,4 @@ pub mod vcpu;
 pub mod vm;
 
 pub use outcome::{CrashReport, RunEnd};
-pub use vm::{Image, RunLimits, RunReport, Vm, VmConfig, VmError};
+pub use vm::{Image, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};

@@ -23,6 +23,8 @@ pub enum RunEnd {
     MaxExits,
     /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// The user quit the UI while the guest ran.
+    Quit,
     /// kvmscope itself failed (an ioctl the VMM needs returned an error).
     VmmError(String),
 }
@@ -33,7 +35,7 @@ impl RunEnd {
     pub fn status(&self) -> i32 {
         match self {
             RunEnd::DebugExit { status } => *status,
-            RunEnd::Halted { .. } | RunEnd::GuestReset { .. } => 0,
+            RunEnd::Halted { .. } | RunEnd::GuestReset { .. } | RunEnd::Quit => 0,
             RunEnd::TripleFault { .. } | RunEnd::GuestError { .. } => 3,
             RunEnd::Timeout | RunEnd::MaxExits => 124,
             RunEnd::Interrupted => 130,
@@ -52,6 +54,7 @@ impl RunEnd {
             RunEnd::Timeout => "timeout",
             RunEnd::MaxExits => "max-exits",
             RunEnd::Interrupted => "interrupted",
+            RunEnd::Quit => "quit",
             RunEnd::VmmError(_) => "vmm-error",
         }
     }
@@ -76,6 +79,7 @@ impl std::fmt::Display for RunEnd {
             RunEnd::Timeout => write!(f, "timeout expired"),
             RunEnd::MaxExits => write!(f, "exit limit reached"),
             RunEnd::Interrupted => write!(f, "interrupted"),
+            RunEnd::Quit => write!(f, "quit by the user"),
             RunEnd::VmmError(e) => write!(f, "kvmscope failed: {e}"),
         }
     }

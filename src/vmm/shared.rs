@@ -8,6 +8,7 @@ use std::time::Instant;
 use vm_memory::GuestMemoryMmap;
 
 use super::bus::Bus;
+use crate::debug::DebugState;
 use crate::trace::{Counters, ExitSink};
 
 /// State shared by the vCPU threads and the VM's owner.
@@ -27,6 +28,8 @@ pub struct Shared {
     pub counters: Vec<Mutex<Counters>>,
     /// Consumers of every event.
     pub sinks: Vec<Arc<dyn ExitSink>>,
+    /// Pause, step and exit breakpoints.
+    pub debug: DebugState,
 }
 
 impl Shared {

@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use kvm_bindings::{kvm_regs, kvm_sregs};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use kvm_bindings::{KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, kvm_guest_debug, kvm_regs, kvm_sregs};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::bus::VmRequest;
 use super::kick;
 use super::outcome::{CrashReport, RunEnd};
 use super::shared::Shared;
+use crate::debug::{Stop, StopReason, VcpuCommand};
 use crate::decode::{CpuMode, InsnDecoder};
 use crate::trace::{Dir, ExitEvent, ExitKind};
 
@@ -47,6 +51,10 @@ pub struct Vcpu {
     io_device: Option<&'static str>,
     /// KVM copies registers into `kvm_run` on every exit (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
     sync_regs: bool,
+    /// Commands from the debug controller while parked.
+    commands: Receiver<VcpuCommand>,
+    /// A single step is in progress.
+    stepping: bool,
 }
 
 /// What the loop does after one `KVM_RUN` return.
@@ -56,12 +64,28 @@ enum Next {
 }
 
 impl Vcpu {
-    pub fn new(index: u32, mut fd: VcpuFd, shared: Arc<Shared>, sync_regs: bool) -> Self {
+    pub fn new(
+        index: u32,
+        mut fd: VcpuFd,
+        shared: Arc<Shared>,
+        sync_regs: bool,
+        commands: Receiver<VcpuCommand>,
+    ) -> Self {
         if sync_regs {
             fd.set_sync_valid_reg(SyncReg::Register);
             fd.set_sync_valid_reg(SyncReg::SystemRegister);
         }
-        Self { index, fd, shared, decoder: InsnDecoder::default(), recent: VecDeque::new(), io_device: None, sync_regs }
+        Self {
+            index,
+            fd,
+            shared,
+            decoder: InsnDecoder::default(),
+            recent: VecDeque::new(),
+            io_device: None,
+            sync_regs,
+            commands,
+            stepping: false,
+        }
     }
 
     /// Runs the guest until the run ends, on this thread. Returns `None` when another vCPU or the
@@ -70,6 +94,9 @@ impl Vcpu {
         kick::bind(Some(self.fd.get_kvm_run() as *mut _));
         let end = loop {
             if self.shared.is_stopping() {
+                break None;
+            }
+            if self.shared.debug.pause_requested() && !self.stepping && !self.park(StopReason::Pause, None) {
                 break None;
             }
             match self.step() {
@@ -129,11 +156,30 @@ impl Vcpu {
         for sink in &shared.sinks {
             sink.on_exit(&event);
         }
+        let at_limit = event.seq + 1 >= shared.max_exits;
+        let stop = if self.stepping && matches!(event.kind, ExitKind::Debug { .. }) {
+            Some(StopReason::Step)
+        } else {
+            shared.debug.exit_breakpoint_hit(&event).map(|bp| {
+                shared.debug.request_pause();
+                StopReason::ExitBreakpoint(bp)
+            })
+        };
         let next = self.decide(&event, request, regs.rflags);
+        if let Some(reason) = stop {
+            if reason == StopReason::Step {
+                self.stepping = false;
+                if let Err(e) = self.fd.set_guest_debug(&kvm_guest_debug::default()) {
+                    return Next::End(RunEnd::VmmError(format!("turning single-step off: {e}")));
+                }
+            }
+            if !self.park(reason, Some(event.clone())) {
+                return Next::Continue;
+            }
+        }
         if self.recent.len() == RECENT_EXITS {
             self.recent.pop_front();
         }
-        let at_limit = event.seq + 1 >= shared.max_exits;
         self.recent.push_back(event);
         match next {
             Next::Continue if at_limit => Next::End(RunEnd::MaxExits),
@@ -168,6 +214,35 @@ impl Vcpu {
         }
         (*size, *count, *data) = (io.size, io.count, le_value(bytes.get(..elem).unwrap_or(&[])));
         request
+    }
+
+    /// Parks this vCPU: publishes its state and waits for the controller. Returns false when the run
+    /// is ending instead.
+    fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
+        let (regs, sregs) = match (self.fd.get_regs(), self.fd.get_sregs()) {
+            (Ok(r), Ok(s)) => (r, s),
+            _ => (kvm_regs::default(), kvm_sregs::default()),
+        };
+        let index = self.index as usize;
+        let debug = &self.shared.debug;
+        debug.set_stop(index, Some(Stop { vcpu: self.index, reason, regs, sregs, event, serial: 0 }));
+        let resumed = loop {
+            match self.commands.recv_timeout(Duration::from_millis(50)) {
+                Ok(VcpuCommand::Resume) => break true,
+                Ok(VcpuCommand::Step) => {
+                    let dbg = kvm_guest_debug {
+                        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP,
+                        ..Default::default()
+                    };
+                    self.stepping = self.fd.set_guest_debug(&dbg).is_ok();
+                    break true;
+                }
+                Err(RecvTimeoutError::Timeout) if !self.shared.is_stopping() => {}
+                Err(_) => break false,
+            }
+        };
+        debug.set_stop(index, None);
+        resumed
     }
 
     /// Reads what kvm-ioctls leaves in `kvm_run` for reasons it gives no payload for.

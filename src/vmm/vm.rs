@@ -21,6 +21,7 @@ use super::memory::{GuestRam, MemoryError};
 use super::outcome::{CrashReport, RunEnd};
 use super::shared::Shared;
 use super::vcpu::{Vcpu, VcpuEnd};
+use crate::debug::DebugState;
 use crate::trace::{Counters, ExitSink};
 
 /// Errors setting up or running a VM.
@@ -62,6 +63,8 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 pub enum Image {
     /// A kernel recognised by content (multiboot, 64-bit ELF).
     Kernel(PathBuf),
+    /// The built-in demo guest (assets/guests/demo.mb.S).
+    Demo,
     /// A raw binary copied to `load` and entered at `entry` in `mode`.
     Raw { path: PathBuf, load: u64, entry: u64, mode: BootMode },
 }
@@ -158,6 +161,9 @@ impl Vm {
         }
         let boot = match &config.image {
             Image::Kernel(path) => loader::load_kernel(path, &ram, &config.cmdline)?,
+            Image::Demo => {
+                loader::load_kernel_bytes(std::path::Path::new("demo"), crate::guests::DEMO, &ram, &config.cmdline)?
+            }
             Image::Raw { path, load, entry, mode } => loader::raw::load(path, &ram, *load, *entry, *mode)?,
         };
         if boot.mode != BootMode::Real && !boot_cpu::write_boot_tables(&ram, boot.mode) {
@@ -196,8 +202,14 @@ impl Vm {
 
     /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
     pub fn run(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunReport, VmError> {
+        Ok(self.start(limits, sinks)?.wait())
+    }
+
+    /// Starts every vCPU on its own thread and returns at once.
+    pub fn start(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunningVm, VmError> {
         kick::install();
         let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial } = self;
+        let (debug, commands) = DebugState::new(vcpus.len());
         let shared = Arc::new(Shared {
             mem: ram.mem.clone(),
             pio,
@@ -208,53 +220,100 @@ impl Vm {
             max_exits: limits.max_exits.unwrap_or(u64::MAX),
             counters: vcpus.iter().map(|_| Mutex::new(Counters::default())).collect(),
             sinks,
+            debug,
         });
-        let (tx, rx) = mpsc::channel::<VcpuEnd>();
+        let (tx, ends) = mpsc::channel::<VcpuEnd>();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        for (i, fd) in vcpus.into_iter().enumerate() {
-            let vcpu = Vcpu::new(i as u32, fd, shared.clone(), sync_regs);
+        for ((i, fd), commands) in vcpus.into_iter().enumerate().zip(commands) {
+            let vcpu = Vcpu::new(i as u32, fd, shared.clone(), sync_regs, commands);
             let tx = tx.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("vcpu{i}"))
-                .spawn(move || {
-                    if let Some(end) = vcpu.run() {
-                        let _ = tx.send(end);
-                    }
-                })
-                .map_err(VmError::Thread)?;
-            threads.push(handle);
-        }
-        drop(tx);
-
-        let deadline = limits.timeout.map(|t| shared.start + t);
-        let (end, crash) = loop {
-            match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(end) => break end,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break (RunEnd::VmmError("every vCPU thread ended without a reason".into()), None);
+            let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn(move || {
+                if let Some(end) = vcpu.run() {
+                    let _ = tx.send(end);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if interrupted() {
-                        break (RunEnd::Interrupted, None);
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break (RunEnd::Timeout, None);
-                    }
+            });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    RunningVm { shared, threads, ends, deadline: None, serial, _ram: ram }
+                        .finish((RunEnd::VmmError(e.to_string()), None));
+                    return Err(VmError::Thread(e));
                 }
             }
+        }
+        use std::os::unix::thread::JoinHandleExt;
+        shared.debug.set_threads(threads.iter().map(|t| t.as_pthread_t()).collect());
+        let deadline = limits.timeout.map(|t| shared.start + t);
+        Ok(RunningVm { shared, threads, ends, deadline, serial, _ram: ram })
+    }
+}
+
+/// A VM whose vCPUs are running.
+pub struct RunningVm {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    ends: mpsc::Receiver<VcpuEnd>,
+    deadline: Option<Instant>,
+    serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
+    /// Guest memory stays mapped until the vCPUs are joined.
+    _ram: GuestRam,
+}
+
+impl RunningVm {
+    /// The state the vCPUs share (memory, counters, the debug state).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The serial port, for typed input.
+    pub fn serial(&self) -> &Arc<Mutex<Serial<Box<dyn Write + Send>>>> {
+        &self.serial
+    }
+
+    /// Waits up to `wait` for the run to end by itself (a vCPU ended it, Ctrl-C, the timeout).
+    pub fn poll(&self, wait: Duration) -> Option<VcpuEnd> {
+        match self.ends.recv_timeout(wait) {
+            Ok(end) => Some(end),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Some((RunEnd::VmmError("every vCPU thread ended without a reason".into()), None))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if interrupted() {
+                    Some((RunEnd::Interrupted, None))
+                } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    Some((RunEnd::Timeout, None))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Waits for the run to end by itself, then stops it.
+    pub fn wait(self) -> RunReport {
+        let end = loop {
+            if let Some(end) = self.poll(Duration::from_millis(20)) {
+                break end;
+            }
         };
+        self.finish(end)
+    }
+
+    /// Stops every vCPU, joins the threads and reports.
+    pub fn finish(self, (end, crash): VcpuEnd) -> RunReport {
+        let shared = self.shared;
         shared.stopping.store(true, Ordering::Release);
         use std::os::unix::thread::JoinHandleExt;
-        for t in &threads {
+        for t in &self.threads {
             Kickable(t.as_pthread_t()).kick();
         }
-        for t in threads {
+        for t in self.threads {
             let _ = t.join();
         }
-        if let Ok(mut s) = serial.lock() {
+        if let Ok(mut s) = self.serial.lock() {
             let _ = s.writer_mut().flush();
         }
         let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
-        Ok(RunReport { end, counters: shared.merged_counters(), per_vcpu, crash, elapsed: shared.start.elapsed() })
+        RunReport { end, counters: shared.merged_counters(), per_vcpu, crash, elapsed: shared.start.elapsed() }
     }
 }

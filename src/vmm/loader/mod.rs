@@ -89,14 +89,19 @@ pub fn invalid(path: &Path, what: String) -> LoaderError {
 /// Loads a kernel recognised by its content: multiboot (ELF32 or a.out kludge) or a 64-bit ELF.
 pub fn load_kernel(path: &Path, ram: &GuestRam, cmdline: &str) -> Result<BootSetup, LoaderError> {
     let bytes = read_image(path, ram)?;
-    if let Some(header) = multiboot::find_header(&bytes) {
-        return multiboot::load(path, &bytes, header, ram, cmdline);
+    load_kernel_bytes(path, &bytes, ram, cmdline)
+}
+
+/// Loads a kernel image already in memory; `path` names it in messages and the multiboot command line.
+pub fn load_kernel_bytes(path: &Path, bytes: &[u8], ram: &GuestRam, cmdline: &str) -> Result<BootSetup, LoaderError> {
+    if let Some(header) = multiboot::find_header(bytes) {
+        return multiboot::load(path, bytes, header, ram, cmdline);
     }
-    if elf::is_elf(&bytes) {
+    if elf::is_elf(bytes) {
         let bad = |what| invalid(path, what);
-        let parsed = elf::parse(&bytes, &bad)?;
+        let parsed = elf::parse(bytes, &bad)?;
         return match parsed.class {
-            elf::ElfClass::Elf64 => elf64::load(path, &bytes, &parsed, ram),
+            elf::ElfClass::Elf64 => elf64::load(path, bytes, &parsed, ram),
             elf::ElfClass::Elf32 => Err(invalid(
                 path,
                 "is a 32-bit ELF without a multiboot header; kvmscope boots 32-bit kernels by multiboot".into(),
@@ -108,7 +113,7 @@ pub fn load_kernel(path: &Path, ram: &GuestRam, cmdline: &str) -> Result<BootSet
         format!(
             "not a multiboot kernel, an ELF file or a Linux image (it starts with {}); for a raw binary use \
              --image with --load, --entry and --mode",
-            hex_prefix(&bytes)
+            hex_prefix(bytes)
         ),
     ))
 }

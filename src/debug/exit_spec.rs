@@ -1,0 +1,140 @@
+//! Exit specifications — `io PORT`, `mmio ADDR[-END]`, `reason NAME` — shared by exit breakpoints,
+//! the TUI's filter and its command line, and (later) gdb's `monitor break-exit`.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::trace::event::REASON_NAMES;
+use crate::trace::{ExitEvent, ExitKind};
+
+/// Which exits a spec selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitSpec {
+    /// Port accesses to this port.
+    Io(u16),
+    /// MMIO accesses in `[start, end]` (inclusive).
+    Mmio { start: u64, end: u64 },
+    /// Exits with this reason name (`hlt`, `shutdown`, `io`, ...).
+    Reason(String),
+}
+
+/// Why a spec could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SpecError {
+    #[error("expected `io PORT`, `mmio ADDR[-END]` or `reason NAME`, got {0:?}")]
+    Syntax(String),
+    #[error("{0:?} is not a number (use 0x... or decimal)")]
+    Number(String),
+    #[error("port {0:#x} is above 0xffff")]
+    Port(u64),
+    #[error("range {0:#x}-{1:#x} ends before it starts")]
+    Range(u64, u64),
+    #[error("unknown exit reason {0:?}; known: {known}", known = REASON_NAMES.join(", "))]
+    Reason(String),
+}
+
+/// Parses a number: 0x-prefixed hex or decimal, `_` allowed.
+pub fn parse_number(text: &str) -> Result<u64, SpecError> {
+    let t = text.trim().replace('_', "");
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| SpecError::Number(text.to_string()))
+}
+
+impl ExitSpec {
+    /// Parses `io PORT`, `mmio ADDR[-END]` or `reason NAME`; a bare reason name works too.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            ["io", port] => {
+                let p = parse_number(port)?;
+                u16::try_from(p).map(ExitSpec::Io).map_err(|_| SpecError::Port(p))
+            }
+            ["mmio", range] => {
+                let (start, end) = match range.split_once('-') {
+                    Some((a, b)) => (parse_number(a)?, parse_number(b)?),
+                    None => {
+                        let a = parse_number(range)?;
+                        (a, a)
+                    }
+                };
+                if end < start {
+                    return Err(SpecError::Range(start, end));
+                }
+                Ok(ExitSpec::Mmio { start, end })
+            }
+            ["reason", name] | [name] => {
+                let name = name.to_lowercase();
+                if REASON_NAMES.contains(&name.as_str()) {
+                    Ok(ExitSpec::Reason(name))
+                } else {
+                    Err(SpecError::Reason(name))
+                }
+            }
+            _ => Err(SpecError::Syntax(text.to_string())),
+        }
+    }
+
+    /// Whether an exit matches.
+    pub fn matches(&self, e: &ExitEvent) -> bool {
+        match (self, &e.kind) {
+            (ExitSpec::Io(p), ExitKind::Io { port, .. }) => p == port,
+            (ExitSpec::Mmio { start, end }, ExitKind::Mmio { addr, len, .. }) => {
+                let last = addr.saturating_add((*len).max(1) as u64 - 1);
+                *addr <= *end && last >= *start
+            }
+            (ExitSpec::Reason(r), kind) => kind.reason() == r,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ExitSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitSpec::Io(p) => write!(f, "io {p:#x}"),
+            ExitSpec::Mmio { start, end } if start == end => write!(f, "mmio {start:#x}"),
+            ExitSpec::Mmio { start, end } => write!(f, "mmio {start:#x}-{end:#x}"),
+            ExitSpec::Reason(r) => write!(f, "reason {r}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::Dir;
+
+    fn ev(kind: ExitKind) -> ExitEvent {
+        ExitEvent { seq: 0, vcpu: 0, t_ns: 0, rip: 0, kind, device: None, insn: None, cost_ns: 0 }
+    }
+
+    #[test]
+    fn parses_and_matches() {
+        let io = ExitSpec::parse("io 0x3f8").unwrap();
+        let out = ev(ExitKind::Io { port: 0x3f8, dir: Dir::Out, size: 1, count: 1, data: 0 });
+        assert!(io.matches(&out));
+        assert!(!ExitSpec::parse("io 1016").unwrap().matches(&ev(ExitKind::Hlt)));
+        let mmio = ExitSpec::parse("mmio 0xd0000000-0xd0000fff").unwrap();
+        let access = |addr| ev(ExitKind::Mmio { addr, dir: Dir::In, len: 4, data: 0 });
+        assert!(mmio.matches(&access(0xd000_0ffc)));
+        assert!(mmio.matches(&access(0xcfff_fffe)), "an access overlapping the start matches");
+        assert!(!mmio.matches(&access(0xd000_1000)));
+        assert!(ExitSpec::parse("mmio 0xd0000000").unwrap().matches(&access(0xd000_0000)));
+        assert!(ExitSpec::parse("reason hlt").unwrap().matches(&ev(ExitKind::Hlt)));
+        assert!(ExitSpec::parse("HLT").unwrap().matches(&ev(ExitKind::Hlt)));
+        assert_eq!(io.to_string(), "io 0x3f8");
+    }
+
+    #[test]
+    fn bad_specs_say_why() {
+        assert!(matches!(ExitSpec::parse("io"), Err(SpecError::Syntax(_))));
+        assert!(matches!(ExitSpec::parse("io 0x10000"), Err(SpecError::Port(0x10000))));
+        assert!(matches!(ExitSpec::parse("io zz"), Err(SpecError::Number(_))));
+        assert!(matches!(ExitSpec::parse("mmio 0x20-0x10"), Err(SpecError::Range(0x20, 0x10))));
+        assert!(ExitSpec::parse("reason nope").unwrap_err().to_string().contains("hlt"));
+    }
+}

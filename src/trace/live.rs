@@ -1,0 +1,58 @@
+//! The live feed to the UI: a bounded queue the vCPU threads push into without ever waiting. When
+//! the view falls behind, events are dropped here and counted; the counters and a recorder never drop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use super::{ExitEvent, ExitSink};
+
+/// Events queued for the view at most.
+pub const LIVE_CAPACITY: usize = 1 << 16;
+
+/// The vCPU side of the feed.
+pub struct LiveFeed {
+    tx: SyncSender<ExitEvent>,
+    dropped: AtomicU64,
+}
+
+impl LiveFeed {
+    /// A feed and the receiver the view drains.
+    pub fn new(capacity: usize) -> (Self, Receiver<ExitEvent>) {
+        let (tx, rx) = sync_channel(capacity);
+        (Self { tx, dropped: AtomicU64::new(0) }, rx)
+    }
+
+    /// Events dropped because the view was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl ExitSink for LiveFeed {
+    fn on_exit(&self, event: &ExitEvent) {
+        match self.tx.try_send(event.clone()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::ExitKind;
+
+    #[test]
+    fn full_feed_drops_and_counts() {
+        let (feed, rx) = LiveFeed::new(2);
+        let e =
+            ExitEvent { seq: 0, vcpu: 0, t_ns: 0, rip: 0, kind: ExitKind::Hlt, device: None, insn: None, cost_ns: 0 };
+        for _ in 0..5 {
+            feed.on_exit(&e);
+        }
+        assert_eq!(feed.dropped(), 3);
+        assert_eq!(rx.try_iter().count(), 2);
+    }
+}

@@ -1,0 +1,122 @@
+//! The `:` command line: text in, a typed command out, or a one-line error.
+
+use crate::debug::exit_spec::{ExitSpec, parse_number};
+
+/// What a command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `:break SPEC [nth N]` — an exit breakpoint (the text is checked by the controller).
+    Break(String),
+    /// `:delete [N]` — one exit breakpoint, or all.
+    Delete(Option<u32>),
+    /// `:breaks` — list exit breakpoints.
+    Breaks,
+    /// `:x ADDR [LEN]` (guest-virtual) or `:xp ADDR [LEN]` (guest-physical).
+    Examine { addr: u64, len: u64, physical: bool },
+    /// `:filter [SPEC]` — like `/`; empty clears.
+    Filter(Option<ExitSpec>),
+    /// `:step` / `:s`.
+    Step,
+    /// `:continue` / `:c`.
+    Continue,
+    /// `:pause`.
+    Pause,
+    /// `:sort rate|total`.
+    Sort(super::app::SortBy),
+    /// `:quit` / `:q`.
+    Quit,
+}
+
+/// Default length of a memory view.
+pub const DEFAULT_EXAMINE_LEN: u64 = 256;
+/// Longest memory view.
+const MAX_EXAMINE_LEN: u64 = 64 * 1024;
+
+/// Parses one command line (without the leading `:`).
+pub fn parse(line: &str) -> Result<Command, String> {
+    let line = line.trim();
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let no_args = |c: Command| if rest.is_empty() { Ok(c) } else { Err(format!(":{word} takes no arguments")) };
+    match word {
+        "break" | "b" => {
+            if rest.is_empty() {
+                return Err("usage: :break io PORT | mmio ADDR[-END] | reason NAME [nth N]".into());
+            }
+            Ok(Command::Break(rest.to_string()))
+        }
+        "delete" | "d" => match rest {
+            "" => Ok(Command::Delete(None)),
+            n => n
+                .trim_start_matches('#')
+                .parse()
+                .map(|n| Command::Delete(Some(n)))
+                .map_err(|_| format!("usage: :delete [N] — {n:?} is not a breakpoint number")),
+        },
+        "breaks" => no_args(Command::Breaks),
+        "x" | "xp" => {
+            let mut args = rest.split_whitespace();
+            let addr = args.next().ok_or_else(|| format!("usage: :{word} ADDR [LEN]"))?;
+            let addr = parse_number(addr).map_err(|e| e.to_string())?;
+            let len = match args.next() {
+                Some(l) => parse_number(l).map_err(|e| e.to_string())?,
+                None => DEFAULT_EXAMINE_LEN,
+            };
+            if len == 0 || len > MAX_EXAMINE_LEN {
+                return Err(format!("length must be 1..={MAX_EXAMINE_LEN}"));
+            }
+            if args.next().is_some() {
+                return Err(format!("usage: :{word} ADDR [LEN]"));
+            }
+            Ok(Command::Examine { addr, len, physical: word == "xp" })
+        }
+        "filter" => {
+            if rest.is_empty() {
+                Ok(Command::Filter(None))
+            } else {
+                ExitSpec::parse(rest).map(|s| Command::Filter(Some(s))).map_err(|e| e.to_string())
+            }
+        }
+        "step" | "s" | "stepi" | "si" => no_args(Command::Step),
+        "continue" | "c" | "cont" => no_args(Command::Continue),
+        "pause" => no_args(Command::Pause),
+        "sort" => match rest {
+            "rate" => Ok(Command::Sort(super::app::SortBy::Rate)),
+            "total" => Ok(Command::Sort(super::app::SortBy::Total)),
+            _ => Err("usage: :sort rate|total".into()),
+        },
+        "quit" | "q" => no_args(Command::Quit),
+        "" => Err("empty command".into()),
+        other => Err(format!(
+            "unknown command :{other} (try :break, :delete, :breaks, :x, :xp, :filter, :step, :continue, :quit)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse("break io 0x3f8").unwrap(), Command::Break("io 0x3f8".into()));
+        assert_eq!(parse("delete").unwrap(), Command::Delete(None));
+        assert_eq!(parse("delete 2").unwrap(), Command::Delete(Some(2)));
+        assert_eq!(parse("x 0x1000").unwrap(), Command::Examine { addr: 0x1000, len: 256, physical: false });
+        assert_eq!(parse("xp 4096 16").unwrap(), Command::Examine { addr: 4096, len: 16, physical: true });
+        assert_eq!(parse("c").unwrap(), Command::Continue);
+        assert_eq!(parse("  step ").unwrap(), Command::Step);
+        assert_eq!(parse("filter io 0x80").unwrap(), Command::Filter(Some(ExitSpec::Io(0x80))));
+        assert_eq!(parse("quit").unwrap(), Command::Quit);
+    }
+
+    #[test]
+    fn bad_commands_get_one_line() {
+        for bad in
+            ["", "frobnicate", "break", "x", "x zz", "x 0 0", "delete two", "step 3", "sort sideways", "filter io"]
+        {
+            let e = parse(bad).unwrap_err();
+            assert!(!e.is_empty() && !e.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+}

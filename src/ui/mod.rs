@@ -1,0 +1,180 @@
+//! The terminal UI: the exits streaming live, the state behind them, and the keys to stop the guest.
+//!
+//! `App` is plain state; each pane is a widget in `panes/`; `view` lays them out; this file runs the
+//! loop that feeds the `App` from the VM, draws at most 30 frames a second, and carries out actions
+//! through the debug controller. The vCPU threads never wait for any of it.
+
+pub mod app;
+pub mod command;
+pub mod panes;
+pub mod terminal;
+pub mod theme;
+pub mod view;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event};
+
+use crate::console::ConsoleBuffer;
+use crate::debug::Controller;
+use crate::summary;
+use crate::trace::ExitSink;
+use crate::trace::live::{LIVE_CAPACITY, LiveFeed};
+use crate::vmm::vm::catch_interrupts;
+use crate::vmm::{RunEnd, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
+use app::{Action, App, RunState};
+
+/// Time between frames (30 per second).
+const FRAME: Duration = Duration::from_millis(33);
+
+/// Errors of the UI itself.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The terminal could not be set up.
+    #[error("cannot use the terminal: {0} (use --headless without one)")]
+    Terminal(std::io::Error),
+}
+
+/// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
+pub fn run(mut config: VmConfig, limits: RunLimits, title: String) -> Result<i32, UiError> {
+    catch_interrupts();
+    let console = ConsoleBuffer::default();
+    config.console = Box::new(console.clone());
+    let vm = Vm::new(config)?;
+    let title = format!("{title} ({}, {:?} mode)", vm.boot.format, vm.boot.mode).to_lowercase();
+    let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
+    let feed = Arc::new(feed);
+    let running = vm.start(limits, vec![feed.clone() as Arc<dyn ExitSink>])?;
+    let controller = Controller::new(running.shared().clone());
+    let mut guard = match terminal::TerminalGuard::enter() {
+        Ok(g) => g,
+        Err(e) => {
+            running.finish((RunEnd::Quit, None));
+            return Err(UiError::Terminal(e));
+        }
+    };
+    let mut app = App::new(title);
+    let mut running = Some(running);
+    let mut report: Option<RunReport> = None;
+    let shared = controller.shared().clone();
+    let mut next_frame = Instant::now();
+    while !app.quit {
+        if let Some(r) = running.as_ref() {
+            if let Some(end) = r.poll(Duration::ZERO) {
+                let interrupted = end.0 == RunEnd::Interrupted;
+                let done = running.take().map(|r| r.finish(end));
+                if let Some(done) = &done {
+                    app.set_ended(done.end.clone());
+                }
+                report = done;
+                app.quit |= interrupted;
+            }
+        }
+        app.push_events(events.try_iter());
+        app.dropped = feed.dropped();
+        app.counters = shared.merged_counters();
+        app.rates.sample(&app.counters, Instant::now());
+        app.set_stops(&controller.stops(), controller.is_paused());
+        if console.len() != app.console.len() {
+            app.console = console.text();
+        }
+        app.refresh_views(&shared.mem);
+        if let Ok(frame) = guard.terminal.draw(|f| {
+            let placed = view::draw(f, &app);
+            app.pane_rects = placed;
+        }) {
+            let _ = frame;
+        }
+        next_frame += FRAME;
+        let now = Instant::now();
+        if next_frame < now {
+            next_frame = now;
+        }
+        // Wait for input until the next frame; a key is handled (and drawn) at once.
+        let mut wait = next_frame.saturating_duration_since(Instant::now());
+        while event::poll(wait).unwrap_or(false) {
+            match event::read() {
+                Ok(Event::Key(key)) => {
+                    for action in app.on_key(key) {
+                        perform(action, &mut app, &controller, running.as_ref());
+                    }
+                }
+                Ok(Event::Mouse(m)) => app.on_mouse(m),
+                _ => {}
+            }
+            wait = Duration::ZERO;
+            next_frame = Instant::now();
+        }
+    }
+    drop(guard);
+    let report = match (report, running) {
+        (Some(r), _) => r,
+        (None, Some(r)) => r.finish((RunEnd::Quit, None)),
+        (None, None) => unreachable!("a run either ended or is still running"),
+    };
+    if let Some(crash) = &report.crash {
+        eprint!("{}", summary::crash_text(crash));
+    }
+    eprint!("{}", summary::text(&report.counters, &report.end, report.elapsed.as_nanos() as u64));
+    Ok(report.end.status())
+}
+
+/// Carries out one action on the VM.
+fn perform(action: Action, app: &mut App, controller: &Controller, running: Option<&RunningVm>) {
+    if running.is_none() && !matches!(action, Action::Quit) {
+        app.say("the run has ended: q quits", true);
+        return;
+    }
+    match action {
+        Action::Quit => app.quit = true,
+        Action::TogglePause if controller.is_paused() => {
+            controller.resume();
+            app.say("resumed", false);
+        }
+        Action::TogglePause | Action::Pause => {
+            controller.pause();
+            app.state = RunState::Pausing;
+            app.say("pausing all vCPUs", false);
+        }
+        Action::Resume => {
+            controller.resume();
+            app.say("resumed", false);
+        }
+        Action::Step => {
+            let vcpu = app.stop.as_ref().map_or(0, |s| s.vcpu as usize);
+            if let Err(e) = controller.step(vcpu) {
+                app.say(e, true);
+            }
+        }
+        Action::AddExitBreakpoint(text) => match controller.add_exit_breakpoint(&text) {
+            Ok(bp) => app.say(format!("exit breakpoint {bp}"), false),
+            Err(e) => app.say(e, true),
+        },
+        Action::DeleteExitBreakpoint(id) => {
+            let n = controller.delete_exit_breakpoint(id);
+            match (id, n) {
+                (Some(id), 0) => app.say(format!("no exit breakpoint #{id}"), true),
+                _ => app.say(format!("deleted {n} exit breakpoint(s)"), false),
+            }
+        }
+        Action::ListExitBreakpoints => {
+            let list = controller.exit_breakpoints();
+            let text = if list.is_empty() {
+                "no exit breakpoints".to_string()
+            } else {
+                list.iter().map(|b| b.to_string()).collect::<Vec<_>>().join("; ")
+            };
+            app.say(text, false);
+        }
+        Action::SerialInput(bytes) => {
+            if let Some(r) = running {
+                if let Ok(mut serial) = r.serial().lock() {
+                    serial.enqueue_input(&bytes);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Disassembly around RIP of the stopped vCPU, the current instruction marked; while running, the
+//! instruction of the newest exit.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::frame;
+use crate::ui::app::App;
+use crate::ui::theme::Theme;
+
+pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
+    let block = frame(" Code ".into(), focused, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let show_bytes = inner.width >= 60;
+    let Some(stop) = &app.stop else {
+        let mut lines = vec![Line::styled("running — pause (space) to disassemble around RIP", theme.dim())];
+        if let Some(e) = app.events.back() {
+            if let Some(i) = &e.insn {
+                lines.push(Line::from(format!("newest exit #{} ({}):", e.seq, e.kind.reason())));
+                lines.push(Line::from(vec![
+                    Span::raw(format!("  {:#x}  ", i.addr)),
+                    Span::styled(i.text.clone(), theme.instruction()),
+                    Span::styled(format!("  ({})", i.hex()), theme.dim()),
+                ]));
+            }
+        }
+        f.render_widget(Paragraph::new(lines), inner);
+        return;
+    };
+    if app.code.is_empty() {
+        f.render_widget(Paragraph::new(format!("rip {:#x}: not readable", stop.regs.rip)), inner);
+        return;
+    }
+    let lines: Vec<Line> = app
+        .code
+        .iter()
+        .map(|i| {
+            let here = i.addr == stop.regs.rip;
+            let marker = if here { "▶ " } else { "  " };
+            let mut spans = vec![Span::raw(format!("{marker}{:>12}  ", format!("{:#x}", i.addr)))];
+            if show_bytes {
+                spans.push(Span::styled(format!("{:<24} ", i.hex()), theme.dim()));
+            }
+            spans.push(Span::styled(i.text.clone(), theme.instruction()));
+            let line = Line::from(spans);
+            if here { line.style(theme.current()) } else { line }
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}

@@ -1,0 +1,36 @@
+//! The `?` overlay: every key and command.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use super::frame;
+use crate::ui::theme::Theme;
+
+pub const HELP: &str = "\
+Keys
+  space    pause / resume all vCPUs      s      single-step (while paused)
+  tab      next pane (S-tab back; or click)  q C-c  quit (summary on stderr)
+  /        filter exits: io PORT | mmio ADDR[-END] | reason NAME
+  f        freeze the exit view (the guest runs on)
+  o        sort stats by rate or total   x      port/MMIO breakdown in stats
+  arrows   scroll (pgup/pgdn home/end)   ?      this help (any key closes)
+  :        command line
+  In the Console pane typing goes to the guest's UART; Esc or Tab leaves it.
+Commands
+  :break io PORT | mmio ADDR[-END] | reason NAME [nth N]   stop on an exit
+  :delete [N]  :breaks  :step  :continue  :pause  :quit
+  :x ADDR [LEN]   memory at a guest-virtual address (stopped vCPU's tables)
+  :xp ADDR [LEN]  memory at a guest-physical address
+  :filter SPEC    :sort rate|total";
+
+pub fn render(f: &mut Frame, area: Rect, theme: &Theme) {
+    let w = area.width.min(80);
+    let h = area.height.min(HELP.lines().count() as u16 + 2);
+    let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(HELP).wrap(Wrap { trim: false }).block(frame(" Help — any key closes ".into(), true, theme)),
+        r,
+    );
+}

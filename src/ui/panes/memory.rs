@@ -1,0 +1,52 @@
+//! A hexdump with ASCII of guest memory, at a guest-physical (`:xp`) or guest-virtual (`:x`) address.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+
+use super::frame;
+use crate::ui::app::App;
+use crate::ui::theme::Theme;
+
+/// Hexdump lines of `bytes` starting at `addr`, `per_line` bytes each.
+pub fn hexdump(addr: u64, bytes: &[u8], per_line: usize) -> Vec<String> {
+    bytes
+        .chunks(per_line)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            let ascii: String =
+                chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+            format!("{:012x}  {:<w$}  {ascii}", addr + (i * per_line) as u64, hex.join(" "), w = per_line * 3 - 1)
+        })
+        .collect()
+}
+
+pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
+    let m = app.memory;
+    let kind = if m.physical { "physical" } else { "virtual" };
+    let title = format!(" Memory: {kind} {:#x} +{:#x} (:x / :xp) ", m.addr, m.len);
+    let block = frame(title, focused, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let per_line = if inner.width >= 14 + 16 * 4 { 16 } else { 8 };
+    let mut lines: Vec<Line> = hexdump(m.addr, &app.memory_bytes, per_line).into_iter().map(Line::from).collect();
+    if let Some(note) = &app.memory_note {
+        lines.push(Line::styled(note.clone(), theme.warn()));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hexdump_has_hex_and_ascii() {
+        let lines = hexdump(0x1000, b"Hello, kvmscope!\x00\x01", 16);
+        assert_eq!(lines[0], "000000001000  48 65 6c 6c 6f 2c 20 6b 76 6d 73 63 6f 70 65 21  Hello, kvmscope!");
+        assert!(lines[1].starts_with("000000001010  00 01 "));
+        assert!(lines[1].ends_with("  .."));
+    }
+}

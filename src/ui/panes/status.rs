@@ -1,0 +1,45 @@
+//! The bottom line: run state, totals and rate, the message of the moment, or the line being typed.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::ui::app::{App, InputMode, RunState};
+use crate::ui::theme::Theme;
+
+pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let line = match &app.input {
+        InputMode::Command(text) => Line::from(format!(":{text}█")),
+        InputMode::Filter(text) => Line::from(format!("/{text}█")),
+        _ => {
+            let (state, style) = match &app.state {
+                RunState::Running => ("RUNNING".to_string(), theme.ok()),
+                RunState::Pausing => ("PAUSING".to_string(), theme.warn()),
+                RunState::Paused => {
+                    let at = app.stop.as_ref().map(|s| format!(" at {:#x}", s.regs.rip)).unwrap_or_default();
+                    (format!("PAUSED{at}"), theme.warn())
+                }
+                RunState::Ended(end) => (format!("ENDED: {} (status {})", end.name(), end.status()), theme.error()),
+            };
+            let mut spans = vec![
+                Span::styled(format!(" {state} "), style.add_modifier(ratatui::style::Modifier::REVERSED)),
+                Span::raw(format!(" {} exits  {}/s ", app.counters.total.count, app.rates.total())),
+            ];
+            if app.dropped > 0 {
+                spans.push(Span::styled(format!(" view dropped {} ", app.dropped), theme.warn()));
+            }
+            match app.current_message() {
+                Some((text, error)) => {
+                    spans.push(Span::styled(format!(" {text}"), if error { theme.error() } else { theme.ok() }))
+                }
+                None => spans.push(Span::styled(
+                    format!(" {} — ? help  space pause  s step  : command  q quit", app.title),
+                    theme.dim(),
+                )),
+            }
+            Line::from(spans)
+        }
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
