@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn bad_specs_say_why() {
-        assert!(matches!(ExitSpec::parse("io"), Err(SpecError::Syntax(_))));
+        assert!(matches!(ExitSpec::parse("io 1 2"), Err(SpecError::Syntax(_))));
+        assert_eq!(ExitSpec::parse("io").unwrap(), ExitSpec::Reason("io".into()), "a bare reason name");
         assert!(matches!(ExitSpec::parse("io 0x10000"), Err(SpecError::Port(0x10000))));
         assert!(matches!(ExitSpec::parse("io zz"), Err(SpecError::Number(_))));
         assert!(matches!(ExitSpec::parse("mmio 0x20-0x10"), Err(SpecError::Range(0x20, 0x10))));

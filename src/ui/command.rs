@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn bad_commands_get_one_line() {
         for bad in
-            ["", "frobnicate", "break", "x", "x zz", "x 0 0", "delete two", "step 3", "sort sideways", "filter io"]
+            ["", "frobnicate", "break", "x", "x zz", "x 0 0", "delete two", "step 3", "sort sideways", "filter bogus"]
         {
             let e = parse(bad).unwrap_err();
             assert!(!e.is_empty() && !e.contains('\n'), "{bad:?}: {e}");
