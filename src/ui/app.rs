@@ -569,3 +569,163 @@ fn read_phys_prefix(mem: &dyn PhysRead, addr: u64, buf: &mut [u8]) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Dir, ExitKind};
+    use ratatui::crossterm::event::KeyEvent;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn typed(app: &mut App, text: &str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.extend(app.on_key(key(KeyCode::Char(c))));
+        }
+        actions.extend(app.on_key(key(KeyCode::Enter)));
+        actions
+    }
+
+    fn io(seq: u64, port: u16) -> ExitEvent {
+        ExitEvent {
+            seq,
+            vcpu: 0,
+            t_ns: seq,
+            rip: 0x1000,
+            kind: ExitKind::Io { port, dir: Dir::Out, size: 1, count: 1, data: 0 },
+            device: None,
+            insn: None,
+            cost_ns: 1,
+        }
+    }
+
+    #[test]
+    fn space_step_and_quit_become_actions() {
+        let mut app = App::new("t");
+        assert_eq!(app.on_key(key(KeyCode::Char(' '))), vec![Action::TogglePause]);
+        assert_eq!(app.on_key(key(KeyCode::Char('s'))), vec![Action::Step]);
+        assert_eq!(app.on_key(key(KeyCode::Char('q'))), vec![Action::Quit]);
+        assert!(app.quit);
+        let mut app = App::new("t");
+        assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), vec![Action::Quit]);
+    }
+
+    #[test]
+    fn tab_cycles_focus_and_console_takes_typing() {
+        let mut app = App::new("t");
+        for want in [PaneId::Stats, PaneId::Registers, PaneId::Code, PaneId::Console] {
+            app.on_key(key(KeyCode::Tab));
+            assert_eq!(app.focus, want);
+        }
+        assert_eq!(app.on_key(key(KeyCode::Char('q'))), vec![Action::SerialInput(b"q".to_vec())]);
+        assert!(!app.quit, "q goes to the guest while the console has focus");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), vec![Action::SerialInput(b"\r".to_vec())]);
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.focus, PaneId::Code);
+        app.focus = PaneId::Console;
+        app.on_key(key(KeyCode::Esc));
+        assert_eq!(app.focus, PaneId::Exits);
+    }
+
+    #[test]
+    fn command_line_gives_actions_or_one_line_errors() {
+        let mut app = App::new("t");
+        app.on_key(key(KeyCode::Char(':')));
+        assert_eq!(app.input, InputMode::Command(String::new()));
+        assert_eq!(typed(&mut app, "break io 0x3f8"), vec![Action::AddExitBreakpoint("io 0x3f8".into())]);
+        assert_eq!(app.input, InputMode::Normal);
+        app.on_key(key(KeyCode::Char(':')));
+        assert!(typed(&mut app, "frobnicate").is_empty());
+        let (msg, error) = app.current_message().unwrap();
+        assert!(error && msg.contains("unknown command"), "{msg}");
+        app.on_key(key(KeyCode::Char(':')));
+        typed(&mut app, "xp 0x2000 32");
+        assert_eq!(app.memory, MemoryTarget { addr: 0x2000, len: 32, physical: true });
+        assert_eq!(app.focus, PaneId::Memory);
+        // Esc abandons a line; backspace edits it.
+        app.on_key(key(KeyCode::Char(':')));
+        app.on_key(key(KeyCode::Char('z')));
+        app.on_key(key(KeyCode::Backspace));
+        assert_eq!(app.input, InputMode::Command(String::new()));
+        app.on_key(key(KeyCode::Esc));
+        assert_eq!(app.input, InputMode::Normal);
+    }
+
+    #[test]
+    fn filter_freeze_and_scroll() {
+        let mut app = App::new("t");
+        app.push_events((0..10).map(|i| io(i, if i % 2 == 0 { 0x80 } else { 0x3f8 })));
+        app.on_key(key(KeyCode::Char('/')));
+        typed(&mut app, "io 0x80");
+        assert_eq!(app.visible_events().count(), 5);
+        app.on_key(key(KeyCode::Char('/')));
+        typed(&mut app, "io 0x10000");
+        assert!(app.current_message().unwrap().1, "a bad filter is an error");
+        assert_eq!(app.filter, Some(ExitSpec::Io(0x80)), "and leaves the old filter");
+        app.on_key(key(KeyCode::Char('/')));
+        typed(&mut app, "");
+        assert!(app.filter.is_none());
+        app.on_key(key(KeyCode::Char('f')));
+        app.push_events((10..15).map(|i| io(i, 0x80)));
+        assert_eq!(app.visible_events().count(), 10, "frozen at seq 9");
+        app.on_key(key(KeyCode::Char('f')));
+        assert_eq!(app.visible_events().count(), 15);
+        app.on_key(key(KeyCode::Up));
+        app.on_key(key(KeyCode::Up));
+        assert_eq!(app.scroll, 2);
+        app.on_key(key(KeyCode::Home));
+        assert_eq!(app.scroll, 14);
+        app.on_key(key(KeyCode::End));
+        assert_eq!(app.scroll, 0);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut app = App::new("t");
+        app.push_events((0..(HISTORY as u64 + 100)).map(|i| io(i, 0x80)));
+        assert_eq!(app.events.len(), HISTORY);
+        assert_eq!(app.events.front().unwrap().seq, 100);
+    }
+
+    #[test]
+    fn help_opens_and_any_key_closes() {
+        let mut app = App::new("t");
+        app.on_key(key(KeyCode::Char('?')));
+        assert_eq!(app.input, InputMode::Help);
+        assert!(app.on_key(key(KeyCode::Char('q'))).is_empty(), "the key only closes help");
+        assert_eq!(app.input, InputMode::Normal);
+        assert!(!app.quit);
+    }
+
+    #[test]
+    fn mouse_click_focuses_the_pane_under_it() {
+        let mut app = App::new("t");
+        app.pane_rects = vec![(PaneId::Exits, Rect::new(0, 0, 10, 10)), (PaneId::Code, Rect::new(10, 0, 10, 10))];
+        app.on_mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 12,
+            row: 3,
+            modifiers: KeyModifiers::NONE,
+        });
+        assert_eq!(app.focus, PaneId::Code);
+    }
+
+    #[test]
+    fn rates_are_per_second_deltas() {
+        let mut r = Rates::default();
+        let mut c = Counters::default();
+        let t0 = Instant::now();
+        r.sample(&c, t0);
+        for i in 0..500 {
+            c.record(&io(i, 0x80));
+        }
+        r.sample(&c, t0 + Duration::from_millis(500));
+        assert_eq!(r.total(), 0, "no rate before a second has passed");
+        r.sample(&c, t0 + Duration::from_secs(2));
+        assert_eq!(r.total(), 250);
+        assert_eq!(r.of("io"), 250.0);
+    }
+}

@@ -11,7 +11,7 @@ use super::panes::{code, console, exits, help, memory, registers, stats, status}
 use super::theme::Theme;
 
 /// The grid needs at least this much room.
-pub const WIDE_MIN: (u16, u16) = (120, 32);
+pub const WIDE_MIN: (u16, u16) = (130, 32);
 
 fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == pane;
@@ -36,7 +36,7 @@ pub fn draw(f: &mut Frame, app: &App) -> Vec<(PaneId, Rect)> {
         let [exits_area, stats_area] =
             Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(top);
         let [regs_area, code_area, right] =
-            Layout::horizontal([Constraint::Length(50), Constraint::Fill(1), Constraint::Length(64)]).areas(bottom);
+            Layout::horizontal([Constraint::Length(50), Constraint::Fill(1), Constraint::Fill(1)]).areas(bottom);
         placed.extend([
             (PaneId::Exits, exits_area),
             (PaneId::Stats, stats_area),

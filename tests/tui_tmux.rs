@@ -1,0 +1,156 @@
+//! The TUI end to end in a real terminal: tmux runs `kvmscope` on the demo guest; the test reads the
+//! screen with capture-pane and types keys — pause, step, help, an exit breakpoint, quit — and checks
+//! that the process ends cleanly and gives the terminal back, on `q` and on SIGTERM.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::kvm_or_skip;
+
+/// One tmux server of our own, killed when dropped.
+struct Tmux {
+    socket: String,
+    dir: PathBuf,
+}
+
+impl Tmux {
+    fn start(test: &str, width: u16, height: u16) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
+                panic!("{test}: tmux is required (tests/run.sh installs it)");
+            }
+            eprintln!("SKIPPED {test}: tmux is not installed");
+            return None;
+        }
+        let socket = format!("kvmscope-{test}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&socket);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = env!("CARGO_BIN_EXE_kvmscope");
+        let script = format!(
+            "echo $$ > {pid}; {bin} 2> {err}; echo EXIT=$? > {status}; sleep 60",
+            pid = dir.join("pid").display(),
+            err = dir.join("stderr").display(),
+            status = dir.join("status").display()
+        );
+        let ok = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", &width.to_string(), "-y", &height.to_string()])
+            .args(["sh", "-c", &script])
+            .env("TERM", "xterm-256color")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux new-session");
+        Some(Tmux { socket, dir })
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(["-L", &self.socket]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Waits until the screen satisfies `ok`; panics with the screen if it does not.
+    fn wait_until(&self, ok: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}; screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the screen shows every one of `wants`.
+    fn wait_for(&self, wants: &[&str], what: &str) -> String {
+        self.wait_until(|s| wants.iter().all(|w| s.contains(w)), &format!("{what}: waiting for {wants:?}"))
+    }
+
+    fn wait_status(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(self.dir.join("status")) {
+                return s.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "kvmscope did not end; screen:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// The terminal is back to normal: no alternate screen, no mouse reporting, cursor shown.
+    fn assert_restored(&self) {
+        let flags = self.tmux(&["display-message", "-p", "#{alternate_on} #{mouse_any_flag} #{cursor_flag}"]);
+        assert_eq!(flags.trim(), "0 0 1", "alternate screen, mouse, cursor after exit");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn tui_pause_step_help_break_and_quit() {
+    if !kvm_or_skip("tui_pause_step_help_break_and_quit") {
+        return;
+    }
+    let Some(t) = Tmux::start("keys", 160, 45) else { return };
+    t.wait_for(&["RUNNING", "demo: round", "Exits", "Stats", "CurAvg/s"], "the demo guest runs");
+    t.keys(&["Space"]);
+    let s = t.wait_for(&["PAUSED at", "Registers: vCPU 0 (paused)", "▶"], "space pauses");
+    assert!(s.contains("rip "), "{s}");
+    t.keys(&["s"]);
+    t.wait_for(&["Registers: vCPU 0 (stepped)", "debug"], "s single-steps (a debug exit in the stream)");
+    t.keys(&["?"]);
+    t.wait_for(&["Help", ":break io PORT"], "? opens help");
+    t.keys(&["x"]);
+    t.wait_until(|s| !s.contains("any key closes") && s.contains("PAUSED"), "any key closes help");
+    t.keys(&[":break io 0x80", "Enter"]);
+    t.wait_for(&["exit breakpoint #1 io 0x80"], ":break answers");
+    t.keys(&["Space"]);
+    t.wait_for(&["(exit breakpoint #1 io 0x80", "PAUSED"], "the guest stops on the exit breakpoint");
+    t.keys(&[":bogus", "Enter"]);
+    t.wait_for(&["unknown command :bogus"], "a bad command gets a one-line message");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0");
+    let err = t.stderr();
+    assert!(err.contains("run ended: quit by the user") && err.contains("VM-EXIT"), "summary on stderr: {err}");
+    t.assert_restored();
+}
+
+#[test]
+fn tui_gives_the_terminal_back_on_sigterm() {
+    if !kvm_or_skip("tui_gives_the_terminal_back_on_sigterm") {
+        return;
+    }
+    let Some(t) = Tmux::start("term", 80, 24) else { return };
+    t.wait_for(&["RUNNING", "Exits |"], "the TUI runs at 80x24");
+    let pid: i32 = std::fs::read_to_string(t.dir.join("pid")).unwrap().trim().parse().unwrap();
+    // The shell runs kvmscope as its child; signal that child.
+    let child = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
+    let child: i32 = String::from_utf8_lossy(&child.stdout).trim().parse().expect("kvmscope's pid");
+    // SAFETY: kill(2) on the process this test started.
+    unsafe { libc::kill(child, libc::SIGTERM) };
+    assert_eq!(t.wait_status(), "EXIT=130");
+    assert!(t.stderr().contains("interrupted"), "{}", t.stderr());
+    t.assert_restored();
+}

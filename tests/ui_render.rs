@@ -1,0 +1,179 @@
+//! Rendering tests with ratatui's TestBackend: each pane, both layouts, the help overlay, NO_COLOR.
+
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvmscope::debug::{Stop, StopReason};
+use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
+use kvmscope::ui::app::{App, InputMode, MemoryTarget, PaneId};
+use kvmscope::ui::view;
+use kvmscope::vmm::memory::GuestRam;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::{Color, Modifier};
+
+fn screen(app: &mut App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| {
+        app.pane_rects = view::draw(f, app);
+    })
+    .unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut text = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            text.push_str(buf[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    (text, buf)
+}
+
+fn out_event(seq: u64) -> ExitEvent {
+    ExitEvent {
+        seq,
+        vcpu: 0,
+        t_ns: seq * 1000,
+        rip: 0x10_0005,
+        kind: ExitKind::Io { port: 0x3f8, dir: Dir::Out, size: 1, count: 1, data: 0x41 },
+        device: Some("serial"),
+        insn: Some(Arc::new(Insn { addr: 0x10_0004, bytes: vec![0xee], text: "out dx,al".into() })),
+        cost_ns: 1500,
+    }
+}
+
+/// A stopped vCPU in flat protected mode at 0x100004, over RAM holding `mov dx,0x3f8; out dx,al; hlt`.
+fn stopped_app() -> (App, GuestRam) {
+    let ram = GuestRam::new(4 << 20).unwrap();
+    assert!(ram.write(0x10_0000, &[0x66, 0xba, 0xf8, 0x03, 0xee, 0xf4]));
+    assert!(ram.write(0x20_0000, b"kvmscope memory!"));
+    let mut sregs = kvm_sregs { cr0: 0x11, ..Default::default() };
+    sregs.cs.selector = 0x10;
+    sregs.cs.db = 1;
+    let regs = kvm_regs { rip: 0x10_0004, rflags: 0x246, rax: 0x41, rdx: 0x3f8, ..Default::default() };
+    let mut app = App::new("test");
+    app.no_color = false;
+    let before = Stop {
+        vcpu: 0,
+        reason: StopReason::Pause,
+        regs: kvm_regs { rax: 0x40, ..regs },
+        sregs,
+        event: None,
+        serial: 1,
+    };
+    let now = Stop { vcpu: 0, reason: StopReason::Step, regs, sregs, event: Some(out_event(7)), serial: 2 };
+    app.set_stops(&[Some(before)], true);
+    app.set_stops(&[Some(now)], true);
+    app.memory = MemoryTarget { addr: 0x20_0000, len: 16, physical: true };
+    app.refresh_views(&ram);
+    (app, ram)
+}
+
+#[test]
+fn exits_pane_shows_the_stream_with_decoded_instructions() {
+    let mut app = App::new("test");
+    app.push_events((0..30).map(out_event));
+    app.dropped = 12;
+    app.focus = PaneId::Exits;
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("Exits"), "{text}");
+    assert!(text.contains("view dropped 12"), "{text}");
+    assert!(text.contains("29 ") && text.contains("out 0x03f8 1=0x41"), "{text}");
+    assert!(text.contains("out dx,al"), "{text}");
+    assert!(!text.contains("\n│0 "), "the oldest rows scroll off: {text}");
+}
+
+#[test]
+fn stats_pane_has_kvm_stat_columns() {
+    let mut app = App::new("test");
+    for i in 0..40 {
+        app.counters.record(&out_event(i));
+    }
+    app.focus = PaneId::Stats;
+    let (text, _) = screen(&mut app, 80, 24);
+    for col in ["Event", "Total", "%Total", "CurAvg/s"] {
+        assert!(text.contains(col), "{col}: {text}");
+    }
+    assert!(text.contains("io ") && text.contains("40") && text.contains("100.0"), "{text}");
+    assert!(text.contains("io 0x3f8 out"), "per-port breakdown: {text}");
+}
+
+#[test]
+fn registers_pane_decodes_flags_and_highlights_changes() {
+    let (mut app, _ram) = stopped_app();
+    app.focus = PaneId::Registers;
+    let (text, buf) = screen(&mut app, 80, 24);
+    assert!(text.contains("Registers: vCPU 0 (stepped)"), "{text}");
+    assert!(text.contains("rip 0000000000100004"), "{text}");
+    assert!(text.contains("flags PF ZF IF"), "{text}");
+    assert!(text.contains("protected, no paging (32-bit code)"), "{text}");
+    // rax changed from 0x40 to 0x41 since the previous stop: its value is highlighted; rbx is not.
+    let find = |needle: &str| {
+        let (row, line) = text.lines().enumerate().find(|(_, l)| l.contains(needle)).unwrap();
+        let col = line.find(needle).unwrap();
+        (line[..col].chars().count() as u16, row as u16)
+    };
+    let (x, y) = find("0000000000000041");
+    assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED), "rax is highlighted");
+    let (x, y) = find("rbx 0000000000000000");
+    assert!(!buf[(x + 4, y)].modifier.contains(Modifier::REVERSED), "rbx is not");
+}
+
+#[test]
+fn code_pane_marks_the_current_instruction() {
+    let (mut app, _ram) = stopped_app();
+    app.focus = PaneId::Code;
+    let (text, _) = screen(&mut app, 80, 24);
+    let current = text.lines().find(|l| l.contains('▶')).expect("a marked line");
+    assert!(current.contains("0x100004") && current.contains("out dx,al"), "{text}");
+    assert!(text.contains("mov dx,3F8h"), "the instruction before RIP: {text}");
+    assert!(text.contains("hlt"), "{text}");
+}
+
+#[test]
+fn memory_and_console_panes() {
+    let (mut app, _ram) = stopped_app();
+    app.focus = PaneId::Memory;
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("Memory: physical 0x200000"), "{text}");
+    assert!(text.contains("6b 76 6d 73") && text.contains("kvmscope"), "{text}");
+    app.console = (1..=40).map(|i| format!("line {i}\n")).collect();
+    app.focus = PaneId::Console;
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("line 40") && !text.contains("line 3\n"), "the newest lines: {text}");
+}
+
+#[test]
+fn wide_terminal_shows_every_pane_small_one_tabs() {
+    let (mut app, _ram) = stopped_app();
+    let (text, _) = screen(&mut app, 160, 45);
+    for title in ["Exits", "Stats", "Registers", "Code", "Console", "Memory"] {
+        assert!(text.contains(&format!("┌ {title}")), "{title} in:\n{text}");
+    }
+    assert_eq!(app.pane_rects.len(), 6);
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.starts_with(" Exits | Stats | Registers | Code | Console | Memory |"), "{text}");
+    assert!(text.contains("PAUSED at 0x100004"), "status line: {text}");
+}
+
+#[test]
+fn help_overlay_lists_keys_and_commands() {
+    let mut app = App::new("test");
+    app.input = InputMode::Help;
+    let (text, _) = screen(&mut app, 80, 24);
+    for k in ["space", "single-step", ":break io PORT", ":x ADDR", "freeze"] {
+        assert!(text.contains(k), "{k}: {text}");
+    }
+}
+
+#[test]
+fn no_color_uses_no_colors() {
+    let (mut app, _ram) = stopped_app();
+    app.push_events((0..5).map(out_event));
+    app.no_color = true;
+    let (_, buf) = screen(&mut app, 160, 45);
+    assert!(buf.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+    app.no_color = false;
+    let (_, buf) = screen(&mut app, 160, 45);
+    assert!(buf.content().iter().any(|c| c.fg != Color::Reset), "colours without NO_COLOR");
+}
