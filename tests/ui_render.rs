@@ -64,7 +64,7 @@ fn stopped_app() -> (App, GuestRam) {
     let now = Stop { vcpu: 0, reason: StopReason::Step, regs, sregs, event: Some(out_event(7)), serial: 2 };
     app.set_stops(&[Some(before)], true);
     app.set_stops(&[Some(now)], true);
-    app.memory = MemoryTarget { addr: 0x20_0000, len: 16, physical: true };
+    app.memory = MemoryTarget { addr: 0x20_0000, len: 16, physical: true, follow_rip: false };
     app.refresh_views(&ram);
     (app, ram)
 }
@@ -128,6 +128,17 @@ fn code_pane_marks_the_current_instruction() {
     assert!(current.contains("0x100004") && current.contains("out dx,al"), "{text}");
     assert!(text.contains("mov dx,3F8h"), "the instruction before RIP: {text}");
     assert!(text.contains("hlt"), "{text}");
+}
+
+#[test]
+fn memory_pane_follows_the_stop_until_an_address_is_chosen() {
+    let (mut app, ram) = stopped_app();
+    app.memory.follow_rip = true;
+    app.refresh_views(&ram);
+    app.focus = PaneId::Memory;
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("Memory: virtual 0x100000"), "{text}");
+    assert!(text.contains("000000100000  66 ba f8 03 ee f4"), "the code at RIP: {text}");
 }
 
 #[test]

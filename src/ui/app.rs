@@ -153,6 +153,8 @@ pub struct MemoryTarget {
     pub addr: u64,
     pub len: u64,
     pub physical: bool,
+    /// Follow the stopped vCPU's RIP (until the user picks an address with `:x`/`:xp`).
+    pub follow_rip: bool,
 }
 
 /// All UI state.
@@ -213,7 +215,12 @@ impl App {
             state: RunState::Running,
             stop: None,
             previous_stop: None,
-            memory: MemoryTarget { addr: 0x10_0000, len: command::DEFAULT_EXAMINE_LEN, physical: true },
+            memory: MemoryTarget {
+                addr: 0x10_0000,
+                len: command::DEFAULT_EXAMINE_LEN,
+                physical: true,
+                follow_rip: true,
+            },
             memory_bytes: Vec::new(),
             memory_note: None,
             code: Vec::new(),
@@ -294,6 +301,10 @@ impl App {
             (Some(stop), Some(mode)) => code_around(mem, &mode, stop.regs.rip),
             _ => Vec::new(),
         };
+        if let (true, Some(stop), Some(mode)) = (self.memory.follow_rip, &self.stop, mode) {
+            self.memory.addr = mode.code_linear(stop.regs.rip) & !0xf;
+            self.memory.physical = false;
+        }
         let target = self.memory;
         let mut buf = vec![0u8; target.len as usize];
         let (n, note) = match (target.physical, mode) {
@@ -390,7 +401,7 @@ impl App {
             Ok(Command::Delete(id)) => vec![Action::DeleteExitBreakpoint(id)],
             Ok(Command::Breaks) => vec![Action::ListExitBreakpoints],
             Ok(Command::Examine { addr, len, physical }) => {
-                self.memory = MemoryTarget { addr, len, physical };
+                self.memory = MemoryTarget { addr, len, physical, follow_rip: false };
                 self.focus = PaneId::Memory;
                 Vec::new()
             }
@@ -643,7 +654,7 @@ mod tests {
         assert!(error && msg.contains("unknown command"), "{msg}");
         app.on_key(key(KeyCode::Char(':')));
         typed(&mut app, "xp 0x2000 32");
-        assert_eq!(app.memory, MemoryTarget { addr: 0x2000, len: 32, physical: true });
+        assert_eq!(app.memory, MemoryTarget { addr: 0x2000, len: 32, physical: true, follow_rip: false });
         assert_eq!(app.focus, PaneId::Memory);
         // Esc abandons a line; backspace edits it.
         app.on_key(key(KeyCode::Char(':')));

@@ -26,7 +26,8 @@ pub fn hexdump(addr: u64, bytes: &[u8], per_line: usize) -> Vec<String> {
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
     let m = app.memory;
     let kind = if m.physical { "physical" } else { "virtual" };
-    let title = format!(" Memory: {kind} {:#x} +{:#x} (:x / :xp) ", m.addr, m.len);
+    let follow = if m.follow_rip { ", at RIP" } else { "" };
+    let title = format!(" Memory: {kind} {:#x} +{:#x}{follow} (:x / :xp) ", m.addr, m.len);
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
