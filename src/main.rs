@@ -22,6 +22,12 @@ struct Cli {
 enum Command {
     /// Boot a guest and watch its exits.
     Run(RunArgs),
+    /// Measure what this host's KVM does for a debugger, and which mechanisms kvmscope will use.
+    Probe {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -130,6 +136,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Run(args)) => run(args),
+        Some(Command::Probe { json }) => match kvmscope::vmm::probe::probe() {
+            Ok(report) if json => {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => vm_error(&e),
+        },
         None => {
             let config = VmConfig {
                 image: Image::Demo,

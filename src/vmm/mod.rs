@@ -7,6 +7,7 @@ pub mod kick;
 pub mod loader;
 pub mod memory;
 pub mod outcome;
+pub mod probe;
 pub mod shared;
 pub mod vcpu;
 pub mod vm;

@@ -1,0 +1,291 @@
+//! `kvmscope probe`: what this host's KVM actually does for a debugger, measured with tiny VMs, and
+//! which mechanism kvmscope uses for each kind of stop. Hosts differ: a VT-x/AMD-V KVM delivers
+//! software breakpoints and DR7 watchpoints; an emulating KVM (PVM) fails on `int3` at CPL0 and
+//! never fires DR7 watchpoints, but read-only memory slots and that emulation failure still give
+//! working breakpoints and write watchpoints.
+
+use std::fmt;
+
+use kvm_bindings::{
+    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP, KVM_MEM_READONLY,
+    kvm_guest_debug, kvm_guest_debug_arch, kvm_userspace_memory_region,
+};
+use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+use serde::Serialize;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use super::boot_cpu;
+use super::loader::{BootMode, BootSetup};
+use super::memory::GuestRam;
+use super::vm::{VmError, open_kvm};
+
+/// Where probe code runs, and the data page it touches.
+const CODE: u64 = 0x10000;
+const DATA: u64 = 0x20000;
+
+/// What one probe saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    pub works: bool,
+    /// What happened, in words ("KVM_EXIT_DEBUG, exception 3 at 0x10001").
+    pub seen: String,
+}
+
+/// Which mechanism kvmscope uses for a kind of stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// `int3` with `KVM_GUESTDBG_USE_SW_BP` (KVM_EXIT_DEBUG, exception 3).
+    Int3GuestDebug,
+    /// `int3` caught when the host's emulator fails on it (KVM_EXIT_INTERNAL_ERROR at the int3).
+    Int3EmulationFailure,
+    /// Debug registers DR0-3 through `KVM_GUESTDBG_USE_HW_BP`.
+    DebugRegisters,
+    /// The watched page is mapped read-only: writes exit as MMIO, kvmscope completes them.
+    ReadOnlySlot,
+    /// `KVM_GUESTDBG_SINGLESTEP`.
+    SingleStep,
+    /// Nothing on this host gives it.
+    Unavailable,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mechanism::Int3GuestDebug => "int3 + KVM_GUESTDBG_USE_SW_BP",
+            Mechanism::Int3EmulationFailure => "int3 caught as the host's emulation failure, others re-injected as #BP",
+            Mechanism::DebugRegisters => "debug registers DR0-3 (KVM_GUESTDBG_USE_HW_BP)",
+            Mechanism::ReadOnlySlot => "read-only memory slot over the page; kvmscope completes the write",
+            Mechanism::SingleStep => "KVM_GUESTDBG_SINGLESTEP",
+            Mechanism::Unavailable => "unavailable on this host",
+        })
+    }
+}
+
+/// Everything the probe found, and the choices that follow.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub api_version: i32,
+    pub caps: Vec<(String, i32)>,
+    pub single_step: Observation,
+    pub hw_breakpoint: Observation,
+    pub sw_breakpoint: Observation,
+    pub dr7_write_watchpoint: Observation,
+    pub dr7_access_watchpoint: Observation,
+    pub readonly_slot: Observation,
+    pub int3_at_cpl0: Observation,
+    pub use_step: Mechanism,
+    pub use_sw_breakpoints: Mechanism,
+    pub use_hw_breakpoints: Mechanism,
+    pub use_write_watchpoints: Mechanism,
+    pub use_access_watchpoints: Mechanism,
+}
+
+/// A throwaway VM with one vCPU in flat protected mode running `code` at 0x10000.
+struct ProbeVm {
+    _vm: VmFd,
+    vcpu: VcpuFd,
+    _ram: GuestRam,
+}
+
+fn probe_vm(kvm: &Kvm, code: &[u8], readonly_data: bool) -> Result<ProbeVm, String> {
+    fn e(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> String {
+        move |err| format!("{what}: {err}")
+    }
+    let vm = kvm.create_vm().map_err(e("KVM_CREATE_VM"))?;
+    let ram = GuestRam::new(super::memory::MIN_MEM).map_err(|err| err.to_string())?;
+    let region = ram.mem.iter().next().ok_or("no memory")?;
+    let base = region.as_ptr() as u64;
+    let size = region.len();
+    let slots: Vec<(u64, u64, u32)> = if readonly_data {
+        vec![(0, DATA, 0), (DATA, 0x1000, KVM_MEM_READONLY), (DATA + 0x1000, size - DATA - 0x1000, 0)]
+    } else {
+        vec![(0, size, 0)]
+    };
+    for (slot, (gpa, len, flags)) in slots.into_iter().enumerate() {
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags,
+            guest_phys_addr: gpa,
+            memory_size: len,
+            userspace_addr: base + gpa,
+        };
+        // SAFETY: the mapping lives in `ram`, which the ProbeVm keeps as long as the VM.
+        unsafe { vm.set_user_memory_region(r) }.map_err(e("a memory slot"))?;
+    }
+    ram.write(CODE, code);
+    let boot =
+        BootSetup { format: "probe", mode: BootMode::Protected, entry: CODE, rax: 0x1234, rbx: 0, loaded: vec![] };
+    boot_cpu::write_boot_tables(&ram, BootMode::Protected);
+    let vcpu = vm.create_vcpu(0).map_err(e("KVM_CREATE_VCPU"))?;
+    let mut sregs = vcpu.get_sregs().map_err(e("KVM_GET_SREGS"))?;
+    let regs = boot_cpu::entry_state(&boot, &mut sregs);
+    vcpu.set_sregs(&sregs).map_err(e("KVM_SET_SREGS"))?;
+    vcpu.set_regs(&regs).map_err(e("KVM_SET_REGS"))?;
+    Ok(ProbeVm { _vm: vm, vcpu, _ram: ram })
+}
+
+/// Runs the probe VM to its first exit that is not the end marker, in words; `want` says if it works.
+fn first_exit(
+    kvm: &Kvm,
+    code: &[u8],
+    readonly: bool,
+    debug: Option<kvm_guest_debug>,
+    want: impl Fn(&VcpuExit<'_>, u64) -> bool,
+) -> Observation {
+    let mut p = match probe_vm(kvm, code, readonly) {
+        Ok(p) => p,
+        Err(seen) => return Observation { works: false, seen },
+    };
+    if let Some(d) = debug {
+        if let Err(err) = p.vcpu.set_guest_debug(&d) {
+            return Observation { works: false, seen: format!("KVM_SET_GUEST_DEBUG refused: {err}") };
+        }
+    }
+    let exit = p.vcpu.run();
+    let (works, seen) = match &exit {
+        Ok(x) => {
+            let seen = match x {
+                VcpuExit::Debug(d) => format!("KVM_EXIT_DEBUG, exception {} at {:#x}, dr6 {:#x}", d.exception, d.pc, d.dr6),
+                VcpuExit::IoOut(0xf4, _) => "ran to the end without stopping".to_string(),
+                VcpuExit::MmioWrite(addr, data) => format!("KVM_EXIT_MMIO write {addr:#x} data {data:02x?}"),
+                VcpuExit::InternalError => "KVM_EXIT_INTERNAL_ERROR".to_string(),
+                VcpuExit::Shutdown => "KVM_EXIT_SHUTDOWN (the guest triple-faulted)".to_string(),
+                other => format!("{other:?}"),
+            };
+            (want(x, 0), seen)
+        }
+        Err(err) => (false, format!("KVM_RUN failed: {err}")),
+    };
+    drop(exit);
+    let rip = p.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+    let seen = if seen == "KVM_EXIT_INTERNAL_ERROR" {
+        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the valid member.
+        let sub = unsafe { p.vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        format!("KVM_EXIT_INTERNAL_ERROR, suberror {sub}, rip {rip:#x}")
+    } else {
+        seen
+    };
+    Observation { works, seen }
+}
+
+fn debug(control: u32, dr0: u64, dr7: u64) -> kvm_guest_debug {
+    let mut arch = kvm_guest_debug_arch::default();
+    arch.debugreg[0] = dr0;
+    arch.debugreg[7] = dr7;
+    kvm_guest_debug { control: KVM_GUESTDBG_ENABLE | control, pad: 0, arch }
+}
+
+/// Probes the host's KVM.
+pub fn probe() -> Result<HostReport, VmError> {
+    let kvm = open_kvm()?;
+    let caps: Vec<(String, i32)> = [
+        ("KVM_CAP_SYNC_REGS", Cap::SyncRegs),
+        ("KVM_CAP_IMMEDIATE_EXIT", Cap::ImmediateExit),
+        ("KVM_CAP_READONLY_MEM", Cap::ReadonlyMem),
+        ("KVM_CAP_SET_GUEST_DEBUG", Cap::SetGuestDebug),
+        ("KVM_CAP_GUEST_DEBUG_HW_BPS", Cap::DebugHwBps),
+        ("KVM_CAP_NR_MEMSLOTS", Cap::NrMemslots),
+        ("KVM_CAP_IRQCHIP", Cap::Irqchip),
+        ("KVM_CAP_NR_VCPUS", Cap::NrVcpus),
+    ]
+    .into_iter()
+    .map(|(n, c)| (n.to_string(), kvm.check_extension_int(c)))
+    .collect();
+    let end = [0xe6, 0xf4]; // out 0xf4, al
+    let with_end = |code: &[u8]| [code, &end].concat();
+    let is_debug = |x: &VcpuExit<'_>, exc: u32| matches!(x, VcpuExit::Debug(d) if d.exception == exc);
+
+    let single_step = first_exit(&kvm, &with_end(&[0x90, 0x90]), false, Some(debug(KVM_GUESTDBG_SINGLESTEP, 0, 0)), |x, _| {
+        is_debug(x, 1)
+    });
+    let hw_breakpoint = first_exit(
+        &kvm,
+        &with_end(&[0x90, 0x90, 0x90]),
+        false,
+        Some(debug(KVM_GUESTDBG_USE_HW_BP, CODE + 2, 0x1)),
+        |x, _| matches!(x, VcpuExit::Debug(d) if d.exception == 1 && d.pc == CODE + 2),
+    );
+    let sw_breakpoint = first_exit(&kvm, &with_end(&[0x90, 0xcc, 0x90]), false, Some(debug(KVM_GUESTDBG_USE_SW_BP, 0, 0)), |x, _| {
+        matches!(x, VcpuExit::Debug(d) if d.exception == 3)
+    });
+    // mov [0x20000], eax
+    let store = with_end(&[0xa3, 0x00, 0x00, 0x02, 0x00]);
+    // mov eax, [0x20000]
+    let load = with_end(&[0xa1, 0x00, 0x00, 0x02, 0x00]);
+    let dr7_write_watchpoint =
+        first_exit(&kvm, &store, false, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000d_0001)), |x, _| is_debug(x, 1));
+    let dr7_access_watchpoint =
+        first_exit(&kvm, &load, false, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000f_0001)), |x, _| is_debug(x, 1));
+    let readonly_slot = first_exit(&kvm, &store, true, None, |x, _| {
+        matches!(x, VcpuExit::MmioWrite(a, d) if *a == DATA && d.first() == Some(&0x34))
+    });
+    let int3_at_cpl0 = first_exit(&kvm, &with_end(&[0x90, 0xcc]), false, None, |x, _| {
+        matches!(x, VcpuExit::InternalError)
+    });
+    let int3_at_cpl0 = Observation {
+        works: int3_at_cpl0.works && int3_at_cpl0.seen.contains(&format!("rip {:#x}", CODE + 1)),
+        ..int3_at_cpl0
+    };
+
+    let use_sw_breakpoints = if sw_breakpoint.works {
+        Mechanism::Int3GuestDebug
+    } else if int3_at_cpl0.works {
+        Mechanism::Int3EmulationFailure
+    } else {
+        Mechanism::Unavailable
+    };
+    let use_hw_breakpoints = if hw_breakpoint.works { Mechanism::DebugRegisters } else { Mechanism::Unavailable };
+    let use_write_watchpoints = if dr7_write_watchpoint.works {
+        Mechanism::DebugRegisters
+    } else if readonly_slot.works {
+        Mechanism::ReadOnlySlot
+    } else {
+        Mechanism::Unavailable
+    };
+    let use_access_watchpoints =
+        if dr7_access_watchpoint.works { Mechanism::DebugRegisters } else { Mechanism::Unavailable };
+    let use_step = if single_step.works { Mechanism::SingleStep } else { Mechanism::Unavailable };
+    Ok(HostReport {
+        api_version: kvm.get_api_version(),
+        caps,
+        single_step,
+        hw_breakpoint,
+        sw_breakpoint,
+        dr7_write_watchpoint,
+        dr7_access_watchpoint,
+        readonly_slot,
+        int3_at_cpl0,
+        use_step,
+        use_sw_breakpoints,
+        use_hw_breakpoints,
+        use_write_watchpoints,
+        use_access_watchpoints,
+    })
+}
+
+impl fmt::Display for HostReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "KVM API version {}", self.api_version)?;
+        for (name, v) in &self.caps {
+            writeln!(f, "  {name:<28} {v}")?;
+        }
+        writeln!(f, "Measured:")?;
+        let row = |f: &mut fmt::Formatter<'_>, what: &str, o: &Observation| {
+            writeln!(f, "  {what:<40} {:<4} {}", if o.works { "yes" } else { "no" }, o.seen)
+        };
+        row(f, "single-step", &self.single_step)?;
+        row(f, "hardware execution breakpoint", &self.hw_breakpoint)?;
+        row(f, "software breakpoint (USE_SW_BP)", &self.sw_breakpoint)?;
+        row(f, "DR7 write watchpoint", &self.dr7_write_watchpoint)?;
+        row(f, "DR7 access watchpoint", &self.dr7_access_watchpoint)?;
+        row(f, "read-only memory slot", &self.readonly_slot)?;
+        row(f, "int3 at CPL0 ends in emulation failure", &self.int3_at_cpl0)?;
+        writeln!(f, "kvmscope uses:")?;
+        writeln!(f, "  single-step                        {}", self.use_step)?;
+        writeln!(f, "  software breakpoints (break)       {}", self.use_sw_breakpoints)?;
+        writeln!(f, "  hardware breakpoints (hbreak)      {}", self.use_hw_breakpoints)?;
+        writeln!(f, "  write watchpoints (watch)          {}", self.use_write_watchpoints)?;
+        write!(f, "  access watchpoints (awatch/rwatch) {}", self.use_access_watchpoints)
+    }
+}

@@ -1,0 +1,54 @@
+//! `kvmscope probe` against what was measured on this project's machines (DESIGN.md), and the
+//! choice of mechanisms that must follow from any host's answers.
+
+mod common;
+
+use common::*;
+
+fn is_pvm() -> bool {
+    std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+#[test]
+fn probe_reports_measurements_and_consistent_choices() {
+    if !kvm_or_skip("probe_reports_measurements_and_consistent_choices") {
+        return;
+    }
+    let run: Run = kvmscope().args(["probe", "--json"]).output().unwrap().into();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let p: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let works = |k: &str| p[k]["works"].as_bool().unwrap();
+    assert!(p["api_version"].as_i64().unwrap() == 12);
+    // Every host kvmscope supports single-steps and has debug registers for execution.
+    assert!(works("single_step"), "{}", p["single_step"]);
+    assert!(works("hw_breakpoint"), "{}", p["hw_breakpoint"]);
+    let sw = p["use_sw_breakpoints"].as_str().unwrap();
+    let want_sw = if works("sw_breakpoint") {
+        "int3-guest-debug"
+    } else if works("int3_at_cpl0") {
+        "int3-emulation-failure"
+    } else {
+        "unavailable"
+    };
+    assert_eq!(sw, want_sw);
+    let want_watch = if works("dr7_write_watchpoint") {
+        "debug-registers"
+    } else if works("readonly_slot") {
+        "read-only-slot"
+    } else {
+        "unavailable"
+    };
+    assert_eq!(p["use_write_watchpoints"], want_watch);
+    if is_pvm() {
+        // Measured on PVM (DESIGN.md): no USE_SW_BP, int3 at CPL0 fails in the emulator at the
+        // int3 itself, DR7 watchpoints never fire, read-only slots turn writes into MMIO exits.
+        assert!(!works("sw_breakpoint"));
+        assert!(works("int3_at_cpl0"), "{}", p["int3_at_cpl0"]);
+        assert!(!works("dr7_write_watchpoint") && !works("dr7_access_watchpoint"));
+        assert!(works("readonly_slot"), "{}", p["readonly_slot"]);
+        assert_eq!(sw, "int3-emulation-failure");
+        assert_eq!(p["use_write_watchpoints"], "read-only-slot");
+    }
+    let text: Run = kvmscope().arg("probe").output().unwrap().into();
+    assert!(text.stdout.contains("kvmscope uses:") && text.stdout.contains("single-step"), "{}", text.stdout);
+}
