@@ -56,12 +56,21 @@ fn stopped_app() -> (App, GuestRam) {
     let before = Stop {
         vcpu: 0,
         reason: StopReason::Pause,
+        fpu: Default::default(),
         regs: kvm_regs { rax: 0x40, ..regs },
         sregs,
         event: None,
         serial: 1,
     };
-    let now = Stop { vcpu: 0, reason: StopReason::Step, regs, sregs, event: Some(out_event(7)), serial: 2 };
+    let now = Stop {
+        vcpu: 0,
+        reason: StopReason::Step,
+        regs,
+        sregs,
+        fpu: Default::default(),
+        event: Some(out_event(7)),
+        serial: 2,
+    };
     app.set_stops(&[Some(before)], true);
     app.set_stops(&[Some(now)], true);
     app.memory = MemoryTarget { addr: 0x20_0000, len: 16, physical: true, follow_rip: false };

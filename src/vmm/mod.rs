@@ -9,6 +9,7 @@ pub mod memory;
 pub mod outcome;
 pub mod probe;
 pub mod shared;
+pub mod slots;
 pub mod vcpu;
 pub mod vm;
 

@@ -146,7 +146,9 @@ fn first_exit(
     let (works, seen) = match &exit {
         Ok(x) => {
             let seen = match x {
-                VcpuExit::Debug(d) => format!("KVM_EXIT_DEBUG, exception {} at {:#x}, dr6 {:#x}", d.exception, d.pc, d.dr6),
+                VcpuExit::Debug(d) => {
+                    format!("KVM_EXIT_DEBUG, exception {} at {:#x}, dr6 {:#x}", d.exception, d.pc, d.dr6)
+                }
                 VcpuExit::IoOut(0xf4, _) => "ran to the end without stopping".to_string(),
                 VcpuExit::MmioWrite(addr, data) => format!("KVM_EXIT_MMIO write {addr:#x} data {data:02x?}"),
                 VcpuExit::InternalError => "KVM_EXIT_INTERNAL_ERROR".to_string(),
@@ -196,9 +198,10 @@ pub fn probe() -> Result<HostReport, VmError> {
     let with_end = |code: &[u8]| [code, &end].concat();
     let is_debug = |x: &VcpuExit<'_>, exc: u32| matches!(x, VcpuExit::Debug(d) if d.exception == exc);
 
-    let single_step = first_exit(&kvm, &with_end(&[0x90, 0x90]), false, Some(debug(KVM_GUESTDBG_SINGLESTEP, 0, 0)), |x, _| {
-        is_debug(x, 1)
-    });
+    let single_step =
+        first_exit(&kvm, &with_end(&[0x90, 0x90]), false, Some(debug(KVM_GUESTDBG_SINGLESTEP, 0, 0)), |x, _| {
+            is_debug(x, 1)
+        });
     let hw_breakpoint = first_exit(
         &kvm,
         &with_end(&[0x90, 0x90, 0x90]),
@@ -206,9 +209,13 @@ pub fn probe() -> Result<HostReport, VmError> {
         Some(debug(KVM_GUESTDBG_USE_HW_BP, CODE + 2, 0x1)),
         |x, _| matches!(x, VcpuExit::Debug(d) if d.exception == 1 && d.pc == CODE + 2),
     );
-    let sw_breakpoint = first_exit(&kvm, &with_end(&[0x90, 0xcc, 0x90]), false, Some(debug(KVM_GUESTDBG_USE_SW_BP, 0, 0)), |x, _| {
-        matches!(x, VcpuExit::Debug(d) if d.exception == 3)
-    });
+    let sw_breakpoint = first_exit(
+        &kvm,
+        &with_end(&[0x90, 0xcc, 0x90]),
+        false,
+        Some(debug(KVM_GUESTDBG_USE_SW_BP, 0, 0)),
+        |x, _| matches!(x, VcpuExit::Debug(d) if d.exception == 3),
+    );
     // mov [0x20000], eax
     let store = with_end(&[0xa3, 0x00, 0x00, 0x02, 0x00]);
     // mov eax, [0x20000]
@@ -217,12 +224,15 @@ pub fn probe() -> Result<HostReport, VmError> {
         first_exit(&kvm, &store, false, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000d_0001)), |x, _| is_debug(x, 1));
     let dr7_access_watchpoint =
         first_exit(&kvm, &load, false, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000f_0001)), |x, _| is_debug(x, 1));
-    let readonly_slot = first_exit(&kvm, &store, true, None, |x, _| {
-        matches!(x, VcpuExit::MmioWrite(a, d) if *a == DATA && d.first() == Some(&0x34))
-    });
-    let int3_at_cpl0 = first_exit(&kvm, &with_end(&[0x90, 0xcc]), false, None, |x, _| {
-        matches!(x, VcpuExit::InternalError)
-    });
+    let readonly_slot = first_exit(
+        &kvm,
+        &store,
+        true,
+        None,
+        |x, _| matches!(x, VcpuExit::MmioWrite(a, d) if *a == DATA && d.first() == Some(&0x34)),
+    );
+    let int3_at_cpl0 =
+        first_exit(&kvm, &with_end(&[0x90, 0xcc]), false, None, |x, _| matches!(x, VcpuExit::InternalError));
     let int3_at_cpl0 = Observation {
         works: int3_at_cpl0.works && int3_at_cpl0.seen.contains(&format!("rip {:#x}", CODE + 1)),
         ..int3_at_cpl0

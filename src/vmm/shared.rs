@@ -5,9 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use vm_memory::GuestMemoryMmap;
+use kvm_ioctls::VmFd;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::bus::Bus;
+use super::memory::MemoryMap;
+use super::slots::{Slot, apply, layout};
 use crate::debug::DebugState;
 use crate::trace::{Counters, ExitSink};
 
@@ -30,6 +33,13 @@ pub struct Shared {
     pub sinks: Vec<Arc<dyn ExitSink>>,
     /// Pause, step and exit breakpoints.
     pub debug: DebugState,
+    /// The VM, for memory slot changes (watchpoints).
+    pub vm: VmFd,
+    /// Where RAM is.
+    pub map: MemoryMap,
+    /// RAM ranges as (guest-physical, length, host address), and the slots KVM has now.
+    pub ram_ranges: Vec<(u64, u64, u64)>,
+    pub slots: Mutex<Vec<Slot>>,
 }
 
 impl Shared {
@@ -41,6 +51,23 @@ impl Shared {
     /// The counters of one vCPU.
     pub fn counters_of(&self, vcpu: usize) -> MutexGuard<'_, Counters> {
         self.counters[vcpu].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes guest-physical RAM (false when any byte is not RAM).
+    pub fn write_phys(&self, gpa: u64, data: &[u8]) -> bool {
+        self.map.is_ram(gpa, data.len() as u64) && self.mem.write_slice(data, GuestAddress(gpa)).is_ok()
+    }
+
+    /// Makes exactly these guest-physical pages read-only to the guest (write watchpoints).
+    pub fn protect_pages(&self, pages: &[u64]) -> Result<(), String> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let new = layout(&self.ram_ranges, pages);
+        if *slots == new {
+            return Ok(());
+        }
+        apply(&self.vm, &slots, &new)?;
+        *slots = new;
+        Ok(())
     }
 
     /// All vCPUs' counters merged.

@@ -9,16 +9,27 @@ use std::time::Instant;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use kvm_bindings::{KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, kvm_guest_debug, kvm_regs, kvm_sregs};
+use kvm_bindings::{
+    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
+    KVM_GUESTDBG_USE_SW_BP, kvm_guest_debug, kvm_guest_debug_arch, kvm_regs, kvm_sregs,
+};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use super::bus::VmRequest;
 use super::kick;
 use super::outcome::{CrashReport, RunEnd};
 use super::shared::Shared;
+use crate::debug::breakpoints::{HwKind, WatchKind};
+use crate::debug::controller::lock;
 use crate::debug::{Stop, StopReason, VcpuCommand};
+use crate::decode::PhysRead;
+use crate::decode::paging::translate;
 use crate::decode::{CpuMode, InsnDecoder};
 use crate::trace::{Dir, ExitEvent, ExitKind};
+use crate::vmm::probe::Mechanism;
+
+/// The "device" of an MMIO exit that kvmscope completed in guest RAM (a watched, read-only page).
+pub const RAM_DEVICE: &str = "ram (watched page)";
 
 /// Exits kept per vCPU for a crash report.
 const RECENT_EXITS: usize = 16;
@@ -55,6 +66,31 @@ pub struct Vcpu {
     commands: Receiver<VcpuCommand>,
     /// A single step is in progress.
     stepping: bool,
+    /// Stepping off a breakpoint before running on: the `int3` to put back, and whether to park
+    /// after the step (a user's step) or run on (a continue).
+    step_over: Option<StepOver>,
+    /// The debug-settings generation this vCPU has loaded.
+    debug_generation: u64,
+    /// Whether guest debugging is on in KVM.
+    guest_debug_on: bool,
+}
+
+/// A step off a breakpoint in progress.
+#[derive(Debug, Clone, Copy)]
+struct StepOver {
+    sw_gpa: Option<u64>,
+    then_park: bool,
+}
+
+/// What a debug-related exit means.
+enum DebugOutcome {
+    /// Nothing for the debugger.
+    None,
+    /// The debugger's business, done: the guest runs on (a step off a breakpoint, a guest's own
+    /// `int3` handed to it as #BP).
+    Handled,
+    /// Stop all vCPUs for this reason.
+    Stop(StopReason),
 }
 
 /// What the loop does after one `KVM_RUN` return.
@@ -85,6 +121,9 @@ impl Vcpu {
             sync_regs,
             commands,
             stepping: false,
+            step_over: None,
+            debug_generation: 0,
+            guest_debug_on: false,
         }
     }
 
@@ -96,8 +135,14 @@ impl Vcpu {
             if self.shared.is_stopping() {
                 break None;
             }
-            if self.shared.debug.pause_requested() && !self.stepping && !self.park(StopReason::Pause, None) {
+            let busy_stepping = self.stepping || self.step_over.is_some();
+            if self.shared.debug.pause_requested() && !busy_stepping && !self.park(StopReason::Pause, None) {
                 break None;
+            }
+            if self.shared.debug.generation.load(Ordering::Acquire) != self.debug_generation {
+                if let Err(e) = self.apply_guest_debug(0) {
+                    break Some((RunEnd::VmmError(e), None));
+                }
             }
             match self.step() {
                 Next::Continue => {}
@@ -157,22 +202,19 @@ impl Vcpu {
             sink.on_exit(&event);
         }
         let at_limit = event.seq + 1 >= shared.max_exits;
-        let stop = if self.stepping && matches!(event.kind, ExitKind::Debug { .. }) {
-            Some(StopReason::Step)
-        } else {
-            shared.debug.exit_breakpoint_hit(&event).map(|bp| {
-                shared.debug.request_pause();
-                StopReason::ExitBreakpoint(bp)
-            })
+        let outcome = match self.debug_outcome(&event, &regs, sregs.as_ref()) {
+            DebugOutcome::None => match self.shared.debug.exit_breakpoint_hit(&event) {
+                Some(bp) => DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)),
+                None => DebugOutcome::None,
+            },
+            other => other,
         };
-        let next = self.decide(&event, request, regs.rflags);
-        if let Some(reason) = stop {
-            if reason == StopReason::Step {
-                self.stepping = false;
-                if let Err(e) = self.fd.set_guest_debug(&kvm_guest_debug::default()) {
-                    return Next::End(RunEnd::VmmError(format!("turning single-step off: {e}")));
-                }
-            }
+        let next = match outcome {
+            DebugOutcome::Handled => Next::Continue,
+            _ => self.decide(&event, request, regs.rflags),
+        };
+        if let DebugOutcome::Stop(reason) = outcome {
+            self.shared.debug.request_pause();
             if !self.park(reason, Some(event.clone())) {
                 return Next::Continue;
             }
@@ -219,30 +261,175 @@ impl Vcpu {
     /// Parks this vCPU: publishes its state and waits for the controller. Returns false when the run
     /// is ending instead.
     fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
-        let (regs, sregs) = match (self.fd.get_regs(), self.fd.get_sregs()) {
-            (Ok(r), Ok(s)) => (r, s),
-            _ => (kvm_regs::default(), kvm_sregs::default()),
-        };
         let index = self.index as usize;
-        let debug = &self.shared.debug;
-        debug.set_stop(index, Some(Stop { vcpu: self.index, reason, regs, sregs, event, serial: 0 }));
+        self.publish_stop(reason, event);
         let resumed = loop {
             match self.commands.recv_timeout(Duration::from_millis(50)) {
-                Ok(VcpuCommand::Resume) => break true,
-                Ok(VcpuCommand::Step) => {
-                    let dbg = kvm_guest_debug {
-                        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP,
-                        ..Default::default()
-                    };
-                    self.stepping = self.fd.set_guest_debug(&dbg).is_ok();
-                    break true;
+                Ok(VcpuCommand::Resume) => break self.leave_park(false),
+                Ok(VcpuCommand::Step) => break self.leave_park(true),
+                Ok(VcpuCommand::SetRegs { regs, sregs, reply }) => {
+                    let r = self.fd.set_regs(&regs).and_then(|_| self.fd.set_sregs(&sregs));
+                    let _ = reply.send(r.map_err(|e| format!("KVM refused the registers: {e}")));
+                    let stop = lock(&self.shared.debug.stops_ref())[index].clone();
+                    if let Some(s) = stop {
+                        self.publish_stop(s.reason, s.event);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) if !self.shared.is_stopping() => {}
                 Err(_) => break false,
             }
         };
-        debug.set_stop(index, None);
+        self.shared.debug.set_stop(index, None);
         resumed
+    }
+
+    /// Publishes this vCPU's registers as its stop.
+    fn publish_stop(&mut self, reason: StopReason, event: Option<ExitEvent>) {
+        let regs = self.fd.get_regs().unwrap_or_default();
+        let sregs = self.fd.get_sregs().unwrap_or_default();
+        let fpu = self.fd.get_fpu().unwrap_or_default();
+        let stop = Stop { vcpu: self.index, reason, regs, sregs, fpu, event, serial: 0 };
+        self.shared.debug.set_stop(self.index as usize, Some(stop));
+    }
+
+    /// Leaves a park to run (`step`: one instruction). A vCPU sitting on a breakpoint first steps
+    /// off it with the breakpoint lifted, so the instruction under it runs. False if KVM refuses.
+    fn leave_park(&mut self, step: bool) -> bool {
+        let (regs, sregs) = match (self.fd.get_regs(), self.fd.get_sregs()) {
+            (Ok(r), Ok(s)) => (r, s),
+            _ => return false,
+        };
+        let mode = cpu_mode(&sregs);
+        let gpa = translate(&self.shared.mem, &mode, mode.code_linear(regs.rip)).ok().map(|t| t.gpa);
+        let (sw_gpa, hw) = {
+            let bps = lock(&self.shared.debug.breakpoints);
+            let sw = gpa.filter(|g| bps.sw.contains_key(g));
+            if let Some(g) = sw {
+                self.shared.write_phys(g, &[bps.sw[&g].original]);
+            }
+            (sw, bps.hw_exec_at(regs.rip))
+        };
+        if sw_gpa.is_some() || hw {
+            self.step_over = Some(StepOver { sw_gpa, then_park: step });
+        } else {
+            self.stepping = step;
+        }
+        self.apply_guest_debug(0).is_ok()
+    }
+
+    /// Loads this vCPU's guest-debug settings into KVM: debug registers, software breakpoints,
+    /// single-step; `extra` adds one-shot flags (inject #BP).
+    fn apply_guest_debug(&mut self, extra: u32) -> Result<(), String> {
+        let d = &self.shared.debug;
+        self.debug_generation = d.generation.load(Ordering::Acquire);
+        let mut control = extra;
+        let mut arch = kvm_guest_debug_arch::default();
+        {
+            let bps = lock(&d.breakpoints);
+            let (addrs, dr7) = bps.debug_registers();
+            if dr7 != 0 && self.step_over.is_none() {
+                control |= KVM_GUESTDBG_USE_HW_BP;
+                arch.debugreg[..4].copy_from_slice(&addrs);
+                arch.debugreg[7] = dr7;
+            }
+            let sw_by_kvm = d.host.get().is_some_and(|h| h.use_sw_breakpoints == Mechanism::Int3GuestDebug);
+            if sw_by_kvm && !bps.sw.is_empty() {
+                control |= KVM_GUESTDBG_USE_SW_BP;
+            }
+        }
+        if self.stepping || self.step_over.is_some() {
+            control |= KVM_GUESTDBG_SINGLESTEP;
+        }
+        if control == 0 && !self.guest_debug_on {
+            return Ok(());
+        }
+        if control != 0 {
+            control |= KVM_GUESTDBG_ENABLE;
+        }
+        self.guest_debug_on = control != 0;
+        self.fd
+            .set_guest_debug(&kvm_guest_debug { control, pad: 0, arch })
+            .map_err(|e| format!("KVM_SET_GUEST_DEBUG on vCPU {}: {e}", self.index))
+    }
+
+    /// What an exit means to the debugger: a breakpoint, a watchpoint, a finished step, or a
+    /// guest's own `int3` to hand back to it.
+    fn debug_outcome(&mut self, event: &ExitEvent, regs: &kvm_regs, sregs: Option<&kvm_sregs>) -> DebugOutcome {
+        match event.kind {
+            ExitKind::Debug { exception: 1, dr6, .. } => {
+                if let Some(over) = self.step_over.take() {
+                    if let Some(gpa) = over.sw_gpa {
+                        if lock(&self.shared.debug.breakpoints).sw.contains_key(&gpa) {
+                            self.shared.write_phys(gpa, &[0xcc]);
+                        }
+                    }
+                    let _ = self.apply_guest_debug(0);
+                    return if over.then_park { DebugOutcome::Stop(StopReason::Step) } else { DebugOutcome::Handled };
+                }
+                if self.stepping {
+                    self.stepping = false;
+                    let _ = self.apply_guest_debug(0);
+                    return DebugOutcome::Stop(StopReason::Step);
+                }
+                let slot = (0..4).find(|i| dr6 & (1 << i) != 0);
+                let hw = slot.and_then(|i| lock(&self.shared.debug.breakpoints).hw[i]);
+                match hw {
+                    Some(s) if s.kind == HwKind::Exec => DebugOutcome::Stop(StopReason::HwBreakpoint(s.gva)),
+                    Some(s) => match s.kind {
+                        HwKind::Data { kind, .. } => DebugOutcome::Stop(StopReason::Watchpoint { gva: s.gva, kind }),
+                        HwKind::Exec => DebugOutcome::None,
+                    },
+                    None => DebugOutcome::Handled,
+                }
+            }
+            ExitKind::Debug { exception: 3, pc, .. } => {
+                // KVM caught an int3 (USE_SW_BP): ours is a breakpoint; the guest's own goes back to it.
+                let gpa = sregs.and_then(|s| translate(&self.shared.mem, &cpu_mode(s), pc).ok()).map(|t| t.gpa);
+                let ours = gpa.and_then(|g| lock(&self.shared.debug.breakpoints).sw.get(&g).map(|b| b.gva));
+                match ours {
+                    Some(gva) => DebugOutcome::Stop(StopReason::SwBreakpoint(gva)),
+                    None => {
+                        let _ = self.apply_guest_debug(KVM_GUESTDBG_INJECT_BP);
+                        DebugOutcome::Handled
+                    }
+                }
+            }
+            ExitKind::InternalError { suberror: 1, .. } => {
+                // An emulating host fails on int3 at CPL0 with RIP on it: kvmscope's int3 is a
+                // breakpoint; any other is delivered to the guest as #BP, as hardware would.
+                let Some(sregs) = sregs else { return DebugOutcome::None };
+                let mode = cpu_mode(sregs);
+                let Ok(t) = translate(&self.shared.mem, &mode, mode.code_linear(regs.rip)) else {
+                    return DebugOutcome::None;
+                };
+                let mut byte = [0u8];
+                if !self.shared.mem.read_phys(t.gpa, &mut byte) || byte[0] != 0xcc {
+                    return DebugOutcome::None;
+                }
+                if let Some(gva) = lock(&self.shared.debug.breakpoints).sw.get(&t.gpa).map(|b| b.gva) {
+                    return DebugOutcome::Stop(StopReason::SwBreakpoint(gva));
+                }
+                if self.inject_breakpoint(regs) { DebugOutcome::Handled } else { DebugOutcome::None }
+            }
+            ExitKind::Mmio { addr, dir: Dir::Out, len, .. } if event.device == Some(RAM_DEVICE) => {
+                match lock(&self.shared.debug.breakpoints).watch_hit(addr, len as u64, true) {
+                    Some(w) => DebugOutcome::Stop(StopReason::Watchpoint { gva: w.gva, kind: WatchKind::Write }),
+                    None => DebugOutcome::Handled,
+                }
+            }
+            _ => DebugOutcome::None,
+        }
+    }
+
+    /// Delivers #BP for the guest's own `int3` at RIP: RIP past it, exception 3 injected.
+    fn inject_breakpoint(&mut self, regs: &kvm_regs) -> bool {
+        let moved = kvm_regs { rip: regs.rip + 1, ..*regs };
+        let Ok(mut events) = self.fd.get_vcpu_events() else { return false };
+        events.exception.injected = 1;
+        events.exception.nr = 3;
+        events.exception.has_error_code = 0;
+        events.exception.pending = 0;
+        self.fd.set_regs(&moved).is_ok() && self.fd.set_vcpu_events(&events).is_ok()
     }
 
     /// Reads what kvm-ioctls leaves in `kvm_run` for reasons it gives no payload for.
@@ -337,6 +524,16 @@ fn classify(exit: VcpuExit<'_>, shared: &Shared) -> (ExitKind, Option<&'static s
     match exit {
         VcpuExit::IoOut(port, _) => (ExitKind::Io { port, dir: Dir::Out, size: 0, count: 0, data: 0 }, None, None),
         VcpuExit::IoIn(port, _) => (ExitKind::Io { port, dir: Dir::In, size: 0, count: 0, data: 0 }, None, None),
+        VcpuExit::MmioRead(addr, data) if shared.map.is_ram(addr, data.len() as u64) => {
+            let ok = shared.mem.read_phys(addr, data);
+            let device = ok.then_some(RAM_DEVICE);
+            (ExitKind::Mmio { addr, dir: Dir::In, len: data.len() as u8, data: le_value(data) }, device, None)
+        }
+        VcpuExit::MmioWrite(addr, data) if shared.map.is_ram(addr, data.len() as u64) => {
+            // A write to a page kvmscope made read-only (a watchpoint): complete it.
+            let device = shared.write_phys(addr, data).then_some(RAM_DEVICE);
+            (ExitKind::Mmio { addr, dir: Dir::Out, len: data.len() as u8, data: le_value(data) }, device, None)
+        }
         VcpuExit::MmioRead(addr, data) => {
             let device = shared.mmio.read(addr, data);
             (ExitKind::Mmio { addr, dir: Dir::In, len: data.len() as u8, data: le_value(data) }, device, None)

@@ -20,6 +20,7 @@ use super::loader::{self, BootMode, BootSetup, LoaderError};
 use super::memory::{GuestRam, MemoryError};
 use super::outcome::{CrashReport, RunEnd};
 use super::shared::Shared;
+use super::slots;
 use super::vcpu::{Vcpu, VcpuEnd};
 use crate::debug::DebugState;
 use crate::trace::{Counters, ExitSink};
@@ -210,6 +211,9 @@ impl Vm {
         kick::install();
         let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
+        let ram_ranges: Vec<(u64, u64, u64)> =
+            ram.mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect();
+        let slots = slots::layout(&ram_ranges, &[]);
         let shared = Arc::new(Shared {
             mem: ram.mem.clone(),
             pio,
@@ -221,6 +225,10 @@ impl Vm {
             counters: vcpus.iter().map(|_| Mutex::new(Counters::default())).collect(),
             sinks,
             debug,
+            vm: _fd,
+            map: ram.map.clone(),
+            ram_ranges,
+            slots: Mutex::new(slots),
         });
         let (tx, ends) = mpsc::channel::<VcpuEnd>();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();

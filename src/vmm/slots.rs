@@ -1,0 +1,78 @@
+//! Memory slots: guest RAM as KVM sees it. Normally one slot per RAM range; a watched page gets a
+//! read-only slot of its own, so every guest write to it exits to kvmscope as MMIO.
+
+use kvm_bindings::{KVM_MEM_READONLY, kvm_userspace_memory_region};
+use kvm_ioctls::VmFd;
+
+/// One slot: guest-physical start, length, host address, read-only or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub gpa: u64,
+    pub len: u64,
+    pub host: u64,
+    pub readonly: bool,
+}
+
+/// Splits RAM ranges `(gpa, len, host)` so each page in `readonly_pages` (sorted) is a read-only
+/// slot of its own.
+pub fn layout(ram: &[(u64, u64, u64)], readonly_pages: &[u64]) -> Vec<Slot> {
+    let mut slots = Vec::new();
+    for &(gpa, len, host) in ram {
+        let end = gpa + len;
+        let mut at = gpa;
+        for &page in readonly_pages.iter().filter(|&&p| p >= gpa && p + 0x1000 <= end) {
+            if page > at {
+                slots.push(Slot { gpa: at, len: page - at, host: host + (at - gpa), readonly: false });
+            }
+            slots.push(Slot { gpa: page, len: 0x1000, host: host + (page - gpa), readonly: true });
+            at = page + 0x1000;
+        }
+        if at < end {
+            slots.push(Slot { gpa: at, len: end - at, host: host + (at - gpa), readonly: false });
+        }
+    }
+    slots
+}
+
+/// Replaces `old` slots by `new` ones in KVM. Call only while every vCPU is parked.
+pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), String> {
+    let region = |i: usize, s: &Slot, size: u64| kvm_userspace_memory_region {
+        slot: i as u32,
+        flags: if s.readonly { KVM_MEM_READONLY } else { 0 },
+        guest_phys_addr: s.gpa,
+        memory_size: size,
+        userspace_addr: s.host,
+    };
+    for (i, s) in old.iter().enumerate() {
+        // SAFETY: deleting a slot (size 0) releases nothing kvmscope still maps.
+        unsafe { vm.set_user_memory_region(region(i, s, 0)) }.map_err(|e| format!("deleting slot {i}: {e}"))?;
+    }
+    for (i, s) in new.iter().enumerate() {
+        // SAFETY: every slot lies inside guest RAM, mapped for the life of the VM.
+        unsafe { vm.set_user_memory_region(region(i, s, s.len)) }
+            .map_err(|e| format!("slot {i} at {:#x}: {e}", s.gpa))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_page_becomes_its_own_readonly_slot() {
+        let ram = [(0, 0x10_0000, 0x7000_0000)];
+        assert_eq!(layout(&ram, &[]), vec![Slot { gpa: 0, len: 0x10_0000, host: 0x7000_0000, readonly: false }]);
+        let s = layout(&ram, &[0x2000, 0x3000, 0xf_f000]);
+        assert_eq!(
+            s,
+            vec![
+                Slot { gpa: 0, len: 0x2000, host: 0x7000_0000, readonly: false },
+                Slot { gpa: 0x2000, len: 0x1000, host: 0x7000_2000, readonly: true },
+                Slot { gpa: 0x3000, len: 0x1000, host: 0x7000_3000, readonly: true },
+                Slot { gpa: 0x4000, len: 0xf_b000, host: 0x7000_4000, readonly: false },
+                Slot { gpa: 0xf_f000, len: 0x1000, host: 0x700f_f000, readonly: true },
+            ]
+        );
+    }
+}
