@@ -3,18 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::debug::Controller;
+use crate::gdb::GdbServer;
 use crate::summary::{self, SummaryFormat};
 use crate::trace::ExitSink;
 use crate::trace::printer::TracePrinter;
 use crate::vmm::{RunLimits, RunReport, Vm, VmConfig, VmError};
 
 /// Options of a headless run.
-#[derive(Debug, Clone, Copy)]
 pub struct HeadlessOptions {
     pub limits: RunLimits,
     pub summary: SummaryFormat,
     /// Print every exit to stderr as it happens.
     pub trace: bool,
+    /// A bound gdb stub to serve.
+    pub gdb: Option<GdbServer>,
 }
 
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
@@ -33,7 +36,11 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, VmError> {
     if options.trace {
         sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
     }
-    let report = vm.run(options.limits, sinks)?;
+    let running = vm.start(options.limits, sinks)?;
+    if let Some(gdb) = options.gdb {
+        let _ = gdb.spawn(Controller::new(running.shared().clone()));
+    }
+    let report = running.wait();
     print_report(&report, options.summary);
     Ok(report.end.status())
 }

@@ -6,6 +6,8 @@ pub mod console;
 pub mod debug;
 /// Guest state made readable: page walks and instruction decoding.
 pub mod decode;
+/// The gdb remote stub.
+pub mod gdb;
 /// The project's own guests, built from assets/guests.
 pub mod guests;
 /// Running without the UI.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kvmscope::gdb::{GdbListen, GdbServer};
 use kvmscope::headless::{self, HeadlessOptions};
 use kvmscope::summary::SummaryFormat;
 use kvmscope::vmm::loader::BootMode;
@@ -68,6 +69,16 @@ struct RunArgs {
     /// End the run after this many exits.
     #[arg(long, value_name = "N")]
     max_exits: Option<u64>,
+    /// Serve gdb on [ADDR:]PORT (127.0.0.1 unless an address is given) or unix:PATH.
+    #[arg(long, value_name = "[ADDR:]PORT|unix:PATH", value_parser = parse_gdb)]
+    gdb: Option<GdbListen>,
+    /// Hold the guest before its first instruction until gdb attaches (QEMU's -s -S).
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
+}
+
+fn parse_gdb(text: &str) -> Result<GdbListen, String> {
+    kvmscope::gdb::parse_listen(text).map_err(|e| e.to_string())
 }
 
 fn parse_addr(text: &str) -> Result<u64, String> {
@@ -96,15 +107,29 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let config =
         VmConfig { image, mem_size: args.mem, cmdline: args.cmdline, cpus: 1, console: Box::new(std::io::stdout()) };
-    let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits };
+    let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
+    let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("kvmscope: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(g) = &gdb {
+        eprintln!(
+            "kvmscope: gdb stub listening: {}{}",
+            g.describe,
+            if args.gdb_wait { " (guest held until gdb attaches)" } else { "" }
+        );
+    }
     if !args.headless {
         let title = match &config.image {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.display().to_string(),
             Image::Demo => "demo".to_string(),
         };
-        return tui(config, limits, title);
+        return tui(config, limits, title, gdb);
     }
-    let options = HeadlessOptions { limits, summary: args.summary, trace: args.trace };
+    let options = HeadlessOptions { limits, summary: args.summary, trace: args.trace, gdb };
     match headless::run(config, options) {
         Ok(status) => ExitCode::from(status as u8),
         Err(e) => vm_error(&e),
@@ -116,13 +141,13 @@ fn vm_error(e: &kvmscope::vmm::VmError) -> ExitCode {
     ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
 }
 
-fn tui(config: VmConfig, limits: RunLimits, title: String) -> ExitCode {
+fn tui(config: VmConfig, limits: RunLimits, title: String, gdb: Option<GdbServer>) -> ExitCode {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         eprintln!("kvmscope: the TUI needs a terminal on stdout; use `kvmscope run --headless ...` without one");
         return ExitCode::from(2);
     }
-    match kvmscope::ui::run(config, limits, title) {
+    match kvmscope::ui::run(config, limits, title, gdb) {
         Ok(status) => ExitCode::from(status as u8),
         Err(kvmscope::ui::UiError::Vm(e)) => vm_error(&e),
         Err(e) => {
@@ -155,7 +180,7 @@ fn main() -> ExitCode {
                 cpus: 1,
                 console: Box::new(std::io::sink()),
             };
-            tui(config, RunLimits::default(), "demo".into())
+            tui(config, RunLimits::default(), "demo".into(), None)
         }
     }
 }

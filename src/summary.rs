@@ -45,7 +45,7 @@ fn header(out: &mut String, first: &str) {
     );
 }
 
-/// The text table: exits by reason, then by port and by MMIO address, sorted by samples.
+/// The text summary: how the run ended, then the table.
 pub fn text(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nkvmscope: run ended: {end} (status {})", end.status());
@@ -55,6 +55,13 @@ pub fn text(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> String {
         counters.total.count,
         elapsed_ns as f64 / 1e9
     );
+    out.push_str(&table(counters));
+    out
+}
+
+/// The table: exits by reason, then by port and by MMIO address, sorted by samples.
+pub fn table(counters: &Counters) -> String {
+    let mut out = String::new();
     header(&mut out, "VM-EXIT");
     let mut reasons: Vec<_> = counters.reasons_sorted().into_iter().collect();
     reasons.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));

@@ -18,6 +18,7 @@ use ratatui::crossterm::event::{self, Event};
 
 use crate::console::ConsoleBuffer;
 use crate::debug::Controller;
+use crate::gdb::GdbServer;
 use crate::summary;
 use crate::trace::ExitSink;
 use crate::trace::live::{LIVE_CAPACITY, LiveFeed};
@@ -39,7 +40,7 @@ pub enum UiError {
 }
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
-pub fn run(mut config: VmConfig, limits: RunLimits, title: String) -> Result<i32, UiError> {
+pub fn run(mut config: VmConfig, limits: RunLimits, title: String, gdb: Option<GdbServer>) -> Result<i32, UiError> {
     catch_interrupts();
     let console = ConsoleBuffer::default();
     config.console = Box::new(console.clone());
@@ -49,6 +50,9 @@ pub fn run(mut config: VmConfig, limits: RunLimits, title: String) -> Result<i32
     let feed = Arc::new(feed);
     let running = vm.start(limits, vec![feed.clone() as Arc<dyn ExitSink>])?;
     let controller = Controller::new(running.shared().clone());
+    if let Some(gdb) = gdb {
+        let _ = gdb.spawn(controller.clone());
+    }
     let mut guard = match terminal::TerminalGuard::enter() {
         Ok(g) => g,
         Err(e) => {

@@ -10,6 +10,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::bus::Bus;
 use super::memory::MemoryMap;
+use super::outcome::RunEnd;
 use super::slots::{Slot, apply, layout};
 use crate::debug::DebugState;
 use crate::trace::{Counters, ExitSink};
@@ -40,6 +41,10 @@ pub struct Shared {
     /// RAM ranges as (guest-physical, length, host address), and the slots KVM has now.
     pub ram_ranges: Vec<(u64, u64, u64)>,
     pub slots: Mutex<Vec<Slot>>,
+    /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
+    pub end_request: Mutex<Option<RunEnd>>,
+    /// How the run ended, once it has.
+    pub ended: std::sync::OnceLock<RunEnd>,
 }
 
 impl Shared {
@@ -51,6 +56,16 @@ impl Shared {
     /// The counters of one vCPU.
     pub fn counters_of(&self, vcpu: usize) -> MutexGuard<'_, Counters> {
         self.counters[vcpu].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the run's owner to end the run.
+    pub fn request_end(&self, end: RunEnd) {
+        *self.end_request.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+    }
+
+    /// kvmscope's exit status, once the run has ended.
+    pub fn end_status(&self) -> Option<i32> {
+        self.ended.get().map(RunEnd::status)
     }
 
     /// Writes guest-physical RAM (false when any byte is not RAM).

@@ -202,16 +202,17 @@ impl Vcpu {
             sink.on_exit(&event);
         }
         let at_limit = event.seq + 1 >= shared.max_exits;
-        let outcome = match self.debug_outcome(&event, &regs, sregs.as_ref()) {
-            DebugOutcome::None => match self.shared.debug.exit_breakpoint_hit(&event) {
-                Some(bp) => DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)),
-                None => DebugOutcome::None,
-            },
-            other => other,
-        };
-        let next = match outcome {
-            DebugOutcome::Handled => Next::Continue,
-            _ => self.decide(&event, request, regs.rflags),
+        // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
+        // exit breakpoint stops before the exit takes its usual effect (which may end the run).
+        let (outcome, next) = match self.debug_outcome(&event, &regs, sregs.as_ref()) {
+            DebugOutcome::None => {
+                let next = self.decide(&event, request, regs.rflags);
+                match self.shared.debug.exit_breakpoint_hit(&event) {
+                    Some(bp) => (DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)), next),
+                    None => (DebugOutcome::None, next),
+                }
+            }
+            other => (other, Next::Continue),
         };
         if let DebugOutcome::Stop(reason) = outcome {
             self.shared.debug.request_pause();

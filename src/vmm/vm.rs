@@ -97,6 +97,8 @@ pub struct RunReport {
 pub struct RunLimits {
     pub timeout: Option<Duration>,
     pub max_exits: Option<u64>,
+    /// Hold every vCPU before its first instruction (for `--gdb-wait`).
+    pub start_paused: bool,
 }
 
 /// A built VM, ready to run.
@@ -229,7 +231,12 @@ impl Vm {
             map: ram.map.clone(),
             ram_ranges,
             slots: Mutex::new(slots),
+            end_request: Mutex::new(None),
+            ended: std::sync::OnceLock::new(),
         });
+        if limits.start_paused {
+            shared.debug.request_pause();
+        }
         let (tx, ends) = mpsc::channel::<VcpuEnd>();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         for ((i, fd), commands) in vcpus.into_iter().enumerate().zip(commands) {
@@ -286,7 +293,10 @@ impl RunningVm {
                 Some((RunEnd::VmmError("every vCPU thread ended without a reason".into()), None))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if interrupted() {
+                let requested = self.shared.end_request.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(end) = requested {
+                    Some((end, None))
+                } else if interrupted() {
                     Some((RunEnd::Interrupted, None))
                 } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
                     Some((RunEnd::Timeout, None))
@@ -310,6 +320,7 @@ impl RunningVm {
     /// Stops every vCPU, joins the threads and reports.
     pub fn finish(self, (end, crash): VcpuEnd) -> RunReport {
         let shared = self.shared;
+        let _ = shared.ended.set(end.clone());
         shared.stopping.store(true, Ordering::Release);
         use std::os::unix::thread::JoinHandleExt;
         for t in &self.threads {

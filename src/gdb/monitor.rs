@@ -1,0 +1,113 @@
+//! gdb's `monitor` commands: help, exits, break-exit, delete-exit, regs, translate, probe.
+
+use gdbstub::outputln;
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
+
+use super::target::GdbTarget;
+use crate::debug::exit_spec::parse_number;
+use crate::summary;
+use crate::vmm::vcpu::cpu_mode;
+
+const HELP: &str = "\
+kvmscope monitor commands:
+  help                 this list
+  exits                exit statistics (like perf kvm stat report)
+  break-exit SPEC      stop when an exit matches: io PORT | mmio ADDR[-END] | reason NAME [nth N]
+  delete-exit [N]      delete exit breakpoint N, or all
+  regs                 the special registers of the stopped vCPU
+  translate GVA        walk the page tables for GVA, every level's entry
+  probe                what this host's KVM does for a debugger, and what kvmscope uses";
+
+impl MonitorCmd for GdbTarget {
+    fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {
+        let cmd = String::from_utf8_lossy(cmd);
+        let (word, rest) = cmd.trim().split_once(' ').unwrap_or((cmd.trim(), ""));
+        let rest = rest.trim();
+        match word {
+            "" | "help" => outputln!(out, "{HELP}"),
+            "exits" => {
+                let counters = self.controller.shared().merged_counters();
+                outputln!(out, "{}", summary::table(&counters));
+            }
+            "break-exit" => match self.controller.add_exit_breakpoint(rest) {
+                Ok(bp) => outputln!(out, "exit breakpoint {bp}"),
+                Err(e) => outputln!(out, "error: {e}"),
+            },
+            "delete-exit" => {
+                let id = if rest.is_empty() { None } else { rest.trim_start_matches('#').parse().ok() };
+                if !rest.is_empty() && id.is_none() {
+                    outputln!(out, "error: usage: monitor delete-exit [N]");
+                } else {
+                    outputln!(out, "deleted {} exit breakpoint(s)", self.controller.delete_exit_breakpoint(id));
+                }
+            }
+            "regs" => match self.controller.stops().into_iter().flatten().next() {
+                None => outputln!(out, "error: the guest is running"),
+                Some(s) => {
+                    let r = &s.sregs;
+                    outputln!(
+                        out,
+                        "vCPU {}: {} ({}-bit code)",
+                        s.vcpu,
+                        cpu_mode(r).paging_name(),
+                        cpu_mode(r).bitness()
+                    );
+                    outputln!(out, "cr0 {:#018x}  cr2 {:#018x}  cr3 {:#018x}", r.cr0, r.cr2, r.cr3);
+                    outputln!(out, "cr4 {:#018x}  cr8 {:#018x}  efer {:#018x}", r.cr4, r.cr8, r.efer);
+                    outputln!(out, "apic_base {:#x}", r.apic_base);
+                    for (name, seg) in [
+                        ("cs", r.cs),
+                        ("ds", r.ds),
+                        ("es", r.es),
+                        ("fs", r.fs),
+                        ("gs", r.gs),
+                        ("ss", r.ss),
+                        ("tr", r.tr),
+                        ("ldt", r.ldt),
+                    ] {
+                        outputln!(
+                            out,
+                            "{name:<3} sel {:#06x} base {:#018x} limit {:#010x} type {:#x} dpl {} p {} db {} l {} g {}",
+                            seg.selector,
+                            seg.base,
+                            seg.limit,
+                            seg.type_,
+                            seg.dpl,
+                            seg.present,
+                            seg.db,
+                            seg.l,
+                            seg.g
+                        );
+                    }
+                    outputln!(out, "gdt base {:#x} limit {:#x}", r.gdt.base, r.gdt.limit);
+                    outputln!(out, "idt base {:#x} limit {:#x}", r.idt.base, r.idt.limit);
+                }
+            },
+            "translate" => match parse_number(rest) {
+                Err(e) => outputln!(out, "error: {e}"),
+                Ok(gva) => match self.controller.translate(0, gva) {
+                    Err(e) => outputln!(out, "error: {e}"),
+                    Ok(Err(e)) => outputln!(out, "{e}"),
+                    Ok(Ok(t)) => {
+                        for step in &t.steps {
+                            outputln!(
+                                out,
+                                "{:<4} entry at {:#014x} = {:#018x}",
+                                step.level,
+                                step.entry_addr,
+                                step.entry
+                            );
+                        }
+                        outputln!(out, "{gva:#x} -> guest-physical {:#x} ({} KiB page)", t.gpa, t.page_size / 1024);
+                    }
+                },
+            },
+            "probe" => match self.controller.host() {
+                Ok(h) => outputln!(out, "{h}"),
+                Err(e) => outputln!(out, "error: {e}"),
+            },
+            other => outputln!(out, "unknown monitor command {other:?}; try `monitor help`"),
+        }
+        Ok(())
+    }
+}

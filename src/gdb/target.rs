@@ -1,0 +1,215 @@
+//! The gdbstub target: each vCPU is a gdb thread; registers, memory, resume and single-step go
+//! through the debug controller, never to a vCPU directly.
+
+use gdbstub::common::{Signal, Tid};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
+};
+use gdbstub::target::ext::breakpoints::BreakpointsOps;
+use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
+use gdbstub::target::{Target, TargetError, TargetResult};
+use kvm_bindings::{kvm_regs, kvm_sregs};
+
+use super::arch::{KvmscopeRegs, KvmscopeX86_64};
+use crate::debug::{Controller, Stop};
+
+/// gdb's view of the VM.
+pub struct GdbTarget {
+    pub controller: Controller,
+    vcpus: usize,
+    /// The vCPU gdb asked to step at the next resume, if any.
+    step: Option<usize>,
+    /// Stop serial when gdb last resumed the guest: a newer stop is the answer to that resume.
+    pub resumed_at: u64,
+}
+
+/// gdb thread id of a vCPU (gdb counts from 1).
+pub fn tid_of(vcpu: usize) -> Tid {
+    Tid::new(vcpu + 1).unwrap_or(Tid::new(1).expect("1 is a valid tid"))
+}
+
+fn vcpu_of(tid: Tid) -> usize {
+    tid.get() - 1
+}
+
+impl GdbTarget {
+    pub fn new(controller: Controller, vcpus: usize) -> Self {
+        let resumed_at = controller.stop_serial();
+        Self { controller, vcpus, step: None, resumed_at }
+    }
+
+    fn stop(&self, tid: Tid) -> TargetResult<Stop, Self> {
+        self.controller.stops().get(vcpu_of(tid)).cloned().flatten().ok_or(TargetError::NonFatal)
+    }
+}
+
+impl Target for GdbTarget {
+    type Arch = KvmscopeX86_64;
+    type Error = String;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::MultiThread(self)
+    }
+
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// gdb's registers from a stop.
+pub fn to_gdb(s: &Stop) -> KvmscopeRegs {
+    let r = &s.regs;
+    let mut out = KvmscopeRegs::default();
+    out.core.regs =
+        [r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15];
+    out.core.rip = r.rip;
+    out.core.eflags = r.rflags as u32;
+    let seg = &mut out.core.segments;
+    (seg.cs, seg.ss, seg.ds, seg.es, seg.fs, seg.gs) = (
+        s.sregs.cs.selector as u32,
+        s.sregs.ss.selector as u32,
+        s.sregs.ds.selector as u32,
+        s.sregs.es.selector as u32,
+        s.sregs.fs.selector as u32,
+        s.sregs.gs.selector as u32,
+    );
+    for (st, fpr) in out.core.st.iter_mut().zip(s.fpu.fpr.iter()) {
+        st.copy_from_slice(&fpr[..10]);
+    }
+    out.core.fpu.fctrl = s.fpu.fcw as u32;
+    out.core.fpu.fstat = s.fpu.fsw as u32;
+    out.core.fpu.ftag = s.fpu.ftwx as u32;
+    out.core.fpu.fop = s.fpu.last_opcode as u32;
+    out.core.fpu.fioff = s.fpu.last_ip as u32;
+    out.core.fpu.fooff = s.fpu.last_dp as u32;
+    for (x, k) in out.core.xmm.iter_mut().zip(s.fpu.xmm.iter()) {
+        *x = u128::from_le_bytes(*k);
+    }
+    out.core.mxcsr = s.fpu.mxcsr;
+    out.fs_base = s.sregs.fs.base;
+    out.gs_base = s.sregs.gs.base;
+    (out.cr0, out.cr2, out.cr3, out.cr4, out.efer) = (s.sregs.cr0, s.sregs.cr2, s.sregs.cr3, s.sregs.cr4, s.sregs.efer);
+    out
+}
+
+/// KVM's registers from gdb's, keeping what gdb does not describe as it was.
+pub fn from_gdb(g: &KvmscopeRegs, s: &Stop) -> (kvm_regs, kvm_sregs) {
+    let v = &g.core.regs;
+    let regs = kvm_regs {
+        rax: v[0],
+        rbx: v[1],
+        rcx: v[2],
+        rdx: v[3],
+        rsi: v[4],
+        rdi: v[5],
+        rbp: v[6],
+        rsp: v[7],
+        r8: v[8],
+        r9: v[9],
+        r10: v[10],
+        r11: v[11],
+        r12: v[12],
+        r13: v[13],
+        r14: v[14],
+        r15: v[15],
+        rip: g.core.rip,
+        rflags: (s.regs.rflags & !0xffff_ffff) | g.core.eflags as u64,
+    };
+    let mut sregs = s.sregs;
+    sregs.fs.base = g.fs_base;
+    sregs.gs.base = g.gs_base;
+    (sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer) = (g.cr0, g.cr2, g.cr3, g.cr4, g.efer);
+    (regs, sregs)
+}
+
+impl MultiThreadBase for GdbTarget {
+    fn read_registers(&mut self, regs: &mut KvmscopeRegs, tid: Tid) -> TargetResult<(), Self> {
+        *regs = to_gdb(&self.stop(tid)?);
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &KvmscopeRegs, tid: Tid) -> TargetResult<(), Self> {
+        let stop = self.stop(tid)?;
+        let (r, s) = from_gdb(regs, &stop);
+        self.controller.write_registers(vcpu_of(tid), r, s).map_err(|_| TargetError::NonFatal)
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
+        match self.controller.read_memory(vcpu_of(tid), start, data) {
+            Ok(0) | Err(_) => Err(TargetError::NonFatal),
+            Ok(n) => Ok(n),
+        }
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
+        self.controller.write_memory(vcpu_of(tid), start, data).map_err(|_| TargetError::NonFatal)
+    }
+
+    fn list_active_threads(&mut self, register_thread: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
+        for v in 0..self.vcpus {
+            register_thread(tid_of(v));
+        }
+        Ok(())
+    }
+
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadResume for GdbTarget {
+    fn resume(&mut self) -> Result<(), Self::Error> {
+        self.resumed_at = self.controller.stop_serial();
+        match self.step.take() {
+            // Scheduler locking: while one vCPU steps, the others stay stopped.
+            Some(v) => self.controller.step(v),
+            None => {
+                self.controller.resume();
+                Ok(())
+            }
+        }
+    }
+
+    fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
+        self.step = None;
+        Ok(())
+    }
+
+    fn set_resume_action_continue(&mut self, _tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
+        match signal {
+            None => Ok(()),
+            Some(s) => Err(format!("kvmscope cannot deliver signal {s} to a VM")),
+        }
+    }
+
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSchedulerLocking for GdbTarget {
+    /// Only the vCPUs gdb resumes run; kvmscope steps one vCPU at a time and leaves the rest stopped.
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+impl MultiThreadSingleStep for GdbTarget {
+    fn set_resume_action_step(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
+        if let Some(s) = signal {
+            return Err(format!("kvmscope cannot deliver signal {s} to a VM"));
+        }
+        self.step = Some(vcpu_of(tid));
+        Ok(())
+    }
+}
