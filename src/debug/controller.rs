@@ -29,7 +29,7 @@ pub enum VcpuCommand {
     /// Execute one instruction, then park again.
     Step,
     /// Load these registers; the answer says whether KVM took them.
-    SetRegs { regs: kvm_regs, sregs: kvm_sregs, reply: Sender<Result<(), String>> },
+    SetRegs { regs: Box<kvm_regs>, sregs: Box<kvm_sregs>, reply: Sender<Result<(), String>> },
 }
 
 /// Why a vCPU stopped.
@@ -323,7 +323,9 @@ impl Controller {
         }
         let (tx, rx) = mpsc::channel();
         let tx_cmd = d.commands.get(vcpu).ok_or_else(|| format!("no vCPU {vcpu}"))?;
-        lock(tx_cmd).send(VcpuCommand::SetRegs { regs, sregs, reply: tx }).map_err(|_| "the vCPU has ended")?;
+        lock(tx_cmd)
+            .send(VcpuCommand::SetRegs { regs: Box::new(regs), sregs: Box::new(sregs), reply: tx })
+            .map_err(|_| "the vCPU has ended")?;
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| "the vCPU did not answer".to_string())?
     }
 

@@ -118,11 +118,17 @@ pub enum WalkError {
     /// address {gva:#x} is not canonical
     #[error("address {gva:#x} is not canonical")]
     NonCanonical { gva: u64 },
+    /// address {gva:#x} is beyond the 32-bit linear address space of a vCPU outside long mode
+    #[error("address {gva:#x} is not mapped: the vCPU is not in long mode (32-bit addresses only)")]
+    Beyond32Bits { gva: u64 },
 }
 
 /// Translates a linear address through the guest's current paging mode.
 pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Translation, WalkError> {
     let unpaged = |gpa: u64| Translation { gva, gpa, page_size: 4096, steps: Vec::new() };
+    if mode.efer & EFER_LMA == 0 && gva > u32::MAX as u64 {
+        return Err(WalkError::Beyond32Bits { gva });
+    }
     if mode.cr0 & CR0_PE == 0 {
         return Ok(unpaged(gva & 0x1f_ffff));
     }
@@ -271,6 +277,7 @@ pub(crate) mod tests {
         assert_eq!(real.bitness(), 16);
         let prot = CpuMode { cr0: CR0_PE, cs_db: true, ..Default::default() };
         assert_eq!(translate(&mem, &prot, 0x10_0000).unwrap().gpa, 0x10_0000);
+        assert!(matches!(translate(&mem, &prot, 1 << 40), Err(WalkError::Beyond32Bits { .. })));
         assert_eq!(prot.bitness(), 32);
         let real_cs = CpuMode { cs_base: 0xf0000, ..Default::default() };
         assert_eq!(real_cs.code_linear(0x1_fff0), 0xffff0);

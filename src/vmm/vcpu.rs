@@ -271,7 +271,7 @@ impl Vcpu {
                 Ok(VcpuCommand::SetRegs { regs, sregs, reply }) => {
                     let r = self.fd.set_regs(&regs).and_then(|_| self.fd.set_sregs(&sregs));
                     let _ = reply.send(r.map_err(|e| format!("KVM refused the registers: {e}")));
-                    let stop = lock(&self.shared.debug.stops_ref())[index].clone();
+                    let stop = lock(self.shared.debug.stops_ref())[index].clone();
                     if let Some(s) = stop {
                         self.publish_stop(s.reason, s.event);
                     }

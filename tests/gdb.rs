@@ -1,0 +1,277 @@
+//! Real GNU gdb against kvmscope's stub (`gdb -batch`), on the project's guests: attach with
+//! --gdb-wait, registers (with the system ones), hbreak/break/stepi, memory, watchpoints with
+//! old/new values, monitor commands, detach and re-attach; Ctrl-C; malformed packets.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+/// kvmscope serving gdb on a port the OS picked.
+struct Stub {
+    child: Child,
+    addr: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Stub {
+    fn start(guest_file: &str, wait: bool) -> Stub {
+        let mut cmd = kvmscope();
+        cmd.args([
+            "run",
+            "--headless",
+            "--kernel",
+            guest(guest_file).to_str().unwrap(),
+            "--gdb",
+            "0",
+            "--summary",
+            "none",
+        ]);
+        if wait {
+            cmd.arg("--gdb-wait");
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(20)).expect("kvmscope announces the stub");
+            if let Some(rest) = line.split("target remote ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        Stub { child, addr, stderr: rx }
+    }
+
+    /// Runs gdb in batch mode with these commands; returns what it printed.
+    fn gdb(&self, file: Option<&str>, commands: &[&str]) -> String {
+        let mut cmd = Command::new("gdb");
+        cmd.args(["-batch", "-nx"]);
+        if let Some(f) = file {
+            cmd.args(["-ex", &format!("file {}", guest(f).display())]);
+        }
+        cmd.args(["-ex", &format!("target remote {}", self.addr)]);
+        for c in commands {
+            cmd.args(["-ex", c]);
+        }
+        let out = cmd.output().expect("gdb runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// Waits for kvmscope to end: status, stdout, stderr.
+    fn finish(mut self) -> (i32, String, String) {
+        let status = self.child.wait().unwrap().code().unwrap_or(-1);
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        (status, out, err.join("\n"))
+    }
+
+    fn interrupt(&self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    }
+}
+
+fn gdb_or_skip(test: &str) -> bool {
+    if !kvm_or_skip(test) {
+        return false;
+    }
+    if Command::new("gdb").arg("--version").output().is_err() {
+        assert!(std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() != Ok("1"), "{test}: gdb is required");
+        eprintln!("SKIPPED {test}: gdb is not installed");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn gdb_session_on_a_held_guest() {
+    if !gdb_or_skip("gdb_session_on_a_held_guest") {
+        return;
+    }
+    let stub = Stub::start("gdbtest.elf", true);
+    let out = stub.gdb(
+        Some("gdbtest.elf"),
+        &[
+            "info registers rip",
+            "p/x $cr0",
+            "p/x $efer",
+            "p/x $cs",
+            "p/x $fs_base",
+            "hbreak bump",
+            "continue",
+            "stepi",
+            "info registers rip",
+            "x/4xb &counter",
+            "delete",
+            "break bump",
+            "continue",
+            "p *(int*)&counter",
+            "delete",
+            "watch *(int*)&counter",
+            "continue",
+            "delete",
+            "set var *(int*)&counter = 3",
+            "monitor help",
+            "monitor exits",
+            "monitor translate 0x200000",
+            "monitor translate 0x500000000",
+            "monitor regs",
+            "detach",
+        ],
+    );
+    let want = [
+        "rip            0x200000            0x200000 <_start>", // held before the first instruction
+        "$1 = 0x80000011",                                      // cr0: PG | ET | PE
+        "$2 = 0x500",                                           // efer: LMA | LME
+        "$3 = 0x8",
+        "$4 = 0x0",
+        "Hardware assisted breakpoint 1 at 0x20001e",
+        "Breakpoint 1, 0x000000000020001e in bump ()",
+        "rip            0x200024            0x200024 <bump+6>", // stepi: one instruction on
+        "0x200030 <counter>:\t0x01\t0x00\t0x00\t0x00",
+        "Breakpoint 2, 0x000000000020001e in bump ()",
+        "$5 = 1",
+        "Hardware watchpoint 3: *(int*)&counter",
+        "Old value = 1",
+        "New value = 2",
+        "kvmscope monitor commands",
+        "VM-EXIT",
+        "PML4 entry at 0x000000001000",
+        "0x200000 -> guest-physical 0x200000 (2048 KiB page)",
+        "is not mapped", // beyond the 4 GiB identity map
+        "cr3 0x0000000000001000",
+        "[Inferior 1 (process 1) detached]",
+    ];
+    for w in want {
+        assert!(out.contains(w), "want {w:?} in gdb's output:\n{out}");
+    }
+    // Detached inside the second bump with the counter set to 3 by gdb: that bump's dot, two more
+    // bumps, then the guest exits with 5.
+    let (status, stdout, stderr) = stub.finish();
+    assert_eq!(status, 11, "stderr: {stderr}");
+    assert_eq!(stdout, "....", "one dot per bump");
+}
+
+#[test]
+fn gdb_reattaches_and_ctrl_c_interrupts() {
+    if !gdb_or_skip("gdb_reattaches_and_ctrl_c_interrupts") {
+        return;
+    }
+    let stub = Stub::start("spin.elf", false);
+    let first = stub.gdb(None, &["p $eax", "detach"]);
+    assert!(first.contains("$1 = ") && first.contains("detached"), "{first}");
+    let second = stub.gdb(None, &["p $eax", "detach"]);
+    assert!(second.contains("$1 = ") && second.contains("detached"), "{second}");
+    let value = |s: &str| s.split("$1 = ").nth(1).unwrap().split_whitespace().next().unwrap().parse::<u64>().unwrap();
+    assert!(value(&second) > value(&first), "the guest ran on between the sessions");
+
+    // Ctrl-C by the protocol: continue, then 0x03 -> a stop reply with SIGINT (T02).
+    let mut s = TcpStream::connect(&stub.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 512];
+    s.write_all(b"$?#3f").unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert!(n > 0);
+    s.write_all(b"+$c#63").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(b"\x03").unwrap();
+    let mut reply = Vec::new();
+    while !String::from_utf8_lossy(&reply).contains("$T02") {
+        let n = s.read(&mut buf).expect("a stop reply after Ctrl-C");
+        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(b"+$D#44").unwrap();
+    drop(s);
+    stub.interrupt();
+    let (status, _, stderr) = stub.finish();
+    assert_eq!(status, 130, "{stderr}");
+}
+
+#[test]
+fn malformed_packets_never_harm_the_vmm() {
+    if !gdb_or_skip("malformed_packets_never_harm_the_vmm") {
+        return;
+    }
+    let stub = Stub::start("spin.elf", false);
+    let junk: [&[u8]; 5] =
+        [b"$garbage#00", b"$qSupported:xx#ff", b"\x00\xff\xfe$#", b"$m ffffffffffffffff,ffffffff#00", b"$Z0,zz,1#00"];
+    for j in junk {
+        let mut s = TcpStream::connect(&stub.addr).unwrap();
+        let _ = s.write_all(j);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = TcpStream::connect(&stub.addr).unwrap();
+    let mut big = b"$".to_vec();
+    big.extend(std::iter::repeat_n(b'A', 100_000));
+    big.extend_from_slice(b"#00");
+    let _ = s.write_all(&big);
+    drop(s);
+    // A well-formed but hostile request: read from an unmapped address.
+    let out = stub.gdb(None, &["x/4xb 0x7fff00000000", "p/x $rip", "detach"]);
+    assert!(out.contains("Cannot access memory at address 0x7fff00000000"), "{out}");
+    assert!(out.contains("$1 = 0x1000"), "registers still read: {out}");
+    assert!(out.contains("detached"), "{out}");
+    stub.interrupt();
+    let (status, _, stderr) = stub.finish();
+    assert_eq!(status, 130, "still running until Ctrl-C: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn breakpoint_errors_reach_gdb_and_nothing_is_half_applied() {
+    if !gdb_or_skip("breakpoint_errors_reach_gdb_and_nothing_is_half_applied") {
+        return;
+    }
+    let stub = Stub::start("gdbtest.elf", true);
+    let out = stub.gdb(
+        Some("gdbtest.elf"),
+        &[
+            "hbreak *0x200010",
+            "hbreak *0x200011",
+            "hbreak *0x200012",
+            "hbreak *0x200013",
+            "hbreak *0x200014",
+            "continue",
+            "delete",
+            "break *0x7fff00000000",
+            "continue",
+            "delete",
+            "info registers rip",
+            "detach",
+        ],
+    );
+    assert!(out.contains("Cannot insert hardware breakpoint 5"), "{out}");
+    assert!(
+        out.contains("Cannot insert breakpoint 6") && out.contains("Cannot access memory at address 0x7fff00000000"),
+        "{out}"
+    );
+    assert!(out.contains("rip            0x200000"), "nothing ran while inserting failed: {out}");
+    let (status, _, stderr) = stub.finish();
+    assert!(stderr.contains("DR0-3) are in use"), "{stderr}");
+    assert!(stderr.contains("not mapped"), "{stderr}");
+    assert_eq!(status, 11, "after detach the guest runs to its end: {stderr}");
+}
+
+#[test]
+fn gdb_port_in_use_is_a_clear_error() {
+    if !kvm_or_skip("gdb_port_in_use_is_a_clear_error") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let run = run_headless(&["--kernel", guest("spin.elf").to_str().unwrap(), "--gdb", &port]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("--gdb 127.0.0.1:{port}: cannot listen")), "{}", run.stderr);
+}
