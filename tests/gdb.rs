@@ -139,7 +139,7 @@ fn gdb_session_on_a_held_guest() {
         "Hardware assisted breakpoint 1 at 0x20001e",
         "Breakpoint 1, 0x000000000020001e in bump ()",
         "rip            0x200024            0x200024 <bump+6>", // stepi: one instruction on
-        "0x200030 <counter>:\t0x01\t0x00\t0x00\t0x00",
+        "0x201000 <counter>:\t0x01\t0x00\t0x00\t0x00",
         "Breakpoint 2, 0x000000000020001e in bump ()",
         "$5 = 1",
         "Hardware watchpoint 3: *(int*)&counter",
@@ -161,6 +161,45 @@ fn gdb_session_on_a_held_guest() {
     let (status, stdout, stderr) = stub.finish();
     assert_eq!(status, 11, "stderr: {stderr}");
     assert_eq!(stdout, "....", "one dot per bump");
+}
+
+#[test]
+fn gdb_access_and_read_watchpoints() {
+    if !gdb_or_skip("gdb_access_and_read_watchpoints") {
+        return;
+    }
+    let stub = Stub::start("gdbtest.elf", true);
+    let out = stub.gdb(
+        Some("gdbtest.elf"),
+        &[
+            "awatch *(int*)&counter",
+            "continue",
+            "continue",
+            "delete",
+            "rwatch *(int*)&counter",
+            "continue",
+            "delete",
+            "awatch *(int*)0x200000",
+            "delete",
+            "detach",
+        ],
+    );
+    let want = [
+        "Hardware access (read/write) watchpoint 1: *(int*)&counter",
+        "Old value = 0\nNew value = 1\n0x0000000000200024 in bump ()", // incl: read and write
+        "Value = 1\n0x0000000000200013 in _start ()",                  // cmpl: a read
+        "Hardware read watchpoint 2: *(int*)&counter",
+        "Value = 2\n0x0000000000200024 in bump ()", // incl reads too
+    ];
+    for w in want {
+        assert!(out.contains(w), "want {w:?} in:\n{out}");
+    }
+    let (status, stdout, stderr) = stub.finish();
+    assert_eq!((status, stdout.as_str()), (11, "....."), "{stderr}");
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        // Reads are watched by unmapping the page here: one holding code is refused, clearly.
+        assert!(stderr.contains("runs code on that page"), "{stderr}");
+    }
 }
 
 #[test]

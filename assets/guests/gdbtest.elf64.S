@@ -1,7 +1,7 @@
 /*
  * gdbtest: a 64-bit ELF guest for the gdb stub tests. `_start` calls `bump` five times; `bump` adds
  * one to `counter` and prints a dot; then the guest exits through isa-debug-exit with the counter
- * (status 11). Symbols: _start, bump, done, counter.
+ * (status 11). Symbols: _start, bump, done, counter (on a page of its own, 0x201000).
  */
     .code64
     .text
@@ -26,7 +26,8 @@ bump:
     .size bump, . - bump
 
     .data
-    .align 8
+    /* A page of its own: where the host cannot fire DR7 watchpoints, a read watchpoint unmaps it. */
+    .align 4096
     .type counter, @object
 counter:
     .long 0

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::vmm::slots::Protection;
+
 /// The kind of access a watchpoint catches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WatchKind {
@@ -133,19 +135,22 @@ impl BreakpointTable {
         self.watch.iter().copied().find(|w| w.overlaps(gpa, len) && w.catches(is_write))
     }
 
-    /// Guest-physical pages that hold a watchpoint.
-    pub fn watched_pages(&self) -> Vec<u64> {
-        let mut pages: Vec<u64> = self
+    /// Guest-physical pages that hold a watchpoint, and how each must be kept: read-only for
+    /// write watchpoints, unmapped when any watchpoint on the page catches reads.
+    pub fn watched_pages(&self) -> Vec<(u64, Protection)> {
+        let mut pages: Vec<(u64, Protection)> = self
             .watch
             .iter()
             .flat_map(|w| {
                 let first = w.gpa & !0xfff;
                 let last = (w.gpa + w.len.max(1) - 1) & !0xfff;
-                (first..=last).step_by(0x1000)
+                let prot = if w.kind == WatchKind::Write { Protection::ReadOnly } else { Protection::Unmapped };
+                (first..=last).step_by(0x1000).map(move |p| (p, prot))
             })
             .collect();
-        pages.sort_unstable();
-        pages.dedup();
+        // Unmapped wins over read-only for a page watched both ways.
+        pages.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        pages.dedup_by_key(|p| p.0);
         pages
     }
 
@@ -188,6 +193,9 @@ mod tests {
         assert!(t.watch_hit(0x20ff8, 8, true).is_some());
         assert!(t.watch_hit(0x20ff8, 6, true).is_none());
         assert!(t.watch_hit(0x20ffe, 4, false).is_none(), "a read does not hit a write watchpoint");
-        assert_eq!(t.watched_pages(), vec![0x20000, 0x21000]);
+        use Protection::*;
+        assert_eq!(t.watched_pages(), vec![(0x20000, ReadOnly), (0x21000, ReadOnly)]);
+        t.watch.push(Watchpoint { gva: 0x10000, gpa: 0x21004, len: 1, kind: WatchKind::Read });
+        assert_eq!(t.watched_pages(), vec![(0x20000, ReadOnly), (0x21000, Unmapped)]);
     }
 }

@@ -389,10 +389,24 @@ impl Controller {
                 self.debug().generation.fetch_add(1, Ordering::Release);
                 Ok(())
             }
-            Mechanism::ReadOnlySlot => {
+            Mechanism::ReadOnlySlot | Mechanism::UnmappedPage => {
                 let t = self.translate(0, gva)?.map_err(|e| e.to_string())?;
                 if !self.shared.map.is_ram(t.gpa, len) {
                     return Err(format!("{gva:#x} (guest-physical {:#x}) is not RAM", t.gpa));
+                }
+                if mech == Mechanism::UnmappedPage {
+                    // The page leaves guest memory: code on it could not run.
+                    for stop in self.stops().into_iter().flatten() {
+                        let mode = cpu_mode(&stop.sregs);
+                        let rip = paging::translate(&self.shared.mem, &mode, mode.code_linear(stop.regs.rip));
+                        if rip.is_ok_and(|r| r.gpa & !0xfff == t.gpa & !0xfff) {
+                            return Err(format!(
+                                "{gva:#x}: vCPU {} runs code on that page, and this host watches reads only by \
+                                 unmapping the page (see kvmscope probe)",
+                                stop.vcpu
+                            ));
+                        }
+                    }
                 }
                 let mut bps = lock(&self.debug().breakpoints);
                 bps.watch.push(Watchpoint { gva, gpa: t.gpa, len, kind });

@@ -43,6 +43,8 @@ pub enum Mechanism {
     DebugRegisters,
     /// The watched page is mapped read-only: writes exit as MMIO, kvmscope completes them.
     ReadOnlySlot,
+    /// The watched page is left out of guest memory: every access exits as MMIO, kvmscope completes it.
+    UnmappedPage,
     /// `KVM_GUESTDBG_SINGLESTEP`.
     SingleStep,
     /// Nothing on this host gives it.
@@ -56,6 +58,7 @@ impl fmt::Display for Mechanism {
             Mechanism::Int3EmulationFailure => "int3 caught as the host's emulation failure, others re-injected as #BP",
             Mechanism::DebugRegisters => "debug registers DR0-3 (KVM_GUESTDBG_USE_HW_BP)",
             Mechanism::ReadOnlySlot => "read-only memory slot over the page; kvmscope completes the write",
+            Mechanism::UnmappedPage => "the page is unmapped; kvmscope completes every access (no code may run there)",
             Mechanism::SingleStep => "KVM_GUESTDBG_SINGLESTEP",
             Mechanism::Unavailable => "unavailable on this host",
         })
@@ -73,6 +76,7 @@ pub struct HostReport {
     pub dr7_write_watchpoint: Observation,
     pub dr7_access_watchpoint: Observation,
     pub readonly_slot: Observation,
+    pub unmapped_page: Observation,
     pub int3_at_cpl0: Observation,
     pub use_step: Mechanism,
     pub use_sw_breakpoints: Mechanism,
@@ -88,7 +92,15 @@ struct ProbeVm {
     _ram: GuestRam,
 }
 
-fn probe_vm(kvm: &Kvm, code: &[u8], readonly_data: bool) -> Result<ProbeVm, String> {
+/// How the probe VM's data page at 0x20000 is mapped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DataPage {
+    Ram,
+    ReadOnly,
+    Unmapped,
+}
+
+fn probe_vm(kvm: &Kvm, code: &[u8], data_page: DataPage) -> Result<ProbeVm, String> {
     fn e(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> String {
         move |err| format!("{what}: {err}")
     }
@@ -97,10 +109,11 @@ fn probe_vm(kvm: &Kvm, code: &[u8], readonly_data: bool) -> Result<ProbeVm, Stri
     let region = ram.mem.iter().next().ok_or("no memory")?;
     let base = region.as_ptr() as u64;
     let size = region.len();
-    let slots: Vec<(u64, u64, u32)> = if readonly_data {
-        vec![(0, DATA, 0), (DATA, 0x1000, KVM_MEM_READONLY), (DATA + 0x1000, size - DATA - 0x1000, 0)]
-    } else {
-        vec![(0, size, 0)]
+    let rest = (DATA + 0x1000, size - DATA - 0x1000, 0);
+    let slots: Vec<(u64, u64, u32)> = match data_page {
+        DataPage::Ram => vec![(0, size, 0)],
+        DataPage::ReadOnly => vec![(0, DATA, 0), (DATA, 0x1000, KVM_MEM_READONLY), rest],
+        DataPage::Unmapped => vec![(0, DATA, 0), rest],
     };
     for (slot, (gpa, len, flags)) in slots.into_iter().enumerate() {
         let r = kvm_userspace_memory_region {
@@ -129,7 +142,7 @@ fn probe_vm(kvm: &Kvm, code: &[u8], readonly_data: bool) -> Result<ProbeVm, Stri
 fn first_exit(
     kvm: &Kvm,
     code: &[u8],
-    readonly: bool,
+    readonly: DataPage,
     debug: Option<kvm_guest_debug>,
     want: impl Fn(&VcpuExit<'_>, u64) -> bool,
 ) -> Observation {
@@ -151,6 +164,7 @@ fn first_exit(
                 }
                 VcpuExit::IoOut(0xf4, _) => "ran to the end without stopping".to_string(),
                 VcpuExit::MmioWrite(addr, data) => format!("KVM_EXIT_MMIO write {addr:#x} data {data:02x?}"),
+                VcpuExit::MmioRead(addr, data) => format!("KVM_EXIT_MMIO read {addr:#x} len {}", data.len()),
                 VcpuExit::InternalError => "KVM_EXIT_INTERNAL_ERROR".to_string(),
                 VcpuExit::Shutdown => "KVM_EXIT_SHUTDOWN (the guest triple-faulted)".to_string(),
                 other => format!("{other:?}"),
@@ -198,21 +212,24 @@ pub fn probe() -> Result<HostReport, VmError> {
     let with_end = |code: &[u8]| [code, &end].concat();
     let is_debug = |x: &VcpuExit<'_>, exc: u32| matches!(x, VcpuExit::Debug(d) if d.exception == exc);
 
-    let single_step =
-        first_exit(&kvm, &with_end(&[0x90, 0x90]), false, Some(debug(KVM_GUESTDBG_SINGLESTEP, 0, 0)), |x, _| {
-            is_debug(x, 1)
-        });
+    let single_step = first_exit(
+        &kvm,
+        &with_end(&[0x90, 0x90]),
+        DataPage::Ram,
+        Some(debug(KVM_GUESTDBG_SINGLESTEP, 0, 0)),
+        |x, _| is_debug(x, 1),
+    );
     let hw_breakpoint = first_exit(
         &kvm,
         &with_end(&[0x90, 0x90, 0x90]),
-        false,
+        DataPage::Ram,
         Some(debug(KVM_GUESTDBG_USE_HW_BP, CODE + 2, 0x1)),
         |x, _| matches!(x, VcpuExit::Debug(d) if d.exception == 1 && d.pc == CODE + 2),
     );
     let sw_breakpoint = first_exit(
         &kvm,
         &with_end(&[0x90, 0xcc, 0x90]),
-        false,
+        DataPage::Ram,
         Some(debug(KVM_GUESTDBG_USE_SW_BP, 0, 0)),
         |x, _| matches!(x, VcpuExit::Debug(d) if d.exception == 3),
     );
@@ -221,18 +238,29 @@ pub fn probe() -> Result<HostReport, VmError> {
     // mov eax, [0x20000]
     let load = with_end(&[0xa1, 0x00, 0x00, 0x02, 0x00]);
     let dr7_write_watchpoint =
-        first_exit(&kvm, &store, false, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000d_0001)), |x, _| is_debug(x, 1));
+        first_exit(&kvm, &store, DataPage::Ram, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000d_0001)), |x, _| {
+            is_debug(x, 1)
+        });
     let dr7_access_watchpoint =
-        first_exit(&kvm, &load, false, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000f_0001)), |x, _| is_debug(x, 1));
+        first_exit(&kvm, &load, DataPage::Ram, Some(debug(KVM_GUESTDBG_USE_HW_BP, DATA, 0x000f_0001)), |x, _| {
+            is_debug(x, 1)
+        });
+    let unmapped_page = first_exit(
+        &kvm,
+        &load,
+        DataPage::Unmapped,
+        None,
+        |x, _| matches!(x, VcpuExit::MmioRead(a, d) if *a == DATA && d.len() == 4),
+    );
     let readonly_slot = first_exit(
         &kvm,
         &store,
-        true,
+        DataPage::ReadOnly,
         None,
         |x, _| matches!(x, VcpuExit::MmioWrite(a, d) if *a == DATA && d.first() == Some(&0x34)),
     );
     let int3_at_cpl0 =
-        first_exit(&kvm, &with_end(&[0x90, 0xcc]), false, None, |x, _| matches!(x, VcpuExit::InternalError));
+        first_exit(&kvm, &with_end(&[0x90, 0xcc]), DataPage::Ram, None, |x, _| matches!(x, VcpuExit::InternalError));
     let int3_at_cpl0 = Observation {
         works: int3_at_cpl0.works && int3_at_cpl0.seen.contains(&format!("rip {:#x}", CODE + 1)),
         ..int3_at_cpl0
@@ -253,8 +281,13 @@ pub fn probe() -> Result<HostReport, VmError> {
     } else {
         Mechanism::Unavailable
     };
-    let use_access_watchpoints =
-        if dr7_access_watchpoint.works { Mechanism::DebugRegisters } else { Mechanism::Unavailable };
+    let use_access_watchpoints = if dr7_access_watchpoint.works {
+        Mechanism::DebugRegisters
+    } else if unmapped_page.works {
+        Mechanism::UnmappedPage
+    } else {
+        Mechanism::Unavailable
+    };
     let use_step = if single_step.works { Mechanism::SingleStep } else { Mechanism::Unavailable };
     Ok(HostReport {
         api_version: kvm.get_api_version(),
@@ -265,6 +298,7 @@ pub fn probe() -> Result<HostReport, VmError> {
         dr7_write_watchpoint,
         dr7_access_watchpoint,
         readonly_slot,
+        unmapped_page,
         int3_at_cpl0,
         use_step,
         use_sw_breakpoints,
@@ -290,6 +324,7 @@ impl fmt::Display for HostReport {
         row(f, "DR7 write watchpoint", &self.dr7_write_watchpoint)?;
         row(f, "DR7 access watchpoint", &self.dr7_access_watchpoint)?;
         row(f, "read-only memory slot", &self.readonly_slot)?;
+        row(f, "read from a page without a slot exits", &self.unmapped_page)?;
         row(f, "int3 at CPL0 ends in emulation failure", &self.int3_at_cpl0)?;
         writeln!(f, "kvmscope uses:")?;
         writeln!(f, "  single-step                        {}", self.use_step)?;

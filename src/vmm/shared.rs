@@ -11,7 +11,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::bus::Bus;
 use super::memory::MemoryMap;
 use super::outcome::RunEnd;
-use super::slots::{Slot, apply, layout};
+use super::slots::{Protection, Slot, apply, layout};
 use crate::debug::DebugState;
 use crate::trace::{Counters, ExitSink};
 
@@ -73,8 +73,8 @@ impl Shared {
         self.map.is_ram(gpa, data.len() as u64) && self.mem.write_slice(data, GuestAddress(gpa)).is_ok()
     }
 
-    /// Makes exactly these guest-physical pages read-only to the guest (write watchpoints).
-    pub fn protect_pages(&self, pages: &[u64]) -> Result<(), String> {
+    /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
+    pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), String> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let new = layout(&self.ram_ranges, pages);
         if *slots == new {

@@ -1,5 +1,6 @@
-//! Memory slots: guest RAM as KVM sees it. Normally one slot per RAM range; a watched page gets a
-//! read-only slot of its own, so every guest write to it exits to kvmscope as MMIO.
+//! Memory slots: guest RAM as KVM sees it. Normally one slot per RAM range; a page watched for
+//! writes gets a read-only slot of its own, so every guest write to it exits to kvmscope as MMIO, and
+//! a page watched for reads gets no slot at all, so every access exits.
 
 use kvm_bindings::{KVM_MEM_READONLY, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
@@ -13,18 +14,29 @@ pub struct Slot {
     pub readonly: bool,
 }
 
-/// Splits RAM ranges `(gpa, len, host)` so each page in `readonly_pages` (sorted) is a read-only
-/// slot of its own.
-pub fn layout(ram: &[(u64, u64, u64)], readonly_pages: &[u64]) -> Vec<Slot> {
+/// How a watched page is kept from the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protection {
+    /// Readable; writes exit.
+    ReadOnly,
+    /// No slot: every access exits.
+    Unmapped,
+}
+
+/// Splits RAM ranges `(gpa, len, host)` around the protected pages (sorted by address): a read-only
+/// slot for each read-only page, no slot for an unmapped one.
+pub fn layout(ram: &[(u64, u64, u64)], pages: &[(u64, Protection)]) -> Vec<Slot> {
     let mut slots = Vec::new();
     for &(gpa, len, host) in ram {
         let end = gpa + len;
         let mut at = gpa;
-        for &page in readonly_pages.iter().filter(|&&p| p >= gpa && p + 0x1000 <= end) {
+        for &(page, prot) in pages.iter().filter(|(p, _)| *p >= gpa && *p + 0x1000 <= end) {
             if page > at {
                 slots.push(Slot { gpa: at, len: page - at, host: host + (at - gpa), readonly: false });
             }
-            slots.push(Slot { gpa: page, len: 0x1000, host: host + (page - gpa), readonly: true });
+            if prot == Protection::ReadOnly {
+                slots.push(Slot { gpa: page, len: 0x1000, host: host + (page - gpa), readonly: true });
+            }
             at = page + 0x1000;
         }
         if at < end {
@@ -63,14 +75,16 @@ mod tests {
     fn a_watched_page_becomes_its_own_readonly_slot() {
         let ram = [(0, 0x10_0000, 0x7000_0000)];
         assert_eq!(layout(&ram, &[]), vec![Slot { gpa: 0, len: 0x10_0000, host: 0x7000_0000, readonly: false }]);
-        let s = layout(&ram, &[0x2000, 0x3000, 0xf_f000]);
+        use Protection::*;
+        let s = layout(&ram, &[(0x2000, ReadOnly), (0x3000, ReadOnly), (0x8000, Unmapped), (0xf_f000, ReadOnly)]);
         assert_eq!(
             s,
             vec![
                 Slot { gpa: 0, len: 0x2000, host: 0x7000_0000, readonly: false },
                 Slot { gpa: 0x2000, len: 0x1000, host: 0x7000_2000, readonly: true },
                 Slot { gpa: 0x3000, len: 0x1000, host: 0x7000_3000, readonly: true },
-                Slot { gpa: 0x4000, len: 0xf_b000, host: 0x7000_4000, readonly: false },
+                Slot { gpa: 0x4000, len: 0x4000, host: 0x7000_4000, readonly: false },
+                Slot { gpa: 0x9000, len: 0xf_6000, host: 0x7000_9000, readonly: false },
                 Slot { gpa: 0xf_f000, len: 0x1000, host: 0x700f_f000, readonly: true },
             ]
         );

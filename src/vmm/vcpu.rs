@@ -19,7 +19,7 @@ use super::bus::VmRequest;
 use super::kick;
 use super::outcome::{CrashReport, RunEnd};
 use super::shared::Shared;
-use crate::debug::breakpoints::{HwKind, WatchKind};
+use crate::debug::breakpoints::HwKind;
 use crate::debug::controller::lock;
 use crate::debug::{Stop, StopReason, VcpuCommand};
 use crate::decode::PhysRead;
@@ -73,6 +73,13 @@ pub struct Vcpu {
     debug_generation: u64,
     /// Whether guest debugging is on in KVM.
     guest_debug_on: bool,
+    /// A stop to make once the instruction under way completes (a read caught by a watchpoint
+    /// exits before the load finishes; gdb expects to see it done).
+    pending_stop: Option<StopReason>,
+    /// The last `KVM_RUN` returned EINTR.
+    kicked: bool,
+    /// Times this vCPU has parked.
+    parks: u64,
 }
 
 /// A step off a breakpoint in progress.
@@ -124,6 +131,9 @@ impl Vcpu {
             step_over: None,
             debug_generation: 0,
             guest_debug_on: false,
+            pending_stop: None,
+            kicked: false,
+            parks: 0,
         }
     }
 
@@ -144,7 +154,19 @@ impl Vcpu {
                     break Some((RunEnd::VmmError(e), None));
                 }
             }
-            match self.step() {
+            let mut next = self.step();
+            if let (Next::Continue, Some(reason)) = (&next, self.pending_stop.take()) {
+                let parks = self.parks;
+                next = self.complete_instruction();
+                // Completing it may have stopped already (the write of a read-modify-write).
+                if matches!(next, Next::Continue) && self.parks == parks {
+                    self.shared.debug.request_pause();
+                    if !self.park(reason, None) {
+                        break None;
+                    }
+                }
+            }
+            match next {
                 Next::Continue => {}
                 Next::End(end) => {
                     let crash = end.is_crash().then(|| Box::new(self.crash_report()));
@@ -165,6 +187,7 @@ impl Vcpu {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 // A kick (or a woken secondary vCPU): not a guest exit, not counted.
                 self.fd.set_kvm_immediate_exit(0);
+                self.kicked = true;
                 return Next::Continue;
             }
             Err(e) => return Next::End(RunEnd::VmmError(format!("KVM_RUN on vCPU {}: {e}", self.index))),
@@ -262,6 +285,7 @@ impl Vcpu {
     /// Parks this vCPU: publishes its state and waits for the controller. Returns false when the run
     /// is ending instead.
     fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
+        self.parks += 1;
         let index = self.index as usize;
         self.publish_stop(reason, event);
         let resumed = loop {
@@ -412,14 +436,36 @@ impl Vcpu {
                 }
                 if self.inject_breakpoint(regs) { DebugOutcome::Handled } else { DebugOutcome::None }
             }
-            ExitKind::Mmio { addr, dir: Dir::Out, len, .. } if event.device == Some(RAM_DEVICE) => {
-                match lock(&self.shared.debug.breakpoints).watch_hit(addr, len as u64, true) {
-                    Some(w) => DebugOutcome::Stop(StopReason::Watchpoint { gva: w.gva, kind: WatchKind::Write }),
-                    None => DebugOutcome::Handled,
+            ExitKind::Mmio { addr, dir, len, .. } if event.device == Some(RAM_DEVICE) => {
+                let hit = lock(&self.shared.debug.breakpoints).watch_hit(addr, len as u64, dir == Dir::Out);
+                match (hit, dir) {
+                    (Some(w), Dir::Out) => DebugOutcome::Stop(StopReason::Watchpoint { gva: w.gva, kind: w.kind }),
+                    (Some(w), Dir::In) => {
+                        self.pending_stop = Some(StopReason::Watchpoint { gva: w.gva, kind: w.kind });
+                        DebugOutcome::Handled
+                    }
+                    (None, _) => DebugOutcome::Handled,
                 }
             }
             _ => DebugOutcome::None,
         }
+    }
+
+    /// Lets KVM finish the instruction under way (`immediate_exit`: KVM completes pending MMIO, then
+    /// returns EINTR), handling any further exit it makes on the way.
+    fn complete_instruction(&mut self) -> Next {
+        for _ in 0..16 {
+            self.kicked = false;
+            self.fd.set_kvm_immediate_exit(1);
+            if let Next::End(end) = self.step() {
+                return Next::End(end);
+            }
+            if self.kicked {
+                return Next::Continue;
+            }
+        }
+        self.fd.set_kvm_immediate_exit(0);
+        Next::Continue
     }
 
     /// Delivers #BP for the guest's own `int3` at RIP: RIP past it, exception 3 injected.
