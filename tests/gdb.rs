@@ -72,7 +72,7 @@ impl Stub {
         let status = self.child.wait().unwrap().code().unwrap_or(-1);
         let mut out = String::new();
         self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        let err: Vec<String> = self.stderr.try_iter().collect();
+        let err: Vec<String> = self.stderr.iter().collect();
         (status, out, err.join("\n"))
     }
 
