@@ -180,6 +180,7 @@ fn gdb_access_and_read_watchpoints() {
             "continue",
             "delete",
             "awatch *(int*)0x200000",
+            "continue",
             "delete",
             "detach",
         ],
