@@ -122,6 +122,13 @@ fn gdb_session_on_a_held_guest() {
             "continue",
             "delete",
             "set var *(int*)&counter = 3",
+            "set $rbx = 0x1234",
+            "p/x $rbx",
+            "monitor break-exit io 0x3f8 nth 2",
+            "continue",
+            "info registers rip",
+            "monitor delete-exit",
+            "monitor probe",
             "monitor help",
             "monitor exits",
             "monitor translate 0x200000",
@@ -145,6 +152,12 @@ fn gdb_session_on_a_held_guest() {
         "Hardware watchpoint 3: *(int*)&counter",
         "Old value = 1",
         "New value = 2",
+        "$6 = 0x1234", // registers are writable
+        "exit breakpoint #1 io 0x3f8 nth 2",
+        "Program received signal SIGTRAP", // the second `out` to the serial port
+        "            0x20002",             // at the `out` (VT-x) or just past it (PVM): <bump+12> or <bump+13>
+        "deleted 1 exit breakpoint(s)",
+        "kvmscope uses:",
         "kvmscope monitor commands",
         "VM-EXIT",
         "PML4 entry at 0x000000001000",
@@ -156,8 +169,8 @@ fn gdb_session_on_a_held_guest() {
     for w in want {
         assert!(out.contains(w), "want {w:?} in gdb's output:\n{out}");
     }
-    // Detached inside the second bump with the counter set to 3 by gdb: that bump's dot, two more
-    // bumps, then the guest exits with 5.
+    // The counter was set to 3 by gdb inside the second bump, which went on to the third bump's
+    // `out` (the exit breakpoint); after detach, one more bump: the guest exits with 5.
     let (status, stdout, stderr) = stub.finish();
     assert_eq!(status, 11, "stderr: {stderr}");
     assert_eq!(stdout, "....", "one dot per bump");
