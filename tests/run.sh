@@ -8,6 +8,7 @@ need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v ld >/dev/null || need+=(binutils)
 command -v tmux >/dev/null || need+=(tmux)
+command -v gdb >/dev/null || need+=(gdb)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "tests/run.sh: installing ${need[*]}"
