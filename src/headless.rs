@@ -3,26 +3,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::debug::Controller;
-use crate::gdb::GdbServer;
+use crate::session::{Session, SessionError, finish_recording};
 use crate::summary::{self, SummaryFormat};
 use crate::trace::ExitSink;
 use crate::trace::printer::TracePrinter;
-use crate::vmm::{RunLimits, RunReport, Vm, VmConfig, VmError};
+use crate::vmm::{RunReport, Vm, VmConfig};
 
 /// Options of a headless run.
 pub struct HeadlessOptions {
-    pub limits: RunLimits,
+    pub session: Session,
     pub summary: SummaryFormat,
     /// Print every exit to stderr as it happens.
     pub trace: bool,
-    /// A bound gdb stub to serve.
-    pub gdb: Option<GdbServer>,
 }
 
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
-pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, VmError> {
+pub fn run(mut config: VmConfig, mut options: HeadlessOptions) -> Result<i32, SessionError> {
     crate::vmm::vm::catch_interrupts();
+    let mut sinks: Vec<Arc<dyn ExitSink>> = Vec::new();
+    let recorder = options.session.attach_recorder(&mut config, &mut sinks)?;
     let vm = Vm::new(config)?;
     eprintln!(
         "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",
@@ -32,15 +31,13 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, VmError> {
         vm.ram.map,
         if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" }
     );
-    let mut sinks: Vec<Arc<dyn ExitSink>> = Vec::new();
     if options.trace {
         sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
     }
-    let running = vm.start(options.limits, sinks)?;
-    if let Some(gdb) = options.gdb {
-        let _ = gdb.spawn(Controller::new(running.shared().clone()));
-    }
+    let running = vm.start(options.session.limits, sinks)?;
+    options.session.started(&running, recorder.as_ref());
     let report = running.wait();
+    finish_recording(recorder, &report.end, options.session.record.as_ref())?;
     print_report(&report, options.summary);
     Ok(report.end.status())
 }

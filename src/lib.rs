@@ -1,5 +1,7 @@
 //! kvmscope: a small KVM virtual machine monitor built to be looked into.
 
+/// Recordings after the run: stats and exports.
+pub mod analysis;
 /// The guest console buffer the UI reads.
 pub mod console;
 /// The debug controller: pause, step, exit breakpoints.
@@ -12,6 +14,10 @@ pub mod gdb;
 pub mod guests;
 /// Running without the UI.
 pub mod headless;
+/// Exit traces on disk: record, read back.
+pub mod recording;
+/// What a run is set up with: limits, gdb, recording.
+pub mod session;
 /// Summaries of a run: `perf kvm stat`-like text and JSON.
 pub mod summary;
 /// Exit events and their exact counters.

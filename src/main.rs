@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kvmscope::gdb::{GdbListen, GdbServer};
 use kvmscope::headless::{self, HeadlessOptions};
+use kvmscope::session::{Session, SessionError};
 use kvmscope::summary::SummaryFormat;
 use kvmscope::vmm::loader::BootMode;
 use kvmscope::vmm::memory::parse_size;
@@ -28,6 +29,15 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Statistics of a recorded run (the run's summary and more).
+    Stats(kvmscope::analysis::stats::StatsArgs),
+    /// Export a recorded run as JSON Lines, CSV or a Chrome/Perfetto trace.
+    Export(kvmscope::analysis::export::ExportArgs),
+    /// Browse a recorded run in the TUI.
+    Replay {
+        /// The trace file.
+        file: PathBuf,
     },
 }
 
@@ -75,6 +85,9 @@ struct RunArgs {
     /// Hold the guest before its first instruction until gdb attaches (QEMU's -s -S).
     #[arg(long, requires = "gdb")]
     gdb_wait: bool,
+    /// Record every exit, the console and debug stops to this trace file.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
 }
 
 fn parse_gdb(text: &str) -> Result<GdbListen, String> {
@@ -108,6 +121,7 @@ fn run(args: RunArgs) -> ExitCode {
     let config =
         VmConfig { image, mem_size: args.mem, cmdline: args.cmdline, cpus: 1, console: Box::new(std::io::stdout()) };
     let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
+    let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {
         Ok(g) => g,
         Err(e) => {
@@ -127,13 +141,19 @@ fn run(args: RunArgs) -> ExitCode {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.display().to_string(),
             Image::Demo => "demo".to_string(),
         };
-        return tui(config, limits, title, gdb);
+        return tui(config, Session { limits, gdb, record }, title);
     }
-    let options = HeadlessOptions { limits, summary: args.summary, trace: args.trace, gdb };
+    let options =
+        HeadlessOptions { session: Session { limits, gdb, record }, summary: args.summary, trace: args.trace };
     match headless::run(config, options) {
         Ok(status) => ExitCode::from(status as u8),
-        Err(e) => vm_error(&e),
+        Err(e) => session_error(&e),
     }
+}
+
+fn session_error(e: &SessionError) -> ExitCode {
+    eprintln!("kvmscope: {e}");
+    ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
 }
 
 fn vm_error(e: &kvmscope::vmm::VmError) -> ExitCode {
@@ -141,15 +161,15 @@ fn vm_error(e: &kvmscope::vmm::VmError) -> ExitCode {
     ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
 }
 
-fn tui(config: VmConfig, limits: RunLimits, title: String, gdb: Option<GdbServer>) -> ExitCode {
+fn tui(config: VmConfig, session: Session, title: String) -> ExitCode {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         eprintln!("kvmscope: the TUI needs a terminal on stdout; use `kvmscope run --headless ...` without one");
         return ExitCode::from(2);
     }
-    match kvmscope::ui::run(config, limits, title, gdb) {
+    match kvmscope::ui::run(config, session, title) {
         Ok(status) => ExitCode::from(status as u8),
-        Err(kvmscope::ui::UiError::Vm(e)) => vm_error(&e),
+        Err(kvmscope::ui::UiError::Session(e)) => session_error(&e),
         Err(e) => {
             eprintln!("kvmscope: {e}");
             ExitCode::from(1)
@@ -172,6 +192,16 @@ fn main() -> ExitCode {
             }
             Err(e) => vm_error(&e),
         },
+        Some(Command::Stats(args)) => ExitCode::from(kvmscope::analysis::stats::run(&args) as u8),
+        Some(Command::Export(args)) => ExitCode::from(kvmscope::analysis::export::run(&args) as u8),
+        Some(Command::Replay { file }) => {
+            use std::io::IsTerminal;
+            if !std::io::stdout().is_terminal() {
+                eprintln!("kvmscope: replay needs a terminal; use `kvmscope stats` or `kvmscope export` without one");
+                return ExitCode::from(2);
+            }
+            ExitCode::from(kvmscope::ui::replay::run(&file) as u8)
+        }
         None => {
             let config = VmConfig {
                 image: Image::Demo,
@@ -180,7 +210,7 @@ fn main() -> ExitCode {
                 cpus: 1,
                 console: Box::new(std::io::sink()),
             };
-            tui(config, RunLimits::default(), "demo".into(), None)
+            tui(config, Session::default(), "demo".into())
         }
     }
 }

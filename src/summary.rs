@@ -47,8 +47,13 @@ fn header(out: &mut String, first: &str) {
 
 /// The text summary: how the run ended, then the table.
 pub fn text(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> String {
+    text_for(counters, &end.to_string(), end.status(), elapsed_ns)
+}
+
+/// The text summary for an end given as words and status (a recorded run's).
+pub fn text_for(counters: &Counters, end: &str, status: i32, elapsed_ns: u64) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\nkvmscope: run ended: {end} (status {})", end.status());
+    let _ = writeln!(out, "\nkvmscope: run ended: {end} (status {status})");
     let _ = writeln!(
         out,
         "Analyze events for all VCPUs: {} exits in {:.3}s\n",
@@ -103,6 +108,11 @@ fn stat_json(s: &Stat) -> Value {
 
 /// The JSON summary: `exits`, `by_reason`, `io`, `mmio`, `status`, with timing detail beside them.
 pub fn json(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> Value {
+    json_for(counters, end.name(), &end.to_string(), end.status(), elapsed_ns)
+}
+
+/// The JSON summary for an end given by name, words and status (a recorded run's).
+pub fn json_for(counters: &Counters, name: &str, detail: &str, status: i32, elapsed_ns: u64) -> Value {
     let by_reason: serde_json::Map<String, Value> =
         counters.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), json!(s.count))).collect();
     let time_by_reason: serde_json::Map<String, Value> =
@@ -124,9 +134,9 @@ pub fn json(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> Value {
         "by_reason": by_reason,
         "io": io,
         "mmio": mmio,
-        "status": end.status(),
-        "end": end.name(),
-        "end_detail": end.to_string(),
+        "status": status,
+        "end": name,
+        "end_detail": detail,
         "elapsed_ns": elapsed_ns,
         "time_by_reason": time_by_reason,
     })

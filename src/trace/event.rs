@@ -166,7 +166,7 @@ impl ExitKind {
 }
 
 /// One vmexit as kvmscope saw and handled it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitEvent {
     /// Global sequence number across all vCPUs, from 0.
     pub seq: u64,

@@ -87,6 +87,9 @@ pub enum Action {
     ListExitBreakpoints,
     /// Bytes typed for the guest's UART.
     SerialInput(Vec<u8>),
+    /// Replay: move to the exit with this sequence number, or the first at or after this time (ns).
+    Goto(u64),
+    GotoTime(u64),
 }
 
 /// Exit rates, kvm_stat style: the change of each counter over the last interval.
@@ -420,6 +423,8 @@ impl App {
                 self.quit = true;
                 vec![Action::Quit]
             }
+            Ok(Command::Goto(seq)) => vec![Action::Goto(seq)],
+            Ok(Command::Time(t)) => vec![Action::GotoTime(t)],
         }
     }
 

@@ -25,6 +25,10 @@ pub enum Command {
     Sort(super::app::SortBy),
     /// `:quit` / `:q`.
     Quit,
+    /// `:goto SEQ` (replay): the exit with this sequence number.
+    Goto(u64),
+    /// `:time SECS` (replay): the first exit at or after this time, in nanoseconds.
+    Time(u64),
 }
 
 /// Default length of a memory view.
@@ -86,6 +90,11 @@ pub fn parse(line: &str) -> Result<Command, String> {
             _ => Err("usage: :sort rate|total".into()),
         },
         "quit" | "q" => no_args(Command::Quit),
+        "goto" | "g" => parse_number(rest).map(Command::Goto).map_err(|_| "usage: :goto SEQ".to_string()),
+        "time" | "t" => match rest.trim_end_matches('s').parse::<f64>() {
+            Ok(t) if t >= 0.0 && t.is_finite() => Ok(Command::Time((t * 1e9) as u64)),
+            _ => Err("usage: :time SECONDS".into()),
+        },
         "" => Err("empty command".into()),
         other => Err(format!(
             "unknown command :{other} (try :break, :delete, :breaks, :x, :xp, :filter, :step, :continue, :quit)"

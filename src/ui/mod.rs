@@ -7,6 +7,7 @@
 pub mod app;
 pub mod command;
 pub mod panes;
+pub mod replay;
 pub mod terminal;
 pub mod theme;
 pub mod view;
@@ -18,12 +19,12 @@ use ratatui::crossterm::event::{self, Event};
 
 use crate::console::ConsoleBuffer;
 use crate::debug::Controller;
-use crate::gdb::GdbServer;
+use crate::session::{Session, SessionError, finish_recording};
 use crate::summary;
 use crate::trace::ExitSink;
 use crate::trace::live::{LIVE_CAPACITY, LiveFeed};
 use crate::vmm::vm::catch_interrupts;
-use crate::vmm::{RunEnd, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
+use crate::vmm::{RunEnd, RunReport, RunningVm, Vm, VmConfig};
 use app::{Action, App, RunState};
 
 /// Time between frames (30 per second).
@@ -33,26 +34,25 @@ const FRAME: Duration = Duration::from_millis(33);
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
     #[error(transparent)]
-    Vm(#[from] VmError),
+    Session(#[from] SessionError),
     /// The terminal could not be set up.
     #[error("cannot use the terminal: {0} (use --headless without one)")]
     Terminal(std::io::Error),
 }
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
-pub fn run(mut config: VmConfig, limits: RunLimits, title: String, gdb: Option<GdbServer>) -> Result<i32, UiError> {
+pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<i32, UiError> {
     catch_interrupts();
     let console = ConsoleBuffer::default();
     config.console = Box::new(console.clone());
-    let vm = Vm::new(config)?;
-    let title = format!("{title} ({}, {:?} mode)", vm.boot.format, vm.boot.mode).to_lowercase();
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
-    let running = vm.start(limits, vec![feed.clone() as Arc<dyn ExitSink>])?;
-    let controller = Controller::new(running.shared().clone());
-    if let Some(gdb) = gdb {
-        let _ = gdb.spawn(controller.clone());
-    }
+    let mut sinks: Vec<Arc<dyn ExitSink>> = vec![feed.clone()];
+    let recorder = session.attach_recorder(&mut config, &mut sinks)?;
+    let vm = Vm::new(config).map_err(SessionError::from)?;
+    let title = format!("{title} ({}, {:?} mode)", vm.boot.format, vm.boot.mode).to_lowercase();
+    let running = vm.start(session.limits, sinks).map_err(SessionError::from)?;
+    let controller = session.started(&running, recorder.as_ref());
     let mut guard = match terminal::TerminalGuard::enter() {
         Ok(g) => g,
         Err(e) => {
@@ -119,6 +119,7 @@ pub fn run(mut config: VmConfig, limits: RunLimits, title: String, gdb: Option<G
         (None, Some(r)) => r.finish((RunEnd::Quit, None)),
         (None, None) => unreachable!("a run either ended or is still running"),
     };
+    finish_recording(recorder, &report.end, session.record.as_ref())?;
     if let Some(crash) = &report.crash {
         eprint!("{}", summary::crash_text(crash));
     }
@@ -173,6 +174,7 @@ fn perform(action: Action, app: &mut App, controller: &Controller, running: Opti
             };
             app.say(text, false);
         }
+        Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
         Action::SerialInput(bytes) => {
             if let Some(r) = running {
                 if let Ok(mut serial) = r.serial().lock() {

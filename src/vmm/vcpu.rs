@@ -314,6 +314,9 @@ impl Vcpu {
         let sregs = self.fd.get_sregs().unwrap_or_default();
         let fpu = self.fd.get_fpu().unwrap_or_default();
         let stop = Stop { vcpu: self.index, reason, regs, sregs, fpu, event, serial: 0 };
+        for sink in &self.shared.sinks {
+            sink.on_stop(&stop);
+        }
         self.shared.debug.set_stop(self.index as usize, Some(stop));
     }
 

@@ -1,0 +1,225 @@
+//! `kvmscope export FILE --format jsonl|csv|chrome`: every exit of a recording, streamed chunk by
+//! chunk (a recording larger than memory exports in bounded memory).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::recording::Record;
+use crate::trace::{ExitEvent, ExitKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per exit.
+    Jsonl,
+    /// A header row, then one row per exit.
+    Csv,
+    /// Chrome trace-event JSON (opens in Perfetto; one track per vCPU).
+    Chrome,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The trace file.
+    pub file: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The kind-specific fields of an exit, by name.
+pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
+    let v = match kind {
+        ExitKind::Io { port, dir, size, count, data } => {
+            json!({"port": port, "dir": dir.io_name(), "size": size, "count": count, "data": data})
+        }
+        ExitKind::Mmio { addr, dir, len, data } => {
+            json!({"addr": addr, "dir": dir.mmio_name(), "size": len, "data": data})
+        }
+        ExitKind::InternalError { suberror, data } => json!({"suberror": suberror, "data": data}),
+        ExitKind::FailEntry { reason, cpu } => json!({"hardware_reason": reason, "cpu": cpu}),
+        ExitKind::SystemEvent { kind, data } => json!({"event": kind, "data": data}),
+        ExitKind::Debug { exception, pc, dr6, dr7 } => {
+            json!({"exception": exception, "pc": pc, "dr6": dr6, "dr7": dr7})
+        }
+        ExitKind::Hypercall { nr } => json!({"nr": nr}),
+        ExitKind::Msr { index, dir, data } => json!({"msr": index, "dir": dir.mmio_name(), "data": data}),
+        ExitKind::IoapicEoi { vector } => json!({"vector": vector}),
+        ExitKind::MemoryFault { gpa, size, flags } => json!({"gpa": gpa, "size": size, "flags": flags}),
+        ExitKind::Unknown { hardware_reason } => json!({"hardware_reason": hardware_reason}),
+        ExitKind::Other { code } => json!({"code": code}),
+        ExitKind::Hlt | ExitKind::Shutdown | ExitKind::Intr => json!({}),
+    };
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// One exit as a JSON object (the JSON Lines schema).
+pub fn exit_json(e: &ExitEvent) -> Value {
+    let mut m = Map::new();
+    m.insert("seq".into(), json!(e.seq));
+    m.insert("vcpu".into(), json!(e.vcpu));
+    m.insert("t_ns".into(), json!(e.t_ns));
+    m.insert("rip".into(), json!(e.rip));
+    m.insert("reason".into(), json!(e.kind.reason()));
+    m.insert("cost_ns".into(), json!(e.cost_ns));
+    m.insert("device".into(), json!(e.device));
+    m.extend(kind_fields(&e.kind));
+    m.insert(
+        "insn".into(),
+        e.insn
+            .as_ref()
+            .map_or(Value::Null, |i| json!({"addr": i.addr, "bytes": i.hex().replace(' ', ""), "text": i.text})),
+    );
+    Value::Object(m)
+}
+
+/// The CSV header row.
+pub const CSV_HEADER: &str =
+    "seq,vcpu,t_ns,rip,reason,port,addr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text";
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// One exit as a CSV row.
+pub fn exit_csv(e: &ExitEvent) -> String {
+    let (port, addr, dir, size, data) = match &e.kind {
+        ExitKind::Io { port, dir, size, data, .. } => {
+            (port.to_string(), String::new(), dir.io_name(), size.to_string(), data.to_string())
+        }
+        ExitKind::Mmio { addr, dir, len, data } => {
+            (String::new(), addr.to_string(), dir.mmio_name(), len.to_string(), data.to_string())
+        }
+        _ => Default::default(),
+    };
+    let (ia, ib, it) = e.insn.as_ref().map_or((String::new(), String::new(), String::new()), |i| {
+        (i.addr.to_string(), i.hex().replace(' ', ""), i.text.clone())
+    });
+    format!(
+        "{},{},{},{},{},{port},{addr},{dir},{size},{data},{},{},{ia},{ib},{}",
+        e.seq,
+        e.vcpu,
+        e.t_ns,
+        e.rip,
+        e.kind.reason(),
+        e.cost_ns,
+        e.device.unwrap_or(""),
+        csv_quote(&it)
+    )
+}
+
+/// One exit as a Chrome trace event: a complete event on its vCPU's track.
+pub fn exit_chrome(e: &ExitEvent) -> Value {
+    let mut args = kind_fields(&e.kind);
+    args.insert("seq".into(), json!(e.seq));
+    args.insert("rip".into(), json!(format!("{:#x}", e.rip)));
+    if let Some(i) = &e.insn {
+        args.insert("insn".into(), json!(i.text));
+    }
+    json!({
+        "name": e.kind.reason(),
+        "cat": "vmexit",
+        "ph": "X",
+        "ts": e.t_ns as f64 / 1000.0,
+        "dur": e.cost_ns as f64 / 1000.0,
+        "pid": 1,
+        "tid": e.vcpu,
+        "args": args,
+    })
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: &ExportArgs) -> i32 {
+    let out: Box<dyn Write> = match &args.output {
+        Some(p) => match File::create(p) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("kvmscope: cannot create {}: {e}", p.display());
+                return 2;
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    let mut failed: Option<std::io::Error> = None;
+    let mut seen_vcpus = std::collections::BTreeSet::new();
+    let mut first = true;
+    let mut write = |out: &mut BufWriter<Box<dyn Write>>, text: &str| {
+        if failed.is_none() {
+            if let Err(e) = out.write_all(text.as_bytes()) {
+                failed = Some(e);
+            }
+        }
+    };
+    match args.format {
+        Format::Csv => write(&mut out, &format!("{CSV_HEADER}\n")),
+        Format::Chrome => write(&mut out, "[\n"),
+        Format::Jsonl => {}
+    }
+    let read = super::read_all(&args.file, |r| {
+        let Record::Exit(e) = r else { return };
+        match args.format {
+            Format::Jsonl => write(&mut out, &format!("{}\n", exit_json(&e))),
+            Format::Csv => write(&mut out, &format!("{}\n", exit_csv(&e))),
+            Format::Chrome => {
+                if seen_vcpus.insert(e.vcpu) {
+                    let meta = json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}});
+                    write(&mut out, &format!("{}{meta}", if first { "" } else { ",\n" }));
+                    first = false;
+                }
+                write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e)));
+                first = false;
+            }
+        }
+    });
+    if args.format == Format::Chrome {
+        write(&mut out, "\n]\n");
+    }
+    if let Err(e) = out.flush() {
+        failed.get_or_insert(e);
+    }
+    if let Some(e) = failed {
+        eprintln!("kvmscope: export: {e}");
+        return 1;
+    }
+    match read {
+        Ok(_) => 0,
+        Err(status) => status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Dir, Insn};
+
+    #[test]
+    fn one_exit_in_each_format() {
+        let e = ExitEvent {
+            seq: 3,
+            vcpu: 1,
+            t_ns: 2500,
+            rip: 0x1005,
+            kind: ExitKind::Io { port: 0x3f8, dir: Dir::Out, size: 1, count: 1, data: 0x41 },
+            device: Some("serial"),
+            insn: Some(std::sync::Arc::new(Insn { addr: 0x1004, bytes: vec![0xee], text: "out dx,al".into() })),
+            cost_ns: 1500,
+        };
+        let j = exit_json(&e);
+        assert_eq!(j["port"], 0x3f8);
+        assert_eq!(j["dir"], "out");
+        assert_eq!(j["insn"]["bytes"], "ee");
+        assert_eq!(exit_csv(&e), "3,1,2500,4101,io,1016,,out,1,65,1500,serial,4100,ee,\"out dx,al\"");
+        assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&e).split(',').count() - 1, "the quoted comma");
+        let c = exit_chrome(&e);
+        assert_eq!((c["ph"].as_str(), c["tid"].as_u64(), c["ts"].as_f64()), (Some("X"), Some(1), Some(2.5)));
+    }
+}

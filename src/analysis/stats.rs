@@ -1,0 +1,102 @@
+//! `kvmscope stats FILE`: the run's summary recomputed from its recording (the same numbers), and
+//! a `perf kvm stat report`-like breakdown per vCPU; filtered by vCPU and time window.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::recording::Record;
+use crate::summary;
+use crate::trace::Counters;
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The trace file.
+    pub file: PathBuf,
+    /// Print JSON (the run's `--summary json` object, plus per-vCPU counts).
+    #[arg(long)]
+    pub json: bool,
+    /// Only this vCPU's exits.
+    #[arg(long, value_name = "N")]
+    pub vcpu: Option<u32>,
+    /// Only exits at or after this many seconds into the run.
+    #[arg(long, value_name = "SECS")]
+    pub from: Option<f64>,
+    /// Only exits before this many seconds into the run.
+    #[arg(long, value_name = "SECS")]
+    pub to: Option<f64>,
+}
+
+/// Counters of a recording, as the run counted them.
+pub struct RecordedRun {
+    pub counters: Counters,
+    pub per_vcpu: BTreeMap<u32, Counters>,
+    /// (status, name, detail, t_ns) of the end record, if the recording has one.
+    pub end: Option<(i32, String, String, u64)>,
+    pub last_t_ns: u64,
+}
+
+/// Reads and counts a recording; `Err(status)` when it cannot be read.
+pub fn count(args: &StatsArgs) -> Result<RecordedRun, i32> {
+    let from = args.from.map(|s| (s * 1e9) as u64).unwrap_or(0);
+    let to = args.to.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX);
+    let mut run = RecordedRun { counters: Counters::default(), per_vcpu: BTreeMap::new(), end: None, last_t_ns: 0 };
+    super::read_all(&args.file, |r| match r {
+        Record::Exit(e) => {
+            run.last_t_ns = run.last_t_ns.max(e.t_ns);
+            if args.vcpu.is_none_or(|v| v == e.vcpu) && (from..to).contains(&e.t_ns) {
+                run.counters.record(&e);
+                run.per_vcpu.entry(e.vcpu).or_default().record(&e);
+            }
+        }
+        Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
+        _ => {}
+    })?;
+    Ok(run)
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: &StatsArgs) -> i32 {
+    let run = match count(args) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    let (status, name, detail, elapsed) = run.end.clone().unwrap_or((
+        1,
+        "incomplete".into(),
+        "the recording has no end record (the run was killed, or the file is cut short)".into(),
+        run.last_t_ns,
+    ));
+    if args.json {
+        let mut v = summary::json_for(&run.counters, &name, &detail, status, elapsed);
+        let per_vcpu: serde_json::Map<String, serde_json::Value> = run
+            .per_vcpu
+            .iter()
+            .map(|(vcpu, c)| {
+                let reasons: serde_json::Map<String, serde_json::Value> =
+                    c.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), json!(s.count))).collect();
+                (vcpu.to_string(), json!({ "exits": c.total.count, "by_reason": reasons }))
+            })
+            .collect();
+        v["per_vcpu"] = json!(per_vcpu);
+        println!("{v}");
+    } else {
+        let mut out = summary::text_for(&run.counters, &detail, status, elapsed);
+        let _ = writeln!(out, "\n{:>22} {:>10} {:>9} {:>9}", "VCPU", "Samples", "Samples%", "Time%");
+        for (vcpu, c) in &run.per_vcpu {
+            let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
+            let _ = writeln!(
+                out,
+                "{vcpu:>22} {:>10} {:>8.2}% {:>8.2}%",
+                c.total.count,
+                pct(c.total.count, run.counters.total.count),
+                pct(c.total.total_ns, run.counters.total.total_ns)
+            );
+        }
+        print!("{out}");
+    }
+    0
+}

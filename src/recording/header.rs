@@ -1,0 +1,54 @@
+//! What a recording says about itself: kvmscope and host kernel versions, KVM capabilities, the
+//! guest image and its hash, the command line, the start time.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kvm_ioctls::Cap;
+use sha2::{Digest, Sha256};
+
+use super::format::TraceHeader;
+use crate::vmm::Image;
+
+/// The running kernel's release (`uname -r`).
+pub fn host_kernel() -> String {
+    // SAFETY: uname fills the zeroed struct; the fields are NUL-terminated C strings.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return "unknown".into();
+        }
+        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+/// The header for a run of `image`.
+pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
+    let (name, bytes) = match image {
+        Image::Demo => ("demo (built in)".to_string(), Some(crate::guests::DEMO.to_vec())),
+        Image::Kernel(p) | Image::Raw { path: p, .. } => (p.display().to_string(), std::fs::read(p).ok()),
+    };
+    let sha = bytes.map(|b| Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()).unwrap_or_default();
+    let kvm_caps = crate::vmm::vm::open_kvm()
+        .map(|kvm| {
+            [
+                ("KVM_CAP_SYNC_REGS", Cap::SyncRegs),
+                ("KVM_CAP_READONLY_MEM", Cap::ReadonlyMem),
+                ("KVM_CAP_SET_GUEST_DEBUG", Cap::SetGuestDebug),
+                ("KVM_CAP_IMMEDIATE_EXIT", Cap::ImmediateExit),
+            ]
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), kvm.check_extension_int(c)))
+            .collect()
+        })
+        .unwrap_or_default();
+    TraceHeader {
+        kvmscope_version: env!("CARGO_PKG_VERSION").into(),
+        host_kernel: host_kernel(),
+        kvm_caps,
+        guest_image: name,
+        guest_sha256: sha,
+        command_line: std::env::args().collect(),
+        start_unix_secs: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        vcpus,
+    }
+}

@@ -1,0 +1,10 @@
+//! Exit traces on disk: the format, the recorder that writes them during a run, and the reader.
+
+pub mod format;
+pub mod header;
+pub mod reader;
+pub mod writer;
+
+pub use format::{Record, TraceHeader};
+pub use reader::{ReadError, TraceReader};
+pub use writer::{Recorder, RecordingConsole};

@@ -1,0 +1,204 @@
+//! Recording a run: a sink the vCPU threads hand every exit to, and a writer thread that encodes
+//! chunks and writes them. The queue between them blocks when full: recording may slow the guest,
+//! it never loses an exit. Chunks are written at least every 100 ms, so a run that is killed leaves
+//! a file readable up to its last whole chunk.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::format::{CHUNK_MAGIC, ChunkEncoder, MAGIC, Record, StopRecord, TraceHeader, VERSION};
+use crate::debug::Stop;
+use crate::trace::{ExitEvent, ExitSink};
+use crate::vmm::RunEnd;
+
+/// Records queued for the writer at most before the vCPUs wait.
+const QUEUE: usize = 1 << 16;
+/// A chunk is written when its payload reaches this size...
+const CHUNK_BYTES: usize = 256 * 1024;
+/// ...or when it is this old.
+const CHUNK_AGE: Duration = Duration::from_millis(100);
+
+/// Errors writing a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot create trace file {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("writing trace file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// What the writer wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteStats {
+    pub records: u64,
+    pub exits: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+/// The recording sink.
+pub struct Recorder {
+    tx: SyncSender<Record>,
+    writer: Mutex<Option<JoinHandle<Result<WriteStats, RecordError>>>>,
+    start: OnceLock<Instant>,
+}
+
+impl Recorder {
+    /// Creates the file, writes the header and starts the writer thread.
+    pub fn create(path: &Path, header: &TraceHeader) -> Result<Self, RecordError> {
+        let create = |source| RecordError::Create { path: path.to_path_buf(), source };
+        let mut file = BufWriter::new(File::create(path).map_err(create)?);
+        let json = serde_json::to_vec(header).unwrap_or_default();
+        let mut head = MAGIC.to_vec();
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        head.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        head.extend_from_slice(&json);
+        head.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+        file.write_all(&head).and_then(|_| file.flush()).map_err(create)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let path = path.to_path_buf();
+        let bytes = head.len() as u64;
+        let writer = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || write_chunks(rx, file, &path, bytes))
+            .map_err(create)?;
+        Ok(Self { tx, writer: Mutex::new(Some(writer)), start: OnceLock::new() })
+    }
+
+    /// The instant event times count from (the VM's start).
+    pub fn set_start(&self, start: Instant) {
+        let _ = self.start.set(start);
+    }
+
+    fn t_ns(&self) -> u64 {
+        self.start.get().map_or(0, |s| s.elapsed().as_nanos() as u64)
+    }
+
+    fn send(&self, r: Record) {
+        // Blocks while the writer is behind; fails only if the writer died (its error is reported
+        // by `finish`).
+        let _ = self.tx.send(r);
+    }
+
+    /// Guest console output.
+    pub fn console(&self, bytes: &[u8]) {
+        self.send(Record::Console { t_ns: self.t_ns(), bytes: bytes.to_vec() });
+    }
+
+    /// Writes the end record, flushes and closes the file.
+    pub fn finish(&self, end: &RunEnd) -> Result<WriteStats, RecordError> {
+        self.send(Record::End {
+            t_ns: self.t_ns(),
+            status: end.status(),
+            name: end.name().into(),
+            detail: end.to_string(),
+        });
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match handle.map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => Ok(WriteStats::default()),
+        }
+    }
+}
+
+impl ExitSink for Recorder {
+    fn on_exit(&self, event: &ExitEvent) {
+        self.send(Record::Exit(event.clone()));
+    }
+
+    fn on_stop(&self, stop: &Stop) {
+        let r = &stop.regs;
+        let s = &stop.sregs;
+        self.send(Record::Stop(StopRecord {
+            t_ns: self.t_ns(),
+            vcpu: stop.vcpu,
+            reason: stop.reason.to_string(),
+            regs: [
+                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
+                r.r15, r.rip, r.rflags,
+            ],
+            sys: [s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.base],
+            cs_db: s.cs.db != 0,
+            cs_l: s.cs.l != 0,
+        }));
+    }
+}
+
+fn write_chunks(
+    rx: Receiver<Record>,
+    mut file: BufWriter<File>,
+    path: &Path,
+    mut bytes: u64,
+) -> Result<WriteStats, RecordError> {
+    let err = |source| RecordError::Write { path: path.to_path_buf(), source };
+    let mut enc = ChunkEncoder::default();
+    let mut stats = WriteStats { bytes, ..Default::default() };
+    let mut oldest: Option<Instant> = None;
+    let mut flush =
+        |enc: &mut ChunkEncoder, file: &mut BufWriter<File>, stats: &mut WriteStats| -> std::io::Result<()> {
+            if enc.records == 0 {
+                return Ok(());
+            }
+            let mut head = CHUNK_MAGIC.to_vec();
+            head.extend_from_slice(&(enc.payload.len() as u32).to_le_bytes());
+            head.extend_from_slice(&enc.records.to_le_bytes());
+            head.extend_from_slice(&crc32fast::hash(&enc.payload).to_le_bytes());
+            file.write_all(&head)?;
+            file.write_all(&enc.payload)?;
+            file.flush()?;
+            bytes += (head.len() + enc.payload.len()) as u64;
+            stats.bytes = bytes;
+            stats.chunks += 1;
+            enc.reset();
+            Ok(())
+        };
+    loop {
+        let wait = oldest.map_or(CHUNK_AGE, |t| CHUNK_AGE.saturating_sub(t.elapsed()));
+        match rx.recv_timeout(wait) {
+            Ok(r) => {
+                let last = matches!(r, Record::End { .. });
+                stats.records += 1;
+                stats.exits += u64::from(matches!(r, Record::Exit(_)));
+                enc.push(&r);
+                oldest.get_or_insert_with(Instant::now);
+                if last {
+                    flush(&mut enc, &mut file, &mut stats).map_err(err)?;
+                    return Ok(stats);
+                }
+                if enc.payload.len() >= CHUNK_BYTES {
+                    flush(&mut enc, &mut file, &mut stats).map_err(err)?;
+                    oldest = None;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                flush(&mut enc, &mut file, &mut stats).map_err(err)?;
+                return Ok(stats);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                flush(&mut enc, &mut file, &mut stats).map_err(err)?;
+                oldest = None;
+            }
+        }
+    }
+}
+
+/// A console writer that also records what the guest printed.
+pub struct RecordingConsole {
+    pub inner: Box<dyn Write + Send>,
+    pub recorder: std::sync::Arc<Recorder>,
+}
+
+impl Write for RecordingConsole {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.recorder.console(buf);
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

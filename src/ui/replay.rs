@@ -1,0 +1,262 @@
+//! `kvmscope replay FILE`: the TUI over a recording. The same exit, stats, code, registers and
+//! console panes, at a cursor that steps forward and back through the exits (`n`/`p`, arrows),
+//! jumps (`:goto SEQ`, `:time SECS`, Home/End) and follows the filter (`/`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
+
+use super::app::{Action, App, InputMode, PaneId, RunState};
+use super::{terminal, view};
+use crate::debug::{Stop, StopReason};
+use crate::recording::Record;
+use crate::recording::format::StopRecord;
+use crate::trace::{Counters, ExitEvent};
+use crate::vmm::RunEnd;
+
+/// A recording in memory, and where the cursor is.
+pub struct Replay {
+    pub exits: Vec<ExitEvent>,
+    pub console: Vec<(u64, Vec<u8>)>,
+    pub stops: Vec<StopRecord>,
+    pub end: Option<(i32, String, String)>,
+    pub cursor: usize,
+    counted: usize,
+    counters: Counters,
+}
+
+impl Replay {
+    /// Loads a recording; `Err(status)` when it cannot be read at all (the reason is printed).
+    pub fn load(path: &Path) -> Result<(Self, Option<String>), i32> {
+        let mut r = Replay {
+            exits: Vec::new(),
+            console: Vec::new(),
+            stops: Vec::new(),
+            end: None,
+            cursor: 0,
+            counted: 0,
+            counters: Counters::default(),
+        };
+        let mut reader = match crate::recording::TraceReader::open(path) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("kvmscope: {e}");
+                return Err(2);
+            }
+        };
+        let damage = reader
+            .for_each(|rec| match rec {
+                Record::Exit(e) => r.exits.push(e),
+                Record::Console { t_ns, bytes } => r.console.push((t_ns, bytes)),
+                Record::Stop(s) => r.stops.push(s),
+                Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
+            })
+            .err()
+            .map(|e| e.to_string());
+        Ok((r, damage))
+    }
+
+    /// Counters of the exits up to and including the cursor.
+    pub fn counters(&mut self) -> &Counters {
+        let upto = (self.cursor + 1).min(self.exits.len());
+        if upto < self.counted {
+            self.counters = Counters::default();
+            self.counted = 0;
+        }
+        for e in &self.exits[self.counted..upto] {
+            self.counters.record(e);
+        }
+        self.counted = upto;
+        &self.counters
+    }
+
+    /// Moves to the next (or previous) exit that `keep` accepts.
+    pub fn step(&mut self, forward: bool, keep: impl Fn(&ExitEvent) -> bool) {
+        let found = if forward {
+            (self.cursor + 1..self.exits.len()).find(|&i| keep(&self.exits[i]))
+        } else {
+            (0..self.cursor).rev().find(|&i| keep(&self.exits[i]))
+        };
+        if let Some(i) = found {
+            self.cursor = i;
+        }
+    }
+
+    pub fn goto_seq(&mut self, seq: u64) -> bool {
+        match self.exits.binary_search_by_key(&seq, |e| e.seq) {
+            Ok(i) => {
+                self.cursor = i;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn goto_time(&mut self, t: u64) -> bool {
+        let i = self.exits.partition_point(|e| e.t_ns < t);
+        if i < self.exits.len() {
+            self.cursor = i;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Fills the app's panes as they were at the cursor.
+    pub fn show(&mut self, app: &mut App) {
+        let Some(now) = self.exits.get(self.cursor).cloned() else { return };
+        app.events.clear();
+        let start = (self.cursor + 1).saturating_sub(super::app::HISTORY);
+        app.push_events(self.exits[start..=self.cursor].iter().cloned());
+        app.scroll = 0;
+        app.counters = self.counters().clone();
+        let text: Vec<u8> =
+            self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
+        app.console = String::from_utf8_lossy(&text).into_owned();
+        let stop = self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(|s| stop_of(s, &now));
+        app.previous_stop = app.stop.take();
+        app.stop = stop;
+        app.code = now.insn.iter().map(|i| (**i).clone()).collect();
+        app.state = RunState::Ended(RunEnd::Quit);
+    }
+}
+
+/// A recorded stop as the registers pane shows it.
+fn stop_of(s: &StopRecord, event: &ExitEvent) -> Stop {
+    let r = s.regs;
+    let regs = kvm_regs {
+        rax: r[0],
+        rbx: r[1],
+        rcx: r[2],
+        rdx: r[3],
+        rsi: r[4],
+        rdi: r[5],
+        rbp: r[6],
+        rsp: r[7],
+        r8: r[8],
+        r9: r[9],
+        r10: r[10],
+        r11: r[11],
+        r12: r[12],
+        r13: r[13],
+        r14: r[14],
+        r15: r[15],
+        rip: r[16],
+        rflags: r[17],
+    };
+    let mut sregs =
+        kvm_sregs { cr0: s.sys[0], cr2: s.sys[1], cr3: s.sys[2], cr4: s.sys[3], efer: s.sys[4], ..Default::default() };
+    sregs.cs.base = s.sys[5];
+    sregs.cs.db = u8::from(s.cs_db);
+    sregs.cs.l = u8::from(s.cs_l);
+    let reason = StopReason::Pause;
+    let _ = event;
+    Stop { vcpu: s.vcpu, reason, regs, sregs, fpu: Default::default(), event: None, serial: s.t_ns }
+}
+
+/// Runs the replay UI; returns the exit status.
+pub fn run(path: &Path) -> i32 {
+    let (mut replay, damage) = match Replay::load(path) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    if replay.exits.is_empty() {
+        eprintln!(
+            "kvmscope: trace file {}: no exits recorded{}",
+            path.display(),
+            damage.map(|d| format!(" ({d})")).unwrap_or_default()
+        );
+        return 2;
+    }
+    let mut guard = match terminal::TerminalGuard::enter() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("kvmscope: cannot use the terminal: {e}");
+            return 1;
+        }
+    };
+    let mut app = App::new(format!("replay of {}", path.display()));
+    app.focus = PaneId::Exits;
+    match &damage {
+        Some(d) => app.say(format!("{d}: showing what is intact"), true),
+        None => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
+    }
+    replay.show(&mut app);
+    while !app.quit {
+        let total = replay.exits.len();
+        app.title =
+            format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, replay.exits[replay.cursor].t_ns as f64 / 1e9);
+        let _ = guard.terminal.draw(|f| {
+            app.pane_rects = view::draw(f, &app);
+        });
+        if !event::poll(Duration::from_millis(200)).unwrap_or(false) {
+            if crate::vmm::vm::interrupted() {
+                break;
+            }
+            continue;
+        }
+        let Ok(ev) = event::read() else { continue };
+        let Event::Key(key) = ev else {
+            if let Event::Mouse(m) = ev {
+                app.on_mouse(m);
+            }
+            continue;
+        };
+        if key.kind == KeyEventKind::Release {
+            continue;
+        }
+        let filter = app.filter.clone();
+        let keep = |e: &ExitEvent| filter.as_ref().is_none_or(|f| f.matches(e));
+        let navigating = app.input == InputMode::Normal && app.focus != PaneId::Console;
+        let moved = navigating
+            && match key.code {
+                KeyCode::Char('n') | KeyCode::Right | KeyCode::Down => {
+                    replay.step(true, keep);
+                    true
+                }
+                KeyCode::Char('p') | KeyCode::Left | KeyCode::Up => {
+                    replay.step(false, keep);
+                    true
+                }
+                KeyCode::PageDown => {
+                    replay.cursor = (replay.cursor + 100).min(total - 1);
+                    true
+                }
+                KeyCode::PageUp => {
+                    replay.cursor = replay.cursor.saturating_sub(100);
+                    true
+                }
+                KeyCode::Home => {
+                    replay.cursor = 0;
+                    true
+                }
+                KeyCode::End => {
+                    replay.cursor = total - 1;
+                    true
+                }
+                _ => false,
+            };
+        if !moved {
+            for action in app.on_key(key) {
+                match action {
+                    Action::Quit => app.quit = true,
+                    Action::Goto(seq) => {
+                        if !replay.goto_seq(seq) {
+                            app.say(format!("no exit #{seq} in this recording"), true);
+                        }
+                    }
+                    Action::GotoTime(t) => {
+                        if !replay.goto_time(t) {
+                            app.say(format!("no exit at or after {:.6}s", t as f64 / 1e9), true);
+                        }
+                    }
+                    _ => app.say("a recording cannot be paused, stepped or typed into", true),
+                }
+            }
+        }
+        replay.show(&mut app);
+    }
+    0
+}

@@ -1,0 +1,218 @@
+//! Recording a run and reading it back: `stats` equals the live summary, exports round-trip, and a
+//! truncated, corrupted or killed recording is read up to the damage.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kvmscope-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn kvmscope_out(args: &[&str]) -> Run {
+    kvmscope().args(args).output().unwrap().into()
+}
+
+/// Records `guest` headless; returns the live JSON summary.
+fn record(guest_file: &str, trace: &PathBuf, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--kernel",
+        guest(guest_file).to_str().unwrap().to_string().leak(),
+        "--record",
+        trace.to_str().unwrap(),
+        "--summary",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let run = run_headless(&args);
+    assert!(run.stderr.contains("kvmscope: recorded"), "{}", run.stderr);
+    run.summary()
+}
+
+#[test]
+fn stats_of_a_recording_equal_the_live_summary() {
+    if !kvm_or_skip("stats_of_a_recording_equal_the_live_summary") {
+        return;
+    }
+    let trace = temp("hello.trace");
+    let live = record("hello.elf", &trace, &["--cmdline", "recorded"]);
+    let stats = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json"]);
+    assert_eq!(stats.status, 0, "{}", stats.stderr);
+    let rec: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+    for key in ["exits", "by_reason", "io", "mmio", "status", "end", "end_detail", "time_by_reason"] {
+        assert_eq!(rec[key], live[key], "{key}");
+    }
+    assert_eq!(rec["status"], 33);
+    assert_eq!(rec["per_vcpu"]["0"]["exits"], live["exits"]);
+    let text = kvmscope_out(&["stats", trace.to_str().unwrap()]);
+    assert!(text.stdout.contains("VM-EXIT") && text.stdout.contains("VCPU"), "{}", text.stdout);
+    // Filters: another vCPU has nothing; a window before the start has nothing.
+    let none = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json", "--vcpu", "1"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&none.stdout).unwrap()["exits"], 0);
+    let window = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json", "--to", "0"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&window.stdout).unwrap()["exits"], 0);
+}
+
+#[test]
+fn exports_round_trip() {
+    if !kvm_or_skip("exports_round_trip") {
+        return;
+    }
+    let trace = temp("export.trace");
+    let live = record("hello.elf", &trace, &[]);
+    let exits = live["exits"].as_u64().unwrap() as usize;
+    let jsonl = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "jsonl"]);
+    assert_eq!(jsonl.status, 0, "{}", jsonl.stderr);
+    let lines: Vec<serde_json::Value> = jsonl.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), exits);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64, "sequence numbers in order");
+    }
+    let outs = lines.iter().filter(|l| l["reason"] == "io" && l["port"] == 0x3f8 && l["dir"] == "out").count();
+    assert_eq!(
+        outs as u64,
+        live["io"].as_array().unwrap().iter().find(|e| e["port"] == 0x3f8 && e["dir"] == "out").unwrap()["count"]
+    );
+    assert!(lines.iter().any(|l| l["insn"]["text"] == "out dx,al"));
+    let csv_path = temp("export.csv");
+    let csv = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "csv", "-o", csv_path.to_str().unwrap()]);
+    assert_eq!(csv.status, 0, "{}", csv.stderr);
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(csv.starts_with("seq,vcpu,t_ns,rip,reason,"));
+    assert_eq!(csv.lines().count(), exits + 1);
+    let chrome = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "chrome"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&chrome.stdout).unwrap();
+    assert_eq!(events.iter().filter(|e| e["ph"] == "X").count(), exits);
+    assert_eq!(events.iter().filter(|e| e["ph"] == "M" && e["name"] == "thread_name").count(), 1, "one track per vCPU");
+}
+
+#[test]
+fn damaged_recordings_are_read_up_to_the_damage() {
+    if !kvm_or_skip("damaged_recordings_are_read_up_to_the_damage") {
+        return;
+    }
+    let trace = temp("spin.trace");
+    record("spin.elf", &trace, &["--max-exits", "60000"]);
+    let bytes = std::fs::read(&trace).unwrap();
+    let count = |path: &Path| {
+        let run = kvmscope_out(&["stats", path.to_str().unwrap(), "--json"]);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        (
+            run.status,
+            serde_json::from_str::<serde_json::Value>(&run.stdout).map(|v| v["exits"].as_u64().unwrap()).ok(),
+            run.stderr,
+        )
+    };
+    assert_eq!(count(&trace).1, Some(60000));
+    // Cut in the middle: the whole chunks before the cut are read; the warning names file and offset.
+    let cut = temp("cut.trace");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (status, exits, err) = count(&cut);
+    assert_eq!(status, 0);
+    let exits = exits.unwrap();
+    assert!(exits > 0 && exits < 60000, "{exits}");
+    assert!(
+        err.contains("cut.trace") && err.contains("damaged at byte offset") && err.contains("ends inside a chunk"),
+        "{err}"
+    );
+    // A flipped byte in the middle: its chunk's checksum fails; what came before is read.
+    let flipped = temp("flipped.trace");
+    let mut b = bytes.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&flipped, &b).unwrap();
+    let (status, exits2, err) = count(&flipped);
+    assert_eq!(status, 0);
+    assert!(exits2.unwrap() < 60000 && err.contains("checksum does not match"), "{err}");
+    // Not a trace, a newer version: refused with the file named.
+    let (status, _, err) = count(&guest("hello.elf"));
+    assert_eq!(status, 2);
+    assert!(err.contains("hello.elf") && err.contains("not a kvmscope trace file"), "{err}");
+    let newer = temp("newer.trace");
+    let mut b = bytes.clone();
+    b[16] = 9;
+    std::fs::write(&newer, &b).unwrap();
+    let (status, _, err) = count(&newer);
+    assert_eq!(status, 2);
+    assert!(err.contains("version 9 is newer"), "{err}");
+}
+
+#[test]
+fn fuzzed_headers_never_panic() {
+    if !kvm_or_skip("fuzzed_headers_never_panic") {
+        return;
+    }
+    let trace = temp("fuzz.trace");
+    let run = run_headless(&[
+        "--image",
+        guest("real.bin").to_str().unwrap(),
+        "--load",
+        "0x7c00",
+        "--entry",
+        "0x7c00",
+        "--mode",
+        "real",
+        "--record",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status, 11, "{}", run.stderr);
+    let bytes = std::fs::read(&trace).unwrap();
+    let header_len = 26 + u32::from_le_bytes(bytes[18..22].try_into().unwrap()) as usize;
+    // Deterministic xorshift mutations of the header: every one is read or refused, never a panic.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut b = bytes.clone();
+        for k in 0..(1 + x % 4) {
+            let at = ((x >> (8 * k)) as usize) % header_len;
+            b[at] ^= (x >> 32) as u8 | 1;
+        }
+        match kvmscope::recording::reader::parse_header(&b) {
+            Ok(_) | Err(_) => {}
+        }
+    }
+    // And through the command, for a few: a clear refusal.
+    let mut b = bytes.clone();
+    b[30] ^= 0xff;
+    let bad = temp("badheader.trace");
+    std::fs::write(&bad, &b).unwrap();
+    let run = kvmscope_out(&["stats", bad.to_str().unwrap()]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("badheader.trace") && run.stderr.contains("header"), "{}", run.stderr);
+}
+
+#[test]
+fn a_killed_run_leaves_a_readable_recording() {
+    if !kvm_or_skip("a_killed_run_leaves_a_readable_recording") {
+        return;
+    }
+    let trace = temp("killed.trace");
+    let mut child = kvmscope()
+        .args([
+            "run",
+            "--headless",
+            "--kernel",
+            guest("spin.elf").to_str().unwrap(),
+            "--record",
+            trace.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(v["exits"].as_u64().unwrap() > 0);
+    assert_eq!(v["end"], "incomplete");
+}
