@@ -19,15 +19,9 @@ fn kvmscope_out(args: &[&str]) -> Run {
 }
 
 /// Records `guest` headless; returns the live JSON summary.
-fn record(guest_file: &str, trace: &PathBuf, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "--kernel",
-        guest(guest_file).to_str().unwrap().to_string().leak(),
-        "--record",
-        trace.to_str().unwrap(),
-        "--summary",
-        "json",
-    ];
+fn record(guest_file: &str, trace: &Path, extra: &[&str]) -> serde_json::Value {
+    let kernel = guest(guest_file);
+    let mut args = vec!["--kernel", kernel.to_str().unwrap(), "--record", trace.to_str().unwrap(), "--summary", "json"];
     args.extend_from_slice(extra);
     let run = run_headless(&args);
     assert!(run.stderr.contains("kvmscope: recorded"), "{}", run.stderr);
