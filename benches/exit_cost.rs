@@ -3,7 +3,8 @@
 //! 20000 port exits and prints the cycle count, so boot time and host noise stay outside the window.
 //!
 //! `cargo bench --bench exit_cost` prints the median and minimum cycles per exit of each, and the
-//! ratios: kvmscope headless against the floor, and with the TUI attached against headless.
+//! ratios: kvmscope headless against the floor, and with the TUI attached or `--record` against
+//! headless.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
 use kvmscope::debug::Controller;
 use kvmscope::guests::guest_path;
+use kvmscope::session::Session;
 use kvmscope::trace::ExitSink;
 use kvmscope::trace::live::{LIVE_CAPACITY, LiveFeed};
 use kvmscope::ui::app::App;
@@ -90,20 +92,26 @@ impl Write for Capture {
 /// kvmscope's own headless path: classify, dispatch, decode, time and count every exit; with
 /// `ui`, also the live feed drained by the TUI's own loop (App updates and drawing, 30 frames a
 /// second, into a 160x45 TestBackend).
-fn kvmscope_run(ui: bool) -> f64 {
+fn kvmscope_run(ui: bool, record: bool) -> f64 {
     let capture = Capture::default();
-    let vm = Vm::new(VmConfig {
+    let mut config = VmConfig {
         image: Image::Kernel(guest_path("bench.elf")),
         mem_size: MEM,
         cmdline: String::new(),
         cpus: 1,
         console: Box::new(capture.clone()),
-    })
-    .unwrap();
+    };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
-    let sinks: Vec<Arc<dyn ExitSink>> = if ui { vec![feed.clone()] } else { Vec::new() };
+    let mut sinks: Vec<Arc<dyn ExitSink>> = if ui { vec![feed.clone()] } else { Vec::new() };
+    let trace = std::env::temp_dir().join(format!("kvmscope-bench-{}.trace", std::process::id()));
+    let session = Session { record: record.then(|| trace.clone()), ..Default::default() };
+    let recorder = session.attach_recorder(&mut config, &mut sinks).unwrap();
+    let vm = Vm::new(config).unwrap();
     let running = vm.start(RunLimits::default(), sinks).unwrap();
+    if let Some(r) = &recorder {
+        r.set_start(running.shared().start);
+    }
     let report = if ui {
         let controller = Controller::new(running.shared().clone());
         let mut app = App::new("bench");
@@ -127,6 +135,10 @@ fn kvmscope_run(ui: bool) -> f64 {
         running.wait()
     };
     assert_eq!(report.end.status(), 1, "{}", report.end);
+    if let Some(r) = recorder {
+        r.finish(&report.end).unwrap();
+        let _ = std::fs::remove_file(&trace);
+    }
     let console = capture.0.lock().unwrap().clone();
     cycles(&console)
 }
@@ -142,22 +154,26 @@ fn main() {
         eprintln!("exit_cost: /dev/kvm not available, nothing measured");
         return;
     }
-    let (mut floor, mut scope, mut tui) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Interleaved, so drift in host load hits all alike.
     for _ in 0..ROUNDS {
         floor.push(floor_run() / EXITS);
-        scope.push(kvmscope_run(false) / EXITS);
-        tui.push(kvmscope_run(true) / EXITS);
+        scope.push(kvmscope_run(false, false) / EXITS);
+        tui.push(kvmscope_run(true, false) / EXITS);
+        rec.push(kvmscope_run(false, true) / EXITS);
     }
     let ((f_med, f_min), (s_med, s_min), (t_med, t_min)) = (stats(floor), stats(scope), stats(tui));
+    let (r_med, r_min) = stats(rec);
     println!("exit cost, guest TSC cycles per exit ({ROUNDS} rounds of {EXITS} exits each):");
     println!("                                           median        min");
     println!("  floor (bare KVM_RUN loop)            {f_med:>10.0} {f_min:>10.0}");
     println!("  kvmscope --headless (count, decode)  {s_med:>10.0} {s_min:>10.0}");
     println!("  kvmscope with the TUI attached       {t_med:>10.0} {t_min:>10.0}");
+    println!("  kvmscope --record                    {r_med:>10.0} {r_min:>10.0}");
     let ratio = |what: &str, a: f64, b: f64, c: f64, d: f64| {
         println!("  ratio {what:<30} {:>10.3} {:>10.3}  (target <= 1.10)", a / b, c / d);
     };
     ratio("kvmscope / floor", s_med, f_med, s_min, f_min);
     ratio("TUI attached / headless", t_med, s_med, t_min, s_min);
+    println!("  ratio {:<30} {:>10.3} {:>10.3}  (target <= 1.15)", "--record / headless", r_med / s_med, r_min / s_min);
 }

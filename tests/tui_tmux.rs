@@ -18,6 +18,11 @@ struct Tmux {
 
 impl Tmux {
     fn start(test: &str, width: u16, height: u16) -> Option<Tmux> {
+        Self::start_with(test, width, height, "")
+    }
+
+    /// Starts `kvmscope ARGS` in a new tmux server.
+    fn start_with(test: &str, width: u16, height: u16, args: &str) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
                 panic!("{test}: tmux is required (tests/run.sh installs it)");
@@ -30,7 +35,7 @@ impl Tmux {
         std::fs::create_dir_all(&dir).unwrap();
         let bin = env!("CARGO_BIN_EXE_kvmscope");
         let script = format!(
-            "echo $$ > {pid}; {bin} 2> {err}; echo EXIT=$? > {status}; sleep 60",
+            "echo $$ > {pid}; {bin} {args} 2> {err}; echo EXIT=$? > {status}; sleep 60",
             pid = dir.join("pid").display(),
             err = dir.join("stderr").display(),
             status = dir.join("status").display()
@@ -153,4 +158,40 @@ fn tui_gives_the_terminal_back_on_sigterm() {
     assert_eq!(t.wait_status(), "EXIT=130");
     assert!(t.stderr().contains("interrupted"), "{}", t.stderr());
     t.assert_restored();
+}
+
+#[test]
+fn replay_steps_through_a_recording() {
+    if !kvm_or_skip("replay_steps_through_a_recording") {
+        return;
+    }
+    let trace = std::env::temp_dir().join(format!("kvmscope-replay-{}.trace", std::process::id()));
+    let rec = common::run_headless(&[
+        "--kernel",
+        common::guest("hello.elf").to_str().unwrap(),
+        "--record",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(rec.status, 33, "{}", rec.stderr);
+    let Some(t) = Tmux::start_with("replay", 160, 45, &format!("replay {}", trace.display())) else { return };
+    let first = t.wait_for(&["replay 1/", "Exits", "Stats"], "replay opens at the first exit");
+    let total: String = first.split("replay 1/").nth(1).unwrap().chars().take_while(|c| c.is_ascii_digit()).collect();
+    t.keys(&["n"]);
+    t.wait_for(&["replay 2/"], "n steps forward");
+    t.keys(&["p"]);
+    t.wait_for(&["replay 1/"], "p steps back");
+    t.keys(&[":goto 100", "Enter"]);
+    t.wait_for(&["replay 101/"], ":goto jumps to a sequence number");
+    t.keys(&["End"]);
+    t.wait_for(
+        &[&format!("replay {total}/{total}"), "Hello from kvmscope"],
+        "End shows the last exit and the console up to it",
+    );
+    t.keys(&["/io 0x80", "Enter", "Home", "n"]);
+    let s = t.wait_for(&["out 0x0080"], "n follows the filter");
+    assert!(!s.contains("replay 2/"), "the filter skips to the first POST write: {s}");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0");
+    t.assert_restored();
+    let _ = std::fs::remove_file(&trace);
 }

@@ -1,13 +1,14 @@
 //! Recording a run: a sink the vCPU threads hand every exit to, and a writer thread that encodes
-//! chunks and writes them. The queue between them blocks when full: recording may slow the guest,
-//! it never loses an exit. Chunks are written at least every 100 ms, so a run that is killed leaves
+//! chunks and writes them. Each vCPU collects its exits in a batch of its own and hands the batch
+//! over in one go; the queue between them blocks when full: recording may slow the guest, it never
+//! loses an exit. Chunks are written at least every 100 ms, so a run that is killed leaves
 //! a file readable up to its last whole chunk.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,15 @@ use crate::debug::Stop;
 use crate::trace::{ExitEvent, ExitSink};
 use crate::vmm::RunEnd;
 
-/// Records queued for the writer at most before the vCPUs wait.
-const QUEUE: usize = 1 << 16;
+/// Batches queued for the writer at most before the vCPUs wait.
+const QUEUE: usize = 256;
+/// Exits a vCPU collects before handing them to the writer in one go (one wake-up per batch, not
+/// per exit); the writer also collects partial batches every 100 ms.
+const BATCH: usize = 256;
+/// Per-vCPU batch buffers (vCPU n uses buffer n % BUFFERS).
+const BUFFERS: usize = 64;
+
+type Buffers = Arc<Vec<Mutex<Vec<Record>>>>;
 /// A chunk is written when its payload reaches this size...
 const CHUNK_BYTES: usize = 256 * 1024;
 /// ...or when it is this old.
@@ -43,7 +51,8 @@ pub struct WriteStats {
 
 /// The recording sink.
 pub struct Recorder {
-    tx: SyncSender<Record>,
+    tx: SyncSender<Vec<Record>>,
+    buffers: Buffers,
     writer: Mutex<Option<JoinHandle<Result<WriteStats, RecordError>>>>,
     start: OnceLock<Instant>,
 }
@@ -63,11 +72,13 @@ impl Recorder {
         let (tx, rx) = sync_channel(QUEUE);
         let path = path.to_path_buf();
         let bytes = head.len() as u64;
+        let buffers: Buffers = Arc::new((0..BUFFERS).map(|_| Mutex::new(Vec::new())).collect());
+        let pending = buffers.clone();
         let writer = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || write_chunks(rx, file, &path, bytes))
+            .spawn(move || write_chunks(rx, &pending, file, &path, bytes))
             .map_err(create)?;
-        Ok(Self { tx, writer: Mutex::new(Some(writer)), start: OnceLock::new() })
+        Ok(Self { tx, buffers, writer: Mutex::new(Some(writer)), start: OnceLock::new() })
     }
 
     /// The instant event times count from (the VM's start).
@@ -82,7 +93,7 @@ impl Recorder {
     fn send(&self, r: Record) {
         // Blocks while the writer is behind; fails only if the writer died (its error is reported
         // by `finish`).
-        let _ = self.tx.send(r);
+        let _ = self.tx.send(vec![r]);
     }
 
     /// Guest console output.
@@ -92,6 +103,7 @@ impl Recorder {
 
     /// Writes the end record, flushes and closes the file.
     pub fn finish(&self, end: &RunEnd) -> Result<WriteStats, RecordError> {
+        let _ = self.tx.send(take_all(&self.buffers));
         self.send(Record::End {
             t_ns: self.t_ns(),
             status: end.status(),
@@ -108,7 +120,13 @@ impl Recorder {
 
 impl ExitSink for Recorder {
     fn on_exit(&self, event: &ExitEvent) {
-        self.send(Record::Exit(event.clone()));
+        let mut buf = self.buffers[event.vcpu as usize % BUFFERS].lock().unwrap_or_else(|p| p.into_inner());
+        buf.push(Record::Exit(event.clone()));
+        if buf.len() >= BATCH {
+            let batch = std::mem::take(&mut *buf);
+            drop(buf);
+            let _ = self.tx.send(batch);
+        }
     }
 
     fn on_stop(&self, stop: &Stop) {
@@ -129,8 +147,17 @@ impl ExitSink for Recorder {
     }
 }
 
+/// Every exit still waiting in a vCPU's buffer, in sequence order.
+fn take_all(buffers: &Buffers) -> Vec<Record> {
+    let mut all: Vec<Record> =
+        buffers.iter().flat_map(|b| std::mem::take(&mut *b.lock().unwrap_or_else(|p| p.into_inner()))).collect();
+    all.sort_by_key(|r| if let Record::Exit(e) = r { e.seq } else { 0 });
+    all
+}
+
 fn write_chunks(
-    rx: Receiver<Record>,
+    rx: Receiver<Vec<Record>>,
+    buffers: &Buffers,
     mut file: BufWriter<File>,
     path: &Path,
     mut bytes: u64,
@@ -160,19 +187,21 @@ fn write_chunks(
     loop {
         let wait = oldest.map_or(CHUNK_AGE, |t| CHUNK_AGE.saturating_sub(t.elapsed()));
         match rx.recv_timeout(wait) {
-            Ok(r) => {
-                let last = matches!(r, Record::End { .. });
-                stats.records += 1;
-                stats.exits += u64::from(matches!(r, Record::Exit(_)));
-                enc.push(&r);
-                oldest.get_or_insert_with(Instant::now);
-                if last {
-                    flush(&mut enc, &mut file, &mut stats).map_err(err)?;
-                    return Ok(stats);
-                }
-                if enc.payload.len() >= CHUNK_BYTES {
-                    flush(&mut enc, &mut file, &mut stats).map_err(err)?;
-                    oldest = None;
+            Ok(batch) => {
+                for r in batch {
+                    let last = matches!(r, Record::End { .. });
+                    stats.records += 1;
+                    stats.exits += u64::from(matches!(r, Record::Exit(_)));
+                    enc.push(&r);
+                    oldest.get_or_insert_with(Instant::now);
+                    if last {
+                        flush(&mut enc, &mut file, &mut stats).map_err(err)?;
+                        return Ok(stats);
+                    }
+                    if enc.payload.len() >= CHUNK_BYTES {
+                        flush(&mut enc, &mut file, &mut stats).map_err(err)?;
+                        oldest = None;
+                    }
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -180,6 +209,12 @@ fn write_chunks(
                 return Ok(stats);
             }
             Err(RecvTimeoutError::Timeout) => {
+                // Exits a quiet vCPU has not handed over yet go into this chunk too.
+                for r in take_all(buffers) {
+                    stats.records += 1;
+                    stats.exits += 1;
+                    enc.push(&r);
+                }
                 flush(&mut enc, &mut file, &mut stats).map_err(err)?;
                 oldest = None;
             }
