@@ -53,7 +53,7 @@ fn floor_run() -> f64 {
         // SAFETY: `ram` outlives the VM in this function.
         unsafe { vm.set_user_memory_region(region) }.unwrap();
     }
-    let boot = loader::load_kernel(&guest_path("bench.elf"), &ram, "").unwrap();
+    let boot = loader::load_kernel(&guest_path("bench.elf"), &ram, "", None).unwrap();
     assert_eq!(boot.mode, BootMode::Protected);
     boot_cpu::write_boot_tables(&ram, boot.mode);
     let mut vcpu = vm.create_vcpu(0).unwrap();
@@ -100,6 +100,8 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
         cmdline: String::new(),
         cpus: 1,
         console: Box::new(capture.clone()),
+        initrd: None,
+        host_workarounds: true,
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

@@ -31,6 +31,9 @@ pub fn run(mut config: VmConfig, mut options: HeadlessOptions) -> Result<i32, Se
         vm.ram.map,
         if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" }
     );
+    for a in &vm.adjustments {
+        eprintln!("kvmscope: host workaround (--no-host-workarounds turns it off): {a}");
+    }
     if options.trace {
         sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
     }

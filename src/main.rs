@@ -85,6 +85,15 @@ struct RunArgs {
     /// Hold the guest before its first instruction until gdb attaches (QEMU's -s -S).
     #[arg(long, requires = "gdb")]
     gdb_wait: bool,
+    /// An initrd for a Linux kernel.
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+    /// vCPUs (Linux kernels; each a thread of its own).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
+    /// Boot Linux as is, without kvmscope's adjustments for a host whose KVM emulates guest kernel code.
+    #[arg(long)]
+    no_host_workarounds: bool,
     /// Record every exit, the console and debug stops to this trace file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
@@ -119,7 +128,15 @@ fn run(args: RunArgs) -> ExitCode {
         (None, None) => unreachable!("clap requires --kernel or --image"),
     };
     let config =
-        VmConfig { image, mem_size: args.mem, cmdline: args.cmdline, cpus: 1, console: Box::new(std::io::stdout()) };
+        VmConfig {
+            image,
+            mem_size: args.mem,
+            cmdline: args.cmdline,
+            cpus: args.cpus,
+            console: Box::new(std::io::stdout()),
+            initrd: args.initrd,
+            host_workarounds: !args.no_host_workarounds,
+        };
     let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
     let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {
@@ -204,6 +221,8 @@ fn main() -> ExitCode {
         }
         None => {
             let config = VmConfig {
+                initrd: None,
+                host_workarounds: true,
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

@@ -4,6 +4,7 @@ pub mod boot_cpu;
 pub mod bus;
 pub mod devices;
 pub mod kick;
+pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod outcome;

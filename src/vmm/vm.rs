@@ -14,7 +14,10 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::boot_cpu;
 use super::bus::{Bus, BusError};
+use super::devices::i8042::{self, I8042};
+use super::devices::serial::IrqLine;
 use super::devices::{DebugExit, PostCode, Serial, debug_exit, post, serial};
+use super::linux;
 use super::kick::{self, Kickable};
 use super::loader::{self, BootMode, BootSetup, LoaderError};
 use super::memory::{GuestRam, MemoryError};
@@ -78,6 +81,10 @@ pub struct VmConfig {
     pub cpus: u32,
     /// Where the guest's serial output goes.
     pub console: Box<dyn Write + Send>,
+    /// An initrd for a Linux kernel.
+    pub initrd: Option<PathBuf>,
+    /// Adjust CPUID and the command line for what the host's KVM cannot run (Linux guests).
+    pub host_workarounds: bool,
 }
 
 /// What a finished run leaves behind.
@@ -114,6 +121,8 @@ pub struct Vm {
     pub sync_regs: bool,
     /// The serial port, for input from the UI.
     pub serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
+    /// What kvmscope changed for the host's sake (CPUID, command line), in words.
+    pub adjustments: Vec<String>,
 }
 
 /// Set by SIGINT/SIGTERM; polled by the run loop.
@@ -162,13 +171,40 @@ impl Vm {
             // VM fd, and does not overlap another slot.
             unsafe { fd.set_user_memory_region(mem_region) }.map_err(kvm_err("a memory slot"))?;
         }
+        let initrd = config.initrd.as_deref();
         let boot = match &config.image {
-            Image::Kernel(path) => loader::load_kernel(path, &ram, &config.cmdline)?,
-            Image::Demo => {
-                loader::load_kernel_bytes(std::path::Path::new("demo"), crate::guests::DEMO, &ram, &config.cmdline)?
-            }
+            Image::Kernel(path) => loader::load_kernel(path, &ram, &config.cmdline, initrd)?,
+            Image::Demo => loader::load_kernel_bytes(
+                std::path::Path::new("demo"),
+                crate::guests::DEMO,
+                &ram,
+                &config.cmdline,
+                initrd,
+            )?,
             Image::Raw { path, load, entry, mode } => loader::raw::load(path, &ram, *load, *entry, *mode)?,
         };
+        let is_linux = boot.format == "pvh";
+        let image_path = match &config.image {
+            Image::Kernel(p) | Image::Raw { path: p, .. } => p.clone(),
+            Image::Demo => PathBuf::from("demo"),
+        };
+        if config.cpus > 1 && !is_linux {
+            return Err(LoaderError::Invalid {
+                path: image_path,
+                what: format!("--cpus {} needs a Linux kernel; this guest boots one vCPU", config.cpus),
+            }
+            .into());
+        }
+        // An emulating host (PVM) fails on some instructions Linux uses: keep Linux off them.
+        let emulating_host = is_linux
+            && config.host_workarounds
+            && crate::vmm::probe::probe().is_ok_and(|p| p.int3_at_cpl0.works && !p.sw_breakpoint.works);
+        let mut adjustments = Vec::new();
+        if emulating_host {
+            let cmdline = format!("{} {}", config.cmdline, linux::EMULATION_CMDLINE).trim().to_string();
+            loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?;
+            adjustments.push(format!("command line += \"{}\"", linux::EMULATION_CMDLINE));
+        }
         if boot.mode != BootMode::Real && !boot_cpu::write_boot_tables(&ram, boot.mode) {
             return Err(LoaderError::Invalid {
                 path: PathBuf::from("(boot tables)"),
@@ -177,9 +213,20 @@ impl Vm {
             .into());
         }
 
-        let serial = Arc::new(Mutex::new(Serial::new(config.console)));
+        let irq = if is_linux {
+            linux::create_irqchip(&fd).map_err(kvm_err("the in-kernel irqchip and PIT"))?;
+            let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Thread(e.into()))?;
+            fd.register_irqfd(&evt, 4).map_err(kvm_err("the serial port's IRQ 4 (irqfd)"))?;
+            IrqLine(Some(evt))
+        } else {
+            IrqLine(None)
+        };
+        let serial = Arc::new(Mutex::new(Serial::with_irq(config.console, irq)));
         let mut pio = Bus::default();
         pio.insert("serial", serial::PORT as u64, serial::SIZE, serial.clone())?;
+        if is_linux {
+            pio.insert("i8042", i8042::PORT as u64, i8042::SIZE, Arc::new(Mutex::new(I8042)))?;
+        }
         pio.insert("debug-exit", debug_exit::PORT as u64, debug_exit::SIZE, Arc::new(Mutex::new(DebugExit)))?;
         pio.insert("post", post::PORT as u64, 1, Arc::new(Mutex::new(PostCode::default())))?;
         let mmio = Bus::default();
@@ -191,16 +238,26 @@ impl Vm {
         let mut vcpus = Vec::new();
         for i in 0..config.cpus.max(1) {
             let vcpu = fd.create_vcpu(i as u64).map_err(kvm_err("creating a vCPU"))?;
-            let cpuid =
+            let mut cpuid =
                 kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("reporting CPUID"))?;
+            if is_linux {
+                let said = linux::adjust_cpuid(&mut cpuid, i, emulating_host);
+                if i == 0 {
+                    adjustments.extend(said);
+                }
+            }
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("setting CPUID"))?;
+            if is_linux {
+                linux::setup_lapic(&vcpu).map_err(kvm_err("the local APIC"))?;
+                linux::setup_fpu(&vcpu).map_err(kvm_err("the FPU"))?;
+            }
             let mut sregs = vcpu.get_sregs().map_err(kvm_err("reading system registers"))?;
             let regs = boot_cpu::entry_state(&boot, &mut sregs);
             vcpu.set_sregs(&sregs).map_err(kvm_err("setting system registers"))?;
             vcpu.set_regs(&regs).map_err(kvm_err("setting registers"))?;
             vcpus.push(vcpu);
         }
-        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial })
+        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial, adjustments })
     }
 
     /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
@@ -211,7 +268,7 @@ impl Vm {
     /// Starts every vCPU on its own thread and returns at once.
     pub fn start(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunningVm, VmError> {
         kick::install();
-        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial } = self;
+        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _ } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let ram_ranges: Vec<(u64, u64, u64)> =
             ram.mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect();

@@ -10,25 +10,34 @@ use crate::vmm::bus::{BusDevice, VmRequest};
 pub const PORT: u16 = 0x3f8;
 pub const SIZE: u64 = 8;
 
-/// The UART's interrupt line. Without an interrupt controller it goes nowhere.
+/// The UART's interrupt line: an eventfd registered as KVM irqfd (GSI 4) when the VM has an
+/// interrupt controller; nowhere otherwise.
 #[derive(Debug, Default)]
-pub struct NoIrq;
+pub struct IrqLine(pub Option<vmm_sys_util::eventfd::EventFd>);
 
-impl Trigger for NoIrq {
-    type E = std::convert::Infallible;
+impl Trigger for IrqLine {
+    type E = std::io::Error;
     fn trigger(&self) -> Result<(), Self::E> {
-        Ok(())
+        match &self.0 {
+            Some(evt) => evt.write(1),
+            None => Ok(()),
+        }
     }
 }
 
 /// A 16550A whose output goes to `W`.
 pub struct Serial<W: Write + Send> {
-    uart: vm_superio::Serial<NoIrq, vm_superio::serial::NoEvents, W>,
+    uart: vm_superio::Serial<IrqLine, vm_superio::serial::NoEvents, W>,
 }
 
 impl<W: Write + Send> Serial<W> {
     pub fn new(out: W) -> Self {
-        Self { uart: vm_superio::Serial::new(NoIrq, out) }
+        Self::with_irq(out, IrqLine(None))
+    }
+
+    /// A UART that raises `irq` (THR empty, data ready) as a 16550 does.
+    pub fn with_irq(out: W, irq: IrqLine) -> Self {
+        Self { uart: vm_superio::Serial::new(irq, out) }
     }
 
     /// Bytes typed for the guest to read.

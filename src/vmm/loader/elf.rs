@@ -29,9 +29,43 @@ pub struct Elf {
     pub class: ElfClass,
     pub entry: u64,
     pub segments: Vec<Segment>,
+    /// `PT_NOTE` segments as (file offset, size).
+    pub notes: Vec<(u64, u64)>,
+}
+
+/// Xen's note type for the 32-bit physical entry point of a PVH kernel.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+
+impl Elf {
+    /// The PVH entry point (`XEN_ELFNOTE_PHYS32_ENTRY` in a "Xen" note), if the kernel has one.
+    pub fn pvh_entry(&self, bytes: &[u8]) -> Option<u64> {
+        for &(off, size) in &self.notes {
+            let notes = bytes.get(off as usize..(off + size) as usize)?;
+            let mut at = 0usize;
+            while at + 12 <= notes.len() {
+                let namesz = u32_at(notes, at)? as usize;
+                let descsz = u32_at(notes, at + 4)? as usize;
+                let kind = u32_at(notes, at + 8)?;
+                let name_at = at + 12;
+                let desc_at = name_at.checked_add(namesz.checked_add(3)? & !3)?;
+                let next = desc_at.checked_add(descsz.checked_add(3)? & !3)?;
+                let name = notes.get(name_at..name_at + namesz)?;
+                if kind == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") {
+                    return match descsz {
+                        4 => u32_at(notes, desc_at).map(u64::from),
+                        8 => u64_at(notes, desc_at),
+                        _ => None,
+                    };
+                }
+                at = next;
+            }
+        }
+        None
+    }
 }
 
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
 const EM_386: u16 = 3;
 const EM_X86_64: u16 = 62;
 
@@ -102,12 +136,21 @@ pub fn parse(b: &[u8], bad: &dyn Fn(String) -> LoaderError) -> Result<Elf, Loade
         return Err(trunc("the program header table"));
     }
     let mut segments = Vec::new();
+    let mut notes = Vec::new();
     for i in 0..phnum {
         let at = (phoff + i * phentsize) as usize;
         let seg = |o32: usize, o64: usize| match class {
             ElfClass::Elf32 => u32_at(b, at + o32).map(u64::from),
             ElfClass::Elf64 => u64_at(b, at + o64),
         };
+        if u32_at(b, at) == Some(PT_NOTE) {
+            if let (Some(off), Some(size)) = (seg(4, 8), seg(16, 32)) {
+                if off.checked_add(size).is_some_and(|end| end <= b.len() as u64) {
+                    notes.push((off, size));
+                }
+            }
+            continue;
+        }
         if u32_at(b, at) != Some(PT_LOAD) {
             continue;
         }
@@ -147,7 +190,7 @@ pub fn parse(b: &[u8], bad: &dyn Fn(String) -> LoaderError) -> Result<Elf, Loade
             )));
         }
     }
-    Ok(Elf { class, entry, segments })
+    Ok(Elf { class, entry, segments, notes })
 }
 
 impl Elf {

@@ -6,6 +6,7 @@
 pub mod elf;
 pub mod elf64;
 pub mod multiboot;
+pub mod pvh;
 pub mod raw;
 
 use std::io::Read;
@@ -86,20 +87,36 @@ pub fn invalid(path: &Path, what: String) -> LoaderError {
     LoaderError::Invalid { path: path.to_path_buf(), what }
 }
 
-/// Loads a kernel recognised by its content: multiboot (ELF32 or a.out kludge) or a 64-bit ELF.
-pub fn load_kernel(path: &Path, ram: &GuestRam, cmdline: &str) -> Result<BootSetup, LoaderError> {
+/// Loads a kernel recognised by its content: multiboot (ELF32 or a.out kludge), an ELF with a PVH
+/// entry note (a Linux vmlinux), or another 64-bit ELF.
+pub fn load_kernel(path: &Path, ram: &GuestRam, cmdline: &str, initrd: Option<&Path>) -> Result<BootSetup, LoaderError> {
     let bytes = read_image(path, ram)?;
-    load_kernel_bytes(path, &bytes, ram, cmdline)
+    load_kernel_bytes(path, &bytes, ram, cmdline, initrd)
 }
 
 /// Loads a kernel image already in memory; `path` names it in messages and the multiboot command line.
-pub fn load_kernel_bytes(path: &Path, bytes: &[u8], ram: &GuestRam, cmdline: &str) -> Result<BootSetup, LoaderError> {
+pub fn load_kernel_bytes(
+    path: &Path,
+    bytes: &[u8],
+    ram: &GuestRam,
+    cmdline: &str,
+    initrd: Option<&Path>,
+) -> Result<BootSetup, LoaderError> {
+    if initrd.is_some() && multiboot::find_header(bytes).is_some() {
+        return Err(invalid(path, "--initrd is for Linux kernels; this is a multiboot kernel".into()));
+    }
     if let Some(header) = multiboot::find_header(bytes) {
         return multiboot::load(path, bytes, header, ram, cmdline);
     }
     if elf::is_elf(bytes) {
         let bad = |what| invalid(path, what);
         let parsed = elf::parse(bytes, &bad)?;
+        if let Some(entry) = parsed.pvh_entry(bytes) {
+            return pvh::load(path, bytes, &parsed, entry, ram, cmdline, initrd);
+        }
+        if initrd.is_some() {
+            return Err(invalid(path, "--initrd needs a Linux kernel (a vmlinux with a PVH entry note)".into()));
+        }
         return match parsed.class {
             elf::ElfClass::Elf64 => elf64::load(path, bytes, &parsed, ram),
             elf::ElfClass::Elf32 => Err(invalid(
