@@ -127,16 +127,15 @@ fn run(args: RunArgs) -> ExitCode {
         },
         (None, None) => unreachable!("clap requires --kernel or --image"),
     };
-    let config =
-        VmConfig {
-            image,
-            mem_size: args.mem,
-            cmdline: args.cmdline,
-            cpus: args.cpus,
-            console: Box::new(std::io::stdout()),
-            initrd: args.initrd,
-            host_workarounds: !args.no_host_workarounds,
-        };
+    let config = VmConfig {
+        image,
+        mem_size: args.mem,
+        cmdline: args.cmdline,
+        cpus: args.cpus,
+        console: Box::new(std::io::stdout()),
+        initrd: args.initrd,
+        host_workarounds: !args.no_host_workarounds,
+    };
     let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
     let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {

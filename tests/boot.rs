@@ -119,3 +119,18 @@ fn hostile_guest_ends_in_a_report_not_a_panic() {
     assert_eq!(mmio_count(&s, 0xffff_fffc, "read"), 1);
     assert!(matches!(s["end"].as_str(), Some("guest-error" | "triple-fault")), "{s}");
 }
+
+#[test]
+fn instructions_the_host_cannot_emulate_are_finished_or_handed_to_the_guest() {
+    if !kvm_or_skip("instructions_the_host_cannot_emulate_are_finished_or_handed_to_the_guest") {
+        return;
+    }
+    let run = run_headless(&["--kernel", guest("emulate.elf").to_str().unwrap(), "--summary", "json"]);
+    assert_eq!(run.stdout, "emulate ok\n", "stderr: {}", run.stderr);
+    assert_eq!(run.status, 67, "every check passed: {}", run.stderr);
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        // int3, two popcnt, stac, clac and two cmpxchg16b: each an emulation failure, each an exit
+        // event, each dealt with.
+        assert_eq!(run.summary()["by_reason"]["internal_error"], 7, "{}", run.stderr);
+    }
+}

@@ -54,7 +54,8 @@ pub fn adjust_cpuid(cpuid: &mut CpuId, index: u32, emulating_host: bool) -> Vec<
 pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
     let mut lapic = vcpu.get_lapic()?;
     let set = |regs: &mut [i8], off: usize, mode: u32| {
-        let mut v = u32::from_le_bytes([regs[off] as u8, regs[off + 1] as u8, regs[off + 2] as u8, regs[off + 3] as u8]);
+        let mut v =
+            u32::from_le_bytes([regs[off] as u8, regs[off + 1] as u8, regs[off + 2] as u8, regs[off + 3] as u8]);
         v = (v & !0x700) | mode;
         for (i, b) in v.to_le_bytes().iter().enumerate() {
             regs[off + i] = *b as i8;

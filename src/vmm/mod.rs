@@ -3,6 +3,7 @@
 pub mod boot_cpu;
 pub mod bus;
 pub mod devices;
+pub mod emulate;
 pub mod kick;
 pub mod linux;
 pub mod loader;

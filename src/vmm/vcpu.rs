@@ -431,8 +431,15 @@ impl Vcpu {
                     return DebugOutcome::None;
                 };
                 let mut byte = [0u8];
-                if !self.shared.mem.read_phys(t.gpa, &mut byte) || byte[0] != 0xcc {
+                if !self.shared.mem.read_phys(t.gpa, &mut byte) {
                     return DebugOutcome::None;
+                }
+                if byte[0] != 0xcc {
+                    // Not an int3: an instruction kvmscope can finish for the host (clac, popcnt ...)?
+                    return match super::emulate::complete(&self.shared, &mode, regs, sregs) {
+                        Some(done) if self.fd.set_regs(&done).is_ok() => DebugOutcome::Handled,
+                        _ => DebugOutcome::None,
+                    };
                 }
                 if let Some(gva) = lock(&self.shared.debug.breakpoints).sw.get(&t.gpa).map(|b| b.gva) {
                     return DebugOutcome::Stop(StopReason::SwBreakpoint(gva));

@@ -89,7 +89,12 @@ pub fn invalid(path: &Path, what: String) -> LoaderError {
 
 /// Loads a kernel recognised by its content: multiboot (ELF32 or a.out kludge), an ELF with a PVH
 /// entry note (a Linux vmlinux), or another 64-bit ELF.
-pub fn load_kernel(path: &Path, ram: &GuestRam, cmdline: &str, initrd: Option<&Path>) -> Result<BootSetup, LoaderError> {
+pub fn load_kernel(
+    path: &Path,
+    ram: &GuestRam,
+    cmdline: &str,
+    initrd: Option<&Path>,
+) -> Result<BootSetup, LoaderError> {
     let bytes = read_image(path, ram)?;
     load_kernel_bytes(path, &bytes, ram, cmdline, initrd)
 }

@@ -21,7 +21,10 @@ const START_INFO_MAGIC: u32 = 0x336e_c578;
 /// Writes (or rewrites) the kernel command line.
 pub fn set_cmdline(ram: &GuestRam, path: &Path, cmdline: &str) -> Result<(), LoaderError> {
     if cmdline.len() >= CMDLINE_MAX {
-        return Err(invalid(path, format!("command line of {} bytes is too long (limit {})", cmdline.len(), CMDLINE_MAX - 1)));
+        return Err(invalid(
+            path,
+            format!("command line of {} bytes is too long (limit {})", cmdline.len(), CMDLINE_MAX - 1),
+        ));
     }
     let mut c = cmdline.as_bytes().to_vec();
     c.push(0);
@@ -51,9 +54,10 @@ pub fn load(
         let kernel_end = loaded.iter().map(|r| r.1).max().unwrap_or(0);
         // The initrd goes at the top of low RAM, page aligned, clear of the kernel.
         let top = ram.map.low_ram_end().min(1 << 32);
-        let at = top.checked_sub(data.len() as u64).map(|a| a & !0xfff).filter(|a| *a >= kernel_end).ok_or_else(|| {
-            invalid(initrd, format!("initrd of {} bytes does not fit above the kernel; raise --mem", data.len()))
-        })?;
+        let at =
+            top.checked_sub(data.len() as u64).map(|a| a & !0xfff).filter(|a| *a >= kernel_end).ok_or_else(|| {
+                invalid(initrd, format!("initrd of {} bytes does not fit above the kernel; raise --mem", data.len()))
+            })?;
         place(initrd, ram, at, &data, data.len() as u64, true)?;
         let mut entry = Vec::new();
         for v in [at, data.len() as u64, 0, 0] {

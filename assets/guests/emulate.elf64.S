@@ -1,0 +1,118 @@
+/*
+ * emulate: a 64-bit guest that runs at CPL0 what an emulating host's KVM (PVM) cannot: an `int3`
+ * handled by its own #BP handler, `popcnt` (register and memory), `stac`/`clac`, and
+ * `lock cmpxchg16b` (equal and not equal). On such a host kvmscope delivers the int3 as #BP and
+ * completes the others; on VT-x they simply run. Each result is checked: success exits through
+ * isa-debug-exit with 0x21 (status 67), a failed check with its number N (status 2N+1).
+ */
+    .code64
+    .text
+    .globl _start
+_start:
+    lea stack_top(%rip), %rsp
+    /* IDT vector 3: a 64-bit interrupt gate to bp_handler on kvmscope's code selector 0x08. */
+    lea bp_handler(%rip), %rax
+    lea idt + 3 * 16(%rip), %rdi
+    mov %ax, (%rdi)
+    movw $0x08, 2(%rdi)
+    movw $0x8e00, 4(%rdi)
+    shr $16, %rax
+    mov %ax, 6(%rdi)
+    shr $16, %rax
+    mov %eax, 8(%rdi)
+    movl $0, 12(%rdi)
+    lidt idt_ptr(%rip)
+
+    mov $1, %r15
+    int3
+    cmpl $1, bp_count(%rip)
+    jne fail
+
+    mov $2, %r15
+    mov $0xf0f0, %rbx
+    popcnt %rbx, %rax
+    cmp $8, %rax
+    jne fail
+    mov $3, %r15
+    popcnt value(%rip), %rcx
+    cmp $16, %rcx
+    jne fail
+
+    mov $4, %r15
+    stac
+    pushfq
+    pop %rax
+    bt $18, %rax
+    jnc fail
+    mov $5, %r15
+    clac
+    pushfq
+    pop %rax
+    bt $18, %rax
+    jc fail
+
+    mov $6, %r15
+    lea pair(%rip), %rdi
+    mov $1, %rax
+    mov $2, %rdx
+    mov $3, %rbx
+    mov $4, %rcx
+    lock cmpxchg16b (%rdi)
+    jnz fail
+    cmpq $3, (%rdi)
+    jne fail
+    cmpq $4, 8(%rdi)
+    jne fail
+    mov $7, %r15
+    mov $9, %rax
+    mov $9, %rdx
+    lock cmpxchg16b (%rdi)
+    jz fail
+    cmp $3, %rax
+    jne fail
+    cmp $4, %rdx
+    jne fail
+
+    lea ok(%rip), %rsi
+    mov $0x3f8, %dx
+1:  lodsb
+    test %al, %al
+    jz 2f
+    out %al, %dx
+    jmp 1b
+2:  mov $0x21, %eax
+    out %eax, $0xf4
+    hlt
+
+fail:
+    mov %r15, %rax
+    out %eax, $0xf4
+    hlt
+
+bp_handler:
+    incl bp_count(%rip)
+    iretq
+
+    .section .rodata
+ok:
+    .asciz "emulate ok\n"
+
+    .data
+    .align 16
+pair:
+    .quad 1, 2
+value:
+    .quad 0xffff
+bp_count:
+    .long 0
+    .align 16
+idt:
+    .skip 16 * 4
+idt_ptr:
+    .word 16 * 4 - 1
+    .quad idt
+
+    .bss
+    .align 16
+    .skip 4096
+stack_top:

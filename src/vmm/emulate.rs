@@ -1,0 +1,149 @@
+//! Finishing in userspace the few instructions an emulating host's KVM (PVM) cannot run at CPL0 and
+//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`. Each is done
+//! as the CPU would — registers, flags and memory through the guest's page tables — and RIP moves
+//! past it. Anything else stays an emulation failure, reported with the decoded instruction.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use kvm_bindings::{kvm_regs, kvm_sregs};
+
+use super::shared::Shared;
+use crate::decode::CpuMode;
+use crate::decode::paging::{read_virt, translate};
+
+const RFLAGS_AC: u64 = 1 << 18;
+/// The arithmetic flags popcnt and cmpxchg16b define.
+const RFLAGS_ARITH: u64 = 0x8d5; // CF PF AF ZF SF OF
+const RFLAGS_ZF: u64 = 1 << 6;
+
+/// Which instructions kvmscope finishes.
+pub fn completes(mnemonic: Mnemonic) -> bool {
+    matches!(mnemonic, Mnemonic::Clac | Mnemonic::Stac | Mnemonic::Popcnt | Mnemonic::Cmpxchg16b)
+}
+
+fn gpr(regs: &mut kvm_regs, full: Register) -> Option<&mut u64> {
+    Some(match full {
+        Register::RAX => &mut regs.rax,
+        Register::RBX => &mut regs.rbx,
+        Register::RCX => &mut regs.rcx,
+        Register::RDX => &mut regs.rdx,
+        Register::RSI => &mut regs.rsi,
+        Register::RDI => &mut regs.rdi,
+        Register::RBP => &mut regs.rbp,
+        Register::RSP => &mut regs.rsp,
+        Register::R8 => &mut regs.r8,
+        Register::R9 => &mut regs.r9,
+        Register::R10 => &mut regs.r10,
+        Register::R11 => &mut regs.r11,
+        Register::R12 => &mut regs.r12,
+        Register::R13 => &mut regs.r13,
+        Register::R14 => &mut regs.r14,
+        Register::R15 => &mut regs.r15,
+        _ => return None,
+    })
+}
+
+/// The value of a general register of any width.
+fn read_reg(regs: &mut kvm_regs, r: Register) -> Option<u64> {
+    let v = *gpr(regs, r.full_register())?;
+    Some(match r.size() {
+        8 => v,
+        4 => v & 0xffff_ffff,
+        2 => v & 0xffff,
+        _ => return None,
+    })
+}
+
+/// Writes a general register as the CPU does: 32-bit writes zero-extend, 16-bit writes merge.
+fn write_reg(regs: &mut kvm_regs, r: Register, value: u64) -> Option<()> {
+    let size = r.size();
+    let slot = gpr(regs, r.full_register())?;
+    *slot = match size {
+        8 => value,
+        4 => value & 0xffff_ffff,
+        2 => (*slot & !0xffff) | (value & 0xffff),
+        _ => return None,
+    };
+    Some(())
+}
+
+/// The linear address of the instruction's memory operand.
+fn address(i: &Instruction, regs: &mut kvm_regs, sregs: &kvm_sregs) -> Option<u64> {
+    let mut a = i.memory_displacement64();
+    if i.memory_base() != Register::None && i.memory_base() != Register::RIP && i.memory_base() != Register::EIP {
+        a = a.wrapping_add(read_reg(regs, i.memory_base())?);
+    }
+    if i.memory_index() != Register::None {
+        a = a.wrapping_add(read_reg(regs, i.memory_index())?.wrapping_mul(i.memory_index_scale() as u64));
+    }
+    a = a.wrapping_add(match i.memory_segment() {
+        Register::FS => sregs.fs.base,
+        Register::GS => sregs.gs.base,
+        _ => 0,
+    });
+    Some(a)
+}
+
+fn read_mem(shared: &Shared, mode: &CpuMode, addr: u64, buf: &mut [u8]) -> Option<()> {
+    (read_virt(&shared.mem, mode, addr, buf) == buf.len()).then_some(())
+}
+
+fn write_mem(shared: &Shared, mode: &CpuMode, addr: u64, data: &[u8]) -> Option<()> {
+    for (k, b) in data.iter().enumerate() {
+        let t = translate(&shared.mem, mode, addr.wrapping_add(k as u64)).ok()?;
+        shared.write_phys(t.gpa, &[*b]).then_some(())?;
+    }
+    Some(())
+}
+
+/// Completes the instruction at RIP if it is one kvmscope finishes: the new registers, or `None`.
+pub fn complete(shared: &Shared, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<kvm_regs> {
+    let mut bytes = [0u8; 15];
+    let n = read_virt(&shared.mem, mode, mode.code_linear(regs.rip), &mut bytes);
+    let i = Decoder::with_ip(mode.bitness(), &bytes[..n], regs.rip, DecoderOptions::NONE).decode();
+    if i.is_invalid() || !completes(i.mnemonic()) {
+        return None;
+    }
+    let mut r = *regs;
+    match i.mnemonic() {
+        Mnemonic::Clac => r.rflags &= !RFLAGS_AC,
+        Mnemonic::Stac => r.rflags |= RFLAGS_AC,
+        Mnemonic::Popcnt => {
+            let dst = i.op0_register();
+            let size = dst.size();
+            let src = match i.op1_kind() {
+                OpKind::Register => read_reg(&mut r, i.op1_register())?,
+                OpKind::Memory => {
+                    let mut b = [0u8; 8];
+                    read_mem(shared, mode, address(&i, &mut r, sregs)?, &mut b[..size])?;
+                    u64::from_le_bytes(b)
+                }
+                _ => return None,
+            };
+            let count = src.count_ones() as u64;
+            write_reg(&mut r, dst, count)?;
+            r.rflags &= !RFLAGS_ARITH;
+            if src == 0 {
+                r.rflags |= RFLAGS_ZF;
+            }
+        }
+        Mnemonic::Cmpxchg16b => {
+            let addr = address(&i, &mut r, sregs)?;
+            let mut m = [0u8; 16];
+            read_mem(shared, mode, addr, &mut m)?;
+            let lo = u64::from_le_bytes(m[..8].try_into().ok()?);
+            let hi = u64::from_le_bytes(m[8..].try_into().ok()?);
+            if lo == r.rax && hi == r.rdx {
+                let mut new = r.rbx.to_le_bytes().to_vec();
+                new.extend_from_slice(&r.rcx.to_le_bytes());
+                write_mem(shared, mode, addr, &new)?;
+                r.rflags |= RFLAGS_ZF;
+            } else {
+                (r.rax, r.rdx) = (lo, hi);
+                r.rflags &= !RFLAGS_ZF;
+            }
+        }
+        _ => return None,
+    }
+    r.rip = regs.rip + i.len() as u64;
+    Some(r)
+}
