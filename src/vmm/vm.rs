@@ -49,6 +49,9 @@ pub enum VmError {
     /// A thread could not be started.
     #[error("cannot start a vCPU thread: {0}")]
     Thread(std::io::Error),
+    /// An eventfd for an interrupt line could not be made.
+    #[error("cannot create an eventfd for the serial interrupt: {0}")]
+    EventFd(std::io::Error),
 }
 
 impl VmError {
@@ -215,7 +218,7 @@ impl Vm {
 
         let irq = if is_linux {
             linux::create_irqchip(&fd).map_err(kvm_err("the in-kernel irqchip and PIT"))?;
-            let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Thread(e.into()))?;
+            let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
             fd.register_irqfd(&evt, 4).map_err(kvm_err("the serial port's IRQ 4 (irqfd)"))?;
             IrqLine(Some(evt))
         } else {
