@@ -8,6 +8,7 @@ pub mod kick;
 pub mod linux;
 pub mod loader;
 pub mod memory;
+pub mod mptable;
 pub mod outcome;
 pub mod probe;
 pub mod shared;

@@ -216,6 +216,9 @@ impl Vm {
             .into());
         }
 
+        if is_linux {
+            ram.write(super::mptable::MPTABLE_START, &super::mptable::build(config.cpus as u8));
+        }
         let irq = if is_linux {
             linux::create_irqchip(&fd).map_err(kvm_err("the in-kernel irqchip and PIT"))?;
             let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
