@@ -73,7 +73,8 @@ pub fn write_boot_tables(ram: &GuestRam, mode: BootMode) -> bool {
 
 /// Sets `sregs` and `regs` for entry as `boot` says, starting from KVM's reset state in `sregs`.
 pub fn entry_state(boot: &BootSetup, sregs: &mut kvm_sregs) -> kvm_regs {
-    let mut regs = kvm_regs { rflags: 0x2, rip: boot.entry, rax: boot.rax, rbx: boot.rbx, ..Default::default() };
+    let mut regs =
+        kvm_regs { rflags: 0x2, rip: boot.entry, rax: boot.rax, rbx: boot.rbx, rsi: boot.rsi, ..Default::default() };
     match boot.mode {
         BootMode::Real => {
             // CS:IP with IP < 64 KiB; the other segments equal CS; SP = 0 (wraps to the segment's top).
@@ -116,8 +117,15 @@ mod tests {
     fn identity_map_covers_ram_and_mmio_hole() {
         let ram = GuestRam::new(64 << 20).unwrap();
         assert!(write_boot_tables(&ram, BootMode::Long));
-        let boot =
-            BootSetup { format: "elf64", mode: BootMode::Long, entry: 0x10_0000, rax: 0, rbx: 0, loaded: vec![] };
+        let boot = BootSetup {
+            format: "elf64",
+            mode: BootMode::Long,
+            entry: 0x10_0000,
+            rax: 0,
+            rbx: 0,
+            rsi: 0,
+            loaded: vec![],
+        };
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
         assert_eq!(regs.rip, 0x10_0000);
@@ -139,7 +147,8 @@ mod tests {
 
     #[test]
     fn real_mode_splits_entry_into_cs_and_ip() {
-        let boot = BootSetup { format: "raw", mode: BootMode::Real, entry: 0x1_7c00, rax: 0, rbx: 0, loaded: vec![] };
+        let boot =
+            BootSetup { format: "raw", mode: BootMode::Real, entry: 0x1_7c00, rax: 0, rbx: 0, rsi: 0, loaded: vec![] };
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
         assert_eq!((sregs.cs.selector, sregs.cs.base, regs.rip), (0x1000, 0x1_0000, 0x7c00));

@@ -127,8 +127,15 @@ fn probe_vm(kvm: &Kvm, code: &[u8], data_page: DataPage) -> Result<ProbeVm, Stri
         unsafe { vm.set_user_memory_region(r) }.map_err(e("a memory slot"))?;
     }
     ram.write(CODE, code);
-    let boot =
-        BootSetup { format: "probe", mode: BootMode::Protected, entry: CODE, rax: 0x1234, rbx: 0, loaded: vec![] };
+    let boot = BootSetup {
+        format: "probe",
+        mode: BootMode::Protected,
+        entry: CODE,
+        rax: 0x1234,
+        rbx: 0,
+        rsi: 0,
+        loaded: vec![],
+    };
     boot_cpu::write_boot_tables(&ram, BootMode::Protected);
     let vcpu = vm.create_vcpu(0).map_err(e("KVM_CREATE_VCPU"))?;
     let mut sregs = vcpu.get_sregs().map_err(e("KVM_GET_SREGS"))?;

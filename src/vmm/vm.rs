@@ -186,7 +186,7 @@ impl Vm {
             )?,
             Image::Raw { path, load, entry, mode } => loader::raw::load(path, &ram, *load, *entry, *mode)?,
         };
-        let is_linux = boot.format == "pvh";
+        let is_linux = matches!(boot.format, "pvh" | "bzimage");
         let image_path = match &config.image {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.clone(),
             Image::Demo => PathBuf::from("demo"),
@@ -205,7 +205,10 @@ impl Vm {
         let mut adjustments = Vec::new();
         if emulating_host {
             let cmdline = format!("{} {}", config.cmdline, linux::EMULATION_CMDLINE).trim().to_string();
-            loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?;
+            match boot.format {
+                "pvh" => loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?,
+                _ => loader::bzimage::set_cmdline(&ram, &image_path, &cmdline)?,
+            }
             adjustments.push(format!("command line += \"{}\"", linux::EMULATION_CMDLINE));
         }
         if boot.mode != BootMode::Real && !boot_cpu::write_boot_tables(&ram, boot.mode) {

@@ -3,6 +3,7 @@
 //! Each format says where it loaded what, which CPU mode to enter, and the entry registers; the CPU
 //! set-up itself lives in `vmm::boot_cpu`.
 
+pub mod bzimage;
 pub mod elf;
 pub mod elf64;
 pub mod multiboot;
@@ -48,6 +49,8 @@ pub struct BootSetup {
     pub entry: u64,
     /// Initial EAX/RAX (multiboot: the magic 0x2BADB002).
     pub rax: u64,
+    /// Initial RSI (Linux boot protocol: the zero page).
+    pub rsi: u64,
     /// Initial EBX/RBX (multiboot: the information structure's address).
     pub rbx: u64,
     /// Ranges of guest-physical memory the image occupies, as (start, end).
@@ -107,6 +110,9 @@ pub fn load_kernel_bytes(
     cmdline: &str,
     initrd: Option<&Path>,
 ) -> Result<BootSetup, LoaderError> {
+    if bzimage::is_bzimage(bytes) {
+        return bzimage::load(path, bytes, ram, cmdline, initrd);
+    }
     if initrd.is_some() && multiboot::find_header(bytes).is_some() {
         return Err(invalid(path, "--initrd is for Linux kernels; this is a multiboot kernel".into()));
     }
@@ -175,4 +181,14 @@ pub fn place(
         return Err(invalid(path, format!("cannot write {addr:#x}-{end:#x} into guest RAM")));
     }
     Ok((addr, end))
+}
+
+/// Puts an initrd at the top of RAM below 4 GiB, page aligned, above `kernel_end`; its range.
+pub fn place_initrd(initrd: &Path, ram: &GuestRam, kernel_end: u64) -> Result<(u64, u64), LoaderError> {
+    let data = read_image(initrd, ram)?;
+    let top = ram.map.low_ram_end().min(1 << 32);
+    let at = top.checked_sub(data.len() as u64).map(|a| a & !0xfff).filter(|a| *a >= kernel_end).ok_or_else(|| {
+        invalid(initrd, format!("initrd of {} bytes does not fit above the kernel; raise --mem", data.len()))
+    })?;
+    place(initrd, ram, at, &data, data.len() as u64, true)
 }

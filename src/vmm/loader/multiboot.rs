@@ -115,6 +115,7 @@ pub fn load(path: &Path, bytes: &[u8], h: Header, ram: &GuestRam, cmdline: &str)
         entry,
         rax: BOOTLOADER_MAGIC as u64,
         rbx: info_addr,
+        rsi: 0,
         loaded,
     })
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::elf::Elf;
-use super::{BootMode, BootSetup, LoaderError, invalid, place, read_image};
+use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd};
 use crate::vmm::memory::{GuestRam, RegionKind};
 
 /// `hvm_start_info` and what it points to live in the boot area.
@@ -50,22 +50,15 @@ pub fn load(
     set_cmdline(ram, path, cmdline)?;
     let mut modules = 0u32;
     if let Some(initrd) = initrd {
-        let data = read_image(initrd, ram)?;
         let kernel_end = loaded.iter().map(|r| r.1).max().unwrap_or(0);
-        // The initrd goes at the top of low RAM, page aligned, clear of the kernel.
-        let top = ram.map.low_ram_end().min(1 << 32);
-        let at =
-            top.checked_sub(data.len() as u64).map(|a| a & !0xfff).filter(|a| *a >= kernel_end).ok_or_else(|| {
-                invalid(initrd, format!("initrd of {} bytes does not fit above the kernel; raise --mem", data.len()))
-            })?;
-        place(initrd, ram, at, &data, data.len() as u64, true)?;
+        let (at, end) = place_initrd(initrd, ram, kernel_end)?;
         let mut entry = Vec::new();
-        for v in [at, data.len() as u64, 0, 0] {
+        for v in [at, end - at, 0, 0] {
             entry.extend_from_slice(&v.to_le_bytes());
         }
         ram.write(MODLIST, &entry);
         modules = 1;
-        loaded.push((at, at + data.len() as u64));
+        loaded.push((at, end));
     }
     let mut memmap = Vec::new();
     let entries = ram.map.entries();
@@ -88,5 +81,5 @@ pub fn load(
     info.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     info.extend_from_slice(&0u32.to_le_bytes());
     ram.write(START_INFO, &info);
-    Ok(BootSetup { format: "pvh", mode: BootMode::Protected, entry, rax: 0, rbx: START_INFO, loaded })
+    Ok(BootSetup { format: "pvh", mode: BootMode::Protected, entry, rax: 0, rbx: START_INFO, rsi: 0, loaded })
 }
