@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -27,7 +27,7 @@ fn kernel_dir(test: &str) -> Option<PathBuf> {
 
 const CMDLINE: &str = "console=ttyS0 earlyprintk=serial reboot=k panic=-1";
 
-fn boot(dir: &PathBuf, image: &str, cpus: &str) -> Run {
+fn boot(dir: &Path, image: &str, cpus: &str) -> Run {
     run_headless(&[
         "--kernel",
         dir.join(image).to_str().unwrap(),
