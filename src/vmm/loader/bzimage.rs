@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd};
+use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd, write_cmdline};
 use crate::vmm::memory::{GuestRam, RegionKind};
 
 const ZERO_PAGE: u64 = 0x8000;
@@ -19,16 +19,7 @@ const LOADFLAGS_CAN_USE_HEAP: u8 = 0x80;
 
 /// Writes (or rewrites) the kernel command line.
 pub fn set_cmdline(ram: &GuestRam, path: &Path, cmdline: &str) -> Result<(), LoaderError> {
-    if cmdline.len() >= CMDLINE_MAX {
-        return Err(invalid(
-            path,
-            format!("command line of {} bytes is too long (limit {})", cmdline.len(), CMDLINE_MAX - 1),
-        ));
-    }
-    let mut c = cmdline.as_bytes().to_vec();
-    c.push(0);
-    ram.write(CMDLINE, &c);
-    Ok(())
+    write_cmdline(ram, path, CMDLINE, CMDLINE_MAX, cmdline)
 }
 
 /// Whether the bytes are a bzImage (the setup header's magic).

@@ -192,3 +192,14 @@ pub fn place_initrd(initrd: &Path, ram: &GuestRam, kernel_end: u64) -> Result<(u
     })?;
     place(initrd, ram, at, &data, data.len() as u64, true)
 }
+
+/// Writes a NUL-terminated kernel command line at `addr`, refusing one of `max` bytes or more.
+pub fn write_cmdline(ram: &GuestRam, path: &Path, addr: u64, max: usize, cmdline: &str) -> Result<(), LoaderError> {
+    if cmdline.len() >= max {
+        return Err(invalid(path, format!("command line of {} bytes is too long (limit {})", cmdline.len(), max - 1)));
+    }
+    let mut c = cmdline.as_bytes().to_vec();
+    c.push(0);
+    ram.write(addr, &c);
+    Ok(())
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::elf::Elf;
-use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd};
+use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd, write_cmdline};
 use crate::vmm::memory::{GuestRam, RegionKind};
 
 /// `hvm_start_info` and what it points to live in the boot area.
@@ -20,16 +20,7 @@ const START_INFO_MAGIC: u32 = 0x336e_c578;
 
 /// Writes (or rewrites) the kernel command line.
 pub fn set_cmdline(ram: &GuestRam, path: &Path, cmdline: &str) -> Result<(), LoaderError> {
-    if cmdline.len() >= CMDLINE_MAX {
-        return Err(invalid(
-            path,
-            format!("command line of {} bytes is too long (limit {})", cmdline.len(), CMDLINE_MAX - 1),
-        ));
-    }
-    let mut c = cmdline.as_bytes().to_vec();
-    c.push(0);
-    ram.write(CMDLINE, &c);
-    Ok(())
+    write_cmdline(ram, path, CMDLINE, CMDLINE_MAX, cmdline)
 }
 
 /// Loads a PVH kernel (and an initrd as its first module).
