@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::elf::Elf;
-use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd, write_cmdline};
+use super::{BootMode, BootSetup, LoaderError, place, place_initrd, write_cmdline};
 use crate::vmm::memory::{GuestRam, RegionKind};
 
 /// `hvm_start_info` and what it points to live in the boot area.
