@@ -8,6 +8,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${KVMSCOPE_CACHE:-$HOME/.cache/kvmscope}/linux
 stamp=$(cat "$here/kvmscope.config" "$here/init" "$0" | sha256sum | cut -c1-16)
 out=$cache/$stamp
+mkdir -p "$cache"
+# One build at a time (tests may ask for the kernel in parallel).
+exec 9>"$cache/.lock"
+flock 9
 if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ -f "$out/initramfs.cpio" ]; then
     echo "$out"
     exit 0
