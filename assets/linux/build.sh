@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${KVMSCOPE_CACHE:-$HOME/.cache/kvmscope}/linux
-stamp=$(cat "$here/kvmscope.config" "$here/init" "$0" | sha256sum | cut -c1-16)
+stamp=$(cat "$here/kvmscope.config" "$here/init" | sha256sum | cut -c1-16)
 out=$cache/$stamp
 mkdir -p "$cache"
 # One build at a time (tests may ask for the kernel in parallel).
