@@ -27,7 +27,11 @@ fn kernel_dir(test: &str) -> Option<PathBuf> {
 
 const CMDLINE: &str = "console=ttyS0 earlyprintk=serial reboot=k panic=-1";
 
+/// One kernel at a time: boots under emulation are CPU-bound, and 2 cores are shared.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn boot(dir: &Path, image: &str, cpus: &str) -> Run {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     run_headless(&[
         "--kernel",
         dir.join(image).to_str().unwrap(),
@@ -78,4 +82,45 @@ fn linux_bzimage_of_the_same_kernel_boots() {
         run.stdout.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     assert!(run.stdout.contains("Linux version 6.1"), "stderr: {}\nconsole tail:\n{tail}", run.stderr);
     assert!(reached_init(&run), "console tail:\n{tail}\nstderr: {}", run.stderr);
+}
+
+#[test]
+fn gdb_stops_the_kernel_at_start_kernel() {
+    if !kvm_or_skip("gdb_stops_the_kernel_at_start_kernel") {
+        return;
+    }
+    let Some(dir) = kernel_dir("gdb_stops_the_kernel_at_start_kernel") else { return };
+    let vmlinux = dir.join("vmlinux");
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut child = kvmscope()
+        .args(["run", "--headless", "--summary", "none", "--gdb", "0", "--gdb-wait", "--kernel"])
+        .arg(&vmlinux)
+        .args(["--cmdline", CMDLINE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+    let addr = loop {
+        let line = lines.next().expect("kvmscope announces the stub").unwrap();
+        if let Some(rest) = line.split("target remote ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let out = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex"])
+        .arg(format!("file {}", vmlinux.display()))
+        .args(["-ex", &format!("target remote {addr}"), "-ex", "hbreak start_kernel", "-ex", "continue"])
+        .args(["-ex", "bt", "-ex", "p/x $cr3", "-ex", "monitor regs", "-ex", "detach"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap().code();
+    assert!(out.contains("Hardware assisted breakpoint 1, start_kernel ()"), "{out}");
+    assert!(out.contains("#0  start_kernel () at init/main.c"), "a backtrace with sources: {out}");
+    assert!(out.contains("long, 4-level"), "{out}");
+    assert_eq!(status, Some(130));
 }
