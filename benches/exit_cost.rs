@@ -102,6 +102,7 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
         console: Box::new(capture.clone()),
         initrd: None,
         host_workarounds: true,
+        cpu_features: Vec::new(),
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

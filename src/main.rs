@@ -94,9 +94,20 @@ struct RunArgs {
     /// Boot Linux as is, without kvmscope's adjustments for a host whose KVM emulates guest kernel code.
     #[arg(long)]
     no_host_workarounds: bool,
+    /// CPUID features to clear or set for a Linux guest, e.g. -cx16,+x2apic.
+    #[arg(long, value_name = "-NAME,+NAME", value_parser = parse_cpu_features)]
+    cpu_features: Option<CpuFeatures>,
     /// Record every exit, the console and debug stops to this trace file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+}
+
+/// Parsed `--cpu-features`.
+#[derive(Clone)]
+struct CpuFeatures(Vec<(&'static str, u32, usize, u32, bool)>);
+
+fn parse_cpu_features(text: &str) -> Result<CpuFeatures, String> {
+    kvmscope::vmm::linux::parse_cpu_features(text).map(CpuFeatures)
 }
 
 fn parse_gdb(text: &str) -> Result<GdbListen, String> {
@@ -135,6 +146,7 @@ fn run(args: RunArgs) -> ExitCode {
         console: Box::new(std::io::stdout()),
         initrd: args.initrd,
         host_workarounds: !args.no_host_workarounds,
+        cpu_features: args.cpu_features.map(|f| f.0).unwrap_or_default(),
     };
     let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
     let record = args.record;
@@ -222,6 +234,7 @@ fn main() -> ExitCode {
             let config = VmConfig {
                 initrd: None,
                 host_workarounds: true,
+                cpu_features: Vec::new(),
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

@@ -70,3 +70,105 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
 pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
     vcpu.set_fpu(&kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() })
 }
+
+/// CPUID feature bits `--cpu-features` can turn off (`-name`) or on (`+name`):
+/// (name, leaf, register index 0=EAX 1=EBX 2=ECX 3=EDX, bit).
+const FEATURES: &[(&str, u32, usize, u32)] = &[
+    ("sse3", 1, 2, 0),
+    ("ssse3", 1, 2, 9),
+    ("fma", 1, 2, 12),
+    ("cx16", 1, 2, 13),
+    ("sse4_1", 1, 2, 19),
+    ("sse4_2", 1, 2, 20),
+    ("x2apic", 1, 2, 21),
+    ("movbe", 1, 2, 22),
+    ("popcnt", 1, 2, 23),
+    ("aes", 1, 2, 25),
+    ("xsave", 1, 2, 26),
+    ("avx", 1, 2, 28),
+    ("rdrand", 1, 2, 30),
+    ("hypervisor", 1, 2, 31),
+    ("pse", 1, 3, 3),
+    ("tsc", 1, 3, 4),
+    ("pae", 1, 3, 6),
+    ("apic", 1, 3, 9),
+    ("sse", 1, 3, 25),
+    ("sse2", 1, 3, 26),
+    ("fsgsbase", 7, 1, 0),
+    ("bmi1", 7, 1, 3),
+    ("avx2", 7, 1, 5),
+    ("smep", 7, 1, 7),
+    ("bmi2", 7, 1, 8),
+    ("erms", 7, 1, 9),
+    ("invpcid", 7, 1, 10),
+    ("avx512f", 7, 1, 16),
+    ("rdseed", 7, 1, 18),
+    ("adx", 7, 1, 19),
+    ("smap", 7, 1, 20),
+    ("umip", 7, 2, 2),
+    ("la57", 7, 2, 16),
+];
+
+/// Parses `--cpu-features` (`-cx16,+x2apic`): (name, leaf, register, bit, on).
+pub fn parse_cpu_features(text: &str) -> Result<Vec<(&'static str, u32, usize, u32, bool)>, String> {
+    text.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let t = t.trim();
+            let (on, name) = match t.as_bytes()[0] {
+                b'+' => (true, &t[1..]),
+                b'-' => (false, &t[1..]),
+                _ => return Err(format!("--cpu-features {t:?}: write +NAME or -NAME")),
+            };
+            FEATURES
+                .iter()
+                .find(|f| f.0 == name.to_lowercase())
+                .map(|&(n, leaf, reg, bit)| (n, leaf, reg, bit, on))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = FEATURES.iter().map(|f| f.0).collect();
+                    format!("--cpu-features: unknown feature {name:?}; known: {}", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+/// Applies `--cpu-features` to a vCPU's CPUID; returns what changed, in words.
+pub fn apply_cpu_features(cpuid: &mut CpuId, features: &[(&'static str, u32, usize, u32, bool)]) -> Vec<String> {
+    let mut said = Vec::new();
+    for &(name, leaf, reg, bit, on) in features {
+        for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == leaf && e.index == 0) {
+            let r = match reg {
+                0 => &mut e.eax,
+                1 => &mut e.ebx,
+                2 => &mut e.ecx,
+                _ => &mut e.edx,
+            };
+            if on {
+                *r |= 1 << bit;
+            } else {
+                *r &= !(1 << bit);
+            }
+            said.push(format!("CPUID: {name} {} (--cpu-features)", if on { "set" } else { "cleared" }));
+        }
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_features_parse_and_apply() {
+        let f = parse_cpu_features("-cx16,+x2apic").unwrap();
+        assert_eq!(f, vec![("cx16", 1, 2, 13, false), ("x2apic", 1, 2, 21, true)]);
+        assert!(parse_cpu_features("cx16").is_err());
+        assert!(parse_cpu_features("-warp9").unwrap_err().contains("known"));
+        let mut cpuid = CpuId::new(1).unwrap();
+        cpuid.as_mut_slice()[0].function = 1;
+        cpuid.as_mut_slice()[0].ecx = 1 << 13;
+        let said = apply_cpu_features(&mut cpuid, &f);
+        assert_eq!(cpuid.as_slice()[0].ecx, 1 << 21);
+        assert_eq!(said.len(), 2);
+    }
+}

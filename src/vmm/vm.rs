@@ -88,6 +88,8 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     /// Adjust CPUID and the command line for what the host's KVM cannot run (Linux guests).
     pub host_workarounds: bool,
+    /// `--cpu-features`: CPUID bits to clear or set, after kvmscope's own adjustments.
+    pub cpu_features: Vec<(&'static str, u32, usize, u32, bool)>,
 }
 
 /// What a finished run leaves behind.
@@ -250,7 +252,8 @@ impl Vm {
             let mut cpuid =
                 kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("reporting CPUID"))?;
             if is_linux {
-                let said = linux::adjust_cpuid(&mut cpuid, i, emulating_host);
+                let mut said = linux::adjust_cpuid(&mut cpuid, i, emulating_host);
+                said.extend(linux::apply_cpu_features(&mut cpuid, &config.cpu_features));
                 if i == 0 {
                     adjustments.extend(said);
                 }
