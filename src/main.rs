@@ -104,7 +104,7 @@ struct RunArgs {
 
 /// Parsed `--cpu-features`.
 #[derive(Clone)]
-struct CpuFeatures(Vec<(&'static str, u32, usize, u32, bool)>);
+struct CpuFeatures(Vec<kvmscope::vmm::linux::CpuFeature>);
 
 fn parse_cpu_features(text: &str) -> Result<CpuFeatures, String> {
     kvmscope::vmm::linux::parse_cpu_features(text).map(CpuFeatures)

@@ -109,8 +109,19 @@ const FEATURES: &[(&str, u32, usize, u32)] = &[
     ("la57", 7, 2, 16),
 ];
 
-/// Parses `--cpu-features` (`-cx16,+x2apic`): (name, leaf, register, bit, on).
-pub fn parse_cpu_features(text: &str) -> Result<Vec<(&'static str, u32, usize, u32, bool)>, String> {
+/// One `--cpu-features` item: a CPUID bit to clear or set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuFeature {
+    pub name: &'static str,
+    pub leaf: u32,
+    /// 0 = EAX, 1 = EBX, 2 = ECX, 3 = EDX.
+    pub reg: usize,
+    pub bit: u32,
+    pub on: bool,
+}
+
+/// Parses `--cpu-features` (`-cx16,+x2apic`).
+pub fn parse_cpu_features(text: &str) -> Result<Vec<CpuFeature>, String> {
     text.split(',')
         .filter(|t| !t.trim().is_empty())
         .map(|t| {
@@ -123,7 +134,7 @@ pub fn parse_cpu_features(text: &str) -> Result<Vec<(&'static str, u32, usize, u
             FEATURES
                 .iter()
                 .find(|f| f.0 == name.to_lowercase())
-                .map(|&(n, leaf, reg, bit)| (n, leaf, reg, bit, on))
+                .map(|&(name, leaf, reg, bit)| CpuFeature { name, leaf, reg, bit, on })
                 .ok_or_else(|| {
                     let known: Vec<&str> = FEATURES.iter().map(|f| f.0).collect();
                     format!("--cpu-features: unknown feature {name:?}; known: {}", known.join(", "))
@@ -133,9 +144,9 @@ pub fn parse_cpu_features(text: &str) -> Result<Vec<(&'static str, u32, usize, u
 }
 
 /// Applies `--cpu-features` to a vCPU's CPUID; returns what changed, in words.
-pub fn apply_cpu_features(cpuid: &mut CpuId, features: &[(&'static str, u32, usize, u32, bool)]) -> Vec<String> {
+pub fn apply_cpu_features(cpuid: &mut CpuId, features: &[CpuFeature]) -> Vec<String> {
     let mut said = Vec::new();
-    for &(name, leaf, reg, bit, on) in features {
+    for &CpuFeature { name, leaf, reg, bit, on } in features {
         for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == leaf && e.index == 0) {
             let r = match reg {
                 0 => &mut e.eax,
@@ -161,7 +172,13 @@ mod tests {
     #[test]
     fn cpu_features_parse_and_apply() {
         let f = parse_cpu_features("-cx16,+x2apic").unwrap();
-        assert_eq!(f, vec![("cx16", 1, 2, 13, false), ("x2apic", 1, 2, 21, true)]);
+        assert_eq!(
+            f,
+            vec![
+                CpuFeature { name: "cx16", leaf: 1, reg: 2, bit: 13, on: false },
+                CpuFeature { name: "x2apic", leaf: 1, reg: 2, bit: 21, on: true }
+            ]
+        );
         assert!(parse_cpu_features("cx16").is_err());
         assert!(parse_cpu_features("-warp9").unwrap_err().contains("known"));
         let mut cpuid = CpuId::new(1).unwrap();

@@ -89,7 +89,7 @@ pub struct VmConfig {
     /// Adjust CPUID and the command line for what the host's KVM cannot run (Linux guests).
     pub host_workarounds: bool,
     /// `--cpu-features`: CPUID bits to clear or set, after kvmscope's own adjustments.
-    pub cpu_features: Vec<(&'static str, u32, usize, u32, bool)>,
+    pub cpu_features: Vec<linux::CpuFeature>,
 }
 
 /// What a finished run leaves behind.
