@@ -115,7 +115,7 @@ impl Replay {
         let text: Vec<u8> =
             self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
         app.console = String::from_utf8_lossy(&text).into_owned();
-        let stop = self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(|s| stop_of(s, &now));
+        let stop = self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(stop_of);
         app.previous_stop = app.stop.take();
         app.stop = stop;
         app.code = now.insn.iter().map(|i| (**i).clone()).collect();
@@ -124,7 +124,7 @@ impl Replay {
 }
 
 /// A recorded stop as the registers pane shows it.
-fn stop_of(s: &StopRecord, event: &ExitEvent) -> Stop {
+fn stop_of(s: &StopRecord) -> Stop {
     let r = s.regs;
     let regs = kvm_regs {
         rax: r[0],
@@ -151,9 +151,8 @@ fn stop_of(s: &StopRecord, event: &ExitEvent) -> Stop {
     sregs.cs.base = s.sys[5];
     sregs.cs.db = u8::from(s.cs_db);
     sregs.cs.l = u8::from(s.cs_l);
-    let reason = StopReason::Pause;
-    let _ = event;
-    Stop { vcpu: s.vcpu, reason, regs, sregs, fpu: Default::default(), event: None, serial: s.t_ns }
+    // The recorded time orders stops as the serial number does in a live run.
+    Stop { vcpu: s.vcpu, reason: StopReason::Pause, regs, sregs, fpu: Default::default(), event: None, serial: s.t_ns }
 }
 
 /// Runs the replay UI; returns the exit status.
