@@ -119,7 +119,11 @@ fn gdb_stops_the_kernel_at_start_kernel() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap().code();
-    assert!(out.contains("Hardware assisted breakpoint 1, start_kernel ()"), "{out}");
+    assert!(
+        out.contains("Hardware assisted breakpoint 1 at ")
+            && out.contains("Breakpoint 1, start_kernel () at init/main.c"),
+        "{out}"
+    );
     assert!(out.contains("#0  start_kernel () at init/main.c"), "a backtrace with sources: {out}");
     assert!(out.contains("long, 4-level"), "{out}");
     assert_eq!(status, Some(130));
