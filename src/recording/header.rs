@@ -3,7 +3,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kvm_ioctls::Cap;
 use sha2::{Digest, Sha256};
 
 use super::format::TraceHeader;
@@ -28,19 +27,7 @@ pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
         Image::Kernel(p) | Image::Raw { path: p, .. } => (p.display().to_string(), std::fs::read(p).ok()),
     };
     let sha = bytes.map(|b| Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()).unwrap_or_default();
-    let kvm_caps = crate::vmm::vm::open_kvm()
-        .map(|kvm| {
-            [
-                ("KVM_CAP_SYNC_REGS", Cap::SyncRegs),
-                ("KVM_CAP_READONLY_MEM", Cap::ReadonlyMem),
-                ("KVM_CAP_SET_GUEST_DEBUG", Cap::SetGuestDebug),
-                ("KVM_CAP_IMMEDIATE_EXIT", Cap::ImmediateExit),
-            ]
-            .into_iter()
-            .map(|(n, c)| (n.to_string(), kvm.check_extension_int(c)))
-            .collect()
-        })
-        .unwrap_or_default();
+    let kvm_caps = crate::vmm::vm::open_kvm().map(|kvm| crate::vmm::probe::kvm_caps(&kvm)).unwrap_or_default();
     TraceHeader {
         kvmscope_version: env!("CARGO_PKG_VERSION").into(),
         host_kernel: host_kernel(),

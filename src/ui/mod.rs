@@ -19,8 +19,9 @@ use ratatui::crossterm::event::{self, Event};
 
 use crate::console::ConsoleBuffer;
 use crate::debug::Controller;
+use crate::headless::print_report;
 use crate::session::{Session, SessionError, finish_recording};
-use crate::summary;
+use crate::summary::SummaryFormat;
 use crate::trace::ExitSink;
 use crate::trace::live::{LIVE_CAPACITY, LiveFeed};
 use crate::vmm::vm::catch_interrupts;
@@ -120,10 +121,7 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         (None, None) => unreachable!("a run either ended or is still running"),
     };
     finish_recording(recorder, &report.end, session.record.as_ref())?;
-    if let Some(crash) = &report.crash {
-        eprint!("{}", summary::crash_text(crash));
-    }
-    eprint!("{}", summary::text(&report.counters, &report.end, report.elapsed.as_nanos() as u64));
+    print_report(&report, SummaryFormat::Text);
     Ok(report.end.status())
 }
 

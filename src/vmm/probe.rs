@@ -199,10 +199,9 @@ fn debug(control: u32, dr0: u64, dr7: u64) -> kvm_guest_debug {
     kvm_guest_debug { control: KVM_GUESTDBG_ENABLE | control, pad: 0, arch }
 }
 
-/// Probes the host's KVM.
-pub fn probe() -> Result<HostReport, VmError> {
-    let kvm = open_kvm()?;
-    let caps: Vec<(String, i32)> = [
+/// The KVM capabilities that matter to kvmscope, as (name, value).
+pub fn kvm_caps(kvm: &Kvm) -> Vec<(String, i32)> {
+    [
         ("KVM_CAP_SYNC_REGS", Cap::SyncRegs),
         ("KVM_CAP_IMMEDIATE_EXIT", Cap::ImmediateExit),
         ("KVM_CAP_READONLY_MEM", Cap::ReadonlyMem),
@@ -214,7 +213,13 @@ pub fn probe() -> Result<HostReport, VmError> {
     ]
     .into_iter()
     .map(|(n, c)| (n.to_string(), kvm.check_extension_int(c)))
-    .collect();
+    .collect()
+}
+
+/// Probes the host's KVM.
+pub fn probe() -> Result<HostReport, VmError> {
+    let kvm = open_kvm()?;
+    let caps = kvm_caps(&kvm);
     let end = [0xe6, 0xf4]; // out 0xf4, al
     let with_end = |code: &[u8]| [code, &end].concat();
     let is_debug = |x: &VcpuExit<'_>, exc: u32| matches!(x, VcpuExit::Debug(d) if d.exception == exc);
