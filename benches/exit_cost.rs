@@ -10,7 +10,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
 use kvmscope::debug::Controller;
 use kvmscope::guests::guest_path;
@@ -21,10 +20,9 @@ use kvmscope::ui::app::App;
 use kvmscope::ui::view;
 use kvmscope::vmm::loader::{self, BootMode};
 use kvmscope::vmm::memory::GuestRam;
-use kvmscope::vmm::{Image, RunLimits, Vm, VmConfig, boot_cpu};
+use kvmscope::vmm::{Image, RunLimits, Vm, VmConfig, boot_cpu, slots};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 const EXITS: f64 = 20000.0;
 const ROUNDS: usize = 11;
@@ -42,17 +40,7 @@ fn floor_run() -> f64 {
     let kvm = Kvm::new().expect("/dev/kvm");
     let vm = kvm.create_vm().unwrap();
     let ram = GuestRam::new(MEM).unwrap();
-    for (slot, r) in ram.mem.iter().enumerate() {
-        let region = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: r.start_addr().0,
-            memory_size: r.len(),
-            userspace_addr: r.as_ptr() as u64,
-        };
-        // SAFETY: `ram` outlives the VM in this function.
-        unsafe { vm.set_user_memory_region(region) }.unwrap();
-    }
+    slots::apply(&vm, &[], &slots::layout(&ram.host_ranges(), &[])).unwrap();
     let boot = loader::load_kernel(&guest_path("bench.elf"), &ram, "", None).unwrap();
     assert_eq!(boot.mode, BootMode::Protected);
     boot_cpu::write_boot_tables(&ram, boot.mode);

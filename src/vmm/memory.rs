@@ -6,7 +6,7 @@
 use std::fmt;
 
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::decode::PhysRead;
 
@@ -155,6 +155,11 @@ impl GuestRam {
         let mem =
             GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
         Ok(Self { mem, map })
+    }
+
+    /// RAM ranges as (guest-physical, length, host address), for memory slots.
+    pub fn host_ranges(&self) -> Vec<(u64, u64, u64)> {
+        self.mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect()
     }
 
     /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).

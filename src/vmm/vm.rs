@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use thiserror::Error;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::boot_cpu;
 use super::bus::{Bus, BusError};
@@ -49,6 +47,9 @@ pub enum VmError {
     /// A thread could not be started.
     #[error("cannot start a vCPU thread: {0}")]
     Thread(std::io::Error),
+    /// KVM refused a memory slot.
+    #[error("KVM refused a memory slot: {0}")]
+    Slots(String),
     /// An eventfd for an interrupt line could not be made.
     #[error("cannot create an eventfd for the serial interrupt: {0}")]
     EventFd(std::io::Error),
@@ -128,6 +129,8 @@ pub struct Vm {
     pub serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
     /// What kvmscope changed for the host's sake (CPUID, command line), in words.
     pub adjustments: Vec<String>,
+    /// The memory slots KVM has.
+    slots: Vec<slots::Slot>,
 }
 
 /// Set by SIGINT/SIGTERM; polled by the run loop.
@@ -164,18 +167,8 @@ impl Vm {
         let kvm = open_kvm()?;
         let fd = kvm.create_vm().map_err(kvm_err("creating a VM (KVM_CREATE_VM)"))?;
         let ram = GuestRam::new(config.mem_size)?;
-        for (slot, region) in ram.mem.iter().enumerate() {
-            let mem_region = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: region.as_ptr() as u64,
-            };
-            // SAFETY: the region is mapped for the life of `ram`, which the Vm owns alongside the
-            // VM fd, and does not overlap another slot.
-            unsafe { fd.set_user_memory_region(mem_region) }.map_err(kvm_err("a memory slot"))?;
-        }
+        let slots = slots::layout(&ram.host_ranges(), &[]);
+        slots::apply(&fd, &[], &slots).map_err(VmError::Slots)?;
         let initrd = config.initrd.as_deref();
         let boot = match &config.image {
             Image::Kernel(path) => loader::load_kernel(path, &ram, &config.cmdline, initrd)?,
@@ -269,7 +262,7 @@ impl Vm {
             vcpu.set_regs(&regs).map_err(kvm_err("setting registers"))?;
             vcpus.push(vcpu);
         }
-        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial, adjustments })
+        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial, adjustments, slots })
     }
 
     /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
@@ -280,11 +273,9 @@ impl Vm {
     /// Starts every vCPU on its own thread and returns at once.
     pub fn start(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunningVm, VmError> {
         kick::install();
-        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _ } = self;
+        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _, slots } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
-        let ram_ranges: Vec<(u64, u64, u64)> =
-            ram.mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect();
-        let slots = slots::layout(&ram_ranges, &[]);
+        let ram_ranges = ram.host_ranges();
         let shared = Arc::new(Shared {
             mem: ram.mem.clone(),
             pio,
