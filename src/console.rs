@@ -1,6 +1,7 @@
 //! The guest console as the UI sees it: the serial port writes into a bounded buffer that keeps the
 //! most recent output; views read it without stopping the guest.
 
+use crate::sync::lock;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -16,13 +17,13 @@ pub struct ConsoleBuffer {
 impl ConsoleBuffer {
     /// The kept output, as text.
     pub fn text(&self) -> String {
-        let bytes = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = lock(&self.inner);
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Bytes kept.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.inner).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -32,7 +33,7 @@ impl ConsoleBuffer {
 
 impl Write for ConsoleBuffer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut bytes = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = lock(&self.inner);
         bytes.extend_from_slice(buf);
         if bytes.len() > KEEP {
             let cut = bytes.len() - KEEP / 2;

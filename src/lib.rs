@@ -20,6 +20,8 @@ pub mod recording;
 pub mod session;
 /// Summaries of a run: `perf kvm stat`-like text and JSON.
 pub mod summary;
+/// Locks that survive a panicked holder.
+pub mod sync;
 /// Exit events and their exact counters.
 pub mod trace;
 /// The terminal UI.

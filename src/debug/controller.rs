@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
@@ -15,6 +15,7 @@ use super::breakpoints::{BreakpointTable, HwKind, HwSlot, SwBreakpoint, WatchKin
 use super::exit_breakpoints::{ExitBreakpoint, ExitBreakpoints};
 use crate::decode::paging::{self, Translation, WalkError};
 use crate::decode::{CpuMode, PhysRead};
+use crate::sync::lock;
 use crate::trace::ExitEvent;
 use crate::vmm::kick::Kickable;
 use crate::vmm::probe::{HostReport, Mechanism};
@@ -92,10 +93,6 @@ pub struct DebugState {
     pub generation: AtomicU64,
     /// What the host's KVM can do (from the probe), once a debugger needs it.
     pub host: std::sync::OnceLock<HostReport>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl DebugState {

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sync::lock;
 use crate::trace::{Dir, ExitEvent, ExitKind, Insn};
 
 /// The file's first bytes.
@@ -276,7 +277,7 @@ fn intern(name: &str) -> &'static str {
     use std::sync::{Mutex, OnceLock};
     static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
     let names = NAMES.get_or_init(|| Mutex::new(vec!["serial", "debug-exit", "post", crate::vmm::vcpu::RAM_DEVICE]));
-    let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+    let mut names = lock(names);
     if let Some(n) = names.iter().find(|n| **n == name) {
         return n;
     }

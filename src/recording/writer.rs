@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::format::{CHUNK_MAGIC, ChunkEncoder, MAGIC, Record, StopRecord, TraceHeader, VERSION};
 use crate::debug::Stop;
+use crate::sync::lock;
 use crate::trace::{ExitEvent, ExitSink};
 use crate::vmm::RunEnd;
 
@@ -110,7 +111,7 @@ impl Recorder {
             name: end.name().into(),
             detail: end.to_string(),
         });
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = lock(&self.writer).take();
         match handle.map(JoinHandle::join) {
             Some(Ok(result)) => result,
             _ => Ok(WriteStats::default()),
@@ -120,7 +121,7 @@ impl Recorder {
 
 impl ExitSink for Recorder {
     fn on_exit(&self, event: &ExitEvent) {
-        let mut buf = self.buffers[event.vcpu as usize % BUFFERS].lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = lock(&self.buffers[event.vcpu as usize % BUFFERS]);
         buf.push(Record::Exit(event.clone()));
         if buf.len() >= BATCH {
             let batch = std::mem::take(&mut *buf);
@@ -149,8 +150,7 @@ impl ExitSink for Recorder {
 
 /// Every exit still waiting in a vCPU's buffer, in sequence order.
 fn take_all(buffers: &Buffers) -> Vec<Record> {
-    let mut all: Vec<Record> =
-        buffers.iter().flat_map(|b| std::mem::take(&mut *b.lock().unwrap_or_else(|p| p.into_inner()))).collect();
+    let mut all: Vec<Record> = buffers.iter().flat_map(|b| std::mem::take(&mut *lock(b))).collect();
     all.sort_by_key(|r| if let Record::Exit(e) = r { e.seq } else { 0 });
     all
 }

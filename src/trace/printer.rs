@@ -4,6 +4,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use super::{ExitEvent, ExitSink};
+use crate::sync::lock;
 
 /// One line per exit: sequence, vCPU, time, RIP, reason, payload, instruction, handling time.
 pub fn line(e: &ExitEvent) -> String {
@@ -38,7 +39,7 @@ impl<W: Write + Send> TracePrinter<W> {
 
 impl<W: Write + Send> ExitSink for TracePrinter<W> {
     fn on_exit(&self, event: &ExitEvent) {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = lock(&self.out);
         let _ = writeln!(out, "{}", line(event));
     }
 }

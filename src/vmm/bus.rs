@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use thiserror::Error;
 
 /// What a device asks of the VM after an access.
@@ -92,12 +93,6 @@ impl Bus {
     pub fn devices(&self) -> Vec<(&'static str, u64, u64)> {
         self.ranges.iter().map(|r| (r.name, r.base, r.len)).collect()
     }
-}
-
-/// Locks a device even if another thread panicked while holding it (the device state is still the
-/// best we have, and a poisoned lock must not take the VMM down).
-fn lock(m: &Mutex<dyn BusDevice>) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::memory::MemoryMap;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, apply, layout};
 use crate::debug::DebugState;
+use crate::sync::lock;
 use crate::trace::{Counters, ExitSink};
 
 /// State shared by the vCPU threads and the VM's owner.
@@ -55,12 +56,12 @@ impl Shared {
 
     /// The counters of one vCPU.
     pub fn counters_of(&self, vcpu: usize) -> MutexGuard<'_, Counters> {
-        self.counters[vcpu].lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.counters[vcpu])
     }
 
     /// Asks the run's owner to end the run.
     pub fn request_end(&self, end: RunEnd) {
-        *self.end_request.lock().unwrap_or_else(|p| p.into_inner()) = Some(end);
+        *lock(&self.end_request) = Some(end);
     }
 
     /// kvmscope's exit status, once the run has ended.
@@ -75,7 +76,7 @@ impl Shared {
 
     /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
     pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), String> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = lock(&self.slots);
         let new = layout(&self.ram_ranges, pages);
         if *slots == new {
             return Ok(());

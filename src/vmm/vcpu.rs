@@ -20,11 +20,11 @@ use super::kick;
 use super::outcome::{CrashReport, RunEnd};
 use super::shared::Shared;
 use crate::debug::breakpoints::HwKind;
-use crate::debug::controller::lock;
 use crate::debug::{Stop, StopReason, VcpuCommand};
 use crate::decode::PhysRead;
 use crate::decode::paging::translate;
 use crate::decode::{CpuMode, InsnDecoder};
+use crate::sync::lock;
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::probe::Mechanism;
 

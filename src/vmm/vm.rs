@@ -24,6 +24,7 @@ use super::shared::Shared;
 use super::slots;
 use super::vcpu::{Vcpu, VcpuEnd};
 use crate::debug::DebugState;
+use crate::sync::lock;
 use crate::trace::{Counters, ExitSink};
 
 /// Errors setting up or running a VM.
@@ -353,7 +354,7 @@ impl RunningVm {
                 Some((RunEnd::VmmError("every vCPU thread ended without a reason".into()), None))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let requested = self.shared.end_request.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let requested = lock(&self.shared.end_request).take();
                 if let Some(end) = requested {
                     Some((end, None))
                 } else if interrupted() {
