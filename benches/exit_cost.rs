@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::{Kvm, VcpuExit};
-use kvmscope::debug::Controller;
+use kvmscope::controller::Controller;
 use kvmscope::guests::guest_path;
 use kvmscope::session::Session;
-use kvmscope::trace::ExitSink;
-use kvmscope::trace::live::{LIVE_CAPACITY, LiveFeed};
+use kvmscope::sink::ExitSink;
+use kvmscope::sink::live::{LIVE_CAPACITY, LiveFeed};
 use kvmscope::ui::app::App;
 use kvmscope::ui::view;
 use kvmscope::vmm::loader::{self, BootMode};
@@ -101,10 +101,10 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
     let vm = Vm::new(config).unwrap();
     let running = vm.start(RunLimits::default(), sinks).unwrap();
     if let Some(r) = &recorder {
-        r.set_start(running.shared().start);
+        r.set_start(running.start());
     }
     let report = if ui {
-        let controller = Controller::new(running.shared().clone());
+        let controller = Controller::new(&running);
         let mut app = App::new("bench");
         let mut term = Terminal::new(TestBackend::new(160, 45)).unwrap();
         loop {
@@ -113,10 +113,10 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
             }
             app.push_events(events.try_iter());
             app.dropped = feed.dropped();
-            app.counters = controller.shared().merged_counters();
+            app.counters = controller.counters();
             app.rates.sample(&app.counters, Instant::now());
             app.set_stops(&controller.stops(), controller.is_paused());
-            app.refresh_views(&controller.shared().mem);
+            app.refresh_views(controller.memory());
             term.draw(|f| {
                 app.pane_rects = view::draw(f, &app);
             })

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::session::{Session, SessionError, finish_recording};
+use crate::sink::ExitSink;
+use crate::sink::printer::TracePrinter;
 use crate::summary::{self, SummaryFormat};
-use crate::trace::ExitSink;
-use crate::trace::printer::TracePrinter;
 use crate::vmm::{RunReport, Vm, VmConfig};
 
 /// Options of a headless run.

@@ -4,7 +4,9 @@
 pub mod analysis;
 /// The guest console buffer the UI reads.
 pub mod console;
-/// The debug controller: pause, step, exit breakpoints.
+/// The debug controller: the one API the TUI, gdb and benches use to pause, step and inspect a VM.
+pub mod controller;
+/// What the debugger stops on and how a stop looks, shared by the vCPUs and the controller.
 pub mod debug;
 /// Guest state made readable: page walks and instruction decoding.
 pub mod decode;
@@ -18,6 +20,8 @@ pub mod headless;
 pub mod recording;
 /// What a run is set up with: limits, gdb, recording.
 pub mod session;
+/// Where exit events go: the live feed, the trace printer (and the recorder, in `recording`).
+pub mod sink;
 /// Summaries of a run: `perf kvm stat`-like text and JSON.
 pub mod summary;
 /// Locks that survive a panicked holder.

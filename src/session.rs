@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::debug::Controller;
+use crate::controller::Controller;
 use crate::gdb::GdbServer;
 use crate::recording::writer::{RecordError, WriteStats};
 use crate::recording::{Recorder, RecordingConsole, header};
-use crate::trace::ExitSink;
+use crate::sink::ExitSink;
 use crate::vmm::{RunEnd, RunLimits, RunningVm, VmConfig, VmError};
 
 /// How to run.
@@ -59,9 +59,9 @@ impl Session {
 
     /// Once the vCPUs run: event times for the recorder, the gdb stub on its own thread.
     pub fn started(&mut self, running: &RunningVm, recorder: Option<&Arc<Recorder>>) -> Controller {
-        let controller = Controller::new(running.shared().clone());
+        let controller = Controller::new(running);
         if let Some(r) = recorder {
-            r.set_start(running.shared().start);
+            r.set_start(running.start());
         }
         if let Some(gdb) = self.gdb.take() {
             let _ = gdb.spawn(controller.clone());

@@ -1,10 +1,28 @@
 //! The breakpoints and watchpoints a debugger set: software breakpoints (unlimited, an `int3`
 //! planted at the guest-physical address), hardware breakpoints (DR0-3, at most 4) and watchpoints.
-//! Pure bookkeeping: the controller plants bytes and slots, the vCPUs apply debug registers.
+//! Pure bookkeeping behind methods: the controller plants bytes and slots, the vCPUs apply debug
+//! registers.
 
 use std::collections::BTreeMap;
 
-use crate::vmm::slots::Protection;
+use thiserror::Error;
+
+/// How a watched page is kept from the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protection {
+    /// Readable; writes exit.
+    ReadOnly,
+    /// No slot: every access exits.
+    Unmapped,
+}
+
+/// Errors of the breakpoint table.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BreakpointError {
+    /// Every debug register is taken.
+    #[error("all {HW_SLOTS} hardware debug registers (DR0-3) are in use")]
+    NoFreeDebugRegister,
+}
 
 /// The kind of access a watchpoint catches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,26 +86,85 @@ pub struct HwSlot {
 #[derive(Debug, Clone, Default)]
 pub struct BreakpointTable {
     /// Software breakpoints by guest-physical address.
-    pub sw: BTreeMap<u64, SwBreakpoint>,
+    sw: BTreeMap<u64, SwBreakpoint>,
     /// DR0-3: hardware breakpoints, and watchpoints where the host fires DR7 watchpoints.
-    pub hw: [Option<HwSlot>; HW_SLOTS],
-    /// Watchpoints kept by read-only memory slots.
-    pub watch: Vec<Watchpoint>,
+    hw: [Option<HwSlot>; HW_SLOTS],
+    /// Watchpoints kept by memory slots (read-only or removed pages).
+    watch: Vec<Watchpoint>,
 }
 
 impl BreakpointTable {
+    /// The software breakpoint planted at guest-physical `gpa`.
+    pub fn sw_at(&self, gpa: u64) -> Option<SwBreakpoint> {
+        self.sw.get(&gpa).copied()
+    }
+
+    /// Every software breakpoint.
+    pub fn sw_all(&self) -> impl Iterator<Item = &SwBreakpoint> {
+        self.sw.values()
+    }
+
+    pub fn has_sw(&self) -> bool {
+        !self.sw.is_empty()
+    }
+
+    /// Records a planted `int3`.
+    pub fn insert_sw(&mut self, bp: SwBreakpoint) {
+        self.sw.insert(bp.gpa, bp);
+    }
+
+    /// Forgets the software breakpoint at guest-virtual `gva`; returns it (to restore its byte).
+    pub fn remove_sw(&mut self, gva: u64) -> Option<SwBreakpoint> {
+        let gpa = self.sw.values().find(|b| b.gva == gva)?.gpa;
+        self.sw.remove(&gpa)
+    }
+
+    /// A write of `byte` under a planted `int3`: it becomes the byte restored later. Returns
+    /// whether a breakpoint sits there (and the `int3` must stay).
+    pub fn replace_original(&mut self, gpa: u64, byte: u8) -> bool {
+        match self.sw.get_mut(&gpa) {
+            Some(bp) => {
+                bp.original = byte;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// DR slot `i`.
+    pub fn hw_slot(&self, i: usize) -> Option<HwSlot> {
+        self.hw.get(i).copied().flatten()
+    }
+
     /// Takes a free DR slot; `Err` when all four are in use.
-    pub fn add_hw(&mut self, slot: HwSlot) -> Result<usize, String> {
+    pub fn add_hw(&mut self, slot: HwSlot) -> Result<usize, BreakpointError> {
         if let Some(i) = self.hw.iter().position(|s| *s == Some(slot)) {
             return Ok(i);
         }
-        let i = self
-            .hw
-            .iter()
-            .position(Option::is_none)
-            .ok_or_else(|| format!("all {HW_SLOTS} hardware debug registers (DR0-3) are in use"))?;
+        let i = self.hw.iter().position(Option::is_none).ok_or(BreakpointError::NoFreeDebugRegister)?;
         self.hw[i] = Some(slot);
         Ok(i)
+    }
+
+    /// Adds a watchpoint kept by memory slots.
+    pub fn add_watch(&mut self, w: Watchpoint) {
+        self.watch.push(w);
+    }
+
+    /// Removes the watchpoint added last (its slots could not be set).
+    pub fn undo_add_watch(&mut self) {
+        self.watch.pop();
+    }
+
+    /// Removes a slot-kept watchpoint; false when there is none like it.
+    pub fn remove_watch(&mut self, gva: u64, len: u64, kind: WatchKind) -> bool {
+        match self.watch.iter().position(|w| w.gva == gva && w.len == len && w.kind == kind) {
+            Some(i) => {
+                self.watch.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn remove_hw(&mut self, slot: HwSlot) -> bool {
@@ -174,7 +251,7 @@ mod tests {
             assert_eq!(t.add_hw(exec(a)), Ok(i));
         }
         assert_eq!(t.add_hw(exec(0x2000)), Ok(1), "the same breakpoint again takes no new slot");
-        assert!(t.add_hw(exec(0x5000)).unwrap_err().contains("DR0-3"));
+        assert!(t.add_hw(exec(0x5000)).unwrap_err().to_string().contains("DR0-3"));
         assert_eq!(t.debug_registers(), ([0x1000, 0x2000, 0x3000, 0x4000], 0b0101_0101));
         assert!(t.remove_hw(exec(0x2000)));
         assert_eq!(t.debug_registers().1, 0b0101_0001);
@@ -188,14 +265,14 @@ mod tests {
     #[test]
     fn watchpoints_match_overlapping_accesses_of_their_kind() {
         let mut t = BreakpointTable::default();
-        t.watch.push(Watchpoint { gva: 0x10ffe, gpa: 0x20ffe, len: 4, kind: WatchKind::Write });
+        t.add_watch(Watchpoint { gva: 0x10ffe, gpa: 0x20ffe, len: 4, kind: WatchKind::Write });
         assert!(t.watch_hit(0x21000, 1, true).is_some());
         assert!(t.watch_hit(0x20ff8, 8, true).is_some());
         assert!(t.watch_hit(0x20ff8, 6, true).is_none());
         assert!(t.watch_hit(0x20ffe, 4, false).is_none(), "a read does not hit a write watchpoint");
         use Protection::*;
         assert_eq!(t.watched_pages(), vec![(0x20000, ReadOnly), (0x21000, ReadOnly)]);
-        t.watch.push(Watchpoint { gva: 0x10000, gpa: 0x21004, len: 1, kind: WatchKind::Read });
+        t.add_watch(Watchpoint { gva: 0x10000, gpa: 0x21004, len: 1, kind: WatchKind::Read });
         assert_eq!(t.watched_pages(), vec![(0x20000, ReadOnly), (0x21000, Unmapped)]);
     }
 }

@@ -2,8 +2,33 @@
 
 use std::fmt;
 
-use super::exit_spec::ExitSpec;
+use super::exit_spec::{ExitSpec, SpecError, parse_number};
 use crate::trace::ExitEvent;
+
+/// How an exit breakpoint is written, wherever one is set (the TUI's `:break`, gdb's
+/// `monitor break-exit`).
+pub const SYNTAX: &str = "io PORT | mmio ADDR[-END] | reason NAME [nth N]";
+
+/// Parses an exit breakpoint: `SPEC [nth N]`.
+pub fn parse_breakpoint(text: &str) -> Result<(ExitSpec, u64), SpecError> {
+    let (spec_text, nth) = match text.rsplit_once(" nth ") {
+        Some((s, n)) => (s, parse_number(n)?),
+        None => (text, 1),
+    };
+    if nth == 0 {
+        return Err(SpecError::NthZero);
+    }
+    Ok((ExitSpec::parse(spec_text)?, nth))
+}
+
+/// Parses which exit breakpoints to delete: empty for all, else `N` or `#N`.
+pub fn parse_breakpoint_id(text: &str) -> Result<Option<u32>, SpecError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.trim_start_matches('#').parse().map(Some).map_err(|_| SpecError::BreakpointId(text.to_string()))
+}
 
 /// One exit breakpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,23 +59,12 @@ pub struct ExitBreakpoints {
 }
 
 impl ExitBreakpoints {
-    /// Parses `SPEC [nth N]` and adds it; returns the new breakpoint.
-    pub fn add(&mut self, text: &str) -> Result<ExitBreakpoint, String> {
-        let (spec_text, nth) = match text.rsplit_once(" nth ") {
-            Some((s, n)) => {
-                let n = super::exit_spec::parse_number(n).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    return Err("nth counts from 1".into());
-                }
-                (s, n)
-            }
-            None => (text, 1),
-        };
-        let spec = ExitSpec::parse(spec_text).map_err(|e| e.to_string())?;
+    /// Adds a breakpoint on the `nth` match of `spec`; returns it.
+    pub fn add(&mut self, spec: ExitSpec, nth: u64) -> ExitBreakpoint {
         self.next_id += 1;
         let bp = ExitBreakpoint { id: self.next_id, spec, nth, hits: 0 };
         self.list.push(bp.clone());
-        Ok(bp)
+        bp
     }
 
     /// Deletes one breakpoint, or all with `None`; returns how many went.
@@ -94,7 +108,8 @@ mod tests {
     #[test]
     fn nth_match_stops_and_delete_removes() {
         let mut bps = ExitBreakpoints::default();
-        let b = bps.add("io 0x80 nth 3").unwrap();
+        let (spec, nth) = parse_breakpoint("io 0x80 nth 3").unwrap();
+        let b = bps.add(spec, nth);
         assert_eq!(b.to_string(), "#1 io 0x80 nth 3 (0 hits)");
         let e = ExitEvent {
             seq: 0,
@@ -109,8 +124,11 @@ mod tests {
         assert!(bps.hit(&e).is_none());
         assert!(bps.hit(&e).is_none());
         assert_eq!(bps.hit(&e).unwrap().hits, 3);
-        assert!(bps.add("io 0x80 nth 0").is_err());
-        assert!(bps.add("bogus").is_err());
+        assert_eq!(parse_breakpoint("io 0x80 nth 0"), Err(SpecError::NthZero));
+        assert!(parse_breakpoint("bogus").is_err());
+        assert_eq!(parse_breakpoint_id(" #2 "), Ok(Some(2)));
+        assert_eq!(parse_breakpoint_id(""), Ok(None));
+        assert!(parse_breakpoint_id("two").is_err());
         assert_eq!(bps.delete(Some(1)), 1);
         assert!(bps.is_empty());
     }

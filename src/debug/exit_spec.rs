@@ -1,5 +1,5 @@
 //! Exit specifications — `io PORT`, `mmio ADDR[-END]`, `reason NAME` — shared by exit breakpoints,
-//! the TUI's filter and its command line, and (later) gdb's `monitor break-exit`.
+//! the TUI's filter and its command line, and gdb's `monitor break-exit`.
 
 use std::fmt;
 
@@ -32,6 +32,10 @@ pub enum SpecError {
     Range(u64, u64),
     #[error("unknown exit reason {0:?}; known: {known}", known = REASON_NAMES.join(", "))]
     Reason(String),
+    #[error("nth counts from 1")]
+    NthZero,
+    #[error("{0:?} is not a breakpoint number")]
+    BreakpointId(String),
 }
 
 /// Parses a number: 0x-prefixed hex or decimal, `_` allowed.

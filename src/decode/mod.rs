@@ -2,6 +2,7 @@
 
 pub mod insn;
 pub mod paging;
+pub mod regs;
 
 pub use insn::InsnDecoder;
 pub use paging::{CpuMode, PhysRead, Translation, WalkError};

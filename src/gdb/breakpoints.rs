@@ -6,6 +6,7 @@ use gdbstub::target::ext::breakpoints::{
 };
 
 use super::target::GdbTarget;
+use crate::controller::ControlError;
 use crate::debug::breakpoints::WatchKind as Kind;
 
 fn kind(k: WatchKind) -> Kind {
@@ -29,7 +30,7 @@ impl Breakpoints for GdbTarget {
 }
 
 /// A refusal gdb turns into "Cannot insert breakpoint"; the reason goes to kvmscope's log.
-fn refused(what: &str, e: String) -> TargetResult<bool, GdbTarget> {
+fn refused(what: &str, e: ControlError) -> TargetResult<bool, GdbTarget> {
     eprintln!("kvmscope: gdb {what}: {e}");
     Ok(false)
 }
@@ -42,7 +43,7 @@ impl SwBreakpoint for GdbTarget {
         }
     }
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.controller.remove_sw_breakpoint(addr).unwrap_or(false))
+        Ok(self.controller.remove_sw_breakpoint(addr))
     }
 }
 

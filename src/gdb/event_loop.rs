@@ -8,7 +8,7 @@ use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::target::Target;
 
-use super::target::{GdbTarget, tid_of};
+use super::target::{GdbTarget, TargetFailure, tid_of};
 use crate::debug::breakpoints::WatchKind;
 use crate::debug::{Stop, StopReason};
 
@@ -53,9 +53,8 @@ impl BlockingEventLoop for GdbEventLoop {
                 let byte = conn.read().map_err(WaitForStopReasonError::Connection)?;
                 return Ok(Event::IncomingData(byte));
             }
-            let shared = target.controller.shared();
-            if shared.is_stopping() {
-                let status = shared.end_status().unwrap_or(0);
+            if target.controller.is_ending() {
+                let status = target.controller.end_status().unwrap_or(0);
                 return Ok(Event::TargetStopped(MultiThreadStopReason::Exited(status as u8)));
             }
             if let Some(stop) = target.controller.wait_for_stop(target.resumed_at, Duration::from_millis(10)) {
@@ -64,7 +63,7 @@ impl BlockingEventLoop for GdbEventLoop {
         }
     }
 
-    fn on_interrupt(target: &mut GdbTarget) -> Result<Option<Self::StopReason>, String> {
+    fn on_interrupt(target: &mut GdbTarget) -> Result<Option<Self::StopReason>, TargetFailure> {
         target.controller.pause();
         target.controller.wait_all_stopped(Duration::from_secs(5));
         Ok(Some(MultiThreadStopReason::SignalWithThread { tid: tid_of(0), signal: Signal::SIGINT }))

@@ -23,7 +23,7 @@ use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::{DisconnectReason, GdbStub};
 use thiserror::Error;
 
-use crate::debug::Controller;
+use crate::controller::Controller;
 use event_loop::GdbEventLoop;
 use target::GdbTarget;
 
@@ -123,8 +123,8 @@ impl GdbServer {
     }
 
     fn serve(self, controller: Controller) {
-        let vcpus = controller.stops().len();
-        while !controller.shared().is_stopping() {
+        let vcpus = controller.vcpus();
+        while !controller.is_ending() {
             let conn = match self.accept() {
                 Ok(Some(c)) => c,
                 Ok(None) => {
@@ -143,7 +143,7 @@ impl GdbServer {
             let result = GdbStub::new(conn).run_blocking::<GdbEventLoop>(&mut target);
             match result {
                 Ok(DisconnectReason::Kill) => {
-                    controller.shared().request_end(crate::vmm::RunEnd::Quit);
+                    controller.end_run(crate::vmm::RunEnd::Quit);
                     return;
                 }
                 Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => return,

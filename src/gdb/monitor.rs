@@ -4,9 +4,10 @@ use gdbstub::outputln;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 
 use super::target::GdbTarget;
+use crate::debug::exit_breakpoints::{SYNTAX, parse_breakpoint, parse_breakpoint_id};
 use crate::debug::exit_spec::parse_number;
+use crate::decode::CpuMode;
 use crate::summary;
-use crate::vmm::vcpu::cpu_mode;
 
 const HELP: &str = "\
 kvmscope monitor commands:
@@ -26,21 +27,17 @@ impl MonitorCmd for GdbTarget {
         match word {
             "" | "help" => outputln!(out, "{HELP}"),
             "exits" => {
-                let counters = self.controller.shared().merged_counters();
+                let counters = self.controller.counters();
                 outputln!(out, "{}", summary::table(&counters));
             }
-            "break-exit" => match self.controller.add_exit_breakpoint(rest) {
-                Ok(bp) => outputln!(out, "exit breakpoint {bp}"),
-                Err(e) => outputln!(out, "error: {e}"),
+            "break-exit" => match parse_breakpoint(rest) {
+                Ok((spec, nth)) => outputln!(out, "exit breakpoint {}", self.controller.add_exit_breakpoint(spec, nth)),
+                Err(e) => outputln!(out, "error: {e}; usage: monitor break-exit {SYNTAX}"),
             },
-            "delete-exit" => {
-                let id = if rest.is_empty() { None } else { rest.trim_start_matches('#').parse().ok() };
-                if !rest.is_empty() && id.is_none() {
-                    outputln!(out, "error: usage: monitor delete-exit [N]");
-                } else {
-                    outputln!(out, "deleted {} exit breakpoint(s)", self.controller.delete_exit_breakpoint(id));
-                }
-            }
+            "delete-exit" => match parse_breakpoint_id(rest) {
+                Ok(id) => outputln!(out, "deleted {} exit breakpoint(s)", self.controller.delete_exit_breakpoint(id)),
+                Err(_) => outputln!(out, "error: usage: monitor delete-exit [N]"),
+            },
             "regs" => match self.controller.stops().into_iter().flatten().next() {
                 None => outputln!(out, "error: the guest is running"),
                 Some(s) => {
@@ -49,8 +46,8 @@ impl MonitorCmd for GdbTarget {
                         out,
                         "vCPU {}: {} ({}-bit code)",
                         s.vcpu,
-                        cpu_mode(r).paging_name(),
-                        cpu_mode(r).bitness()
+                        CpuMode::from(r).paging_name(),
+                        CpuMode::from(r).bitness()
                     );
                     outputln!(out, "cr0 {:#018x}  cr2 {:#018x}  cr3 {:#018x}", r.cr0, r.cr2, r.cr3);
                     outputln!(out, "cr4 {:#018x}  cr8 {:#018x}  efer {:#018x}", r.cr4, r.cr8, r.efer);

@@ -13,7 +13,17 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use super::arch::{KvmscopeRegs, KvmscopeX86_64};
-use crate::debug::{Controller, Stop};
+use crate::controller::{ControlError, Controller};
+use crate::debug::Stop;
+
+/// Why the target could not do what gdb asked (gdbstub reports it and ends the session).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetFailure {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("kvmscope cannot deliver signal {0} to a VM")]
+    Signal(Signal),
+}
 
 /// gdb's view of the VM.
 pub struct GdbTarget {
@@ -47,7 +57,7 @@ impl GdbTarget {
 
 impl Target for GdbTarget {
     type Arch = KvmscopeX86_64;
-    type Error = String;
+    type Error = TargetFailure;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
         BaseOps::MultiThread(self)
@@ -168,7 +178,7 @@ impl MultiThreadResume for GdbTarget {
         self.resumed_at = self.controller.stop_serial();
         match self.step.take() {
             // Scheduler locking: while one vCPU steps, the others stay stopped.
-            Some(v) => self.controller.step(v),
+            Some(v) => Ok(self.controller.step(v)?),
             None => {
                 self.controller.resume();
                 Ok(())
@@ -184,7 +194,7 @@ impl MultiThreadResume for GdbTarget {
     fn set_resume_action_continue(&mut self, _tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
         match signal {
             None => Ok(()),
-            Some(s) => Err(format!("kvmscope cannot deliver signal {s} to a VM")),
+            Some(s) => Err(TargetFailure::Signal(s)),
         }
     }
 
@@ -207,7 +217,7 @@ impl MultiThreadSchedulerLocking for GdbTarget {
 impl MultiThreadSingleStep for GdbTarget {
     fn set_resume_action_step(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
         if let Some(s) = signal {
-            return Err(format!("kvmscope cannot deliver signal {s} to a VM"));
+            return Err(TargetFailure::Signal(s));
         }
         self.step = Some(vcpu_of(tid));
         Ok(())

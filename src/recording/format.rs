@@ -276,7 +276,7 @@ impl ChunkEncoder {
 fn intern(name: &str) -> &'static str {
     use std::sync::{Mutex, OnceLock};
     static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| Mutex::new(vec!["serial", "debug-exit", "post", crate::vmm::vcpu::RAM_DEVICE]));
+    let names = NAMES.get_or_init(|| Mutex::new(vec!["serial", "debug-exit", "post", crate::vmm::bus::RAM_DEVICE]));
     let mut names = lock(names);
     if let Some(n) = names.iter().find(|n| **n == name) {
         return n;

@@ -27,7 +27,7 @@ pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
         Image::Kernel(p) | Image::Raw { path: p, .. } => (p.display().to_string(), std::fs::read(p).ok()),
     };
     let sha = bytes.map(|b| Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()).unwrap_or_default();
-    let kvm_caps = crate::vmm::vm::open_kvm().map(|kvm| crate::vmm::probe::kvm_caps(&kvm)).unwrap_or_default();
+    let kvm_caps = crate::vmm::kvm::open_kvm().map(|kvm| crate::vmm::probe::kvm_caps(&kvm)).unwrap_or_default();
     TraceHeader {
         kvmscope_version: env!("CARGO_PKG_VERSION").into(),
         host_kernel: host_kernel(),

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::format::{CHUNK_MAGIC, ChunkEncoder, MAGIC, Record, StopRecord, TraceHeader, VERSION};
 use crate::debug::Stop;
+use crate::sink::ExitSink;
 use crate::sync::lock;
-use crate::trace::{ExitEvent, ExitSink};
+use crate::trace::ExitEvent;
 use crate::vmm::RunEnd;
 
 /// Batches queued for the writer at most before the vCPUs wait.

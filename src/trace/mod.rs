@@ -2,10 +2,6 @@
 
 pub mod counters;
 pub mod event;
-pub mod live;
-pub mod printer;
-pub mod sink;
 
 pub use counters::{Counters, Stat};
 pub use event::{Dir, ExitEvent, ExitKind, Insn};
-pub use sink::ExitSink;

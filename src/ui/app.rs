@@ -10,14 +10,13 @@ use ratatui::crossterm::event::{
 };
 use ratatui::layout::{Position, Rect};
 
-use super::command::{self, Command};
+use super::command::{self, Command, SortBy};
 use crate::debug::{ExitSpec, Stop};
 use crate::decode::insn::decode_many;
 use crate::decode::paging::read_virt;
 use crate::decode::{CpuMode, PhysRead};
 use crate::trace::{Counters, ExitEvent};
 use crate::vmm::RunEnd;
-use crate::vmm::vcpu::cpu_mode;
 
 /// Events the exit list keeps for scrolling back.
 pub const HISTORY: usize = 5000;
@@ -55,13 +54,6 @@ impl PaneId {
     }
 }
 
-/// How the stats pane orders reasons (kvm_stat's `o`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortBy {
-    Rate,
-    Total,
-}
-
 /// What the bottom line is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputMode {
@@ -82,7 +74,7 @@ pub enum Action {
     Resume,
     Step,
     Quit,
-    AddExitBreakpoint(String),
+    AddExitBreakpoint(ExitSpec, u64),
     DeleteExitBreakpoint(Option<u32>),
     ListExitBreakpoints,
     /// Bytes typed for the guest's UART.
@@ -299,7 +291,7 @@ impl App {
 
     /// Re-reads what the code and memory panes show from guest memory.
     pub fn refresh_views(&mut self, mem: &dyn PhysRead) {
-        let mode = self.stop.as_ref().map(|s| cpu_mode(&s.sregs));
+        let mode = self.stop.as_ref().map(|s| CpuMode::from(&s.sregs));
         self.code = match (&self.stop, mode) {
             (Some(stop), Some(mode)) => code_around(mem, &mode, stop.regs.rip),
             _ => Vec::new(),
@@ -400,7 +392,7 @@ impl App {
                 self.say(e, true);
                 Vec::new()
             }
-            Ok(Command::Break(spec)) => vec![Action::AddExitBreakpoint(spec)],
+            Ok(Command::Break(spec, nth)) => vec![Action::AddExitBreakpoint(spec, nth)],
             Ok(Command::Delete(id)) => vec![Action::DeleteExitBreakpoint(id)],
             Ok(Command::Breaks) => vec![Action::ListExitBreakpoints],
             Ok(Command::Examine { addr, len, physical }) => {
@@ -651,7 +643,7 @@ mod tests {
         let mut app = App::new("t");
         app.on_key(key(KeyCode::Char(':')));
         assert_eq!(app.input, InputMode::Command(String::new()));
-        assert_eq!(typed(&mut app, "break io 0x3f8"), vec![Action::AddExitBreakpoint("io 0x3f8".into())]);
+        assert_eq!(typed(&mut app, "break io 0x3f8"), vec![Action::AddExitBreakpoint(ExitSpec::Io(0x3f8), 1)]);
         assert_eq!(app.input, InputMode::Normal);
         app.on_key(key(KeyCode::Char(':')));
         assert!(typed(&mut app, "frobnicate").is_empty());

@@ -1,12 +1,20 @@
 //! The `:` command line: text in, a typed command out, or a one-line error.
 
+use crate::debug::exit_breakpoints::{SYNTAX, parse_breakpoint, parse_breakpoint_id};
 use crate::debug::exit_spec::{ExitSpec, parse_number};
+
+/// How the stats pane orders reasons (kvm_stat's `o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Rate,
+    Total,
+}
 
 /// What a command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `:break SPEC [nth N]` — an exit breakpoint (the text is checked by the controller).
-    Break(String),
+    /// `:break SPEC [nth N]` — an exit breakpoint on the Nth match of SPEC.
+    Break(ExitSpec, u64),
     /// `:delete [N]` — one exit breakpoint, or all.
     Delete(Option<u32>),
     /// `:breaks` — list exit breakpoints.
@@ -22,7 +30,7 @@ pub enum Command {
     /// `:pause`.
     Pause,
     /// `:sort rate|total`.
-    Sort(super::app::SortBy),
+    Sort(SortBy),
     /// `:quit` / `:q`.
     Quit,
     /// `:goto SEQ` (replay): the exit with this sequence number.
@@ -45,18 +53,13 @@ pub fn parse(line: &str) -> Result<Command, String> {
     match word {
         "break" | "b" => {
             if rest.is_empty() {
-                return Err("usage: :break io PORT | mmio ADDR[-END] | reason NAME [nth N]".into());
+                return Err(format!("usage: :break {SYNTAX}"));
             }
-            Ok(Command::Break(rest.to_string()))
+            parse_breakpoint(rest).map(|(spec, nth)| Command::Break(spec, nth)).map_err(|e| e.to_string())
         }
-        "delete" | "d" => match rest {
-            "" => Ok(Command::Delete(None)),
-            n => n
-                .trim_start_matches('#')
-                .parse()
-                .map(|n| Command::Delete(Some(n)))
-                .map_err(|_| format!("usage: :delete [N] — {n:?} is not a breakpoint number")),
-        },
+        "delete" | "d" => {
+            parse_breakpoint_id(rest).map(Command::Delete).map_err(|e| format!("usage: :delete [N] — {e}"))
+        }
         "breaks" => no_args(Command::Breaks),
         "x" | "xp" => {
             let mut args = rest.split_whitespace();
@@ -85,8 +88,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "continue" | "c" | "cont" => no_args(Command::Continue),
         "pause" => no_args(Command::Pause),
         "sort" => match rest {
-            "rate" => Ok(Command::Sort(super::app::SortBy::Rate)),
-            "total" => Ok(Command::Sort(super::app::SortBy::Total)),
+            "rate" => Ok(Command::Sort(SortBy::Rate)),
+            "total" => Ok(Command::Sort(SortBy::Total)),
             _ => Err("usage: :sort rate|total".into()),
         },
         "quit" | "q" => no_args(Command::Quit),
@@ -108,7 +111,8 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        assert_eq!(parse("break io 0x3f8").unwrap(), Command::Break("io 0x3f8".into()));
+        assert_eq!(parse("break io 0x3f8").unwrap(), Command::Break(ExitSpec::Io(0x3f8), 1));
+        assert_eq!(parse("b hlt nth 2").unwrap(), Command::Break(ExitSpec::Reason("hlt".into()), 2));
         assert_eq!(parse("delete").unwrap(), Command::Delete(None));
         assert_eq!(parse("delete 2").unwrap(), Command::Delete(Some(2)));
         assert_eq!(parse("x 0x1000").unwrap(), Command::Examine { addr: 0x1000, len: 256, physical: false });
@@ -121,9 +125,20 @@ mod tests {
 
     #[test]
     fn bad_commands_get_one_line() {
-        for bad in
-            ["", "frobnicate", "break", "x", "x zz", "x 0 0", "delete two", "step 3", "sort sideways", "filter bogus"]
-        {
+        for bad in [
+            "",
+            "frobnicate",
+            "break",
+            "break bogus",
+            "break io 1 nth 0",
+            "x",
+            "x zz",
+            "x 0 0",
+            "delete two",
+            "step 3",
+            "sort sideways",
+            "filter bogus",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(!e.is_empty() && !e.contains('\n'), "{bad:?}: {e}");
         }

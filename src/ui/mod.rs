@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{self, Event};
 
 use crate::console::ConsoleBuffer;
-use crate::debug::Controller;
+use crate::controller::Controller;
 use crate::headless::print_report;
 use crate::session::{Session, SessionError, finish_recording};
+use crate::sink::ExitSink;
+use crate::sink::live::{LIVE_CAPACITY, LiveFeed};
 use crate::summary::SummaryFormat;
-use crate::trace::ExitSink;
-use crate::trace::live::{LIVE_CAPACITY, LiveFeed};
 use crate::vmm::vm::catch_interrupts;
 use crate::vmm::{RunEnd, RunReport, RunningVm, Vm, VmConfig};
 use app::{Action, App, RunState};
@@ -64,7 +64,6 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
     let mut app = App::new(title);
     let mut running = Some(running);
     let mut report: Option<RunReport> = None;
-    let shared = controller.shared().clone();
     let mut next_frame = Instant::now();
     while !app.quit {
         if let Some(r) = running.as_ref() {
@@ -80,13 +79,13 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         }
         app.push_events(events.try_iter());
         app.dropped = feed.dropped();
-        app.counters = shared.merged_counters();
+        app.counters = controller.counters();
         app.rates.sample(&app.counters, Instant::now());
         app.set_stops(&controller.stops(), controller.is_paused());
         if console.len() != app.console.len() {
             app.console = console.text();
         }
-        app.refresh_views(&shared.mem);
+        app.refresh_views(controller.memory());
         if let Ok(frame) = guard.terminal.draw(|f| {
             let placed = view::draw(f, &app);
             app.pane_rects = placed;
@@ -149,13 +148,13 @@ fn perform(action: Action, app: &mut App, controller: &Controller, running: Opti
         Action::Step => {
             let vcpu = app.stop.as_ref().map_or(0, |s| s.vcpu as usize);
             if let Err(e) = controller.step(vcpu) {
-                app.say(e, true);
+                app.say(e.to_string(), true);
             }
         }
-        Action::AddExitBreakpoint(text) => match controller.add_exit_breakpoint(&text) {
-            Ok(bp) => app.say(format!("exit breakpoint {bp}"), false),
-            Err(e) => app.say(e, true),
-        },
+        Action::AddExitBreakpoint(spec, nth) => {
+            let bp = controller.add_exit_breakpoint(spec, nth);
+            app.say(format!("exit breakpoint {bp}"), false);
+        }
         Action::DeleteExitBreakpoint(id) => {
             let n = controller.delete_exit_breakpoint(id);
             match (id, n) {

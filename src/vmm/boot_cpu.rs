@@ -1,20 +1,12 @@
 //! The CPU state a loaded image starts in: segments, control registers, and for protected and long
-//! mode a GDT, identity-mapped page tables and a small stack in the boot area.
-//!
-//! Boot area (protected and long mode): GDT at 0x500, PML4 at 0x1000, PDPT at 0x2000, four page
-//! directories at 0x3000-0x6fff mapping the first 4 GiB with 2 MiB pages, stack below 0x8000.
+//! mode a GDT, identity-mapped page tables and a small stack in the boot area (see `layout`).
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
-use super::loader::{BOOT_AREA_END, BootMode, BootSetup};
+use super::layout::{BOOT_AREA_END, GDT_ADDR, PD_ADDR, PDPT_ADDR, PML4_ADDR};
+use super::loader::{BootMode, BootSetup};
 use super::memory::GuestRam;
-
-pub const GDT_ADDR: u64 = 0x500;
-pub const PML4_ADDR: u64 = 0x1000;
-pub const PDPT_ADDR: u64 = 0x2000;
-pub const PD_ADDR: u64 = 0x3000;
-/// The identity map covers guest-physical 0..4 GiB (RAM and the MMIO hole).
-pub const IDENTITY_MAP_END: u64 = 1 << 32;
+use crate::decode::regs::{CR0_ET, CR0_PE, CR0_PG, CR4_PAE, EFER_LMA, EFER_LME};
 
 /// Selectors in kvmscope's GDT.
 pub const CODE64_SEL: u16 = 0x08;
@@ -29,13 +21,6 @@ const GDT: [u64; 5] = [
     0x00cf_9300_0000_ffff, // 0x18: data, flat
     0x0080_8b00_0000_0067, // 0x20: 32-bit TSS (busy), base 0
 ];
-
-const CR0_PE: u64 = 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
 
 fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
     kvm_segment {
@@ -129,15 +114,7 @@ mod tests {
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
         assert_eq!(regs.rip, 0x10_0000);
-        let mode = CpuMode {
-            cr0: sregs.cr0,
-            cr3: sregs.cr3,
-            cr4: sregs.cr4,
-            efer: sregs.efer,
-            cs_base: 0,
-            cs_db: false,
-            cs_l: sregs.cs.l == 1,
-        };
+        let mode = CpuMode::from(&sregs);
         assert_eq!(mode.bitness(), 64);
         for addr in [0x1234, 0x10_0000, 0xd000_0000, 0xffff_f000] {
             assert_eq!(translate(&ram, &mode, addr).unwrap().gpa, addr);

@@ -6,6 +6,16 @@ use std::sync::{Arc, Mutex};
 use crate::sync::lock;
 use thiserror::Error;
 
+/// The "device" of an MMIO exit that kvmscope completed in guest RAM (a watched page).
+pub const RAM_DEVICE: &str = "ram (watched page)";
+
+/// The two buses of a VM: port I/O and MMIO.
+#[derive(Default)]
+pub struct Buses {
+    pub pio: Bus,
+    pub mmio: Bus,
+}
+
 /// What a device asks of the VM after an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmRequest {

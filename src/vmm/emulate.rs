@@ -6,7 +6,7 @@
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
-use super::shared::Shared;
+use super::memory::GuestRam;
 use crate::decode::CpuMode;
 use crate::decode::paging::{read_virt, translate};
 
@@ -83,22 +83,22 @@ fn address(i: &Instruction, regs: &mut kvm_regs, sregs: &kvm_sregs) -> Option<u6
     Some(a)
 }
 
-fn read_mem(shared: &Shared, mode: &CpuMode, addr: u64, buf: &mut [u8]) -> Option<()> {
-    (read_virt(&shared.mem, mode, addr, buf) == buf.len()).then_some(())
+fn read_mem(ram: &GuestRam, mode: &CpuMode, addr: u64, buf: &mut [u8]) -> Option<()> {
+    (read_virt(ram, mode, addr, buf) == buf.len()).then_some(())
 }
 
-fn write_mem(shared: &Shared, mode: &CpuMode, addr: u64, data: &[u8]) -> Option<()> {
+fn write_mem(ram: &GuestRam, mode: &CpuMode, addr: u64, data: &[u8]) -> Option<()> {
     for (k, b) in data.iter().enumerate() {
-        let t = translate(&shared.mem, mode, addr.wrapping_add(k as u64)).ok()?;
-        shared.write_phys(t.gpa, &[*b]).then_some(())?;
+        let t = translate(ram, mode, addr.wrapping_add(k as u64)).ok()?;
+        ram.write(t.gpa, &[*b]).then_some(())?;
     }
     Some(())
 }
 
 /// Completes the instruction at RIP if it is one kvmscope finishes: the new registers, or `None`.
-pub fn complete(shared: &Shared, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<kvm_regs> {
+pub fn complete(ram: &GuestRam, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<kvm_regs> {
     let mut bytes = [0u8; 15];
-    let n = read_virt(&shared.mem, mode, mode.code_linear(regs.rip), &mut bytes);
+    let n = read_virt(ram, mode, mode.code_linear(regs.rip), &mut bytes);
     let i = Decoder::with_ip(mode.bitness(), &bytes[..n], regs.rip, DecoderOptions::NONE).decode();
     if i.is_invalid() || !completes(i.mnemonic()) {
         return None;
@@ -114,7 +114,7 @@ pub fn complete(shared: &Shared, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sr
                 OpKind::Register => read_reg(&mut r, i.op1_register())?,
                 OpKind::Memory => {
                     let mut b = [0u8; 8];
-                    read_mem(shared, mode, address(&i, &mut r, sregs)?, &mut b[..size])?;
+                    read_mem(ram, mode, address(&i, &mut r, sregs)?, &mut b[..size])?;
                     u64::from_le_bytes(b)
                 }
                 _ => return None,
@@ -129,13 +129,13 @@ pub fn complete(shared: &Shared, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sr
         Mnemonic::Cmpxchg16b => {
             let addr = address(&i, &mut r, sregs)?;
             let mut m = [0u8; 16];
-            read_mem(shared, mode, addr, &mut m)?;
+            read_mem(ram, mode, addr, &mut m)?;
             let lo = u64::from_le_bytes(m[..8].try_into().ok()?);
             let hi = u64::from_le_bytes(m[8..].try_into().ok()?);
             if lo == r.rax && hi == r.rdx {
                 let mut new = r.rbx.to_le_bytes().to_vec();
                 new.extend_from_slice(&r.rcx.to_le_bytes());
-                write_mem(shared, mode, addr, &new)?;
+                write_mem(ram, mode, addr, &new)?;
                 r.rflags |= RFLAGS_ZF;
             } else {
                 (r.rax, r.rdx) = (lo, hi);

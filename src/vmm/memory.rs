@@ -141,7 +141,8 @@ impl fmt::Display for MemoryMap {
     }
 }
 
-/// Guest RAM, mapped, with its layout.
+/// Guest RAM, mapped, with its layout. Clones share the mapping.
+#[derive(Clone)]
 pub struct GuestRam {
     pub mem: GuestMemoryMmap,
     pub map: MemoryMap,

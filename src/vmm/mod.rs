@@ -4,7 +4,10 @@ pub mod boot_cpu;
 pub mod bus;
 pub mod devices;
 pub mod emulate;
+pub mod exit;
 pub mod kick;
+pub mod kvm;
+pub mod layout;
 pub mod linux;
 pub mod loader;
 pub mod memory;
@@ -16,5 +19,6 @@ pub mod slots;
 pub mod vcpu;
 pub mod vm;
 
+pub use kvm::VmError;
 pub use outcome::{CrashReport, RunEnd};
-pub use vm::{Image, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
+pub use vm::{Image, RunLimits, RunReport, RunningVm, Vm, VmConfig};

@@ -26,7 +26,22 @@ pub enum RunEnd {
     /// The user quit the UI while the guest ran.
     Quit,
     /// kvmscope itself failed (an ioctl the VMM needs returned an error).
-    VmmError(String),
+    VmmError(VmmFailure),
+}
+
+/// How kvmscope itself failed during a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VmmFailure {
+    #[error("KVM_RUN on vCPU {vcpu}: {source}")]
+    Run { vcpu: u32, source: kvm_ioctls::Error },
+    #[error("reading vCPU {vcpu} registers: {source}")]
+    Registers { vcpu: u32, source: kvm_ioctls::Error },
+    #[error("KVM_SET_GUEST_DEBUG on vCPU {vcpu}: {source}")]
+    GuestDebug { vcpu: u32, source: kvm_ioctls::Error },
+    #[error("cannot start a vCPU thread: {reason}")]
+    Thread { reason: String },
+    #[error("every vCPU thread ended without a reason")]
+    NoReason,
 }
 
 impl RunEnd {

@@ -15,9 +15,9 @@ use serde::Serialize;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::boot_cpu;
+use super::kvm::{VmError, open_kvm};
 use super::loader::{BootMode, BootSetup};
 use super::memory::GuestRam;
-use super::vm::{VmError, open_kvm};
 
 /// Where probe code runs, and the data page it touches.
 const CODE: u64 = 0x10000;

@@ -1,26 +1,26 @@
 //! What every vCPU thread of one VM shares: guest memory, the buses, the global exit sequence, the
-//! stop flag, the per-vCPU counters and the event sinks.
+//! stop flag, the per-vCPU counters, the event sinks and the debug state.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use kvm_ioctls::VmFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::bus::Bus;
-use super::memory::MemoryMap;
+use super::bus::Buses;
+use super::kick::Kickable;
+use super::memory::GuestRam;
 use super::outcome::RunEnd;
-use super::slots::{Protection, Slot, apply, layout};
+use super::slots::{Protection, Slot, SlotError, apply, layout};
 use crate::debug::DebugState;
+use crate::sink::ExitSink;
 use crate::sync::lock;
-use crate::trace::{Counters, ExitSink};
+use crate::trace::Counters;
 
 /// State shared by the vCPU threads and the VM's owner.
 pub struct Shared {
-    pub mem: GuestMemoryMmap,
-    pub pio: Bus,
-    pub mmio: Bus,
+    pub ram: GuestRam,
+    pub buses: Buses,
     /// When the VM started; event timestamps count from here.
     pub start: Instant,
     /// Next exit sequence number (global across vCPUs).
@@ -33,19 +33,19 @@ pub struct Shared {
     pub counters: Vec<Mutex<Counters>>,
     /// Consumers of every event.
     pub sinks: Vec<Arc<dyn ExitSink>>,
-    /// Pause, step and exit breakpoints.
+    /// Pause, step, breakpoints and the vCPUs' stops.
     pub debug: DebugState,
     /// The VM, for memory slot changes (watchpoints).
     pub vm: VmFd,
-    /// Where RAM is.
-    pub map: MemoryMap,
     /// RAM ranges as (guest-physical, length, host address), and the slots KVM has now.
     pub ram_ranges: Vec<(u64, u64, u64)>,
     pub slots: Mutex<Vec<Slot>>,
+    /// The vCPU threads, to kick them out of the guest.
+    pub threads: Mutex<Vec<libc::pthread_t>>,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
-    pub ended: std::sync::OnceLock<RunEnd>,
+    pub ended: OnceLock<RunEnd>,
 }
 
 impl Shared {
@@ -59,6 +59,14 @@ impl Shared {
         lock(&self.counters[vcpu])
     }
 
+    /// Raises the pause flag and kicks every vCPU out of the guest, so each parks.
+    pub fn pause_all(&self) {
+        self.debug.raise_pause();
+        for &t in lock(&self.threads).iter() {
+            Kickable(t).kick();
+        }
+    }
+
     /// Asks the run's owner to end the run.
     pub fn request_end(&self, end: RunEnd) {
         *lock(&self.end_request) = Some(end);
@@ -69,13 +77,8 @@ impl Shared {
         self.ended.get().map(RunEnd::status)
     }
 
-    /// Writes guest-physical RAM (false when any byte is not RAM).
-    pub fn write_phys(&self, gpa: u64, data: &[u8]) -> bool {
-        self.map.is_ram(gpa, data.len() as u64) && self.mem.write_slice(data, GuestAddress(gpa)).is_ok()
-    }
-
     /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
-    pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), String> {
+    pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), SlotError> {
         let mut slots = lock(&self.slots);
         let new = layout(&self.ram_ranges, pages);
         if *slots == new {

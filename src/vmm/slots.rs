@@ -14,13 +14,15 @@ pub struct Slot {
     pub readonly: bool,
 }
 
-/// How a watched page is kept from the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Protection {
-    /// Readable; writes exit.
-    ReadOnly,
-    /// No slot: every access exits.
-    Unmapped,
+pub use crate::debug::breakpoints::Protection;
+
+/// KVM refused a memory slot change.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error("deleting slot {slot}: {source}")]
+    Delete { slot: usize, source: kvm_ioctls::Error },
+    #[error("slot {slot} at {gpa:#x}: {source}")]
+    Set { slot: usize, gpa: u64, source: kvm_ioctls::Error },
 }
 
 /// Splits RAM ranges `(gpa, len, host)` around the protected pages (sorted by address): a read-only
@@ -47,7 +49,7 @@ pub fn layout(ram: &[(u64, u64, u64)], pages: &[(u64, Protection)]) -> Vec<Slot>
 }
 
 /// Replaces `old` slots by `new` ones in KVM. Call only while every vCPU is parked.
-pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), String> {
+pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), SlotError> {
     let region = |i: usize, s: &Slot, size: u64| kvm_userspace_memory_region {
         slot: i as u32,
         flags: if s.readonly { KVM_MEM_READONLY } else { 0 },
@@ -57,12 +59,16 @@ pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), String> {
     };
     for (i, s) in old.iter().enumerate() {
         // SAFETY: deleting a slot (size 0) releases nothing kvmscope still maps.
-        unsafe { vm.set_user_memory_region(region(i, s, 0)) }.map_err(|e| format!("deleting slot {i}: {e}"))?;
+        unsafe { vm.set_user_memory_region(region(i, s, 0)) }
+            .map_err(|source| SlotError::Delete { slot: i, source })?;
     }
     for (i, s) in new.iter().enumerate() {
         // SAFETY: every slot lies inside guest RAM, mapped for the life of the VM.
-        unsafe { vm.set_user_memory_region(region(i, s, s.len)) }
-            .map_err(|e| format!("slot {i} at {:#x}: {e}", s.gpa))?;
+        unsafe { vm.set_user_memory_region(region(i, s, s.len)) }.map_err(|source| SlotError::Set {
+            slot: i,
+            gpa: s.gpa,
+            source,
+        })?;
     }
     Ok(())
 }

@@ -8,64 +8,25 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
-use thiserror::Error;
 
 use super::boot_cpu;
-use super::bus::{Bus, BusError};
+use super::bus::{Bus, Buses};
 use super::devices::i8042::{self, I8042};
 use super::devices::serial::IrqLine;
 use super::devices::{DebugExit, PostCode, Serial, debug_exit, post, serial};
 use super::kick::{self, Kickable};
+use super::kvm::{VmError, kvm_err, open_kvm};
 use super::linux;
 use super::loader::{self, BootMode, BootSetup, LoaderError};
-use super::memory::{GuestRam, MemoryError};
-use super::outcome::{CrashReport, RunEnd};
+use super::memory::GuestRam;
+use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::Shared;
 use super::slots;
 use super::vcpu::{Vcpu, VcpuEnd};
 use crate::debug::DebugState;
+use crate::sink::ExitSink;
 use crate::sync::lock;
-use crate::trace::{Counters, ExitSink};
-
-/// Errors setting up or running a VM.
-#[derive(Debug, Error)]
-pub enum VmError {
-    /// The KVM device could not be opened.
-    #[error(
-        "cannot open {path}: {source}. kvmscope needs KVM: load the kvm module (kvm_intel, kvm_amd or \
-         kvm_pvm) and run as root or as a member of the kvm group"
-    )]
-    NoKvm { path: String, source: std::io::Error },
-    #[error(transparent)]
-    Memory(#[from] MemoryError),
-    #[error(transparent)]
-    Loader(#[from] LoaderError),
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    /// A KVM ioctl failed.
-    #[error("KVM refused {what}: {source}")]
-    Kvm { what: &'static str, source: kvm_ioctls::Error },
-    /// A thread could not be started.
-    #[error("cannot start a vCPU thread: {0}")]
-    Thread(std::io::Error),
-    /// KVM refused a memory slot.
-    #[error("KVM refused a memory slot: {0}")]
-    Slots(String),
-    /// An eventfd for an interrupt line could not be made.
-    #[error("cannot create an eventfd for the serial interrupt: {0}")]
-    EventFd(std::io::Error),
-}
-
-impl VmError {
-    /// Whether the user's input (image, sizes, addresses) is at fault, as opposed to the host.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(self, VmError::Memory(_) | VmError::Loader(_))
-    }
-}
-
-fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
-    move |source| VmError::Kvm { what, source }
-}
+use crate::trace::Counters;
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -151,15 +112,6 @@ pub fn catch_interrupts() {
 /// Whether Ctrl-C or SIGTERM arrived.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Opens the KVM device: /dev/kvm, or the node `KVMSCOPE_KVM_DEVICE` names.
-pub fn open_kvm() -> Result<Kvm, VmError> {
-    let path = std::env::var("KVMSCOPE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
-    let no_kvm = |source| VmError::NoKvm { path: path.clone(), source };
-    let c_path = std::ffi::CString::new(path.clone())
-        .map_err(|_| no_kvm(std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
-    Kvm::new_with_path(&c_path).map_err(|e| no_kvm(std::io::Error::from_raw_os_error(e.errno())))
 }
 
 impl Vm {
@@ -278,9 +230,8 @@ impl Vm {
         let (debug, commands) = DebugState::new(vcpus.len());
         let ram_ranges = ram.host_ranges();
         let shared = Arc::new(Shared {
-            mem: ram.mem.clone(),
-            pio,
-            mmio,
+            ram: ram.clone(),
+            buses: Buses { pio, mmio },
             start: Instant::now(),
             seq: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -289,14 +240,14 @@ impl Vm {
             sinks,
             debug,
             vm: _fd,
-            map: ram.map.clone(),
             ram_ranges,
             slots: Mutex::new(slots),
+            threads: Mutex::new(Vec::new()),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
         });
         if limits.start_paused {
-            shared.debug.request_pause();
+            shared.debug.raise_pause();
         }
         let (tx, ends) = mpsc::channel::<VcpuEnd>();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -312,13 +263,13 @@ impl Vm {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
                     RunningVm { shared, threads, ends, deadline: None, serial, _ram: ram }
-                        .finish((RunEnd::VmmError(e.to_string()), None));
+                        .finish((RunEnd::VmmError(VmmFailure::Thread { reason: e.to_string() }), None));
                     return Err(VmError::Thread(e));
                 }
             }
         }
         use std::os::unix::thread::JoinHandleExt;
-        shared.debug.set_threads(threads.iter().map(|t| t.as_pthread_t()).collect());
+        *lock(&shared.threads) = threads.iter().map(|t| t.as_pthread_t()).collect();
         let deadline = limits.timeout.map(|t| shared.start + t);
         Ok(RunningVm { shared, threads, ends, deadline, serial, _ram: ram })
     }
@@ -336,9 +287,14 @@ pub struct RunningVm {
 }
 
 impl RunningVm {
-    /// The state the vCPUs share (memory, counters, the debug state).
-    pub fn shared(&self) -> &Arc<Shared> {
+    /// The state the vCPUs share (memory, counters, the debug state): for the controller.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// When the VM started; event timestamps count from here.
+    pub fn start(&self) -> Instant {
+        self.shared.start
     }
 
     /// The serial port, for typed input.
@@ -350,9 +306,7 @@ impl RunningVm {
     pub fn poll(&self, wait: Duration) -> Option<VcpuEnd> {
         match self.ends.recv_timeout(wait) {
             Ok(end) => Some(end),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Some((RunEnd::VmmError("every vCPU thread ended without a reason".into()), None))
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some((RunEnd::VmmError(VmmFailure::NoReason), None)),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let requested = lock(&self.shared.end_request).take();
                 if let Some(end) = requested {

@@ -1,6 +1,7 @@
 //! Registers of the stopped vCPU: GPRs, RIP, RFLAGS with its flags spelled out, segments, control
 //! registers and EFER; what changed since the previous stop is highlighted.
 
+use crate::decode::CpuMode;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -10,7 +11,6 @@ use ratatui::widgets::Paragraph;
 use super::frame;
 use crate::ui::app::{App, RunState};
 use crate::ui::theme::Theme;
-use crate::vmm::vcpu::cpu_mode;
 
 /// RFLAGS bits worth naming.
 const FLAGS: [(u32, &str); 10] =
@@ -92,6 +92,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     }
     lines.push(Line::from(vec![Span::styled("  flags ", theme.dim()), Span::raw(flag_names(stop.regs.rflags))]));
     let sys = system(&stop.sregs);
+    let mode = CpuMode::from(&stop.sregs);
     let sys_before = prev.map(|p| system(&p.sregs));
     let mut spans = Vec::new();
     for (i, (name, v)) in sys.iter().take(6).enumerate() {
@@ -108,7 +109,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     }
     lines.push(Line::from(vec![
         Span::styled("   mode ", theme.dim()),
-        Span::raw(format!("{} ({}-bit code)", cpu_mode(&stop.sregs).paging_name(), cpu_mode(&stop.sregs).bitness())),
+        Span::raw(format!("{} ({}-bit code)", mode.paging_name(), mode.bitness())),
     ]));
     f.render_widget(Paragraph::new(lines), inner);
 }

@@ -7,7 +7,8 @@ use ratatui::widgets::{Row, Sparkline, Table};
 
 use super::frame;
 use crate::trace::Stat;
-use crate::ui::app::{App, SortBy};
+use crate::ui::app::App;
+use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
 
 fn us(ns: u64) -> String {

@@ -15,7 +15,7 @@ pub fn load(path: &Path, bytes: &[u8], elf: &Elf, ram: &GuestRam) -> Result<Boot
         loaded.push(place(path, ram, s.paddr, data, s.memsz, true)?);
     }
     let entry = elf.virt_to_phys(elf.entry);
-    if entry >= crate::vmm::boot_cpu::IDENTITY_MAP_END {
+    if entry >= crate::vmm::layout::IDENTITY_MAP_END {
         return Err(invalid(path, format!("entry point {entry:#x} is above the identity-mapped 4 GiB")));
     }
     if !loaded.iter().any(|&(s, e)| (s..e).contains(&entry)) {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::layout::{BOOT_AREA_END, BOOT_AREA_START};
 use super::memory::GuestRam;
 
 /// Why an image cannot be booted. Every message names the file.
@@ -56,11 +57,6 @@ pub struct BootSetup {
     /// Ranges of guest-physical memory the image occupies, as (start, end).
     pub loaded: Vec<(u64, u64)>,
 }
-
-/// Start of the area kvmscope uses for the GDT, page tables and a boot stack (protected and long mode).
-pub const BOOT_AREA_START: u64 = 0x500;
-/// End of that area; also the initial stack pointer.
-pub const BOOT_AREA_END: u64 = 0x8000;
 
 /// Reads an image file whole, refusing one larger than guest RAM before reading it.
 pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {

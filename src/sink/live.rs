@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
-use super::{ExitEvent, ExitSink};
+use super::ExitSink;
+use crate::trace::ExitEvent;
 
 /// Events queued for the view at most.
 pub const LIVE_CAPACITY: usize = 1 << 16;

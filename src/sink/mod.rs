@@ -1,8 +1,12 @@
-//! Where exit events go after they are counted: the live view, the recorder. Each sink is called on
-//! the vCPU thread, so it must never block for long (a live view drops, a recorder queues).
+//! Where exit events go after they are counted: the live view, the trace printer, the recorder.
+//! Each sink is called on the vCPU thread, so it must never block for long (a live view drops, a
+//! recorder queues).
 
-use super::ExitEvent;
+pub mod live;
+pub mod printer;
+
 use crate::debug::Stop;
+use crate::trace::ExitEvent;
 
 /// A consumer of exit events.
 pub trait ExitSink: Send + Sync {

@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use super::{ExitEvent, ExitSink};
+use super::ExitSink;
 use crate::sync::lock;
+use crate::trace::ExitEvent;
 
 /// One line per exit: sequence, vCPU, time, RIP, reason, payload, instruction, handling time.
 pub fn line(e: &ExitEvent) -> String {

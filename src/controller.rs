@@ -1,0 +1,370 @@
+//! The debug controller: the one API through which the TUI, the gdb stub and the benches pause,
+//! step and resume vCPUs, set breakpoints, and read the state of a running VM.
+//!
+//! Each vCPU thread owns its `VcpuFd`, so the controller never touches one: it raises the pause flag
+//! and kicks the threads (signal + `immediate_exit`); each thread parks itself, leaves a snapshot of
+//! its registers, and waits for a command on its own channel (Firecracker's and cloud-hypervisor's way).
+
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use thiserror::Error;
+
+use crate::debug::breakpoints::{BreakpointError, HwKind, HwSlot, SwBreakpoint, WatchKind, Watchpoint};
+use crate::debug::exit_spec::{ExitSpec, SpecError};
+use crate::debug::{DebugState, ExitBreakpoint, Stop, StopReason, VcpuCommand};
+use crate::decode::paging::{self, Translation, WalkError};
+use crate::decode::{CpuMode, PhysRead};
+use crate::trace::Counters;
+use crate::vmm::probe::{HostReport, Mechanism};
+use crate::vmm::shared::Shared;
+use crate::vmm::slots::SlotError;
+use crate::vmm::{RunEnd, RunningVm, VmError};
+
+/// Why the controller could not do what it was asked.
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error("vCPU {0} is not stopped: pause first")]
+    NotPaused(usize),
+    #[error("vCPU {0} is not stopped")]
+    NotStopped(usize),
+    #[error("the guest is running: stop it first")]
+    Running,
+    #[error("no vCPU {0}")]
+    NoVcpu(usize),
+    #[error("the vCPU has ended")]
+    VcpuEnded,
+    #[error("the vCPU did not answer")]
+    NoAnswer,
+    #[error("KVM refused the registers: {0}")]
+    Registers(kvm_ioctls::Error),
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    #[error("{gva:#x} (guest-physical {gpa:#x}) is not RAM")]
+    NotRam { gva: u64, gpa: u64 },
+    #[error(transparent)]
+    Breakpoint(#[from] BreakpointError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Probe(#[from] VmError),
+    #[error("{0} are unavailable on this host (see kvmscope probe)")]
+    Unavailable(&'static str),
+    #[error("{what} watchpoints are unavailable on this host: it fires no DR7 watchpoints{also} (see kvmscope probe)")]
+    NoWatchpoints { what: &'static str, also: &'static str },
+    #[error("watchpoints are 1, 2, 4 or 8 bytes long, not {0}")]
+    WatchLength(u64),
+    #[error(
+        "{gva:#x}: vCPU {vcpu} runs code on that page, and this host watches reads only by unmapping the page \
+         (see kvmscope probe)"
+    )]
+    CodeOnWatchedPage { gva: u64, vcpu: u32 },
+    #[error("KVM refused a memory slot: {0}")]
+    Slots(#[from] SlotError),
+}
+
+/// The client side: what the UI and the gdb stub call.
+#[derive(Clone)]
+pub struct Controller {
+    shared: Arc<Shared>,
+    /// What the host's KVM can do (from the probe), once a debugger needs it.
+    host: Arc<OnceLock<HostReport>>,
+}
+
+impl Controller {
+    /// The controller of a running VM.
+    pub fn new(running: &RunningVm) -> Self {
+        Self { shared: running.shared().clone(), host: Arc::default() }
+    }
+
+    fn debug(&self) -> &DebugState {
+        &self.shared.debug
+    }
+
+    /// Asks every vCPU to park.
+    pub fn pause(&self) {
+        self.shared.pause_all();
+    }
+
+    /// Lets every parked vCPU run on.
+    pub fn resume(&self) {
+        self.debug().resume_all();
+    }
+
+    /// Single-steps one parked vCPU; the others stay parked.
+    pub fn step(&self, vcpu: usize) -> Result<(), ControlError> {
+        let d = self.debug();
+        if !d.pause_requested() || d.stop_of(vcpu).is_none() {
+            return Err(ControlError::NotPaused(vcpu));
+        }
+        if d.command(vcpu, VcpuCommand::Step) { Ok(()) } else { Err(ControlError::VcpuEnded) }
+    }
+
+    /// Whether the pause flag is up (vCPUs are parked or parking).
+    pub fn is_paused(&self) -> bool {
+        self.debug().pause_requested()
+    }
+
+    /// Every vCPU's stop (`None` while it runs).
+    pub fn stops(&self) -> Vec<Option<Stop>> {
+        self.debug().stops()
+    }
+
+    /// How many vCPUs the VM has.
+    pub fn vcpus(&self) -> usize {
+        self.debug().vcpus()
+    }
+
+    /// Waits until every vCPU has parked, or `timeout` passes; true when all are parked.
+    pub fn wait_all_stopped(&self, timeout: Duration) -> bool {
+        self.debug().wait_all_stopped(timeout, || self.shared.is_stopping())
+    }
+
+    /// Adds an exit breakpoint on the `nth` match of `spec`.
+    pub fn add_exit_breakpoint(&self, spec: ExitSpec, nth: u64) -> ExitBreakpoint {
+        self.debug().add_exit_breakpoint(spec, nth)
+    }
+
+    /// Deletes one exit breakpoint, or all; returns how many went.
+    pub fn delete_exit_breakpoint(&self, id: Option<u32>) -> usize {
+        self.debug().delete_exit_breakpoint(id)
+    }
+
+    /// The exit breakpoints, with their hit counts.
+    pub fn exit_breakpoints(&self) -> Vec<ExitBreakpoint> {
+        self.debug().exit_breakpoints()
+    }
+
+    /// Exact counters, all vCPUs merged.
+    pub fn counters(&self) -> Counters {
+        self.shared.merged_counters()
+    }
+
+    /// Guest memory, to read without stopping the guest (hexdumps, disassembly, page walks).
+    pub fn memory(&self) -> &dyn PhysRead {
+        &self.shared.ram
+    }
+
+    /// Whether the run is ending (or has ended).
+    pub fn is_ending(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
+    /// kvmscope's exit status, once the run has ended.
+    pub fn end_status(&self) -> Option<i32> {
+        self.shared.end_status()
+    }
+
+    /// Asks the run's owner to end the run (gdb's kill).
+    pub fn end_run(&self, end: RunEnd) {
+        self.shared.request_end(end);
+    }
+
+    /// The host's debug mechanisms, probing once on first use.
+    pub fn host(&self) -> Result<&HostReport, ControlError> {
+        if let Some(h) = self.host.get() {
+            return Ok(h);
+        }
+        let report = crate::vmm::probe::probe()?;
+        let h = self.host.get_or_init(|| report);
+        self.debug().set_sw_breakpoints_by_kvm(h.use_sw_breakpoints == Mechanism::Int3GuestDebug);
+        Ok(h)
+    }
+
+    /// The CPU mode used to translate addresses: the vCPU's stop (or vCPU 0's).
+    fn mode(&self, vcpu: usize) -> Result<CpuMode, ControlError> {
+        let stops = self.stops();
+        let stop = stops.get(vcpu).cloned().flatten().or_else(|| stops.into_iter().flatten().next());
+        stop.map(|s| CpuMode::from(&s.sregs)).ok_or(ControlError::Running)
+    }
+
+    /// A guest-virtual address through the vCPU's page tables, with every entry on the way.
+    pub fn translate(&self, vcpu: usize, gva: u64) -> Result<Result<Translation, WalkError>, ControlError> {
+        let mode = self.mode(vcpu)?;
+        Ok(paging::translate(&self.shared.ram, &mode, gva))
+    }
+
+    /// Translates a guest-virtual address that must be mapped.
+    fn translate_mapped(&self, vcpu: usize, gva: u64) -> Result<Translation, ControlError> {
+        Ok(self.translate(vcpu, gva)??)
+    }
+
+    /// Reads guest-virtual memory as the guest sees it (planted `int3`s show their original
+    /// bytes); returns how many bytes could be read.
+    pub fn read_memory(&self, vcpu: usize, gva: u64, buf: &mut [u8]) -> Result<usize, ControlError> {
+        let mode = self.mode(vcpu)?;
+        let n = paging::read_virt(&self.shared.ram, &mode, gva, buf);
+        let bps = self.debug().breakpoints();
+        for bp in bps.sw_all() {
+            if bp.gva >= gva && bp.gva < gva + n as u64 {
+                buf[(bp.gva - gva) as usize] = bp.original;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes guest-virtual memory, page by page (keeping planted `int3`s in place).
+    pub fn write_memory(&self, vcpu: usize, gva: u64, data: &[u8]) -> Result<(), ControlError> {
+        let mode = self.mode(vcpu)?;
+        let mut bps = self.debug().breakpoints();
+        for (i, &byte) in data.iter().enumerate() {
+            let addr = gva.wrapping_add(i as u64);
+            let t = paging::translate(&self.shared.ram, &mode, addr)?;
+            let byte = if bps.replace_original(t.gpa, byte) { 0xcc } else { byte };
+            if !self.shared.ram.write(t.gpa, &[byte]) {
+                return Err(ControlError::NotRam { gva: addr, gpa: t.gpa });
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads registers into a parked vCPU.
+    pub fn write_registers(&self, vcpu: usize, regs: kvm_regs, sregs: kvm_sregs) -> Result<(), ControlError> {
+        let d = self.debug();
+        if vcpu >= d.vcpus() {
+            return Err(ControlError::NoVcpu(vcpu));
+        }
+        if d.stop_of(vcpu).is_none() {
+            return Err(ControlError::NotStopped(vcpu));
+        }
+        let (tx, rx) = mpsc::channel();
+        if !d.command(vcpu, VcpuCommand::SetRegs { regs: Box::new(regs), sregs: Box::new(sregs), reply: tx }) {
+            return Err(ControlError::VcpuEnded);
+        }
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| ControlError::NoAnswer)?.map_err(ControlError::Registers)
+    }
+
+    /// Plants a software breakpoint at a guest-virtual address.
+    pub fn add_sw_breakpoint(&self, gva: u64) -> Result<(), ControlError> {
+        if self.host()?.use_sw_breakpoints == Mechanism::Unavailable {
+            return Err(ControlError::Unavailable("software breakpoints"));
+        }
+        let t = self.translate_mapped(0, gva)?;
+        let mut bps = self.debug().breakpoints();
+        if bps.sw_at(t.gpa).is_some() {
+            return Ok(());
+        }
+        let mut original = [0u8];
+        if !self.shared.ram.read_phys(t.gpa, &mut original) || !self.shared.ram.write(t.gpa, &[0xcc]) {
+            return Err(ControlError::NotRam { gva, gpa: t.gpa });
+        }
+        bps.insert_sw(SwBreakpoint { gva, gpa: t.gpa, original: original[0] });
+        self.debug().breakpoints_changed();
+        Ok(())
+    }
+
+    /// Removes a software breakpoint, putting the original byte back; false when there was none.
+    pub fn remove_sw_breakpoint(&self, gva: u64) -> bool {
+        let Some(bp) = self.debug().breakpoints().remove_sw(gva) else { return false };
+        self.shared.ram.write(bp.gpa, &[bp.original]);
+        self.debug().breakpoints_changed();
+        true
+    }
+
+    /// Sets a hardware execution breakpoint (DR0-3).
+    pub fn add_hw_breakpoint(&self, gva: u64) -> Result<(), ControlError> {
+        if self.host()?.use_hw_breakpoints == Mechanism::Unavailable {
+            return Err(ControlError::Unavailable("hardware breakpoints"));
+        }
+        self.debug().breakpoints().add_hw(HwSlot { gva, kind: HwKind::Exec })?;
+        self.debug().breakpoints_changed();
+        Ok(())
+    }
+
+    pub fn remove_hw_breakpoint(&self, gva: u64) -> bool {
+        let removed = self.debug().breakpoints().remove_hw(HwSlot { gva, kind: HwKind::Exec });
+        self.debug().breakpoints_changed();
+        removed
+    }
+
+    /// Sets a watchpoint of 1, 2, 4 or 8 bytes, by whichever mechanism this host supports.
+    pub fn add_watchpoint(&self, gva: u64, len: u64, kind: WatchKind) -> Result<(), ControlError> {
+        if ![1, 2, 4, 8].contains(&len) {
+            return Err(ControlError::WatchLength(len));
+        }
+        let host = self.host()?;
+        let mech = if kind == WatchKind::Write { host.use_write_watchpoints } else { host.use_access_watchpoints };
+        match mech {
+            Mechanism::DebugRegisters => {
+                self.debug().breakpoints().add_hw(HwSlot { gva, kind: HwKind::Data { kind, len } })?;
+                self.debug().breakpoints_changed();
+                Ok(())
+            }
+            Mechanism::ReadOnlySlot | Mechanism::UnmappedPage => {
+                let t = self.translate_mapped(0, gva)?;
+                if !self.shared.ram.map.is_ram(t.gpa, len) {
+                    return Err(ControlError::NotRam { gva, gpa: t.gpa });
+                }
+                if mech == Mechanism::UnmappedPage {
+                    // The page leaves guest memory: code on it could not run.
+                    for stop in self.stops().into_iter().flatten() {
+                        let mode = CpuMode::from(&stop.sregs);
+                        let rip = paging::translate(&self.shared.ram, &mode, mode.code_linear(stop.regs.rip));
+                        if rip.is_ok_and(|r| r.gpa & !0xfff == t.gpa & !0xfff) {
+                            return Err(ControlError::CodeOnWatchedPage { gva, vcpu: stop.vcpu });
+                        }
+                    }
+                }
+                let mut bps = self.debug().breakpoints();
+                bps.add_watch(Watchpoint { gva, gpa: t.gpa, len, kind });
+                let pages = bps.watched_pages();
+                self.shared.protect_pages(&pages).map_err(|e| {
+                    bps.undo_add_watch();
+                    e.into()
+                })
+            }
+            _ if kind == WatchKind::Write => {
+                Err(ControlError::NoWatchpoints { what: "write", also: " and has no read-only memory slots" })
+            }
+            _ => Err(ControlError::NoWatchpoints { what: "read and access", also: "" }),
+        }
+    }
+
+    /// Removes a watchpoint; false when there was none like it.
+    pub fn remove_watchpoint(&self, gva: u64, len: u64, kind: WatchKind) -> Result<bool, ControlError> {
+        let mut bps = self.debug().breakpoints();
+        if bps.remove_hw(HwSlot { gva, kind: HwKind::Data { kind, len } }) {
+            self.debug().breakpoints_changed();
+            return Ok(true);
+        }
+        if !bps.remove_watch(gva, len, kind) {
+            return Ok(false);
+        }
+        let pages = bps.watched_pages();
+        self.shared.protect_pages(&pages)?;
+        Ok(true)
+    }
+
+    /// Removes every breakpoint and watchpoint (a debugger left).
+    pub fn clear_breakpoints(&self) {
+        let mut bps = self.debug().breakpoints();
+        for bp in bps.sw_all() {
+            self.shared.ram.write(bp.gpa, &[bp.original]);
+        }
+        *bps = Default::default();
+        let _ = self.shared.protect_pages(&[]);
+        self.debug().breakpoints_changed();
+    }
+
+    /// Waits until every vCPU is parked with a stop newer than `since`; returns the stop that
+    /// says why (a breakpoint, a step, ...), or `None` on timeout.
+    pub fn wait_for_stop(&self, since: u64, timeout: Duration) -> Option<Stop> {
+        if !self.wait_all_stopped(timeout) {
+            return None;
+        }
+        let stops = self.stops();
+        let newest = stops
+            .iter()
+            .flatten()
+            .filter(|s| s.serial > since)
+            .max_by_key(|s| (s.reason != StopReason::Pause, s.serial));
+        newest.cloned()
+    }
+
+    /// The serial number of the newest stop so far.
+    pub fn stop_serial(&self) -> u64 {
+        self.debug().stop_serial()
+    }
+}

@@ -1,0 +1,64 @@
+//! A stopped vCPU: why it stopped, the state it left, and what it can be told while parked.
+
+use std::sync::mpsc::Sender;
+
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
+
+use super::breakpoints::WatchKind;
+use super::exit_breakpoints::ExitBreakpoint;
+use crate::trace::ExitEvent;
+
+/// What a parked vCPU is told to do.
+#[derive(Debug)]
+pub enum VcpuCommand {
+    /// Run on (the pause flag is already down).
+    Resume,
+    /// Execute one instruction, then park again.
+    Step,
+    /// Load these registers; the answer says whether KVM took them.
+    SetRegs { regs: Box<kvm_regs>, sregs: Box<kvm_sregs>, reply: Sender<Result<(), kvm_ioctls::Error>> },
+}
+
+/// Why a vCPU stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The user (or gdb) paused the guest.
+    Pause,
+    /// A single step completed.
+    Step,
+    /// An exit matched an exit breakpoint.
+    ExitBreakpoint(ExitBreakpoint),
+    /// A software breakpoint (`int3` planted by kvmscope) at this guest-virtual address.
+    SwBreakpoint(u64),
+    /// A hardware execution breakpoint (DR0-3) at this address.
+    HwBreakpoint(u64),
+    /// A watchpoint caught an access at this guest-virtual address.
+    Watchpoint { gva: u64, kind: WatchKind },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Pause => write!(f, "paused"),
+            StopReason::Step => write!(f, "stepped"),
+            StopReason::ExitBreakpoint(b) => write!(f, "exit breakpoint {b}"),
+            StopReason::SwBreakpoint(a) => write!(f, "breakpoint at {a:#x}"),
+            StopReason::HwBreakpoint(a) => write!(f, "hardware breakpoint at {a:#x}"),
+            StopReason::Watchpoint { gva, kind } => write!(f, "{kind:?} watchpoint at {gva:#x}"),
+        }
+    }
+}
+
+/// A parked vCPU's state.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub vcpu: u32,
+    pub reason: StopReason,
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+    pub fpu: kvm_fpu,
+    /// The exit that stopped it (exit breakpoint, step), if any.
+    pub event: Option<ExitEvent>,
+    /// Counts stops across the run, so a view can tell a new stop from the one it has shown.
+    pub serial: u64,
+}

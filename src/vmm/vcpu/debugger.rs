@@ -1,0 +1,229 @@
+//! The debugger's mechanics on one vCPU: loading guest-debug settings into KVM, stepping off a
+//! breakpoint, and deciding what a debug-related exit means (a breakpoint, a watchpoint, a finished
+//! step, or a guest's own `int3` to hand back to it).
+
+use kvm_bindings::{
+    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
+    KVM_GUESTDBG_USE_SW_BP, kvm_guest_debug, kvm_guest_debug_arch, kvm_regs, kvm_sregs,
+};
+use kvm_ioctls::VcpuFd;
+
+use super::state::{StepTrap, VcpuState};
+use crate::debug::StopReason;
+use crate::debug::breakpoints::HwKind;
+use crate::decode::paging::translate;
+use crate::decode::{CpuMode, PhysRead};
+use crate::trace::{Dir, ExitEvent, ExitKind};
+use crate::vmm::bus::RAM_DEVICE;
+use crate::vmm::emulate;
+use crate::vmm::outcome::VmmFailure;
+use crate::vmm::shared::Shared;
+
+/// What a debug-related exit means.
+pub enum DebugOutcome {
+    /// Nothing for the debugger.
+    None,
+    /// The debugger's business, done: the guest runs on (a step off a breakpoint, a guest's own
+    /// `int3` handed to it as #BP, an instruction finished for the host).
+    Handled,
+    /// Stop all vCPUs for this reason.
+    Stop(StopReason),
+}
+
+/// One vCPU's debugger state.
+pub struct VcpuDebugger {
+    vcpu: u32,
+    /// Running, parked, stepping ...
+    pub state: VcpuState,
+    /// The debug-settings generation this vCPU has loaded.
+    generation: u64,
+    /// Whether guest debugging is on in KVM.
+    guest_debug_on: bool,
+    /// A stop to make once the instruction under way completes (a read caught by a watchpoint
+    /// exits before the load finishes; gdb expects to see it done).
+    pending_stop: Option<StopReason>,
+}
+
+impl VcpuDebugger {
+    pub fn new(vcpu: u32) -> Self {
+        Self { vcpu, state: VcpuState::Running, generation: 0, guest_debug_on: false, pending_stop: None }
+    }
+
+    /// The stop to make after the instruction under way, if any.
+    pub fn take_pending_stop(&mut self) -> Option<StopReason> {
+        self.pending_stop.take()
+    }
+
+    /// Reloads the guest-debug settings when the controller changed breakpoints.
+    pub fn reload_if_changed(&mut self, fd: &VcpuFd, shared: &Shared) -> Result<(), VmmFailure> {
+        if shared.debug.generation() == self.generation { Ok(()) } else { self.apply(fd, shared, 0) }
+    }
+
+    /// Loads this vCPU's guest-debug settings into KVM: debug registers, software breakpoints,
+    /// single-step; `extra` adds one-shot flags (inject #BP).
+    pub fn apply(&mut self, fd: &VcpuFd, shared: &Shared, extra: u32) -> Result<(), VmmFailure> {
+        let d = &shared.debug;
+        self.generation = d.generation();
+        let mut control = extra;
+        let mut arch = kvm_guest_debug_arch::default();
+        {
+            let bps = d.breakpoints();
+            let (addrs, dr7) = bps.debug_registers();
+            if dr7 != 0 && !self.state.lifts_breakpoints() {
+                control |= KVM_GUESTDBG_USE_HW_BP;
+                arch.debugreg[..4].copy_from_slice(&addrs);
+                arch.debugreg[7] = dr7;
+            }
+            if d.sw_breakpoints_by_kvm() && bps.has_sw() {
+                control |= KVM_GUESTDBG_USE_SW_BP;
+            }
+        }
+        if self.state.single_steps() {
+            control |= KVM_GUESTDBG_SINGLESTEP;
+        }
+        if control == 0 && !self.guest_debug_on {
+            return Ok(());
+        }
+        if control != 0 {
+            control |= KVM_GUESTDBG_ENABLE;
+        }
+        self.guest_debug_on = control != 0;
+        fd.set_guest_debug(&kvm_guest_debug { control, pad: 0, arch })
+            .map_err(|source| VmmFailure::GuestDebug { vcpu: self.vcpu, source })
+    }
+
+    /// Leaves a park to run (`step`: one instruction). A vCPU sitting on a breakpoint first steps
+    /// off it with the breakpoint lifted, so the instruction under it runs. False if KVM refuses.
+    pub fn leave_park(&mut self, fd: &VcpuFd, shared: &Shared, step: bool) -> bool {
+        let (regs, sregs) = match (fd.get_regs(), fd.get_sregs()) {
+            (Ok(r), Ok(s)) => (r, s),
+            _ => return false,
+        };
+        let mode = CpuMode::from(&sregs);
+        let gpa = translate(&shared.ram, &mode, mode.code_linear(regs.rip)).ok().map(|t| t.gpa);
+        let over = {
+            let bps = shared.debug.breakpoints();
+            let sw = gpa.and_then(|g| bps.sw_at(g));
+            if let Some(bp) = sw {
+                shared.ram.write(bp.gpa, &[bp.original]);
+            }
+            let sw_gpa = sw.map(|b| b.gpa);
+            (sw_gpa.is_some() || bps.hw_exec_at(regs.rip)).then_some(sw_gpa)
+        };
+        self.state = VcpuState::leave_park(step, over);
+        self.apply(fd, shared, 0).is_ok()
+    }
+
+    /// What an exit means to the debugger.
+    pub fn on_exit(
+        &mut self,
+        fd: &VcpuFd,
+        shared: &Shared,
+        event: &ExitEvent,
+        regs: &kvm_regs,
+        sregs: Option<&kvm_sregs>,
+    ) -> DebugOutcome {
+        match event.kind {
+            ExitKind::Debug { exception: 1, dr6, .. } => self.on_debug_trap(fd, shared, dr6),
+            ExitKind::Debug { exception: 3, pc, .. } => {
+                // KVM caught an int3 (USE_SW_BP): ours is a breakpoint; the guest's own goes back to it.
+                let gpa = sregs.and_then(|s| translate(&shared.ram, &CpuMode::from(s), pc).ok()).map(|t| t.gpa);
+                match gpa.and_then(|g| shared.debug.breakpoints().sw_at(g)) {
+                    Some(bp) => DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva)),
+                    None => {
+                        let _ = self.apply(fd, shared, KVM_GUESTDBG_INJECT_BP);
+                        DebugOutcome::Handled
+                    }
+                }
+            }
+            ExitKind::InternalError { suberror: 1, .. } => {
+                let Some(sregs) = sregs else { return DebugOutcome::None };
+                self.on_emulation_failure(fd, shared, regs, sregs)
+            }
+            ExitKind::Mmio { addr, dir, len, .. } if event.device == Some(RAM_DEVICE) => {
+                let hit = shared.debug.breakpoints().watch_hit(addr, len as u64, dir == Dir::Out);
+                match (hit, dir) {
+                    (Some(w), Dir::Out) => DebugOutcome::Stop(StopReason::Watchpoint { gva: w.gva, kind: w.kind }),
+                    (Some(w), Dir::In) => {
+                        self.pending_stop = Some(StopReason::Watchpoint { gva: w.gva, kind: w.kind });
+                        DebugOutcome::Handled
+                    }
+                    (None, _) => DebugOutcome::Handled,
+                }
+            }
+            _ => DebugOutcome::None,
+        }
+    }
+
+    /// #DB: the end of a step, a hardware breakpoint or a DR7 watchpoint.
+    fn on_debug_trap(&mut self, fd: &VcpuFd, shared: &Shared, dr6: u64) -> DebugOutcome {
+        let (state, trap) = self.state.on_step_trap();
+        self.state = state;
+        match trap {
+            StepTrap::SteppedOver { replant, then_park } => {
+                if let Some(gpa) = replant {
+                    if shared.debug.breakpoints().sw_at(gpa).is_some() {
+                        shared.ram.write(gpa, &[0xcc]);
+                    }
+                }
+                let _ = self.apply(fd, shared, 0);
+                if then_park { DebugOutcome::Stop(StopReason::Step) } else { DebugOutcome::Handled }
+            }
+            StepTrap::StepDone => {
+                let _ = self.apply(fd, shared, 0);
+                DebugOutcome::Stop(StopReason::Step)
+            }
+            StepTrap::NotOurs => {
+                let slot = (0..4).find(|i| dr6 & (1 << i) != 0);
+                match slot.and_then(|i| shared.debug.breakpoints().hw_slot(i)) {
+                    Some(s) => match s.kind {
+                        HwKind::Exec => DebugOutcome::Stop(StopReason::HwBreakpoint(s.gva)),
+                        HwKind::Data { kind, .. } => DebugOutcome::Stop(StopReason::Watchpoint { gva: s.gva, kind }),
+                    },
+                    None => DebugOutcome::Handled,
+                }
+            }
+        }
+    }
+
+    /// An emulating host fails on int3 at CPL0 with RIP on it: kvmscope's int3 is a breakpoint;
+    /// any other is delivered to the guest as #BP, as hardware would. Other failures may be
+    /// instructions kvmscope can finish for the host (clac, popcnt ...).
+    fn on_emulation_failure(
+        &mut self,
+        fd: &VcpuFd,
+        shared: &Shared,
+        regs: &kvm_regs,
+        sregs: &kvm_sregs,
+    ) -> DebugOutcome {
+        let mode = CpuMode::from(sregs);
+        let Ok(t) = translate(&shared.ram, &mode, mode.code_linear(regs.rip)) else {
+            return DebugOutcome::None;
+        };
+        let mut byte = [0u8];
+        if !shared.ram.read_phys(t.gpa, &mut byte) {
+            return DebugOutcome::None;
+        }
+        if byte[0] != 0xcc {
+            return match emulate::complete(&shared.ram, &mode, regs, sregs) {
+                Some(done) if fd.set_regs(&done).is_ok() => DebugOutcome::Handled,
+                _ => DebugOutcome::None,
+            };
+        }
+        if let Some(bp) = shared.debug.breakpoints().sw_at(t.gpa) {
+            return DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva));
+        }
+        if inject_breakpoint(fd, regs) { DebugOutcome::Handled } else { DebugOutcome::None }
+    }
+}
+
+/// Delivers #BP for the guest's own `int3` at RIP: RIP past it, exception 3 injected.
+fn inject_breakpoint(fd: &VcpuFd, regs: &kvm_regs) -> bool {
+    let moved = kvm_regs { rip: regs.rip.wrapping_add(1), ..*regs };
+    let Ok(mut events) = fd.get_vcpu_events() else { return false };
+    events.exception.injected = 1;
+    events.exception.nr = 3;
+    events.exception.has_error_code = 0;
+    events.exception.pending = 0;
+    fd.set_regs(&moved).is_ok() && fd.set_vcpu_events(&events).is_ok()
+}

@@ -1,0 +1,314 @@
+//! One vCPU thread: run the guest, and turn every `KVM_RUN` return into an exit event — translated
+//! and dispatched (`vmm::exit`), decoded, timed, counted, handed to the sinks — then let the
+//! debugger (`debugger`) and the run's end rules have their say. The loop's state is explicit
+//! (`state`): running, parked, stepping, stepping over a breakpoint, ended.
+
+pub mod debugger;
+pub mod state;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_regs, kvm_run, kvm_sregs};
+use kvm_ioctls::{SyncReg, VcpuFd};
+
+use super::bus::VmRequest;
+use super::exit::{RunDetail, translate};
+use super::kick;
+use super::outcome::{CrashReport, RunEnd, VmmFailure};
+use super::shared::Shared;
+use crate::debug::{Stop, StopReason, VcpuCommand};
+use crate::decode::regs::RFLAGS_IF;
+use crate::decode::{CpuMode, InsnDecoder};
+use crate::trace::{ExitEvent, ExitKind};
+use debugger::{DebugOutcome, VcpuDebugger};
+use state::VcpuState;
+
+/// Exits kept per vCPU for a crash report.
+const RECENT_EXITS: usize = 16;
+
+/// How a vCPU thread ended: the run's end as this vCPU saw it, with a crash report when it crashed.
+pub type VcpuEnd = (RunEnd, Option<Box<CrashReport>>);
+
+/// A vCPU and what its thread keeps between exits.
+pub struct Vcpu {
+    index: u32,
+    fd: VcpuFd,
+    /// The vCPU's mapped `kvm_run`, for what kvm-ioctls' `VcpuExit` does not carry.
+    run: *mut kvm_run,
+    shared: Arc<Shared>,
+    decoder: InsnDecoder,
+    recent: VecDeque<ExitEvent>,
+    /// KVM copies registers into `kvm_run` on every exit (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
+    sync_regs: bool,
+    /// Commands from the debug controller while parked.
+    commands: Receiver<VcpuCommand>,
+    debugger: VcpuDebugger,
+    /// The last `KVM_RUN` returned EINTR.
+    kicked: bool,
+    /// Times this vCPU has parked.
+    parks: u64,
+}
+
+// SAFETY: `run` points into the mapping owned by `fd`, which moves with the Vcpu; only the thread
+// that owns the Vcpu dereferences it.
+unsafe impl Send for Vcpu {}
+
+/// What the loop does after one `KVM_RUN` return.
+enum Next {
+    Continue,
+    End(RunEnd),
+}
+
+impl Vcpu {
+    pub fn new(
+        index: u32,
+        mut fd: VcpuFd,
+        shared: Arc<Shared>,
+        sync_regs: bool,
+        commands: Receiver<VcpuCommand>,
+    ) -> Self {
+        if sync_regs {
+            fd.set_sync_valid_reg(SyncReg::Register);
+            fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
+        let run = fd.get_kvm_run() as *mut kvm_run;
+        Self {
+            index,
+            fd,
+            run,
+            shared,
+            decoder: InsnDecoder::default(),
+            recent: VecDeque::new(),
+            sync_regs,
+            commands,
+            debugger: VcpuDebugger::new(index),
+            kicked: false,
+            parks: 0,
+        }
+    }
+
+    /// Runs the guest until the run ends, on this thread. Returns `None` when another vCPU or the
+    /// VM's owner ended the run.
+    pub fn run(mut self) -> Option<VcpuEnd> {
+        kick::bind(Some(self.run));
+        let end = loop {
+            if self.shared.is_stopping() {
+                break None;
+            }
+            let stepping = self.debugger.state.single_steps();
+            if self.shared.debug.pause_requested() && !stepping && !self.park(StopReason::Pause, None) {
+                break None;
+            }
+            if let Err(e) = self.debugger.reload_if_changed(&self.fd, &self.shared) {
+                break Some((RunEnd::VmmError(e), None));
+            }
+            let mut next = self.run_once();
+            if let (Next::Continue, Some(reason)) = (&next, self.debugger.take_pending_stop()) {
+                let parks = self.parks;
+                next = self.complete_instruction();
+                // Completing it may have stopped already (the write of a read-modify-write).
+                if matches!(next, Next::Continue) && self.parks == parks {
+                    self.shared.pause_all();
+                    if !self.park(reason, None) {
+                        break None;
+                    }
+                }
+            }
+            if let Next::End(end) = next {
+                let crash = end.is_crash().then(|| Box::new(self.crash_report()));
+                break Some((end, crash));
+            }
+        };
+        self.debugger.state = VcpuState::Ended;
+        kick::bind(None);
+        end
+    }
+
+    /// One `KVM_RUN` and the handling of its exit.
+    fn run_once(&mut self) -> Next {
+        let result = self.fd.run();
+        let t_exit = Instant::now();
+        let translated = match result {
+            Ok(exit) => {
+                // SAFETY: `run` is this vCPU's kvm_run and KVM_RUN has just returned.
+                let detail = unsafe { RunDetail::read(self.run) };
+                translate(exit, &detail, &self.shared.buses, &self.shared.ram)
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                // A kick (or a woken secondary vCPU): not a guest exit, not counted.
+                self.fd.set_kvm_immediate_exit(0);
+                self.kicked = true;
+                return Next::Continue;
+            }
+            Err(source) => return Next::End(RunEnd::VmmError(VmmFailure::Run { vcpu: self.index, source })),
+        };
+        let kind = translated.kind;
+        let (regs, sregs) = match self.registers(kind.wants_decode()) {
+            Ok(r) => r,
+            Err(source) => return Next::End(RunEnd::VmmError(VmmFailure::Registers { vcpu: self.index, source })),
+        };
+        let shared = &*self.shared;
+        let insn = match (&sregs, kind.wants_decode()) {
+            (Some(sregs), true) => self.decoder.decode_exit(&shared.ram.mem, &CpuMode::from(sregs), regs.rip, &kind),
+            _ => None,
+        };
+        let event = ExitEvent {
+            seq: shared.seq.fetch_add(1, Ordering::Relaxed),
+            vcpu: self.index,
+            t_ns: t_exit.duration_since(shared.start).as_nanos() as u64,
+            rip: regs.rip,
+            kind,
+            device: translated.device,
+            insn,
+            cost_ns: t_exit.elapsed().as_nanos() as u64,
+        };
+        shared.counters_of(self.index as usize).record(&event);
+        for sink in &shared.sinks {
+            sink.on_exit(&event);
+        }
+        let at_limit = event.seq + 1 >= shared.max_exits;
+        // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
+        // exit breakpoint stops before the exit takes its usual effect (which may end the run).
+        let (outcome, next) = match self.debugger.on_exit(&self.fd, shared, &event, &regs, sregs.as_ref()) {
+            DebugOutcome::None => {
+                let next = self.decide(&event, translated.request, regs.rflags);
+                match shared.debug.exit_breakpoint_hit(&event) {
+                    Some(bp) => (DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)), next),
+                    None => (DebugOutcome::None, next),
+                }
+            }
+            other => (other, Next::Continue),
+        };
+        if let DebugOutcome::Stop(reason) = outcome {
+            self.shared.pause_all();
+            if !self.park(reason, Some(event.clone())) {
+                return Next::Continue;
+            }
+        }
+        if self.recent.len() == RECENT_EXITS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event);
+        match next {
+            Next::Continue if at_limit => Next::End(RunEnd::MaxExits),
+            next => next,
+        }
+    }
+
+    /// Parks this vCPU: publishes its state and waits for the controller. Returns false when the run
+    /// is ending instead.
+    fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
+        self.parks += 1;
+        self.debugger.state = VcpuState::Parked;
+        let index = self.index as usize;
+        self.publish_stop(reason, event);
+        let resumed = loop {
+            match self.commands.recv_timeout(Duration::from_millis(50)) {
+                Ok(VcpuCommand::Resume) => break self.debugger.leave_park(&self.fd, &self.shared, false),
+                Ok(VcpuCommand::Step) => break self.debugger.leave_park(&self.fd, &self.shared, true),
+                Ok(VcpuCommand::SetRegs { regs, sregs, reply }) => {
+                    let r = self.fd.set_regs(&regs).and_then(|_| self.fd.set_sregs(&sregs));
+                    let _ = reply.send(r);
+                    if let Some(s) = self.shared.debug.stop_of(index) {
+                        self.publish_stop(s.reason, s.event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) if !self.shared.is_stopping() => {}
+                Err(_) => break false,
+            }
+        };
+        self.shared.debug.set_stop(index, None);
+        resumed
+    }
+
+    /// Publishes this vCPU's registers as its stop.
+    fn publish_stop(&mut self, reason: StopReason, event: Option<ExitEvent>) {
+        let regs = self.fd.get_regs().unwrap_or_default();
+        let sregs = self.fd.get_sregs().unwrap_or_default();
+        let fpu = self.fd.get_fpu().unwrap_or_default();
+        let stop = Stop { vcpu: self.index, reason, regs, sregs, fpu, event, serial: 0 };
+        for sink in &self.shared.sinks {
+            sink.on_stop(&stop);
+        }
+        self.shared.debug.set_stop(self.index as usize, Some(stop));
+    }
+
+    /// Lets KVM finish the instruction under way (`immediate_exit`: KVM completes pending MMIO, then
+    /// returns EINTR), handling any further exit it makes on the way.
+    fn complete_instruction(&mut self) -> Next {
+        for _ in 0..16 {
+            self.kicked = false;
+            self.fd.set_kvm_immediate_exit(1);
+            if let Next::End(end) = self.run_once() {
+                return Next::End(end);
+            }
+            if self.kicked {
+                return Next::Continue;
+            }
+        }
+        self.fd.set_kvm_immediate_exit(0);
+        Next::Continue
+    }
+
+    /// The registers at this exit; system registers only when `with_sregs` (or free via sync regs).
+    fn registers(&mut self, with_sregs: bool) -> Result<(kvm_regs, Option<kvm_sregs>), kvm_ioctls::Error> {
+        if self.sync_regs {
+            let sync = self.fd.sync_regs();
+            return Ok((sync.regs, Some(sync.sregs)));
+        }
+        let regs = self.fd.get_regs()?;
+        let sregs = if with_sregs { Some(self.fd.get_sregs()?) } else { None };
+        Ok((regs, sregs))
+    }
+
+    /// Whether this exit ends the run.
+    fn decide(&self, event: &ExitEvent, request: Option<VmRequest>, rflags: u64) -> Next {
+        let vcpu = self.index;
+        match request {
+            Some(VmRequest::Exit(status)) => return Next::End(RunEnd::DebugExit { status }),
+            Some(VmRequest::Reset) => return Next::End(RunEnd::GuestReset { vcpu }),
+            None => {}
+        }
+        let error = |what: String| Next::End(RunEnd::GuestError { vcpu, what });
+        match &event.kind {
+            ExitKind::Hlt => Next::End(RunEnd::Halted { vcpu, interrupts_on: rflags & RFLAGS_IF != 0 }),
+            ExitKind::Shutdown => Next::End(RunEnd::TripleFault { vcpu }),
+            ExitKind::SystemEvent { kind: 1 | 2, .. } => Next::End(RunEnd::GuestReset { vcpu }),
+            ExitKind::InternalError { suberror, .. } => {
+                let insn = event
+                    .insn
+                    .as_ref()
+                    .map_or("an unreadable instruction".to_string(), |i| format!("`{}` ({})", i.text, i.hex()));
+                error(format!(
+                    "KVM internal error, suberror {suberror}{} at rip {:#x}: {insn}",
+                    if *suberror == 1 { " (instruction emulation failed)" } else { "" },
+                    event.rip
+                ))
+            }
+            ExitKind::FailEntry { reason, .. } => error(format!("KVM could not enter the guest (reason {reason:#x})")),
+            ExitKind::SystemEvent { .. } | ExitKind::MemoryFault { .. } | ExitKind::Unknown { .. } => {
+                error(format!("{} exit: {}", event.kind.reason(), event.detail()))
+            }
+            ExitKind::Other { code } => error(format!("unexpected exit {} ({code})", event.kind.reason())),
+            ExitKind::Io { .. }
+            | ExitKind::Mmio { .. }
+            | ExitKind::Debug { .. }
+            | ExitKind::Hypercall { .. }
+            | ExitKind::Msr { .. }
+            | ExitKind::IoapicEoi { .. }
+            | ExitKind::Intr => Next::Continue,
+        }
+    }
+
+    /// Registers, the instruction at RIP and the last exits, for a crash.
+    fn crash_report(&mut self) -> CrashReport {
+        let regs = self.fd.get_regs().unwrap_or_default();
+        let sregs = self.fd.get_sregs().unwrap_or_default();
+        let insn = self.decoder.decode_at(&self.shared.ram.mem, &CpuMode::from(&sregs), regs.rip).map(|i| (*i).clone());
+        CrashReport { vcpu: self.index, regs, sregs, insn, last_exits: self.recent.iter().cloned().collect() }
+    }
+}
