@@ -11,16 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::{Kvm, VcpuExit};
-use kvmscope::controller::Controller;
 use kvmscope::guests::guest_path;
-use kvmscope::session::Session;
+use kvmscope::session::{self, Session};
 use kvmscope::sink::ExitSink;
 use kvmscope::sink::live::{LIVE_CAPACITY, LiveFeed};
 use kvmscope::ui::app::App;
 use kvmscope::ui::view;
 use kvmscope::vmm::loader::{self, BootMode};
 use kvmscope::vmm::memory::GuestRam;
-use kvmscope::vmm::{Image, RunLimits, Vm, VmConfig, boot_cpu, slots};
+use kvmscope::vmm::{Image, RunEnd, VmConfig, boot_cpu, slots};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -82,7 +81,7 @@ impl Write for Capture {
 /// second, into a 160x45 TestBackend).
 fn kvmscope_run(ui: bool, record: bool) -> f64 {
     let capture = Capture::default();
-    let mut config = VmConfig {
+    let config = VmConfig {
         image: Image::Kernel(guest_path("bench.elf")),
         mem_size: MEM,
         cmdline: String::new(),
@@ -94,22 +93,17 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
-    let mut sinks: Vec<Arc<dyn ExitSink>> = if ui { vec![feed.clone()] } else { Vec::new() };
+    let sinks: Vec<Arc<dyn ExitSink>> = if ui { vec![feed.clone()] } else { Vec::new() };
     let trace = std::env::temp_dir().join(format!("kvmscope-bench-{}.trace", std::process::id()));
     let session = Session { record: record.then(|| trace.clone()), ..Default::default() };
-    let recorder = session.attach_recorder(&mut config, &mut sinks).unwrap();
-    let vm = Vm::new(config).unwrap();
-    let running = vm.start(RunLimits::default(), sinks).unwrap();
-    if let Some(r) = &recorder {
-        r.set_start(running.start());
-    }
+    let mut launched = session::launch(config, session, sinks, |_| {}).unwrap();
     let report = if ui {
-        let controller = Controller::new(&running);
+        let controller = launched.controller.clone();
         let mut app = App::new("bench");
         let mut term = Terminal::new(TestBackend::new(160, 45)).unwrap();
         loop {
-            if let Some(end) = running.poll(Duration::from_millis(33)) {
-                break running.finish(end);
+            if launched.poll(Duration::from_millis(33)).is_some() {
+                break launched.finish(RunEnd::Quit).unwrap();
             }
             app.push_events(events.try_iter());
             app.dropped = feed.dropped();
@@ -123,13 +117,10 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
             .unwrap();
         }
     } else {
-        running.wait()
+        launched.wait().unwrap()
     };
     assert_eq!(report.end.status(), 1, "{}", report.end);
-    if let Some(r) = recorder {
-        r.finish(&report.end).unwrap();
-        let _ = std::fs::remove_file(&trace);
-    }
+    let _ = std::fs::remove_file(&trace);
     let console = capture.0.lock().unwrap().clone();
     cycles(&console)
 }

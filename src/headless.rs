@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::session::{Session, SessionError, finish_recording};
+use crate::session::{self, Session, SessionError};
 use crate::sink::ExitSink;
 use crate::sink::printer::TracePrinter;
 use crate::summary::{self, SummaryFormat};
-use crate::vmm::{RunReport, Vm, VmConfig};
+use crate::vmm::{RunReport, VmConfig};
 
 /// Options of a headless run.
 pub struct HeadlessOptions {
@@ -18,29 +18,21 @@ pub struct HeadlessOptions {
 }
 
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
-pub fn run(mut config: VmConfig, mut options: HeadlessOptions) -> Result<i32, SessionError> {
-    crate::vmm::vm::catch_interrupts();
+pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionError> {
     let mut sinks: Vec<Arc<dyn ExitSink>> = Vec::new();
-    let recorder = options.session.attach_recorder(&mut config, &mut sinks)?;
-    let vm = Vm::new(config)?;
-    eprintln!(
-        "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",
-        vm.boot.format,
-        format!("{:?}", vm.boot.mode).to_lowercase(),
-        vm.boot.entry,
-        vm.ram.map,
-        if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" }
-    );
-    for a in &vm.adjustments {
-        eprintln!("kvmscope: host workaround (--no-host-workarounds turns it off): {a}");
-    }
     if options.trace {
         sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
     }
-    let running = vm.start(options.session.limits, sinks)?;
-    options.session.started(&running, recorder.as_ref());
-    let report = running.wait();
-    finish_recording(recorder, &report.end, options.session.record.as_ref())?;
+    let launched = session::launch(config, options.session, sinks, |info| {
+        eprintln!(
+            "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",
+            info.format, info.mode, info.entry, info.memory, info.registers_via
+        );
+        for a in &info.adjustments {
+            eprintln!("kvmscope: host workaround (--no-host-workarounds turns it off): {a}");
+        }
+    })?;
+    let report = launched.wait()?;
     print_report(&report, options.summary);
     Ok(report.end.status())
 }

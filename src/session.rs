@@ -1,15 +1,21 @@
-//! What a run is set up with besides the VM itself — limits, a gdb stub, a recording — and the
-//! steps both the headless run and the TUI take to attach them.
+//! One run's skeleton, the same for the headless run, the TUI and the benches: `launch` builds the
+//! VM with what the run is set up with besides the VM itself — limits, a gdb stub, a recording —
+//! and starts it; `Launched` is the running VM with its controller; `finish` stops it, closes the
+//! recording and hands back the report.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::controller::Controller;
 use crate::gdb::GdbServer;
 use crate::recording::writer::{RecordError, WriteStats};
 use crate::recording::{Recorder, RecordingConsole, header};
 use crate::sink::ExitSink;
-use crate::vmm::{RunEnd, RunLimits, RunningVm, VmConfig, VmError};
+use crate::vmm::devices::Serial;
+use crate::vmm::vm::catch_interrupts;
+use crate::vmm::{RunEnd, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
 
 /// How to run.
 #[derive(Default)]
@@ -41,45 +47,121 @@ impl SessionError {
     }
 }
 
-impl Session {
-    /// Creates the recording, if asked for: the console is recorded too, and the recorder joins
-    /// the sinks.
-    pub fn attach_recorder(
-        &self,
-        config: &mut VmConfig,
-        sinks: &mut Vec<Arc<dyn ExitSink>>,
-    ) -> Result<Option<Arc<Recorder>>, SessionError> {
-        let Some(path) = &self.record else { return Ok(None) };
-        let recorder = Arc::new(Recorder::create(path, &header::for_run(&config.image, config.cpus))?);
-        let inner = std::mem::replace(&mut config.console, Box::new(std::io::sink()));
-        config.console = Box::new(RecordingConsole { inner, recorder: recorder.clone() });
-        sinks.push(recorder.clone());
-        Ok(Some(recorder))
-    }
-
-    /// Once the vCPUs run: event times for the recorder, the gdb stub on its own thread.
-    pub fn started(&mut self, running: &RunningVm, recorder: Option<&Arc<Recorder>>) -> Controller {
-        let controller = Controller::new(running);
-        if let Some(r) = recorder {
-            r.set_start(running.start());
-        }
-        if let Some(gdb) = self.gdb.take() {
-            let _ = gdb.spawn(controller.clone());
-        }
-        controller
-    }
+/// What was built, for the run's header line and the TUI's title.
+#[derive(Debug, Clone)]
+pub struct VmInfo {
+    /// The image format ("multiboot", "elf64", "pvh" ...).
+    pub format: &'static str,
+    /// Boot mode, in lower case ("long", "protected", "real").
+    pub mode: String,
+    pub entry: u64,
+    /// The memory map, in words.
+    pub memory: String,
+    /// How registers are read on each exit.
+    pub registers_via: &'static str,
+    /// What kvmscope changed for the host's sake, in words.
+    pub adjustments: Vec<String>,
 }
 
-/// Closes the recording and says what it holds.
-pub fn finish_recording(
-    recorder: Option<Arc<Recorder>>,
-    end: &RunEnd,
-    path: Option<&PathBuf>,
-) -> Result<(), SessionError> {
-    let (Some(r), Some(path)) = (recorder, path) else { return Ok(()) };
-    let WriteStats { exits, chunks, bytes, .. } = r.finish(end)?;
-    let per_exit =
-        if exits > 0 { format!(", {:.1} bytes per exit", bytes as f64 / exits as f64) } else { String::new() };
-    eprintln!("kvmscope: recorded {exits} exits in {} ({bytes} bytes in {chunks} chunks{per_exit})", path.display());
-    Ok(())
+/// The serial port as the UI types into it.
+pub type SerialPort = Arc<Mutex<Serial<Box<dyn Write + Send>>>>;
+
+/// A started run: the VM, its controller, and its recording; the report once the run has ended.
+pub struct Launched {
+    pub info: VmInfo,
+    pub controller: Controller,
+    running: RunningVm,
+    report: Option<RunReport>,
+    recording: Option<(Arc<Recorder>, PathBuf)>,
+}
+
+/// Builds the VM for `session`, with `sinks` seeing every exit, tells `announce` what was built,
+/// and starts it: Ctrl-C and SIGTERM end the run with its summary, the recording (if any) and the
+/// gdb stub (if any) are attached.
+pub fn launch(
+    mut config: VmConfig,
+    mut session: Session,
+    mut sinks: Vec<Arc<dyn ExitSink>>,
+    announce: impl FnOnce(&VmInfo),
+) -> Result<Launched, SessionError> {
+    catch_interrupts();
+    let recorder = match &session.record {
+        Some(path) => {
+            let recorder = Arc::new(Recorder::create(path, &header::for_run(&config.image, config.cpus))?);
+            let inner = std::mem::replace(&mut config.console, Box::new(std::io::sink()));
+            config.console = Box::new(RecordingConsole { inner, recorder: recorder.clone() });
+            sinks.push(recorder.clone());
+            Some(recorder)
+        }
+        None => None,
+    };
+    let vm = Vm::new(config)?;
+    let info = VmInfo {
+        format: vm.boot.format,
+        mode: format!("{:?}", vm.boot.mode).to_lowercase(),
+        entry: vm.boot.entry,
+        memory: vm.ram.map.to_string(),
+        registers_via: if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" },
+        adjustments: vm.adjustments.clone(),
+    };
+    announce(&info);
+    let running = vm.start(session.limits, sinks)?;
+    if let Some(r) = &recorder {
+        r.set_start(running.start());
+    }
+    let controller = Controller::new(&running);
+    if let Some(gdb) = session.gdb.take() {
+        let _ = gdb.spawn(controller.clone());
+    }
+    let recording = recorder.zip(session.record);
+    Ok(Launched { info, controller, running, report: None, recording })
+}
+
+impl Launched {
+    /// Whether the guest still runs (or is stopped in the debugger).
+    pub fn is_running(&self) -> bool {
+        self.report.is_none()
+    }
+
+    /// The serial port, while the run goes on.
+    pub fn serial(&self) -> Option<&SerialPort> {
+        self.is_running().then(|| self.running.serial())
+    }
+
+    /// Waits up to `wait` for the run to end by itself; when it has, stops the vCPUs and returns
+    /// the report (once).
+    pub fn poll(&mut self, wait: Duration) -> Option<&RunReport> {
+        if !self.is_running() {
+            return None;
+        }
+        let end = self.running.poll(wait)?;
+        Some(self.report.insert(self.running.finish(end)))
+    }
+
+    /// Waits for the run to end by itself, then finishes it.
+    pub fn wait(mut self) -> Result<RunReport, SessionError> {
+        while self.is_running() {
+            self.poll(Duration::from_millis(20));
+        }
+        self.finish(RunEnd::Quit)
+    }
+
+    /// Ends the run with `end` if it still goes on, closes the recording (saying what it holds)
+    /// and returns the report.
+    pub fn finish(mut self, end: RunEnd) -> Result<RunReport, SessionError> {
+        let report = match self.report.take() {
+            Some(report) => report,
+            None => self.running.finish((end, None)),
+        };
+        if let Some((recorder, path)) = self.recording {
+            let WriteStats { exits, chunks, bytes, .. } = recorder.finish(&report.end)?;
+            let per_exit =
+                if exits > 0 { format!(", {:.1} bytes per exit", bytes as f64 / exits as f64) } else { String::new() };
+            eprintln!(
+                "kvmscope: recorded {exits} exits in {} ({bytes} bytes in {chunks} chunks{per_exit})",
+                path.display()
+            );
+        }
+        Ok(report)
+    }
 }

@@ -1,6 +1,7 @@
 //! Guest page walks: real mode, unpaged protected mode, 32-bit paging (with 4 MiB pages), PAE, and
 //! 4- or 5-level long mode paging (with 2 MiB and 1 GiB pages).
 
+use kvm_bindings::kvm_sregs;
 use thiserror::Error;
 
 /// Reads guest-physical memory. Implemented by the guest memory map; tests use plain buffers.
@@ -76,6 +77,21 @@ impl CpuMode {
             "PAE"
         } else {
             "32-bit"
+        }
+    }
+}
+
+/// The CPU mode a vCPU's system registers describe.
+impl From<&kvm_sregs> for CpuMode {
+    fn from(s: &kvm_sregs) -> Self {
+        CpuMode {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+            cs_base: s.cs.base,
+            cs_db: s.cs.db != 0,
+            cs_l: s.cs.l != 0,
         }
     }
 }

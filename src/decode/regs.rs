@@ -1,10 +1,7 @@
 //! x86 register conventions kvmscope uses in more than one place: the control-register bits, the
-//! general-register order (gdb's, and the recording's), and the CPU mode a vCPU's system registers
-//! describe.
+//! general-register order (gdb's, and the recording's).
 
-use kvm_bindings::{kvm_regs, kvm_sregs};
-
-use super::paging::CpuMode;
+use kvm_bindings::kvm_regs;
 
 pub const CR0_PE: u64 = 1;
 pub const CR0_ET: u64 = 1 << 4;
@@ -42,20 +39,6 @@ pub fn from_general(v: &[u64; 16], rip: u64, rflags: u64) -> kvm_regs {
         r15: v[15],
         rip,
         rflags,
-    }
-}
-
-impl From<&kvm_sregs> for CpuMode {
-    fn from(s: &kvm_sregs) -> Self {
-        CpuMode {
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-            cs_base: s.cs.base,
-            cs_db: s.cs.db != 0,
-            cs_l: s.cs.l != 0,
-        }
     }
 }
 

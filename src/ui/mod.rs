@@ -18,14 +18,11 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{self, Event};
 
 use crate::console::ConsoleBuffer;
-use crate::controller::Controller;
 use crate::headless::print_report;
-use crate::session::{Session, SessionError, finish_recording};
-use crate::sink::ExitSink;
+use crate::session::{self, Launched, Session, SessionError};
 use crate::sink::live::{LIVE_CAPACITY, LiveFeed};
 use crate::summary::SummaryFormat;
-use crate::vmm::vm::catch_interrupts;
-use crate::vmm::{RunEnd, RunReport, RunningVm, Vm, VmConfig};
+use crate::vmm::{RunEnd, VmConfig};
 use app::{Action, App, RunState};
 
 /// Time between frames (30 per second).
@@ -42,41 +39,28 @@ pub enum UiError {
 }
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
-pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<i32, UiError> {
-    catch_interrupts();
+pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32, UiError> {
     let console = ConsoleBuffer::default();
     config.console = Box::new(console.clone());
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
-    let mut sinks: Vec<Arc<dyn ExitSink>> = vec![feed.clone()];
-    let recorder = session.attach_recorder(&mut config, &mut sinks)?;
-    let vm = Vm::new(config).map_err(SessionError::from)?;
-    let title = format!("{title} ({}, {:?} mode)", vm.boot.format, vm.boot.mode).to_lowercase();
-    let running = vm.start(session.limits, sinks).map_err(SessionError::from)?;
-    let controller = session.started(&running, recorder.as_ref());
+    let mut launched = session::launch(config, session, vec![feed.clone()], |_| {})?;
+    let title = format!("{title} ({}, {} mode)", launched.info.format, launched.info.mode).to_lowercase();
     let mut guard = match terminal::TerminalGuard::enter() {
         Ok(g) => g,
         Err(e) => {
-            running.finish((RunEnd::Quit, None));
+            launched.finish(RunEnd::Quit)?;
             return Err(UiError::Terminal(e));
         }
     };
     let mut app = App::new(title);
-    let mut running = Some(running);
-    let mut report: Option<RunReport> = None;
     let mut next_frame = Instant::now();
     while !app.quit {
-        if let Some(r) = running.as_ref() {
-            if let Some(end) = r.poll(Duration::ZERO) {
-                let interrupted = end.0 == RunEnd::Interrupted;
-                let done = running.take().map(|r| r.finish(end));
-                if let Some(done) = &done {
-                    app.set_ended(done.end.clone());
-                }
-                report = done;
-                app.quit |= interrupted;
-            }
+        if let Some(report) = launched.poll(Duration::ZERO) {
+            app.quit |= report.end == RunEnd::Interrupted;
+            app.set_ended(report.end.clone());
         }
+        let controller = &launched.controller;
         app.push_events(events.try_iter());
         app.dropped = feed.dropped();
         app.counters = controller.counters();
@@ -103,7 +87,7 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
             match event::read() {
                 Ok(Event::Key(key)) => {
                     for action in app.on_key(key) {
-                        perform(action, &mut app, &controller, running.as_ref());
+                        perform(action, &mut app, &launched);
                     }
                 }
                 Ok(Event::Mouse(m)) => app.on_mouse(m),
@@ -114,19 +98,15 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         }
     }
     drop(guard);
-    let report = match (report, running) {
-        (Some(r), _) => r,
-        (None, Some(r)) => r.finish((RunEnd::Quit, None)),
-        (None, None) => unreachable!("a run either ended or is still running"),
-    };
-    finish_recording(recorder, &report.end, session.record.as_ref())?;
+    let report = launched.finish(RunEnd::Quit)?;
     print_report(&report, SummaryFormat::Text);
     Ok(report.end.status())
 }
 
 /// Carries out one action on the VM.
-fn perform(action: Action, app: &mut App, controller: &Controller, running: Option<&RunningVm>) {
-    if running.is_none() && !matches!(action, Action::Quit) {
+fn perform(action: Action, app: &mut App, launched: &Launched) {
+    let controller = &launched.controller;
+    if !launched.is_running() && !matches!(action, Action::Quit) {
         app.say("the run has ended: q quits", true);
         return;
     }
@@ -173,10 +153,8 @@ fn perform(action: Action, app: &mut App, controller: &Controller, running: Opti
         }
         Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
         Action::SerialInput(bytes) => {
-            if let Some(r) = running {
-                if let Ok(mut serial) = r.serial().lock() {
-                    serial.enqueue_input(&bytes);
-                }
+            if let Some(mut serial) = launched.serial().and_then(|s| s.lock().ok()) {
+                serial.enqueue_input(&bytes);
             }
         }
     }

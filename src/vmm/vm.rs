@@ -262,8 +262,8 @@ impl Vm {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    RunningVm { shared, threads, ends, deadline: None, serial, _ram: ram }
-                        .finish((RunEnd::VmmError(VmmFailure::Thread { reason: e.to_string() }), None));
+                    let mut failed = RunningVm { shared, threads, ends, deadline: None, serial, _ram: ram };
+                    failed.finish((RunEnd::VmmError(VmmFailure::Thread { reason: e.to_string() }), None));
                     return Err(VmError::Thread(e));
                 }
             }
@@ -323,7 +323,7 @@ impl RunningVm {
     }
 
     /// Waits for the run to end by itself, then stops it.
-    pub fn wait(self) -> RunReport {
+    pub fn wait(mut self) -> RunReport {
         let end = loop {
             if let Some(end) = self.poll(Duration::from_millis(20)) {
                 break end;
@@ -333,15 +333,15 @@ impl RunningVm {
     }
 
     /// Stops every vCPU, joins the threads and reports.
-    pub fn finish(self, (end, crash): VcpuEnd) -> RunReport {
-        let shared = self.shared;
+    pub fn finish(&mut self, (end, crash): VcpuEnd) -> RunReport {
+        let shared = &self.shared;
         let _ = shared.ended.set(end.clone());
         shared.stopping.store(true, Ordering::Release);
         use std::os::unix::thread::JoinHandleExt;
         for t in &self.threads {
             Kickable(t.as_pthread_t()).kick();
         }
-        for t in self.threads {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
         if let Ok(mut s) = self.serial.lock() {
