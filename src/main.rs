@@ -115,12 +115,7 @@ fn parse_gdb(text: &str) -> Result<GdbListen, String> {
 }
 
 fn parse_addr(text: &str) -> Result<u64, String> {
-    let t = text.trim().replace('_', "");
-    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => t.parse(),
-    };
-    parsed.map_err(|_| format!("{text:?} is not an address (use 0x... or decimal)"))
+    kvmscope::debug::exit_spec::parse_number(text).map_err(|e| e.to_string())
 }
 
 fn parse_mem(text: &str) -> Result<u64, String> {
@@ -205,6 +200,16 @@ fn tui(config: VmConfig, session: Session, title: String) -> ExitCode {
     }
 }
 
+fn analysis_status(result: Result<(), kvmscope::analysis::AnalysisError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kvmscope: {e}");
+            ExitCode::from(e.status())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -220,15 +225,21 @@ fn main() -> ExitCode {
             }
             Err(e) => vm_error(&e),
         },
-        Some(Command::Stats(args)) => ExitCode::from(kvmscope::analysis::stats::run(&args) as u8),
-        Some(Command::Export(args)) => ExitCode::from(kvmscope::analysis::export::run(&args) as u8),
+        Some(Command::Stats(args)) => analysis_status(kvmscope::analysis::stats::run(&args)),
+        Some(Command::Export(args)) => analysis_status(kvmscope::analysis::export::run(&args)),
         Some(Command::Replay { file }) => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {
                 eprintln!("kvmscope: replay needs a terminal; use `kvmscope stats` or `kvmscope export` without one");
                 return ExitCode::from(2);
             }
-            ExitCode::from(kvmscope::ui::replay::run(&file) as u8)
+            match kvmscope::ui::replay::run(&file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kvmscope: {e}");
+                    ExitCode::from(e.status())
+                }
+            }
         }
         None => {
             let config = VmConfig {

@@ -16,12 +16,22 @@ pub enum SummaryFormat {
 }
 
 /// Nanoseconds as perf prints them: microseconds with two decimals.
+/// Nanoseconds as microseconds.
+pub fn micros(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// `part` as a percentage of `whole` (0 when `whole` is 0).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+}
+
 fn us(ns: u64) -> String {
-    format!("{:.2}us", ns as f64 / 1000.0)
+    format!("{:.2}us", micros(ns))
 }
 
 fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 { "0.00%".into() } else { format!("{:.2}%", part as f64 * 100.0 / whole as f64) }
+    format!("{:.2}%", percent(part, whole))
 }
 
 fn row(out: &mut String, name: &str, s: &Stat, total: &Stat) {

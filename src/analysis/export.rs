@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
+use super::AnalysisError;
 use crate::recording::Record;
 use crate::trace::{ExitEvent, ExitKind};
 
@@ -136,16 +137,10 @@ pub fn exit_chrome(e: &ExitEvent) -> Value {
     })
 }
 
-/// Runs the command; returns the exit status.
-pub fn run(args: &ExportArgs) -> i32 {
+/// Runs the command.
+pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     let out: Box<dyn Write> = match &args.output {
-        Some(p) => match File::create(p) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("kvmscope: cannot create {}: {e}", p.display());
-                return 2;
-            }
-        },
+        Some(p) => Box::new(File::create(p).map_err(|source| AnalysisError::Create { path: p.clone(), source })?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 16, out);
@@ -164,7 +159,7 @@ pub fn run(args: &ExportArgs) -> i32 {
         Format::Chrome => write(&mut out, "[\n"),
         Format::Jsonl => {}
     }
-    let read = super::read_all(&args.file, |r| {
+    let read = super::read_all_warning(&args.file, |r| {
         let Record::Exit(e) = r else { return };
         match args.format {
             Format::Jsonl => write(&mut out, &format!("{}\n", exit_json(&e))),
@@ -187,13 +182,10 @@ pub fn run(args: &ExportArgs) -> i32 {
         failed.get_or_insert(e);
     }
     if let Some(e) = failed {
-        eprintln!("kvmscope: export: {e}");
-        return 1;
+        return Err(AnalysisError::Write(e));
     }
-    match read {
-        Ok(_) => 0,
-        Err(status) => status,
-    }
+    read?;
+    Ok(())
 }
 
 #[cfg(test)]

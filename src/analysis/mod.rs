@@ -3,29 +3,56 @@
 pub mod export;
 pub mod stats;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
 
 use crate::recording::{ReadError, Record, TraceReader};
 
-/// Reads every record of a recording into `each`. A damaged file gives what is intact and a warning
-/// naming the file and offset on stderr; a file that cannot be read at all is an error (status 2).
-pub fn read_all(path: &Path, each: impl FnMut(Record)) -> Result<TraceReader, i32> {
-    let mut reader = match TraceReader::open(path) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kvmscope: {e}");
-            return Err(2);
-        }
-    };
-    match reader.for_each(each) {
-        Ok(()) => Ok(reader),
-        Err(e @ ReadError::Format { .. }) => {
-            eprintln!("kvmscope: warning: {e}; what comes before it is used");
-            Ok(reader)
-        }
-        Err(e) => {
-            eprintln!("kvmscope: {e}");
-            Err(2)
+/// Why `stats` or `export` could not do their work.
+#[derive(Debug, Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot create {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("export: {0}")]
+    Write(std::io::Error),
+}
+
+impl AnalysisError {
+    /// kvmscope's exit status: 2 for input it cannot use, 1 when writing failed.
+    pub fn status(&self) -> u8 {
+        match self {
+            AnalysisError::Read(_) | AnalysisError::Create { .. } => 2,
+            AnalysisError::Write(_) => 1,
         }
     }
+}
+
+/// A recording read to its end, or to its first damage.
+pub struct Recording {
+    pub reader: TraceReader,
+    /// Where the file is damaged (what comes before it was delivered).
+    pub damage: Option<ReadError>,
+}
+
+/// Reads every record of a recording into `each`. A damaged file gives what is intact and says
+/// where the damage is; a file that cannot be read at all is an error.
+pub fn read_all(path: &Path, each: impl FnMut(Record)) -> Result<Recording, ReadError> {
+    let mut reader = TraceReader::open(path)?;
+    match reader.for_each(each) {
+        Ok(()) => Ok(Recording { reader, damage: None }),
+        Err(e @ ReadError::Format { .. }) => Ok(Recording { reader, damage: Some(e) }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Like [`read_all`], with the damage (if any) as a warning on stderr.
+pub fn read_all_warning(path: &Path, each: impl FnMut(Record)) -> Result<TraceReader, ReadError> {
+    let recording = read_all(path, each)?;
+    if let Some(e) = &recording.damage {
+        eprintln!("kvmscope: warning: {e}; what comes before it is used");
+    }
+    Ok(recording.reader)
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
+use super::AnalysisError;
 use crate::recording::Record;
 use crate::summary;
 use crate::trace::Counters;
@@ -39,12 +40,12 @@ pub struct RecordedRun {
     pub last_t_ns: u64,
 }
 
-/// Reads and counts a recording; `Err(status)` when it cannot be read.
-pub fn count(args: &StatsArgs) -> Result<RecordedRun, i32> {
+/// Reads and counts a recording.
+pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
     let from = args.from.map(|s| (s * 1e9) as u64).unwrap_or(0);
     let to = args.to.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX);
     let mut run = RecordedRun { counters: Counters::default(), per_vcpu: BTreeMap::new(), end: None, last_t_ns: 0 };
-    super::read_all(&args.file, |r| match r {
+    super::read_all_warning(&args.file, |r| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
             if args.vcpu.is_none_or(|v| v == e.vcpu) && (from..to).contains(&e.t_ns) {
@@ -58,12 +59,9 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, i32> {
     Ok(run)
 }
 
-/// Runs the command; returns the exit status.
-pub fn run(args: &StatsArgs) -> i32 {
-    let run = match count(args) {
-        Ok(r) => r,
-        Err(status) => return status,
-    };
+/// Runs the command.
+pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
+    let run = count(args)?;
     let (status, name, detail, elapsed) = run.end.clone().unwrap_or((
         1,
         "incomplete".into(),
@@ -87,16 +85,15 @@ pub fn run(args: &StatsArgs) -> i32 {
         let mut out = summary::text_for(&run.counters, &detail, status, elapsed);
         let _ = writeln!(out, "\n{:>22} {:>10} {:>9} {:>9}", "VCPU", "Samples", "Samples%", "Time%");
         for (vcpu, c) in &run.per_vcpu {
-            let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 * 100.0 / b as f64 };
             let _ = writeln!(
                 out,
                 "{vcpu:>22} {:>10} {:>8.2}% {:>8.2}%",
                 c.total.count,
-                pct(c.total.count, run.counters.total.count),
-                pct(c.total.total_ns, run.counters.total.total_ns)
+                summary::percent(c.total.count, run.counters.total.count),
+                summary::percent(c.total.total_ns, run.counters.total.total_ns)
             );
         }
         print!("{out}");
     }
-    0
+    Ok(())
 }

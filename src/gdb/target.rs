@@ -15,6 +15,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use super::arch::{KvmscopeRegs, KvmscopeX86_64};
 use crate::controller::{ControlError, Controller};
 use crate::debug::Stop;
+use crate::decode::regs;
 
 /// Why the target could not do what gdb asked (gdbstub reports it and ends the session).
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +77,7 @@ impl Target for GdbTarget {
 pub fn to_gdb(s: &Stop) -> KvmscopeRegs {
     let r = &s.regs;
     let mut out = KvmscopeRegs::default();
-    out.core.regs =
-        [r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15];
+    out.core.regs = regs::general(r);
     out.core.rip = r.rip;
     out.core.eflags = r.rflags as u32;
     let seg = &mut out.core.segments;
@@ -110,27 +110,7 @@ pub fn to_gdb(s: &Stop) -> KvmscopeRegs {
 
 /// KVM's registers from gdb's, keeping what gdb does not describe as it was.
 pub fn from_gdb(g: &KvmscopeRegs, s: &Stop) -> (kvm_regs, kvm_sregs) {
-    let v = &g.core.regs;
-    let regs = kvm_regs {
-        rax: v[0],
-        rbx: v[1],
-        rcx: v[2],
-        rdx: v[3],
-        rsi: v[4],
-        rdi: v[5],
-        rbp: v[6],
-        rsp: v[7],
-        r8: v[8],
-        r9: v[9],
-        r10: v[10],
-        r11: v[11],
-        r12: v[12],
-        r13: v[13],
-        r14: v[14],
-        r15: v[15],
-        rip: g.core.rip,
-        rflags: (s.regs.rflags & !0xffff_ffff) | g.core.eflags as u64,
-    };
+    let regs = regs::from_general(&g.core.regs, g.core.rip, (s.regs.rflags & !0xffff_ffff) | g.core.eflags as u64);
     let mut sregs = s.sregs;
     sregs.fs.base = g.fs_base;
     sregs.gs.base = g.gs_base;

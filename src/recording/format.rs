@@ -12,6 +12,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use kvm_bindings::kvm_sregs;
+
+use crate::debug::{Stop, StopReason};
+use crate::decode::regs;
 use crate::sync::lock;
 use crate::trace::{Dir, ExitEvent, ExitKind, Insn};
 
@@ -77,6 +81,47 @@ pub struct StopRecord {
     pub cs_l: bool,
 }
 
+impl StopRecord {
+    /// A stop as recorded at `t_ns`.
+    pub fn of(stop: &Stop, t_ns: u64) -> Self {
+        let (r, s) = (&stop.regs, &stop.sregs);
+        let g = regs::general(r);
+        let mut all = [0u64; 18];
+        all[..16].copy_from_slice(&g);
+        (all[16], all[17]) = (r.rip, r.rflags);
+        StopRecord {
+            t_ns,
+            vcpu: stop.vcpu,
+            reason: stop.reason.to_string(),
+            regs: all,
+            sys: [s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.base],
+            cs_db: s.cs.db != 0,
+            cs_l: s.cs.l != 0,
+        }
+    }
+
+    /// The stop as the registers pane shows it (what was not recorded is zero). The recorded time
+    /// orders stops as the serial number does in a live run.
+    pub fn to_stop(&self) -> Stop {
+        let general: [u64; 16] = std::array::from_fn(|i| self.regs[i]);
+        let regs = regs::from_general(&general, self.regs[16], self.regs[17]);
+        let [cr0, cr2, cr3, cr4, efer, cs_base] = self.sys;
+        let mut sregs = kvm_sregs { cr0, cr2, cr3, cr4, efer, ..Default::default() };
+        sregs.cs.base = cs_base;
+        sregs.cs.db = u8::from(self.cs_db);
+        sregs.cs.l = u8::from(self.cs_l);
+        Stop {
+            vcpu: self.vcpu,
+            reason: StopReason::Pause,
+            regs,
+            sregs,
+            fpu: Default::default(),
+            event: None,
+            serial: self.t_ns,
+        }
+    }
+}
+
 /// Why a trace could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
@@ -86,6 +131,122 @@ pub enum FormatError {
     NewerVersion(u16),
     #[error("damaged at byte offset {offset}: {what}")]
     Damaged { offset: u64, what: String },
+}
+
+/// The framing of the file header: magic, version, length, JSON, CRC.
+pub fn encode_header(header: &TraceHeader) -> Vec<u8> {
+    let json = serde_json::to_vec(header).unwrap_or_default();
+    let mut head = MAGIC.to_vec();
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    head.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    head.extend_from_slice(&json);
+    head.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+    head
+}
+
+/// Parses a header from the start of a file's bytes: (header, its length).
+pub fn parse_header(bytes: &[u8]) -> Result<(TraceHeader, usize), FormatError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(FormatError::NotATrace);
+    }
+    let damaged = |what: &str| FormatError::Damaged { offset: MAGIC.len() as u64, what: what.into() };
+    let fixed = bytes.get(16..22).ok_or_else(|| damaged("the header is cut short"))?;
+    let version = u16::from_le_bytes([fixed[0], fixed[1]]);
+    if version > VERSION {
+        return Err(FormatError::NewerVersion(version));
+    }
+    if version == 0 {
+        return Err(damaged("format version 0"));
+    }
+    let len = header_json_len(bytes).unwrap_or(0);
+    if len > MAX_CHUNK {
+        return Err(damaged("the header is implausibly long"));
+    }
+    let json = bytes.get(22..22 + len).ok_or_else(|| damaged("the header is cut short"))?;
+    let crc = bytes.get(22 + len..26 + len).ok_or_else(|| damaged("the header is cut short"))?;
+    if crc32fast::hash(json) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(damaged("the header's checksum does not match"));
+    }
+    let header = serde_json::from_slice(json).map_err(|e| damaged(&format!("the header is not valid: {e}")))?;
+    Ok((header, 26 + len))
+}
+
+/// Bytes of the header before its JSON.
+pub const HEADER_FIXED: usize = 22;
+
+/// The length of the header's JSON, from its first [`HEADER_FIXED`] bytes.
+pub fn header_json_len(fixed: &[u8]) -> Option<usize> {
+    let b = fixed.get(18..22)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// A chunk's framing: "CHNK", payload length, record count, CRC-32 of the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkFrame {
+    pub len: usize,
+    pub records: u32,
+    pub crc: u32,
+}
+
+impl ChunkFrame {
+    /// The frame of `payload` holding `records` records.
+    pub fn of(payload: &[u8], records: u32) -> Self {
+        Self { len: payload.len(), records, crc: crc32fast::hash(payload) }
+    }
+
+    pub fn encode(&self) -> [u8; CHUNK_HEADER] {
+        let mut head = [0u8; CHUNK_HEADER];
+        head[..4].copy_from_slice(CHUNK_MAGIC);
+        head[4..8].copy_from_slice(&(self.len as u32).to_le_bytes());
+        head[8..12].copy_from_slice(&self.records.to_le_bytes());
+        head[12..16].copy_from_slice(&self.crc.to_le_bytes());
+        head
+    }
+
+    /// Reads a frame; the error says what is wrong with it.
+    pub fn parse(head: &[u8; CHUNK_HEADER]) -> Result<Self, String> {
+        if &head[..4] != CHUNK_MAGIC {
+            return Err("no chunk starts here".into());
+        }
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let frame = Self { len: word(4) as usize, records: word(8), crc: word(12) };
+        if frame.len > MAX_CHUNK {
+            return Err(format!("chunk length {} is implausible", frame.len));
+        }
+        // Every record takes at least two bytes: a count beyond that is damage, not an allocation.
+        if frame.records as usize > frame.len / 2 {
+            return Err(format!("chunk of {} bytes claims {} records", frame.len, frame.records));
+        }
+        Ok(frame)
+    }
+
+    /// Whether `payload` is what this frame describes.
+    pub fn checks(&self, payload: &[u8]) -> bool {
+        payload.len() == self.len && crc32fast::hash(payload) == self.crc
+    }
+}
+
+/// Why a chunk's payload could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record runs past the chunk")]
+    PastChunk,
+    #[error("varint longer than 10 bytes")]
+    LongVarint,
+    #[error("value out of range")]
+    OutOfRange,
+    #[error("list of {0} values")]
+    LongList(usize),
+    #[error("unknown record type {0}")]
+    RecordType(u8),
+    #[error("unknown exit kind {0}")]
+    ExitKind(u8),
+    #[error("device reference {0} before its definition")]
+    DeviceRef(usize),
+    #[error("instruction reference {0} before its definition")]
+    InsnRef(usize),
+    #[error("instruction of {0} bytes")]
+    LongInsn(usize),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -120,10 +281,56 @@ pub struct ChunkEncoder {
     prev: (u64, u64),
 }
 
+/// Record types, as the type byte says.
 const T_EXIT: u8 = 1;
 const T_CONSOLE: u8 = 2;
 const T_STOP: u8 = 3;
 const T_END: u8 = 4;
+
+/// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum KindTag {
+    Io,
+    Mmio,
+    Hlt,
+    Shutdown,
+    InternalError,
+    FailEntry,
+    SystemEvent,
+    Debug,
+    Hypercall,
+    Msr,
+    IoapicEoi,
+    MemoryFault,
+    Intr,
+    Unknown,
+    Other,
+}
+
+impl KindTag {
+    const ALL: [KindTag; 15] = [
+        KindTag::Io,
+        KindTag::Mmio,
+        KindTag::Hlt,
+        KindTag::Shutdown,
+        KindTag::InternalError,
+        KindTag::FailEntry,
+        KindTag::SystemEvent,
+        KindTag::Debug,
+        KindTag::Hypercall,
+        KindTag::Msr,
+        KindTag::IoapicEoi,
+        KindTag::MemoryFault,
+        KindTag::Intr,
+        KindTag::Unknown,
+        KindTag::Other,
+    ];
+
+    fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.get(b as usize).copied()
+    }
+}
 
 impl ChunkEncoder {
     /// Starts a new chunk (the dictionaries start over).
@@ -202,69 +409,69 @@ impl ChunkEncoder {
         let dir = |d: Dir| u64::from(d == Dir::Out);
         match &e.kind {
             ExitKind::Io { port, dir: d, size, count, data } => {
-                p.push(0);
+                p.push(KindTag::Io as u8);
                 for v in [*port as u64, dir(*d), *size as u64, *count as u64, *data] {
                     put_varint(p, v);
                 }
             }
             ExitKind::Mmio { addr, dir: d, len, data } => {
-                p.push(1);
+                p.push(KindTag::Mmio as u8);
                 for v in [*addr, dir(*d), *len as u64, *data] {
                     put_varint(p, v);
                 }
             }
-            ExitKind::Hlt => p.push(2),
-            ExitKind::Shutdown => p.push(3),
+            ExitKind::Hlt => p.push(KindTag::Hlt as u8),
+            ExitKind::Shutdown => p.push(KindTag::Shutdown as u8),
             ExitKind::InternalError { suberror, data } => {
-                p.push(4);
+                p.push(KindTag::InternalError as u8);
                 put_varint(p, *suberror as u64);
                 put_varint(p, data.len() as u64);
                 data.iter().for_each(|v| put_varint(p, *v));
             }
             ExitKind::FailEntry { reason, cpu } => {
-                p.push(5);
+                p.push(KindTag::FailEntry as u8);
                 put_varint(p, *reason);
                 put_varint(p, *cpu as u64);
             }
             ExitKind::SystemEvent { kind, data } => {
-                p.push(6);
+                p.push(KindTag::SystemEvent as u8);
                 put_varint(p, *kind as u64);
                 put_varint(p, data.len() as u64);
                 data.iter().for_each(|v| put_varint(p, *v));
             }
             ExitKind::Debug { exception, pc, dr6, dr7 } => {
-                p.push(7);
+                p.push(KindTag::Debug as u8);
                 for v in [*exception as u64, *pc, *dr6, *dr7] {
                     put_varint(p, v);
                 }
             }
             ExitKind::Hypercall { nr } => {
-                p.push(8);
+                p.push(KindTag::Hypercall as u8);
                 put_varint(p, *nr);
             }
             ExitKind::Msr { index, dir: d, data } => {
-                p.push(9);
+                p.push(KindTag::Msr as u8);
                 for v in [*index as u64, dir(*d), *data] {
                     put_varint(p, v);
                 }
             }
             ExitKind::IoapicEoi { vector } => {
-                p.push(10);
+                p.push(KindTag::IoapicEoi as u8);
                 put_varint(p, *vector as u64);
             }
             ExitKind::MemoryFault { gpa, size, flags } => {
-                p.push(11);
+                p.push(KindTag::MemoryFault as u8);
                 for v in [*gpa, *size, *flags] {
                     put_varint(p, v);
                 }
             }
-            ExitKind::Intr => p.push(12),
+            ExitKind::Intr => p.push(KindTag::Intr as u8),
             ExitKind::Unknown { hardware_reason } => {
-                p.push(13);
+                p.push(KindTag::Unknown as u8);
                 put_varint(p, *hardware_reason);
             }
             ExitKind::Other { code } => {
-                p.push(14);
+                p.push(KindTag::Other as u8);
                 put_varint(p, *code as u64);
             }
         }
@@ -300,13 +507,13 @@ impl<'a> ChunkDecoder<'a> {
         Self { buf, pos: 0, insns: Vec::new(), devices: Vec::new(), prev: (0, 0) }
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
-        let b = *self.buf.get(self.pos).ok_or("record runs past the chunk")?;
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or(DecodeError::PastChunk)?;
         self.pos += 1;
         Ok(b)
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -315,39 +522,39 @@ impl<'a> ChunkDecoder<'a> {
                 return Ok(v);
             }
         }
-        Err("varint longer than 10 bytes".into())
+        Err(DecodeError::LongVarint)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.varint()? as usize;
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or("field runs past the chunk")?;
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or(DecodeError::PastChunk)?;
         let b = &self.buf[self.pos..end];
         self.pos = end;
         Ok(b)
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, DecodeError> {
         Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
-        u32::try_from(self.varint()?).map_err(|_| "value out of range".to_string())
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.varint()?).map_err(|_| DecodeError::OutOfRange)
     }
 
-    fn dir(&mut self) -> Result<Dir, String> {
+    fn dir(&mut self) -> Result<Dir, DecodeError> {
         Ok(if self.varint()? == 0 { Dir::In } else { Dir::Out })
     }
 
-    fn list(&mut self) -> Result<Vec<u64>, String> {
+    fn list(&mut self) -> Result<Vec<u64>, DecodeError> {
         let n = self.varint()? as usize;
         if n > 64 {
-            return Err(format!("list of {n} values"));
+            return Err(DecodeError::LongList(n));
         }
         (0..n).map(|_| self.varint()).collect()
     }
 
     /// The next record; `None` at the end of the payload.
-    pub fn next_record(&mut self) -> Result<Option<Record>, String> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, DecodeError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -385,11 +592,11 @@ impl<'a> ChunkDecoder<'a> {
                 let status = unzigzag(self.varint()?) as i32;
                 Ok(Some(Record::End { t_ns, status, name: self.string()?, detail: self.string()? }))
             }
-            t => Err(format!("unknown record type {t}")),
+            t => Err(DecodeError::RecordType(t)),
         }
     }
 
-    fn exit(&mut self) -> Result<ExitEvent, String> {
+    fn exit(&mut self) -> Result<ExitEvent, DecodeError> {
         let seq = self.prev.0.wrapping_add(unzigzag(self.varint()?) as u64);
         let vcpu = self.u32()?;
         let t_ns = self.prev.1.wrapping_add(unzigzag(self.varint()?) as u64);
@@ -404,7 +611,7 @@ impl<'a> ChunkDecoder<'a> {
                 self.devices.push(name);
                 Some(name)
             }
-            i => return Err(format!("device reference {i} before its definition")),
+            i => return Err(DecodeError::DeviceRef(i)),
         };
         let insn = match self.varint()? as usize {
             0 => None,
@@ -413,46 +620,48 @@ impl<'a> ChunkDecoder<'a> {
                 let addr = self.varint()?;
                 let bytes = self.bytes()?.to_vec();
                 if bytes.len() > 15 {
-                    return Err(format!("instruction of {} bytes", bytes.len()));
+                    return Err(DecodeError::LongInsn(bytes.len()));
                 }
                 let text = self.string()?;
                 let insn = std::sync::Arc::new(Insn { addr, bytes, text });
                 self.insns.push(insn.clone());
                 Some(insn)
             }
-            i => return Err(format!("instruction reference {i} before its definition")),
+            i => return Err(DecodeError::InsnRef(i)),
         };
-        let small = |v: u64| u8::try_from(v).map_err(|_| "value out of range".to_string());
-        let kind = match self.byte()? {
-            0 => ExitKind::Io {
-                port: u16::try_from(self.varint()?).map_err(|_| "port out of range")?,
+        let small = |v: u64| u8::try_from(v).map_err(|_| DecodeError::OutOfRange);
+        let tag = self.byte()?;
+        let kind = match KindTag::from_byte(tag).ok_or(DecodeError::ExitKind(tag))? {
+            KindTag::Io => ExitKind::Io {
+                port: u16::try_from(self.varint()?).map_err(|_| DecodeError::OutOfRange)?,
                 dir: self.dir()?,
                 size: small(self.varint()?)?,
                 count: self.u32()?,
                 data: self.varint()?,
             },
-            1 => ExitKind::Mmio {
+            KindTag::Mmio => ExitKind::Mmio {
                 addr: self.varint()?,
                 dir: self.dir()?,
                 len: small(self.varint()?)?,
                 data: self.varint()?,
             },
-            2 => ExitKind::Hlt,
-            3 => ExitKind::Shutdown,
-            4 => ExitKind::InternalError { suberror: self.u32()?, data: self.list()? },
-            5 => ExitKind::FailEntry { reason: self.varint()?, cpu: self.u32()? },
-            6 => ExitKind::SystemEvent { kind: self.u32()?, data: self.list()? },
-            7 => {
+            KindTag::Hlt => ExitKind::Hlt,
+            KindTag::Shutdown => ExitKind::Shutdown,
+            KindTag::InternalError => ExitKind::InternalError { suberror: self.u32()?, data: self.list()? },
+            KindTag::FailEntry => ExitKind::FailEntry { reason: self.varint()?, cpu: self.u32()? },
+            KindTag::SystemEvent => ExitKind::SystemEvent { kind: self.u32()?, data: self.list()? },
+            KindTag::Debug => {
                 ExitKind::Debug { exception: self.u32()?, pc: self.varint()?, dr6: self.varint()?, dr7: self.varint()? }
             }
-            8 => ExitKind::Hypercall { nr: self.varint()? },
-            9 => ExitKind::Msr { index: self.u32()?, dir: self.dir()?, data: self.varint()? },
-            10 => ExitKind::IoapicEoi { vector: small(self.varint()?)? },
-            11 => ExitKind::MemoryFault { gpa: self.varint()?, size: self.varint()?, flags: self.varint()? },
-            12 => ExitKind::Intr,
-            13 => ExitKind::Unknown { hardware_reason: self.varint()? },
-            14 => ExitKind::Other { code: self.u32()? },
-            k => return Err(format!("unknown exit kind {k}")),
+            KindTag::Hypercall => ExitKind::Hypercall { nr: self.varint()? },
+            KindTag::Msr => ExitKind::Msr { index: self.u32()?, dir: self.dir()?, data: self.varint()? },
+            KindTag::IoapicEoi => ExitKind::IoapicEoi { vector: small(self.varint()?)? },
+            KindTag::MemoryFault => {
+                ExitKind::MemoryFault { gpa: self.varint()?, size: self.varint()?, flags: self.varint()? }
+            }
+            KindTag::Intr => ExitKind::Intr,
+            KindTag::Unknown => ExitKind::Unknown { hardware_reason: self.varint()? },
+            KindTag::Other => ExitKind::Other { code: self.u32()? },
         };
         Ok(ExitEvent { seq, vcpu, t_ns, rip, kind, device, insn, cost_ns })
     }

@@ -6,8 +6,10 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+pub use super::format::parse_header;
 use super::format::{
-    CHUNK_HEADER, CHUNK_MAGIC, ChunkDecoder, FormatError, MAGIC, MAX_CHUNK, Record, TraceHeader, VERSION,
+    CHUNK_HEADER, ChunkDecoder, ChunkFrame, FormatError, HEADER_FIXED, MAGIC, MAX_CHUNK, Record, TraceHeader,
+    header_json_len,
 };
 
 /// Errors reading a recording; each names the file.
@@ -45,44 +47,17 @@ fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Parses a header from the start of a file's bytes: (header, its length).
-pub fn parse_header(bytes: &[u8]) -> Result<(TraceHeader, usize), FormatError> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(FormatError::NotATrace);
-    }
-    let damaged = |what: &str| FormatError::Damaged { offset: MAGIC.len() as u64, what: what.into() };
-    let fixed = bytes.get(16..22).ok_or_else(|| damaged("the header is cut short"))?;
-    let version = u16::from_le_bytes([fixed[0], fixed[1]]);
-    if version > VERSION {
-        return Err(FormatError::NewerVersion(version));
-    }
-    if version == 0 {
-        return Err(damaged("format version 0"));
-    }
-    let len = u32::from_le_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]) as usize;
-    if len > MAX_CHUNK {
-        return Err(damaged("the header is implausibly long"));
-    }
-    let json = bytes.get(22..22 + len).ok_or_else(|| damaged("the header is cut short"))?;
-    let crc = bytes.get(22 + len..26 + len).ok_or_else(|| damaged("the header is cut short"))?;
-    if crc32fast::hash(json) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        return Err(damaged("the header's checksum does not match"));
-    }
-    let header = serde_json::from_slice(json).map_err(|e| damaged(&format!("the header is not valid: {e}")))?;
-    Ok((header, 26 + len))
-}
-
 impl TraceReader {
     pub fn open(path: &Path) -> Result<Self, ReadError> {
         let io = |source| ReadError::Io { path: path.to_path_buf(), source };
         let format = |error| ReadError::Format { path: path.to_path_buf(), error };
         let mut file = BufReader::new(File::open(path).map_err(io)?);
-        let mut fixed = [0u8; 22];
+        let mut fixed = [0u8; HEADER_FIXED];
         let n = read_full(&mut file, &mut fixed).map_err(io)?;
         if n < MAGIC.len() || &fixed[..MAGIC.len()] != MAGIC {
             return Err(format(FormatError::NotATrace));
         }
-        let len = u32::from_le_bytes([fixed[18], fixed[19], fixed[20], fixed[21]]) as usize;
+        let len = header_json_len(&fixed).unwrap_or(0);
         let mut rest = vec![0u8; len.min(MAX_CHUNK) + 4];
         let m = read_full(&mut file, &mut rest).map_err(io)?;
         let mut all = fixed[..n].to_vec();
@@ -110,22 +85,15 @@ impl TraceReader {
             if n < CHUNK_HEADER {
                 return Err(damaged(at, format!("the file ends inside a chunk header ({n} of {CHUNK_HEADER} bytes)")));
             }
-            if &head[..4] != CHUNK_MAGIC {
-                return Err(damaged(at, "no chunk starts here".into()));
-            }
-            let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-            let count = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-            let crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-            if len > MAX_CHUNK {
-                return Err(damaged(at, format!("chunk length {len} is implausible")));
-            }
+            let frame = ChunkFrame::parse(&head).map_err(|what| damaged(at, what))?;
+            let (len, count) = (frame.len, frame.records);
             let mut payload = vec![0u8; len];
             let m = read_full(&mut self.file, &mut payload)
                 .map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
             if m < len {
                 return Err(damaged(at, format!("the file ends inside a chunk ({m} of {len} bytes)")));
             }
-            if crc32fast::hash(&payload) != crc {
+            if !frame.checks(&payload) {
                 return Err(damaged(at, "the chunk's checksum does not match".into()));
             }
             let mut records = Vec::with_capacity(count as usize);
@@ -134,7 +102,7 @@ impl TraceReader {
                 match dec.next_record() {
                     Ok(Some(r)) => records.push(r),
                     Ok(None) => break,
-                    Err(what) => return Err(damaged(at, what)),
+                    Err(what) => return Err(damaged(at, what.to_string())),
                 }
             }
             if records.len() != count as usize {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::format::{CHUNK_MAGIC, ChunkEncoder, MAGIC, Record, StopRecord, TraceHeader, VERSION};
+use super::format::{ChunkEncoder, ChunkFrame, Record, StopRecord, TraceHeader, encode_header};
 use crate::debug::Stop;
 use crate::sink::ExitSink;
 use crate::sync::lock;
@@ -64,12 +64,7 @@ impl Recorder {
     pub fn create(path: &Path, header: &TraceHeader) -> Result<Self, RecordError> {
         let create = |source| RecordError::Create { path: path.to_path_buf(), source };
         let mut file = BufWriter::new(File::create(path).map_err(create)?);
-        let json = serde_json::to_vec(header).unwrap_or_default();
-        let mut head = MAGIC.to_vec();
-        head.extend_from_slice(&VERSION.to_le_bytes());
-        head.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        head.extend_from_slice(&json);
-        head.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+        let head = encode_header(header);
         file.write_all(&head).and_then(|_| file.flush()).map_err(create)?;
         let (tx, rx) = sync_channel(QUEUE);
         let path = path.to_path_buf();
@@ -132,20 +127,7 @@ impl ExitSink for Recorder {
     }
 
     fn on_stop(&self, stop: &Stop) {
-        let r = &stop.regs;
-        let s = &stop.sregs;
-        self.send(Record::Stop(StopRecord {
-            t_ns: self.t_ns(),
-            vcpu: stop.vcpu,
-            reason: stop.reason.to_string(),
-            regs: [
-                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14,
-                r.r15, r.rip, r.rflags,
-            ],
-            sys: [s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.base],
-            cs_db: s.cs.db != 0,
-            cs_l: s.cs.l != 0,
-        }));
+        self.send(Record::Stop(StopRecord::of(stop, self.t_ns())));
     }
 }
 
@@ -172,10 +154,7 @@ fn write_chunks(
             if enc.records == 0 {
                 return Ok(());
             }
-            let mut head = CHUNK_MAGIC.to_vec();
-            head.extend_from_slice(&(enc.payload.len() as u32).to_le_bytes());
-            head.extend_from_slice(&enc.records.to_le_bytes());
-            head.extend_from_slice(&crc32fast::hash(&enc.payload).to_le_bytes());
+            let head = ChunkFrame::of(&enc.payload, enc.records).encode();
             file.write_all(&head)?;
             file.write_all(&enc.payload)?;
             file.flush()?;

@@ -2,17 +2,15 @@
 //! console panes, at a cursor that steps forward and back through the exits (`n`/`p`, arrows),
 //! jumps (`:goto SEQ`, `:time SECS`, Home/End) and follows the filter (`/`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kvm_bindings::{kvm_regs, kvm_sregs};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
 use super::app::{Action, App, InputMode, PaneId, RunState};
 use super::{terminal, view};
-use crate::debug::{Stop, StopReason};
-use crate::recording::Record;
 use crate::recording::format::StopRecord;
+use crate::recording::{ReadError, Record};
 use crate::trace::{Counters, ExitEvent};
 use crate::vmm::RunEnd;
 
@@ -28,8 +26,8 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Loads a recording; `Err(status)` when it cannot be read at all (the reason is printed).
-    pub fn load(path: &Path) -> Result<(Self, Option<String>), i32> {
+    /// Loads a recording; the damage, if any, is returned beside what is intact.
+    pub fn load(path: &Path) -> Result<(Self, Option<ReadError>), ReadError> {
         let mut r = Replay {
             exits: Vec::new(),
             console: Vec::new(),
@@ -39,23 +37,13 @@ impl Replay {
             counted: 0,
             counters: Counters::default(),
         };
-        let mut reader = match crate::recording::TraceReader::open(path) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("kvmscope: {e}");
-                return Err(2);
-            }
-        };
-        let damage = reader
-            .for_each(|rec| match rec {
-                Record::Exit(e) => r.exits.push(e),
-                Record::Console { t_ns, bytes } => r.console.push((t_ns, bytes)),
-                Record::Stop(s) => r.stops.push(s),
-                Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
-            })
-            .err()
-            .map(|e| e.to_string());
-        Ok((r, damage))
+        let recording = crate::analysis::read_all(path, |rec| match rec {
+            Record::Exit(e) => r.exits.push(e),
+            Record::Console { t_ns, bytes } => r.console.push((t_ns, bytes)),
+            Record::Stop(s) => r.stops.push(s),
+            Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
+        })?;
+        Ok((r, recording.damage))
     }
 
     /// Counters of the exits up to and including the cursor.
@@ -115,7 +103,7 @@ impl Replay {
         let text: Vec<u8> =
             self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
         app.console = String::from_utf8_lossy(&text).into_owned();
-        let stop = self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(stop_of);
+        let stop = self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(StopRecord::to_stop);
         app.previous_stop = app.stop.take();
         app.stop = stop;
         app.code = now.insn.iter().map(|i| (**i).clone()).collect();
@@ -123,59 +111,36 @@ impl Replay {
     }
 }
 
-/// A recorded stop as the registers pane shows it.
-fn stop_of(s: &StopRecord) -> Stop {
-    let r = s.regs;
-    let regs = kvm_regs {
-        rax: r[0],
-        rbx: r[1],
-        rcx: r[2],
-        rdx: r[3],
-        rsi: r[4],
-        rdi: r[5],
-        rbp: r[6],
-        rsp: r[7],
-        r8: r[8],
-        r9: r[9],
-        r10: r[10],
-        r11: r[11],
-        r12: r[12],
-        r13: r[13],
-        r14: r[14],
-        r15: r[15],
-        rip: r[16],
-        rflags: r[17],
-    };
-    let mut sregs =
-        kvm_sregs { cr0: s.sys[0], cr2: s.sys[1], cr3: s.sys[2], cr4: s.sys[3], efer: s.sys[4], ..Default::default() };
-    sregs.cs.base = s.sys[5];
-    sregs.cs.db = u8::from(s.cs_db);
-    sregs.cs.l = u8::from(s.cs_l);
-    // The recorded time orders stops as the serial number does in a live run.
-    Stop { vcpu: s.vcpu, reason: StopReason::Pause, regs, sregs, fpu: Default::default(), event: None, serial: s.t_ns }
+/// Why a replay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("trace file {path}: no exits recorded{damage}")]
+    NoExits { path: PathBuf, damage: String },
+    #[error("cannot use the terminal: {0}")]
+    Terminal(std::io::Error),
 }
 
-/// Runs the replay UI; returns the exit status.
-pub fn run(path: &Path) -> i32 {
-    let (mut replay, damage) = match Replay::load(path) {
-        Ok(r) => r,
-        Err(status) => return status,
-    };
-    if replay.exits.is_empty() {
-        eprintln!(
-            "kvmscope: trace file {}: no exits recorded{}",
-            path.display(),
-            damage.map(|d| format!(" ({d})")).unwrap_or_default()
-        );
-        return 2;
-    }
-    let mut guard = match terminal::TerminalGuard::enter() {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("kvmscope: cannot use the terminal: {e}");
-            return 1;
+impl ReplayError {
+    /// kvmscope's exit status: 2 for a recording it cannot show, 1 for a terminal it cannot use.
+    pub fn status(&self) -> u8 {
+        match self {
+            ReplayError::Read(_) | ReplayError::NoExits { .. } => 2,
+            ReplayError::Terminal(_) => 1,
         }
-    };
+    }
+}
+
+/// Runs the replay UI until the user quits.
+pub fn run(path: &Path) -> Result<(), ReplayError> {
+    let (mut replay, damage) = Replay::load(path)?;
+    let damage = damage.map(|d| d.to_string());
+    if replay.exits.is_empty() {
+        let damage = damage.map(|d| format!(" ({d})")).unwrap_or_default();
+        return Err(ReplayError::NoExits { path: path.to_path_buf(), damage });
+    }
+    let mut guard = terminal::TerminalGuard::enter().map_err(ReplayError::Terminal)?;
     let mut app = App::new(format!("replay of {}", path.display()));
     app.focus = PaneId::Exits;
     match &damage {
@@ -257,5 +222,5 @@ pub fn run(path: &Path) -> i32 {
         }
         replay.show(&mut app);
     }
-    0
+    Ok(())
 }

@@ -12,10 +12,9 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 use serde::Serialize;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::boot_cpu;
-use super::kvm::{VmError, open_kvm};
+use super::kvm::{VmError, kvm_err, open_kvm};
 use super::loader::{BootMode, BootSetup};
 use super::memory::GuestRam;
 
@@ -100,15 +99,11 @@ enum DataPage {
     Unmapped,
 }
 
-fn probe_vm(kvm: &Kvm, code: &[u8], data_page: DataPage) -> Result<ProbeVm, String> {
-    fn e(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> String {
-        move |err| format!("{what}: {err}")
-    }
+fn probe_vm(kvm: &Kvm, code: &[u8], data_page: DataPage) -> Result<ProbeVm, VmError> {
+    let e = kvm_err;
     let vm = kvm.create_vm().map_err(e("KVM_CREATE_VM"))?;
-    let ram = GuestRam::new(super::memory::MIN_MEM).map_err(|err| err.to_string())?;
-    let region = ram.mem.iter().next().ok_or("no memory")?;
-    let base = region.as_ptr() as u64;
-    let size = region.len();
+    let ram = GuestRam::new(super::memory::MIN_MEM)?;
+    let (base, size) = ram.host_ranges().first().map(|&(_, len, host)| (host, len)).unwrap_or_default();
     let rest = (DATA + 0x1000, size - DATA - 0x1000, 0);
     let slots: Vec<(u64, u64, u32)> = match data_page {
         DataPage::Ram => vec![(0, size, 0)],
@@ -155,7 +150,7 @@ fn first_exit(
 ) -> Observation {
     let mut p = match probe_vm(kvm, code, readonly) {
         Ok(p) => p,
-        Err(seen) => return Observation { works: false, seen },
+        Err(e) => return Observation { works: false, seen: e.to_string() },
     };
     if let Some(d) = debug {
         if let Err(err) = p.vcpu.set_guest_debug(&d) {

@@ -6,17 +6,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Row, Sparkline, Table};
 
 use super::frame;
+use crate::summary::{micros, percent};
 use crate::trace::Stat;
 use crate::ui::app::App;
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
 
-fn us(ns: u64) -> String {
-    format!("{:.1}", ns as f64 / 1000.0)
-}
-
-fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 { "0.0".into() } else { format!("{:.1}", part as f64 * 100.0 / whole as f64) }
+fn one_place(v: f64) -> String {
+    format!("{v:.1}")
 }
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
@@ -44,10 +41,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     }
     let wide = table_area.width >= 70;
     let row = |name: String, s: &Stat, whole: u64, rate: Option<f64>| {
-        let mut cells =
-            vec![name, s.count.to_string(), pct(s.count, whole), rate.map_or(String::new(), |r| format!("{r:.0}"))];
+        let mut cells = vec![
+            name,
+            s.count.to_string(),
+            one_place(percent(s.count, whole)),
+            rate.map_or(String::new(), |r| format!("{r:.0}")),
+        ];
         if wide {
-            cells.extend([us(s.min_ns), us(s.avg_ns()), us(s.max_ns)]);
+            cells.extend([s.min_ns, s.avg_ns(), s.max_ns].map(|ns| one_place(micros(ns))));
         }
         Row::new(cells)
     };
