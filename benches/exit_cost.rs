@@ -16,7 +16,7 @@ use kvmscope::session::{self, Session};
 use kvmscope::sink::ExitSink;
 use kvmscope::sink::live::{LIVE_CAPACITY, LiveFeed};
 use kvmscope::ui::app::App;
-use kvmscope::ui::view;
+use kvmscope::ui::{reader, view};
 use kvmscope::vmm::loader::{self, BootMode};
 use kvmscope::vmm::memory::GuestRam;
 use kvmscope::vmm::{Image, RunEnd, VmConfig, boot_cpu, slots};
@@ -105,12 +105,11 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
             if launched.poll(Duration::from_millis(33)).is_some() {
                 break launched.finish(RunEnd::Quit).unwrap();
             }
-            app.push_events(events.try_iter());
-            app.dropped = feed.dropped();
-            app.counters = controller.counters();
-            app.rates.sample(&app.counters, Instant::now());
+            app.exits.push(events.try_iter());
+            app.exits.dropped = feed.dropped();
+            app.stats.update(controller.counters(), Instant::now());
             app.set_stops(&controller.stops(), controller.is_paused());
-            app.refresh_views(controller.memory());
+            reader::refresh(&mut app, controller.memory());
             term.draw(|f| {
                 app.pane_rects = view::draw(f, &app);
             })

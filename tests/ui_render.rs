@@ -5,7 +5,10 @@ use std::sync::Arc;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvmscope::debug::{Stop, StopReason};
 use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
-use kvmscope::ui::app::{App, InputMode, MemoryTarget, PaneId};
+use kvmscope::ui::app::{App, InputMode};
+use kvmscope::ui::panes::memory::MemoryTarget;
+use kvmscope::ui::reader;
+use kvmscope::ui::screen::{PaneId, Screen};
 use kvmscope::ui::view;
 use kvmscope::vmm::memory::GuestRam;
 use ratatui::Terminal;
@@ -73,16 +76,16 @@ fn stopped_app() -> (App, GuestRam) {
     };
     app.set_stops(&[Some(before)], true);
     app.set_stops(&[Some(now)], true);
-    app.memory = MemoryTarget { addr: 0x20_0000, len: 16, physical: true, follow_rip: false };
-    app.refresh_views(&ram);
+    app.memory.target = MemoryTarget { addr: 0x20_0000, len: 16, physical: true, follow_rip: false };
+    reader::refresh(&mut app, &ram);
     (app, ram)
 }
 
 #[test]
 fn exits_pane_shows_the_stream_with_decoded_instructions() {
     let mut app = App::new("test");
-    app.push_events((0..30).map(out_event));
-    app.dropped = 12;
+    app.exits.push((0..30).map(out_event));
+    app.exits.dropped = 12;
     app.focus = PaneId::Exits;
     let (text, _) = screen(&mut app, 80, 24);
     assert!(text.contains("Exits"), "{text}");
@@ -96,7 +99,7 @@ fn exits_pane_shows_the_stream_with_decoded_instructions() {
 fn stats_pane_has_kvm_stat_columns() {
     let mut app = App::new("test");
     for i in 0..40 {
-        app.counters.record(&out_event(i));
+        app.stats.counters.record(&out_event(i));
     }
     app.focus = PaneId::Stats;
     let (text, _) = screen(&mut app, 80, 24);
@@ -142,8 +145,8 @@ fn code_pane_marks_the_current_instruction() {
 #[test]
 fn memory_pane_follows_the_stop_until_an_address_is_chosen() {
     let (mut app, ram) = stopped_app();
-    app.memory.follow_rip = true;
-    app.refresh_views(&ram);
+    app.memory.target.follow_rip = true;
+    reader::refresh(&mut app, &ram);
     app.focus = PaneId::Memory;
     let (text, _) = screen(&mut app, 80, 24);
     assert!(text.contains("Memory: virtual 0x100000"), "{text}");
@@ -157,7 +160,7 @@ fn memory_and_console_panes() {
     let (text, _) = screen(&mut app, 80, 24);
     assert!(text.contains("Memory: physical 0x200000"), "{text}");
     assert!(text.contains("6b 76 6d 73") && text.contains("kvmscope"), "{text}");
-    app.console = (1..=40).map(|i| format!("line {i}\n")).collect();
+    app.console.text = (1..=40).map(|i| format!("line {i}\n")).collect();
     app.focus = PaneId::Console;
     let (text, _) = screen(&mut app, 80, 24);
     assert!(text.contains("line 40") && !text.contains("line 3\n"), "the newest lines: {text}");
@@ -177,11 +180,32 @@ fn wide_terminal_shows_every_pane_small_one_tabs() {
 }
 
 #[test]
+fn the_screen_key_switches_screens_named_in_the_status_line() {
+    let (mut app, _ram) = stopped_app();
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("1:overview 2:exits"), "the screens in the status line: {text}");
+    app.focus = PaneId::Memory;
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('2')));
+    assert_eq!(app.screen, Screen::Exits);
+    assert_eq!(app.focus, PaneId::Exits, "focus moves to a pane the screen holds");
+    let (text, _) = screen(&mut app, 160, 45);
+    for title in ["Exits", "Stats", "Code"] {
+        assert!(text.contains(&format!("┌ {title}")), "{title} in:\n{text}");
+    }
+    assert!(!text.contains("┌ Registers") && !text.contains("┌ Memory"), "{text}");
+    assert_eq!(app.pane_rects.len(), 3);
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.starts_with(" Exits | Stats | Code |"), "the narrow tabs are the screen's: {text}");
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('1')));
+    assert_eq!(app.screen, Screen::Overview);
+}
+
+#[test]
 fn help_overlay_lists_keys_and_commands() {
     let mut app = App::new("test");
     app.input = InputMode::Help;
     let (text, _) = screen(&mut app, 80, 24);
-    for k in ["space", "single-step", ":break io PORT", ":x ADDR", "freeze"] {
+    for k in ["space", "single-step", ":break io PORT", ":x ADDR", "freeze", "1 overview"] {
         assert!(text.contains(k), "{k}: {text}");
     }
 }
@@ -189,7 +213,7 @@ fn help_overlay_lists_keys_and_commands() {
 #[test]
 fn no_color_uses_no_colors() {
     let (mut app, _ram) = stopped_app();
-    app.push_events((0..5).map(out_event));
+    app.exits.push((0..5).map(out_event));
     app.no_color = true;
     let (_, buf) = screen(&mut app, 160, 45);
     assert!(buf.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));

@@ -1,8 +1,8 @@
-//! The UI's state: plain data, changed by keys and by what the VM reports. Keys that need the VM
-//! (pause, step, breakpoints, console input) come out as [`Action`]s for the runner to carry out,
-//! so all of this is testable without a terminal or a guest.
+//! The UI's state: the screen, focus, input line and run state, and each pane's own state (in
+//! `panes/`, beside the widget that draws it). Keys the app does not take itself go to the focused
+//! pane; those that need the VM (pause, step, breakpoints, console input) come out as [`Action`]s
+//! for the runner to carry out, so all of this is testable without a terminal or a guest.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{
@@ -10,49 +10,16 @@ use ratatui::crossterm::event::{
 };
 use ratatui::layout::{Position, Rect};
 
-use super::command::{self, Command, SortBy};
+use super::command::{self, Command};
+use super::panes::code::CodePane;
+use super::panes::console::ConsolePane;
+use super::panes::exits::ExitsPane;
+use super::panes::memory::{MemoryPane, MemoryTarget};
+use super::panes::registers::RegistersPane;
+use super::panes::stats::StatsPane;
+use super::screen::{PaneId, Screen};
 use crate::debug::{ExitSpec, Stop};
-use crate::decode::insn::decode_many;
-use crate::decode::paging::read_virt;
-use crate::decode::{CpuMode, PhysRead};
-use crate::trace::{Counters, ExitEvent};
 use crate::vmm::RunEnd;
-
-/// Events the exit list keeps for scrolling back.
-pub const HISTORY: usize = 5000;
-/// Rate samples kept for the sparkline.
-const RATE_HISTORY: usize = 120;
-
-/// The panes, in focus order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PaneId {
-    Exits,
-    Stats,
-    Registers,
-    Code,
-    Console,
-    Memory,
-}
-
-impl PaneId {
-    pub const ALL: [PaneId; 6] =
-        [PaneId::Exits, PaneId::Stats, PaneId::Registers, PaneId::Code, PaneId::Console, PaneId::Memory];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            PaneId::Exits => "Exits",
-            PaneId::Stats => "Stats",
-            PaneId::Registers => "Registers",
-            PaneId::Code => "Code",
-            PaneId::Console => "Console",
-            PaneId::Memory => "Memory",
-        }
-    }
-
-    fn index(self) -> usize {
-        PaneId::ALL.iter().position(|p| *p == self).unwrap_or(0)
-    }
-}
 
 /// What the bottom line is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +41,7 @@ pub enum Action {
     Resume,
     Step,
     Quit,
+    /// An exit breakpoint on the Nth match of a spec.
     AddExitBreakpoint(ExitSpec, u64),
     DeleteExitBreakpoint(Option<u32>),
     ListExitBreakpoints,
@@ -82,55 +50,6 @@ pub enum Action {
     /// Replay: move to the exit with this sequence number, or the first at or after this time (ns).
     Goto(u64),
     GotoTime(u64),
-}
-
-/// Exit rates, kvm_stat style: the change of each counter over the last interval.
-#[derive(Debug, Clone, Default)]
-pub struct Rates {
-    last: Option<(Instant, Counters)>,
-    /// Per reason: exits per second over the last interval.
-    pub per_reason: Vec<(&'static str, f64)>,
-    /// Total exits per second, oldest first.
-    pub history: VecDeque<u64>,
-}
-
-impl Rates {
-    /// Takes a new sample of the counters at `now`; computes rates once a second.
-    pub fn sample(&mut self, counters: &Counters, now: Instant) {
-        let Some((then, before)) = &self.last else {
-            self.last = Some((now, counters.clone()));
-            return;
-        };
-        let dt = now.duration_since(*then);
-        if dt < Duration::from_secs(1) {
-            return;
-        }
-        let secs = dt.as_secs_f64();
-        self.per_reason = counters
-            .by_reason
-            .iter()
-            .map(|(name, s)| {
-                let was = before.by_reason.get(name).map_or(0, |b| b.count);
-                (*name, s.count.saturating_sub(was) as f64 / secs)
-            })
-            .collect();
-        let total = counters.total.count.saturating_sub(before.total.count) as f64 / secs;
-        if self.history.len() == RATE_HISTORY {
-            self.history.pop_front();
-        }
-        self.history.push_back(total.round() as u64);
-        self.last = Some((now, counters.clone()));
-    }
-
-    /// Exits per second of one reason in the last interval.
-    pub fn of(&self, reason: &str) -> f64 {
-        self.per_reason.iter().find(|(n, _)| *n == reason).map_or(0.0, |(_, r)| *r)
-    }
-
-    /// Total exits per second in the last interval.
-    pub fn total(&self) -> u64 {
-        self.history.back().copied().unwrap_or(0)
-    }
 }
 
 /// Whether the guest runs, is stopped, or has ended.
@@ -142,47 +61,21 @@ pub enum RunState {
     Ended(RunEnd),
 }
 
-/// The memory pane's target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryTarget {
-    pub addr: u64,
-    pub len: u64,
-    pub physical: bool,
-    /// Follow the stopped vCPU's RIP (until the user picks an address with `:x`/`:xp`).
-    pub follow_rip: bool,
-}
-
 /// All UI state.
 pub struct App {
-    pub events: VecDeque<ExitEvent>,
-    /// Events the live feed dropped because the view was behind.
-    pub dropped: u64,
-    /// Rows scrolled back from the newest (0 = follow the newest).
-    pub scroll: usize,
-    /// When frozen: the newest sequence number shown.
-    pub frozen: Option<u64>,
-    pub filter: Option<ExitSpec>,
+    pub screen: Screen,
     pub focus: PaneId,
-    /// In the wide layout, which of Console and Memory shares the bottom-right slot.
     pub input: InputMode,
-    pub message: Option<(String, bool, Instant)>,
-    pub counters: Counters,
-    pub rates: Rates,
-    pub sort: SortBy,
-    pub breakdown: bool,
+    message: Option<(String, bool, Instant)>,
     pub state: RunState,
     /// The stop the views show (vCPU 0's, or the one that hit a breakpoint).
     pub stop: Option<Stop>,
-    /// The stop before it, to highlight what changed.
-    pub previous_stop: Option<Stop>,
-    pub memory: MemoryTarget,
-    /// Bytes shown in the memory pane, and a note (e.g. where translation failed).
-    pub memory_bytes: Vec<u8>,
-    pub memory_note: Option<String>,
-    /// Instructions around RIP for the code pane.
-    pub code: Vec<crate::trace::Insn>,
-    pub console: String,
-    pub console_scroll: usize,
+    pub exits: ExitsPane,
+    pub stats: StatsPane,
+    pub registers: RegistersPane,
+    pub code: CodePane,
+    pub console: ConsolePane,
+    pub memory: MemoryPane,
     /// Where each pane was drawn, for mouse clicks.
     pub pane_rects: Vec<(PaneId, Rect)>,
     pub quit: bool,
@@ -195,32 +88,18 @@ pub struct App {
 impl App {
     pub fn new(title: impl Into<String>) -> Self {
         Self {
-            events: VecDeque::with_capacity(HISTORY),
-            dropped: 0,
-            scroll: 0,
-            frozen: None,
-            filter: None,
+            screen: Screen::Overview,
             focus: PaneId::Exits,
             input: InputMode::Normal,
             message: None,
-            counters: Counters::default(),
-            rates: Rates::default(),
-            sort: SortBy::Rate,
-            breakdown: true,
             state: RunState::Running,
             stop: None,
-            previous_stop: None,
-            memory: MemoryTarget {
-                addr: 0x10_0000,
-                len: command::DEFAULT_EXAMINE_LEN,
-                physical: true,
-                follow_rip: true,
-            },
-            memory_bytes: Vec::new(),
-            memory_note: None,
-            code: Vec::new(),
-            console: String::new(),
-            console_scroll: 0,
+            exits: ExitsPane::default(),
+            stats: StatsPane::default(),
+            registers: RegistersPane::default(),
+            code: CodePane::default(),
+            console: ConsolePane::default(),
+            memory: MemoryPane::default(),
             pane_rects: Vec::new(),
             quit: false,
             title: title.into(),
@@ -241,23 +120,9 @@ impl App {
             .map(|(t, e, _)| (t.as_str(), *e))
     }
 
-    /// Adds events from the live feed (the oldest fall out of the history).
-    pub fn push_events(&mut self, events: impl IntoIterator<Item = ExitEvent>) {
-        for e in events {
-            if self.events.len() == HISTORY {
-                self.events.pop_front();
-            }
-            self.events.push_back(e);
-        }
-    }
-
-    /// The events the exit list shows, oldest first: filtered, up to the freeze point.
-    pub fn visible_events(&self) -> impl DoubleEndedIterator<Item = &ExitEvent> {
-        let frozen = self.frozen;
-        self.events
-            .iter()
-            .filter(move |e| frozen.is_none_or(|f| e.seq <= f))
-            .filter(move |e| self.filter.as_ref().is_none_or(|s| s.matches(e)))
+    /// Shows `stop` (replay); the one shown before becomes the registers pane's previous stop.
+    pub fn show_stop(&mut self, stop: Option<Stop>) {
+        self.registers.previous = std::mem::replace(&mut self.stop, stop);
     }
 
     /// Records new stops from the controller; keeps the previous one for highlighting.
@@ -271,8 +136,7 @@ impl App {
                 if let Some(e) = &stop.event {
                     self.say(format!("vCPU {} {}: {}", stop.vcpu, stop.reason, e.detail()), false);
                 }
-                self.previous_stop = self.stop.take();
-                self.stop = Some(stop);
+                self.show_stop(Some(stop));
             }
         }
         let all_parked = !stops.is_empty() && stops.iter().all(Option::is_some);
@@ -289,43 +153,12 @@ impl App {
         self.state = RunState::Ended(end);
     }
 
-    /// Re-reads what the code and memory panes show from guest memory.
-    pub fn refresh_views(&mut self, mem: &dyn PhysRead) {
-        let mode = self.stop.as_ref().map(|s| CpuMode::from(&s.sregs));
-        self.code = match (&self.stop, mode) {
-            (Some(stop), Some(mode)) => code_around(mem, &mode, stop.regs.rip),
-            _ => Vec::new(),
-        };
-        if let (true, Some(stop), Some(mode)) = (self.memory.follow_rip, &self.stop, mode) {
-            self.memory.addr = mode.code_linear(stop.regs.rip) & !0xf;
-            self.memory.physical = false;
+    /// Shows another screen; focus stays on a pane it holds, else goes to its first.
+    pub fn show_screen(&mut self, screen: Screen) {
+        self.screen = screen;
+        if !screen.panes().contains(&self.focus) {
+            self.focus = screen.panes()[0];
         }
-        let target = self.memory;
-        let mut buf = vec![0u8; target.len as usize];
-        let (n, note) = match (target.physical, mode) {
-            (true, _) => {
-                let n = if mem.read_phys(target.addr, &mut buf) {
-                    buf.len()
-                } else {
-                    read_phys_prefix(mem, target.addr, &mut buf)
-                };
-                (n, None)
-            }
-            (false, Some(mode)) => {
-                let n = read_virt(mem, &mode, target.addr, &mut buf);
-                let note = (n < buf.len()).then(|| {
-                    match crate::decode::paging::translate(mem, &mode, target.addr + n as u64) {
-                        Err(e) => e.to_string(),
-                        Ok(t) => format!("{:#x} (guest-physical {:#x}) is not RAM", t.gva, t.gpa),
-                    }
-                });
-                (n, note)
-            }
-            (false, None) => (0, Some("pause first: virtual addresses need the vCPU's page tables".into())),
-        };
-        buf.truncate(n);
-        self.memory_bytes = buf;
-        self.memory_note = note.or_else(|| (n == 0).then(|| format!("{:#x} is not guest RAM", target.addr)));
     }
 
     /// Handles a key; returns what the runner must do.
@@ -371,15 +204,15 @@ impl App {
     fn apply_filter(&mut self, text: &str) -> Vec<Action> {
         let text = text.trim();
         if text.is_empty() {
-            self.filter = None;
+            self.exits.filter = None;
             self.say("filter cleared", false);
             return Vec::new();
         }
         match ExitSpec::parse(text) {
             Ok(spec) => {
                 self.say(format!("filter: {spec}"), false);
-                self.filter = Some(spec);
-                self.scroll = 0;
+                self.exits.filter = Some(spec);
+                self.exits.scroll = 0;
             }
             Err(e) => self.say(e.to_string(), true),
         }
@@ -396,19 +229,22 @@ impl App {
             Ok(Command::Delete(id)) => vec![Action::DeleteExitBreakpoint(id)],
             Ok(Command::Breaks) => vec![Action::ListExitBreakpoints],
             Ok(Command::Examine { addr, len, physical }) => {
-                self.memory = MemoryTarget { addr, len, physical, follow_rip: false };
+                self.memory.target = MemoryTarget { addr, len, physical, follow_rip: false };
+                if !self.screen.panes().contains(&PaneId::Memory) {
+                    self.show_screen(Screen::Overview);
+                }
                 self.focus = PaneId::Memory;
                 Vec::new()
             }
             Ok(Command::Filter(spec)) => {
-                self.filter = spec;
+                self.exits.filter = spec;
                 Vec::new()
             }
             Ok(Command::Step) => vec![Action::Step],
             Ok(Command::Continue) => vec![Action::Resume],
             Ok(Command::Pause) => vec![Action::Pause],
             Ok(Command::Sort(s)) => {
-                self.sort = s;
+                self.stats.sort = s;
                 Vec::new()
             }
             Ok(Command::Quit) => {
@@ -421,9 +257,10 @@ impl App {
     }
 
     fn move_focus(&mut self, forward: bool) {
-        let n = PaneId::ALL.len();
-        let i = self.focus.index();
-        self.focus = PaneId::ALL[if forward { (i + 1) % n } else { (i + n - 1) % n }];
+        let panes = self.screen.panes();
+        let n = panes.len();
+        let i = panes.iter().position(|p| *p == self.focus).unwrap_or(0);
+        self.focus = panes[if forward { (i + 1) % n } else { (i + n - 1) % n }];
     }
 
     fn normal_key(&mut self, key: KeyEvent) -> Vec<Action> {
@@ -439,84 +276,37 @@ impl App {
             _ => {}
         }
         if self.focus == PaneId::Console && !matches!(self.state, RunState::Ended(_)) {
-            let bytes: Vec<u8> = match key.code {
-                KeyCode::Char(c) => c.to_string().into_bytes(),
-                KeyCode::Enter => vec![b'\r'],
-                KeyCode::Backspace => vec![0x7f],
-                KeyCode::Esc => {
-                    self.focus = PaneId::Exits;
-                    return Vec::new();
-                }
-                KeyCode::Up | KeyCode::PageUp => {
-                    self.console_scroll += if key.code == KeyCode::Up { 1 } else { 10 };
-                    return Vec::new();
-                }
-                KeyCode::Down | KeyCode::PageDown => {
-                    self.console_scroll =
-                        self.console_scroll.saturating_sub(if key.code == KeyCode::Down { 1 } else { 10 });
-                    return Vec::new();
-                }
-                _ => return Vec::new(),
-            };
-            return vec![Action::SerialInput(bytes)];
+            if key.code == KeyCode::Esc {
+                self.focus = PaneId::Exits;
+                return Vec::new();
+            }
+            return self.console.on_key(key.code).map(Action::SerialInput).into_iter().collect();
         }
         match key.code {
             KeyCode::Char('q') => {
                 self.quit = true;
-                vec![Action::Quit]
+                return vec![Action::Quit];
             }
-            KeyCode::Char(' ') => vec![Action::TogglePause],
-            KeyCode::Char('s') => vec![Action::Step],
-            KeyCode::Char('?') => {
-                self.input = InputMode::Help;
-                Vec::new()
-            }
-            KeyCode::Char(':') => {
-                self.input = InputMode::Command(String::new());
-                Vec::new()
-            }
-            KeyCode::Char('/') => {
-                self.input = InputMode::Filter(String::new());
-                Vec::new()
-            }
+            KeyCode::Char(' ') => return vec![Action::TogglePause],
+            KeyCode::Char('s') => return vec![Action::Step],
+            KeyCode::Char('?') => self.input = InputMode::Help,
+            KeyCode::Char(':') => self.input = InputMode::Command(String::new()),
+            KeyCode::Char('/') => self.input = InputMode::Filter(String::new()),
             KeyCode::Char('f') => {
-                self.frozen = match self.frozen {
-                    Some(_) => None,
-                    None => Some(self.events.back().map_or(0, |e| e.seq)),
-                };
-                self.say(if self.frozen.is_some() { "view frozen (f to follow)" } else { "following" }, false);
-                Vec::new()
+                let frozen = self.exits.toggle_freeze();
+                self.say(if frozen { "view frozen (f to follow)" } else { "following" }, false);
             }
-            KeyCode::Char('o') => {
-                self.sort = if self.sort == SortBy::Rate { SortBy::Total } else { SortBy::Rate };
-                Vec::new()
+            KeyCode::Char(c) if Screen::of_key(c).is_some() => {
+                if let Some(screen) = Screen::of_key(c) {
+                    self.show_screen(screen);
+                }
             }
-            KeyCode::Char('x') => {
-                self.breakdown = !self.breakdown;
-                Vec::new()
-            }
-            KeyCode::Up => self.scroll_by(1),
-            KeyCode::Down => self.scroll_by(-1),
-            KeyCode::PageUp => self.scroll_by(20),
-            KeyCode::PageDown => self.scroll_by(-20),
-            KeyCode::Home => self.scroll_by(isize::MAX / 2),
-            KeyCode::End => {
-                self.scroll = 0;
-                Vec::new()
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    fn scroll_by(&mut self, rows: isize) -> Vec<Action> {
-        match self.focus {
-            PaneId::Memory => {
-                let step = 16i64 * rows as i64;
-                self.memory.addr = (self.memory.addr as i64).saturating_sub(step).max(0) as u64;
-            }
-            _ => {
-                let max = self.visible_events().count().saturating_sub(1);
-                self.scroll = (self.scroll as isize).saturating_add(rows).clamp(0, max as isize) as usize;
+            code => {
+                // The focused pane first; keys it does not take go to the exit list and the stats.
+                let taken = (self.focus == PaneId::Memory && self.memory.on_key(code)) || self.exits.on_key(code);
+                if !taken {
+                    self.stats.on_key(code);
+                }
             }
         }
         Vec::new()
@@ -526,62 +316,29 @@ impl App {
     pub fn on_mouse(&mut self, m: MouseEvent) {
         let at = Position { x: m.column, y: m.row };
         let hit = self.pane_rects.iter().find(|(_, r)| r.contains(at)).map(|(p, _)| *p);
-        match m.kind {
+        let rows = match m.kind {
             MouseEventKind::Down(MouseButton::Left) => {
                 if let Some(p) = hit {
                     self.focus = p;
                 }
+                return;
             }
-            MouseEventKind::ScrollUp => {
-                self.scroll_by(3);
-            }
-            MouseEventKind::ScrollDown => {
-                self.scroll_by(-3);
-            }
-            _ => {}
+            MouseEventKind::ScrollUp => 3,
+            MouseEventKind::ScrollDown => -3,
+            _ => return,
+        };
+        match self.focus {
+            PaneId::Memory => self.memory.scroll_by(rows),
+            _ => self.exits.scroll_by(rows),
         }
     }
-}
-
-/// Some instructions before RIP (found by decoding from a point that lands exactly on RIP) and the
-/// ones after it.
-pub fn code_around(mem: &dyn PhysRead, mode: &CpuMode, rip: u64) -> Vec<crate::trace::Insn> {
-    const AFTER: usize = 48;
-    let bitness = mode.bitness();
-    let linear = mode.code_linear(rip);
-    let mut after = [0u8; AFTER];
-    let n = read_virt(mem, mode, linear, &mut after);
-    let mut out = Vec::new();
-    // Try starting 24..1 bytes before RIP; take the earliest start whose decoding lands on RIP.
-    for back in (1..=24u64).rev() {
-        let mut bytes = vec![0u8; back as usize];
-        if read_virt(mem, mode, linear.wrapping_sub(back), &mut bytes) != bytes.len() {
-            continue;
-        }
-        let insns = decode_many(&bytes, bitness, rip - back);
-        let lands = insns.last().is_some_and(|i| i.addr + i.bytes.len() as u64 == rip);
-        if lands && insns.iter().all(|i| i.text != "(bad)") {
-            let skip = insns.len().saturating_sub(4);
-            out.extend(insns.into_iter().skip(skip));
-            break;
-        }
-    }
-    out.extend(decode_many(&after[..n], bitness, rip).into_iter().take(16));
-    out
-}
-
-fn read_phys_prefix(mem: &dyn PhysRead, addr: u64, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() && mem.read_phys(addr + n as u64, &mut buf[n..n + 1]) {
-        n += 1;
-    }
-    n
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{Dir, ExitKind};
+    use crate::trace::{Counters, Dir, ExitEvent, ExitKind};
+    use crate::ui::panes::exits::HISTORY;
     use ratatui::crossterm::event::KeyEvent;
 
     fn key(code: KeyCode) -> KeyEvent {
@@ -651,7 +408,7 @@ mod tests {
         assert!(error && msg.contains("unknown command"), "{msg}");
         app.on_key(key(KeyCode::Char(':')));
         typed(&mut app, "xp 0x2000 32");
-        assert_eq!(app.memory, MemoryTarget { addr: 0x2000, len: 32, physical: true, follow_rip: false });
+        assert_eq!(app.memory.target, MemoryTarget { addr: 0x2000, len: 32, physical: true, follow_rip: false });
         assert_eq!(app.focus, PaneId::Memory);
         // Esc abandons a line; backspace edits it.
         app.on_key(key(KeyCode::Char(':')));
@@ -665,37 +422,37 @@ mod tests {
     #[test]
     fn filter_freeze_and_scroll() {
         let mut app = App::new("t");
-        app.push_events((0..10).map(|i| io(i, if i % 2 == 0 { 0x80 } else { 0x3f8 })));
+        app.exits.push((0..10).map(|i| io(i, if i % 2 == 0 { 0x80 } else { 0x3f8 })));
         app.on_key(key(KeyCode::Char('/')));
         typed(&mut app, "io 0x80");
-        assert_eq!(app.visible_events().count(), 5);
+        assert_eq!(app.exits.visible().count(), 5);
         app.on_key(key(KeyCode::Char('/')));
         typed(&mut app, "io 0x10000");
         assert!(app.current_message().unwrap().1, "a bad filter is an error");
-        assert_eq!(app.filter, Some(ExitSpec::Io(0x80)), "and leaves the old filter");
+        assert_eq!(app.exits.filter, Some(ExitSpec::Io(0x80)), "and leaves the old filter");
         app.on_key(key(KeyCode::Char('/')));
         typed(&mut app, "");
-        assert!(app.filter.is_none());
+        assert!(app.exits.filter.is_none());
         app.on_key(key(KeyCode::Char('f')));
-        app.push_events((10..15).map(|i| io(i, 0x80)));
-        assert_eq!(app.visible_events().count(), 10, "frozen at seq 9");
+        app.exits.push((10..15).map(|i| io(i, 0x80)));
+        assert_eq!(app.exits.visible().count(), 10, "frozen at seq 9");
         app.on_key(key(KeyCode::Char('f')));
-        assert_eq!(app.visible_events().count(), 15);
+        assert_eq!(app.exits.visible().count(), 15);
         app.on_key(key(KeyCode::Up));
         app.on_key(key(KeyCode::Up));
-        assert_eq!(app.scroll, 2);
+        assert_eq!(app.exits.scroll, 2);
         app.on_key(key(KeyCode::Home));
-        assert_eq!(app.scroll, 14);
+        assert_eq!(app.exits.scroll, 14);
         app.on_key(key(KeyCode::End));
-        assert_eq!(app.scroll, 0);
+        assert_eq!(app.exits.scroll, 0);
     }
 
     #[test]
     fn history_is_bounded() {
         let mut app = App::new("t");
-        app.push_events((0..(HISTORY as u64 + 100)).map(|i| io(i, 0x80)));
-        assert_eq!(app.events.len(), HISTORY);
-        assert_eq!(app.events.front().unwrap().seq, 100);
+        app.exits.push((0..(HISTORY as u64 + 100)).map(|i| io(i, 0x80)));
+        assert_eq!(app.exits.all().len(), HISTORY);
+        assert_eq!(app.exits.all().front().unwrap().seq, 100);
     }
 
     #[test]
@@ -723,7 +480,7 @@ mod tests {
 
     #[test]
     fn rates_are_per_second_deltas() {
-        let mut r = Rates::default();
+        let mut r = crate::ui::panes::stats::Rates::default();
         let mut c = Counters::default();
         let t0 = Instant::now();
         r.sample(&c, t0);

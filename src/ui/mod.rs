@@ -1,13 +1,17 @@
 //! The terminal UI: the exits streaming live, the state behind them, and the keys to stop the guest.
 //!
-//! `App` is plain state; each pane is a widget in `panes/`; `view` lays them out; this file runs the
-//! loop that feeds the `App` from the VM, draws at most 30 frames a second, and carries out actions
-//! through the debug controller. The vCPU threads never wait for any of it.
+//! `App` is plain state, each pane's own state beside its widget in `panes/`; `screen` says which
+//! panes a screen holds and where; `view` draws them; `reader` fills the code and memory panes from
+//! guest memory. This file runs the loop that feeds the `App` from the VM, draws at most 30 frames
+//! a second, and carries out actions through the debug controller. The vCPU threads never wait for
+//! any of it.
 
 pub mod app;
 pub mod command;
 pub mod panes;
+pub mod reader;
 pub mod replay;
+pub mod screen;
 pub mod terminal;
 pub mod theme;
 pub mod view;
@@ -61,15 +65,14 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             app.set_ended(report.end.clone());
         }
         let controller = &launched.controller;
-        app.push_events(events.try_iter());
-        app.dropped = feed.dropped();
-        app.counters = controller.counters();
-        app.rates.sample(&app.counters, Instant::now());
+        app.exits.push(events.try_iter());
+        app.exits.dropped = feed.dropped();
+        app.stats.update(controller.counters(), Instant::now());
         app.set_stops(&controller.stops(), controller.is_paused());
-        if console.len() != app.console.len() {
-            app.console = console.text();
+        if console.len() != app.console.text.len() {
+            app.console.text = console.text();
         }
-        app.refresh_views(controller.memory());
+        reader::refresh(&mut app, controller.memory());
         if let Ok(frame) = guard.terminal.draw(|f| {
             let placed = view::draw(f, &app);
             app.pane_rects = placed;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
-use super::app::{Action, App, InputMode, PaneId, RunState};
+use super::app::{Action, App, InputMode, RunState};
+use super::panes::exits::HISTORY;
+use super::screen::PaneId;
 use super::{terminal, view};
 use crate::recording::format::StopRecord;
 use crate::recording::{ReadError, Record};
@@ -95,18 +97,14 @@ impl Replay {
     /// Fills the app's panes as they were at the cursor.
     pub fn show(&mut self, app: &mut App) {
         let Some(now) = self.exits.get(self.cursor).cloned() else { return };
-        app.events.clear();
-        let start = (self.cursor + 1).saturating_sub(super::app::HISTORY);
-        app.push_events(self.exits[start..=self.cursor].iter().cloned());
-        app.scroll = 0;
-        app.counters = self.counters().clone();
+        let start = (self.cursor + 1).saturating_sub(HISTORY);
+        app.exits.replace(self.exits[start..=self.cursor].iter().cloned());
+        app.stats.counters = self.counters().clone();
         let text: Vec<u8> =
             self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
-        app.console = String::from_utf8_lossy(&text).into_owned();
-        let stop = self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(StopRecord::to_stop);
-        app.previous_stop = app.stop.take();
-        app.stop = stop;
-        app.code = now.insn.iter().map(|i| (**i).clone()).collect();
+        app.console.text = String::from_utf8_lossy(&text).into_owned();
+        app.show_stop(self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(StopRecord::to_stop));
+        app.code.lines = now.insn.iter().map(|i| (**i).clone()).collect();
         app.state = RunState::Ended(RunEnd::Quit);
     }
 }
@@ -171,7 +169,7 @@ pub fn run(path: &Path) -> Result<(), ReplayError> {
         if key.kind == KeyEventKind::Release {
             continue;
         }
-        let filter = app.filter.clone();
+        let filter = app.exits.filter.clone();
         let keep = |e: &ExitEvent| filter.as_ref().is_none_or(|f| f.matches(e));
         let navigating = app.input == InputMode::Normal && app.focus != PaneId::Console;
         let moved = navigating

@@ -1,17 +1,15 @@
-//! Where the panes go: a grid when the terminal is big enough, one pane at a time under a tab bar
-//! when it is not (80×24 works). Returns where each pane landed, for mouse clicks.
+//! Where the panes go: the screen's grid when the terminal is big enough, one pane at a time under a
+//! tab bar when it is not (80×24 works). Returns where each pane landed, for mouse clicks.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::{App, InputMode, PaneId};
+use super::app::{App, InputMode};
 use super::panes::{code, console, exits, help, memory, registers, stats, status};
+use super::screen::{PaneId, WIDE_MIN};
 use super::theme::Theme;
-
-/// The grid needs at least this much room.
-pub const WIDE_MIN: (u16, u16) = (130, 32);
 
 fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == pane;
@@ -30,31 +28,18 @@ pub fn draw(f: &mut Frame, app: &App) -> Vec<(PaneId, Rect)> {
     let theme = Theme { no_color: app.no_color };
     let area = f.area();
     let [main, status_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
-    let mut placed = Vec::new();
-    if area.width >= WIDE_MIN.0 && area.height >= WIDE_MIN.1 {
-        let [top, bottom] = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
-        let [exits_area, stats_area] =
-            Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(top);
-        let [regs_area, code_area, right] =
-            Layout::horizontal([Constraint::Length(50), Constraint::Fill(1), Constraint::Fill(1)]).areas(bottom);
-        placed.extend([
-            (PaneId::Exits, exits_area),
-            (PaneId::Stats, stats_area),
-            (PaneId::Registers, regs_area),
-            (PaneId::Code, code_area),
-        ]);
-        if right.height >= 20 {
-            let [con, mem] = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(right);
-            placed.extend([(PaneId::Console, con), (PaneId::Memory, mem)]);
-        } else {
-            let shown = if app.focus == PaneId::Memory { PaneId::Memory } else { PaneId::Console };
-            placed.push((shown, right));
+    let placed = if area.width >= WIDE_MIN.0 && area.height >= WIDE_MIN.1 {
+        let placed = app.screen.grid(main, app.focus);
+        for (pane, r) in &placed {
+            render_pane(f, *pane, *r, app, &theme);
         }
+        placed
     } else {
         let [tabs, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(main);
+        let mut placed = Vec::new();
         let mut spans = Vec::new();
         let mut x = tabs.x;
-        for p in PaneId::ALL {
+        for &p in app.screen.panes() {
             let label = format!(" {} ", p.title());
             let w = label.len() as u16;
             let style = if p == app.focus { theme.current() } else { theme.dim() };
@@ -66,15 +51,8 @@ pub fn draw(f: &mut Frame, app: &App) -> Vec<(PaneId, Rect)> {
         f.render_widget(Paragraph::new(Line::from(spans)), tabs);
         render_pane(f, app.focus, body, app, &theme);
         placed.push((app.focus, body));
-        status::render(f, status_area, app, &theme);
-        if app.input == InputMode::Help {
-            help::render(f, area, &theme);
-        }
-        return placed;
-    }
-    for (pane, r) in &placed {
-        render_pane(f, *pane, *r, app, &theme);
-    }
+        placed
+    };
     status::render(f, status_area, app, &theme);
     if app.input == InputMode::Help {
         help::render(f, area, &theme);

@@ -7,8 +7,15 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::frame;
+use crate::trace::Insn;
 use crate::ui::app::App;
 use crate::ui::theme::Theme;
+
+/// The code pane's state: the instructions it shows (read by `ui::reader`, or a replay's exit).
+#[derive(Debug, Default)]
+pub struct CodePane {
+    pub lines: Vec<Insn>,
+}
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
     let block = frame(" Code ".into(), focused, theme);
@@ -17,7 +24,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     let show_bytes = inner.width >= 60;
     let Some(stop) = &app.stop else {
         let mut lines = vec![Line::styled("running — pause (space) to disassemble around RIP", theme.dim())];
-        if let Some(e) = app.events.back() {
+        if let Some(e) = app.exits.newest() {
             if let Some(i) = &e.insn {
                 lines.push(Line::from(format!("newest exit #{} ({}):", e.seq, e.kind.reason())));
                 lines.push(Line::from(vec![
@@ -30,12 +37,13 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
         f.render_widget(Paragraph::new(lines), inner);
         return;
     };
-    if app.code.is_empty() {
+    if app.code.lines.is_empty() {
         f.render_widget(Paragraph::new(format!("rip {:#x}: not readable", stop.regs.rip)), inner);
         return;
     }
     let lines: Vec<Line> = app
         .code
+        .lines
         .iter()
         .map(|i| {
             let here = i.addr == stop.regs.rip;

@@ -1,33 +1,123 @@
-//! The live exit stream: newest at the bottom, followed unless scrolled back or frozen.
+//! The live exit stream: newest at the bottom, followed unless scrolled back or frozen (`f`),
+//! filtered by an exit spec (`/`).
+
+use std::collections::VecDeque;
 
 use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
 use super::frame;
+use crate::debug::ExitSpec;
+use crate::trace::ExitEvent;
 use crate::ui::app::App;
 use crate::ui::theme::Theme;
 
+/// Events the exit list keeps for scrolling back.
+pub const HISTORY: usize = 5000;
+
+/// The exit list's state.
+#[derive(Debug, Default)]
+pub struct ExitsPane {
+    events: VecDeque<ExitEvent>,
+    /// Events the live feed dropped because the view was behind.
+    pub dropped: u64,
+    /// Rows scrolled back from the newest (0 = follow the newest).
+    pub scroll: usize,
+    /// When frozen: the newest sequence number shown.
+    pub frozen: Option<u64>,
+    pub filter: Option<ExitSpec>,
+}
+
+impl ExitsPane {
+    /// Adds events from the live feed (the oldest fall out of the history).
+    pub fn push(&mut self, events: impl IntoIterator<Item = ExitEvent>) {
+        for e in events {
+            if self.events.len() == HISTORY {
+                self.events.pop_front();
+            }
+            self.events.push_back(e);
+        }
+    }
+
+    /// Shows exactly these events, following the newest (replay).
+    pub fn replace(&mut self, events: impl IntoIterator<Item = ExitEvent>) {
+        self.events.clear();
+        self.push(events);
+        self.scroll = 0;
+    }
+
+    /// Every event kept, oldest first.
+    pub fn all(&self) -> &VecDeque<ExitEvent> {
+        &self.events
+    }
+
+    /// The newest event.
+    pub fn newest(&self) -> Option<&ExitEvent> {
+        self.events.back()
+    }
+
+    /// The events the list shows, oldest first: filtered, up to the freeze point.
+    pub fn visible(&self) -> impl DoubleEndedIterator<Item = &ExitEvent> {
+        let frozen = self.frozen;
+        self.events
+            .iter()
+            .filter(move |e| frozen.is_none_or(|f| e.seq <= f))
+            .filter(move |e| self.filter.as_ref().is_none_or(|s| s.matches(e)))
+    }
+
+    /// Freezes the view at the newest event, or follows again; true when now frozen.
+    pub fn toggle_freeze(&mut self) -> bool {
+        self.frozen = match self.frozen {
+            Some(_) => None,
+            None => Some(self.events.back().map_or(0, |e| e.seq)),
+        };
+        self.frozen.is_some()
+    }
+
+    /// Scrolls back (positive) or forward by `rows`.
+    pub fn scroll_by(&mut self, rows: isize) {
+        let max = self.visible().count().saturating_sub(1);
+        self.scroll = (self.scroll as isize).saturating_add(rows).clamp(0, max as isize) as usize;
+    }
+
+    /// The keys this pane takes; false for any other.
+    pub fn on_key(&mut self, code: KeyCode) -> bool {
+        match code {
+            KeyCode::Up => self.scroll_by(1),
+            KeyCode::Down => self.scroll_by(-1),
+            KeyCode::PageUp => self.scroll_by(20),
+            KeyCode::PageDown => self.scroll_by(-20),
+            KeyCode::Home => self.scroll_by(isize::MAX / 2),
+            KeyCode::End => self.scroll = 0,
+            _ => return false,
+        }
+        true
+    }
+}
+
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let mut title = format!(" Exits ({}) ", app.counters.total.count);
-    if let Some(spec) = &app.filter {
+    let pane = &app.exits;
+    let mut title = format!(" Exits ({}) ", app.stats.counters.total.count);
+    if let Some(spec) = &pane.filter {
         title.push_str(&format!("[filter: {spec}] "));
     }
-    if app.frozen.is_some() {
+    if pane.frozen.is_some() {
         title.push_str("[frozen] ");
-    } else if app.scroll > 0 {
-        title.push_str(&format!("[{} back] ", app.scroll));
+    } else if pane.scroll > 0 {
+        title.push_str(&format!("[{} back] ", pane.scroll));
     }
-    if app.dropped > 0 {
-        title.push_str(&format!("[view dropped {}] ", app.dropped));
+    if pane.dropped > 0 {
+        title.push_str(&format!("[view dropped {}] ", pane.dropped));
     }
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let rows_fit = inner.height.saturating_sub(1) as usize;
     let wide = inner.width >= 110;
-    let visible: Vec<_> = app.visible_events().rev().skip(app.scroll).take(rows_fit).collect();
+    let visible: Vec<_> = pane.visible().rev().skip(pane.scroll).take(rows_fit).collect();
     let rows = visible.into_iter().rev().map(|e| {
         let insn = e.insn.as_ref().map(|i| i.text.clone()).unwrap_or_default();
         let mut cells = vec![Cell::from(e.seq.to_string())];

@@ -1,13 +1,62 @@
 //! A hexdump with ASCII of guest memory, at a guest-physical (`:xp`) or guest-virtual (`:x`) address.
 
 use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use super::frame;
 use crate::ui::app::App;
+use crate::ui::command::DEFAULT_EXAMINE_LEN;
 use crate::ui::theme::Theme;
+
+/// What the memory pane shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryTarget {
+    pub addr: u64,
+    pub len: u64,
+    pub physical: bool,
+    /// Follow the stopped vCPU's RIP (until the user picks an address with `:x`/`:xp`).
+    pub follow_rip: bool,
+}
+
+/// The memory pane's state: its target, and the bytes read there (by `ui::reader`).
+#[derive(Debug)]
+pub struct MemoryPane {
+    pub target: MemoryTarget,
+    pub bytes: Vec<u8>,
+    /// Why fewer bytes than asked could be read (translation failed, not RAM).
+    pub note: Option<String>,
+}
+
+impl Default for MemoryPane {
+    fn default() -> Self {
+        let target = MemoryTarget { addr: 0x10_0000, len: DEFAULT_EXAMINE_LEN, physical: true, follow_rip: true };
+        Self { target, bytes: Vec::new(), note: None }
+    }
+}
+
+impl MemoryPane {
+    /// Moves the view by `rows` lines of 16 bytes (positive: back to lower addresses).
+    pub fn scroll_by(&mut self, rows: isize) {
+        let step = 16i64.saturating_mul(rows as i64);
+        self.target.addr = (self.target.addr as i64).saturating_sub(step).max(0) as u64;
+    }
+
+    /// The keys this pane takes; false for any other.
+    pub fn on_key(&mut self, code: KeyCode) -> bool {
+        match code {
+            KeyCode::Up => self.scroll_by(1),
+            KeyCode::Down => self.scroll_by(-1),
+            KeyCode::PageUp => self.scroll_by(20),
+            KeyCode::PageDown => self.scroll_by(-20),
+            KeyCode::Home => self.scroll_by(isize::MAX / 2),
+            _ => return false,
+        }
+        true
+    }
+}
 
 /// Hexdump lines of `bytes` starting at `addr`, `per_line` bytes each.
 pub fn hexdump(addr: u64, bytes: &[u8], per_line: usize) -> Vec<String> {
@@ -24,7 +73,7 @@ pub fn hexdump(addr: u64, bytes: &[u8], per_line: usize) -> Vec<String> {
 }
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let m = app.memory;
+    let m = app.memory.target;
     let kind = if m.physical { "physical" } else { "virtual" };
     let follow = if m.follow_rip { ", at RIP" } else { "" };
     let title = format!(" Memory: {kind} {:#x} +{:#x}{follow} (:x / :xp) ", m.addr, m.len);
@@ -32,8 +81,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     let inner = block.inner(area);
     f.render_widget(block, area);
     let per_line = if inner.width >= 14 + 16 * 4 { 16 } else { 8 };
-    let mut lines: Vec<Line> = hexdump(m.addr, &app.memory_bytes, per_line).into_iter().map(Line::from).collect();
-    if let Some(note) = &app.memory_note {
+    let mut lines: Vec<Line> = hexdump(m.addr, &app.memory.bytes, per_line).into_iter().map(Line::from).collect();
+    if let Some(note) = &app.memory.note {
         lines.push(Line::styled(note.clone(), theme.warn()));
     }
     f.render_widget(Paragraph::new(lines), inner);

@@ -1,7 +1,6 @@
 //! Registers of the stopped vCPU: GPRs, RIP, RFLAGS with its flags spelled out, segments, control
 //! registers and EFER; what changed since the previous stop is highlighted.
 
-use crate::decode::CpuMode;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -9,6 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::frame;
+use crate::debug::Stop;
+use crate::decode::CpuMode;
 use crate::ui::app::{App, RunState};
 use crate::ui::theme::Theme;
 
@@ -60,6 +61,12 @@ fn system(s: &kvm_sregs) -> [(&'static str, u64); 11] {
     ]
 }
 
+/// The registers pane's state: the stop before the one shown, to highlight what changed.
+#[derive(Debug, Default)]
+pub struct RegistersPane {
+    pub previous: Option<Stop>,
+}
+
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
     let Some(stop) = &app.stop else {
         let text = match &app.state {
@@ -74,7 +81,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let prev = app.previous_stop.as_ref();
+    let prev = app.registers.previous.as_ref();
     let cell = |name: &'static str, value: u64, was: Option<u64>, width: usize| {
         let style = if was.is_some_and(|w| w != value) { theme.changed() } else { Default::default() };
         vec![Span::styled(format!("{name:>7} "), theme.dim()), Span::styled(format!("{value:0width$x}"), style)]

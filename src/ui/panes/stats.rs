@@ -1,41 +1,132 @@
 //! kvm_stat's view: Event, Total, %Total, CurAvg/s per reason (sorted by rate or total), handling
 //! time, a sparkline of the exit rate, and the breakdown per port and MMIO address.
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
 use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Row, Sparkline, Table};
 
 use super::frame;
 use crate::summary::{micros, percent};
-use crate::trace::Stat;
+use crate::trace::{Counters, Stat};
 use crate::ui::app::App;
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
+
+/// Rate samples kept for the sparkline.
+const RATE_HISTORY: usize = 120;
+
+/// Exit rates, kvm_stat style: the change of each counter over the last interval.
+#[derive(Debug, Clone, Default)]
+pub struct Rates {
+    last: Option<(Instant, Counters)>,
+    /// Per reason: exits per second over the last interval.
+    pub per_reason: Vec<(&'static str, f64)>,
+    /// Total exits per second, oldest first.
+    pub history: VecDeque<u64>,
+}
+
+impl Rates {
+    /// Takes a new sample of the counters at `now`; computes rates once a second.
+    pub fn sample(&mut self, counters: &Counters, now: Instant) {
+        let Some((then, before)) = &self.last else {
+            self.last = Some((now, counters.clone()));
+            return;
+        };
+        let dt = now.duration_since(*then);
+        if dt < Duration::from_secs(1) {
+            return;
+        }
+        let secs = dt.as_secs_f64();
+        self.per_reason = counters
+            .by_reason
+            .iter()
+            .map(|(name, s)| {
+                let was = before.by_reason.get(name).map_or(0, |b| b.count);
+                (*name, s.count.saturating_sub(was) as f64 / secs)
+            })
+            .collect();
+        let total = counters.total.count.saturating_sub(before.total.count) as f64 / secs;
+        if self.history.len() == RATE_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(total.round() as u64);
+        self.last = Some((now, counters.clone()));
+    }
+
+    /// Exits per second of one reason in the last interval.
+    pub fn of(&self, reason: &str) -> f64 {
+        self.per_reason.iter().find(|(n, _)| *n == reason).map_or(0.0, |(_, r)| *r)
+    }
+
+    /// Total exits per second in the last interval.
+    pub fn total(&self) -> u64 {
+        self.history.back().copied().unwrap_or(0)
+    }
+}
+
+/// The stats pane's state: the counters it shows, their rates, and how.
+#[derive(Debug)]
+pub struct StatsPane {
+    pub counters: Counters,
+    pub rates: Rates,
+    pub sort: SortBy,
+    /// Show the per-port and per-address breakdown (`x`).
+    pub breakdown: bool,
+}
+
+impl Default for StatsPane {
+    fn default() -> Self {
+        Self { counters: Counters::default(), rates: Rates::default(), sort: SortBy::Rate, breakdown: true }
+    }
+}
+
+impl StatsPane {
+    /// New counters from the VM; the rates follow.
+    pub fn update(&mut self, counters: Counters, now: Instant) {
+        self.counters = counters;
+        self.rates.sample(&self.counters, now);
+    }
+
+    /// The keys this pane takes (`o` sort, `x` breakdown); false for any other.
+    pub fn on_key(&mut self, code: KeyCode) -> bool {
+        match code {
+            KeyCode::Char('o') => self.sort = if self.sort == SortBy::Rate { SortBy::Total } else { SortBy::Rate },
+            KeyCode::Char('x') => self.breakdown = !self.breakdown,
+            _ => return false,
+        }
+        true
+    }
+}
 
 fn one_place(v: f64) -> String {
     format!("{v:.1}")
 }
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let sort = match app.sort {
+    let pane = &app.stats;
+    let sort = match pane.sort {
         SortBy::Rate => "rate",
         SortBy::Total => "total",
     };
-    let title = format!(" Stats: {} exits/s, sorted by {sort} (o) ", app.rates.total());
+    let title = format!(" Stats: {} exits/s, sorted by {sort} (o) ", pane.rates.total());
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let spark_h = if inner.height >= 14 { 3 } else { 1 };
     let [spark_area, table_area] = Layout::vertical([Constraint::Length(spark_h), Constraint::Min(1)]).areas(inner);
-    let data: Vec<u64> = app.rates.history.iter().copied().collect();
+    let data: Vec<u64> = pane.rates.history.iter().copied().collect();
     let tail = data.len().saturating_sub(spark_area.width as usize);
     f.render_widget(Sparkline::default().data(&data[tail..]).style(theme.instruction()), spark_area);
 
-    let total = app.counters.total;
-    let mut reasons: Vec<(&'static str, Stat)> = app.counters.reasons_sorted().into_iter().collect();
-    match app.sort {
+    let total = pane.counters.total;
+    let mut reasons: Vec<(&'static str, Stat)> = pane.counters.reasons_sorted().into_iter().collect();
+    match pane.sort {
         SortBy::Rate => {
-            reasons.sort_by(|a, b| app.rates.of(b.0).total_cmp(&app.rates.of(a.0)).then(b.1.count.cmp(&a.1.count)))
+            reasons.sort_by(|a, b| pane.rates.of(b.0).total_cmp(&pane.rates.of(a.0)).then(b.1.count.cmp(&a.1.count)))
         }
         SortBy::Total => reasons.sort_by_key(|r| std::cmp::Reverse(r.1.count)),
     }
@@ -53,16 +144,16 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
         Row::new(cells)
     };
     let mut rows: Vec<Row> =
-        reasons.iter().map(|(name, s)| row(name.to_string(), s, total.count, Some(app.rates.of(name)))).collect();
-    if app.breakdown {
-        let io_total = app.counters.by_reason.get("io").map_or(0, |s| s.count);
-        let mut ports: Vec<_> = app.counters.ports_sorted().into_iter().collect();
+        reasons.iter().map(|(name, s)| row(name.to_string(), s, total.count, Some(pane.rates.of(name)))).collect();
+    if pane.breakdown {
+        let io_total = pane.counters.by_reason.get("io").map_or(0, |s| s.count);
+        let mut ports: Vec<_> = pane.counters.ports_sorted().into_iter().collect();
         ports.sort_by_key(|p| std::cmp::Reverse(p.1.count));
         for ((port, dir), s) in ports {
             rows.push(row(format!(" io {port:#x} {}", dir.io_name()), &s, io_total, None).style(theme.dim()));
         }
-        let mmio_total = app.counters.by_reason.get("mmio").map_or(0, |s| s.count);
-        let mut mmio: Vec<_> = app.counters.mmio_sorted().into_iter().collect();
+        let mmio_total = pane.counters.by_reason.get("mmio").map_or(0, |s| s.count);
+        let mut mmio: Vec<_> = pane.counters.mmio_sorted().into_iter().collect();
         mmio.sort_by_key(|m| std::cmp::Reverse(m.1.count));
         for ((addr, dir), s) in mmio {
             rows.push(row(format!(" mmio {addr:#x} {}", dir.mmio_name()), &s, mmio_total, None).style(theme.dim()));

@@ -1,4 +1,4 @@
-//! The bottom line: run state, totals and rate, the message of the moment, or the line being typed.
+//! The bottom line: run state, the screens (the current one marked), totals and rate, the message of the moment, or the line being typed.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::ui::app::{App, InputMode, RunState};
+use crate::ui::screen::Screen;
 use crate::ui::theme::Theme;
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -24,10 +25,17 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             };
             let mut spans = vec![
                 Span::styled(format!(" {state} "), style.add_modifier(ratatui::style::Modifier::REVERSED)),
-                Span::raw(format!(" {} exits  {}/s ", app.counters.total.count, app.rates.total())),
+                Span::raw(" "),
             ];
-            if app.dropped > 0 {
-                spans.push(Span::styled(format!(" view dropped {} ", app.dropped), theme.warn()));
+            for screen in Screen::ALL {
+                let label = format!("{}:{}", screen.key(), screen.name());
+                let style = if screen == app.screen { theme.current() } else { theme.dim() };
+                spans.extend([Span::styled(label, style), Span::raw(" ")]);
+            }
+            let stats = &app.stats;
+            spans.push(Span::raw(format!(" {} exits  {}/s ", stats.counters.total.count, stats.rates.total())));
+            if app.exits.dropped > 0 {
+                spans.push(Span::styled(format!(" view dropped {} ", app.exits.dropped), theme.warn()));
             }
             match app.current_message() {
                 Some((text, error)) => {
