@@ -135,6 +135,10 @@ fn tui_pause_step_help_break_and_quit() {
     t.wait_for(&["(exit breakpoint #1 io 0x80", "PAUSED"], "the guest stops on the exit breakpoint");
     t.keys(&[":bogus", "Enter"]);
     t.wait_for(&["unknown command :bogus"], "a bad command gets a one-line message");
+    t.keys(&["2"]);
+    t.wait_until(|s| s.contains("┌ Exits") && !s.contains("┌ Registers"), "2 shows the exits screen");
+    t.keys(&["1"]);
+    t.wait_for(&["┌ Registers", "┌ Memory"], "1 shows the overview again");
     t.keys(&["q"]);
     assert_eq!(t.wait_status(), "EXIT=0");
     let err = t.stderr();
