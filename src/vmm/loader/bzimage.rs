@@ -1,11 +1,17 @@
 //! Linux bzImage by the x86 boot protocol (Documentation/arch/x86/boot.rst), 64-bit entry: the
 //! protected-mode kernel at 1 MiB, a zero page (boot_params) with the setup header, the e820 map,
 //! the command line and the initrd, and entry in long mode at load address + 0x200 with RSI = the
-//! zero page, on kvmscope's identity map.
+//! zero page, on kvmscope's identity map. The zero page is linux-loader's `boot_params`.
 
 use std::path::Path;
 
-use super::{BootMode, BootSetup, LoaderError, invalid, place, place_initrd, write_cmdline};
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use vm_memory::ByteValued;
+
+use super::{
+    BootMode, BootSetup, BootStruct, E820_RAM, E820_RESERVED, LoaderError, invalid, place, place_initrd,
+    write_boot_struct, write_cmdline,
+};
 use crate::vmm::memory::{GuestRam, RegionKind};
 
 const ZERO_PAGE: u64 = 0x8000;
@@ -61,30 +67,31 @@ pub fn load(
     let mut loaded = vec![place(path, ram, KERNEL_LOAD, kernel, kernel.len() as u64, true)?];
 
     // The zero page: the setup header as the image has it, then what the boot loader fills in.
-    let mut zp = vec![0u8; 4096];
+    let mut zp = BootStruct(boot_params::default());
     let hdr_end = (0x202 + b[0x201] as usize).min(b.len()).min(4096);
-    zp[0x1f1..hdr_end].copy_from_slice(&b[0x1f1..hdr_end]);
-    zp[0x210] = 0xff; // type_of_loader: undefined
-    zp[0x211] |= LOADFLAGS_CAN_USE_HEAP;
-    zp[0x224..0x226].copy_from_slice(&0xfe00u16.to_le_bytes()); // heap_end_ptr
+    zp.as_mut_slice()[0x1f1..hdr_end].copy_from_slice(&b[0x1f1..hdr_end]);
+    let hdr = &mut zp.0.hdr;
+    hdr.type_of_loader = 0xff; // undefined
+    hdr.loadflags |= LOADFLAGS_CAN_USE_HEAP;
+    hdr.heap_end_ptr = 0xfe00;
     set_cmdline(ram, path, cmdline)?;
-    zp[0x228..0x22c].copy_from_slice(&(CMDLINE as u32).to_le_bytes());
+    hdr.cmd_line_ptr = CMDLINE as u32;
     if let Some(initrd) = initrd {
         let (at, end) = place_initrd(initrd, ram, loaded[0].1)?;
         loaded.push((at, end));
-        zp[0x218..0x21c].copy_from_slice(&(at as u32).to_le_bytes());
-        zp[0x21c..0x220].copy_from_slice(&((end - at) as u32).to_le_bytes());
+        (hdr.ramdisk_image, hdr.ramdisk_size) = (at as u32, (end - at) as u32);
     }
     let entries = ram.map.entries();
-    zp[0x1e8] = entries.len() as u8;
-    for (i, e) in entries.iter().enumerate() {
-        let at = 0x2d0 + i * 20;
-        zp[at..at + 8].copy_from_slice(&e.start.to_le_bytes());
-        zp[at + 8..at + 16].copy_from_slice(&e.len.to_le_bytes());
-        let kind: u32 = if e.kind == RegionKind::Ram { 1 } else { 2 };
-        zp[at + 16..at + 20].copy_from_slice(&kind.to_le_bytes());
+    let table = &mut zp.0.e820_table;
+    if entries.len() > table.len() {
+        return Err(bad(format!("the memory map has {} regions; the zero page holds {}", entries.len(), table.len())));
     }
-    ram.write(ZERO_PAGE, &zp);
+    for (slot, e) in table.iter_mut().zip(&entries) {
+        let r#type = if e.kind == RegionKind::Ram { E820_RAM } else { E820_RESERVED };
+        *slot = boot_e820_entry { addr: e.start, size: e.len, r#type };
+    }
+    zp.0.e820_entries = entries.len() as u8;
+    write_boot_struct(ram, path, ZERO_PAGE, zp.0)?;
     Ok(BootSetup {
         format: "bzimage",
         mode: BootMode::Long,
@@ -94,4 +101,53 @@ pub fn load(
         loaded,
         rsi: ZERO_PAGE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::PhysRead;
+
+    /// A bzImage of boot protocol 2.15 with one setup sector and a 16-byte kernel.
+    fn image() -> Vec<u8> {
+        let mut b = vec![0u8; 1024 + 16];
+        b[0x1f1] = 1;
+        b[0x201] = 0x66;
+        b[0x202..0x206].copy_from_slice(HDRS);
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x236..0x238].copy_from_slice(&XLF_KERNEL_64.to_le_bytes());
+        b[1024..].fill(0x90);
+        b
+    }
+
+    #[test]
+    fn the_zero_page_is_laid_out_as_the_boot_protocol_says() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        let setup = load(Path::new("k"), &image(), &ram, "console=ttyS0", None).unwrap();
+        assert_eq!((setup.entry, setup.rsi), (KERNEL_LOAD + 0x200, ZERO_PAGE));
+        let mut zp = [0u8; 4096];
+        assert!(ram.read_phys(ZERO_PAGE, &mut zp));
+        let u32_at = |o: usize| u32::from_le_bytes([zp[o], zp[o + 1], zp[o + 2], zp[o + 3]]);
+        assert_eq!(&zp[0x202..0x206], HDRS, "the image's setup header is copied");
+        assert_eq!(zp[0x210], 0xff, "type_of_loader");
+        assert_ne!(zp[0x211] & LOADFLAGS_CAN_USE_HEAP, 0);
+        assert_eq!(u32_at(0x228), CMDLINE as u32, "cmd_line_ptr");
+        let entries = ram.map.entries();
+        assert_eq!(zp[0x1e8] as usize, entries.len(), "e820_entries");
+        let first = 0x2d0;
+        assert_eq!(u32_at(first + 16), E820_RAM, "the first e820 entry is RAM at 0");
+        assert_eq!(u32_at(first + 8) as u64, entries[0].len);
+        let mut cmdline = [0u8; 14];
+        assert!(ram.read_phys(CMDLINE, &mut cmdline));
+        assert_eq!(&cmdline, b"console=ttyS0\0");
+        let mut kernel = [0u8; 16];
+        assert!(ram.read_phys(KERNEL_LOAD, &mut kernel) && kernel == [0x90; 16]);
+    }
+
+    #[test]
+    fn a_command_line_longer_than_its_page_is_refused() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        let err = load(Path::new("k"), &image(), &ram, &"x".repeat(CMDLINE_MAX), None).unwrap_err();
+        assert!(err.to_string().contains("command line of 4096 bytes is too long"), "{err}");
+    }
 }

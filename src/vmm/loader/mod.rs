@@ -194,8 +194,47 @@ pub fn write_cmdline(ram: &GuestRam, path: &Path, addr: u64, max: usize, cmdline
     if cmdline.len() >= max {
         return Err(invalid(path, format!("command line of {} bytes is too long (limit {})", cmdline.len(), max - 1)));
     }
-    let mut c = cmdline.as_bytes().to_vec();
-    c.push(0);
-    ram.write(addr, &c);
+    let checked = linux_loader::cmdline::Cmdline::try_from(cmdline, max)
+        .and_then(|c| c.as_cstring())
+        .map_err(|e| invalid(path, format!("command line {cmdline:?}: {e}")))?;
+    if !ram.write(addr, checked.as_bytes_with_nul()) {
+        return Err(invalid(path, format!("guest RAM has no room for the command line at {addr:#x}")));
+    }
     Ok(())
+}
+
+/// E820 (and PVH memory map) region types.
+pub const E820_RAM: u32 = 1;
+pub const E820_RESERVED: u32 = 2;
+
+/// A boot-protocol structure as the guest reads it (linux-loader's, laid out as the protocol says).
+#[derive(Clone, Copy, Default)]
+#[repr(transparent)]
+pub struct BootStruct<T>(pub T);
+
+// SAFETY: only instantiated with linux-loader's `#[repr(C)]` boot-protocol structures, which are
+// plain integers and arrays of them: any bytes are a valid value, and they have no padding that
+// the protocol does not define.
+unsafe impl<T: Copy + Send + Sync + 'static> vm_memory::ByteValued for BootStruct<T> where T: BootProtocol {}
+
+/// The linux-loader structures kvmscope writes into guest memory.
+pub trait BootProtocol {}
+impl BootProtocol for linux_loader::loader::bootparam::boot_params {}
+impl BootProtocol for linux_loader::loader::elf::start_info::hvm_start_info {}
+impl BootProtocol for linux_loader::loader::elf::start_info::hvm_modlist_entry {}
+impl BootProtocol for linux_loader::loader::elf::start_info::hvm_memmap_table_entry {}
+
+/// Writes a boot-protocol structure at guest-physical `addr`.
+pub fn write_boot_struct<T: BootProtocol + Copy + Send + Sync + 'static>(
+    ram: &GuestRam,
+    path: &Path,
+    addr: u64,
+    value: T,
+) -> Result<(), LoaderError> {
+    use vm_memory::ByteValued;
+    if ram.write(addr, BootStruct(value).as_slice()) {
+        Ok(())
+    } else {
+        Err(invalid(path, format!("guest RAM has no room for the boot structures at {addr:#x}")))
+    }
 }

@@ -2,12 +2,16 @@
 //! Firecracker and cloud-hypervisor boot an uncompressed vmlinux: segments at their physical
 //! addresses, a `hvm_start_info` with the memory map, command line and initrd, and entry in 32-bit
 //! flat protected mode with EBX = the start info. It skips the decompressor, which matters where
-//! guest code is emulated.
+//! guest code is emulated. The structures are linux-loader's.
 
 use std::path::Path;
 
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
+
 use super::elf::Elf;
-use super::{BootMode, BootSetup, LoaderError, place, place_initrd, write_cmdline};
+use super::{
+    BootMode, BootSetup, E820_RAM, E820_RESERVED, LoaderError, place, place_initrd, write_boot_struct, write_cmdline,
+};
 use crate::vmm::memory::{GuestRam, RegionKind};
 
 /// `hvm_start_info` and what it points to live in the boot area.
@@ -16,7 +20,8 @@ const MODLIST: u64 = 0x6040;
 const MEMMAP: u64 = 0x6080;
 const CMDLINE: u64 = 0x7000;
 const CMDLINE_MAX: usize = 0x1000;
-const START_INFO_MAGIC: u32 = 0x336e_c578;
+/// `hvm_start_info.magic`.
+const XEN_HVM_START_MAGIC_VALUE: u32 = 0x336e_c578;
 
 /// Writes (or rewrites) the kernel command line.
 pub fn set_cmdline(ram: &GuestRam, path: &Path, cmdline: &str) -> Result<(), LoaderError> {
@@ -39,38 +44,29 @@ pub fn load(
         loaded.push(place(path, ram, s.paddr, data, s.memsz, true)?);
     }
     set_cmdline(ram, path, cmdline)?;
-    let mut modules = 0u32;
+    let mut info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC_VALUE,
+        version: 1,
+        cmdline_paddr: CMDLINE,
+        memmap_paddr: MEMMAP,
+        ..Default::default()
+    };
     if let Some(initrd) = initrd {
         let kernel_end = loaded.iter().map(|r| r.1).max().unwrap_or(0);
         let (at, end) = place_initrd(initrd, ram, kernel_end)?;
-        let mut entry = Vec::new();
-        for v in [at, end - at, 0, 0] {
-            entry.extend_from_slice(&v.to_le_bytes());
-        }
-        ram.write(MODLIST, &entry);
-        modules = 1;
+        let module = hvm_modlist_entry { paddr: at, size: end - at, ..Default::default() };
+        write_boot_struct(ram, path, MODLIST, module)?;
+        (info.nr_modules, info.modlist_paddr) = (1, MODLIST);
         loaded.push((at, end));
     }
-    let mut memmap = Vec::new();
     let entries = ram.map.entries();
-    for e in &entries {
-        memmap.extend_from_slice(&e.start.to_le_bytes());
-        memmap.extend_from_slice(&e.len.to_le_bytes());
-        let kind: u32 = if e.kind == RegionKind::Ram { 1 } else { 2 };
-        memmap.extend_from_slice(&kind.to_le_bytes());
-        memmap.extend_from_slice(&0u32.to_le_bytes());
+    for (i, e) in entries.iter().enumerate() {
+        let type_ = if e.kind == RegionKind::Ram { E820_RAM } else { E820_RESERVED };
+        let entry = hvm_memmap_table_entry { addr: e.start, size: e.len, type_, reserved: 0 };
+        let at = MEMMAP + (i * std::mem::size_of::<hvm_memmap_table_entry>()) as u64;
+        write_boot_struct(ram, path, at, entry)?;
     }
-    ram.write(MEMMAP, &memmap);
-    let mut info = Vec::new();
-    info.extend_from_slice(&START_INFO_MAGIC.to_le_bytes());
-    info.extend_from_slice(&1u32.to_le_bytes()); // version
-    info.extend_from_slice(&0u32.to_le_bytes()); // flags
-    info.extend_from_slice(&modules.to_le_bytes());
-    for v in [if modules > 0 { MODLIST } else { 0 }, CMDLINE, 0, MEMMAP] {
-        info.extend_from_slice(&v.to_le_bytes());
-    }
-    info.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    info.extend_from_slice(&0u32.to_le_bytes());
-    ram.write(START_INFO, &info);
+    info.memmap_entries = entries.len() as u32;
+    write_boot_struct(ram, path, START_INFO, info)?;
     Ok(BootSetup { format: "pvh", mode: BootMode::Protected, entry, rax: 0, rbx: START_INFO, rsi: 0, loaded })
 }
