@@ -87,7 +87,7 @@ pub const CSV_HEADER: &str =
     "seq,vcpu,t_ns,rip,reason,port,addr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text";
 
 fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// One exit as a CSV row.

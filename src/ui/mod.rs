@@ -12,6 +12,7 @@ pub mod panes;
 pub mod reader;
 pub mod replay;
 pub mod screen;
+pub mod status;
 pub mod terminal;
 pub mod theme;
 pub mod view;

@@ -6,20 +6,25 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use super::app::RunState;
 use super::app::{App, InputMode};
-use super::panes::{code, console, exits, help, memory, registers, stats, status};
+use super::panes::{code, console, exits, help, memory, registers, stats};
 use super::screen::{PaneId, WIDE_MIN};
+use super::status;
 use super::theme::Theme;
 
 fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme) {
     let focused = app.focus == pane;
     match pane {
-        PaneId::Exits => exits::render(f, area, app, focused, theme),
-        PaneId::Stats => stats::render(f, area, app, focused, theme),
-        PaneId::Registers => registers::render(f, area, app, focused, theme),
-        PaneId::Code => code::render(f, area, app, focused, theme),
-        PaneId::Console => console::render(f, area, app, focused, theme),
-        PaneId::Memory => memory::render(f, area, app, focused, theme),
+        PaneId::Exits => exits::render(f, area, &app.exits, app.stats.counters.total.count, focused, theme),
+        PaneId::Stats => stats::render(f, area, &app.stats, focused, theme),
+        PaneId::Registers => {
+            let ended = matches!(app.state, RunState::Ended(_));
+            registers::render(f, area, (&app.registers, app.stop.as_ref(), ended), focused, theme)
+        }
+        PaneId::Code => code::render(f, area, (&app.code, app.stop.as_ref(), app.exits.newest()), focused, theme),
+        PaneId::Console => console::render(f, area, &app.console, focused, theme),
+        PaneId::Memory => memory::render(f, area, &app.memory, focused, theme),
     }
 }
 

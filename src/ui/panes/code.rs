@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::frame;
-use crate::trace::Insn;
-use crate::ui::app::App;
+use crate::debug::Stop;
+use crate::trace::{ExitEvent, Insn};
 use crate::ui::theme::Theme;
 
 /// The code pane's state: the instructions it shows (read by `ui::reader`, or a replay's exit).
@@ -17,14 +17,21 @@ pub struct CodePane {
     pub lines: Vec<Insn>,
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
+/// Draws the listing around the stop's RIP, or while running the newest exit's instruction.
+pub fn render(
+    f: &mut Frame,
+    area: Rect,
+    (pane, stop, newest): (&CodePane, Option<&Stop>, Option<&ExitEvent>),
+    focused: bool,
+    theme: &Theme,
+) {
     let block = frame(" Code ".into(), focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let show_bytes = inner.width >= 60;
-    let Some(stop) = &app.stop else {
+    let Some(stop) = stop else {
         let mut lines = vec![Line::styled("running — pause (space) to disassemble around RIP", theme.dim())];
-        if let Some(e) = app.exits.newest() {
+        if let Some(e) = newest {
             if let Some(i) = &e.insn {
                 lines.push(Line::from(format!("newest exit #{} ({}):", e.seq, e.kind.reason())));
                 lines.push(Line::from(vec![
@@ -37,12 +44,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
         f.render_widget(Paragraph::new(lines), inner);
         return;
     };
-    if app.code.lines.is_empty() {
+    if pane.lines.is_empty() {
         f.render_widget(Paragraph::new(format!("rip {:#x}: not readable", stop.regs.rip)), inner);
         return;
     }
-    let lines: Vec<Line> = app
-        .code
+    let lines: Vec<Line> = pane
         .lines
         .iter()
         .map(|i| {

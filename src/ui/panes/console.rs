@@ -6,7 +6,6 @@ use ratatui::layout::Rect;
 use ratatui::widgets::Paragraph;
 
 use super::frame;
-use crate::ui::app::App;
 use crate::ui::theme::Theme;
 
 /// The console pane's state: the guest's output so far, and how far it is scrolled back.
@@ -38,14 +37,14 @@ impl ConsolePane {
     }
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
+pub fn render(f: &mut Frame, area: Rect, pane: &ConsolePane, focused: bool, theme: &Theme) {
     let hint = if focused { " Console — typing goes to the guest (Esc/Tab to leave) " } else { " Console " };
     let block = frame(hint.into(), focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let lines: Vec<&str> = app.console.text.lines().collect();
+    let lines: Vec<&str> = pane.text.lines().collect();
     let height = inner.height as usize;
-    let end = lines.len().saturating_sub(app.console.scroll.min(lines.len()));
+    let end = lines.len().saturating_sub(pane.scroll.min(lines.len()));
     let start = end.saturating_sub(height);
     let text = lines[start..end].join("\n");
     f.render_widget(Paragraph::new(text), inner);

@@ -12,7 +12,6 @@ use ratatui::widgets::{Cell, Row, Table};
 use super::frame;
 use crate::debug::ExitSpec;
 use crate::trace::ExitEvent;
-use crate::ui::app::App;
 use crate::ui::theme::Theme;
 
 /// Events the exit list keeps for scrolling back.
@@ -98,9 +97,9 @@ impl ExitsPane {
     }
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let pane = &app.exits;
-    let mut title = format!(" Exits ({}) ", app.stats.counters.total.count);
+/// Draws the list; `total` is the number of exits counted so far.
+pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: bool, theme: &Theme) {
+    let mut title = format!(" Exits ({total}) ");
     if let Some(spec) = &pane.filter {
         title.push_str(&format!("[filter: {spec}] "));
     }

@@ -7,7 +7,6 @@ use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use super::frame;
-use crate::ui::app::App;
 use crate::ui::command::DEFAULT_EXAMINE_LEN;
 use crate::ui::theme::Theme;
 
@@ -72,8 +71,8 @@ pub fn hexdump(addr: u64, bytes: &[u8], per_line: usize) -> Vec<String> {
         .collect()
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let m = app.memory.target;
+pub fn render(f: &mut Frame, area: Rect, pane: &MemoryPane, focused: bool, theme: &Theme) {
+    let m = pane.target;
     let kind = if m.physical { "physical" } else { "virtual" };
     let follow = if m.follow_rip { ", at RIP" } else { "" };
     let title = format!(" Memory: {kind} {:#x} +{:#x}{follow} (:x / :xp) ", m.addr, m.len);
@@ -81,8 +80,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     let inner = block.inner(area);
     f.render_widget(block, area);
     let per_line = if inner.width >= 14 + 16 * 4 { 16 } else { 8 };
-    let mut lines: Vec<Line> = hexdump(m.addr, &app.memory.bytes, per_line).into_iter().map(Line::from).collect();
-    if let Some(note) = &app.memory.note {
+    let mut lines: Vec<Line> = hexdump(m.addr, &pane.bytes, per_line).into_iter().map(Line::from).collect();
+    if let Some(note) = &pane.note {
         lines.push(Line::styled(note.clone(), theme.warn()));
     }
     f.render_widget(Paragraph::new(lines), inner);

@@ -1,4 +1,5 @@
-//! The panes: one widget per file, each drawn from the `App` alone.
+//! The panes: one per file, each its own state, its keys and the widget that draws it from that
+//! state (and what `view` hands it of the rest). Nothing here knows the `App`.
 
 pub mod code;
 pub mod console;
@@ -7,7 +8,6 @@ pub mod help;
 pub mod memory;
 pub mod registers;
 pub mod stats;
-pub mod status;
 
 use ratatui::widgets::Block;
 

@@ -10,7 +10,6 @@ use ratatui::widgets::Paragraph;
 use super::frame;
 use crate::debug::Stop;
 use crate::decode::CpuMode;
-use crate::ui::app::{App, RunState};
 use crate::ui::theme::Theme;
 
 /// RFLAGS bits worth naming.
@@ -67,12 +66,16 @@ pub struct RegistersPane {
     pub previous: Option<Stop>,
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let Some(stop) = &app.stop else {
-        let text = match &app.state {
-            RunState::Ended(_) => "the run has ended",
-            _ => "running — press space to pause and read the registers",
-        };
+/// Draws the stop's registers (`ended`: the run is over, there is nothing to pause).
+pub fn render(
+    f: &mut Frame,
+    area: Rect,
+    (pane, stop, ended): (&RegistersPane, Option<&Stop>, bool),
+    focused: bool,
+    theme: &Theme,
+) {
+    let Some(stop) = stop else {
+        let text = if ended { "the run has ended" } else { "running — press space to pause and read the registers" };
         let block = frame(" Registers ".into(), focused, theme);
         f.render_widget(Paragraph::new(text).block(block), area);
         return;
@@ -81,7 +84,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let prev = app.registers.previous.as_ref();
+    let prev = pane.previous.as_ref();
     let cell = |name: &'static str, value: u64, was: Option<u64>, width: usize| {
         let style = if was.is_some_and(|w| w != value) { theme.changed() } else { Default::default() };
         vec![Span::styled(format!("{name:>7} "), theme.dim()), Span::styled(format!("{value:0width$x}"), style)]

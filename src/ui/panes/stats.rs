@@ -12,7 +12,6 @@ use ratatui::widgets::{Row, Sparkline, Table};
 use super::frame;
 use crate::summary::{micros, percent};
 use crate::trace::{Counters, Stat};
-use crate::ui::app::App;
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
 
@@ -106,8 +105,7 @@ fn one_place(v: f64) -> String {
     format!("{v:.1}")
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, focused: bool, theme: &Theme) {
-    let pane = &app.stats;
+pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme: &Theme) {
     let sort = match pane.sort {
         SortBy::Rate => "rate",
         SortBy::Total => "total",
