@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::controller::Controller;
@@ -73,6 +74,8 @@ pub struct Launched {
     running: RunningVm,
     report: Option<RunReport>,
     recording: Option<(Arc<Recorder>, PathBuf)>,
+    /// The gdb stub's thread, joined at the end so gdb hears how the run ended.
+    gdb: Option<JoinHandle<()>>,
 }
 
 /// Builds the VM for `session`, with `sinks` seeing every exit, tells `announce` what was built,
@@ -110,11 +113,16 @@ pub fn launch(
         r.set_start(running.start());
     }
     let controller = Controller::new(&running);
-    if let Some(gdb) = session.gdb.take() {
-        let _ = gdb.spawn(controller.clone());
-    }
+    let gdb = match session.gdb.take().map(|g| g.spawn(controller.clone())) {
+        Some(Ok(handle)) => Some(handle),
+        Some(Err(e)) => {
+            eprintln!("kvmscope: gdb stub: cannot start its thread: {e}");
+            None
+        }
+        None => None,
+    };
     let recording = recorder.zip(session.record);
-    Ok(Launched { info, controller, running, report: None, recording })
+    Ok(Launched { info, controller, running, report: None, recording, gdb })
 }
 
 impl Launched {
@@ -153,6 +161,9 @@ impl Launched {
             Some(report) => report,
             None => self.running.finish((end, None)),
         };
+        if let Some(gdb) = self.gdb.take() {
+            let _ = gdb.join();
+        }
         if let Some((recorder, path)) = self.recording {
             let WriteStats { exits, chunks, bytes, .. } = recorder.finish(&report.end)?;
             let per_exit =

@@ -4,95 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::gdb_stub::*;
 use common::*;
-
-/// kvmscope serving gdb on a port the OS picked.
-struct Stub {
-    child: Child,
-    addr: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Stub {
-    fn start(guest_file: &str, wait: bool) -> Stub {
-        let mut cmd = kvmscope();
-        cmd.args([
-            "run",
-            "--headless",
-            "--kernel",
-            guest(guest_file).to_str().unwrap(),
-            "--gdb",
-            "0",
-            "--summary",
-            "none",
-        ]);
-        if wait {
-            cmd.arg("--gdb-wait");
-        }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx.recv_timeout(Duration::from_secs(20)).expect("kvmscope announces the stub");
-            if let Some(rest) = line.split("target remote ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        Stub { child, addr, stderr: rx }
-    }
-
-    /// Runs gdb in batch mode with these commands; returns what it printed.
-    fn gdb(&self, file: Option<&str>, commands: &[&str]) -> String {
-        let mut cmd = Command::new("gdb");
-        cmd.args(["-batch", "-nx"]);
-        if let Some(f) = file {
-            cmd.args(["-ex", &format!("file {}", guest(f).display())]);
-        }
-        cmd.args(["-ex", &format!("target remote {}", self.addr)]);
-        for c in commands {
-            cmd.args(["-ex", c]);
-        }
-        let out = cmd.output().expect("gdb runs");
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-
-    /// Waits for kvmscope to end: status, stdout, stderr.
-    fn finish(mut self) -> (i32, String, String) {
-        let status = self.child.wait().unwrap().code().unwrap_or(-1);
-        let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        let err: Vec<String> = self.stderr.iter().collect();
-        (status, out, err.join("\n"))
-    }
-
-    fn interrupt(&self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-    }
-}
-
-fn gdb_or_skip(test: &str) -> bool {
-    if !kvm_or_skip(test) {
-        return false;
-    }
-    if Command::new("gdb").arg("--version").output().is_err() {
-        assert!(std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() != Ok("1"), "{test}: gdb is required");
-        eprintln!("SKIPPED {test}: gdb is not installed");
-        return false;
-    }
-    true
-}
 
 #[test]
 fn gdb_session_on_a_held_guest() {

@@ -8,6 +8,7 @@ use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::target::Target;
 
+use super::connection::Session;
 use super::target::{GdbTarget, TargetFailure, tid_of};
 use crate::debug::breakpoints::WatchKind;
 use crate::debug::{Stop, StopReason};
@@ -37,7 +38,7 @@ pub fn stop_reason(s: &Stop) -> MultiThreadStopReason<u64> {
 
 impl BlockingEventLoop for GdbEventLoop {
     type Target = GdbTarget;
-    type Connection = Box<dyn ConnectionExt<Error = std::io::Error>>;
+    type Connection = Session;
     type StopReason = MultiThreadStopReason<u64>;
 
     #[allow(clippy::type_complexity)]

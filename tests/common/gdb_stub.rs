@@ -1,0 +1,97 @@
+//! kvmscope with its gdb stub, and GNU gdb against it, for the tests that need both.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::*;
+
+/// kvmscope serving gdb on a port the OS picked.
+pub struct Stub {
+    pub child: Child,
+    /// What gdb's `target remote` takes.
+    pub addr: String,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Stub {
+    /// On a port the OS picks.
+    pub fn start(guest_file: &str, wait: bool) -> Stub {
+        Stub::start_on(guest_file, wait, "0")
+    }
+
+    /// On `listen` (`PORT`, `ADDR:PORT`, `unix:PATH`).
+    pub fn start_on(guest_file: &str, wait: bool, listen: &str) -> Stub {
+        let mut cmd = kvmscope();
+        cmd.args([
+            "run",
+            "--headless",
+            "--kernel",
+            guest(guest_file).to_str().unwrap(),
+            "--gdb",
+            listen,
+            "--summary",
+            "none",
+        ]);
+        if wait {
+            cmd.arg("--gdb-wait");
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(20)).expect("kvmscope announces the stub");
+            if let Some(rest) = line.split("target remote ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        Stub { child, addr, stderr: rx }
+    }
+
+    /// Runs gdb in batch mode with these commands; returns what it printed.
+    pub fn gdb(&self, file: Option<&str>, commands: &[&str]) -> String {
+        let mut cmd = Command::new("gdb");
+        cmd.args(["-batch", "-nx"]);
+        if let Some(f) = file {
+            cmd.args(["-ex", &format!("file {}", guest(f).display())]);
+        }
+        cmd.args(["-ex", &format!("target remote {}", self.addr)]);
+        for c in commands {
+            cmd.args(["-ex", c]);
+        }
+        let out = cmd.output().expect("gdb runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// Waits for kvmscope to end: status, stdout, stderr.
+    pub fn finish(mut self) -> (i32, String, String) {
+        let status = self.child.wait().unwrap().code().unwrap_or(-1);
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let err: Vec<String> = self.stderr.iter().collect();
+        (status, out, err.join("\n"))
+    }
+
+    pub fn interrupt(&self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    }
+}
+
+pub fn gdb_or_skip(test: &str) -> bool {
+    if !kvm_or_skip(test) {
+        return false;
+    }
+    if Command::new("gdb").arg("--version").output().is_err() {
+        assert!(std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() != Ok("1"), "{test}: gdb is required");
+        eprintln!("SKIPPED {test}: gdb is not installed");
+        return false;
+    }
+    true
+}
