@@ -50,11 +50,42 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
     }
 }
 
+/// The longest `--timeout`: a year.
+const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
 /// Parses `--timeout` seconds (fractions allowed).
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("{text:?}: the timeout must be a positive number of seconds"));
+    if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+        return Err(format!(
+            "{text:?}: the timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS} (a year)"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a point in a run, in seconds from its start (`stats --from/--to`): finite, not negative.
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs),
+        Ok(_) => Err(format!("{text:?}: seconds must be a finite number, 0 or more")),
+        Err(_) => Err(format!("{text:?} is not a number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_of_seconds_out_of_range_are_refused() {
+        assert_eq!(parse_timeout("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["0", "-1", "1e30", "inf", "NaN", "-inf", "x"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_seconds("0"), Ok(0.0));
+        for bad in ["-1", "inf", "NaN", "1e400", "x"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

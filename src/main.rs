@@ -50,19 +50,19 @@ struct RunArgs {
     #[arg(long, value_name = "FILE", requires_all = ["load", "entry", "mode"])]
     image: Option<PathBuf>,
     /// Guest-physical load address of --image (hex with 0x, or decimal).
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long, value_name = "ADDR", allow_hyphen_values = true, value_parser = parse_addr)]
     load: Option<u64>,
     /// Guest-physical entry address of --image.
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long, value_name = "ADDR", allow_hyphen_values = true, value_parser = parse_addr)]
     entry: Option<u64>,
     /// CPU mode to enter --image in.
     #[arg(long, value_enum)]
     mode: Option<BootMode>,
     /// Guest RAM, e.g. 256M or 1G.
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_mem)]
+    #[arg(long, value_name = "SIZE", default_value = "256M", allow_hyphen_values = true, value_parser = parse_mem)]
     mem: u64,
     /// Kernel command line (multiboot: passed after the image name, as GRUB and QEMU do).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     cmdline: String,
     /// Run without the TUI: guest console on stdout, summary on stderr.
     #[arg(long)]
@@ -71,13 +71,13 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "text")]
     summary: SummaryFormat,
     /// End the run after this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = headless::parse_timeout)]
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = headless::parse_timeout)]
     timeout: Option<std::time::Duration>,
     /// Print every exit to stderr as it happens (slows the guest; nothing is dropped).
     #[arg(long)]
     trace: bool,
-    /// End the run after this many exits.
-    #[arg(long, value_name = "N")]
+    /// End the run after this many exits (1 or more).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..))]
     max_exits: Option<u64>,
     /// Serve gdb on [ADDR:]PORT (127.0.0.1 unless an address is given) or unix:PATH.
     #[arg(long, value_name = "[ADDR:]PORT|unix:PATH", value_parser = parse_gdb)]
@@ -89,13 +89,13 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     initrd: Option<PathBuf>,
     /// vCPUs (Linux kernels; each a thread of its own).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: u32,
     /// Boot Linux as is, without kvmscope's adjustments for a host whose KVM emulates guest kernel code.
     #[arg(long)]
     no_host_workarounds: bool,
     /// CPUID features to clear or set for a Linux guest, e.g. -cx16,+x2apic.
-    #[arg(long, value_name = "-NAME,+NAME", value_parser = parse_cpu_features)]
+    #[arg(long, value_name = "-NAME,+NAME", allow_hyphen_values = true, value_parser = parse_cpu_features)]
     cpu_features: Option<CpuFeatures>,
     /// Record every exit, the console and debug stops to this trace file.
     #[arg(long, value_name = "FILE")]

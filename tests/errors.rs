@@ -120,3 +120,58 @@ fn no_kvm_device_is_one_clear_line() {
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("cannot open /nonexistent/kvm") && run.stderr.contains("kvm group"), "{}", run.stderr);
 }
+
+#[test]
+fn devices_and_fifos_are_not_images_and_nothing_waits_on_them() {
+    if !kvm_or_skip("devices_and_fifos_are_not_images_and_nothing_waits_on_them") {
+        return;
+    }
+    let fifo = std::env::temp_dir().join(format!("kvmscope-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let not_regular = "is not a regular file";
+    refused(&["--kernel", "/dev/zero"], &["/dev/zero", not_regular]);
+    refused(&["--image", "/dev/zero", "--load", "0x1000", "--entry", "0x1000", "--mode", "real"], &[not_regular]);
+    refused(&["--kernel", fifo.to_str().unwrap()], &[fifo.to_str().unwrap(), not_regular]);
+    let _ = std::fs::remove_file(&fifo);
+}
+
+#[test]
+fn numeric_options_out_of_range_get_one_clear_message() {
+    let spin = guest("spin.elf");
+    let spin = spin.to_str().unwrap();
+    for (args, want) in [
+        (&["--timeout", "1e30"][..], "at most"),
+        (&["--timeout", "-1"], "positive number of seconds"),
+        (&["--timeout=NaN"], "positive number of seconds"),
+        (&["--timeout", "inf"], "positive number of seconds"),
+        (&["--mem", "-1"], "memory size \"-1\""),
+        (&["--mem=-1"], "memory size \"-1\""),
+        (&["--cpus", "-1"], "not in 1..=64"),
+        (&["--max-exits", "0"], "0 is not in 1.."),
+        (&["--max-exits", "-5"], "invalid"),
+    ] {
+        let mut all = vec!["--kernel", spin];
+        all.extend_from_slice(args);
+        refused(&all, &[want]);
+    }
+    let trace = std::env::temp_dir().join("kvmscope-no-such.trace");
+    for args in [["--from", "-1"], ["--to", "NaN"], ["--from", "inf"]] {
+        let out = kvmscope().arg("stats").arg(&trace).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("seconds"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn values_that_start_with_a_dash_work_where_they_are_valid() {
+    if !kvm_or_skip("values_that_start_with_a_dash_work_where_they_are_valid") {
+        return;
+    }
+    let spin = guest("spin.elf");
+    let run =
+        run_headless(&["--kernel", spin.to_str().unwrap(), "--cpu-features", "-cx16,+x2apic", "--max-exits", "5"]);
+    assert_eq!(run.status, 124, "the README's --cpu-features example is taken: {}", run.stderr);
+}

@@ -123,6 +123,20 @@ fn damaged_recordings_are_read_up_to_the_damage() {
     let (status, exits2, err) = count(&flipped);
     assert_eq!(status, 0);
     assert!(exits2.unwrap() < 60000 && err.contains("checksum does not match"), "{err}");
+    // A chunk header claiming 0xffffffff records: damage at that chunk, never an abort.
+    let first_chunk = 26 + u32::from_le_bytes(bytes[18..22].try_into().unwrap()) as usize;
+    let mut b = bytes.clone();
+    b[first_chunk + 8..first_chunk + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let huge = temp("huge-count.trace");
+    std::fs::write(&huge, &b).unwrap();
+    let (status, exits3, err) = count(&huge);
+    assert_eq!((status, exits3), (0, Some(0)), "{err}");
+    assert!(err.contains(&format!("damaged at byte offset {first_chunk}")) && err.contains("4294967295"), "{err}");
+    for format in ["jsonl", "csv", "chrome"] {
+        let run = kvmscope_out(&["export", huge.to_str().unwrap(), "--format", format]);
+        assert_eq!(run.status, 0, "{format}: {}", run.stderr);
+        assert!(run.stderr.contains("damaged at byte offset"), "{format}: {}", run.stderr);
+    }
     // Not a trace, a newer version: refused with the file named.
     let (status, _, err) = count(&guest("hello.elf"));
     assert_eq!(status, 2);

@@ -21,13 +21,13 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
     /// Only this vCPU's exits.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub vcpu: Option<u32>,
     /// Only exits at or after this many seconds into the run.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::headless::parse_seconds)]
     pub from: Option<f64>,
     /// Only exits before this many seconds into the run.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::headless::parse_seconds)]
     pub to: Option<f64>,
 }
 

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! header:  "KVMSCOPE-TRACE\0\0" | version u16 | len u32 | JSON (TraceHeader) | crc32 u32
-//! chunks:  "CHNK" | payload len u32 | record count u32 | crc32(payload) u32 | payload
+//! chunks:  "CHNK" | payload len u32 | record count u32 | crc u32 | payload
 //! ```
+//! The chunk's CRC-32 covers its length, its record count and its payload (version 2); in version 1
+//! traces, still read, it covers the payload alone.
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -21,8 +23,8 @@ use crate::trace::{Dir, ExitEvent, ExitKind, Insn};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
-/// The format version this kvmscope writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this kvmscope writes, and the newest it reads (it reads every older one).
+pub const VERSION: u16 = 2;
 /// A chunk's first bytes.
 pub const CHUNK_MAGIC: &[u8; 4] = b"CHNK";
 /// Bytes of a chunk's framing before the payload.
@@ -144,8 +146,8 @@ pub fn encode_header(header: &TraceHeader) -> Vec<u8> {
     head
 }
 
-/// Parses a header from the start of a file's bytes: (header, its length).
-pub fn parse_header(bytes: &[u8]) -> Result<(TraceHeader, usize), FormatError> {
+/// Parses a header from the start of a file's bytes: (header, its length, the format version).
+pub fn parse_header(bytes: &[u8]) -> Result<(TraceHeader, usize, u16), FormatError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(FormatError::NotATrace);
     }
@@ -168,7 +170,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<(TraceHeader, usize), FormatError> {
         return Err(damaged("the header's checksum does not match"));
     }
     let header = serde_json::from_slice(json).map_err(|e| damaged(&format!("the header is not valid: {e}")))?;
-    Ok((header, 26 + len))
+    Ok((header, 26 + len, version))
 }
 
 /// Bytes of the header before its JSON.
@@ -189,9 +191,21 @@ pub struct ChunkFrame {
 }
 
 impl ChunkFrame {
-    /// The frame of `payload` holding `records` records.
+    /// The frame of `payload` holding `records` records, in the current format version.
     pub fn of(payload: &[u8], records: u32) -> Self {
-        Self { len: payload.len(), records, crc: crc32fast::hash(payload) }
+        Self { len: payload.len(), records, crc: Self::crc(payload, records, VERSION) }
+    }
+
+    /// The chunk's checksum in format `version`: from version 2 on it covers length and count too.
+    fn crc(payload: &[u8], records: u32, version: u16) -> u32 {
+        if version < 2 {
+            return crc32fast::hash(payload);
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&(payload.len() as u32).to_le_bytes());
+        h.update(&records.to_le_bytes());
+        h.update(payload);
+        h.finalize()
     }
 
     pub fn encode(&self) -> [u8; CHUNK_HEADER] {
@@ -220,9 +234,9 @@ impl ChunkFrame {
         Ok(frame)
     }
 
-    /// Whether `payload` is what this frame describes.
-    pub fn checks(&self, payload: &[u8]) -> bool {
-        payload.len() == self.len && crc32fast::hash(payload) == self.crc
+    /// Whether `payload` is what this frame describes, in a trace of format `version`.
+    pub fn checks(&self, payload: &[u8], version: u16) -> bool {
+        payload.len() == self.len && Self::crc(payload, self.records, version) == self.crc
     }
 }
 

@@ -33,6 +33,8 @@ pub struct TraceReader {
     path: PathBuf,
     file: BufReader<File>,
     pub header: TraceHeader,
+    /// The format version of the file.
+    pub version: u16,
     offset: u64,
 }
 
@@ -62,8 +64,8 @@ impl TraceReader {
         let m = read_full(&mut file, &mut rest).map_err(io)?;
         let mut all = fixed[..n].to_vec();
         all.extend_from_slice(&rest[..m]);
-        let (header, used) = parse_header(&all).map_err(format)?;
-        Ok(Self { path: path.to_path_buf(), file, header, offset: used as u64 })
+        let (header, used, version) = parse_header(&all).map_err(format)?;
+        Ok(Self { path: path.to_path_buf(), file, header, version, offset: used as u64 })
     }
 
     /// Calls `each` for every record, in order. Stops at the first damaged chunk with an error
@@ -93,7 +95,7 @@ impl TraceReader {
             if m < len {
                 return Err(damaged(at, format!("the file ends inside a chunk ({m} of {len} bytes)")));
             }
-            if !frame.checks(&payload) {
+            if !frame.checks(&payload, self.version) {
                 return Err(damaged(at, "the chunk's checksum does not match".into()));
             }
             let mut records = Vec::with_capacity(count as usize);
@@ -111,5 +113,83 @@ impl TraceReader {
             records.into_iter().for_each(&mut each);
             self.offset = at + (CHUNK_HEADER + len) as u64;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::format::{ChunkEncoder, encode_header};
+    use crate::trace::{Dir, ExitEvent, ExitKind};
+
+    fn header() -> TraceHeader {
+        TraceHeader {
+            kvmscope_version: "test".into(),
+            host_kernel: String::new(),
+            kvm_caps: Vec::new(),
+            guest_image: "g".into(),
+            guest_sha256: String::new(),
+            command_line: Vec::new(),
+            start_unix_secs: 0,
+            vcpus: 1,
+        }
+    }
+
+    fn exit(seq: u64) -> Record {
+        let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq };
+        Record::Exit(ExitEvent { seq, vcpu: 0, t_ns: seq, rip: 0, kind, device: None, insn: None, cost_ns: 1 })
+    }
+
+    /// A trace file of `version` with one chunk of three exits, its frame as `frame` makes it.
+    fn trace(name: &str, version: u16, frame: impl Fn(&[u8], u32) -> [u8; CHUNK_HEADER]) -> PathBuf {
+        let mut bytes = encode_header(&header());
+        bytes[16..18].copy_from_slice(&version.to_le_bytes());
+        let mut enc = ChunkEncoder::default();
+        (0..3).for_each(|i| enc.push(&exit(i)));
+        bytes.extend_from_slice(&frame(&enc.payload, enc.records));
+        bytes.extend_from_slice(&enc.payload);
+        let path = std::env::temp_dir().join(format!("kvmscope-reader-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn read(path: &Path) -> (usize, Result<(), ReadError>) {
+        let mut reader = TraceReader::open(path).unwrap();
+        let mut n = 0;
+        let end = reader.for_each(|_| n += 1);
+        (n, end)
+    }
+
+    #[test]
+    fn version_1_traces_still_read() {
+        let v1 = trace("v1", 1, |payload, records| {
+            ChunkFrame { len: payload.len(), records, crc: crc32fast::hash(payload) }.encode()
+        });
+        let (n, end) = read(&v1);
+        assert_eq!((n, end.is_ok()), (3, true));
+    }
+
+    #[test]
+    fn the_chunk_checksum_covers_its_record_count() {
+        let good = trace("v2", 2, |payload, records| ChunkFrame::of(payload, records).encode());
+        assert_eq!(read(&good).0, 3);
+        // The count changed but not the payload: damage, not three records.
+        let bad = trace("v2-count", 2, |payload, records| {
+            ChunkFrame { records: records - 1, ..ChunkFrame::of(payload, records) }.encode()
+        });
+        let (n, end) = read(&bad);
+        assert_eq!(n, 0);
+        assert!(end.is_err_and(|e| e.is_damage() && e.to_string().contains("checksum")));
+    }
+
+    #[test]
+    fn an_impossible_record_count_is_damage_not_an_allocation() {
+        let huge = trace("huge-count", 2, |payload, _| {
+            ChunkFrame { records: u32::MAX, ..ChunkFrame::of(payload, u32::MAX) }.encode()
+        });
+        let (n, end) = read(&huge);
+        assert_eq!(n, 0);
+        let e = end.unwrap_err();
+        assert!(e.is_damage() && e.to_string().contains("claims 4294967295 records"), "{e}");
     }
 }

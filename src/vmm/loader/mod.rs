@@ -61,10 +61,13 @@ pub struct BootSetup {
 /// Reads an image file whole, refusing one larger than guest RAM before reading it.
 pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
     let read_err = |source| LoaderError::Read { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
+    // Look before opening: opening a FIFO with no writer would wait forever.
+    let meta = std::fs::metadata(path).map_err(read_err)?;
     if meta.is_dir() {
         return Err(invalid(path, "is a directory, not an image file".into()));
+    }
+    if !meta.is_file() {
+        return Err(invalid(path, "is not a regular file (a device, FIFO or socket); give an image file".into()));
     }
     let size = ram.map.size();
     if meta.len() > size {
@@ -73,8 +76,13 @@ pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
             format!("is {} bytes, larger than guest RAM ({size} bytes); raise --mem", meta.len()),
         ));
     }
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    // Never more than guest RAM, even if the file grows while it is read.
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(read_err)?;
+    file.take(size + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > size {
+        return Err(invalid(path, format!("grew past the size of guest RAM ({size} bytes) while it was read")));
+    }
     if bytes.is_empty() {
         return Err(invalid(path, "is empty".into()));
     }
