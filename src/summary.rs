@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::trace::{Counters, Stat};
+use crate::vmm::outcome::debug_exit_status;
 use crate::vmm::{CrashReport, RunEnd};
 
 /// Summary formats for `--summary`.
@@ -117,8 +118,14 @@ fn stat_json(s: &Stat) -> Value {
 }
 
 /// The JSON summary: `exits`, `by_reason`, `io`, `mmio`, `status`, with timing detail beside them.
+/// A debug-exit end adds `debug_exit`: the value the guest wrote and the full status
+/// `(value << 1) | 1`, of which `status` is the low 8 bits.
 pub fn json(counters: &Counters, end: &RunEnd, elapsed_ns: u64) -> Value {
-    json_for(counters, end.name(), &end.to_string(), end.status(), elapsed_ns)
+    let mut v = json_for(counters, end.name(), &end.to_string(), end.status(), elapsed_ns);
+    if let RunEnd::DebugExit { value } = end {
+        v["debug_exit"] = json!({ "value": value, "full_status": debug_exit_status(*value) });
+    }
+    v
 }
 
 /// The JSON summary for an end given by name, words and status (a recorded run's).
@@ -172,8 +179,12 @@ pub fn crash_text(c: &CrashReport) -> String {
         Some(i) => {
             let _ = writeln!(out, "  at rip: {}  ({})", i.text, i.hex());
         }
+        None if c.rip_bytes.is_empty() => {
+            let _ = writeln!(out, "  at rip: (unreadable: not mapped to guest RAM)");
+        }
         None => {
-            let _ = writeln!(out, "  at rip: (unreadable)");
+            let hex: Vec<String> = c.rip_bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let _ = writeln!(out, "  at rip: undecodable bytes {}", hex.join(" "));
         }
     }
     if !c.last_exits.is_empty() {
@@ -213,7 +224,7 @@ mod tests {
 
     #[test]
     fn json_has_the_documented_fields() {
-        let v = json(&counters(), &RunEnd::DebugExit { status: 3 }, 10);
+        let v = json(&counters(), &RunEnd::DebugExit { value: 1 }, 10);
         assert_eq!(v["exits"], 5);
         assert_eq!(v["by_reason"]["io"], 5);
         assert_eq!(v["status"], 3);
@@ -229,5 +240,21 @@ mod tests {
         assert!(t.contains("io          5   100.00%"), "{t}");
         assert!(t.contains("0x3f8:OUT          3    60.00%"), "{t}");
         assert!(t.contains("1.50us"), "{t}");
+    }
+
+    #[test]
+    fn a_crash_at_undecodable_bytes_shows_them() {
+        let report = |rip_bytes: Vec<u8>| CrashReport {
+            vcpu: 0,
+            regs: Default::default(),
+            sregs: Default::default(),
+            insn: None,
+            rip_bytes,
+            last_exits: Vec::new(),
+        };
+        let text = crash_text(&report(vec![0xff; 4]));
+        assert!(text.contains("at rip: undecodable bytes ff ff ff ff"), "{text}");
+        let text = crash_text(&report(Vec::new()));
+        assert!(text.contains("at rip: (unreadable: not mapped to guest RAM)"), "{text}");
     }
 }

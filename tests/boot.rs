@@ -134,3 +134,62 @@ fn instructions_the_host_cannot_emulate_are_finished_or_handed_to_the_guest() {
         assert_eq!(run.summary()["by_reason"]["internal_error"], 7, "{}", run.stderr);
     }
 }
+
+/// A real-mode image that writes `value` to the debug-exit port: `mov eax, value; out 0xf4, eax`.
+fn debug_exit_image(value: u32) -> std::path::PathBuf {
+    let mut code = vec![0x66, 0xb8];
+    code.extend_from_slice(&value.to_le_bytes());
+    code.extend_from_slice(&[0x66, 0xe7, 0xf4, 0xf4]);
+    let path = std::env::temp_dir().join(format!("kvmscope-debug-exit-{value:x}-{}.bin", std::process::id()));
+    std::fs::write(&path, code).unwrap();
+    path
+}
+
+#[test]
+fn debug_exit_values_are_unsigned_and_the_status_wraps_as_qemus() {
+    if !kvm_or_skip("debug_exit_values_are_unsigned_and_the_status_wraps_as_qemus") {
+        return;
+    }
+    for (value, full, status) in [(16u32, 33u64, 33), (0x80, 257, 1), (u32::MAX, 8_589_934_591, 255)] {
+        let image = debug_exit_image(value);
+        let args = ["--image", image.to_str().unwrap(), "--load", "0x1000", "--entry", "0x1000", "--mode", "real"];
+        let text = run_headless(&args);
+        assert_eq!(text.status, status, "{}", text.stderr);
+        assert!(text.stderr.contains(&format!("guest wrote {value} to the debug-exit port")), "{}", text.stderr);
+        if full > 0xff {
+            assert!(text.stderr.contains(&format!("= {full} exits as {status} (status {status})")), "{}", text.stderr);
+        }
+        let mut with_json = args.to_vec();
+        with_json.extend(["--summary", "json"]);
+        let json = run_headless(&with_json);
+        let v: serde_json::Value = serde_json::from_str(json.stderr.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            (v["status"].as_i64(), v["debug_exit"]["value"].as_u64()),
+            (Some(status as i64), Some(value as u64))
+        );
+        assert_eq!(v["debug_exit"]["full_status"].as_u64(), Some(full));
+        let _ = std::fs::remove_file(image);
+    }
+}
+
+#[test]
+fn a_crash_on_code_overwritten_with_ff_shows_the_bytes() {
+    if !kvm_or_skip("a_crash_on_code_overwritten_with_ff_shows_the_bytes") {
+        return;
+    }
+    let image = std::env::temp_dir().join(format!("kvmscope-ff-{}.bin", std::process::id()));
+    std::fs::write(&image, [0xff; 16]).unwrap();
+    let run = run_headless(&[
+        "--image",
+        image.to_str().unwrap(),
+        "--load",
+        "0x100000",
+        "--entry",
+        "0x100000",
+        "--mode",
+        "protected",
+    ]);
+    assert_eq!(run.status, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("at rip: undecodable bytes ff ff ff"), "{}", run.stderr);
+    let _ = std::fs::remove_file(image);
+}

@@ -19,8 +19,8 @@ pub struct Buses {
 /// What a device asks of the VM after an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmRequest {
-    /// End the run with this exit status (the isa-debug-exit port).
-    Exit(i32),
+    /// End the run: the guest wrote this value to the isa-debug-exit port.
+    Exit(u32),
     /// The guest asked for a reset (keyboard controller, reset port): the run ends.
     Reset,
 }

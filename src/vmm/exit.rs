@@ -208,7 +208,7 @@ mod tests {
         }
         fn write(&mut self, _offset: u64, data: &[u8]) -> Option<VmRequest> {
             self.written.extend_from_slice(data);
-            (data == [0xee]).then_some(VmRequest::Exit(3))
+            (data == [0xee]).then_some(VmRequest::Exit(1))
         }
     }
 
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!((t.device, t.request), (Some("probe"), None));
         assert_eq!(probe.lock().unwrap().written, [1, 2, 3]);
         let t = translate(VcpuExit::IoOut(0x80, &[0xee]), &io(1), &buses, &ram);
-        assert_eq!(t.request, Some(VmRequest::Exit(3)), "the device's request comes back");
+        assert_eq!(t.request, Some(VmRequest::Exit(1)), "the device's request comes back");
     }
 
     #[test]

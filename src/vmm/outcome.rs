@@ -7,8 +7,8 @@ use crate::trace::{ExitEvent, Insn};
 /// Why the run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunEnd {
-    /// The guest wrote to the isa-debug-exit port; `status` is `(value << 1) | 1`.
-    DebugExit { status: i32 },
+    /// The guest wrote `value` to the isa-debug-exit port.
+    DebugExit { value: u32 },
     /// A vCPU executed HLT with nothing that can wake it (interrupts off, or no interrupt source).
     Halted { vcpu: u32, interrupts_on: bool },
     /// The guest asked for a reset or power-off (system event, reset port).
@@ -44,12 +44,18 @@ pub enum VmmFailure {
     NoReason,
 }
 
+/// The status QEMU's isa-debug-exit gives for `value`: `(value << 1) | 1`, in full (the process
+/// status is its low 8 bits).
+pub fn debug_exit_status(value: u32) -> u64 {
+    ((value as u64) << 1) | 1
+}
+
 impl RunEnd {
     /// kvmscope's exit status for this end: the debug-exit status, 0 for a clean halt or reset, 3 for
     /// a guest crash, 124 when a limit stopped it, 130 when interrupted, 1 for a VMM failure.
     pub fn status(&self) -> i32 {
         match self {
-            RunEnd::DebugExit { status } => *status,
+            RunEnd::DebugExit { value } => (debug_exit_status(*value) & 0xff) as i32,
             RunEnd::Halted { .. } | RunEnd::GuestReset { .. } | RunEnd::Quit => 0,
             RunEnd::TripleFault { .. } | RunEnd::GuestError { .. } => 3,
             RunEnd::Timeout | RunEnd::MaxExits => 124,
@@ -83,7 +89,14 @@ impl RunEnd {
 impl std::fmt::Display for RunEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunEnd::DebugExit { status } => write!(f, "guest wrote {} to the debug-exit port", status >> 1),
+            RunEnd::DebugExit { value } => {
+                write!(f, "guest wrote {value} to the debug-exit port")?;
+                let full = debug_exit_status(*value);
+                if full > 0xff {
+                    write!(f, "; ({value} << 1) | 1 = {full} exits as {}", full & 0xff)?;
+                }
+                Ok(())
+            }
             RunEnd::Halted { vcpu, interrupts_on: false } => write!(f, "vCPU {vcpu} halted with interrupts off"),
             RunEnd::Halted { vcpu, interrupts_on: true } => {
                 write!(f, "vCPU {vcpu} halted and no interrupt source can wake it")
@@ -106,8 +119,10 @@ pub struct CrashReport {
     pub vcpu: u32,
     pub regs: kvm_regs,
     pub sregs: kvm_sregs,
-    /// The instruction at RIP, if it could be read.
+    /// The instruction at RIP, if it could be read and decoded.
     pub insn: Option<Insn>,
+    /// The bytes at RIP (up to 15; none when RIP is not mapped to RAM).
+    pub rip_bytes: Vec<u8>,
     /// The vCPU's last exits, oldest first.
     pub last_exits: Vec<ExitEvent>,
 }

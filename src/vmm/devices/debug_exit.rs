@@ -1,4 +1,5 @@
-//! QEMU's isa-debug-exit: a guest write of `v` ends the run with status `(v << 1) | 1`.
+//! QEMU's isa-debug-exit: a guest write of `v` ends the run with status `(v << 1) | 1` (the process
+//! status is its low 8 bits, as QEMU's is).
 
 use crate::vmm::bus::{BusDevice, VmRequest};
 
@@ -19,8 +20,7 @@ impl BusDevice for DebugExit {
         let mut v = [0u8; 4];
         let n = data.len().min(4);
         v[..n].copy_from_slice(&data[..n]);
-        let value = u32::from_le_bytes(v);
-        Some(VmRequest::Exit(((value << 1) | 1) as i32))
+        Some(VmRequest::Exit(u32::from_le_bytes(v)))
     }
 }
 
@@ -29,9 +29,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_is_value_shifted_with_low_bit() {
-        assert_eq!(DebugExit.write(0, &[1]), Some(VmRequest::Exit(3)));
-        assert_eq!(DebugExit.write(0, &[0]), Some(VmRequest::Exit(1)));
-        assert_eq!(DebugExit.write(0, &0x21u16.to_le_bytes()), Some(VmRequest::Exit(0x43)));
+    fn the_value_written_ends_the_run() {
+        assert_eq!(DebugExit.write(0, &[1]), Some(VmRequest::Exit(1)));
+        assert_eq!(DebugExit.write(0, &0x21u16.to_le_bytes()), Some(VmRequest::Exit(0x21)));
+        assert_eq!(DebugExit.write(0, &u32::MAX.to_le_bytes()), Some(VmRequest::Exit(u32::MAX)));
     }
 }

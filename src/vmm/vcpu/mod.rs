@@ -21,6 +21,7 @@ use super::kick;
 use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::Shared;
 use crate::debug::{Stop, StopReason, VcpuCommand};
+use crate::decode::paging::read_virt;
 use crate::decode::regs::RFLAGS_IF;
 use crate::decode::{CpuMode, InsnDecoder};
 use crate::trace::{ExitEvent, ExitKind};
@@ -269,7 +270,7 @@ impl Vcpu {
     fn decide(&self, event: &ExitEvent, request: Option<VmRequest>, rflags: u64) -> Next {
         let vcpu = self.index;
         match request {
-            Some(VmRequest::Exit(status)) => return Next::End(RunEnd::DebugExit { status }),
+            Some(VmRequest::Exit(value)) => return Next::End(RunEnd::DebugExit { value }),
             Some(VmRequest::Reset) => return Next::End(RunEnd::GuestReset { vcpu }),
             None => {}
         }
@@ -308,7 +309,12 @@ impl Vcpu {
     fn crash_report(&mut self) -> CrashReport {
         let regs = self.fd.get_regs().unwrap_or_default();
         let sregs = self.fd.get_sregs().unwrap_or_default();
-        let insn = self.decoder.decode_at(&self.shared.ram.mem, &CpuMode::from(&sregs), regs.rip).map(|i| (*i).clone());
-        CrashReport { vcpu: self.index, regs, sregs, insn, last_exits: self.recent.iter().cloned().collect() }
+        let mode = CpuMode::from(&sregs);
+        let insn = self.decoder.decode_at(&self.shared.ram.mem, &mode, regs.rip).map(|i| (*i).clone());
+        let mut rip_bytes = vec![0u8; 15];
+        let n = read_virt(&self.shared.ram, &mode, mode.code_linear(regs.rip), &mut rip_bytes);
+        rip_bytes.truncate(n);
+        let last_exits = self.recent.iter().cloned().collect();
+        CrashReport { vcpu: self.index, regs, sregs, insn, rip_bytes, last_exits }
     }
 }
