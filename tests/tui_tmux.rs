@@ -188,7 +188,7 @@ fn replay_steps_through_a_recording() {
     t.wait_for(&["replay 101/"], ":goto jumps to a sequence number");
     t.keys(&["End"]);
     t.wait_for(
-        &[&format!("replay {total}/{total}"), "Hello from kvmscope"],
+        &[&format!("replay {total}/{total}"), "Hello from kvmscope", "run that ended: debug-exit (status 33)"],
         "End shows the last exit and the console up to it",
     );
     t.keys(&["/io 0x80", "Enter", "Home", "n"]);

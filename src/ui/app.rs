@@ -59,6 +59,15 @@ pub enum RunState {
     Pausing,
     Paused,
     Ended(RunEnd),
+    /// A replay: how the recorded run ended (name and status), if the recording says.
+    Replay(Option<(String, i32)>),
+}
+
+impl RunState {
+    /// Whether the guest can no longer run (nothing to pause or type into).
+    pub fn is_over(&self) -> bool {
+        matches!(self, RunState::Ended(_) | RunState::Replay(_))
+    }
 }
 
 /// All UI state.
@@ -127,7 +136,7 @@ impl App {
 
     /// Records new stops from the controller; keeps the previous one for highlighting.
     pub fn set_stops(&mut self, stops: &[Option<Stop>], paused: bool) {
-        if matches!(self.state, RunState::Ended(_)) {
+        if self.state.is_over() {
             return;
         }
         let newest = stops.iter().flatten().max_by_key(|s| s.serial).cloned();
@@ -275,7 +284,7 @@ impl App {
             }
             _ => {}
         }
-        if self.focus == PaneId::Console && !matches!(self.state, RunState::Ended(_)) {
+        if self.focus == PaneId::Console && !self.state.is_over() {
             if key.code == KeyCode::Esc {
                 self.focus = PaneId::Exits;
                 return Vec::new();

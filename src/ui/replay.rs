@@ -14,7 +14,6 @@ use super::{terminal, view};
 use crate::recording::format::StopRecord;
 use crate::recording::{ReadError, Record};
 use crate::trace::{Counters, ExitEvent};
-use crate::vmm::RunEnd;
 
 /// A recording in memory, and where the cursor is.
 pub struct Replay {
@@ -105,7 +104,7 @@ impl Replay {
         app.console.text = String::from_utf8_lossy(&text).into_owned();
         app.show_stop(self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(StopRecord::to_stop));
         app.code.lines = now.insn.iter().map(|i| (**i).clone()).collect();
-        app.state = RunState::Ended(RunEnd::Quit);
+        app.state = RunState::Replay(self.end.as_ref().map(|(status, name, _)| (name.clone(), *status)));
     }
 }
 

@@ -22,6 +22,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     (format!("PAUSED{at}"), theme.warn())
                 }
                 RunState::Ended(end) => (format!("ENDED: {} (status {})", end.name(), end.status()), theme.error()),
+                RunState::Replay(Some((name, status))) => {
+                    (format!("REPLAY of a run that ended: {name} (status {status})"), theme.warn())
+                }
+                RunState::Replay(None) => ("REPLAY of a run with no end recorded".to_string(), theme.warn()),
             };
             let mut spans = vec![
                 Span::styled(format!(" {state} "), style.add_modifier(ratatui::style::Modifier::REVERSED)),

@@ -6,7 +6,6 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::RunState;
 use super::app::{App, InputMode};
 use super::panes::{code, console, exits, help, memory, registers, stats};
 use super::screen::{PaneId, WIDE_MIN};
@@ -19,7 +18,7 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
         PaneId::Exits => exits::render(f, area, &app.exits, app.stats.counters.total.count, focused, theme),
         PaneId::Stats => stats::render(f, area, &app.stats, focused, theme),
         PaneId::Registers => {
-            let ended = matches!(app.state, RunState::Ended(_));
+            let ended = app.state.is_over();
             registers::render(f, area, (&app.registers, app.stop.as_ref(), ended), focused, theme)
         }
         PaneId::Code => code::render(f, area, (&app.code, app.stop.as_ref(), app.exits.newest()), focused, theme),
