@@ -135,6 +135,14 @@ fn tui_pause_step_help_break_and_quit() {
     t.wait_for(&["(exit breakpoint #1 io 0x80", "PAUSED"], "the guest stops on the exit breakpoint");
     t.keys(&[":bogus", "Enter"]);
     t.wait_for(&["unknown command :bogus"], "a bad command gets a one-line message");
+    let paste = "x".repeat(5000);
+    t.keys(&[":", &paste]);
+    t.wait_for(&["the line is cut at 1024 characters"], "a long paste is cut with a note");
+    t.keys(&["Escape"]);
+    t.wait_until(
+        |s| !s.lines().any(|l| l.starts_with(":…xxxx")) && s.contains("RUNNING"),
+        "Esc closes the line after a long paste",
+    );
     t.keys(&["2"]);
     t.wait_until(|s| s.contains("┌ Exits") && !s.contains("┌ Registers"), "2 shows the exits screen");
     t.keys(&["1"]);

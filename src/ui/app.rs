@@ -21,6 +21,9 @@ use super::screen::{PaneId, Screen};
 use crate::debug::{ExitSpec, Stop};
 use crate::vmm::RunEnd;
 
+/// The longest `:` or `/` line; what is typed beyond it is dropped, with a note.
+pub const MAX_LINE: usize = 1024;
+
 /// What the bottom line is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputMode {
@@ -191,6 +194,11 @@ impl App {
         let keep = |app: &mut App, text: String| {
             app.input = if command { InputMode::Command(text) } else { InputMode::Filter(text) };
         };
+        // After a long paste the terminal delivers Esc and the next key together, as Alt+key:
+        // that is Esc, then the key.
+        if key.modifiers.contains(KeyModifiers::ALT) {
+            return self.normal_key(KeyEvent::new(key.code, key.modifiers - KeyModifiers::ALT));
+        }
         match key.code {
             KeyCode::Esc => {}
             KeyCode::Enter => {
@@ -202,7 +210,11 @@ impl App {
                 }
             }
             KeyCode::Char(c) => {
-                text.push(c);
+                if text.chars().count() < MAX_LINE {
+                    text.push(c);
+                } else {
+                    self.say(format!("the line is cut at {MAX_LINE} characters"), true);
+                }
                 keep(self, text);
             }
             _ => keep(self, text),
@@ -501,5 +513,27 @@ mod tests {
         r.sample(&c, t0 + Duration::from_secs(2));
         assert_eq!(r.total(), 250);
         assert_eq!(r.of("io"), 250.0);
+    }
+
+    #[test]
+    fn a_long_paste_is_cut_and_esc_still_closes_the_line() {
+        let mut app = App::new("t");
+        app.on_key(key(KeyCode::Char(':')));
+        for _ in 0..5000 {
+            app.on_key(key(KeyCode::Char('x')));
+        }
+        match &app.input {
+            InputMode::Command(text) => assert_eq!(text.len(), MAX_LINE),
+            other => panic!("{other:?}"),
+        }
+        assert!(app.current_message().is_some_and(|(m, e)| e && m.contains("cut at 1024")));
+        // Esc and `q` arriving together read as Alt+q: the line closes, then q quits.
+        assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::ALT)), vec![Action::Quit]);
+        assert_eq!(app.input, InputMode::Normal);
+        let mut app = App::new("t");
+        app.on_key(key(KeyCode::Char('/')));
+        app.on_key(key(KeyCode::Char('i')));
+        app.on_key(key(KeyCode::Esc));
+        assert_eq!(app.input, InputMode::Normal, "a plain Esc closes the filter line");
     }
 }

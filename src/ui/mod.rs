@@ -32,6 +32,8 @@ use app::{Action, App, RunState};
 
 /// Time between frames (30 per second).
 const FRAME: Duration = Duration::from_millis(33);
+/// How long to wait for more input once a key has come, before drawing.
+const DRAIN: Duration = Duration::from_millis(1);
 
 /// Errors of the UI itself.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +99,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
                 Ok(Event::Mouse(m)) => app.on_mouse(m),
                 _ => {}
             }
-            wait = Duration::ZERO;
+            // Drain what has arrived before drawing (a poll of zero would not look at the tty).
+            wait = DRAIN;
             next_frame = Instant::now();
         }
     }

@@ -11,8 +11,8 @@ use crate::ui::theme::Theme;
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let line = match &app.input {
-        InputMode::Command(text) => Line::from(format!(":{text}█")),
-        InputMode::Filter(text) => Line::from(format!("/{text}█")),
+        InputMode::Command(text) => typing(':', text, app, area.width, theme),
+        InputMode::Filter(text) => typing('/', text, app, area.width, theme),
         _ => {
             let (state, style) = match &app.state {
                 RunState::Running => ("RUNNING".to_string(), theme.ok()),
@@ -54,4 +54,21 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         }
     };
     f.render_widget(Paragraph::new(line), area);
+}
+
+/// The line being typed: its end when it is longer than the screen is wide, the cursor, and an
+/// error about it (the line was cut) after it.
+fn typing<'a>(prompt: char, text: &str, app: &App, width: u16, theme: &Theme) -> Line<'a> {
+    let note = match app.current_message() {
+        Some((msg, true)) => format!("  {msg}"),
+        _ => String::new(),
+    };
+    let room = (width as usize).saturating_sub(2 + note.chars().count());
+    let count = text.chars().count();
+    let shown: String = if count > room {
+        std::iter::once('…').chain(text.chars().skip(count - room.saturating_sub(1))).collect()
+    } else {
+        text.to_string()
+    };
+    Line::from(vec![Span::raw(format!("{prompt}{shown}█")), Span::styled(note, theme.error())])
 }
