@@ -140,7 +140,7 @@ fn tui_pause_step_help_break_and_quit() {
     t.wait_for(&["the line is cut at 1024 characters"], "a long paste is cut with a note");
     t.keys(&["Escape"]);
     t.wait_until(
-        |s| !s.lines().any(|l| l.starts_with(":…xxxx")) && s.contains("RUNNING"),
+        |s| !s.lines().any(|l| l.starts_with(":…xxxx")) && s.contains("? help"),
         "Esc closes the line after a long paste",
     );
     t.keys(&["2"]);
