@@ -1,9 +1,11 @@
 //! The end-of-run summary: a table like `perf kvm stat report`, or one JSON object.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::trace::counters::{MMIO_ADDRS, MMIO_PAGES, MmioBucket};
 use crate::trace::{Counters, Stat};
 use crate::vmm::outcome::debug_exit_status;
 use crate::vmm::{CrashReport, RunEnd};
@@ -93,24 +95,61 @@ pub fn table(counters: &Counters) -> String {
     if !counters.by_port.is_empty() {
         let _ = writeln!(out);
         header(&mut out, "IO Port Access");
-        let mut ports: Vec<_> = counters.ports_sorted().into_iter().collect();
-        ports.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        let (ports, more) = busiest(counters.ports_sorted(), TEXT_ROWS);
         let io_total = counters.by_reason.get("io").copied().unwrap_or_default();
         for ((port, dir), s) in ports {
             row(&mut out, &format!("{port:#x}:{}", dir.io_name().to_uppercase()), &s, &io_total);
         }
+        more_row(&mut out, more, "ports", &io_total);
     }
-    if !counters.by_mmio.is_empty() {
+    if counters.has_mmio() {
         let _ = writeln!(out);
         header(&mut out, "MMIO Access");
-        let mut mmio: Vec<_> = counters.mmio_sorted().into_iter().collect();
-        mmio.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        let (mmio, more) = busiest(counters.mmio_sorted(), TEXT_ROWS);
         let mmio_total = counters.by_reason.get("mmio").copied().unwrap_or_default();
-        for ((addr, dir), s) in mmio {
-            row(&mut out, &format!("{addr:#x}:{}", dir.mmio_name().to_uppercase()), &s, &mmio_total);
+        for ((bucket, dir), s) in mmio {
+            row(&mut out, &format!("{bucket}:{}", dir.mmio_name().to_uppercase()), &s, &mmio_total);
+        }
+        more_row(&mut out, more, "addresses", &mmio_total);
+        if counters.mmio_coarsened() {
+            let _ = writeln!(
+                out,
+                "(MMIO past the first {MMIO_ADDRS} addresses is counted per 4 KiB page, past {MMIO_PAGES} pages as other)"
+            );
         }
     }
     out
+}
+
+/// Rows of a breakdown in the text summary; the rest are totalled in one.
+const TEXT_ROWS: usize = 50;
+/// Entries of a breakdown in the JSON summary; the rest are totalled in `io_more` / `mmio_more`.
+const JSON_ENTRIES: usize = 100;
+
+/// Entries left out of a breakdown: how many, and their total.
+pub type LeftOut = Option<(usize, Stat)>;
+
+/// The `n` busiest entries, busiest first, and how many others there are with their total.
+pub fn busiest<K: Ord + Copy>(all: BTreeMap<K, Stat>, n: usize) -> (Vec<(K, Stat)>, LeftOut) {
+    let mut v: Vec<(K, Stat)> = all.into_iter().collect();
+    v.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+    if v.len() <= n {
+        return (v, None);
+    }
+    let rest = v.split_off(n);
+    let mut total = Stat::default();
+    rest.iter().for_each(|(_, s)| total.merge(s));
+    (v, Some((rest.len(), total)))
+}
+
+fn more_row(out: &mut String, more: LeftOut, what: &str, total: &Stat) {
+    if let Some((n, s)) = more {
+        row(out, &format!("({n} more {what})"), &s, total);
+    }
+}
+
+fn more_json(more: LeftOut) -> Value {
+    more.map_or(Value::Null, |(n, s)| json!({ "entries": n, "count": s.count, "time": stat_json(&s) }))
 }
 
 fn stat_json(s: &Stat) -> Value {
@@ -134,23 +173,33 @@ pub fn json_for(counters: &Counters, name: &str, detail: &str, status: i32, elap
         counters.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), json!(s.count))).collect();
     let time_by_reason: serde_json::Map<String, Value> =
         counters.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), stat_json(&s))).collect();
-    let io: Vec<Value> = counters
-        .ports_sorted()
+    let (mut ports, io_more) = busiest(counters.ports_sorted(), JSON_ENTRIES);
+    ports.sort_by_key(|p| p.0);
+    let io: Vec<Value> = ports
         .into_iter()
         .map(|((port, dir), s)| json!({ "port": port, "dir": dir.io_name(), "count": s.count, "time": stat_json(&s) }))
         .collect();
-    let mmio: Vec<Value> = counters
-        .mmio_sorted()
+    let (mut buckets, mmio_more) = busiest(counters.mmio_sorted(), JSON_ENTRIES);
+    buckets.sort_by_key(|m| m.0);
+    let mmio: Vec<Value> = buckets
         .into_iter()
-        .map(
-            |((addr, dir), s)| json!({ "addr": addr, "dir": dir.mmio_name(), "count": s.count, "time": stat_json(&s) }),
-        )
+        .map(|((bucket, dir), s)| {
+            let mut v = json!({ "dir": dir.mmio_name(), "count": s.count, "time": stat_json(&s) });
+            match bucket {
+                MmioBucket::Addr(a) => v["addr"] = json!(a),
+                MmioBucket::Page(p) => v["page"] = json!(p),
+                MmioBucket::Other => v["other"] = json!(true),
+            }
+            v
+        })
         .collect();
     json!({
         "exits": counters.total.count,
         "by_reason": by_reason,
         "io": io,
+        "io_more": more_json(io_more),
         "mmio": mmio,
+        "mmio_more": more_json(mmio_more),
         "status": status,
         "end": name,
         "end_detail": detail,

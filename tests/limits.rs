@@ -52,3 +52,51 @@ fn ctrl_c_ends_the_run_with_its_summary() {
     assert_eq!(s["end"], "interrupted");
     assert!(s["exits"].as_u64().unwrap() > 0);
 }
+
+/// A protected-mode image that reads each dword upward from 0xc0000000 (the MMIO hole), forever.
+fn mmio_sweep_image() -> std::path::PathBuf {
+    // mov esi, 0xc0000000; 1: mov eax, [esi]; add esi, 4; jmp 1b
+    let code = [0xbe, 0x00, 0x00, 0x00, 0xc0, 0x8b, 0x06, 0x83, 0xc6, 0x04, 0xeb, 0xf9];
+    let path = std::env::temp_dir().join(format!("kvmscope-mmio-sweep-{}.bin", std::process::id()));
+    std::fs::write(&path, code).unwrap();
+    path
+}
+
+/// Peak resident memory of the children waited for so far, in bytes.
+fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn a_guest_sweeping_mmio_addresses_gets_a_bounded_summary_and_memory() {
+    if !kvm_or_skip("a_guest_sweeping_mmio_addresses_gets_a_bounded_summary_and_memory") {
+        return;
+    }
+    let image = mmio_sweep_image();
+    let args = |summary: &'static str| {
+        let image = image.to_str().unwrap().to_string();
+        let mut a = vec!["--image".to_string(), image, "--load".into(), "0x100000".into(), "--entry".into()];
+        a.extend(["0x100000", "--mode", "protected", "--max-exits", "60000", "--summary", summary].map(String::from));
+        a
+    };
+    let text_args = args("text");
+    let run = run_headless(&text_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.status, 124, "{}", run.stderr);
+    let lines = run.stderr.lines().count();
+    assert!(lines < 200, "the text summary is bounded: {lines} lines");
+    assert!(run.stderr.contains("more addresses)"), "the rest totalled: {}", run.stderr);
+    assert!(run.stderr.contains("counted per 4 KiB page"), "and the coarsening said: {}", run.stderr);
+    let json_args = args("json");
+    let run = run_headless(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let s = run.summary();
+    assert_eq!(s["exits"], 60000);
+    let mmio = s["mmio"].as_array().unwrap();
+    assert!(mmio.len() <= 100, "{} entries", mmio.len());
+    let listed: u64 = mmio.iter().map(|e| e["count"].as_u64().unwrap()).sum();
+    assert_eq!(listed + s["mmio_more"]["count"].as_u64().unwrap(), s["by_reason"]["mmio"].as_u64().unwrap());
+    assert!(children_peak_rss() < 200 << 20, "peak RSS {} MB", children_peak_rss() >> 20);
+    let _ = std::fs::remove_file(image);
+}

@@ -185,10 +185,12 @@ mod tests {
     fn gdb_opens_with_a_whole_packet() {
         assert_eq!(opening(b"+$?#3f"), Opening::Gdb(b"+$?#3f".to_vec()));
         assert_eq!(opening(b"$?#3Fmore"), Opening::Gdb(b"$?#3F".to_vec()), "only the first packet is read");
-        let q = b"+$qSupported:multiprocess+;swbreak+#c9";
-        let sum = q[2..q.len() - 3].iter().fold(0u8, |s, b| s.wrapping_add(*b));
-        assert_eq!(format!("{sum:02x}"), "c9");
-        assert!(matches!(opening(q), Opening::Gdb(_)));
+        let data = "qSupported:multiprocess+;swbreak+";
+        let sum = data.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+        let q = format!("+${data}#{sum:02x}");
+        assert_eq!(opening(q.as_bytes()), Opening::Gdb(q.into_bytes()));
+        let bad = format!("+${data}#{:02x}", sum.wrapping_add(1));
+        assert!(matches!(opening(bad.as_bytes()), Opening::NotGdb { .. }));
     }
 
     #[test]

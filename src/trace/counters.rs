@@ -1,7 +1,9 @@
 //! Exact exit counters: per reason, per port and per MMIO address, each with handling-time statistics.
 //!
 //! Each vCPU thread owns one `Counters` and updates it for every exit; views merge them. Nothing is
-//! sampled and nothing is dropped.
+//! sampled and nothing is dropped. A guest chooses its MMIO addresses, so their counters are bounded:
+//! exact per address for the first [`MMIO_ADDRS`], then per 4 KiB page for [`MMIO_PAGES`] pages,
+//! then one bucket for the rest — the totals stay exact, only the breakdown coarsens.
 
 use std::collections::BTreeMap;
 
@@ -46,13 +48,42 @@ impl Stat {
     }
 }
 
+/// MMIO addresses counted one by one (per direction) before new ones are counted per page.
+pub const MMIO_ADDRS: usize = 1024;
+/// MMIO pages counted before the rest go to one bucket.
+pub const MMIO_PAGES: usize = 1024;
+
+/// Where an MMIO access is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MmioBucket {
+    /// Its own address.
+    Addr(u64),
+    /// Its 4 KiB page (past [`MMIO_ADDRS`] addresses).
+    Page(u64),
+    /// Everything past [`MMIO_PAGES`] pages.
+    Other,
+}
+
+impl std::fmt::Display for MmioBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MmioBucket::Addr(a) => write!(f, "{a:#x}"),
+            MmioBucket::Page(p) => write!(f, "{p:#x} page"),
+            MmioBucket::Other => write!(f, "other"),
+        }
+    }
+}
+
 /// The exact counters of one vCPU, or of several merged.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     pub total: Stat,
     pub by_reason: FxHashMap<&'static str, Stat>,
     pub by_port: FxHashMap<(u16, Dir), Stat>,
-    pub by_mmio: FxHashMap<(u64, Dir), Stat>,
+    by_mmio: FxHashMap<(MmioBucket, Dir), Stat>,
+    /// How many `Addr` and `Page` buckets there are.
+    mmio_addrs: usize,
+    mmio_pages: usize,
 }
 
 impl Counters {
@@ -63,9 +94,40 @@ impl Counters {
         self.by_reason.entry(event.kind.reason()).or_default().add(ns);
         match event.kind {
             ExitKind::Io { port, dir, .. } => self.by_port.entry((port, dir)).or_default().add(ns),
-            ExitKind::Mmio { addr, dir, .. } => self.by_mmio.entry((addr, dir)).or_default().add(ns),
+            ExitKind::Mmio { addr, dir, .. } => match self.by_mmio.get_mut(&(MmioBucket::Addr(addr), dir)) {
+                Some(s) => s.add(ns),
+                None => {
+                    let bucket = self.bucket_for(MmioBucket::Addr(addr), dir);
+                    self.by_mmio.entry((bucket, dir)).or_default().add(ns);
+                }
+            },
             _ => {}
         }
+    }
+
+    /// The bucket `wanted` is counted in: itself while there is room at its level, else coarser.
+    /// Makes room for it (counts it) when it is new.
+    fn bucket_for(&mut self, wanted: MmioBucket, dir: Dir) -> MmioBucket {
+        if self.by_mmio.contains_key(&(wanted, dir)) {
+            return wanted;
+        }
+        match wanted {
+            MmioBucket::Addr(_) if self.mmio_addrs < MMIO_ADDRS => {
+                self.mmio_addrs += 1;
+                wanted
+            }
+            MmioBucket::Addr(a) => self.bucket_for(MmioBucket::Page(a & !0xfff), dir),
+            MmioBucket::Page(_) if self.mmio_pages < MMIO_PAGES => {
+                self.mmio_pages += 1;
+                wanted
+            }
+            MmioBucket::Page(_) | MmioBucket::Other => MmioBucket::Other,
+        }
+    }
+
+    /// Whether MMIO accesses were counted more coarsely than per address.
+    pub fn mmio_coarsened(&self) -> bool {
+        self.by_mmio.keys().any(|(b, _)| !matches!(b, MmioBucket::Addr(_)))
     }
 
     /// Folds another vCPU's counters into these.
@@ -77,8 +139,9 @@ impl Counters {
         for (k, s) in &other.by_port {
             self.by_port.entry(*k).or_default().merge(s);
         }
-        for (k, s) in &other.by_mmio {
-            self.by_mmio.entry(*k).or_default().merge(s);
+        for (&(bucket, dir), s) in &other.by_mmio {
+            let bucket = self.bucket_for(bucket, dir);
+            self.by_mmio.entry((bucket, dir)).or_default().merge(s);
         }
     }
 
@@ -92,9 +155,14 @@ impl Counters {
         self.by_port.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    /// MMIO addresses sorted by (address, direction).
-    pub fn mmio_sorted(&self) -> BTreeMap<(u64, Dir), Stat> {
+    /// MMIO buckets sorted by (bucket, direction).
+    pub fn mmio_sorted(&self) -> BTreeMap<(MmioBucket, Dir), Stat> {
         self.by_mmio.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Whether any MMIO access was counted.
+    pub fn has_mmio(&self) -> bool {
+        !self.by_mmio.is_empty()
     }
 }
 
@@ -153,5 +221,44 @@ mod tests {
         let s = a.by_port[&(0x80, Dir::Out)];
         assert_eq!((s.count, s.min_ns, s.max_ns, s.total_ns), (3, 3, 50, 63));
         assert_eq!(a.total.count, 3);
+    }
+
+    fn mmio(addr: u64) -> ExitEvent {
+        let mut e = io(0, Dir::In, 1);
+        e.kind = ExitKind::Mmio { addr, dir: Dir::In, len: 4, data: 0 };
+        e
+    }
+
+    #[test]
+    fn a_guest_cannot_grow_the_mmio_counters_without_bound() {
+        let mut c = Counters::default();
+        // A guest reading each dword upward from 0xc0000000.
+        let n = 4 * (MMIO_ADDRS + 4096 * MMIO_PAGES) as u64 + 1000;
+        for i in 0..n / 4 {
+            c.record(&mmio(0xc000_0000 + 4 * i));
+        }
+        assert_eq!(c.by_reason["mmio"].count, n / 4, "the totals stay exact");
+        assert!(c.by_mmio.len() <= MMIO_ADDRS + MMIO_PAGES + 1, "{}", c.by_mmio.len());
+        assert!(c.mmio_coarsened());
+        let sorted = c.mmio_sorted();
+        assert_eq!(sorted[&(MmioBucket::Addr(0xc000_0000), Dir::In)].count, 1, "the first addresses exactly");
+        let first_page = (0xc000_0000 + 4 * MMIO_ADDRS as u64) & !0xfff;
+        assert!(sorted.contains_key(&(MmioBucket::Page(first_page), Dir::In)), "then per page");
+        assert!(sorted.contains_key(&(MmioBucket::Other, Dir::In)), "then the rest");
+        let counted: u64 = sorted.values().map(|s| s.count).sum();
+        assert_eq!(counted, n / 4, "every access is in some bucket");
+        // An address already counted exactly stays exact.
+        c.record(&mmio(0xc000_0000));
+        assert_eq!(c.mmio_sorted()[&(MmioBucket::Addr(0xc000_0000), Dir::In)].count, 2);
+        // Merging keeps the bounds.
+        let mut merged = Counters::default();
+        merged.merge(&c);
+        let mut other = Counters::default();
+        for i in 0..2 * MMIO_ADDRS as u64 {
+            other.record(&mmio(0xd000_0000 + 4096 * i));
+        }
+        merged.merge(&other);
+        assert!(merged.by_mmio.len() <= MMIO_ADDRS + MMIO_PAGES + 1);
+        assert_eq!(merged.by_reason["mmio"].count, n / 4 + 1 + 2 * MMIO_ADDRS as u64);
     }
 }

@@ -10,7 +10,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Row, Sparkline, Table};
 
 use super::frame;
-use crate::summary::{micros, percent};
+use crate::summary::{busiest, micros, percent};
 use crate::trace::{Counters, Stat};
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
@@ -144,17 +144,15 @@ pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme:
     let mut rows: Vec<Row> =
         reasons.iter().map(|(name, s)| row(name.to_string(), s, total.count, Some(pane.rates.of(name)))).collect();
     if pane.breakdown {
+        // No more rows than the pane can show: a guest chooses how many addresses there are.
+        let fit = table_area.height as usize;
         let io_total = pane.counters.by_reason.get("io").map_or(0, |s| s.count);
-        let mut ports: Vec<_> = pane.counters.ports_sorted().into_iter().collect();
-        ports.sort_by_key(|p| std::cmp::Reverse(p.1.count));
-        for ((port, dir), s) in ports {
+        for ((port, dir), s) in busiest(pane.counters.ports_sorted(), fit).0 {
             rows.push(row(format!(" io {port:#x} {}", dir.io_name()), &s, io_total, None).style(theme.dim()));
         }
         let mmio_total = pane.counters.by_reason.get("mmio").map_or(0, |s| s.count);
-        let mut mmio: Vec<_> = pane.counters.mmio_sorted().into_iter().collect();
-        mmio.sort_by_key(|m| std::cmp::Reverse(m.1.count));
-        for ((addr, dir), s) in mmio {
-            rows.push(row(format!(" mmio {addr:#x} {}", dir.mmio_name()), &s, mmio_total, None).style(theme.dim()));
+        for ((addr, dir), s) in busiest(pane.counters.mmio_sorted(), fit).0 {
+            rows.push(row(format!(" mmio {addr} {}", dir.mmio_name()), &s, mmio_total, None).style(theme.dim()));
         }
     }
     let mut header = vec!["Event", "Total", "%Total", "CurAvg/s"];
