@@ -205,17 +205,23 @@ impl Controller {
         Ok(n)
     }
 
-    /// Writes guest-virtual memory, page by page (keeping planted `int3`s in place).
+    /// Writes guest-virtual memory, all of it or none: every byte's address is translated and
+    /// checked first (planted `int3`s stay in place; the byte under one is what changes).
     pub fn write_memory(&self, vcpu: usize, gva: u64, data: &[u8]) -> Result<(), ControlError> {
         let mode = self.mode(vcpu)?;
-        let mut bps = self.debug().breakpoints();
-        for (i, &byte) in data.iter().enumerate() {
+        let mut gpas = Vec::with_capacity(data.len());
+        for i in 0..data.len() {
             let addr = gva.wrapping_add(i as u64);
             let t = paging::translate(&self.shared.ram, &mode, addr)?;
-            let byte = if bps.replace_original(t.gpa, byte) { 0xcc } else { byte };
-            if !self.shared.ram.write(t.gpa, &[byte]) {
+            if !self.shared.ram.map.is_ram(t.gpa, 1) {
                 return Err(ControlError::NotRam { gva: addr, gpa: t.gpa });
             }
+            gpas.push(t.gpa);
+        }
+        let mut bps = self.debug().breakpoints();
+        for (&gpa, &byte) in gpas.iter().zip(data) {
+            let byte = if bps.replace_original(gpa, byte) { 0xcc } else { byte };
+            self.shared.ram.write(gpa, &[byte]);
         }
         Ok(())
     }

@@ -245,3 +245,87 @@ fn gdb_port_in_use_is_a_clear_error() {
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains(&format!("--gdb 127.0.0.1:{port}: cannot listen")), "{}", run.stderr);
 }
+
+/// A packet framed as gdb frames it.
+fn packet(data: &str) -> Vec<u8> {
+    let sum = data.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+    format!("${data}#{sum:02x}").into_bytes()
+}
+
+/// Reads the stub's next reply packet (skipping acks), acks it, and returns its data.
+fn reply(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        s.read_exact(&mut byte).expect("a reply");
+        match byte[0] {
+            b'+' if got.is_empty() => {}
+            b'$' if got.is_empty() => got.push(b'$'),
+            b => {
+                assert!(!got.is_empty(), "unexpected byte {b:#x} before a reply");
+                got.push(b);
+                if got.len() >= 3 && got[got.len() - 3] == b'#' {
+                    break;
+                }
+            }
+        }
+    }
+    s.write_all(b"+").unwrap();
+    // Run-length encoding: `c*n` is `c` and then n - 29 more of it.
+    let mut data = Vec::new();
+    let body = &got[1..got.len() - 3];
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'*' && i + 1 < body.len() {
+            let last = *data.last().unwrap();
+            data.extend(std::iter::repeat_n(last, (body[i + 1] - 29) as usize));
+            i += 2;
+        } else {
+            data.push(body[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+fn ask(s: &mut TcpStream, data: &str) -> String {
+    s.write_all(&packet(data)).unwrap();
+    reply(s)
+}
+
+#[test]
+fn memory_packets_are_all_or_nothing_and_a_bad_checksum_is_sent_again() {
+    if !gdb_or_skip("memory_packets_are_all_or_nothing_and_a_bad_checksum_is_sent_again") {
+        return;
+    }
+    let stub = Stub::start("gdbtest.elf", true);
+    let mut s = TcpStream::connect(&stub.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"+").unwrap();
+    assert!(ask(&mut s, "?").starts_with('T'), "a stop reply");
+    // 8 KiB across the end of the 256 MiB of RAM: the readable 4 KiB, and no error inside.
+    let across = ask(&mut s, "m0ffff000,2000");
+    assert_eq!(across.len(), 2 * 4096, "the readable prefix");
+    assert!(across.bytes().all(|b| b.is_ascii_hexdigit()), "data only, no error glued in");
+    assert!(ask(&mut s, "m10000000,10").starts_with('E'), "nothing readable: an error");
+    // Writes: length and hex checked, all or nothing.
+    let before = ask(&mut s, "m100000,5");
+    assert_eq!(ask(&mut s, "M100000,1:0011223344"), "E16", "5 bytes where 1 is declared");
+    assert_eq!(ask(&mut s, "M100000,1:0"), "E16", "odd hex");
+    assert_eq!(ask(&mut s, "m100000,5"), before, "nothing was written");
+    let tail = ask(&mut s, "m0ffffffc,4");
+    assert!(ask(&mut s, "M0ffffffc,8:0102030405060708").starts_with('E'), "half of it is past RAM");
+    assert_eq!(ask(&mut s, "m0ffffffc,4"), tail, "and none of it was written");
+    assert_eq!(ask(&mut s, "M0ffffffc,4:01020304"), "OK");
+    assert_eq!(ask(&mut s, "m0ffffffc,4"), "01020304");
+    // A damaged packet is answered `-`; the session goes on and the packet sent again is answered.
+    s.write_all(b"$m200000,1#00").unwrap();
+    let mut nak = [0u8];
+    s.read_exact(&mut nak).unwrap();
+    assert_eq!(nak[0], b'-');
+    assert_eq!(ask(&mut s, "m200000,1"), "48", "the session survived");
+    assert_eq!(ask(&mut s, "D"), "OK");
+    drop(s);
+    let (status, _, stderr) = stub.finish();
+    assert_eq!(status, 11, "after detach the guest runs to its end: {stderr}");
+}

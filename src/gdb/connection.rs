@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gdbstub::conn::{Connection, ConnectionExt};
@@ -27,6 +29,20 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
         }
     }
 
@@ -129,15 +145,124 @@ pub fn read_opening(stream: &mut impl Read) -> Opening {
     }
 }
 
-/// gdbstub's connection: the opening bytes already read, then the stream.
+/// The longest packet body passed to gdbstub (its packet buffer is 4096 bytes).
+const MAX_PACKET: usize = 4092;
+
+/// A packet as gdb's protocol frames it, after an ack of the packet it answers.
+pub fn acked_packet(data: &str) -> Vec<u8> {
+    let sum = data.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+    format!("+${data}#{sum:02x}").into_bytes()
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Why a memory write (`M addr,len:hex` or `X addr,len:binary`) is malformed, if it is: its data
+/// must be exactly the length it declares (gdbstub would write what it got).
+fn malformed_write(body: &[u8]) -> Option<&'static str> {
+    let (kind, rest) = body.split_first()?;
+    if !matches!(kind, b'M' | b'X') {
+        return None;
+    }
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let (head, data) = (&rest[..colon], &rest[colon + 1..]);
+    let len_hex = head.split(|&b| b == b',').nth(1).unwrap_or(&[]);
+    let len = std::str::from_utf8(len_hex).ok().and_then(|t| usize::from_str_radix(t, 16).ok());
+    let Some(len) = len else { return Some("its length is not a hex number") };
+    if *kind == b'M' {
+        if data.len() % 2 != 0 || data.iter().any(|&b| hex_digit(b).is_none()) {
+            return Some("its data is not whole hex bytes");
+        }
+        return (data.len() / 2 != len).then_some("its data is not the length it declares");
+    }
+    // X: binary, with `}` escaping the byte after it.
+    let escapes = data.iter().filter(|&&b| b == b'}').count();
+    (data.len() - escapes != len || data.last() == Some(&b'}')).then_some("its data is not the length it declares")
+}
+
+/// gdbstub's connection. Every packet from gdb is read whole and checked before gdbstub sees it: a
+/// bad checksum is answered `-` (gdb sends the packet again) instead of ending the session; a
+/// memory write whose data does not match its declared length is refused (`E16`) instead of half
+/// done; an oversized packet is refused instead of overflowing gdbstub's buffer. The packets
+/// passed on are counted, so the target can tell one `m` request from the next.
 pub struct Session {
+    /// Bytes read from the stream but not yet looked at (the opening).
+    raw: VecDeque<u8>,
+    /// Checked bytes, for gdbstub.
     pending: VecDeque<u8>,
     inner: Box<dyn ConnectionExt<Error = io::Error>>,
+    packets: Arc<AtomicU64>,
+    /// The same socket, to close it gracefully at the end (see `Drop`).
+    closing: Option<Stream>,
+}
+
+impl Drop for Session {
+    /// gdb acks the stub's last reply (the `OK` to a detach): read that before closing, or gdb's
+    /// write of it fails ("Broken pipe") and it reports the detach as an error.
+    fn drop(&mut self) {
+        if let Some(stream) = self.closing.take() {
+            let _ = stream.shutdown_write();
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut sink = [0u8; 64];
+            let mut stream = stream;
+            while matches!(Read::read(&mut stream, &mut sink), Ok(n) if n > 0) {}
+        }
+    }
 }
 
 impl Session {
-    pub fn new(opening: Vec<u8>, stream: Stream) -> Self {
-        Self { pending: opening.into(), inner: stream.into_connection() }
+    /// A session over `stream`, whose `opening` was read already; `packets` counts the packets
+    /// gdbstub gets.
+    pub fn new(opening: Vec<u8>, stream: Stream, packets: Arc<AtomicU64>) -> Self {
+        let closing = stream.try_clone().ok();
+        Self { raw: opening.into(), pending: VecDeque::new(), inner: stream.into_connection(), packets, closing }
+    }
+
+    fn next_raw(&mut self) -> io::Result<u8> {
+        match self.raw.pop_front() {
+            Some(b) => Ok(b),
+            None => self.inner.read(),
+        }
+    }
+
+    fn reply(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.write_all(bytes)?;
+        self.inner.flush()
+    }
+
+    /// Reads the rest of a packet whose `$` was read; queues it for gdbstub when it passes, else
+    /// answers it. Returns whether it passed.
+    fn take_packet(&mut self) -> io::Result<bool> {
+        let mut body = Vec::new();
+        let mut oversized = false;
+        loop {
+            match self.next_raw()? {
+                b'#' => break,
+                _ if body.len() >= MAX_PACKET => oversized = true,
+                b => body.push(b),
+            }
+        }
+        let (hi, lo) = (self.next_raw()?, self.next_raw()?);
+        let sum = body.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        let checksum = hex_digit(hi).zip(hex_digit(lo)).map(|(h, l)| h * 16 + l);
+        if oversized {
+            self.reply(&acked_packet("E22"))?;
+            return Ok(false);
+        }
+        if checksum != Some(sum) {
+            self.reply(b"-")?;
+            return Ok(false);
+        }
+        if malformed_write(&body).is_some() {
+            self.reply(&acked_packet("E16"))?;
+            return Ok(false);
+        }
+        self.packets.fetch_add(1, Ordering::AcqRel);
+        self.pending.push_back(b'$');
+        self.pending.extend(body);
+        self.pending.extend([b'#', hi, lo]);
+        Ok(true)
     }
 }
 
@@ -160,15 +285,36 @@ impl Connection for Session {
 
 impl ConnectionExt for Session {
     fn read(&mut self) -> io::Result<u8> {
-        match self.pending.pop_front() {
-            Some(b) => Ok(b),
-            None => self.inner.read(),
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Ok(b);
+            }
+            match self.next_raw()? {
+                b'$' => {
+                    self.take_packet()?;
+                }
+                b => return Ok(b),
+            }
         }
     }
+
     fn peek(&mut self) -> io::Result<Option<u8>> {
-        match self.pending.front() {
-            Some(b) => Ok(Some(*b)),
-            None => self.inner.peek(),
+        loop {
+            if let Some(b) = self.pending.front() {
+                return Ok(Some(*b));
+            }
+            let next = match self.raw.front() {
+                Some(b) => Some(*b),
+                None => self.inner.peek()?,
+            };
+            match next {
+                // A packet is read whole (gdb sends it at once) and checked before it is shown.
+                Some(b'$') => {
+                    self.next_raw()?;
+                    self.take_packet()?;
+                }
+                other => return Ok(other),
+            }
         }
     }
 }
@@ -220,5 +366,20 @@ mod tests {
         assert_eq!(Opening::describe(b"\n"), "1 byte: \"\\n\"");
         let long = Opening::describe(&[b'A'; 100]);
         assert!(long.starts_with("100 bytes: \"AAAA") && long.ends_with("...\"") && !long.contains('\n'));
+    }
+
+    #[test]
+    fn memory_writes_must_match_their_declared_length() {
+        assert_eq!(malformed_write(b"M100000,1:00"), None);
+        assert_eq!(malformed_write(b"M100000,4:00112233"), None);
+        assert!(malformed_write(b"M100000,1:0011223344").is_some(), "5 bytes for 1");
+        assert!(malformed_write(b"M100000,1:0").is_some(), "odd hex");
+        assert!(malformed_write(b"M100000,1:zz").is_some());
+        assert!(malformed_write(b"M100000,q:00").is_some());
+        assert_eq!(malformed_write(b"X100000,2:ab"), None);
+        assert_eq!(malformed_write(b"X100000,1:}]"), None, "an escaped byte");
+        assert!(malformed_write(b"X100000,1:ab").is_some());
+        assert_eq!(malformed_write(b"m100000,10"), None, "reads are not writes");
+        assert_eq!(malformed_write(b"qSupported:xmlRegisters=i386"), None);
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use gdbstub::stub::{DisconnectReason, GdbStub};
 
-use super::connection::{OPENING_TIMEOUT, Opening, Session, Stream, read_opening};
+use super::connection::{OPENING_TIMEOUT, Opening, Session, Stream, acked_packet, read_opening};
 use super::event_loop::GdbEventLoop;
 use super::target::GdbTarget;
 use super::{GdbError, GdbListen};
@@ -26,12 +26,6 @@ const SESSION_END: Duration = Duration::from_secs(1);
 
 /// What the stub says to a second gdb, as an error packet (gdb prints it as the remote's reply).
 const REFUSAL: &str = "E.kvmscope: another gdb is attached to this VM";
-
-/// A packet as gdb's protocol frames it, after an ack of the packet it answers.
-fn acked_packet(data: &str) -> Vec<u8> {
-    let sum = data.bytes().fold(0u8, |s, b| s.wrapping_add(b));
-    format!("+${data}#{sum:02x}").into_bytes()
-}
 
 enum Listener {
     Tcp(TcpListener),
@@ -153,16 +147,17 @@ fn take_connection(mut stream: Stream, peer: &str, controller: &Controller, atta
         return;
     }
     let _ = stream.set_read_timeout(None);
-    serve_session(Session::new(opening, stream), controller);
+    let packets = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    serve_session(Session::new(opening, stream, packets.clone()), packets, controller);
     attached.store(false, Ordering::Release);
 }
 
 /// One gdb session, and what its end means for the guest.
-fn serve_session(session: Session, controller: &Controller) {
+fn serve_session(session: Session, packets: Arc<std::sync::atomic::AtomicU64>, controller: &Controller) {
     // gdb expects a stopped target when it attaches.
     controller.pause();
     controller.wait_all_stopped(Duration::from_secs(5));
-    let mut target = GdbTarget::new(controller.clone(), controller.vcpus());
+    let mut target = GdbTarget::new(controller.clone(), controller.vcpus(), packets);
     match GdbStub::new(session).run_blocking::<GdbEventLoop>(&mut target) {
         Ok(DisconnectReason::Kill) => controller.end_run(crate::vmm::RunEnd::Quit),
         Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {}

@@ -1,6 +1,9 @@
 //! The gdbstub target: each vCPU is a gdb thread; registers, memory, resume and single-step go
 //! through the debug controller, never to a vCPU directly.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use gdbstub::common::{Signal, Tid};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::base::multithread::{
@@ -34,6 +37,13 @@ pub struct GdbTarget {
     step: Option<usize>,
     /// Stop serial when gdb last resumed the guest: a newer stop is the answer to that resume.
     pub resumed_at: u64,
+    /// Packets from gdb so far (counted by the connection), to tell one `m` request from the next.
+    packets: Arc<AtomicU64>,
+    /// The packet whose memory read came up short (gdbstub reads a long `m` in chunks: what
+    /// follows a short chunk must add nothing, so gdb gets the readable prefix, not a prefix and
+    /// an error), and the packet whose first chunk was read.
+    short_read_in: Option<u64>,
+    read_in: Option<u64>,
 }
 
 /// gdb thread id of a vCPU (gdb counts from 1).
@@ -46,9 +56,9 @@ fn vcpu_of(tid: Tid) -> usize {
 }
 
 impl GdbTarget {
-    pub fn new(controller: Controller, vcpus: usize) -> Self {
+    pub fn new(controller: Controller, vcpus: usize, packets: Arc<AtomicU64>) -> Self {
         let resumed_at = controller.stop_serial();
-        Self { controller, vcpus, step: None, resumed_at }
+        Self { controller, vcpus, step: None, resumed_at, packets, short_read_in: None, read_in: None }
     }
 
     fn stop(&self, tid: Tid) -> TargetResult<Stop, Self> {
@@ -59,6 +69,12 @@ impl GdbTarget {
 impl Target for GdbTarget {
     type Arch = KvmscopeX86_64;
     type Error = TargetFailure;
+
+    /// Acks stay on: with them a packet damaged on the way is sent again (the connection answers
+    /// it `-`) instead of ending the session.
+    fn use_no_ack_mode(&self) -> bool {
+        false
+    }
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
         BaseOps::MultiThread(self)
@@ -130,11 +146,20 @@ impl MultiThreadBase for GdbTarget {
         self.controller.write_registers(vcpu_of(tid), r, s).map_err(|_| TargetError::NonFatal)
     }
 
+    /// Reads one chunk of an `m` request: the readable prefix of the request, or an error when
+    /// not even its first byte is readable — never both.
     fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
-        match self.controller.read_memory(vcpu_of(tid), start, data) {
-            Ok(0) | Err(_) => Err(TargetError::NonFatal),
-            Ok(n) => Ok(n),
+        let packet = self.packets.load(Ordering::Acquire);
+        if self.short_read_in == Some(packet) {
+            return Ok(0);
         }
+        let first_chunk = self.read_in != Some(packet);
+        self.read_in = Some(packet);
+        let n = self.controller.read_memory(vcpu_of(tid), start, data).unwrap_or(0);
+        if n < data.len() {
+            self.short_read_in = Some(packet);
+        }
+        if n == 0 && first_chunk { Err(TargetError::NonFatal) } else { Ok(n) }
     }
 
     fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
