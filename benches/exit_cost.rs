@@ -34,8 +34,9 @@ fn cycles(console: &[u8]) -> f64 {
     u64::from_str_radix(hex.trim(), 16).expect("hex count") as f64
 }
 
-/// The floor: KVM_RUN in a loop, serial bytes collected, nothing traced, counted or decoded.
-fn floor_run() -> f64 {
+/// The floor: KVM_RUN in a loop, serial bytes collected, nothing traced, counted or decoded; with
+/// `sync`, KVM also copies the registers into `kvm_run` on every exit, as kvmscope has it do.
+fn floor_run(sync: bool) -> f64 {
     let kvm = Kvm::new().expect("/dev/kvm");
     let vm = kvm.create_vm().unwrap();
     let ram = GuestRam::new(MEM).unwrap();
@@ -49,6 +50,10 @@ fn floor_run() -> f64 {
     let regs = boot_cpu::entry_state(&boot, &mut sregs);
     vcpu.set_sregs(&sregs).unwrap();
     vcpu.set_regs(&regs).unwrap();
+    if sync {
+        vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+        vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
+    }
     let mut console = Vec::new();
     loop {
         match vcpu.run().unwrap() {
@@ -136,18 +141,22 @@ fn main() {
         return;
     }
     let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut synced = Vec::new();
     // Interleaved, so drift in host load hits all alike.
     for _ in 0..ROUNDS {
-        floor.push(floor_run() / EXITS);
+        floor.push(floor_run(false) / EXITS);
+        synced.push(floor_run(true) / EXITS);
         scope.push(kvmscope_run(false, false) / EXITS);
         tui.push(kvmscope_run(true, false) / EXITS);
         rec.push(kvmscope_run(false, true) / EXITS);
     }
     let ((f_med, f_min), (s_med, s_min), (t_med, t_min)) = (stats(floor), stats(scope), stats(tui));
     let (r_med, r_min) = stats(rec);
+    let (y_med, y_min) = stats(synced);
     println!("exit cost, guest TSC cycles per exit ({ROUNDS} rounds of {EXITS} exits each):");
     println!("                                           median        min");
     println!("  floor (bare KVM_RUN loop)            {f_med:>10.0} {f_min:>10.0}");
+    println!("  floor with KVM_SYNC_REGS             {y_med:>10.0} {y_min:>10.0}");
     println!("  kvmscope --headless (count, decode)  {s_med:>10.0} {s_min:>10.0}");
     println!("  kvmscope with the TUI attached       {t_med:>10.0} {t_min:>10.0}");
     println!("  kvmscope --record                    {r_med:>10.0} {r_min:>10.0}");

@@ -146,6 +146,8 @@ impl fmt::Display for MemoryMap {
 pub struct GuestRam {
     pub mem: GuestMemoryMmap,
     pub map: MemoryMap,
+    /// The mapped ranges as (guest-physical, length, host address), for reads on the exit path.
+    host: Vec<(u64, u64, u64)>,
 }
 
 impl GuestRam {
@@ -155,12 +157,13 @@ impl GuestRam {
         let ranges: Vec<(GuestAddress, usize)> = map.ram.iter().map(|&(s, l)| (GuestAddress(s), l as usize)).collect();
         let mem =
             GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
-        Ok(Self { mem, map })
+        let host = mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect();
+        Ok(Self { mem, map, host })
     }
 
     /// RAM ranges as (guest-physical, length, host address), for memory slots.
     pub fn host_ranges(&self) -> Vec<(u64, u64, u64)> {
-        self.mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect()
+        self.host.clone()
     }
 
     /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).
@@ -176,8 +179,23 @@ impl PhysRead for GuestMemoryMmap {
 }
 
 impl PhysRead for GuestRam {
+    /// Straight from the mapping (the exit path reads code and page tables on every exit), through
+    /// vm-memory only for a read that spans two ranges.
     fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        self.mem.read_phys(gpa, buf)
+        let Some(&(start, len, host)) = self.host.iter().find(|(s, l, _)| gpa >= *s && gpa - s < *l) else {
+            return false;
+        };
+        let offset = gpa - start;
+        if offset + buf.len() as u64 > len {
+            return self.mem.read_phys(gpa, buf);
+        }
+        let src = (host + offset) as *const u8;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `src + i` lies inside a range mapped by `self.mem`, which this `GuestRam` keeps
+            // mapped; the read is volatile because the guest may write the byte at any time.
+            *b = unsafe { std::ptr::read_volatile(src.add(i)) };
+        }
+        true
     }
 }
 

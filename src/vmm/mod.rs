@@ -2,6 +2,7 @@
 
 pub mod boot_cpu;
 pub mod bus;
+pub mod clock;
 pub mod devices;
 pub mod emulate;
 pub mod exit;

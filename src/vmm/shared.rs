@@ -8,6 +8,7 @@ use std::time::Instant;
 use kvm_ioctls::VmFd;
 
 use super::bus::Buses;
+use super::clock::Clock;
 use super::kick::Kickable;
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
@@ -23,6 +24,8 @@ pub struct Shared {
     pub buses: Buses,
     /// When the VM started; event timestamps count from here.
     pub start: Instant,
+    /// The vCPUs' clock (the TSC where it can be one), started with the VM.
+    pub clock: Clock,
     /// Next exit sequence number (global across vCPUs).
     pub seq: AtomicU64,
     /// Set when the run is ending: vCPU threads leave their loop at the next chance.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use super::boot_cpu;
+use super::clock::Clock;
 use super::bus::{Bus, Buses};
 use super::devices::i8042::{self, I8042};
 use super::devices::serial::IrqLine;
@@ -229,10 +230,12 @@ impl Vm {
         let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _, slots } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let ram_ranges = ram.host_ranges();
+        let clock = Clock::start();
         let shared = Arc::new(Shared {
             ram: ram.clone(),
             buses: Buses { pio, mmio },
-            start: Instant::now(),
+            start: clock.started(),
+            clock,
             seq: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             max_exits: limits.max_exits.unwrap_or(u64::MAX),

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kvm_bindings::{kvm_regs, kvm_run, kvm_sregs};
 use kvm_ioctls::{SyncReg, VcpuFd};
@@ -132,7 +132,7 @@ impl Vcpu {
     /// One `KVM_RUN` and the handling of its exit.
     fn run_once(&mut self) -> Next {
         let result = self.fd.run();
-        let t_exit = Instant::now();
+        let t_exit = self.shared.clock.now();
         let translated = match result {
             Ok(exit) => {
                 // SAFETY: `run` is this vCPU's kvm_run and KVM_RUN has just returned.
@@ -154,18 +154,18 @@ impl Vcpu {
         };
         let shared = &*self.shared;
         let insn = match (&sregs, kind.wants_decode()) {
-            (Some(sregs), true) => self.decoder.decode_exit(&shared.ram.mem, &CpuMode::from(sregs), regs.rip, &kind),
+            (Some(sregs), true) => self.decoder.decode_exit(&shared.ram, &CpuMode::from(sregs), regs.rip, &kind),
             _ => None,
         };
         let event = ExitEvent {
             seq: shared.seq.fetch_add(1, Ordering::Relaxed),
             vcpu: self.index,
-            t_ns: t_exit.duration_since(shared.start).as_nanos() as u64,
+            t_ns: shared.clock.ns_since_start(t_exit),
             rip: regs.rip,
             kind,
             device: translated.device,
             insn,
-            cost_ns: t_exit.elapsed().as_nanos() as u64,
+            cost_ns: shared.clock.ns_between(t_exit, shared.clock.now()),
         };
         shared.counters_of(self.index as usize).record(&event);
         for sink in &shared.sinks {
