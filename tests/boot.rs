@@ -193,3 +193,30 @@ fn a_crash_on_code_overwritten_with_ff_shows_the_bytes() {
     assert!(run.stderr.contains("at rip: undecodable bytes ff ff ff"), "{}", run.stderr);
     let _ = std::fs::remove_file(image);
 }
+
+#[test]
+fn a_mode_change_between_exits_is_seen_by_the_decoder() {
+    if !kvm_or_skip("a_mode_change_between_exits_is_seen_by_the_decoder") {
+        return;
+    }
+    let image = guest("modeswitch.bin");
+    let run = run_headless(&[
+        "--image",
+        image.to_str().unwrap(),
+        "--load",
+        "0x7c00",
+        "--entry",
+        "0x7c00",
+        "--mode",
+        "real",
+        "--trace",
+    ]);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let outs: Vec<&str> = run.stderr.lines().filter(|l| l.contains("out 0x0080")).collect();
+    assert_eq!(outs.len(), 2, "{}", run.stderr);
+    // `ef` in 16-bit code, `66 ef` in 32-bit code: decoded with the mode each was run in.
+    assert!(outs[0].ends_with("out dx,ax @0x7c07") || outs[0].contains("out dx,ax @0x7c07 "), "real mode: {}", outs[0]);
+    let bytes = std::fs::read(&image).unwrap();
+    let at = 0x7c00 + bytes.windows(2).position(|w| w == [0x66, 0xef]).expect("the 32-bit out") as u64;
+    assert!(outs[1].contains(&format!("out dx,ax @{at:#x}")), "protected mode, from its 66 prefix: {}", outs[1]);
+}

@@ -64,6 +64,8 @@ fn format_insn(insn: &Instruction) -> String {
 /// made it is taken. The position that worked last for each kind of exit is tried first.
 pub struct InsnDecoder {
     cache: FxHashMap<CacheKey, Option<Arc<Insn>>>,
+    /// The last exit's key and answer: a loop exits from the same instruction again and again.
+    last: Option<(CacheKey, Option<Arc<Insn>>)>,
     info: InstructionInfoFactory,
     /// Per exit class: whether RIP was last found past the instruction.
     rip_after: FxHashMap<ExitClass, bool>,
@@ -71,7 +73,12 @@ pub struct InsnDecoder {
 
 impl Default for InsnDecoder {
     fn default() -> Self {
-        Self { cache: FxHashMap::default(), info: InstructionInfoFactory::new(), rip_after: FxHashMap::default() }
+        Self {
+            cache: FxHashMap::default(),
+            last: None,
+            info: InstructionInfoFactory::new(),
+            rip_after: FxHashMap::default(),
+        }
     }
 }
 
@@ -144,7 +151,13 @@ impl InsnDecoder {
             }
         }
         let key = (rip, bitness, class, window);
+        if let Some((last, hit)) = &self.last {
+            if *last == key {
+                return hit.clone();
+            }
+        }
         if let Some(hit) = self.cache.get(&key) {
+            self.last = Some((key, hit.clone()));
             return hit.clone();
         }
         let at_rip = || decode_bytes(&window[MAX_INSN_LEN..MAX_INSN_LEN + after], bitness, rip);
@@ -173,6 +186,7 @@ impl InsnDecoder {
             self.cache.clear();
         }
         self.cache.insert(key, found.clone());
+        self.last = Some((key, found.clone()));
         found
     }
 

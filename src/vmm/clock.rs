@@ -25,7 +25,9 @@ fn rdtsc() -> u64 {
 /// Whether the host's TSC can be a clock: constant rate, running in every idle state.
 fn invariant_tsc() -> bool {
     std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
-        c.lines().find(|l| l.starts_with("flags")).is_some_and(|f| f.contains(" constant_tsc") && f.contains(" nonstop_tsc"))
+        c.lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|f| f.contains(" constant_tsc") && f.contains(" nonstop_tsc"))
     })
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use super::boot_cpu;
-use super::clock::Clock;
 use super::bus::{Bus, Buses};
+use super::clock::Clock;
 use super::devices::i8042::{self, I8042};
 use super::devices::serial::IrqLine;
 use super::devices::{DebugExit, PostCode, Serial, debug_exit, post, serial};
