@@ -7,12 +7,14 @@
 //! `cargo bench --bench exit_breakdown` prints nanoseconds per exit for each stage and its share of
 //! the round trip; the next regression shows up here as one line that grew.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kvm_ioctls::{Kvm, VcpuExit};
+use kvm_ioctls::VcpuExit;
 use kvmscope::decode::{CpuMode, InsnDecoder};
 use kvmscope::guests::guest_path;
 use kvmscope::trace::{Counters, Dir, ExitEvent, ExitKind};
@@ -22,7 +24,6 @@ use kvmscope::vmm::devices::PostCode;
 use kvmscope::vmm::exit::{RunDetail, translate};
 use kvmscope::vmm::loader;
 use kvmscope::vmm::memory::GuestRam;
-use kvmscope::vmm::{boot_cpu, slots};
 
 const N: u32 = 200_000;
 const MEM: u64 = 64 << 20;
@@ -42,17 +43,7 @@ fn per_call(mut f: impl FnMut()) -> f64 {
 
 /// The bare loop's round trip per exit, in nanoseconds (the bench guest, 20000 port exits).
 fn round_trip(ram: &GuestRam) -> f64 {
-    let kvm = Kvm::new().expect("/dev/kvm");
-    let vm = kvm.create_vm().unwrap();
-    slots::apply(&vm, &[], &slots::layout(&ram.host_ranges(), &[])).unwrap();
-    let boot = loader::load_kernel(&guest_path("bench.elf"), ram, "", None).unwrap();
-    boot_cpu::write_boot_tables(ram, boot.mode);
-    let mut vcpu = vm.create_vcpu(0).unwrap();
-    vcpu.set_cpuid2(&kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).unwrap()).unwrap();
-    let mut sregs = vcpu.get_sregs().unwrap();
-    let regs = boot_cpu::entry_state(&boot, &mut sregs);
-    vcpu.set_sregs(&sregs).unwrap();
-    vcpu.set_regs(&regs).unwrap();
+    let (_vm, mut vcpu) = common::bare_vcpu(ram);
     let (mut posts, mut start) = (0u32, None);
     loop {
         match vcpu.run().unwrap() {

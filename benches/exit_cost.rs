@@ -6,20 +6,21 @@
 //! ratios: kvmscope headless against the floor, and with the TUI attached or `--record` against
 //! headless.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvm_ioctls::{Kvm, VcpuExit};
+use kvm_ioctls::VcpuExit;
 use kvmscope::guests::guest_path;
 use kvmscope::session::{self, Session};
 use kvmscope::sink::ExitSink;
 use kvmscope::sink::live::{LIVE_CAPACITY, LiveFeed};
 use kvmscope::ui::app::App;
 use kvmscope::ui::{reader, view};
-use kvmscope::vmm::loader::{self, BootMode};
 use kvmscope::vmm::memory::GuestRam;
-use kvmscope::vmm::{Image, RunEnd, VmConfig, boot_cpu, slots};
+use kvmscope::vmm::{Image, RunEnd, VmConfig};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -37,19 +38,8 @@ fn cycles(console: &[u8]) -> f64 {
 /// The floor: KVM_RUN in a loop, serial bytes collected, nothing traced, counted or decoded; with
 /// `sync`, KVM also copies the registers into `kvm_run` on every exit, as kvmscope has it do.
 fn floor_run(sync: bool) -> f64 {
-    let kvm = Kvm::new().expect("/dev/kvm");
-    let vm = kvm.create_vm().unwrap();
     let ram = GuestRam::new(MEM).unwrap();
-    slots::apply(&vm, &[], &slots::layout(&ram.host_ranges(), &[])).unwrap();
-    let boot = loader::load_kernel(&guest_path("bench.elf"), &ram, "", None).unwrap();
-    assert_eq!(boot.mode, BootMode::Protected);
-    boot_cpu::write_boot_tables(&ram, boot.mode);
-    let mut vcpu = vm.create_vcpu(0).unwrap();
-    vcpu.set_cpuid2(&kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).unwrap()).unwrap();
-    let mut sregs = vcpu.get_sregs().unwrap();
-    let regs = boot_cpu::entry_state(&boot, &mut sregs);
-    vcpu.set_sregs(&sregs).unwrap();
-    vcpu.set_regs(&regs).unwrap();
+    let (_vm, mut vcpu) = common::bare_vcpu(&ram);
     if sync {
         vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
         vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);

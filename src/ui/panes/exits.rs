@@ -9,7 +9,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::frame;
+use super::{frame, scroll_rows};
 use crate::debug::ExitSpec;
 use crate::trace::ExitEvent;
 use crate::ui::theme::Theme;
@@ -84,13 +84,9 @@ impl ExitsPane {
 
     /// The keys this pane takes; false for any other.
     pub fn on_key(&mut self, code: KeyCode) -> bool {
-        match code {
-            KeyCode::Up => self.scroll_by(1),
-            KeyCode::Down => self.scroll_by(-1),
-            KeyCode::PageUp => self.scroll_by(20),
-            KeyCode::PageDown => self.scroll_by(-20),
-            KeyCode::Home => self.scroll_by(isize::MAX / 2),
-            KeyCode::End => self.scroll = 0,
+        match (code, scroll_rows(code)) {
+            (_, Some(rows)) => self.scroll_by(rows),
+            (KeyCode::End, None) => self.scroll = 0,
             _ => return false,
         }
         true

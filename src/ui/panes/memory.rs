@@ -6,7 +6,7 @@ use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
-use super::frame;
+use super::{frame, scroll_rows};
 use crate::ui::command::DEFAULT_EXAMINE_LEN;
 use crate::ui::theme::Theme;
 
@@ -45,15 +45,7 @@ impl MemoryPane {
 
     /// The keys this pane takes; false for any other.
     pub fn on_key(&mut self, code: KeyCode) -> bool {
-        match code {
-            KeyCode::Up => self.scroll_by(1),
-            KeyCode::Down => self.scroll_by(-1),
-            KeyCode::PageUp => self.scroll_by(20),
-            KeyCode::PageDown => self.scroll_by(-20),
-            KeyCode::Home => self.scroll_by(isize::MAX / 2),
-            _ => return false,
-        }
-        true
+        scroll_rows(code).map(|rows| self.scroll_by(rows)).is_some()
     }
 }
 

@@ -13,6 +13,20 @@ use ratatui::widgets::Block;
 
 use super::theme::Theme;
 
+/// Rows back (positive) or forward a scrolling key moves: arrows one, pages twenty, Home to the
+/// start. `None` for any other key.
+pub fn scroll_rows(code: ratatui::crossterm::event::KeyCode) -> Option<isize> {
+    use ratatui::crossterm::event::KeyCode;
+    match code {
+        KeyCode::Up => Some(1),
+        KeyCode::Down => Some(-1),
+        KeyCode::PageUp => Some(20),
+        KeyCode::PageDown => Some(-20),
+        KeyCode::Home => Some(isize::MAX / 2),
+        _ => None,
+    }
+}
+
 /// A pane's frame: bordered, titled, highlighted when focused.
 pub fn frame<'a>(title: String, focused: bool, theme: &Theme) -> Block<'a> {
     Block::bordered().title(title).border_style(theme.border(focused))
