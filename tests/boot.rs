@@ -55,19 +55,7 @@ fn raw_real_mode_image() {
     if !kvm_or_skip("raw_real_mode_image") {
         return;
     }
-    let image = guest("real.bin");
-    let run = run_headless(&[
-        "--image",
-        image.to_str().unwrap(),
-        "--load",
-        "0x7c00",
-        "--entry",
-        "0x7c00",
-        "--mode",
-        "real",
-        "--summary",
-        "json",
-    ]);
+    let run = run_raw(&guest("real.bin"), "0x7c00", "real", &["--summary", "json"]);
     assert_eq!(run.stdout, "real\n", "stderr: {}", run.stderr);
     assert_eq!(run.status, 11);
     assert_eq!(run.summary()["exits"], 6);
@@ -152,16 +140,13 @@ fn debug_exit_values_are_unsigned_and_the_status_wraps_as_qemus() {
     }
     for (value, full, status) in [(16u32, 33u64, 33), (0x80, 257, 1), (u32::MAX, 8_589_934_591, 255)] {
         let image = debug_exit_image(value);
-        let args = ["--image", image.to_str().unwrap(), "--load", "0x1000", "--entry", "0x1000", "--mode", "real"];
-        let text = run_headless(&args);
+        let text = run_raw(&image, "0x1000", "real", &[]);
         assert_eq!(text.status, status, "{}", text.stderr);
         assert!(text.stderr.contains(&format!("guest wrote {value} to the debug-exit port")), "{}", text.stderr);
         if full > 0xff {
             assert!(text.stderr.contains(&format!("= {full} exits as {status} (status {status})")), "{}", text.stderr);
         }
-        let mut with_json = args.to_vec();
-        with_json.extend(["--summary", "json"]);
-        let json = run_headless(&with_json);
+        let json = run_raw(&image, "0x1000", "real", &["--summary", "json"]);
         let v: serde_json::Value = serde_json::from_str(json.stderr.lines().last().unwrap()).unwrap();
         assert_eq!(
             (v["status"].as_i64(), v["debug_exit"]["value"].as_u64()),
@@ -179,16 +164,7 @@ fn a_crash_on_code_overwritten_with_ff_shows_the_bytes() {
     }
     let image = std::env::temp_dir().join(format!("kvmscope-ff-{}.bin", std::process::id()));
     std::fs::write(&image, [0xff; 16]).unwrap();
-    let run = run_headless(&[
-        "--image",
-        image.to_str().unwrap(),
-        "--load",
-        "0x100000",
-        "--entry",
-        "0x100000",
-        "--mode",
-        "protected",
-    ]);
+    let run = run_raw(&image, "0x100000", "protected", &[]);
     assert_eq!(run.status, 3, "{}", run.stderr);
     assert!(run.stderr.contains("at rip: undecodable bytes ff ff ff"), "{}", run.stderr);
     let _ = std::fs::remove_file(image);
@@ -200,17 +176,7 @@ fn a_mode_change_between_exits_is_seen_by_the_decoder() {
         return;
     }
     let image = guest("modeswitch.bin");
-    let run = run_headless(&[
-        "--image",
-        image.to_str().unwrap(),
-        "--load",
-        "0x7c00",
-        "--entry",
-        "0x7c00",
-        "--mode",
-        "real",
-        "--trace",
-    ]);
+    let run = run_raw(&image, "0x7c00", "real", &["--trace"]);
     assert_eq!(run.status, 1, "{}", run.stderr);
     let outs: Vec<&str> = run.stderr.lines().filter(|l| l.contains("out 0x0080")).collect();
     assert_eq!(outs.len(), 2, "{}", run.stderr);

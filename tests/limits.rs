@@ -76,21 +76,13 @@ fn a_guest_sweeping_mmio_addresses_gets_a_bounded_summary_and_memory() {
         return;
     }
     let image = mmio_sweep_image();
-    let args = |summary: &'static str| {
-        let image = image.to_str().unwrap().to_string();
-        let mut a = vec!["--image".to_string(), image, "--load".into(), "0x100000".into(), "--entry".into()];
-        a.extend(["0x100000", "--mode", "protected", "--max-exits", "60000", "--summary", summary].map(String::from));
-        a
-    };
-    let text_args = args("text");
-    let run = run_headless(&text_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = run_raw(&image, "0x100000", "protected", &["--max-exits", "60000", "--summary", "text"]);
     assert_eq!(run.status, 124, "{}", run.stderr);
     let lines = run.stderr.lines().count();
     assert!(lines < 200, "the text summary is bounded: {lines} lines");
     assert!(run.stderr.contains("more addresses)"), "the rest totalled: {}", run.stderr);
     assert!(run.stderr.contains("counted per 4 KiB page"), "and the coarsening said: {}", run.stderr);
-    let json_args = args("json");
-    let run = run_headless(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = run_raw(&image, "0x100000", "protected", &["--max-exits", "60000", "--summary", "json"]);
     let s = run.summary();
     assert_eq!(s["exits"], 60000);
     let mmio = s["mmio"].as_array().unwrap();

@@ -62,6 +62,14 @@ pub fn run_headless(args: &[&str]) -> Run {
     kvmscope().arg("run").arg("--headless").args(args).output().expect("kvmscope runs").into()
 }
 
+/// Runs a raw image headless: loaded and entered at `at` in `mode`, with `extra` arguments after.
+pub fn run_raw(image: &std::path::Path, at: &str, mode: &str, extra: &[&str]) -> Run {
+    let image = image.to_str().expect("a UTF-8 path");
+    let mut args = vec!["--image", image, "--load", at, "--entry", at, "--mode", mode];
+    args.extend_from_slice(extra);
+    run_headless(&args)
+}
+
 /// Count of the `io` entry for (port, dir) in a JSON summary (0 when absent).
 pub fn io_count(summary: &serde_json::Value, port: u64, dir: &str) -> u64 {
     summary["io"]
