@@ -103,6 +103,7 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
             app.exits.push(events.try_iter());
             app.exits.dropped = feed.dropped();
             app.stats.update(controller.counters(), Instant::now());
+            app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
             app.set_stops(&controller.stops(), controller.is_paused());
             reader::refresh(&mut app, controller.memory());
             term.draw(|f| {

@@ -18,6 +18,7 @@ use crate::debug::{DebugState, ExitBreakpoint, Stop, StopReason, VcpuCommand};
 use crate::decode::paging::{self, Translation, WalkError};
 use crate::decode::{CpuMode, PhysRead};
 use crate::trace::Counters;
+use crate::vmm::kvm_stats::KvmCounts;
 use crate::vmm::probe::{HostReport, Mechanism};
 use crate::vmm::shared::Shared;
 use crate::vmm::slots::SlotError;
@@ -140,6 +141,11 @@ impl Controller {
     /// Exact counters, all vCPUs merged.
     pub fn counters(&self) -> Counters {
         self.shared.merged_counters()
+    }
+
+    /// What KVM itself has counted (its binary statistics), or why that cannot be read.
+    pub fn kvm_counts(&self) -> Result<KvmCounts, String> {
+        self.shared.kvm_counts()
     }
 
     /// Guest memory, to read without stopping the guest (hexdumps, disassembly, page walks).

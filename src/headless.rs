@@ -44,8 +44,15 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
     }
     let elapsed = report.elapsed.as_nanos() as u64;
     match format {
-        SummaryFormat::Text => eprint!("{}", summary::text(&report.counters, &report.end, elapsed)),
-        SummaryFormat::Json => eprintln!("{}", summary::json(&report.counters, &report.end, elapsed)),
+        SummaryFormat::Text => {
+            eprint!("{}", summary::text(&report.counters, &report.end, elapsed));
+            eprint!("{}", summary::kvm_text(&report.kvm, report.counters.total.count));
+        }
+        SummaryFormat::Json => {
+            let mut v = summary::json(&report.counters, &report.end, elapsed);
+            v["kvm"] = summary::kvm_json(&report.kvm, report.counters.total.count);
+            eprintln!("{v}");
+        }
         SummaryFormat::None => eprintln!("kvmscope: run ended: {} (status {})", report.end, report.end.status()),
     }
 }

@@ -92,3 +92,30 @@ fn a_guest_sweeping_mmio_addresses_gets_a_bounded_summary_and_memory() {
     assert!(children_peak_rss() < 200 << 20, "peak RSS {} MB", children_peak_rss() >> 20);
     let _ = std::fs::remove_file(image);
 }
+
+#[test]
+fn the_summary_says_what_kvm_counted_itself() {
+    if !kvm_or_skip("the_summary_says_what_kvm_counted_itself") {
+        return;
+    }
+    let spin = guest("spin.elf");
+    let run = run_headless(&["--kernel", spin.to_str().unwrap(), "--max-exits", "3000", "--summary", "json"]);
+    let s = run.summary();
+    let kvm = &s["kvm"];
+    assert!(kvm.get("unavailable").is_none(), "this host has binary statistics: {kvm}");
+    assert_eq!(kvm["userspace_exits"], 3000);
+    let exits = kvm["exits"].as_u64().unwrap();
+    assert!(exits >= 3000, "KVM counts every exit, also those it kept: {exits}");
+    assert_eq!(kvm["vcpu"]["exits"].as_u64(), Some(exits));
+    // Where KVM counts port exits (VT-x does; an emulating host may not), it counts at least ours.
+    let io = kvm["vcpu"]["io_exits"].as_u64().unwrap_or(0);
+    assert!(io == 0 || io >= 3000, "io_exits {io}");
+    assert!(kvm["vm"].as_object().is_some_and(|m| !m.is_empty()), "the VM's own statistics: {kvm}");
+    let text = run_headless(&["--kernel", spin.to_str().unwrap(), "--max-exits", "3000"]);
+    assert!(text.stderr.contains("In KVM (its own statistics, all vCPUs): of "), "{}", text.stderr);
+    assert!(
+        text.stderr.contains("3000 reached userspace") && text.stderr.contains("insn_emulation"),
+        "{}",
+        text.stderr
+    );
+}

@@ -111,6 +111,35 @@ fn stats_pane_has_kvm_stat_columns() {
 }
 
 #[test]
+fn stats_pane_shows_what_kvm_counted_below_kvmscopes_own() {
+    use kvmscope::vmm::kvm_stats::{KvmCounts, StatKind};
+    let mut app = App::new("test");
+    for i in 0..40 {
+        app.stats.counters.record(&out_event(i));
+    }
+    let reading = |exits| {
+        vec![("exits".to_string(), StatKind::Cumulative, exits), ("insn_emulation".into(), StatKind::Cumulative, 7)]
+    };
+    let now = std::time::Instant::now();
+    app.stats.kvm.sample(Ok(KvmCounts { vm: Vec::new(), vcpus: reading(50) }), now);
+    app.stats
+        .kvm
+        .sample(Ok(KvmCounts { vm: Vec::new(), vcpus: reading(150) }), now + std::time::Duration::from_secs(2));
+    app.focus = PaneId::Stats;
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("│in KVM "), "{text}");
+    assert!(text.lines().any(|l| l.contains(" to userspace") && l.contains("40") && l.contains("26.7")), "{text}");
+    assert!(text.contains(" insn_emulation") && text.contains(" exits"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains(" exits") && l.contains("150") && l.contains("50")),
+        "exits/s over the interval: {text}"
+    );
+    app.stats.kvm.sample(Err("no binary statistics".into()), now);
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("in KVM: unavailable"), "{text}");
+}
+
+#[test]
 fn registers_pane_decodes_flags_and_highlights_changes() {
     let (mut app, _ram) = stopped_app();
     app.focus = PaneId::Registers;

@@ -71,6 +71,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         app.exits.push(events.try_iter());
         app.exits.dropped = feed.dropped();
         app.stats.update(controller.counters(), Instant::now());
+        app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
         app.set_stops(&controller.stops(), controller.is_paused());
         if console.len() != app.console.text.len() {
             app.console.text = console.text();

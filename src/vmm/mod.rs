@@ -8,6 +8,7 @@ pub mod emulate;
 pub mod exit;
 pub mod kick;
 pub mod kvm;
+pub mod kvm_stats;
 pub mod layout;
 pub mod linux;
 pub mod loader;

@@ -10,6 +10,7 @@ use kvm_ioctls::VmFd;
 use super::bus::Buses;
 use super::clock::Clock;
 use super::kick::Kickable;
+use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, layout};
@@ -45,6 +46,8 @@ pub struct Shared {
     pub slots: Mutex<Vec<Slot>>,
     /// The vCPU threads, to kick them out of the guest.
     pub threads: Mutex<Vec<libc::pthread_t>>,
+    /// KVM's own counters of this VM, or why there are none.
+    pub kvm_stats: Result<VmStats, String>,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
@@ -90,6 +93,11 @@ impl Shared {
         apply(&self.vm, &slots, &new)?;
         *slots = new;
         Ok(())
+    }
+
+    /// What KVM itself has counted so far, or why that cannot be read.
+    pub fn kvm_counts(&self) -> Result<KvmCounts, String> {
+        self.kvm_stats.as_ref().map_err(Clone::clone)?.read().map_err(|e| e.to_string())
     }
 
     /// All vCPUs' counters merged.

@@ -17,6 +17,7 @@ use super::devices::serial::IrqLine;
 use super::devices::{DebugExit, PostCode, Serial, debug_exit, post, serial};
 use super::kick::{self, Kickable};
 use super::kvm::{VmError, kvm_err, open_kvm};
+use super::kvm_stats::{KvmCounts, KvmStats, VmStats};
 use super::linux;
 use super::loader::{self, BootMode, BootSetup, LoaderError};
 use super::memory::GuestRam;
@@ -65,6 +66,8 @@ pub struct RunReport {
     pub per_vcpu: Vec<Counters>,
     /// When the guest crashed: the vCPU's state at that moment.
     pub crash: Option<Box<CrashReport>>,
+    /// What KVM itself counted, or why it could not be read.
+    pub kvm: Result<KvmCounts, String>,
     pub elapsed: Duration,
 }
 
@@ -94,6 +97,8 @@ pub struct Vm {
     pub adjustments: Vec<String>,
     /// The memory slots KVM has.
     slots: Vec<slots::Slot>,
+    /// KVM's own counters of this VM, or why there are none.
+    kvm_stats: Result<VmStats, String>,
 }
 
 /// Set by SIGINT/SIGTERM; polled by the run loop.
@@ -216,7 +221,13 @@ impl Vm {
             vcpu.set_regs(&regs).map_err(kvm_err("setting registers"))?;
             vcpus.push(vcpu);
         }
-        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial, adjustments, slots })
+        // KVM's own counters, where this host's KVM has them (said once, in the summary, if not).
+        let kvm_stats = KvmStats::open(&fd).and_then(|vm| {
+            let vcpus = vcpus.iter().map(KvmStats::open).collect::<Result<Vec<_>, _>>()?;
+            Ok(VmStats { vm, vcpus })
+        });
+        let kvm_stats = kvm_stats.map_err(|e| e.to_string());
+        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial, adjustments, slots, kvm_stats })
     }
 
     /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
@@ -227,7 +238,8 @@ impl Vm {
     /// Starts every vCPU on its own thread and returns at once.
     pub fn start(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunningVm, VmError> {
         kick::install();
-        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _, slots } = self;
+        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _, slots, kvm_stats } =
+            self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let ram_ranges = ram.host_ranges();
         let clock = Clock::start();
@@ -246,6 +258,7 @@ impl Vm {
             ram_ranges,
             slots: Mutex::new(slots),
             threads: Mutex::new(Vec::new()),
+            kvm_stats,
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
         });
@@ -351,6 +364,7 @@ impl RunningVm {
             let _ = s.writer_mut().flush();
         }
         let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
-        RunReport { end, counters: shared.merged_counters(), per_vcpu, crash, elapsed: shared.start.elapsed() }
+        let kvm = shared.kvm_counts();
+        RunReport { end, counters: shared.merged_counters(), per_vcpu, crash, kvm, elapsed: shared.start.elapsed() }
     }
 }

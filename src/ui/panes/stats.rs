@@ -10,10 +10,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Row, Sparkline, Table};
 
 use super::frame;
-use crate::summary::{busiest, micros, percent};
+use crate::summary::{busiest, kvm_shown, micros, percent};
 use crate::trace::{Counters, Stat};
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
+use crate::vmm::kvm_stats::{KvmCounts, Reading, value};
 
 /// Rate samples kept for the sparkline.
 const RATE_HISTORY: usize = 120;
@@ -67,6 +68,43 @@ impl Rates {
     }
 }
 
+/// What KVM itself counted, with per-second rates, kvm_stat style.
+#[derive(Debug, Clone, Default)]
+pub struct KvmSection {
+    /// The latest reading, or why there is none.
+    pub counts: Option<Result<KvmCounts, String>>,
+    last: Option<(Instant, Reading)>,
+    /// Per vCPU statistic: its change per second over the last interval.
+    pub rates: Vec<(String, f64)>,
+}
+
+impl KvmSection {
+    /// Takes a new reading at `now`; rates once a second.
+    pub fn sample(&mut self, counts: Result<KvmCounts, String>, now: Instant) {
+        if let Ok(c) = &counts {
+            match &self.last {
+                Some((then, before)) if now.duration_since(*then) >= Duration::from_secs(1) => {
+                    let secs = now.duration_since(*then).as_secs_f64();
+                    self.rates = c
+                        .vcpus
+                        .iter()
+                        .zip(before)
+                        .map(|((n, _, v), (_, _, b))| (n.clone(), v.saturating_sub(*b) as f64 / secs))
+                        .collect();
+                    self.last = Some((now, c.vcpus.clone()));
+                }
+                Some(_) => {}
+                None => self.last = Some((now, c.vcpus.clone())),
+            }
+        }
+        self.counts = Some(counts);
+    }
+
+    fn rate(&self, name: &str) -> f64 {
+        self.rates.iter().find(|(n, _)| n == name).map_or(0.0, |(_, r)| *r)
+    }
+}
+
 /// The stats pane's state: the counters it shows, their rates, and how.
 #[derive(Debug)]
 pub struct StatsPane {
@@ -75,11 +113,19 @@ pub struct StatsPane {
     pub sort: SortBy,
     /// Show the per-port and per-address breakdown (`x`).
     pub breakdown: bool,
+    /// KVM's own counters, below kvmscope's.
+    pub kvm: KvmSection,
 }
 
 impl Default for StatsPane {
     fn default() -> Self {
-        Self { counters: Counters::default(), rates: Rates::default(), sort: SortBy::Rate, breakdown: true }
+        Self {
+            counters: Counters::default(),
+            rates: Rates::default(),
+            sort: SortBy::Rate,
+            breakdown: true,
+            kvm: KvmSection::default(),
+        }
     }
 }
 
@@ -143,6 +189,27 @@ pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme:
     };
     let mut rows: Vec<Row> =
         reasons.iter().map(|(name, s)| row(name.to_string(), s, total.count, Some(pane.rates.of(name)))).collect();
+    match &pane.kvm.counts {
+        Some(Ok(c)) => {
+            let exits = value(&c.vcpus, "exits");
+            rows.push(Row::new(vec!["in KVM".to_string()]).style(theme.header()));
+            let to_userspace =
+                [" to userspace".to_string(), total.count.to_string(), one_place(percent(total.count, exits))];
+            rows.push(Row::new(to_userspace.to_vec()));
+            for (name, v) in kvm_shown(&c.vcpus).into_iter().filter(|(n, v)| *v > 0 || *n == "exits") {
+                let cells = vec![
+                    format!(" {name}"),
+                    v.to_string(),
+                    one_place(percent(v, exits)),
+                    format!("{:.0}", pane.kvm.rate(name)),
+                ];
+                rows.push(Row::new(cells));
+            }
+        }
+        // Why is said in the summary; the row is too narrow for it.
+        Some(Err(_)) => rows.push(Row::new(vec!["in KVM: unavailable".to_string()]).style(theme.dim())),
+        None => {}
+    }
     if pane.breakdown {
         // No more rows than the pane can show: a guest chooses how many addresses there are.
         let fit = table_area.height as usize;
