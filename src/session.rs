@@ -76,7 +76,12 @@ pub struct Launched {
     recording: Option<(Arc<Recorder>, PathBuf)>,
     /// The gdb stub's thread, joined at the end so gdb hears how the run ended.
     gdb: Option<JoinHandle<()>>,
+    /// The thread that records KVM's own counters every [`KVM_SAMPLE`], while recording.
+    kvm_sampler: Option<JoinHandle<()>>,
 }
+
+/// How often a recording samples KVM's own counters.
+const KVM_SAMPLE: Duration = Duration::from_millis(100);
 
 /// Builds the VM for `session`, with `sinks` seeing every exit, tells `announce` what was built,
 /// and starts it: Ctrl-C and SIGTERM end the run with its summary, the recording (if any) and the
@@ -121,8 +126,20 @@ pub fn launch(
         }
         None => None,
     };
+    let kvm_sampler = recorder.as_ref().and_then(|r| {
+        let (recorder, controller) = (r.clone(), controller.clone());
+        let sample = move || {
+            while !controller.is_ending() {
+                if let Ok(counts) = controller.kvm_counts() {
+                    recorder.kvm(counts);
+                }
+                std::thread::sleep(KVM_SAMPLE);
+            }
+        };
+        std::thread::Builder::new().name("kvm-stats".into()).spawn(sample).ok()
+    });
     let recording = recorder.zip(session.record);
-    Ok(Launched { info, controller, running, report: None, recording, gdb })
+    Ok(Launched { info, controller, running, report: None, recording, gdb, kvm_sampler })
 }
 
 impl Launched {
@@ -164,7 +181,13 @@ impl Launched {
         if let Some(gdb) = self.gdb.take() {
             let _ = gdb.join();
         }
+        if let Some(sampler) = self.kvm_sampler.take() {
+            let _ = sampler.join();
+        }
         if let Some((recorder, path)) = self.recording {
+            if let Ok(counts) = &report.kvm {
+                recorder.kvm(counts.clone());
+            }
             let WriteStats { exits, chunks, bytes, .. } = recorder.finish(&report.end)?;
             let per_exit =
                 if exits > 0 { format!(", {:.1} bytes per exit", bytes as f64 / exits as f64) } else { String::new() };

@@ -38,7 +38,7 @@ fn stats_of_a_recording_equal_the_live_summary() {
     let stats = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json"]);
     assert_eq!(stats.status, 0, "{}", stats.stderr);
     let rec: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
-    for key in ["exits", "by_reason", "io", "mmio", "status", "end", "end_detail", "time_by_reason"] {
+    for key in ["exits", "by_reason", "io", "mmio", "status", "end", "end_detail", "time_by_reason", "kvm"] {
         assert_eq!(rec[key], live[key], "{key}");
     }
     assert_eq!(rec["status"], 33);

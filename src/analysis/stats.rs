@@ -12,6 +12,7 @@ use super::AnalysisError;
 use crate::recording::Record;
 use crate::summary;
 use crate::trace::Counters;
+use crate::vmm::kvm_stats::KvmCounts;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -37,6 +38,8 @@ pub struct RecordedRun {
     pub per_vcpu: BTreeMap<u32, Counters>,
     /// (status, name, detail, t_ns) of the end record, if the recording has one.
     pub end: Option<(i32, String, String, u64)>,
+    /// KVM's own counters at the last sample, if the recording has one.
+    pub kvm: Option<KvmCounts>,
     pub last_t_ns: u64,
 }
 
@@ -44,7 +47,8 @@ pub struct RecordedRun {
 pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
     let from = args.from.map(|s| (s * 1e9) as u64).unwrap_or(0);
     let to = args.to.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX);
-    let mut run = RecordedRun { counters: Counters::default(), per_vcpu: BTreeMap::new(), end: None, last_t_ns: 0 };
+    let mut run =
+        RecordedRun { counters: Counters::default(), per_vcpu: BTreeMap::new(), end: None, kvm: None, last_t_ns: 0 };
     super::read_all_warning(&args.file, |r| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
@@ -54,6 +58,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
             }
         }
         Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
+        Record::Kvm { counts, .. } => run.kvm = Some(counts),
         _ => {}
     })?;
     Ok(run)
@@ -68,8 +73,11 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         "the recording has no end record (the run was killed, or the file is cut short)".into(),
         run.last_t_ns,
     ));
+    // KVM's counters are the whole run's (the last sample), whatever the filters.
+    let kvm = run.kvm.clone().ok_or_else(|| "the recording has no sample of KVM's counters".to_string());
     if args.json {
         let mut v = summary::json_for(&run.counters, &name, &detail, status, elapsed);
+        v["kvm"] = summary::kvm_json(&kvm, run.counters.total.count);
         let per_vcpu: serde_json::Map<String, serde_json::Value> = run
             .per_vcpu
             .iter()
@@ -93,6 +101,7 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
                 summary::percent(c.total.total_ns, run.counters.total.total_ns)
             );
         }
+        out.push_str(&summary::kvm_text(&kvm, run.counters.total.count));
         print!("{out}");
     }
     Ok(())

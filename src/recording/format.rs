@@ -20,6 +20,7 @@ use crate::debug::{Stop, StopReason};
 use crate::decode::regs;
 use crate::sync::lock;
 use crate::trace::{Dir, ExitEvent, ExitKind, Insn};
+use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
@@ -66,6 +67,11 @@ pub enum Record {
         status: i32,
         name: String,
         detail: String,
+    },
+    /// What KVM had counted itself at `t_ns` (its binary statistics; vCPUs added up).
+    Kvm {
+        t_ns: u64,
+        counts: KvmCounts,
     },
 }
 
@@ -300,6 +306,7 @@ const T_EXIT: u8 = 1;
 const T_CONSOLE: u8 = 2;
 const T_STOP: u8 = 3;
 const T_END: u8 = 4;
+const T_KVM: u8 = 5;
 
 /// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +382,19 @@ impl ChunkEncoder {
                     put_varint(p, *v);
                 }
                 p.push(u8::from(s.cs_db) | (u8::from(s.cs_l) << 1));
+            }
+            Record::Kvm { t_ns, counts } => {
+                let p = &mut self.payload;
+                p.push(T_KVM);
+                put_varint(p, *t_ns);
+                for reading in [&counts.vcpus, &counts.vm] {
+                    put_varint(p, reading.len() as u64);
+                    for (name, kind, v) in reading {
+                        put_bytes(p, name.as_bytes());
+                        p.push(*kind as u8);
+                        put_varint(p, *v);
+                    }
+                }
             }
             Record::End { t_ns, status, name, detail } => {
                 let p = &mut self.payload;
@@ -559,6 +579,24 @@ impl<'a> ChunkDecoder<'a> {
         Ok(if self.varint()? == 0 { Dir::In } else { Dir::Out })
     }
 
+    fn reading(&mut self) -> Result<Reading, DecodeError> {
+        let n = self.varint()? as usize;
+        if n > 4096 {
+            return Err(DecodeError::LongList(n));
+        }
+        (0..n)
+            .map(|_| {
+                let name = self.string()?;
+                let kind = match self.byte()? {
+                    0 => StatKind::Cumulative,
+                    1 => StatKind::Instant,
+                    _ => StatKind::Peak,
+                };
+                Ok((name, kind, self.varint()?))
+            })
+            .collect()
+    }
+
     fn list(&mut self) -> Result<Vec<u64>, DecodeError> {
         let n = self.varint()? as usize;
         if n > 64 {
@@ -605,6 +643,11 @@ impl<'a> ChunkDecoder<'a> {
                 let t_ns = self.varint()?;
                 let status = unzigzag(self.varint()?) as i32;
                 Ok(Some(Record::End { t_ns, status, name: self.string()?, detail: self.string()? }))
+            }
+            T_KVM => {
+                let t_ns = self.varint()?;
+                let (vcpus, vm) = (self.reading()?, self.reading()?);
+                Ok(Some(Record::Kvm { t_ns, counts: KvmCounts { vm, vcpus } }))
             }
             t => Err(DecodeError::RecordType(t)),
         }
@@ -736,6 +779,9 @@ mod tests {
             cs_l: true,
         }));
         records.push(Record::End { t_ns: 10, status: -3, name: "halted".into(), detail: "vCPU 0 halted".into() });
+        let vcpus = vec![("exits".to_string(), StatKind::Cumulative, 236), ("pages".into(), StatKind::Instant, 3)];
+        let vm = vec![("mmu_cache_miss".to_string(), StatKind::Peak, 4)];
+        records.push(Record::Kvm { t_ns: 11, counts: KvmCounts { vm, vcpus } });
         let mut enc = ChunkEncoder::default();
         records.iter().for_each(|r| enc.push(r));
         assert_eq!(enc.records as usize, records.len());

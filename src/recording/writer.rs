@@ -18,6 +18,7 @@ use crate::sink::ExitSink;
 use crate::sync::lock;
 use crate::trace::ExitEvent;
 use crate::vmm::RunEnd;
+use crate::vmm::kvm_stats::KvmCounts;
 
 /// Batches queued for the writer at most before the vCPUs wait.
 const QUEUE: usize = 256;
@@ -91,6 +92,11 @@ impl Recorder {
         // Blocks while the writer is behind; fails only if the writer died (its error is reported
         // by `finish`).
         let _ = self.tx.send(vec![r]);
+    }
+
+    /// What KVM has counted so far.
+    pub fn kvm(&self, counts: KvmCounts) {
+        self.send(Record::Kvm { t_ns: self.t_ns(), counts });
     }
 
     /// Guest console output.

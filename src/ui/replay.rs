@@ -43,6 +43,7 @@ impl Replay {
             Record::Console { t_ns, bytes } => r.console.push((t_ns, bytes)),
             Record::Stop(s) => r.stops.push(s),
             Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
+            Record::Kvm { .. } => {}
         })?;
         Ok((r, recording.damage))
     }

@@ -28,13 +28,14 @@ pub enum StatsError {
 
 /// How a statistic counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum StatKind {
     /// Only grows (exits, faults ...): rates make sense.
-    Cumulative,
+    Cumulative = 0,
     /// A current value (pages mapped ...).
-    Instant,
+    Instant = 1,
     /// The highest value seen.
-    Peak,
+    Peak = 2,
 }
 
 /// One statistic's description.
