@@ -77,6 +77,7 @@ impl Write for Capture {
 fn kvmscope_run(ui: bool, record: bool) -> f64 {
     let capture = Capture::default();
     let config = VmConfig {
+        debugcon: None,
         image: Image::Kernel(guest_path("bench.elf")),
         mem_size: MEM,
         cmdline: String::new(),

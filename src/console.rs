@@ -60,3 +60,23 @@ mod tests {
         assert!(c.len() <= KEEP && c.text().ends_with('x'));
     }
 }
+
+/// One writer several devices write to (the serial port and the debug console ports share the
+/// guest's console), each through its own clone.
+#[derive(Clone)]
+pub struct SharedWriter(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl SharedWriter {
+    pub fn new(inner: Box<dyn Write + Send>) -> Self {
+        Self(Arc::new(Mutex::new(inner)))
+    }
+}
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::sync::lock(&self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        crate::sync::lock(&self.0).flush()
+    }
+}

@@ -100,6 +100,9 @@ struct RunArgs {
     /// Record every exit, the console and debug stops to this trace file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Write the debug console ports' output (0x402, 0xe9) to this file instead of the console.
+    #[arg(long, value_name = "FILE")]
+    debugcon: Option<PathBuf>,
 }
 
 /// Parsed `--cpu-features`.
@@ -133,7 +136,18 @@ fn run(args: RunArgs) -> ExitCode {
         },
         (None, None) => unreachable!("clap requires --kernel or --image"),
     };
+    let debugcon: Option<Box<dyn std::io::Write + Send>> = match &args.debugcon {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(Box::new(f)),
+            Err(e) => {
+                eprintln!("kvmscope: --debugcon {}: cannot create it: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let config = VmConfig {
+        debugcon,
         image,
         mem_size: args.mem,
         cmdline: args.cmdline,
@@ -243,6 +257,7 @@ fn main() -> ExitCode {
         }
         None => {
             let config = VmConfig {
+                debugcon: None,
                 initrd: None,
                 host_workarounds: true,
                 cpu_features: Vec::new(),

@@ -186,3 +186,20 @@ fn a_mode_change_between_exits_is_seen_by_the_decoder() {
     let at = 0x7c00 + bytes.windows(2).position(|w| w == [0x66, 0xef]).expect("the 32-bit out") as u64;
     assert!(outs[1].contains(&format!("out dx,ax @{at:#x}")), "protected mode, from its 66 prefix: {}", outs[1]);
 }
+
+#[test]
+fn the_debug_console_ports_reach_the_console_or_a_file() {
+    if !kvm_or_skip("the_debug_console_ports_reach_the_console_or_a_file") {
+        return;
+    }
+    let image = guest("debugcon.bin");
+    let run = run_raw(&image, "0x7c00", "real", &[]);
+    assert_eq!(run.status, 1, "port 0xe9 read back as 0xe9: {}", run.stderr);
+    assert_eq!(run.stdout, "qemu debugcon\nbochs e9\n", "{}", run.stderr);
+    let file = std::env::temp_dir().join(format!("kvmscope-debugcon-{}.log", std::process::id()));
+    let run = run_raw(&image, "0x7c00", "real", &["--debugcon", file.to_str().unwrap()]);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "", "the console has none of it");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "qemu debugcon\nbochs e9\n");
+    let _ = std::fs::remove_file(file);
+}

@@ -12,6 +12,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use super::boot_cpu;
 use super::bus::{Bus, Buses};
 use super::clock::Clock;
+use super::devices::debugcon::{self, DebugCon};
 use super::devices::i8042::{self, I8042};
 use super::devices::serial::IrqLine;
 use super::devices::{DebugExit, PostCode, Serial, debug_exit, post, serial};
@@ -25,6 +26,7 @@ use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::Shared;
 use super::slots;
 use super::vcpu::{Vcpu, VcpuEnd};
+use crate::console::SharedWriter;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
 use crate::sync::lock;
@@ -47,8 +49,10 @@ pub struct VmConfig {
     pub mem_size: u64,
     pub cmdline: String,
     pub cpus: u32,
-    /// Where the guest's serial output goes.
+    /// Where the guest's serial output goes (and its debug console's, without `debugcon`).
     pub console: Box<dyn Write + Send>,
+    /// `--debugcon FILE`: where the debug console ports' bytes go instead of the console.
+    pub debugcon: Option<Box<dyn Write + Send>>,
     /// An initrd for a Linux kernel.
     pub initrd: Option<PathBuf>,
     /// Adjust CPUID and the command line for what the host's KVM cannot run (Linux guests).
@@ -184,7 +188,10 @@ impl Vm {
         } else {
             IrqLine(None)
         };
-        let serial = Arc::new(Mutex::new(Serial::with_irq(config.console, irq)));
+        let console = SharedWriter::new(config.console);
+        let debugcon_out = |c: &SharedWriter| -> Box<dyn Write + Send> { Box::new(c.clone()) };
+        let debugcon = config.debugcon.map(SharedWriter::new).unwrap_or_else(|| console.clone());
+        let serial = Arc::new(Mutex::new(Serial::with_irq(Box::new(console) as Box<dyn Write + Send>, irq)));
         let mut pio = Bus::default();
         pio.insert("serial", serial::PORT as u64, serial::SIZE, serial.clone())?;
         if is_linux {
@@ -192,6 +199,10 @@ impl Vm {
         }
         pio.insert("debug-exit", debug_exit::PORT as u64, debug_exit::SIZE, Arc::new(Mutex::new(DebugExit)))?;
         pio.insert("post", post::PORT as u64, 1, Arc::new(Mutex::new(PostCode::default())))?;
+        for (name, port) in [("debugcon", debugcon::QEMU_PORT), ("port-e9", debugcon::BOCHS_PORT)] {
+            let device = DebugCon::new(port, debugcon_out(&debugcon));
+            pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;
+        }
         let mmio = Bus::default();
 
         let sync_regs = {

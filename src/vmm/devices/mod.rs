@@ -1,6 +1,7 @@
 //! Device models, each on the port or MMIO bus.
 
 pub mod debug_exit;
+pub mod debugcon;
 pub mod i8042;
 pub mod post;
 pub mod serial;
