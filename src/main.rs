@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot a guest and watch its exits.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Measure what this host's KVM does for a debugger, and which mechanisms kvmscope will use.
     Probe {
         /// Print JSON instead of text.
@@ -227,7 +227,7 @@ fn analysis_status(result: Result<(), kvmscope::analysis::AnalysisError>) -> Exi
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Run(args)) => run(args),
+        Some(Command::Run(args)) => run(*args),
         Some(Command::Probe { json }) => match kvmscope::vmm::probe::probe() {
             Ok(report) if json => {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
