@@ -1,7 +1,7 @@
 /*
  * emulate: a 64-bit guest that runs at CPL0 what an emulating host's KVM (PVM) cannot: an `int3`
  * handled by its own #BP handler, `popcnt` (register and memory), `stac`/`clac`, and
- * `lock cmpxchg16b` (equal and not equal). On such a host kvmscope delivers the int3 as #BP and
+ * `lock cmpxchg16b` (equal and not equal), and `fwait` with no x87 exception pending. On such a host kvmscope delivers the int3 as #BP and
  * completes the others; on VT-x they simply run. Each result is checked: success exits through
  * isa-debug-exit with 0x21 (status 67), a failed check with its number N (status 2N+1).
  */
@@ -71,6 +71,13 @@ _start:
     cmp $3, %rax
     jne fail
     cmp $4, %rdx
+    jne fail
+
+    mov $8, %r15
+    fninit
+    fwait                       /* nothing pending: it just ends */
+    mov $0x1234, %rax
+    cmp $0x1234, %rax
     jne fail
 
     lea ok(%rip), %rsi

@@ -1,10 +1,11 @@
 //! Finishing in userspace the few instructions an emulating host's KVM (PVM) cannot run at CPL0 and
-//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`. Each is done
-//! as the CPU would — registers, flags and memory through the guest's page tables — and RIP moves
-//! past it. Anything else stays an emulation failure, reported with the decoded instruction.
+//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, `fwait`. Each
+//! is done as the CPU would — registers, flags and memory through the guest's page tables, the x87
+//! state through `KVM_GET_FPU` — and RIP moves past it, or the exception the CPU would raise is
+//! raised. Anything else stays an emulation failure, reported with the decoded instruction.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
-use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 
 use super::memory::GuestRam;
 use crate::decode::CpuMode;
@@ -17,7 +18,34 @@ const RFLAGS_ZF: u64 = 1 << 6;
 
 /// Which instructions kvmscope finishes.
 pub fn completes(mnemonic: Mnemonic) -> bool {
-    matches!(mnemonic, Mnemonic::Clac | Mnemonic::Stac | Mnemonic::Popcnt | Mnemonic::Cmpxchg16b)
+    matches!(mnemonic, Mnemonic::Clac | Mnemonic::Stac | Mnemonic::Popcnt | Mnemonic::Cmpxchg16b | Mnemonic::Wait)
+}
+
+/// How a completed instruction ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Completion {
+    /// Done: these are the registers after it.
+    Done(kvm_regs),
+    /// It raises this exception (a fault: RIP stays on it).
+    Fault(u8),
+}
+
+/// #NM, device not available.
+const NM: u8 = 7;
+/// #MF, x87 floating-point error.
+const MF: u8 = 16;
+const CR0_MP: u64 = 1 << 1;
+const CR0_TS: u64 = 1 << 3;
+/// FSW's error summary: an unmasked x87 exception is pending.
+const FSW_ES: u16 = 1 << 7;
+
+/// `fwait`: #NM when CR0.TS and CR0.MP say the x87 state is not the task's, #MF when an unmasked
+/// exception is pending, else nothing.
+fn fwait(sregs: &kvm_sregs, fpu: Option<kvm_fpu>) -> Option<Option<u8>> {
+    if sregs.cr0 & (CR0_TS | CR0_MP) == CR0_TS | CR0_MP {
+        return Some(Some(NM));
+    }
+    Some((fpu?.fsw & FSW_ES != 0).then_some(MF))
 }
 
 fn gpr(regs: &mut kvm_regs, full: Register) -> Option<&mut u64> {
@@ -95,8 +123,15 @@ fn write_mem(ram: &GuestRam, mode: &CpuMode, addr: u64, data: &[u8]) -> Option<(
     Some(())
 }
 
-/// Completes the instruction at RIP if it is one kvmscope finishes: the new registers, or `None`.
-pub fn complete(ram: &GuestRam, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<kvm_regs> {
+/// Completes the instruction at RIP if it is one kvmscope finishes (`fpu` reads the x87 state when
+/// one needs it), or `None`.
+pub fn complete(
+    ram: &GuestRam,
+    mode: &CpuMode,
+    regs: &kvm_regs,
+    sregs: &kvm_sregs,
+    fpu: &dyn Fn() -> Option<kvm_fpu>,
+) -> Option<Completion> {
     let mut bytes = [0u8; 15];
     let n = read_virt(ram, mode, mode.code_linear(regs.rip), &mut bytes);
     let i = Decoder::with_ip(mode.bitness(), &bytes[..n], regs.rip, DecoderOptions::NONE).decode();
@@ -105,6 +140,11 @@ pub fn complete(ram: &GuestRam, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sre
     }
     let mut r = *regs;
     match i.mnemonic() {
+        Mnemonic::Wait => {
+            if let Some(vector) = fwait(sregs, fpu())? {
+                return Some(Completion::Fault(vector));
+            }
+        }
         Mnemonic::Clac => r.rflags &= !RFLAGS_AC,
         Mnemonic::Stac => r.rflags |= RFLAGS_AC,
         Mnemonic::Popcnt => {
@@ -144,6 +184,24 @@ pub fn complete(ram: &GuestRam, mode: &CpuMode, regs: &kvm_regs, sregs: &kvm_sre
         }
         _ => return None,
     }
-    r.rip = regs.rip + i.len() as u64;
-    Some(r)
+    r.rip = regs.rip.wrapping_add(i.len() as u64);
+    Some(Completion::Done(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fwait_raises_what_the_cpu_would() {
+        let mut sregs = kvm_sregs { cr0: 0x11, ..Default::default() };
+        let fpu = |fsw: u16| Some(kvm_fpu { fsw, ..Default::default() });
+        assert_eq!(fwait(&sregs, fpu(0)), Some(None), "nothing pending: it just ends");
+        assert_eq!(fwait(&sregs, fpu(FSW_ES | 0x4)), Some(Some(MF)), "a pending unmasked exception: #MF");
+        sregs.cr0 |= CR0_TS | CR0_MP;
+        assert_eq!(fwait(&sregs, fpu(0)), Some(Some(NM)), "the x87 state is not the task's: #NM");
+        sregs.cr0 &= !CR0_MP;
+        assert_eq!(fwait(&sregs, fpu(0)), Some(None), "TS without MP: fwait does not trap");
+        assert_eq!(fwait(&sregs, None), None, "no x87 state to look at: not completed");
+    }
 }

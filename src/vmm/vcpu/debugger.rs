@@ -15,7 +15,7 @@ use crate::decode::paging::translate;
 use crate::decode::{CpuMode, PhysRead};
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::bus::RAM_DEVICE;
-use crate::vmm::emulate;
+use crate::vmm::emulate::{self, Completion};
 use crate::vmm::outcome::VmmFailure;
 use crate::vmm::shared::Shared;
 
@@ -205,8 +205,9 @@ impl VcpuDebugger {
             return DebugOutcome::None;
         }
         if byte[0] != 0xcc {
-            return match emulate::complete(&shared.ram, &mode, regs, sregs) {
-                Some(done) if fd.set_regs(&done).is_ok() => DebugOutcome::Handled,
+            return match emulate::complete(&shared.ram, &mode, regs, sregs, &|| fd.get_fpu().ok()) {
+                Some(Completion::Done(done)) if fd.set_regs(&done).is_ok() => DebugOutcome::Handled,
+                Some(Completion::Fault(vector)) if inject_fault(fd, vector) => DebugOutcome::Handled,
                 _ => DebugOutcome::None,
             };
         }
@@ -215,6 +216,16 @@ impl VcpuDebugger {
         }
         if inject_breakpoint(fd, regs) { DebugOutcome::Handled } else { DebugOutcome::None }
     }
+}
+
+/// Raises exception `vector` (a fault without an error code) in the guest, RIP unchanged.
+fn inject_fault(fd: &VcpuFd, vector: u8) -> bool {
+    let Ok(mut events) = fd.get_vcpu_events() else { return false };
+    events.exception.injected = 1;
+    events.exception.nr = vector;
+    events.exception.has_error_code = 0;
+    events.exception.pending = 0;
+    fd.set_vcpu_events(&events).is_ok()
 }
 
 /// Delivers #BP for the guest's own `int3` at RIP: RIP past it, exception 3 injected.
