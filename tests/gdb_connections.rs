@@ -124,12 +124,15 @@ impl LingeringGdb {
     }
 }
 
-#[test]
-fn a_killed_gdb_leaves_the_guest_stopped_without_breakpoints_for_the_next() {
-    if !gdb_or_skip("a_killed_gdb_leaves_the_guest_stopped_without_breakpoints_for_the_next") {
-        return;
-    }
-    let stub = Stub::start("gdbtest.elf", true);
+/// A Unix socket path of this test's own.
+fn socket(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("kvmscope-gdb-{name}-{}.sock", std::process::id()));
+    format!("unix:{}", path.display())
+}
+
+/// A gdb killed mid-session, then a new one, on the stub listening at `listen`.
+fn killed_then_new(listen: &str) {
+    let stub = Stub::start_on("gdbtest.elf", true, listen);
     // Breakpoints inserted at once (always-inserted), then gdb dies mid-session.
     let first = LingeringGdb::start(
         &stub,
@@ -150,11 +153,17 @@ fn a_killed_gdb_leaves_the_guest_stopped_without_breakpoints_for_the_next() {
 }
 
 #[test]
-fn a_second_gdb_is_refused_while_the_first_goes_on() {
-    if !gdb_or_skip("a_second_gdb_is_refused_while_the_first_goes_on") {
+fn a_killed_gdb_leaves_the_guest_stopped_without_breakpoints_for_the_next() {
+    if !gdb_or_skip("a_killed_gdb_leaves_the_guest_stopped_without_breakpoints_for_the_next") {
         return;
     }
-    let stub = Stub::start("gdbtest.elf", true);
+    killed_then_new("0");
+    killed_then_new(&socket("killed"));
+}
+
+/// A second gdb refused while the first goes on to a breakpoint; `peer` is how the stub names it.
+fn second_refused(listen: &str, peer: &str) {
+    let stub = Stub::start_on("gdbtest.elf", true, listen);
     let first = LingeringGdb::start(
         &stub,
         &["echo attached\\n", "shell sleep 3", "break bump", "continue", "p *(int*)&counter", "detach"],
@@ -168,6 +177,16 @@ fn a_second_gdb_is_refused_while_the_first_goes_on() {
     assert!(out.contains("$1 = 0"), "{out}");
     first.kill();
     let (status, _, stderr) = stub.finish();
-    assert!(stderr.contains("refused a second gdb from 127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains(&format!("refused a second gdb from {peer}")), "{stderr}");
     assert_eq!(status, 11, "{stderr}");
+}
+
+#[test]
+fn a_second_gdb_is_refused_while_the_first_goes_on() {
+    if !gdb_or_skip("a_second_gdb_is_refused_while_the_first_goes_on") {
+        return;
+    }
+    second_refused("0", "127.0.0.1:");
+    let unix = socket("second");
+    second_refused(&unix, unix.trim_start_matches("unix:"));
 }

@@ -39,6 +39,25 @@ impl Stream {
         })
     }
 
+    /// Closes the connection once gdb has read what was sent: no more from here, then whatever gdb
+    /// still sends (its ack) is read, until it closes or half a second passes. Closing at once
+    /// would fail gdb's write of that ack ("Broken pipe") and spoil a clean detach or exit.
+    pub fn close_gently(mut self) {
+        let _ = self.shutdown_write();
+        // gdbstub's peeks leave the socket non-blocking (the flag is the socket's, not the fd's).
+        let _ = self.set_nonblocking(false);
+        let _ = self.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut sink = [0u8; 64];
+        while matches!(Read::read(&mut self, &mut sink), Ok(n) if n > 0) {}
+    }
+
+    fn set_nonblocking(&self, yes: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(yes),
+            Stream::Unix(s) => s.set_nonblocking(yes),
+        }
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
@@ -198,15 +217,11 @@ pub struct Session {
 }
 
 impl Drop for Session {
-    /// gdb acks the stub's last reply (the `OK` to a detach): read that before closing, or gdb's
-    /// write of it fails ("Broken pipe") and it reports the detach as an error.
+    /// gdb acks the stub's last reply (the `OK` to a detach, the `W` of an exit): see
+    /// [`Stream::close_gently`].
     fn drop(&mut self) {
         if let Some(stream) = self.closing.take() {
-            let _ = stream.shutdown_write();
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let mut sink = [0u8; 64];
-            let mut stream = stream;
-            while matches!(Read::read(&mut stream, &mut sink), Ok(n) if n > 0) {}
+            stream.close_gently();
         }
     }
 }

@@ -144,6 +144,7 @@ fn take_connection(mut stream: Stream, peer: &str, controller: &Controller, atta
     if attached.swap(true, Ordering::AcqRel) {
         eprintln!("kvmscope: gdb stub: refused a second gdb from {peer}: one is attached already");
         let _ = stream.write_all(&acked_packet(REFUSAL)).and_then(|_| stream.flush());
+        stream.close_gently();
         return;
     }
     let _ = stream.set_read_timeout(None);
