@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench exit_cost` prints the median and minimum cycles per exit of each, and the
 //! ratios: kvmscope headless against the floor, and with the TUI attached or `--record` against
-//! headless.
+//! headless; the floor again with KVM_SYNC_REGS on (what KVM's copy of the registers costs); and,
+//! where `qemu-system-x86_64` is installed, QEMU with KVM on the same guest.
 
 mod common;
 
@@ -121,6 +122,19 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
     cycles(&console)
 }
 
+/// QEMU with KVM on the same guest, when `qemu-system-x86_64` is installed (its multiboot loader
+/// runs the bench guest unchanged, with isa-debug-exit where the guest expects it).
+fn qemu_run() -> Option<f64> {
+    let out = std::process::Command::new("qemu-system-x86_64")
+        .args(["-enable-kvm", "-m", "64", "-nodefaults", "-no-reboot", "-display", "none"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-serial", "stdio", "-kernel"])
+        .arg(guest_path("bench.elf"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("tsc-cycles ").then(|| cycles(&out.stdout))
+}
+
 /// Median and minimum.
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -134,8 +148,13 @@ fn main() {
     }
     let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut synced = Vec::new();
+    let mut qemu = Vec::new();
+    let has_qemu = qemu_run().is_some();
     // Interleaved, so drift in host load hits all alike.
     for _ in 0..ROUNDS {
+        if has_qemu {
+            qemu.extend(qemu_run().map(|c| c / EXITS));
+        }
         floor.push(floor_run(false) / EXITS);
         synced.push(floor_run(true) / EXITS);
         scope.push(kvmscope_run(false, false) / EXITS);
@@ -152,10 +171,19 @@ fn main() {
     println!("  kvmscope --headless (count, decode)  {s_med:>10.0} {s_min:>10.0}");
     println!("  kvmscope with the TUI attached       {t_med:>10.0} {t_min:>10.0}");
     println!("  kvmscope --record                    {r_med:>10.0} {r_min:>10.0}");
+    let q = (!qemu.is_empty()).then(|| stats(qemu));
+    match q {
+        Some((q_med, q_min)) => println!("  QEMU -enable-kvm                     {q_med:>10.0} {q_min:>10.0}"),
+        None => println!("  QEMU -enable-kvm                     (qemu-system-x86_64 not installed)"),
+    }
     let ratio = |what: &str, a: f64, b: f64, c: f64, d: f64| {
         println!("  ratio {what:<30} {:>10.3} {:>10.3}  (target <= 1.10)", a / b, c / d);
     };
     ratio("kvmscope / floor", s_med, f_med, s_min, f_min);
+    if let Some((q_med, q_min)) = q {
+        println!("  ratio {:<30} {:>10.3} {:>10.3}", "QEMU / floor", q_med / f_med, q_min / f_min);
+        println!("  ratio {:<30} {:>10.3} {:>10.3}", "kvmscope / QEMU", s_med / q_med, s_min / q_min);
+    }
     ratio("TUI attached / headless", t_med, s_med, t_min, s_min);
     println!("  ratio {:<30} {:>10.3} {:>10.3}  (target <= 1.15)", "--record / headless", r_med / s_med, r_min / s_min);
 }
