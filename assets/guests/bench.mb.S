@@ -1,7 +1,8 @@
 /*
  * bench: measures exits from inside the guest. It reads the TSC, makes 20000 port exits (`out` to the
- * POST port 0x80), reads the TSC again and prints "tsc-cycles <hex>\n" on the serial port, then exits
- * through isa-debug-exit with 0. Boot time and host noise stay outside the measured window.
+ * POST port 0x80) and 20000 MMIO exits (writes to the unclaimed page at 0xd0000000), reads the TSC
+ * again and prints "tsc-cycles <hex>\n" on the serial port, then exits through isa-debug-exit with
+ * 0. Boot time and host noise stay outside the measured window.
  */
     .code32
     .section .multiboot, "a"
@@ -23,6 +24,10 @@ _start:
 1:  out %al, $0x80
     dec %ecx
     jnz 1b
+    mov $EXITS, %ecx
+3:  movl %ecx, 0xd0000000
+    dec %ecx
+    jnz 3b
     rdtsc
     sub %esi, %eax
     sbb %edi, %edx
