@@ -110,6 +110,7 @@ mod tests {
             rbx: 0,
             rsi: 0,
             loaded: vec![],
+            kernel_version: None,
         };
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
@@ -124,8 +125,16 @@ mod tests {
 
     #[test]
     fn real_mode_splits_entry_into_cs_and_ip() {
-        let boot =
-            BootSetup { format: "raw", mode: BootMode::Real, entry: 0x1_7c00, rax: 0, rbx: 0, rsi: 0, loaded: vec![] };
+        let boot = BootSetup {
+            format: "raw",
+            mode: BootMode::Real,
+            entry: 0x1_7c00,
+            rax: 0,
+            rbx: 0,
+            rsi: 0,
+            loaded: vec![],
+            kernel_version: None,
+        };
         let mut sregs = kvm_sregs::default();
         let regs = entry_state(&boot, &mut sregs);
         assert_eq!((sregs.cs.selector, sregs.cs.base, regs.rip), (0x1000, 0x1_0000, 0x7c00));

@@ -130,6 +130,7 @@ fn probe_vm(kvm: &Kvm, code: &[u8], data_page: DataPage) -> Result<ProbeVm, VmEr
         rbx: 0,
         rsi: 0,
         loaded: vec![],
+        kernel_version: None,
     };
     boot_cpu::write_boot_tables(&ram, BootMode::Protected);
     let vcpu = vm.create_vcpu(0).map_err(e("KVM_CREATE_VCPU"))?;

@@ -161,7 +161,9 @@ impl Vm {
             && config.host_workarounds
             && crate::vmm::probe::probe().is_ok_and(|p| p.int3_at_cpl0.works && !p.sw_breakpoint.works);
         let mut adjustments = Vec::new();
-        if emulating_host {
+        // The command line is Linux's: other boot-protocol images (memtest86+) get none of it.
+        let linux_cmdline = boot.format == "pvh" || boot.kernel_version.is_some();
+        if emulating_host && linux_cmdline {
             let cmdline = format!("{} {}", config.cmdline, linux::EMULATION_CMDLINE).trim().to_string();
             match boot.format {
                 "pvh" => loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?,

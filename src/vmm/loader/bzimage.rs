@@ -100,7 +100,21 @@ pub fn load(
         rbx: 0,
         loaded,
         rsi: ZERO_PAGE,
+        kernel_version: kernel_version(b),
     })
+}
+
+/// The kernel version string the setup header points to (`kernel_version`, relative to the setup
+/// code at 0x200), if there is one: Linux's starts with its release number.
+fn kernel_version(b: &[u8]) -> Option<String> {
+    let at = b.get(0x20e..0x210).map(|s| u16::from_le_bytes([s[0], s[1]]))?;
+    if at == 0 {
+        return None;
+    }
+    let text = b.get(0x200 + at as usize..)?;
+    let end = text.iter().take(256).position(|&c| c == 0)?;
+    let version = String::from_utf8_lossy(&text[..end]).into_owned();
+    version.starts_with(|c: char| c.is_ascii_digit()).then_some(version)
 }
 
 #[cfg(test)]
@@ -142,6 +156,22 @@ mod tests {
         assert_eq!(&cmdline, b"console=ttyS0\0");
         let mut kernel = [0u8; 16];
         assert!(ram.read_phys(KERNEL_LOAD, &mut kernel) && kernel == [0x90; 16]);
+    }
+
+    #[test]
+    fn linux_says_its_version_other_boot_protocol_images_do_not() {
+        let ram = GuestRam::new(64 << 20).unwrap();
+        let plain = load(Path::new("k"), &image(), &ram, "", None).unwrap();
+        assert_eq!(plain.kernel_version, None, "no version string: not Linux's command line");
+        let mut linux = image();
+        linux[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        linux[0x300..0x300 + 16].copy_from_slice(b"6.1.0-kvmscope\0\0");
+        let setup = load(Path::new("k"), &linux, &ram, "", None).unwrap();
+        assert_eq!(setup.kernel_version.as_deref(), Some("6.1.0-kvmscope"));
+        let mut other = image();
+        other[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        other[0x300..0x308].copy_from_slice(b"memtest\0");
+        assert_eq!(load(Path::new("k"), &other, &ram, "", None).unwrap().kernel_version, None);
     }
 
     #[test]

@@ -21,5 +21,5 @@ pub fn load(path: &Path, bytes: &[u8], elf: &Elf, ram: &GuestRam) -> Result<Boot
     if !loaded.iter().any(|&(s, e)| (s..e).contains(&entry)) {
         return Err(invalid(path, format!("entry point {entry:#x} is outside the loaded segments")));
     }
-    Ok(BootSetup { format: "elf64", mode: BootMode::Long, entry, rax: 0, rbx: 0, rsi: 0, loaded })
+    Ok(BootSetup { format: "elf64", mode: BootMode::Long, entry, rax: 0, rbx: 0, rsi: 0, loaded, kernel_version: None })
 }

@@ -56,6 +56,9 @@ pub struct BootSetup {
     pub rbx: u64,
     /// Ranges of guest-physical memory the image occupies, as (start, end).
     pub loaded: Vec<(u64, u64)>,
+    /// A boot-protocol image's kernel version string, where it has one (Linux does; memtest86+
+    /// and other boot-protocol images do not).
+    pub kernel_version: Option<String>,
 }
 
 /// Reads an image file whole, refusing one larger than guest RAM before reading it.

@@ -117,6 +117,7 @@ pub fn load(path: &Path, bytes: &[u8], h: Header, ram: &GuestRam, cmdline: &str)
         rbx: info_addr,
         rsi: 0,
         loaded,
+        kernel_version: None,
     })
 }
 

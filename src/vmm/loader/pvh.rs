@@ -68,5 +68,14 @@ pub fn load(
     }
     info.memmap_entries = entries.len() as u32;
     write_boot_struct(ram, path, START_INFO, info)?;
-    Ok(BootSetup { format: "pvh", mode: BootMode::Protected, entry, rax: 0, rbx: START_INFO, rsi: 0, loaded })
+    Ok(BootSetup {
+        format: "pvh",
+        mode: BootMode::Protected,
+        entry,
+        rax: 0,
+        rbx: START_INFO,
+        rsi: 0,
+        loaded,
+        kernel_version: None,
+    })
 }

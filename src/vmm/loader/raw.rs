@@ -16,5 +16,5 @@ pub fn load(path: &Path, ram: &GuestRam, load: u64, entry: u64, mode: BootMode) 
     if mode == BootMode::Real && entry >= 0x10_0000 {
         return Err(invalid(path, format!("entry {entry:#x} is beyond real mode's first megabyte")));
     }
-    Ok(BootSetup { format: "raw", mode, entry, rax: 0, rbx: 0, rsi: 0, loaded: vec![range] })
+    Ok(BootSetup { format: "raw", mode, entry, rax: 0, rbx: 0, rsi: 0, loaded: vec![range], kernel_version: None })
 }
