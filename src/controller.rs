@@ -12,12 +12,15 @@ use std::time::Duration;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use thiserror::Error;
 
+use crate::address_chain::AddressChain;
 use crate::debug::breakpoints::{BreakpointError, HwKind, HwSlot, SwBreakpoint, WatchKind, Watchpoint};
 use crate::debug::exit_spec::{ExitSpec, SpecError};
 use crate::debug::{DebugState, ExitBreakpoint, Stop, StopReason, VcpuCommand};
 use crate::decode::paging::{self, Translation, WalkError};
+use crate::decode::regs::{CR4_PAE, EFER_LMA};
 use crate::decode::{CpuMode, PhysRead};
 use crate::trace::Counters;
+use crate::vmm::host_pages::host_page;
 use crate::vmm::kvm_stats::KvmCounts;
 use crate::vmm::probe::{HostReport, Mechanism};
 use crate::vmm::shared::Shared;
@@ -195,6 +198,24 @@ impl Controller {
     /// Translates a guest-virtual address that must be mapped.
     fn translate_mapped(&self, vcpu: usize, gva: u64) -> Result<Translation, ControlError> {
         Ok(self.translate(vcpu, gva)??)
+    }
+
+    /// A guest-virtual (`virt`) or guest-physical address through every layer down to the host.
+    pub fn address_chain(&self, vcpu: usize, addr: u64, virt: bool) -> Result<AddressChain, ControlError> {
+        let (gva, steps, page_size, gpa, wide) = if virt {
+            let mode = self.mode(vcpu)?;
+            let t = paging::translate(&self.shared.ram, &mode, addr)?;
+            (Some(addr), t.steps, t.page_size, t.gpa, mode.efer & EFER_LMA != 0 || mode.cr4 & CR4_PAE != 0)
+        } else {
+            (None, Vec::new(), 4096, addr, false)
+        };
+        let slots = crate::sync::lock(&self.shared.slots).clone();
+        let slot = slots.iter().copied().enumerate().find(|(_, s)| gpa >= s.gpa && gpa - s.gpa < s.len);
+        let host = slot.map(|(_, s)| {
+            let hva = s.host + (gpa - s.gpa);
+            (hva, host_page(hva))
+        });
+        Ok(AddressChain { gva, steps, wide_entries: wide, page_size, gpa, slot, host })
     }
 
     /// Reads guest-virtual memory as the guest sees it (planted `int3`s show their original

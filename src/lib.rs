@@ -1,5 +1,7 @@
 //! kvmscope: a small KVM virtual machine monitor built to be looked into.
 
+/// One address through every layer: page tables, guest-physical, memory slot, host.
+pub mod address_chain;
 /// Recordings after the run: stats and exports.
 pub mod analysis;
 /// The guest console buffer the UI reads.

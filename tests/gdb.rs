@@ -50,6 +50,7 @@ fn gdb_session_on_a_held_guest() {
             "monitor exits",
             "monitor translate 0x200000",
             "monitor translate 0x500000000",
+            "monitor translate-phys 0x201000",
             "monitor regs",
             "detach",
         ],
@@ -79,7 +80,12 @@ fn gdb_session_on_a_held_guest() {
         "VM-EXIT",
         "PML4 entry at 0x000000001000",
         "0x200000 -> guest-physical 0x200000 (2048 KiB page)",
-        "is not mapped", // beyond the 4 GiB identity map
+        "= 0x00000000002000e3  P RW A D PS", // the 2 MiB page's PD entry, its flags by name
+        "memory slot    0: 0x0-0x",          // the slot that holds it
+        "host-virtual   0x",
+        "host page      ",                      // its frame as root, else why not
+        "guest-physical 0x201000 (4 KiB page)", // translate-phys starts there
+        "is not mapped",                        // beyond the 4 GiB identity map
         "cr3 0x0000000000001000",
         "[Inferior 1 (process 1) detached]",
     ];

@@ -183,6 +183,18 @@ fn memory_pane_follows_the_stop_until_an_address_is_chosen() {
 }
 
 #[test]
+fn memory_pane_shows_an_address_through_every_layer_above_its_bytes() {
+    let (mut app, ram) = stopped_app();
+    app.memory.show_chain("guest-physical 0x200000 (4 KiB page)\nmemory slot    0: 0x0-0x3fffff\n", 0x20_0000, true);
+    reader::refresh(&mut app, &ram);
+    app.focus = PaneId::Memory;
+    let (text, _) = screen(&mut app, 80, 24);
+    let chain = text.find("memory slot    0: 0x0-0x3fffff").expect("the chain");
+    let bytes = text.find("000000200000  6b 76 6d 73").expect("the bytes at the address");
+    assert!(chain < bytes, "the layers come first: {text}");
+}
+
+#[test]
 fn memory_and_console_panes() {
     let (mut app, _ram) = stopped_app();
     app.focus = PaneId::Memory;

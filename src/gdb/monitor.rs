@@ -4,6 +4,7 @@ use gdbstub::outputln;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
 
 use super::target::GdbTarget;
+use crate::controller::ControlError;
 use crate::debug::exit_breakpoints::{SYNTAX, parse_breakpoint, parse_breakpoint_id};
 use crate::debug::exit_spec::parse_number;
 use crate::decode::CpuMode;
@@ -16,7 +17,9 @@ kvmscope monitor commands:
   break-exit SPEC      stop when an exit matches: io PORT | mmio ADDR[-END] | reason NAME [nth N]
   delete-exit [N]      delete exit breakpoint N, or all
   regs                 the special registers of the stopped vCPU
-  translate GVA        walk the page tables for GVA, every level's entry
+  translate GVA        GVA through every layer: each paging level's entry and flags, guest-physical,
+                       memory slot, host-virtual, host page frame (root)
+  translate-phys GPA   the same from a guest-physical address
   probe                what this host's KVM does for a debugger, and what kvmscope uses";
 
 impl MonitorCmd for GdbTarget {
@@ -80,22 +83,24 @@ impl MonitorCmd for GdbTarget {
                     outputln!(out, "idt base {:#x} limit {:#x}", r.idt.base, r.idt.limit);
                 }
             },
-            "translate" => match parse_number(rest) {
+            "translate" | "translate-phys" => match parse_number(rest) {
                 Err(e) => outputln!(out, "error: {e}"),
-                Ok(gva) => match self.controller.translate(0, gva) {
+                Ok(addr) => match self.controller.address_chain(0, addr, word == "translate") {
+                    Err(ControlError::Walk(e)) => outputln!(out, "{e}"),
                     Err(e) => outputln!(out, "error: {e}"),
-                    Ok(Err(e)) => outputln!(out, "{e}"),
-                    Ok(Ok(t)) => {
-                        for step in &t.steps {
+                    Ok(chain) => {
+                        let text = chain.to_string();
+                        for line in text.lines() {
+                            outputln!(out, "{line}");
+                        }
+                        if let Some(gva) = chain.gva {
                             outputln!(
                                 out,
-                                "{:<4} entry at {:#014x} = {:#018x}",
-                                step.level,
-                                step.entry_addr,
-                                step.entry
+                                "{gva:#x} -> guest-physical {:#x} ({} KiB page)",
+                                chain.gpa,
+                                chain.page_size / 1024
                             );
                         }
-                        outputln!(out, "{gva:#x} -> guest-physical {:#x} ({} KiB page)", t.gpa, t.page_size / 1024);
                     }
                 },
             },

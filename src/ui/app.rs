@@ -50,6 +50,11 @@ pub enum Action {
     ListExitBreakpoints,
     /// Bytes typed for the guest's UART.
     SerialInput(Vec<u8>),
+    /// Show an address through every layer (guest-virtual when `virt`).
+    ShowChain {
+        addr: u64,
+        virt: bool,
+    },
     /// Replay: move to the exit with this sequence number, or the first at or after this time (ns).
     Goto(u64),
     GotoTime(u64),
@@ -251,6 +256,7 @@ impl App {
             Ok(Command::Breaks) => vec![Action::ListExitBreakpoints],
             Ok(Command::Examine { addr, len, physical }) => {
                 self.memory.target = MemoryTarget { addr, len, physical, follow_rip: false };
+                self.memory.chain.clear();
                 if !self.screen.panes().contains(&PaneId::Memory) {
                     self.show_screen(Screen::Overview);
                 }
@@ -261,6 +267,7 @@ impl App {
                 self.exits.filter = spec;
                 Vec::new()
             }
+            Ok(Command::Chain { addr, virt }) => vec![Action::ShowChain { addr, virt }],
             Ok(Command::Step) => vec![Action::Step],
             Ok(Command::Continue) => vec![Action::Resume],
             Ok(Command::Pause) => vec![Action::Pause],

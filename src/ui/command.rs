@@ -21,6 +21,8 @@ pub enum Command {
     Breaks,
     /// `:x ADDR [LEN]` (guest-virtual) or `:xp ADDR [LEN]` (guest-physical).
     Examine { addr: u64, len: u64, physical: bool },
+    /// `:gva ADDR` / `:gpa ADDR` — the address through every layer, down to the host page.
+    Chain { addr: u64, virt: bool },
     /// `:filter [SPEC]` — like `/`; empty clears.
     Filter(Option<ExitSpec>),
     /// `:step` / `:s`.
@@ -77,6 +79,10 @@ pub fn parse(line: &str) -> Result<Command, String> {
             }
             Ok(Command::Examine { addr, len, physical: word == "xp" })
         }
+        "gva" | "gpa" => {
+            let addr = parse_number(rest).map_err(|_| format!("usage: :{word} ADDR"))?;
+            Ok(Command::Chain { addr, virt: word == "gva" })
+        }
         "filter" => {
             if rest.is_empty() {
                 Ok(Command::Filter(None))
@@ -100,7 +106,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         },
         "" => Err("empty command".into()),
         other => Err(format!(
-            "unknown command :{other} (try :break, :delete, :breaks, :x, :xp, :filter, :step, :continue, :quit)"
+            "unknown command :{other} (try :break, :delete, :breaks, :x, :xp, :gva, :gpa, :filter, :step, :continue, :quit)"
         )),
     }
 }
@@ -121,6 +127,12 @@ mod tests {
         assert_eq!(parse("  step ").unwrap(), Command::Step);
         assert_eq!(parse("filter io 0x80").unwrap(), Command::Filter(Some(ExitSpec::Io(0x80))));
         assert_eq!(parse("quit").unwrap(), Command::Quit);
+        assert_eq!(
+            parse("gva 0xffff800000001000").unwrap(),
+            Command::Chain { addr: 0xffff_8000_0000_1000, virt: true }
+        );
+        assert_eq!(parse("gpa 4096").unwrap(), Command::Chain { addr: 4096, virt: false });
+        assert!(parse("gpa").is_err());
     }
 
     #[test]

@@ -159,6 +159,18 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             };
             app.say(text, false);
         }
+        Action::ShowChain { addr, virt } => {
+            let vcpu = app.stop.as_ref().map_or(0, |s| s.vcpu as usize);
+            match controller.address_chain(vcpu, addr, virt) {
+                Ok(chain) => {
+                    app.memory.show_chain(&chain.to_string(), addr, !virt);
+                    app.focus = screen::PaneId::Memory;
+                    app.show_screen(screen::Screen::Overview);
+                    app.say(format!("{addr:#x}: guest-physical {:#x}", chain.gpa), false);
+                }
+                Err(e) => app.say(e.to_string(), true),
+            }
+        }
         Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
         Action::SerialInput(bytes) => {
             if let Some(mut serial) = launched.serial().and_then(|s| s.lock().ok()) {

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod devices;
 pub mod emulate;
 pub mod exit;
+pub mod host_pages;
 pub mod kick;
 pub mod kvm;
 pub mod kvm_stats;

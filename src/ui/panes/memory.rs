@@ -27,16 +27,24 @@ pub struct MemoryPane {
     pub bytes: Vec<u8>,
     /// Why fewer bytes than asked could be read (translation failed, not RAM).
     pub note: Option<String>,
+    /// The layers of the address asked for with `:gva`/`:gpa`, shown above the bytes.
+    pub chain: Vec<String>,
 }
 
 impl Default for MemoryPane {
     fn default() -> Self {
         let target = MemoryTarget { addr: 0x10_0000, len: DEFAULT_EXAMINE_LEN, physical: true, follow_rip: true };
-        Self { target, bytes: Vec::new(), note: None }
+        Self { target, bytes: Vec::new(), note: None, chain: Vec::new() }
     }
 }
 
 impl MemoryPane {
+    /// Shows the layers of an address (`chain`, one line each) and the bytes at it.
+    pub fn show_chain(&mut self, chain: &str, addr: u64, physical: bool) {
+        self.chain = chain.lines().map(String::from).collect();
+        self.target = MemoryTarget { addr, len: self.target.len, physical, follow_rip: false };
+    }
+
     /// Moves the view by `rows` lines of 16 bytes (positive: back to lower addresses).
     pub fn scroll_by(&mut self, rows: isize) {
         let step = 16i64.saturating_mul(rows as i64);
@@ -72,7 +80,8 @@ pub fn render(f: &mut Frame, area: Rect, pane: &MemoryPane, focused: bool, theme
     let inner = block.inner(area);
     f.render_widget(block, area);
     let per_line = if inner.width >= 14 + 16 * 4 { 16 } else { 8 };
-    let mut lines: Vec<Line> = hexdump(m.addr, &pane.bytes, per_line).into_iter().map(Line::from).collect();
+    let mut lines: Vec<Line> = pane.chain.iter().map(|l| Line::styled(l.clone(), theme.instruction())).collect();
+    lines.extend(hexdump(m.addr, &pane.bytes, per_line).into_iter().map(Line::from));
     if let Some(note) = &pane.note {
         lines.push(Line::styled(note.clone(), theme.warn()));
     }

@@ -1,0 +1,76 @@
+//! Where guest RAM sits on the host: the host page frame behind a host-virtual address, from
+//! `/proc/self/pagemap`, and whether it is part of a huge page, from `/proc/kpageflags`. Frames are
+//! only shown to root (CAP_SYS_ADMIN); others get a one-line reason instead.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// What the host says about one page of its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPage {
+    /// Not populated yet (the guest has not touched it).
+    NotPresent,
+    /// Populated (swapped out pages count as not present); `frame` with root only, and whether the
+    /// frame is part of a huge page (hugetlbfs or transparent).
+    Present { frame: Option<u64>, huge: Option<bool> },
+}
+
+const PAGEMAP_PRESENT: u64 = 1 << 63;
+const PAGEMAP_PFN: u64 = (1 << 55) - 1;
+const KPF_HUGE: u64 = 1 << 17;
+const KPF_THP: u64 = 1 << 22;
+
+fn read_u64(path: &str, index: u64) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    File::open(path)?.read_exact_at(&mut b, index * 8)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// The host page behind host-virtual address `hva` of this process.
+pub fn host_page(hva: u64) -> Result<HostPage, String> {
+    let entry = read_u64("/proc/self/pagemap", hva / 4096).map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+    if entry & PAGEMAP_PRESENT == 0 {
+        return Ok(HostPage::NotPresent);
+    }
+    // Without CAP_SYS_ADMIN the kernel reports frame 0.
+    let frame = Some(entry & PAGEMAP_PFN).filter(|f| *f != 0);
+    let huge = frame.and_then(|f| read_u64("/proc/kpageflags", f).ok()).map(|k| k & (KPF_HUGE | KPF_THP) != 0);
+    Ok(HostPage::Present { frame, huge })
+}
+
+impl std::fmt::Display for HostPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPage::NotPresent => write!(f, "not populated yet"),
+            HostPage::Present { frame: None, .. } => write!(f, "present (host frame shown to root only)"),
+            HostPage::Present { frame: Some(pfn), huge } => {
+                write!(f, "host frame {pfn:#x}")?;
+                match huge {
+                    Some(true) => write!(f, ", part of a huge page"),
+                    Some(false) => write!(f, ", a 4 KiB page"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touched_page_of_this_process_is_present() {
+        let page = vec![1u8; 4096 * 2];
+        let hva = page.as_ptr() as u64;
+        match host_page(hva).unwrap() {
+            HostPage::Present { frame, .. } => {
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    assert!(frame.is_some(), "root sees the frame");
+                }
+            }
+            HostPage::NotPresent => panic!("a written page is present"),
+        }
+    }
+}
