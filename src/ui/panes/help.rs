@@ -23,6 +23,7 @@ Commands
   :delete [N]  :breaks  :step  :continue  :pause  :quit
   :x ADDR [LEN]   memory at a guest-virtual address (stopped vCPU's tables)
   :xp ADDR [LEN]  memory at a guest-physical address
+  :gva ADDR  :gpa ADDR  an address through page tables, slot and host
   :filter SPEC    :sort rate|total";
 
 pub fn render(f: &mut Frame, area: Rect, theme: &Theme) {
