@@ -19,8 +19,9 @@ use crate::debug::{DebugState, ExitBreakpoint, Stop, StopReason, VcpuCommand};
 use crate::decode::paging::{self, Translation, WalkError};
 use crate::decode::regs::{CR4_PAE, EFER_LMA};
 use crate::decode::{CpuMode, PhysRead};
+use crate::memory_view::{MemoryMapView, SlotView};
 use crate::trace::Counters;
-use crate::vmm::host_pages::host_page;
+use crate::vmm::host_pages::{host_page, populated};
 use crate::vmm::kvm_stats::KvmCounts;
 use crate::vmm::probe::{HostReport, Mechanism};
 use crate::vmm::shared::Shared;
@@ -216,6 +217,24 @@ impl Controller {
             (hva, host_page(hva))
         });
         Ok(AddressChain { gva, steps, wide_entries: wide, page_size, gpa, slot, host })
+    }
+
+    /// The memory map: slots with what the host populated, devices, the guest's layout, KVM's
+    /// mapping counters.
+    pub fn memory_map(&self) -> MemoryMapView {
+        let slots = crate::sync::lock(&self.shared.slots).clone();
+        let slots = slots
+            .into_iter()
+            .enumerate()
+            .map(|(index, slot)| SlotView { index, slot, populated: populated(slot.host, slot.len) })
+            .collect();
+        MemoryMapView {
+            slots,
+            ports: self.shared.buses.pio.devices(),
+            mmio: self.shared.buses.mmio.devices(),
+            layout: self.shared.ram.map.entries(),
+            kvm: self.shared.kvm_counts().ok().map(|c| c.vm),
+        }
     }
 
     /// Reads guest-virtual memory as the guest sees it (planted `int3`s show their original

@@ -18,6 +18,8 @@ pub mod gdb;
 pub mod guests;
 /// Running without the UI.
 pub mod headless;
+/// The VM's memory map as KVM and kvmscope laid it out.
+pub mod memory_view;
 /// Exit traces on disk: record, read back.
 pub mod recording;
 /// What a run is set up with: limits, gdb, recording.

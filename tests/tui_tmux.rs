@@ -145,6 +145,8 @@ fn tui_pause_step_help_break_and_quit() {
     );
     t.keys(&["2"]);
     t.wait_until(|s| s.contains("┌ Exits") && !s.contains("┌ Registers"), "2 shows the exits screen");
+    t.keys(&["3"]);
+    t.wait_for(&["┌ Memory map", "KVM memory slots", "serial", "Guest memory map"], "3 shows the memory map");
     t.keys(&["1"]);
     t.wait_for(&["┌ Registers", "┌ Memory"], "1 shows the overview again");
     t.keys(&["q"]);

@@ -195,6 +195,49 @@ fn memory_pane_shows_an_address_through_every_layer_above_its_bytes() {
 }
 
 #[test]
+fn the_memory_screen_shows_slots_devices_and_the_layout() {
+    use kvmscope::memory_view::{MemoryMapView, SlotView};
+    use kvmscope::vmm::memory::MemoryMap;
+    use kvmscope::vmm::slots::Slot;
+    let mut app = App::new("test");
+    let slot = Slot { gpa: 0, len: 64 << 20, host: 0x7f00_0000_0000, readonly: false };
+    let ro = Slot { gpa: 0x20_0000, len: 0x1000, host: 0x7f00_0020_0000, readonly: true };
+    let view = MemoryMapView {
+        slots: vec![
+            SlotView { index: 0, slot, populated: Ok((256, Some(0))) },
+            SlotView { index: 1, slot: ro, populated: Ok((1, None)) },
+        ],
+        ports: vec![("serial", 0x3f8, 8)],
+        mmio: vec![("virtio-blk", 0xd000_0000, 0x200)],
+        layout: MemoryMap::new(64 << 20).unwrap().entries(),
+        kvm: None,
+    };
+    app.memmap.show(view, std::time::Instant::now());
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('3')));
+    assert_eq!(app.screen, Screen::Memory);
+    let (text, _) = screen(&mut app, 160, 45);
+    for want in [
+        "┌ Memory map",
+        "0x0-0x3ffffff",
+        "0x7f0000000000",
+        "64.0 MiB rw",
+        "1.0 MiB",
+        "0x200000-0x200fff",
+        " ro ",
+        "root only",
+        "port 0x3f8-0x3ff",
+        "serial",
+        "mmio 0xd0000000-0xd00001ff",
+        "0x4000000-0xbfffffff           hole",
+        "no binary statistics",
+        "┌ Memory:",
+        "3:memory",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn memory_and_console_panes() {
     let (mut app, _ram) = stopped_app();
     app.focus = PaneId::Memory;

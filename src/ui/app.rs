@@ -14,6 +14,7 @@ use super::command::{self, Command};
 use super::panes::code::CodePane;
 use super::panes::console::ConsolePane;
 use super::panes::exits::ExitsPane;
+use super::panes::memmap::MemMapPane;
 use super::panes::memory::{MemoryPane, MemoryTarget};
 use super::panes::registers::RegistersPane;
 use super::panes::stats::StatsPane;
@@ -93,6 +94,7 @@ pub struct App {
     pub code: CodePane,
     pub console: ConsolePane,
     pub memory: MemoryPane,
+    pub memmap: MemMapPane,
     /// Where each pane was drawn, for mouse clicks.
     pub pane_rects: Vec<(PaneId, Rect)>,
     pub quit: bool,
@@ -117,6 +119,7 @@ impl App {
             code: CodePane::default(),
             console: ConsolePane::default(),
             memory: MemoryPane::default(),
+            memmap: MemMapPane::default(),
             pane_rects: Vec::new(),
             quit: false,
             title: title.into(),
@@ -331,7 +334,9 @@ impl App {
             }
             code => {
                 // The focused pane first; keys it does not take go to the exit list and the stats.
-                let taken = (self.focus == PaneId::Memory && self.memory.on_key(code)) || self.exits.on_key(code);
+                let taken = (self.focus == PaneId::Memory && self.memory.on_key(code))
+                    || (self.focus == PaneId::MemMap && self.memmap.on_key(code))
+                    || self.exits.on_key(code);
                 if !taken {
                     self.stats.on_key(code);
                 }

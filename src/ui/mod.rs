@@ -77,6 +77,9 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             app.console.text = console.text();
         }
         reader::refresh(&mut app, controller.memory());
+        if app.screen == screen::Screen::Memory && app.memmap.due(Instant::now()) {
+            app.memmap.show(controller.memory_map(), Instant::now());
+        }
         if let Ok(frame) = guard.terminal.draw(|f| {
             let placed = view::draw(f, &app);
             app.pane_rects = placed;

@@ -13,6 +13,7 @@ pub enum PaneId {
     Code,
     Console,
     Memory,
+    MemMap,
 }
 
 impl PaneId {
@@ -24,6 +25,7 @@ impl PaneId {
             PaneId::Code => "Code",
             PaneId::Console => "Console",
             PaneId::Memory => "Memory",
+            PaneId::MemMap => "Memory map",
         }
     }
 }
@@ -35,19 +37,22 @@ pub enum Screen {
     Overview,
     /// The exit stream at full height, with its stats and the code that caused it.
     Exits,
+    /// The memory map (slots, devices, layout) beside the memory pane.
+    Memory,
 }
 
 /// The grid needs at least this much room.
 pub const WIDE_MIN: (u16, u16) = (130, 32);
 
 impl Screen {
-    pub const ALL: [Screen; 2] = [Screen::Overview, Screen::Exits];
+    pub const ALL: [Screen; 3] = [Screen::Overview, Screen::Exits, Screen::Memory];
 
     /// The key that shows this screen.
     pub fn key(self) -> char {
         match self {
             Screen::Overview => '1',
             Screen::Exits => '2',
+            Screen::Memory => '3',
         }
     }
 
@@ -55,6 +60,7 @@ impl Screen {
         match self {
             Screen::Overview => "overview",
             Screen::Exits => "exits",
+            Screen::Memory => "memory",
         }
     }
 
@@ -70,6 +76,7 @@ impl Screen {
                 &[PaneId::Exits, PaneId::Stats, PaneId::Registers, PaneId::Code, PaneId::Console, PaneId::Memory]
             }
             Screen::Exits => &[PaneId::Exits, PaneId::Stats, PaneId::Code],
+            Screen::Memory => &[PaneId::MemMap, PaneId::Memory],
         }
     }
 
@@ -107,6 +114,11 @@ impl Screen {
                 let [stats, code] =
                     Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(right);
                 vec![(PaneId::Exits, exits), (PaneId::Stats, stats), (PaneId::Code, code)]
+            }
+            Screen::Memory => {
+                let [map, memory] =
+                    Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+                vec![(PaneId::MemMap, map), (PaneId::Memory, memory)]
             }
         }
     }

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::app::{App, InputMode};
-use super::panes::{code, console, exits, help, memory, registers, stats};
+use super::panes::{code, console, exits, help, memmap, memory, registers, stats};
 use super::screen::{PaneId, WIDE_MIN};
 use super::status;
 use super::theme::Theme;
@@ -24,6 +24,7 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
         PaneId::Code => code::render(f, area, (&app.code, app.stop.as_ref(), app.exits.newest()), focused, theme),
         PaneId::Console => console::render(f, area, &app.console, focused, theme),
         PaneId::Memory => memory::render(f, area, &app.memory, focused, theme),
+        PaneId::MemMap => memmap::render(f, area, &app.memmap, focused, theme),
     }
 }
 

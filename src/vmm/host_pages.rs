@@ -38,6 +38,32 @@ pub fn host_page(hva: u64) -> Result<HostPage, String> {
     Ok(HostPage::Present { frame, huge })
 }
 
+/// How much of a host range is populated: (4 KiB pages present, of them in huge pages — sampled at
+/// every 2 MiB, and only where the frames can be seen, as root).
+pub fn populated(hva: u64, len: u64) -> Result<(u64, Option<u64>), String> {
+    let pagemap = File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+    let pages = len / 4096;
+    let mut entries = vec![0u8; pages as usize * 8];
+    pagemap.read_exact_at(&mut entries, hva / 4096 * 8).map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+    let word = |i: usize| u64::from_le_bytes(entries[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    let present = (0..pages as usize).filter(|&i| word(i) & PAGEMAP_PRESENT != 0).count() as u64;
+    let kpageflags = File::open("/proc/kpageflags").ok();
+    let huge = kpageflags.map(|k| {
+        (0..pages as usize)
+            .step_by(512)
+            .filter(|&i| {
+                let frame = word(i) & PAGEMAP_PFN;
+                let mut b = [0u8; 8];
+                frame != 0
+                    && k.read_exact_at(&mut b, frame * 8).is_ok()
+                    && u64::from_le_bytes(b) & (KPF_HUGE | KPF_THP) != 0
+            })
+            .map(|i| (pages as usize - i).min(512) as u64)
+            .sum()
+    });
+    Ok((present, huge))
+}
+
 impl std::fmt::Display for HostPage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

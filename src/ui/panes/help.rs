@@ -11,7 +11,7 @@ pub const HELP: &str = "\
 Keys
   space    pause / resume all vCPUs      s      single-step (while paused)
   tab      next pane (S-tab back; or click)  q C-c  quit (summary on stderr)
-  1 2      screens: 1 overview (every pane), 2 exits (the stream at full height)
+  1 2 3    screens: 1 overview (every pane), 2 exits (the stream at full height), 3 memory map
   /        filter exits: io PORT | mmio ADDR[-END] | reason NAME
   f        freeze the exit view (the guest runs on)
   o        sort stats by rate or total   x      port/MMIO breakdown in stats

@@ -5,6 +5,7 @@ pub mod code;
 pub mod console;
 pub mod exits;
 pub mod help;
+pub mod memmap;
 pub mod memory;
 pub mod registers;
 pub mod stats;

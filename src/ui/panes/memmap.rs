@@ -1,0 +1,128 @@
+//! The memory map: every KVM memory slot (guest-physical range, host-virtual address, size, flags —
+//! including the slots watchpoints split off — and how much of it the host has populated, how much in
+//! huge pages), every device range on the port and MMIO buses, the guest's memory map with its holes,
+//! and KVM's own counters of its mappings. Read once a second while its screen shows.
+
+use std::time::{Duration, Instant};
+
+use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+
+use super::{frame, scroll_rows};
+use crate::memory_view::MemoryMapView;
+use crate::ui::theme::Theme;
+use crate::vmm::memory::RegionKind;
+
+/// How often the map is read again while it shows.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// The memory-map pane's state.
+#[derive(Debug, Default)]
+pub struct MemMapPane {
+    pub view: Option<MemoryMapView>,
+    read_at: Option<Instant>,
+    /// Lines scrolled down from the top.
+    pub scroll: usize,
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b => format!("{} KiB", b >> 10),
+    }
+}
+
+impl MemMapPane {
+    /// Whether the map is due to be read again.
+    pub fn due(&self, now: Instant) -> bool {
+        self.read_at.is_none_or(|t| now.duration_since(t) >= REFRESH)
+    }
+
+    pub fn show(&mut self, view: MemoryMapView, now: Instant) {
+        self.view = Some(view);
+        self.read_at = Some(now);
+    }
+
+    /// The keys this pane takes (scrolling); false for any other.
+    pub fn on_key(&mut self, code: KeyCode) -> bool {
+        match scroll_rows(code) {
+            Some(rows) => {
+                // Positive rows scroll back up, as elsewhere.
+                self.scroll = self.scroll.saturating_add_signed(-rows.clamp(-10_000, 10_000));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The map as text lines.
+    pub fn lines(view: &MemoryMapView) -> Vec<String> {
+        let mut out = vec!["KVM memory slots".to_string()];
+        out.push(format!(
+            "  {:<4} {:<25} {:<16} {:>9} {:<3} {:>10} {:>10}",
+            "slot", "guest-physical", "host-virtual", "size", "rw", "populated", "huge"
+        ));
+        for s in &view.slots {
+            let range = format!("{:#x}-{:#x}", s.slot.gpa, s.slot.gpa + s.slot.len - 1);
+            let rw = if s.slot.readonly { "ro" } else { "rw" };
+            let (populated, huge) = match &s.populated {
+                Ok((pages, huge)) => (size(pages * 4096), huge.map_or("root only".to_string(), |h| size(h * 4096))),
+                Err(why) => (why.clone(), String::new()),
+            };
+            out.push(format!(
+                "  {:<4} {range:<25} {:<16} {:>9} {rw:<3} {populated:>10} {huge:>10}",
+                s.index,
+                format!("{:#x}", s.slot.host),
+                size(s.slot.len)
+            ));
+        }
+        out.push("Devices".into());
+        for (bus, devices) in [("port", &view.ports), ("mmio", &view.mmio)] {
+            for (name, base, len) in devices.iter() {
+                out.push(format!("  {bus:<4} {:<25} {name}", format!("{base:#x}-{:#x}", base + len - 1)));
+            }
+        }
+        out.push("Guest memory map".into());
+        let mut at = 0;
+        for e in &view.layout {
+            if e.start > at {
+                out.push(format!("  {:<30} hole", format!("{at:#x}-{:#x}", e.start - 1)));
+            }
+            let kind = if e.kind == RegionKind::Ram { "RAM" } else { "reserved" };
+            out.push(format!("  {:<30} {kind} ({})", format!("{:#x}-{:#x}", e.start, e.end() - 1), size(e.len)));
+            at = e.end();
+        }
+        match &view.kvm {
+            Some(stats) => {
+                let shown: Vec<String> = stats
+                    .iter()
+                    .filter(|(n, _, v)| *v > 0 || n.starts_with("pages_"))
+                    .map(|(n, _, v)| format!("{n} {v}"))
+                    .collect();
+                out.push(format!("KVM's mappings: {}", shown.join(", ")));
+            }
+            None => out.push("KVM's mappings: this host's KVM has no binary statistics".into()),
+        }
+        out
+    }
+}
+
+pub fn render(f: &mut Frame, area: Rect, pane: &MemMapPane, focused: bool, theme: &Theme) {
+    let block = frame(" Memory map: slots, devices, layout ".into(), focused, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(view) = &pane.view else {
+        f.render_widget(Paragraph::new(Line::styled("reading the memory map ...", theme.dim())), inner);
+        return;
+    };
+    let lines: Vec<Line> = MemMapPane::lines(view)
+        .into_iter()
+        .skip(pane.scroll)
+        .map(|l| if l.starts_with(' ') { Line::from(l) } else { Line::styled(l, theme.header()) })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
