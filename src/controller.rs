@@ -16,6 +16,7 @@ use crate::address_chain::AddressChain;
 use crate::debug::breakpoints::{BreakpointError, HwKind, HwSlot, SwBreakpoint, WatchKind, Watchpoint};
 use crate::debug::exit_spec::{ExitSpec, SpecError};
 use crate::debug::{DebugState, ExitBreakpoint, Stop, StopReason, VcpuCommand};
+use crate::decode::page_map::{PageMap, page_map};
 use crate::decode::paging::{self, Translation, WalkError};
 use crate::decode::regs::{CR4_PAE, EFER_LMA};
 use crate::decode::{CpuMode, PhysRead};
@@ -219,6 +220,11 @@ impl Controller {
         Ok(AddressChain { gva, steps, wide_entries: wide, page_size, gpa, slot, host })
     }
 
+    /// Every mapping the stopped vCPU's page tables make (QEMU's `info tlb` / `info mem`).
+    pub fn page_map(&self, vcpu: usize) -> Result<PageMap, ControlError> {
+        Ok(page_map(&self.shared.ram, &self.mode(vcpu)?))
+    }
+
     /// The memory map: slots with what the host populated, devices, the guest's layout, KVM's
     /// mapping counters.
     pub fn memory_map(&self) -> MemoryMapView {
@@ -234,6 +240,7 @@ impl Controller {
             mmio: self.shared.buses.mmio.devices(),
             layout: self.shared.ram.map.entries(),
             kvm: self.shared.kvm_counts().ok().map(|c| c.vm),
+            guest_pages: self.page_map(0).map(|m| m.info_mem()).map_err(|e| e.to_string()),
         }
     }
 

@@ -16,8 +16,33 @@ pub struct SlotView {
     pub populated: Result<(u64, Option<u64>), String>,
 }
 
+impl MemoryMapView {
+    /// QEMU's `info mtree`: the memory address space (RAM slots, MMIO devices) and the I/O one.
+    pub fn mtree(&self) -> String {
+        let mut out = String::from("address-space: memory\n");
+        let mut memory: Vec<(u64, u64, String)> = self
+            .slots
+            .iter()
+            .map(|s| {
+                let kind = if s.slot.readonly { "romd" } else { "ram" };
+                (s.slot.gpa, s.slot.gpa + s.slot.len - 1, format!("(prio 0, {kind}): slot {}", s.index))
+            })
+            .collect();
+        memory.extend(self.mmio.iter().map(|(n, b, l)| (*b, b + l - 1, format!("(prio 1, i/o): {n}"))));
+        memory.sort();
+        for (start, end, what) in memory {
+            out.push_str(&format!("  {start:016x}-{end:016x} {what}\n"));
+        }
+        out.push_str("\naddress-space: I/O\n  0000000000000000-000000000000ffff (prio 0, i/o): io\n");
+        for (name, base, len) in &self.ports {
+            out.push_str(&format!("    {base:016x}-{:016x} (prio 1, i/o): {name}\n", base + len - 1));
+        }
+        out
+    }
+}
+
 /// The whole map at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryMapView {
     pub slots: Vec<SlotView>,
     /// Port and MMIO devices as (name, base, length).
@@ -27,4 +52,6 @@ pub struct MemoryMapView {
     pub layout: Vec<MapEntry>,
     /// KVM's VM statistics (`pages_4k`, `pages_2m`, `pages_1g`, `mmu_*` ...), where it has them.
     pub kvm: Option<Reading>,
+    /// The stopped vCPU's page tables as QEMU's `info mem` ranges, or why not (the guest runs).
+    pub guest_pages: Result<String, String>,
 }

@@ -51,6 +51,9 @@ fn gdb_session_on_a_held_guest() {
             "monitor translate 0x200000",
             "monitor translate 0x500000000",
             "monitor translate-phys 0x201000",
+            "monitor info mem",
+            "monitor info tlb",
+            "monitor info mtree",
             "monitor regs",
             "detach",
         ],
@@ -83,9 +86,13 @@ fn gdb_session_on_a_held_guest() {
         "= 0x00000000002000e3  P RW A D PS", // the 2 MiB page's PD entry, its flags by name
         "memory slot    0: 0x0-0x",          // the slot that holds it
         "host-virtual   0x",
-        "host page      ",                      // its frame as root, else why not
-        "guest-physical 0x201000 (4 KiB page)", // translate-phys starts there
-        "is not mapped",                        // beyond the 4 GiB identity map
+        "host page      ",                                        // its frame as root, else why not
+        "guest-physical 0x201000 (4 KiB page)",                   // translate-phys starts there
+        "0000000000000000-0000000100000000 0000000100000000 -rw", // info mem: the 4 GiB identity map
+        "0000000000200000: 0000000000200000 ",                    // info tlb: its 2 MiB pages
+        "(prio 0, ram): slot 0",                                  // info mtree
+        "(prio 1, i/o): serial",
+        "is not mapped", // beyond the 4 GiB identity map
         "cr3 0x0000000000001000",
         "[Inferior 1 (process 1) detached]",
     ];

@@ -211,6 +211,7 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         mmio: vec![("virtio-blk", 0xd000_0000, 0x200)],
         layout: MemoryMap::new(64 << 20).unwrap().entries(),
         kvm: None,
+        guest_pages: Ok("0000000000000000-0000000100000000 0000000100000000 -rw\n".into()),
     };
     app.memmap.show(view, std::time::Instant::now());
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('3')));
@@ -230,6 +231,8 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         "mmio 0xd0000000-0xd00001ff",
         "0x4000000-0xbfffffff           hole",
         "no binary statistics",
+        "Guest page tables",
+        "0000000000000000-0000000100000000 0000000100000000 -rw",
         "┌ Memory:",
         "3:memory",
     ] {

@@ -1,6 +1,7 @@
 //! Making sense of guest state: page walks from guest-virtual to guest-physical, and instruction decoding.
 
 pub mod insn;
+pub mod page_map;
 pub mod paging;
 pub mod regs;
 

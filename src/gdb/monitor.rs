@@ -20,6 +20,7 @@ kvmscope monitor commands:
   translate GVA        GVA through every layer: each paging level's entry and flags, guest-physical,
                        memory slot, host-virtual, host page frame (root)
   translate-phys GPA   the same from a guest-physical address
+  info mem|tlb|mtree   QEMU's: mapped ranges by protection, every page, the memory tree
   probe                what this host's KVM does for a debugger, and what kvmscope uses";
 
 impl MonitorCmd for GdbTarget {
@@ -103,6 +104,23 @@ impl MonitorCmd for GdbTarget {
                         }
                     }
                 },
+            },
+            "info" => match rest {
+                "mem" | "tlb" => match self.controller.page_map(0) {
+                    Err(e) => outputln!(out, "error: {e}"),
+                    Ok(map) => {
+                        let text = if rest == "mem" { map.info_mem() } else { map.info_tlb() };
+                        for line in text.lines() {
+                            outputln!(out, "{line}");
+                        }
+                    }
+                },
+                "mtree" => {
+                    for line in self.controller.memory_map().mtree().lines() {
+                        outputln!(out, "{line}");
+                    }
+                }
+                _ => outputln!(out, "error: usage: monitor info mem|tlb|mtree"),
             },
             "probe" => match self.controller.host() {
                 Ok(h) => outputln!(out, "{h}"),

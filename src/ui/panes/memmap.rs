@@ -96,6 +96,12 @@ impl MemMapPane {
             out.push(format!("  {:<30} {kind} ({})", format!("{:#x}-{:#x}", e.start, e.end() - 1), size(e.len)));
             at = e.end();
         }
+        out.push("Guest page tables (vCPU 0, as QEMU's info mem)".into());
+        match &view.guest_pages {
+            Ok(ranges) if ranges.is_empty() => out.push("  paging is off".into()),
+            Ok(ranges) => out.extend(ranges.lines().map(|l| format!("  {l}"))),
+            Err(why) => out.push(format!("  {why}")),
+        }
         match &view.kvm {
             Some(stats) => {
                 let shown: Vec<String> = stats
