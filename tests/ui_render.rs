@@ -213,8 +213,17 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         kvm: None,
         guest_pages: Ok("0000000000000000-0000000100000000 0000000100000000 -rw\n".into()),
     };
-    app.memmap.show(view, std::time::Instant::now());
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('3')));
+    let now = std::time::Instant::now();
+    let pages = |n| {
+        use kvmscope::vmm::kvm_stats::StatKind;
+        Some(vec![("pages_4k".to_string(), StatKind::Instant, n)])
+    };
+    app.memmap.show(MemoryMapView { kvm: pages(100), ..view.clone() }, now);
+    app.memmap.show(MemoryMapView { kvm: pages(160), ..view.clone() }, now + std::time::Duration::from_secs(2));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("pages_4k 160 (+30/s)"), "KVM's mapping counters with their rates: {text}");
+    app.memmap.show(view, now + std::time::Duration::from_secs(3));
     assert_eq!(app.screen, Screen::Memory);
     let (text, _) = screen(&mut app, 160, 45);
     for want in [

@@ -24,6 +24,8 @@ const REFRESH: Duration = Duration::from_secs(1);
 pub struct MemMapPane {
     pub view: Option<MemoryMapView>,
     read_at: Option<Instant>,
+    /// KVM's VM counters per second, from the reading before this one.
+    pub kvm_rates: Vec<(String, f64)>,
     /// Lines scrolled down from the top.
     pub scroll: usize,
 }
@@ -43,6 +45,13 @@ impl MemMapPane {
     }
 
     pub fn show(&mut self, view: MemoryMapView, now: Instant) {
+        if let (Some(old), Some(at), Some(new)) =
+            (self.view.as_ref().and_then(|v| v.kvm.as_ref()), self.read_at, &view.kvm)
+        {
+            let secs = now.duration_since(at).as_secs_f64().max(1e-3);
+            self.kvm_rates =
+                new.iter().zip(old).map(|((n, _, v), (_, _, b))| (n.clone(), (*v as f64 - *b as f64) / secs)).collect();
+        }
         self.view = Some(view);
         self.read_at = Some(now);
     }
@@ -60,7 +69,7 @@ impl MemMapPane {
     }
 
     /// The map as text lines.
-    pub fn lines(view: &MemoryMapView) -> Vec<String> {
+    pub fn lines(view: &MemoryMapView, rates: &[(String, f64)]) -> Vec<String> {
         let mut out = vec!["KVM memory slots".to_string()];
         out.push(format!(
             "  {:<4} {:<25} {:<16} {:>9} {:<3} {:>10} {:>10}",
@@ -107,7 +116,10 @@ impl MemMapPane {
                 let shown: Vec<String> = stats
                     .iter()
                     .filter(|(n, _, v)| *v > 0 || n.starts_with("pages_"))
-                    .map(|(n, _, v)| format!("{n} {v}"))
+                    .map(|(n, _, v)| match rates.iter().find(|(r, _)| r == n) {
+                        Some((_, rate)) if *rate != 0.0 => format!("{n} {v} ({rate:+.0}/s)"),
+                        _ => format!("{n} {v}"),
+                    })
                     .collect();
                 out.push(format!("KVM's mappings: {}", shown.join(", ")));
             }
@@ -125,7 +137,7 @@ pub fn render(f: &mut Frame, area: Rect, pane: &MemMapPane, focused: bool, theme
         f.render_widget(Paragraph::new(Line::styled("reading the memory map ...", theme.dim())), inner);
         return;
     };
-    let lines: Vec<Line> = MemMapPane::lines(view)
+    let lines: Vec<Line> = MemMapPane::lines(view, &pane.kvm_rates)
         .into_iter()
         .skip(pane.scroll)
         .map(|l| if l.starts_with(' ') { Line::from(l) } else { Line::styled(l, theme.header()) })
