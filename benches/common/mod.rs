@@ -11,7 +11,7 @@ use kvmscope::vmm::{boot_cpu, slots};
 pub fn bare_vcpu(ram: &GuestRam) -> (VmFd, VcpuFd) {
     let kvm = Kvm::new().expect("/dev/kvm");
     let vm = kvm.create_vm().unwrap();
-    slots::apply(&vm, &[], &slots::layout(&ram.host_ranges(), &[])).unwrap();
+    slots::apply(&vm, &[], &slots::layout(ram.host_ranges(), &[])).unwrap();
     let boot = loader::load_kernel(&guest_path("bench.elf"), ram, "", None).unwrap();
     assert_eq!(boot.mode, BootMode::Protected);
     boot_cpu::write_boot_tables(ram, boot.mode);

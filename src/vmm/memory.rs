@@ -162,8 +162,8 @@ impl GuestRam {
     }
 
     /// RAM ranges as (guest-physical, length, host address), for memory slots.
-    pub fn host_ranges(&self) -> Vec<(u64, u64, u64)> {
-        self.host.clone()
+    pub fn host_ranges(&self) -> &[(u64, u64, u64)] {
+        &self.host
     }
 
     /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
 
 use kvm_ioctls::VmFd;
 
@@ -23,9 +22,8 @@ use crate::trace::Counters;
 pub struct Shared {
     pub ram: GuestRam,
     pub buses: Buses,
-    /// When the VM started; event timestamps count from here.
-    pub start: Instant,
-    /// The vCPUs' clock (the TSC where it can be one), started with the VM.
+    /// The vCPUs' clock (the TSC where it can be one), started with the VM: event timestamps count
+    /// from its start.
     pub clock: Clock,
     /// Next exit sequence number (global across vCPUs).
     pub seq: AtomicU64,
@@ -41,8 +39,7 @@ pub struct Shared {
     pub debug: DebugState,
     /// The VM, for memory slot changes (watchpoints).
     pub vm: VmFd,
-    /// RAM ranges as (guest-physical, length, host address), and the slots KVM has now.
-    pub ram_ranges: Vec<(u64, u64, u64)>,
+    /// The slots KVM has now.
     pub slots: Mutex<Vec<Slot>>,
     /// The vCPU threads, to kick them out of the guest.
     pub threads: Mutex<Vec<libc::pthread_t>>,
@@ -86,7 +83,7 @@ impl Shared {
     /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
     pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), SlotError> {
         let mut slots = lock(&self.slots);
-        let new = layout(&self.ram_ranges, pages);
+        let new = layout(self.ram.host_ranges(), pages);
         if *slots == new {
             return Ok(());
         }

@@ -130,7 +130,7 @@ impl Vm {
         let kvm = open_kvm()?;
         let fd = kvm.create_vm().map_err(kvm_err("creating a VM (KVM_CREATE_VM)"))?;
         let ram = GuestRam::new(config.mem_size)?;
-        let slots = slots::layout(&ram.host_ranges(), &[]);
+        let slots = slots::layout(ram.host_ranges(), &[]);
         slots::apply(&fd, &[], &slots).map_err(VmError::Slots)?;
         let initrd = config.initrd.as_deref();
         let boot = match &config.image {
@@ -254,12 +254,10 @@ impl Vm {
         let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _, slots, kvm_stats } =
             self;
         let (debug, commands) = DebugState::new(vcpus.len());
-        let ram_ranges = ram.host_ranges();
         let clock = Clock::start();
         let shared = Arc::new(Shared {
             ram: ram.clone(),
             buses: Buses { pio, mmio },
-            start: clock.started(),
             clock,
             seq: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -268,7 +266,6 @@ impl Vm {
             sinks,
             debug,
             vm: _fd,
-            ram_ranges,
             slots: Mutex::new(slots),
             threads: Mutex::new(Vec::new()),
             kvm_stats,
@@ -299,7 +296,7 @@ impl Vm {
         }
         use std::os::unix::thread::JoinHandleExt;
         *lock(&shared.threads) = threads.iter().map(|t| t.as_pthread_t()).collect();
-        let deadline = limits.timeout.map(|t| shared.start + t);
+        let deadline = limits.timeout.map(|t| shared.clock.started() + t);
         Ok(RunningVm { shared, threads, ends, deadline, serial, _ram: ram })
     }
 }
@@ -323,7 +320,7 @@ impl RunningVm {
 
     /// When the VM started; event timestamps count from here.
     pub fn start(&self) -> Instant {
-        self.shared.start
+        self.shared.clock.started()
     }
 
     /// The serial port, for typed input.
@@ -378,6 +375,13 @@ impl RunningVm {
         }
         let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
         let kvm = shared.kvm_counts();
-        RunReport { end, counters: shared.merged_counters(), per_vcpu, crash, kvm, elapsed: shared.start.elapsed() }
+        RunReport {
+            end,
+            counters: shared.merged_counters(),
+            per_vcpu,
+            crash,
+            kvm,
+            elapsed: shared.clock.started().elapsed(),
+        }
     }
 }
