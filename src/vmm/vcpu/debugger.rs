@@ -231,10 +231,5 @@ fn inject_fault(fd: &VcpuFd, vector: u8) -> bool {
 /// Delivers #BP for the guest's own `int3` at RIP: RIP past it, exception 3 injected.
 fn inject_breakpoint(fd: &VcpuFd, regs: &kvm_regs) -> bool {
     let moved = kvm_regs { rip: regs.rip.wrapping_add(1), ..*regs };
-    let Ok(mut events) = fd.get_vcpu_events() else { return false };
-    events.exception.injected = 1;
-    events.exception.nr = 3;
-    events.exception.has_error_code = 0;
-    events.exception.pending = 0;
-    fd.set_regs(&moved).is_ok() && fd.set_vcpu_events(&events).is_ok()
+    fd.set_regs(&moved).is_ok() && inject_fault(fd, 3)
 }
