@@ -161,6 +161,19 @@ pub fn sum(readings: &[Reading]) -> Reading {
     total
 }
 
+/// Each statistic's change per second from `old` to `new`, `secs` apart: a cumulative one never
+/// goes back (its rate is never negative); a current value may.
+pub fn rates(new: &Reading, old: &Reading, secs: f64) -> Vec<(String, f64)> {
+    new.iter()
+        .zip(old)
+        .map(|((name, kind, v), (_, _, was))| {
+            let delta =
+                if *kind == StatKind::Cumulative { v.saturating_sub(*was) as f64 } else { *v as f64 - *was as f64 };
+            (name.clone(), delta / secs.max(1e-3))
+        })
+        .collect()
+}
+
 /// The value of `name` in a reading (0 when this host's KVM does not count it).
 pub fn value(reading: &Reading, name: &str) -> u64 {
     reading.iter().find(|(n, _, _)| n == name).map_or(0, |(_, _, v)| *v)

@@ -14,6 +14,7 @@ use ratatui::widgets::Paragraph;
 use super::{frame, scroll_rows};
 use crate::memory_view::MemoryMapView;
 use crate::ui::theme::Theme;
+use crate::vmm::kvm_stats::rates;
 use crate::vmm::memory::RegionKind;
 
 /// How often the map is read again while it shows.
@@ -48,9 +49,7 @@ impl MemMapPane {
         if let (Some(old), Some(at), Some(new)) =
             (self.view.as_ref().and_then(|v| v.kvm.as_ref()), self.read_at, &view.kvm)
         {
-            let secs = now.duration_since(at).as_secs_f64().max(1e-3);
-            self.kvm_rates =
-                new.iter().zip(old).map(|((n, _, v), (_, _, b))| (n.clone(), (*v as f64 - *b as f64) / secs)).collect();
+            self.kvm_rates = rates(new, old, now.duration_since(at).as_secs_f64());
         }
         self.view = Some(view);
         self.read_at = Some(now);

@@ -14,7 +14,7 @@ use crate::summary::{busiest, kvm_shown, micros, percent};
 use crate::trace::{Counters, Stat};
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
-use crate::vmm::kvm_stats::{KvmCounts, Reading, value};
+use crate::vmm::kvm_stats::{KvmCounts, Reading, rates, value};
 
 /// Rate samples kept for the sparkline.
 const RATE_HISTORY: usize = 120;
@@ -84,13 +84,7 @@ impl KvmSection {
         if let Ok(c) = &counts {
             match &self.last {
                 Some((then, before)) if now.duration_since(*then) >= Duration::from_secs(1) => {
-                    let secs = now.duration_since(*then).as_secs_f64();
-                    self.rates = c
-                        .vcpus
-                        .iter()
-                        .zip(before)
-                        .map(|((n, _, v), (_, _, b))| (n.clone(), v.saturating_sub(*b) as f64 / secs))
-                        .collect();
+                    self.rates = rates(&c.vcpus, before, now.duration_since(*then).as_secs_f64());
                     self.last = Some((now, c.vcpus.clone()));
                 }
                 Some(_) => {}
