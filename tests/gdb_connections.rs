@@ -8,11 +8,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::gdb_stub::*;
-use common::*;
 
 /// What the probes send before closing: nothing (connect and close), a newline, an HTTP request,
 /// half of gdb's first packet.
@@ -86,12 +85,7 @@ struct LingeringGdb {
 
 impl LingeringGdb {
     fn start(stub: &Stub, commands: &[&str]) -> Self {
-        let mut cmd = Command::new("gdb");
-        cmd.args(["-batch", "-nx", "-ex", &format!("file {}", guest("gdbtest.elf").display())]);
-        cmd.args(["-ex", &format!("target remote {}", stub.addr)]);
-        for c in commands {
-            cmd.args(["-ex", c]);
-        }
+        let mut cmd = stub.gdb_command(Some("gdbtest.elf"), commands);
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).process_group(0).spawn().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();

@@ -56,6 +56,12 @@ impl Stub {
 
     /// Runs gdb in batch mode with these commands; returns what it printed.
     pub fn gdb(&self, file: Option<&str>, commands: &[&str]) -> String {
+        let out = self.gdb_command(file, commands).output().expect("gdb runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    /// gdb in batch mode, attached to this stub, to run these commands.
+    pub fn gdb_command(&self, file: Option<&str>, commands: &[&str]) -> Command {
         let mut cmd = Command::new("gdb");
         cmd.args(["-batch", "-nx"]);
         if let Some(f) = file {
@@ -65,8 +71,7 @@ impl Stub {
         for c in commands {
             cmd.args(["-ex", c]);
         }
-        let out = cmd.output().expect("gdb runs");
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        cmd
     }
 
     /// Waits for kvmscope to end: status, stdout, stderr.
