@@ -1,6 +1,6 @@
 //! Builds the project's own guests from assets/guests with the machine's GNU toolchain (gcc as the
 //! assembler driver, ld). The name says the kind: `*.mb.S` multiboot ELF32, `*.elf64.S` 64-bit ELF,
-//! `*.raw16.S` a raw real-mode binary loaded at 0x7c00.
+//! `*.raw16.S` a raw real-mode binary loaded at 0x7c00, `*.mb.c` a multiboot ELF32 from freestanding C.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +16,8 @@ fn build(src: &Path, out: &Path, dir: &Path) {
         (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-T".into(), dir.join("multiboot.ld").display().to_string()])
     } else if let Some(s) = name.strip_suffix(".elf64.S") {
         (s, "-m64", vec!["-m".into(), "elf_x86_64".into(), "-T".into(), dir.join("elf64.ld").display().to_string()])
+    } else if let Some(s) = name.strip_suffix(".mb.c") {
+        (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-T".into(), dir.join("multiboot.ld").display().to_string()])
     } else if let Some(s) = name.strip_suffix(".raw16.S") {
         (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-Ttext=0x7c00".into(), "--oformat=binary".into()])
     } else {
@@ -23,7 +25,29 @@ fn build(src: &Path, out: &Path, dir: &Path) {
     };
     let obj = out.join(format!("{stem}.o"));
     let image = out.join(if name.ends_with(".raw16.S") { format!("{stem}.bin") } else { format!("{stem}.elf") });
-    run(Command::new("gcc").args([bits, "-c", "-nostdlib", "-I"]).arg(dir).arg(src).arg("-o").arg(&obj));
+    // Freestanding C: no libc, no stack protector, no position independence, integer registers only.
+    let c_flags: &[&str] = if name.ends_with(".c") {
+        &[
+            "-ffreestanding",
+            "-fno-pic",
+            "-fno-stack-protector",
+            "-mgeneral-regs-only",
+            "-fno-asynchronous-unwind-tables",
+            "-O2",
+            "-Wall",
+            "-Werror",
+        ]
+    } else {
+        &[]
+    };
+    run(Command::new("gcc")
+        .args([bits, "-c", "-nostdlib"])
+        .args(c_flags)
+        .arg("-I")
+        .arg(dir)
+        .arg(src)
+        .arg("-o")
+        .arg(&obj));
     run(Command::new("ld").args(&ld_args).args(["-nostdlib", "--build-id=none", "-o"]).arg(&image).arg(&obj));
 }
 

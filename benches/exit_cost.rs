@@ -89,6 +89,7 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
         initrd: None,
         host_workarounds: true,
         cpu_features: Vec::new(),
+        virtio: Default::default(),
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

@@ -10,6 +10,7 @@ use kvmscope::session::{Session, SessionError};
 use kvmscope::summary::SummaryFormat;
 use kvmscope::vmm::loader::BootMode;
 use kvmscope::vmm::memory::parse_size;
+use kvmscope::vmm::virtio::{DiskSpec, Extra, VirtioConfig};
 use kvmscope::vmm::{Image, RunLimits, VmConfig};
 
 /// A small KVM virtual machine monitor built to be looked into: every vmexit, live.
@@ -103,6 +104,20 @@ struct RunArgs {
     /// Write the debug console ports' output (0x402, 0xe9) to this file instead of the console.
     #[arg(long, value_name = "FILE")]
     debugcon: Option<PathBuf>,
+    /// A raw disk image as a virtio-blk device (`FILE` or `FILE,ro`); may be given several times.
+    #[arg(long, value_name = "FILE[,ro]", value_parser = parse_disk)]
+    disk: Vec<DiskSpec>,
+    /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
+    virtio: Option<Vec<Extra>>,
+    /// Let KVM signal virtio queue notifications on an eventfd (KVM_IOEVENTFD) instead of trapping
+    /// each one as an MMIO exit.
+    #[arg(long)]
+    ioeventfd: bool,
+}
+
+fn parse_disk(text: &str) -> Result<DiskSpec, String> {
+    DiskSpec::parse(text)
 }
 
 /// Parsed `--cpu-features`.
@@ -156,6 +171,7 @@ fn run(args: RunArgs) -> ExitCode {
         initrd: args.initrd,
         host_workarounds: !args.no_host_workarounds,
         cpu_features: args.cpu_features.map(|f| f.0).unwrap_or_default(),
+        virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd },
     };
     let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
     let record = args.record;
@@ -261,6 +277,7 @@ fn main() -> ExitCode {
                 initrd: None,
                 host_workarounds: true,
                 cpu_features: Vec::new(),
+                virtio: Default::default(),
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

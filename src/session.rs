@@ -148,9 +148,12 @@ impl Launched {
         self.report.is_none()
     }
 
-    /// The serial port, while the run goes on.
-    pub fn serial(&self) -> Option<&SerialPort> {
-        self.is_running().then(|| self.running.serial())
+    /// Typed input for the guest's console (the UART, or the virtio console when the guest's
+    /// console is `hvc0`), while the run goes on.
+    pub fn type_input(&self, bytes: &[u8]) {
+        if self.is_running() {
+            self.running.type_input(bytes);
+        }
     }
 
     /// Waits up to `wait` for the run to end by itself; when it has, stops the vCPUs and returns

@@ -6,7 +6,7 @@ pub mod live;
 pub mod printer;
 
 use crate::debug::Stop;
-use crate::trace::ExitEvent;
+use crate::trace::{DeviceEvent, ExitEvent};
 
 /// A consumer of exit events.
 pub trait ExitSink: Send + Sync {
@@ -15,4 +15,7 @@ pub trait ExitSink: Send + Sync {
 
     /// Called when a vCPU stops for the debugger, with its registers.
     fn on_stop(&self, _stop: &Stop) {}
+
+    /// Called for each device event (virtio queues), on the device's worker thread or a vCPU's.
+    fn on_device(&self, _event: &DeviceEvent) {}
 }

@@ -1,7 +1,9 @@
 //! What a vmexit is once kvmscope has seen it: the typed event and the exact counters.
 
 pub mod counters;
+pub mod device;
 pub mod event;
 
 pub use counters::{Counters, Stat};
+pub use device::{DeviceEvent, DeviceEventKind, NotifyPath};
 pub use event::{Dir, ExitEvent, ExitKind, Insn};

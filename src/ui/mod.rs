@@ -176,9 +176,7 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
         }
         Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
         Action::SerialInput(bytes) => {
-            if let Some(mut serial) = launched.serial().and_then(|s| s.lock().ok()) {
-                serial.enqueue_input(&bytes);
-            }
+            launched.type_input(&bytes);
         }
     }
 }

@@ -35,12 +35,15 @@ pub enum VmError {
     /// An eventfd for an interrupt line could not be made.
     #[error("cannot create an eventfd for the serial interrupt: {0}")]
     EventFd(std::io::Error),
+    /// A `--disk` or another virtio device could not be set up.
+    #[error("{0}")]
+    Virtio(String),
 }
 
 impl VmError {
     /// Whether the user's input (image, sizes, addresses) is at fault, as opposed to the host.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, VmError::Memory(_) | VmError::Loader(_))
+        matches!(self, VmError::Memory(_) | VmError::Loader(_) | VmError::Virtio(_))
     }
 }
 

@@ -20,6 +20,7 @@ pub mod probe;
 pub mod shared;
 pub mod slots;
 pub mod vcpu;
+pub mod virtio;
 pub mod vm;
 
 pub use kvm::VmError;

@@ -13,6 +13,7 @@ use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, layout};
+use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
 use crate::sync::lock;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub threads: Mutex<Vec<libc::pthread_t>>,
     /// KVM's own counters of this VM, or why there are none.
     pub kvm_stats: Result<VmStats, String>,
+    /// The virtio devices, for their views.
+    pub virtio: VirtioSet,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.

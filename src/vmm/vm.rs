@@ -26,6 +26,7 @@ use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::Shared;
 use super::slots;
 use super::vcpu::{Vcpu, VcpuEnd};
+use super::virtio::{VirtioConfig, VirtioSet};
 use crate::console::SharedWriter;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
@@ -59,6 +60,8 @@ pub struct VmConfig {
     pub host_workarounds: bool,
     /// `--cpu-features`: CPUID bits to clear or set, after kvmscope's own adjustments.
     pub cpu_features: Vec<linux::CpuFeature>,
+    /// `--disk`, `--virtio`, `--ioeventfd`.
+    pub virtio: VirtioConfig,
 }
 
 /// What a finished run leaves behind.
@@ -97,6 +100,10 @@ pub struct Vm {
     pub sync_regs: bool,
     /// The serial port, for input from the UI.
     pub serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
+    /// The virtio devices.
+    pub virtio: VirtioSet,
+    /// Typed input goes to the virtio console (the guest's console is `hvc0`), not the UART.
+    input_to_virtio: bool,
     /// What kvmscope changed for the host's sake (CPUID, command line), in words.
     pub adjustments: Vec<String>,
     /// The memory slots KVM has.
@@ -161,16 +168,6 @@ impl Vm {
             && config.host_workarounds
             && crate::vmm::probe::probe().is_ok_and(|p| p.int3_at_cpl0.works && !p.sw_breakpoint.works);
         let mut adjustments = Vec::new();
-        // The command line is Linux's: other boot-protocol images (memtest86+) get none of it.
-        let linux_cmdline = boot.format == "pvh" || boot.kernel_version.is_some();
-        if emulating_host && linux_cmdline {
-            let cmdline = format!("{} {}", config.cmdline, linux::EMULATION_CMDLINE).trim().to_string();
-            match boot.format {
-                "pvh" => loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?,
-                _ => loader::bzimage::set_cmdline(&ram, &image_path, &cmdline)?,
-            }
-            adjustments.push(format!("command line += \"{}\"", linux::EMULATION_CMDLINE));
-        }
         if boot.mode != BootMode::Real && !boot_cpu::write_boot_tables(&ram, boot.mode) {
             return Err(LoaderError::Invalid {
                 path: PathBuf::from("(boot tables)"),
@@ -192,6 +189,25 @@ impl Vm {
         };
         let console = SharedWriter::new(config.console);
         let debugcon_out = |c: &SharedWriter| -> Box<dyn Write + Send> { Box::new(c.clone()) };
+        let virtio = VirtioSet::build(&config.virtio, is_linux, &ram, &fd, is_linux, || debugcon_out(&console))?;
+        // The command line is Linux's: other boot-protocol images (memtest86+) get none of it.
+        let linux_cmdline = boot.format == "pvh" || boot.kernel_version.is_some();
+        let mut added = Vec::new();
+        if linux_cmdline && !virtio.is_empty() {
+            added.push(virtio.cmdline());
+        }
+        if emulating_host && linux_cmdline {
+            added.push(linux::EMULATION_CMDLINE.to_string());
+        }
+        if !added.is_empty() {
+            let cmdline = format!("{} {}", config.cmdline, added.join(" ")).trim().to_string();
+            match boot.format {
+                "pvh" => loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?,
+                _ => loader::bzimage::set_cmdline(&ram, &image_path, &cmdline)?,
+            }
+            adjustments.extend(added.iter().map(|a| format!("command line += \"{a}\"")));
+        }
+        let input_to_virtio = virtio.has_console() && config.cmdline.contains("console=hvc");
         let debugcon = config.debugcon.map(SharedWriter::new).unwrap_or_else(|| console.clone());
         let serial = Arc::new(Mutex::new(Serial::with_irq(Box::new(console) as Box<dyn Write + Send>, irq)));
         let mut pio = Bus::default();
@@ -205,7 +221,8 @@ impl Vm {
             let device = DebugCon::new(port, debugcon_out(&debugcon));
             pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;
         }
-        let mmio = Bus::default();
+        let mut mmio = Bus::default();
+        virtio.attach(&mut mmio)?;
 
         let sync_regs = {
             let want = kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X86_SREGS;
@@ -240,7 +257,22 @@ impl Vm {
             Ok(VmStats { vm, vcpus })
         });
         let kvm_stats = kvm_stats.map_err(|e| e.to_string());
-        Ok(Self { _kvm: kvm, _fd: fd, ram, boot, pio, mmio, vcpus, sync_regs, serial, adjustments, slots, kvm_stats })
+        Ok(Self {
+            _kvm: kvm,
+            _fd: fd,
+            ram,
+            boot,
+            pio,
+            mmio,
+            vcpus,
+            sync_regs,
+            serial,
+            virtio,
+            input_to_virtio,
+            adjustments,
+            slots,
+            kvm_stats,
+        })
     }
 
     /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
@@ -251,8 +283,22 @@ impl Vm {
     /// Starts every vCPU on its own thread and returns at once.
     pub fn start(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunningVm, VmError> {
         kick::install();
-        let Vm { _kvm, _fd, ram, boot: _, pio, mmio, vcpus, sync_regs, serial, adjustments: _, slots, kvm_stats } =
-            self;
+        let Vm {
+            _kvm,
+            _fd,
+            ram,
+            boot: _,
+            pio,
+            mmio,
+            vcpus,
+            sync_regs,
+            serial,
+            virtio,
+            input_to_virtio,
+            adjustments: _,
+            slots,
+            kvm_stats,
+        } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let clock = Clock::start();
         let shared = Arc::new(Shared {
@@ -269,11 +315,15 @@ impl Vm {
             slots: Mutex::new(slots),
             threads: Mutex::new(Vec::new()),
             kvm_stats,
+            virtio,
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
         });
         if limits.start_paused {
             shared.debug.raise_pause();
+        }
+        if let Err(e) = shared.virtio.start(clock, &shared.sinks) {
+            return Err(VmError::Virtio(format!("cannot start a virtio device's worker thread: {e}")));
         }
         let (tx, ends) = mpsc::channel::<VcpuEnd>();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -288,7 +338,8 @@ impl Vm {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    let mut failed = RunningVm { shared, threads, ends, deadline: None, serial, _ram: ram };
+                    let mut failed =
+                        RunningVm { shared, threads, ends, deadline: None, serial, input_to_virtio, _ram: ram };
                     failed.finish((RunEnd::VmmError(VmmFailure::Thread { reason: e.to_string() }), None));
                     return Err(VmError::Thread(e));
                 }
@@ -297,7 +348,7 @@ impl Vm {
         use std::os::unix::thread::JoinHandleExt;
         *lock(&shared.threads) = threads.iter().map(|t| t.as_pthread_t()).collect();
         let deadline = limits.timeout.map(|t| shared.clock.started() + t);
-        Ok(RunningVm { shared, threads, ends, deadline, serial, _ram: ram })
+        Ok(RunningVm { shared, threads, ends, deadline, serial, input_to_virtio, _ram: ram })
     }
 }
 
@@ -308,6 +359,7 @@ pub struct RunningVm {
     ends: mpsc::Receiver<VcpuEnd>,
     deadline: Option<Instant>,
     serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
+    input_to_virtio: bool,
     /// Guest memory stays mapped until the vCPUs are joined.
     _ram: GuestRam,
 }
@@ -326,6 +378,18 @@ impl RunningVm {
     /// The serial port, for typed input.
     pub fn serial(&self) -> &Arc<Mutex<Serial<Box<dyn Write + Send>>>> {
         &self.serial
+    }
+
+    /// Typed input for the guest's console: the virtio console when the guest's console is `hvc0`,
+    /// else the UART. Says which.
+    pub fn type_input(&self, bytes: &[u8]) -> &'static str {
+        if self.input_to_virtio && self.shared.virtio.type_input(bytes) {
+            return "virtio-console";
+        }
+        if let Ok(mut s) = self.serial.lock() {
+            s.enqueue_input(bytes);
+        }
+        "serial"
     }
 
     /// Waits up to `wait` for the run to end by itself (a vCPU ended it, Ctrl-C, the timeout).
@@ -370,6 +434,7 @@ impl RunningVm {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        shared.virtio.stop();
         if let Ok(mut s) = self.serial.lock() {
             let _ = s.writer_mut().flush();
         }

@@ -1,0 +1,269 @@
+//! virtio-blk on a raw image file (`--disk FILE[,ro]`): requests IN, OUT, FLUSH and GET_ID; a FLUSH
+//! is an `fdatasync`, so what the guest flushed is on the host's disk before the guest hears so.
+//! Every request is checked against the spec's shape (header the device reads, data in the right
+//! direction, a status byte at the end) and the disk's size; a bad one fails with IOERR, not the VMM.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use virtio_bindings::virtio_blk::*;
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use vm_memory::GuestMemoryMmap;
+
+use super::chain::{Desc, read_buffer, write_buffer};
+use super::{Completion, VirtioDevice};
+
+/// Bytes per sector, as the spec counts them.
+const SECTOR: u64 = 512;
+/// The queue's size (Linux takes what the device offers).
+const QUEUE_SIZE: u16 = 256;
+/// Data one request may carry at most; a larger one fails with IOERR.
+const MAX_REQUEST: u64 = 16 << 20;
+/// `VIRTIO_BLK_ID_BYTES`.
+const ID_BYTES: usize = 20;
+
+/// A disk as `--disk` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+impl DiskSpec {
+    /// `FILE` or `FILE,ro`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (path, read_only) = match text.rsplit_once(',') {
+            Some((p, "ro")) => (p, true),
+            Some((p, "rw")) => (p, false),
+            Some((_, other)) => return Err(format!("--disk {text}: unknown option {other:?} (expected ro or rw)")),
+            None => (text, false),
+        };
+        if path.is_empty() {
+            return Err("--disk needs a file name".into());
+        }
+        Ok(Self { path: PathBuf::from(path), read_only })
+    }
+}
+
+/// A virtio block device.
+pub struct Block {
+    file: File,
+    read_only: bool,
+    sectors: u64,
+    id: Vec<u8>,
+}
+
+/// What the request header says.
+struct Header {
+    kind: u32,
+    sector: u64,
+}
+
+impl Block {
+    /// Opens the image (read-only when asked).
+    pub fn open(spec: &DiskSpec) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!spec.read_only)
+            .open(&spec.path)
+            .map_err(|e| format!("--disk {}: {e}", spec.path.display()))?;
+        let len = file.metadata().map_err(|e| format!("--disk {}: {e}", spec.path.display()))?.len();
+        let name = spec.path.file_name().map_or(Path::new("disk").as_os_str(), |n| n).to_string_lossy();
+        let id = name.as_bytes()[..name.len().min(ID_BYTES)].to_vec();
+        Ok(Self { file, read_only: spec.read_only, sectors: len / SECTOR, id })
+    }
+
+    /// Capacity in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    fn header(chain: &[Desc], mem: &GuestMemoryMmap) -> Option<Header> {
+        let first = chain.first().filter(|d| !d.device_writes() && d.len >= 16)?;
+        let mut h = [0u8; 16];
+        read_buffer(mem, first, &mut h).then(|| Header {
+            kind: u32::from_le_bytes(h[0..4].try_into().unwrap()),
+            sector: u64::from_le_bytes(h[8..16].try_into().unwrap()),
+        })
+    }
+
+    /// The data buffers: everything between the header descriptor and the status byte, as
+    /// (address, length, device writes it).
+    fn data(chain: &[Desc]) -> Vec<(u64, u64, bool)> {
+        let mut v: Vec<(u64, u64, bool)> = Vec::new();
+        let last = chain.len() - 1;
+        for (i, d) in chain.iter().enumerate() {
+            let (mut addr, mut len) = (d.addr, d.len as u64);
+            if i == 0 {
+                // The header's descriptor may carry data after its 16 bytes.
+                addr += 16;
+                len = len.saturating_sub(16);
+            }
+            if i == last {
+                len = len.saturating_sub(1);
+            }
+            if len > 0 {
+                v.push((addr, len, d.device_writes()));
+            }
+        }
+        v
+    }
+
+    fn execute(&mut self, h: &Header, data: &[(u64, u64, bool)], mem: &GuestMemoryMmap) -> Result<u32, String> {
+        let total: u64 = data.iter().map(|d| d.1).sum();
+        let check_range = |total: u64| -> Result<(), String> {
+            if total % SECTOR != 0 {
+                return Err(format!("length {total} is not a whole number of sectors"));
+            }
+            if total > MAX_REQUEST {
+                return Err(format!("length {total} is above the {MAX_REQUEST}-byte limit"));
+            }
+            match h.sector.checked_add(total / SECTOR) {
+                Some(end) if end <= self.sectors => Ok(()),
+                _ => Err(format!("sectors {}+{} beyond the disk's {}", h.sector, total / SECTOR, self.sectors)),
+            }
+        };
+        match h.kind {
+            VIRTIO_BLK_T_IN => {
+                if data.iter().any(|d| !d.2) {
+                    return Err("a read request with a buffer the device cannot write".into());
+                }
+                check_range(total)?;
+                let mut offset = h.sector * SECTOR;
+                for &(addr, len, _) in data {
+                    let mut buf = vec![0u8; len as usize];
+                    self.file.read_exact_at(&mut buf, offset).map_err(|e| format!("host read: {e}"))?;
+                    if !write_buffer(mem, addr, &buf) {
+                        return Err(format!("buffer {addr:#x}+{len:#x} is not guest RAM"));
+                    }
+                    offset += len;
+                }
+                Ok(total as u32)
+            }
+            VIRTIO_BLK_T_OUT => {
+                if self.read_only {
+                    return Err("write to a read-only disk".into());
+                }
+                if data.iter().any(|d| d.2) {
+                    return Err("a write request with a buffer the device must write".into());
+                }
+                check_range(total)?;
+                let mut offset = h.sector * SECTOR;
+                for &(addr, len, _) in data {
+                    let mut buf = vec![0u8; len as usize];
+                    let d = Desc { addr, len: len as u32, flags: 0, next: 0 };
+                    if !read_buffer(mem, &d, &mut buf) {
+                        return Err(format!("buffer {addr:#x}+{len:#x} is not guest RAM"));
+                    }
+                    self.file.write_all_at(&buf, offset).map_err(|e| format!("host write: {e}"))?;
+                    offset += len;
+                }
+                Ok(0)
+            }
+            VIRTIO_BLK_T_FLUSH => {
+                self.file.sync_data().map_err(|e| format!("host fdatasync: {e}"))?;
+                Ok(0)
+            }
+            VIRTIO_BLK_T_GET_ID => {
+                let Some(&(addr, len, true)) = data.first() else {
+                    return Err("GET_ID without a buffer the device can write".into());
+                };
+                let mut id = [0u8; ID_BYTES];
+                id[..self.id.len()].copy_from_slice(&self.id);
+                let n = (len as usize).min(ID_BYTES);
+                write_buffer(mem, addr, &id[..n]);
+                Ok(n as u32)
+            }
+            other => Err(format!("unsupported request type {other}")),
+        }
+    }
+}
+
+/// A request type by name.
+fn kind_name(kind: u32) -> String {
+    match kind {
+        VIRTIO_BLK_T_IN => "read".into(),
+        VIRTIO_BLK_T_OUT => "write".into(),
+        VIRTIO_BLK_T_FLUSH => "flush".into(),
+        VIRTIO_BLK_T_GET_ID => "get-id".into(),
+        VIRTIO_BLK_T_DISCARD => "discard".into(),
+        VIRTIO_BLK_T_WRITE_ZEROES => "write-zeroes".into(),
+        other => format!("type {other}"),
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_id(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = 1 << VIRTIO_BLK_F_FLUSH | 1 << VIRTIO_BLK_F_SEG_MAX | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        if self.read_only {
+            f |= 1 << VIRTIO_BLK_F_RO;
+        }
+        f
+    }
+
+    fn queue_sizes(&self) -> &'static [u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn queue_name(&self, _queue: u16) -> &'static str {
+        "requestq"
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // capacity, size_max, seg_max, geometry, blk_size (struct virtio_blk_config).
+        let mut config = [0u8; 24];
+        config[0..8].copy_from_slice(&self.sectors.to_le_bytes());
+        config[12..16].copy_from_slice(&(QUEUE_SIZE as u32 - 2).to_le_bytes());
+        config[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes());
+        let start = (offset as usize).min(config.len());
+        let n = data.len().min(config.len() - start);
+        data[..n].copy_from_slice(&config[start..start + n]);
+    }
+
+    fn describe(&self, _queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String {
+        match Self::header(chain, mem) {
+            Some(h) => {
+                let len: u64 = Self::data(chain).iter().map(|d| d.1).sum();
+                match h.kind {
+                    VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
+                        format!("{} sector {} len {len}", kind_name(h.kind), h.sector)
+                    }
+                    k => kind_name(k),
+                }
+            }
+            None => "no readable request header".into(),
+        }
+    }
+
+    fn handle(&mut self, _queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+        let Some(status) = chain.last().filter(|d| d.device_writes() && d.len >= 1) else {
+            let problem = Some("request without a device-writable status byte at its end".to_string());
+            return Completion { written: 0, status: "no status byte".into(), problem };
+        };
+        let status_addr = status.addr + status.len as u64 - 1;
+        let result = match Self::header(chain, mem) {
+            Some(h) => self.execute(&h, &Self::data(chain), mem),
+            None => Err("no readable 16-byte request header".into()),
+        };
+        let (code, done) = match result {
+            Ok(n) => (VIRTIO_BLK_S_OK, Completion::ok(n + 1)),
+            Err(why) if why.starts_with("unsupported") => {
+                (VIRTIO_BLK_S_UNSUPP, Completion { written: 1, status: format!("UNSUPP: {why}"), problem: None })
+            }
+            Err(why) if why.starts_with("host") => {
+                (VIRTIO_BLK_S_IOERR, Completion { written: 1, status: format!("IOERR: {why}"), problem: None })
+            }
+            Err(why) => (
+                VIRTIO_BLK_S_IOERR,
+                Completion { written: 1, status: format!("IOERR: {why}"), problem: Some(why.clone()) },
+            ),
+        };
+        write_buffer(mem, status_addr, &[code as u8]);
+        done
+    }
+}

@@ -1,0 +1,191 @@
+//! The VM's virtio devices as one set: built from the options, placed on the MMIO bus in the fixed
+//! layout, wired to interrupts (irqfd) and, with `--ioeventfd`, to KVM's notification eventfds;
+//! their workers started with the run and stopped at its end.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use kvm_ioctls::{IoEventAddress, VmFd};
+use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::blk::{Block, DiskSpec};
+use super::console::{Console, Input};
+use super::rng::Rng;
+use super::view::DeviceView;
+use super::worker::Worker;
+use super::{MAX_DEVICES, MMIO_STRIDE, Transport, VirtioDevice, slot};
+use crate::sink::ExitSink;
+use crate::sync::lock;
+use crate::vmm::bus::Bus;
+use crate::vmm::clock::Clock;
+use crate::vmm::kvm::VmError;
+use crate::vmm::memory::GuestRam;
+
+/// Names on the bus of the disks, in `--disk` order.
+const DISK_NAMES: [&str; 8] = [
+    "virtio-blk0",
+    "virtio-blk1",
+    "virtio-blk2",
+    "virtio-blk3",
+    "virtio-blk4",
+    "virtio-blk5",
+    "virtio-blk6",
+    "virtio-blk7",
+];
+
+/// A device besides the disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Extra {
+    /// virtio-rng.
+    Rng,
+    /// virtio-console (`console=hvc0`).
+    Console,
+    /// Neither.
+    None,
+}
+
+/// The virtio options of a run.
+#[derive(Debug, Clone, Default)]
+pub struct VirtioConfig {
+    pub disks: Vec<DiskSpec>,
+    /// `--virtio LIST`; `None`: rng and console for Linux guests, nothing for others.
+    pub extra: Option<Vec<Extra>>,
+    /// Queue notifications through `KVM_IOEVENTFD` instead of trapped MMIO writes.
+    pub ioeventfd: bool,
+}
+
+struct Entry {
+    transport: Arc<Mutex<Transport>>,
+    base: u64,
+    irq: u32,
+    wake: Arc<EventFd>,
+}
+
+/// The VM's virtio devices.
+#[derive(Default)]
+pub struct VirtioSet {
+    entries: Vec<Entry>,
+    console_input: Option<(Input, Arc<EventFd>)>,
+    workers: Mutex<Vec<Worker>>,
+    ioeventfd: bool,
+}
+
+impl VirtioSet {
+    /// Builds the devices `config` asks for. `irqchip`: the VM has an in-kernel IOAPIC to deliver
+    /// their interrupts (without one, drivers poll the used rings).
+    pub fn build(
+        config: &VirtioConfig,
+        linux: bool,
+        ram: &GuestRam,
+        vm: &VmFd,
+        irqchip: bool,
+        console: impl Fn() -> Box<dyn Write + Send>,
+    ) -> Result<Self, VmError> {
+        let virtio = |e: String| VmError::Virtio(e);
+        if config.disks.len() > DISK_NAMES.len() {
+            return Err(virtio(format!("--disk given {} times; kvmscope has room for {}", config.disks.len(), 8)));
+        }
+        let extra =
+            config.extra.clone().unwrap_or_else(|| if linux { vec![Extra::Rng, Extra::Console] } else { vec![] });
+        let mut devices: Vec<(&'static str, Box<dyn VirtioDevice>)> = Vec::new();
+        for (spec, name) in config.disks.iter().zip(DISK_NAMES) {
+            devices.push((name, Box::new(Block::open(spec).map_err(virtio)?)));
+        }
+        let mut set = Self { ioeventfd: config.ioeventfd, ..Self::default() };
+        if extra.contains(&Extra::Rng) {
+            devices.push(("virtio-rng", Box::new(Rng)));
+        }
+        let input = Input::default();
+        if extra.contains(&Extra::Console) {
+            devices.push(("virtio-console", Box::new(Console::new(console(), input.clone()))));
+        }
+        debug_assert!(devices.len() <= MAX_DEVICES);
+        let eventfd = |e: std::io::Error| virtio(format!("cannot create an eventfd for a virtio device: {e}"));
+        for (index, (name, device)) in devices.into_iter().enumerate() {
+            let (base, irq) = slot(index);
+            let line = if irqchip {
+                let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(eventfd)?;
+                vm.register_irqfd(&evt, irq).map_err(|e| virtio(format!("{name}: KVM refused irqfd {irq}: {e}")))?;
+                Some(evt)
+            } else {
+                None
+            };
+            let is_console = name == "virtio-console";
+            let transport = Transport::new(name, device, ram.mem.clone(), line).map_err(eventfd)?;
+            if config.ioeventfd {
+                for (q, fd) in transport.notify_fds().iter().enumerate() {
+                    let addr = IoEventAddress::Mmio(base + VIRTIO_MMIO_QUEUE_NOTIFY as u64);
+                    vm.register_ioevent(fd, &addr, q as u32)
+                        .map_err(|e| virtio(format!("{name}: KVM refused an ioeventfd (KVM_IOEVENTFD): {e}")))?;
+                }
+            }
+            let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(eventfd)?);
+            if is_console {
+                set.console_input = Some((input.clone(), wake.clone()));
+            }
+            set.entries.push(Entry { transport: Arc::new(Mutex::new(transport)), base, irq, wake });
+        }
+        Ok(set)
+    }
+
+    /// Puts every device's registers on the MMIO bus.
+    pub fn attach(&self, mmio: &mut Bus) -> Result<(), VmError> {
+        for e in &self.entries {
+            let name = lock(&e.transport).name();
+            mmio.insert(name, e.base, MMIO_STRIDE, e.transport.clone())?;
+        }
+        Ok(())
+    }
+
+    /// What tells Linux where the devices are: `virtio_mmio.device=4K@ADDR:IRQ` per device.
+    pub fn cmdline(&self) -> String {
+        let v: Vec<String> =
+            self.entries.iter().map(|e| format!("virtio_mmio.device=4K@{:#x}:{}", e.base, e.irq)).collect();
+        v.join(" ")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether notifications go through `KVM_IOEVENTFD`.
+    pub fn ioeventfd(&self) -> bool {
+        self.ioeventfd
+    }
+
+    /// Connects the devices' events to the run and starts their workers.
+    pub fn start(&self, clock: Clock, sinks: &[Arc<dyn ExitSink>]) -> std::io::Result<()> {
+        let mut workers = lock(&self.workers);
+        for e in &self.entries {
+            lock(&e.transport).events.connect(clock, sinks.to_vec());
+            workers.push(Worker::spawn(e.transport.clone(), e.wake.clone())?);
+        }
+        Ok(())
+    }
+
+    /// Stops the workers (the run is over).
+    pub fn stop(&self) {
+        for mut w in lock(&self.workers).drain(..) {
+            w.stop();
+        }
+    }
+
+    /// Gives typed bytes to the virtio console; false when there is none.
+    pub fn type_input(&self, bytes: &[u8]) -> bool {
+        let Some((input, wake)) = &self.console_input else { return false };
+        lock(input).extend(bytes);
+        let _ = wake.write(1);
+        true
+    }
+
+    /// Whether a virtio console exists.
+    pub fn has_console(&self) -> bool {
+        self.console_input.is_some()
+    }
+
+    /// Every device's state, for the views.
+    pub fn views(&self) -> Vec<DeviceView> {
+        self.entries.iter().map(|e| DeviceView::of(&lock(&e.transport), e.base, e.irq, self.ioeventfd)).collect()
+    }
+}
