@@ -225,6 +225,11 @@ impl Controller {
         Ok(page_map(&self.shared.ram, &self.mode(vcpu)?))
     }
 
+    /// Every virtio device's state, for the devices screen and `monitor virtio`.
+    pub fn virtio(&self) -> Vec<crate::vmm::virtio::DeviceView> {
+        self.shared.virtio.views()
+    }
+
     /// The memory map: slots with what the host populated, devices, the guest's layout, KVM's
     /// mapping counters.
     pub fn memory_map(&self) -> MemoryMapView {

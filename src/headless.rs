@@ -47,10 +47,12 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
         SummaryFormat::Text => {
             eprint!("{}", summary::text(&report.counters, &report.end, elapsed));
             eprint!("{}", summary::kvm_text(&report.kvm, report.counters.total.count));
+            eprint!("{}", report.devices.text());
         }
         SummaryFormat::Json => {
             let mut v = summary::json(&report.counters, &report.end, elapsed);
             v["kvm"] = summary::kvm_json(&report.kvm, report.counters.total.count);
+            v["virtio"] = report.devices.json();
             eprintln!("{v}");
         }
         SummaryFormat::None => eprintln!("kvmscope: run ended: {} (status {})", report.end, report.end.status()),

@@ -1,5 +1,5 @@
-//! `kvmscope export FILE --format jsonl|csv|chrome`: every exit of a recording, streamed chunk by
-//! chunk (a recording larger than memory exports in bounded memory).
+//! `kvmscope export FILE --format jsonl|csv|chrome`: every exit and device event of a recording,
+//! streamed chunk by chunk (a recording larger than memory exports in bounded memory).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::AnalysisError;
 use crate::recording::Record;
-use crate::trace::{ExitEvent, ExitKind};
+use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -137,6 +137,40 @@ pub fn exit_chrome(e: &ExitEvent) -> Value {
     })
 }
 
+/// One device event as a JSON object: `"record": "device"` and the event's fields.
+pub fn device_json(d: &DeviceEvent) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    v["record"] = json!("device");
+    v
+}
+
+/// One device event as a CSV row: reason `virtio_KIND`, the device, the event in words.
+pub fn device_csv(d: &DeviceEvent) -> String {
+    format!(",,{},,virtio_{},,,,,,,{},,,{}", d.t_ns, d.kind.name(), d.device, csv_quote(&d.to_string()))
+}
+
+/// One device event as a Chrome trace event on the devices' track `tid`: a completed request
+/// spans its latency, the rest are instants.
+pub fn device_chrome(d: &DeviceEvent, tid: usize) -> Value {
+    let mut v = json!({
+        "name": format!("{} {}", d.device, d.kind.name()),
+        "cat": "virtio",
+        "pid": 2,
+        "tid": tid,
+        "args": { "event": d.to_string() },
+    });
+    if let DeviceEventKind::Completed { latency_ns, .. } = d.kind {
+        v["ph"] = json!("X");
+        v["ts"] = json!(d.t_ns.saturating_sub(latency_ns) as f64 / 1000.0);
+        v["dur"] = json!(latency_ns as f64 / 1000.0);
+    } else {
+        v["ph"] = json!("i");
+        v["s"] = json!("t");
+        v["ts"] = json!(d.t_ns as f64 / 1000.0);
+    }
+    v
+}
+
 /// Runs the command.
 pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     let out: Box<dyn Write> = match &args.output {
@@ -146,6 +180,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut failed: Option<std::io::Error> = None;
     let mut seen_vcpus = std::collections::BTreeSet::new();
+    let mut devices: Vec<String> = Vec::new();
     let mut first = true;
     let mut write = |out: &mut BufWriter<Box<dyn Write>>, text: &str| {
         if failed.is_none() {
@@ -160,7 +195,29 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
         Format::Jsonl => {}
     }
     let read = super::read_all_warning(&args.file, |r| {
-        let Record::Exit(e) = r else { return };
+        let e = match r {
+            Record::Exit(e) => e,
+            Record::Device(d) => {
+                match args.format {
+                    Format::Jsonl => write(&mut out, &format!("{}\n", device_json(&d))),
+                    Format::Csv => write(&mut out, &format!("{}\n", device_csv(&d))),
+                    Format::Chrome => {
+                        let tid = devices.iter().position(|n| *n == d.device).unwrap_or_else(|| {
+                            devices.push(d.device.clone());
+                            let tid = devices.len() - 1;
+                            let meta = json!({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": d.device}});
+                            write(&mut out, &format!("{}{meta}", if first { "" } else { ",\n" }));
+                            first = false;
+                            tid
+                        });
+                        write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)));
+                        first = false;
+                    }
+                }
+                return;
+            }
+            _ => return,
+        };
         match args.format {
             Format::Jsonl => write(&mut out, &format!("{}\n", exit_json(&e))),
             Format::Csv => write(&mut out, &format!("{}\n", exit_csv(&e))),
@@ -213,5 +270,21 @@ mod tests {
         assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&e).split(',').count() - 1, "the quoted comma");
         let c = exit_chrome(&e);
         assert_eq!((c["ph"].as_str(), c["tid"].as_u64(), c["ts"].as_f64()), (Some("X"), Some(1), Some(2.5)));
+    }
+
+    #[test]
+    fn one_device_event_in_each_format() {
+        let kind = DeviceEventKind::Completed { head: 2, written: 513, latency_ns: 2000, status: "ok".into() };
+        let d = DeviceEvent { t_ns: 5000, device: "virtio-blk0".into(), queue: Some(0), kind };
+        let j = device_json(&d);
+        assert_eq!(
+            (j["record"].as_str(), j["what"].as_str(), j["latency_ns"].as_u64()),
+            (Some("device"), Some("completed"), Some(2000))
+        );
+        let row = device_csv(&d);
+        assert_eq!(row.split(',').count(), CSV_HEADER.split(',').count() + 2, "two quoted commas: {row}");
+        assert!(row.starts_with(",,5000,,virtio_completed,"), "{row}");
+        let c = device_chrome(&d, 0);
+        assert_eq!((c["ph"].as_str(), c["ts"].as_f64(), c["dur"].as_f64()), (Some("X"), Some(3.0), Some(2.0)));
     }
 }

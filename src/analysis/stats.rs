@@ -11,7 +11,7 @@ use serde_json::json;
 use super::AnalysisError;
 use crate::recording::Record;
 use crate::summary;
-use crate::trace::Counters;
+use crate::trace::{Counters, DeviceCounters};
 use crate::vmm::kvm_stats::KvmCounts;
 
 #[derive(Debug, Args)]
@@ -40,6 +40,8 @@ pub struct RecordedRun {
     pub end: Option<(i32, String, String, u64)>,
     /// KVM's own counters at the last sample, if the recording has one.
     pub kvm: Option<KvmCounts>,
+    /// The virtio devices' events, counted (in the time window).
+    pub devices: DeviceCounters,
     pub last_t_ns: u64,
 }
 
@@ -47,8 +49,14 @@ pub struct RecordedRun {
 pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
     let from = args.from.map(|s| (s * 1e9) as u64).unwrap_or(0);
     let to = args.to.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX);
-    let mut run =
-        RecordedRun { counters: Counters::default(), per_vcpu: BTreeMap::new(), end: None, kvm: None, last_t_ns: 0 };
+    let mut run = RecordedRun {
+        counters: Counters::default(),
+        per_vcpu: BTreeMap::new(),
+        end: None,
+        kvm: None,
+        devices: DeviceCounters::default(),
+        last_t_ns: 0,
+    };
     super::read_all_warning(&args.file, |r| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
@@ -59,6 +67,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         }
         Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
         Record::Kvm { counts, .. } => run.kvm = Some(counts),
+        Record::Device(d) if (from..to).contains(&d.t_ns) => run.devices.record(&d),
         _ => {}
     })?;
     Ok(run)
@@ -88,6 +97,7 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
             })
             .collect();
         v["per_vcpu"] = json!(per_vcpu);
+        v["virtio"] = run.devices.json();
         println!("{v}");
     } else {
         let mut out = summary::text_for(&run.counters, &detail, status, elapsed);
@@ -102,6 +112,7 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
             );
         }
         out.push_str(&summary::kvm_text(&kvm, run.counters.total.count));
+        out.push_str(&run.devices.text());
         print!("{out}");
     }
     Ok(())

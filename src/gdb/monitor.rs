@@ -1,4 +1,5 @@
-//! gdb's `monitor` commands: help, exits, break-exit, delete-exit, regs, translate, probe.
+//! gdb's `monitor` commands: help, exits, break-exit, delete-exit, regs, translate, info, virtio,
+//! probe.
 
 use gdbstub::outputln;
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd};
@@ -9,6 +10,7 @@ use crate::debug::exit_breakpoints::{SYNTAX, parse_breakpoint, parse_breakpoint_
 use crate::debug::exit_spec::parse_number;
 use crate::decode::CpuMode;
 use crate::summary;
+use crate::vmm::virtio::view::virtio_text;
 
 const HELP: &str = "\
 kvmscope monitor commands:
@@ -21,6 +23,8 @@ kvmscope monitor commands:
                        memory slot, host-virtual, host page frame (root)
   translate-phys GPA   the same from a guest-physical address
   info mem|tlb|mtree   QEMU's: mapped ranges by protection, every page, the memory tree
+  virtio [NAME]        the virtio devices: status, features, queues (QEMU's info virtio-*);
+                       with NAME, its chains in flight and last requests, descriptor by descriptor
   probe                what this host's KVM does for a debugger, and what kvmscope uses";
 
 impl MonitorCmd for GdbTarget {
@@ -121,6 +125,14 @@ impl MonitorCmd for GdbTarget {
                     }
                 }
                 _ => outputln!(out, "error: usage: monitor info mem|tlb|mtree"),
+            },
+            "virtio" => match virtio_text(&self.controller.virtio(), rest) {
+                Ok(text) => {
+                    for line in text.lines() {
+                        outputln!(out, "{line}");
+                    }
+                }
+                Err(e) => outputln!(out, "error: {e}"),
             },
             "probe" => match self.controller.host() {
                 Ok(h) => outputln!(out, "{h}"),

@@ -4,8 +4,8 @@
 //! header:  "KVMSCOPE-TRACE\0\0" | version u16 | len u32 | JSON (TraceHeader) | crc32 u32
 //! chunks:  "CHNK" | payload len u32 | record count u32 | crc u32 | payload
 //! ```
-//! The chunk's CRC-32 covers its length, its record count and its payload (version 2); in version 1
-//! traces, still read, it covers the payload alone.
+//! The chunk's CRC-32 covers its length, its record count and its payload (version 2 on); in
+//! version 1 traces, still read, it covers the payload alone. Version 3 added device events.
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -19,13 +19,14 @@ use kvm_bindings::kvm_sregs;
 use crate::debug::{Stop, StopReason};
 use crate::decode::regs;
 use crate::sync::lock;
-use crate::trace::{Dir, ExitEvent, ExitKind, Insn};
+use crate::trace::{DeviceEvent, DeviceEventKind, Dir, ExitEvent, ExitKind, Insn, NotifyPath};
 use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
 /// The format version this kvmscope writes, and the newest it reads (it reads every older one).
-pub const VERSION: u16 = 2;
+/// Version 3 added device events.
+pub const VERSION: u16 = 3;
 /// A chunk's first bytes.
 pub const CHUNK_MAGIC: &[u8; 4] = b"CHNK";
 /// Bytes of a chunk's framing before the payload.
@@ -73,6 +74,8 @@ pub enum Record {
         t_ns: u64,
         counts: KvmCounts,
     },
+    /// A virtio device's queue event.
+    Device(DeviceEvent),
 }
 
 /// A debug stop as recorded.
@@ -267,6 +270,8 @@ pub enum DecodeError {
     InsnRef(usize),
     #[error("instruction of {0} bytes")]
     LongInsn(usize),
+    #[error("bad {0} in a device event")]
+    Field(&'static str),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -307,6 +312,7 @@ const T_CONSOLE: u8 = 2;
 const T_STOP: u8 = 3;
 const T_END: u8 = 4;
 const T_KVM: u8 = 5;
+const T_DEVICE: u8 = 6;
 
 /// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +359,38 @@ impl KindTag {
     }
 }
 
+/// Encodes a device event (the decoder's `device_event` reads it back).
+fn device_event(p: &mut Vec<u8>, d: &DeviceEvent) {
+    p.push(T_DEVICE);
+    put_varint(p, d.t_ns);
+    put_bytes(p, d.device.as_bytes());
+    put_varint(p, d.queue.map_or(0, |q| q as u64 + 1));
+    match &d.kind {
+        DeviceEventKind::Notify { path, count } => {
+            p.push(0);
+            p.push(u8::from(*path == NotifyPath::Ioeventfd));
+            put_varint(p, *count as u64);
+        }
+        DeviceEventKind::Taken { head, request } => {
+            p.push(1);
+            put_varint(p, *head as u64);
+            put_bytes(p, request.as_bytes());
+        }
+        DeviceEventKind::Completed { head, written, latency_ns, status } => {
+            p.push(2);
+            put_varint(p, *head as u64);
+            put_varint(p, *written as u64);
+            put_varint(p, *latency_ns);
+            put_bytes(p, status.as_bytes());
+        }
+        DeviceEventKind::Interrupt => p.push(3),
+        DeviceEventKind::Error { problem } => {
+            p.push(4);
+            put_bytes(p, problem.as_bytes());
+        }
+    }
+}
+
 impl ChunkEncoder {
     /// Starts a new chunk (the dictionaries start over).
     pub fn reset(&mut self) {
@@ -396,6 +434,7 @@ impl ChunkEncoder {
                     }
                 }
             }
+            Record::Device(d) => device_event(&mut self.payload, d),
             Record::End { t_ns, status, name, detail } => {
                 let p = &mut self.payload;
                 p.push(T_END);
@@ -649,8 +688,37 @@ impl<'a> ChunkDecoder<'a> {
                 let (vcpus, vm) = (self.reading()?, self.reading()?);
                 Ok(Some(Record::Kvm { t_ns, counts: KvmCounts { vm, vcpus } }))
             }
+            T_DEVICE => self.device_event().map(|d| Some(Record::Device(d))),
             t => Err(DecodeError::RecordType(t)),
         }
+    }
+
+    /// A device event: time, device, queue (0: none, else index + 1), kind tag, the kind's fields.
+    fn device_event(&mut self) -> Result<DeviceEvent, DecodeError> {
+        let t_ns = self.varint()?;
+        let device = self.string()?;
+        let queue = match self.varint()? {
+            0 => None,
+            q => Some(u16::try_from(q - 1).map_err(|_| DecodeError::Field("device queue"))?),
+        };
+        let head = |d: &mut Self| u16::try_from(d.varint()?).map_err(|_| DecodeError::Field("chain head"));
+        let kind = match self.byte()? {
+            0 => {
+                let path = if self.byte()? == 0 { NotifyPath::Trapped } else { NotifyPath::Ioeventfd };
+                DeviceEventKind::Notify { path, count: self.u32()? }
+            }
+            1 => DeviceEventKind::Taken { head: head(self)?, request: self.string()? },
+            2 => DeviceEventKind::Completed {
+                head: head(self)?,
+                written: self.u32()?,
+                latency_ns: self.varint()?,
+                status: self.string()?,
+            },
+            3 => DeviceEventKind::Interrupt,
+            4 => DeviceEventKind::Error { problem: self.string()? },
+            _ => return Err(DecodeError::Field("device event kind")),
+        };
+        Ok(DeviceEvent { t_ns, device, queue, kind })
     }
 
     fn exit(&mut self) -> Result<ExitEvent, DecodeError> {
@@ -782,6 +850,15 @@ mod tests {
         let vcpus = vec![("exits".to_string(), StatKind::Cumulative, 236), ("pages".into(), StatKind::Instant, 3)];
         let vm = vec![("mmu_cache_miss".to_string(), StatKind::Peak, 4)];
         records.push(Record::Kvm { t_ns: 11, counts: KvmCounts { vm, vcpus } });
+        for (queue, kind) in [
+            (Some(0), DeviceEventKind::Notify { path: NotifyPath::Ioeventfd, count: 3 }),
+            (Some(0), DeviceEventKind::Taken { head: 7, request: "read sector 2 len 4096".into() }),
+            (Some(0), DeviceEventKind::Completed { head: 7, written: 4097, latency_ns: 12_345, status: "ok".into() }),
+            (Some(1), DeviceEventKind::Interrupt),
+            (None, DeviceEventKind::Error { problem: "queue size 3 refused".into() }),
+        ] {
+            records.push(Record::Device(DeviceEvent { t_ns: 12, device: "virtio-blk0".into(), queue, kind }));
+        }
         let mut enc = ChunkEncoder::default();
         records.iter().for_each(|r| enc.push(r));
         assert_eq!(enc.records as usize, records.len());

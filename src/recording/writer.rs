@@ -16,7 +16,7 @@ use super::format::{ChunkEncoder, ChunkFrame, Record, StopRecord, TraceHeader, e
 use crate::debug::Stop;
 use crate::sink::ExitSink;
 use crate::sync::lock;
-use crate::trace::ExitEvent;
+use crate::trace::{DeviceEvent, ExitEvent};
 use crate::vmm::RunEnd;
 use crate::vmm::kvm_stats::KvmCounts;
 
@@ -134,6 +134,10 @@ impl ExitSink for Recorder {
 
     fn on_stop(&self, stop: &Stop) {
         self.send(Record::Stop(StopRecord::of(stop, self.t_ns())));
+    }
+
+    fn on_device(&self, event: &DeviceEvent) {
+        self.send(Record::Device(event.clone()));
     }
 }
 

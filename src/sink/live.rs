@@ -1,11 +1,18 @@
 //! The live feed to the UI: a bounded queue the vCPU threads push into without ever waiting. When
 //! the view falls behind, events are dropped here and counted; the counters and a recorder never drop.
+//! Device events come through a bounded queue of their own, the oldest dropped when full.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use super::ExitSink;
-use crate::trace::ExitEvent;
+use crate::sync::lock;
+use crate::trace::{DeviceEvent, ExitEvent};
+
+/// Device events kept for the view between two frames at most.
+pub const DEVICE_CAPACITY: usize = 4096;
 
 /// Events queued for the view at most.
 pub const LIVE_CAPACITY: usize = 1 << 16;
@@ -14,18 +21,24 @@ pub const LIVE_CAPACITY: usize = 1 << 16;
 pub struct LiveFeed {
     tx: SyncSender<ExitEvent>,
     dropped: AtomicU64,
+    devices: Mutex<VecDeque<DeviceEvent>>,
 }
 
 impl LiveFeed {
     /// A feed and the receiver the view drains.
     pub fn new(capacity: usize) -> (Self, Receiver<ExitEvent>) {
         let (tx, rx) = sync_channel(capacity);
-        (Self { tx, dropped: AtomicU64::new(0) }, rx)
+        (Self { tx, dropped: AtomicU64::new(0), devices: Mutex::default() }, rx)
     }
 
     /// Events dropped because the view was behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The device events that arrived since the last call, oldest first.
+    pub fn take_device_events(&self) -> Vec<DeviceEvent> {
+        lock(&self.devices).drain(..).collect()
     }
 }
 
@@ -37,6 +50,14 @@ impl ExitSink for LiveFeed {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    fn on_device(&self, event: &DeviceEvent) {
+        let mut q = lock(&self.devices);
+        if q.len() == DEVICE_CAPACITY {
+            q.pop_front();
+        }
+        q.push_back(event.clone());
     }
 }
 

@@ -1,11 +1,12 @@
-//! `--trace`: every exit as one line of text, as it happens (lossless, so it slows the guest).
+//! `--trace`: every exit and device event as one line of text, as it happens (lossless, so it
+//! slows the guest).
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use super::ExitSink;
 use crate::sync::lock;
-use crate::trace::ExitEvent;
+use crate::trace::{DeviceEvent, ExitEvent};
 
 /// One line per exit: sequence, vCPU, time, RIP, reason, payload, instruction, handling time.
 pub fn line(e: &ExitEvent) -> String {
@@ -27,6 +28,11 @@ pub fn line(e: &ExitEvent) -> String {
     )
 }
 
+/// One line per device event, in the exits' columns: time, then the event.
+pub fn device_line(e: &DeviceEvent) -> String {
+    format!("{:<9} {:<5} {:>12.6}s {e}", "device", "", e.t_ns as f64 / 1e9)
+}
+
 /// Writes each exit's line to a writer (stderr for `--trace`).
 pub struct TracePrinter<W: Write + Send> {
     out: Mutex<W>,
@@ -42,5 +48,10 @@ impl<W: Write + Send> ExitSink for TracePrinter<W> {
     fn on_exit(&self, event: &ExitEvent) {
         let mut out = lock(&self.out);
         let _ = writeln!(out, "{}", line(event));
+    }
+
+    fn on_device(&self, event: &DeviceEvent) {
+        let mut out = lock(&self.out);
+        let _ = writeln!(out, "{}", device_line(event));
     }
 }

@@ -62,6 +62,7 @@ pub struct DeviceEvent {
     pub device: String,
     /// The queue, when the event is about one.
     pub queue: Option<u16>,
+    #[serde(flatten)]
     pub kind: DeviceEventKind,
 }
 

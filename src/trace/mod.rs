@@ -2,8 +2,10 @@
 
 pub mod counters;
 pub mod device;
+pub mod device_counters;
 pub mod event;
 
 pub use counters::{Counters, Stat};
 pub use device::{DeviceEvent, DeviceEventKind, NotifyPath};
+pub use device_counters::{DeviceCounters, QueueCounts};
 pub use event::{Dir, ExitEvent, ExitKind, Insn};

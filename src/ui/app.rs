@@ -13,11 +13,13 @@ use ratatui::layout::{Position, Rect};
 use super::command::{self, Command};
 use super::panes::code::CodePane;
 use super::panes::console::ConsolePane;
+use super::panes::device_events::DeviceEventsPane;
 use super::panes::exits::ExitsPane;
 use super::panes::memmap::MemMapPane;
 use super::panes::memory::{MemoryPane, MemoryTarget};
 use super::panes::registers::RegistersPane;
 use super::panes::stats::StatsPane;
+use super::panes::virtio::VirtioPane;
 use super::screen::{PaneId, Screen};
 use crate::debug::{ExitSpec, Stop};
 use crate::vmm::RunEnd;
@@ -95,6 +97,8 @@ pub struct App {
     pub console: ConsolePane,
     pub memory: MemoryPane,
     pub memmap: MemMapPane,
+    pub virtio: VirtioPane,
+    pub devices: DeviceEventsPane,
     /// Where each pane was drawn, for mouse clicks.
     pub pane_rects: Vec<(PaneId, Rect)>,
     pub quit: bool,
@@ -120,6 +124,8 @@ impl App {
             console: ConsolePane::default(),
             memory: MemoryPane::default(),
             memmap: MemMapPane::default(),
+            virtio: VirtioPane::default(),
+            devices: DeviceEventsPane::default(),
             pane_rects: Vec::new(),
             quit: false,
             title: title.into(),
@@ -284,6 +290,19 @@ impl App {
             }
             Ok(Command::Goto(seq)) => vec![Action::Goto(seq)],
             Ok(Command::Time(t)) => vec![Action::GotoTime(t)],
+            Ok(Command::Virtio(only)) => {
+                let known =
+                    self.virtio.views.as_ref().is_none_or(|v| v.iter().any(|d| Some(d.name) == only.as_deref()));
+                if only.is_some() && !known {
+                    self.say(format!("no virtio device {:?}", only.unwrap_or_default()), true);
+                    return Vec::new();
+                }
+                self.virtio.only = only;
+                self.virtio.selected = 0;
+                self.show_screen(Screen::Devices);
+                self.focus = PaneId::Virtio;
+                Vec::new()
+            }
         }
     }
 
@@ -334,8 +353,14 @@ impl App {
             }
             code => {
                 // The focused pane first; keys it does not take go to the exit list and the stats.
+                if self.focus == PaneId::Virtio && code == KeyCode::Enter {
+                    self.open_selected_buffer();
+                    return Vec::new();
+                }
                 let taken = (self.focus == PaneId::Memory && self.memory.on_key(code))
                     || (self.focus == PaneId::MemMap && self.memmap.on_key(code))
+                    || (self.focus == PaneId::Virtio && self.virtio.on_key(code))
+                    || (self.focus == PaneId::DeviceEvents && self.devices.on_key(code))
                     || self.exits.on_key(code);
                 if !taken {
                     self.stats.on_key(code);
@@ -343,6 +368,18 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    /// Opens the virtqueue pane's selected descriptor buffer in the memory pane.
+    fn open_selected_buffer(&mut self) {
+        match self.virtio.selected_buffer() {
+            Some((addr, len)) => {
+                let what = format!("virtqueue buffer: guest-physical {addr:#x}, {len} bytes");
+                self.memory.show_chain(&what, addr, true);
+                self.say(what, false);
+            }
+            None => self.say("no descriptor to open: the queues show none", true),
+        }
     }
 
     /// Handles the mouse: a click focuses the pane under it, the wheel scrolls.

@@ -39,6 +39,8 @@ pub enum Command {
     Goto(u64),
     /// `:time SECS` (replay): the first exit at or after this time, in nanoseconds.
     Time(u64),
+    /// `:virtio [NAME]` — the devices screen, every device or one.
+    Virtio(Option<String>),
 }
 
 /// Default length of a memory view.
@@ -99,6 +101,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
             _ => Err("usage: :sort rate|total".into()),
         },
         "quit" | "q" => no_args(Command::Quit),
+        "virtio" => Ok(Command::Virtio((!rest.is_empty()).then(|| rest.to_string()))),
         "goto" | "g" => parse_number(rest).map(Command::Goto).map_err(|_| "usage: :goto SEQ".to_string()),
         "time" | "t" => match rest.trim_end_matches('s').parse::<f64>() {
             Ok(t) if t >= 0.0 && t.is_finite() => Ok(Command::Time((t * 1e9) as u64)),
@@ -127,6 +130,8 @@ mod tests {
         assert_eq!(parse("  step ").unwrap(), Command::Step);
         assert_eq!(parse("filter io 0x80").unwrap(), Command::Filter(Some(ExitSpec::Io(0x80))));
         assert_eq!(parse("quit").unwrap(), Command::Quit);
+        assert_eq!(parse("virtio virtio-blk0").unwrap(), Command::Virtio(Some("virtio-blk0".into())));
+        assert_eq!(parse("virtio").unwrap(), Command::Virtio(None));
         assert_eq!(
             parse("gva 0xffff800000001000").unwrap(),
             Command::Chain { addr: 0xffff_8000_0000_1000, virt: true }

@@ -80,6 +80,10 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         if app.screen == screen::Screen::Memory && app.memmap.due(Instant::now()) {
             app.memmap.show(controller.memory_map(), Instant::now());
         }
+        app.devices.push(feed.take_device_events());
+        if app.screen == screen::Screen::Devices && app.virtio.due(Instant::now()) {
+            app.virtio.show(controller.virtio(), Instant::now());
+        }
         if let Ok(frame) = guard.terminal.draw(|f| {
             let placed = view::draw(f, &app);
             app.pane_rects = placed;

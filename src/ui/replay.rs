@@ -13,13 +13,14 @@ use super::screen::PaneId;
 use super::{terminal, view};
 use crate::recording::format::StopRecord;
 use crate::recording::{ReadError, Record};
-use crate::trace::{Counters, ExitEvent};
+use crate::trace::{Counters, DeviceEvent, ExitEvent};
 
 /// A recording in memory, and where the cursor is.
 pub struct Replay {
     pub exits: Vec<ExitEvent>,
     pub console: Vec<(u64, Vec<u8>)>,
     pub stops: Vec<StopRecord>,
+    pub devices: Vec<DeviceEvent>,
     pub end: Option<(i32, String, String)>,
     pub cursor: usize,
     counted: usize,
@@ -33,6 +34,7 @@ impl Replay {
             exits: Vec::new(),
             console: Vec::new(),
             stops: Vec::new(),
+            devices: Vec::new(),
             end: None,
             cursor: 0,
             counted: 0,
@@ -43,6 +45,7 @@ impl Replay {
             Record::Console { t_ns, bytes } => r.console.push((t_ns, bytes)),
             Record::Stop(s) => r.stops.push(s),
             Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
+            Record::Device(d) => r.devices.push(d),
             Record::Kvm { .. } => {}
         })?;
         Ok((r, recording.damage))
@@ -104,6 +107,8 @@ impl Replay {
             self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
         app.console.text = String::from_utf8_lossy(&text).into_owned();
         app.show_stop(self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(StopRecord::to_stop));
+        let seen = self.devices.partition_point(|d| d.t_ns <= now.t_ns);
+        app.devices.replace(self.devices[..seen].iter().cloned());
         app.code.lines = now.insn.iter().map(|i| (**i).clone()).collect();
         app.state = RunState::Replay(self.end.as_ref().map(|(status, name, _)| (name.clone(), *status)));
     }

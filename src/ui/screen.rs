@@ -14,6 +14,8 @@ pub enum PaneId {
     Console,
     Memory,
     MemMap,
+    Virtio,
+    DeviceEvents,
 }
 
 impl PaneId {
@@ -26,6 +28,8 @@ impl PaneId {
             PaneId::Console => "Console",
             PaneId::Memory => "Memory",
             PaneId::MemMap => "Memory map",
+            PaneId::Virtio => "Virtqueues",
+            PaneId::DeviceEvents => "Device events",
         }
     }
 }
@@ -39,13 +43,15 @@ pub enum Screen {
     Exits,
     /// The memory map (slots, devices, layout) beside the memory pane.
     Memory,
+    /// The virtio devices: their virtqueues, their event stream, and the memory pane for a buffer.
+    Devices,
 }
 
 /// The grid needs at least this much room.
 pub const WIDE_MIN: (u16, u16) = (130, 32);
 
 impl Screen {
-    pub const ALL: [Screen; 3] = [Screen::Overview, Screen::Exits, Screen::Memory];
+    pub const ALL: [Screen; 4] = [Screen::Overview, Screen::Exits, Screen::Memory, Screen::Devices];
 
     /// The key that shows this screen.
     pub fn key(self) -> char {
@@ -53,6 +59,7 @@ impl Screen {
             Screen::Overview => '1',
             Screen::Exits => '2',
             Screen::Memory => '3',
+            Screen::Devices => '4',
         }
     }
 
@@ -61,6 +68,7 @@ impl Screen {
             Screen::Overview => "overview",
             Screen::Exits => "exits",
             Screen::Memory => "memory",
+            Screen::Devices => "devices",
         }
     }
 
@@ -77,6 +85,7 @@ impl Screen {
             }
             Screen::Exits => &[PaneId::Exits, PaneId::Stats, PaneId::Code],
             Screen::Memory => &[PaneId::MemMap, PaneId::Memory],
+            Screen::Devices => &[PaneId::Virtio, PaneId::DeviceEvents, PaneId::Memory],
         }
     }
 
@@ -119,6 +128,13 @@ impl Screen {
                 let [map, memory] =
                     Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
                 vec![(PaneId::MemMap, map), (PaneId::Memory, memory)]
+            }
+            Screen::Devices => {
+                let [queues, right] =
+                    Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(area);
+                let [events, memory] =
+                    Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(right);
+                vec![(PaneId::Virtio, queues), (PaneId::DeviceEvents, events), (PaneId::Memory, memory)]
             }
         }
     }

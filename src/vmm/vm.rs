@@ -31,7 +31,7 @@ use crate::console::SharedWriter;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
 use crate::sync::lock;
-use crate::trace::Counters;
+use crate::trace::{Counters, DeviceCounters};
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -75,6 +75,8 @@ pub struct RunReport {
     pub crash: Option<Box<CrashReport>>,
     /// What KVM itself counted, or why it could not be read.
     pub kvm: Result<KvmCounts, String>,
+    /// The virtio devices' events, counted.
+    pub devices: DeviceCounters,
     pub elapsed: Duration,
 }
 
@@ -441,6 +443,7 @@ impl RunningVm {
         let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
         let kvm = shared.kvm_counts();
         RunReport {
+            devices: shared.virtio.counters(),
             end,
             counters: shared.merged_counters(),
             per_vcpu,

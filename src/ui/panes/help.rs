@@ -11,7 +11,8 @@ pub const HELP: &str = "\
 Keys
   space    pause / resume all vCPUs      s      single-step (while paused)
   tab      next pane (S-tab back; or click)  q C-c  quit (summary on stderr)
-  1 2 3    screens: 1 overview (every pane), 2 exits (the stream at full height), 3 memory map
+  1 2 3 4  screens: 1 overview (every pane), 2 exits (the stream at full height), 3 memory map,
+           4 devices (virtqueues, device events, a buffer in the memory pane)
   /        filter exits: io PORT | mmio ADDR[-END] | reason NAME
   f        freeze the exit view (the guest runs on)
   o        sort stats by rate or total   x      port/MMIO breakdown in stats
@@ -23,6 +24,7 @@ Commands
   :delete [N]  :breaks  :step  :continue  :pause  :quit
   :x ADDR [LEN]   memory at a guest-virtual address (stopped vCPU's tables)
   :xp ADDR [LEN]  memory at a guest-physical address
+  :virtio [NAME]  the virtio devices (one in full), on the devices screen
   :gva ADDR  :gpa ADDR  an address through page tables, slot and host
   :filter SPEC    :sort rate|total";
 

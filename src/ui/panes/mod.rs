@@ -3,12 +3,14 @@
 
 pub mod code;
 pub mod console;
+pub mod device_events;
 pub mod exits;
 pub mod help;
 pub mod memmap;
 pub mod memory;
 pub mod registers;
 pub mod stats;
+pub mod virtio;
 
 use ratatui::widgets::Block;
 

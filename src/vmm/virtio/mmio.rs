@@ -19,7 +19,7 @@ use super::chain::{Desc, read_chain};
 use super::features::{
     F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, STATUS_DRIVER_OK, STATUS_FEATURES_OK, STATUS_NEEDS_RESET,
 };
-use super::stats::{Done, EventOut, QueueStats};
+use super::stats::{Done, EventOut, Recent};
 use crate::trace::{DeviceEventKind, NotifyPath};
 use crate::vmm::bus::{BusDevice, VmRequest};
 
@@ -36,7 +36,8 @@ pub struct Transport {
     device: Box<dyn VirtioDevice>,
     mem: GuestMemoryMmap,
     queues: Vec<Queue>,
-    stats: Vec<QueueStats>,
+    /// The last requests completed, per queue.
+    recent: Vec<Recent>,
     /// A QueueNum the device refused (not a power of two, or above the maximum), per queue.
     size_refused: Vec<Option<u32>>,
     device_features_sel: u32,
@@ -53,10 +54,8 @@ pub struct Transport {
     notify: Vec<Arc<EventFd>>,
     /// Per queue: trapped notifications the worker has not counted yet.
     trapped: Vec<u64>,
-    /// Where this device's events go.
+    /// Where this device's events go, counted.
     pub events: EventOut,
-    /// Device errors (driver mistakes) since the start.
-    errors: u64,
 }
 
 impl Transport {
@@ -75,7 +74,7 @@ impl Transport {
             name,
             mem,
             queues,
-            stats: vec![QueueStats::default(); sizes.len()],
+            recent: vec![Recent::default(); sizes.len()],
             size_refused: vec![None; sizes.len()],
             device_features_sel: 0,
             driver_features_sel: 0,
@@ -88,7 +87,6 @@ impl Transport {
             notify,
             trapped: vec![0; sizes.len()],
             events: EventOut::default(),
-            errors: 0,
             device,
         })
     }
@@ -122,16 +120,13 @@ impl Transport {
         self.interrupt_status
     }
 
-    pub fn errors(&self) -> u64 {
-        self.errors
-    }
-
     pub fn queues(&self) -> &[Queue] {
         &self.queues
     }
 
-    pub fn queue_stats(&self) -> &[QueueStats] {
-        &self.stats
+    /// The last requests completed, per queue.
+    pub fn recent(&self) -> &[Recent] {
+        &self.recent
     }
 
     pub fn memory(&self) -> &GuestMemoryMmap {
@@ -149,10 +144,6 @@ impl Transport {
     }
 
     fn problem(&mut self, queue: Option<u16>, problem: String) {
-        self.errors += 1;
-        if let Some(s) = queue.and_then(|q| self.stats.get_mut(q as usize)) {
-            s.errors += 1;
-        }
         self.events.emit(self.name, queue, DeviceEventKind::Error { problem });
     }
 
@@ -170,9 +161,6 @@ impl Transport {
     fn raise_irq(&mut self, queue: Option<u16>) {
         if let Some(irq) = &self.irq {
             let _ = irq.write(1);
-        }
-        if let Some(s) = queue.and_then(|q| self.stats.get_mut(q as usize)) {
-            s.interrupts += 1;
         }
         self.events.emit(self.name, queue, DeviceEventKind::Interrupt);
     }
@@ -350,7 +338,6 @@ impl Transport {
         let queue = Some(q as u16);
         for (path, n) in [(NotifyPath::Trapped, trapped), (NotifyPath::Ioeventfd, total - trapped)] {
             if n > 0 {
-                self.stats[q].count_notify(path, n);
                 let count = n.min(u32::MAX as u64) as u32;
                 self.events.emit(self.name, queue, DeviceEventKind::Notify { path, count });
             }
@@ -400,7 +387,6 @@ impl Transport {
     fn complete(&mut self, q: usize, head: u16, descs: Vec<Desc>, since_ns: u64) {
         let queue = Some(q as u16);
         let request = self.device.describe(q as u16, &descs, &self.mem);
-        self.stats[q].taken += 1;
         self.events.emit(self.name, queue, DeviceEventKind::Taken { head, request: request.clone() });
         let done = self.device.handle(q as u16, &descs, &self.mem);
         if let Some(problem) = done.problem.clone() {
@@ -411,11 +397,10 @@ impl Transport {
         }
         let t_ns = self.events.now_ns();
         let latency_ns = t_ns.saturating_sub(since_ns);
-        self.stats[q].completed += 1;
         let kind = DeviceEventKind::Completed { head, written: done.written, latency_ns, status: done.status.clone() };
         self.events.emit(self.name, queue, kind);
         let written = done.written;
-        self.stats[q].push_done(Done { t_ns, head, request, descs, written, status: done.status, latency_ns });
+        self.recent[q].push(Done { t_ns, head, request, descs, written, status: done.status, latency_ns });
     }
 }
 

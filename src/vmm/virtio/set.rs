@@ -17,6 +17,7 @@ use super::worker::Worker;
 use super::{MAX_DEVICES, MMIO_STRIDE, Transport, VirtioDevice, slot};
 use crate::sink::ExitSink;
 use crate::sync::lock;
+use crate::trace::DeviceCounters;
 use crate::vmm::bus::Bus;
 use crate::vmm::clock::Clock;
 use crate::vmm::kvm::VmError;
@@ -182,6 +183,15 @@ impl VirtioSet {
     /// Whether a virtio console exists.
     pub fn has_console(&self) -> bool {
         self.console_input.is_some()
+    }
+
+    /// Every device's events, counted.
+    pub fn counters(&self) -> DeviceCounters {
+        let mut all = DeviceCounters::default();
+        for e in &self.entries {
+            all.merge(&lock(&e.transport).events.counters());
+        }
+        all
     }
 
     /// Every device's state, for the views.

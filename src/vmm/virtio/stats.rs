@@ -1,14 +1,16 @@
-//! What a virtio device keeps about its queues for the views: counts per queue, the last requests
-//! completed with their latency, and where its events go (the run's sinks, on the exits' clock).
+//! What a virtio device keeps about its queues for the views: the last requests completed with
+//! their latency, and where its events go — counted exactly, then handed to the run's sinks,
+//! stamped by the exits' clock.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
 use super::chain::Desc;
 use crate::sink::ExitSink;
-use crate::trace::{DeviceEvent, DeviceEventKind, NotifyPath};
+use crate::sync::lock;
+use crate::trace::{DeviceCounters, DeviceEvent, DeviceEventKind};
 use crate::vmm::clock::Clock;
 
 /// Completed requests kept per queue.
@@ -28,36 +30,16 @@ pub struct Done {
     pub latency_ns: u64,
 }
 
-/// Counts of one queue since the VM started.
+/// The last requests completed on one queue, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct QueueStats {
-    pub notifies_trapped: u64,
-    pub notifies_ioeventfd: u64,
-    pub interrupts: u64,
-    pub taken: u64,
-    pub completed: u64,
-    pub errors: u64,
-    /// The last requests completed, oldest first.
-    pub recent: VecDeque<Done>,
-}
+pub struct Recent(pub VecDeque<Done>);
 
-impl QueueStats {
-    pub fn notifies(&self) -> u64 {
-        self.notifies_trapped + self.notifies_ioeventfd
-    }
-
-    pub fn count_notify(&mut self, path: NotifyPath, n: u64) {
-        match path {
-            NotifyPath::Trapped => self.notifies_trapped += n,
-            NotifyPath::Ioeventfd => self.notifies_ioeventfd += n,
+impl Recent {
+    pub fn push(&mut self, done: Done) {
+        if self.0.len() == RECENT_DONE {
+            self.0.pop_front();
         }
-    }
-
-    pub fn push_done(&mut self, done: Done) {
-        if self.recent.len() == RECENT_DONE {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(done);
+        self.0.push_back(done);
     }
 }
 
@@ -65,6 +47,7 @@ impl QueueStats {
 #[derive(Clone, Default)]
 pub struct EventOut {
     run: Arc<OnceLock<RunLink>>,
+    counters: Arc<Mutex<DeviceCounters>>,
 }
 
 /// The run a device's events belong to.
@@ -84,15 +67,17 @@ impl EventOut {
         self.run.get().map_or(0, |r| r.clock.ns_since_start(r.clock.now()))
     }
 
-    /// Hands an event to every sink.
+    /// Counts an event and hands it to every sink.
     pub fn emit(&self, device: &str, queue: Option<u16>, kind: DeviceEventKind) {
-        let Some(RunLink { clock, sinks }) = self.run.get() else { return };
-        if sinks.is_empty() {
-            return;
-        }
-        let event = DeviceEvent { t_ns: clock.ns_since_start(clock.now()), device: device.to_string(), queue, kind };
-        for sink in sinks {
+        let event = DeviceEvent { t_ns: self.now_ns(), device: device.to_string(), queue, kind };
+        lock(&self.counters).record(&event);
+        for sink in self.run.get().map_or(&[][..], |r| &r.sinks[..]) {
             sink.on_device(&event);
         }
+    }
+
+    /// The events counted so far.
+    pub fn counters(&self) -> DeviceCounters {
+        lock(&self.counters).clone()
     }
 }

@@ -4,24 +4,23 @@
 //! and the last requests completed with their latency. Taken under the transport's lock, so one
 //! view is one consistent moment.
 
-use std::fmt::Write as _;
 use std::num::Wrapping;
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::Transport;
 use super::chain::{Desc, read_chain};
 use super::features::{device_name, feature_names, status_names};
-use super::stats::QueueStats;
+use super::stats::Done;
+use crate::trace::QueueCounts;
 
 /// Chains in flight decoded per queue at most.
 const PENDING_SHOWN: usize = 8;
 
 /// A chain the driver made available that the device has not taken yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingChain {
     pub head: u16,
     /// The request in words, or what is wrong with the chain.
@@ -30,7 +29,7 @@ pub struct PendingChain {
 }
 
 /// One queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueView {
     pub index: u16,
     pub name: &'static str,
@@ -51,12 +50,15 @@ pub struct QueueView {
     /// With event idx: the driver's `used_event` and the device's `avail_event`.
     pub used_event: Option<u16>,
     pub avail_event: Option<u16>,
-    pub stats: QueueStats,
+    /// Its events, counted since the VM started.
+    pub counts: QueueCounts,
+    /// The last requests completed, oldest first.
+    pub recent: Vec<Done>,
     pub pending: Vec<PendingChain>,
 }
 
 /// One device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceView {
     pub name: &'static str,
     pub kind: &'static str,
@@ -69,7 +71,8 @@ pub struct DeviceView {
     pub offered: u64,
     pub driver: u64,
     pub interrupt_status: u32,
-    pub errors: u64,
+    /// The device's own events (not about one queue), counted.
+    pub counts: QueueCounts,
     pub queues: Vec<QueueView>,
 }
 
@@ -77,7 +80,11 @@ impl DeviceView {
     /// The state of `t` now.
     pub fn of(t: &Transport, base: u64, irq: u32, ioeventfd: bool) -> Self {
         let id = t.device().device_id();
-        let queues = t.queues().iter().zip(t.queue_stats()).enumerate().map(|(i, (q, s))| queue_view(t, i, q, s));
+        let counters = t.events.counters();
+        let queues = t.queues().iter().enumerate().map(|(i, q)| {
+            let counts = counters.queue(t.name(), Some(i as u16));
+            queue_view(t, i, q, counts)
+        });
         DeviceView {
             name: t.name(),
             kind: device_name(id),
@@ -89,108 +96,149 @@ impl DeviceView {
             offered: t.offered_features(),
             driver: t.driver_features(),
             interrupt_status: t.interrupt_status(),
-            errors: t.errors(),
+            counts: counters.queue(t.name(), None),
             queues: queues.collect(),
         }
     }
 
     /// Notifications, all queues.
     pub fn notifies(&self) -> u64 {
-        self.queues.iter().map(|q| q.stats.notifies()).sum()
+        self.queues.iter().map(|q| q.counts.notifies()).sum()
     }
 
     /// Interrupts, all queues.
     pub fn interrupts(&self) -> u64 {
-        self.queues.iter().map(|q| q.stats.interrupts).sum()
+        self.queues.iter().map(|q| q.counts.interrupts).sum::<u64>() + self.counts.interrupts
     }
 
     /// The device as text: status and features decoded, each queue's state; with `detail`, the
     /// chains in flight and the last completed requests, descriptor by descriptor.
     pub fn text(&self, detail: bool) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
+        self.lines(detail, &|_| None).into_iter().map(|l| l.text + "\n").collect()
+    }
+
+    /// The text's lines, each descriptor's line with its buffer (for opening it in a memory view);
+    /// `rates` gives a queue's notifications and interrupts per second, where known.
+    pub fn lines(&self, detail: bool, rates: &dyn Fn(u16) -> Option<(f64, f64)>) -> Vec<ViewLine> {
+        let mut out = Vec::new();
+        let mut say = |text: String| out.push(ViewLine { text, buffer: None });
+        say(format!(
             "{}: {} (device id {}) at {:#x}, irq {}, notifications {}",
             self.name, self.kind, self.device_id, self.base, self.irq, self.notifications
-        );
-        let _ = writeln!(s, "  status: {} ({:#x})", status_names(self.status), self.status);
-        let _ = writeln!(s, "  device features: {}", feature_names(self.device_id, self.offered).join(" "));
-        let _ = writeln!(s, "  driver features: {}", feature_names(self.device_id, self.driver).join(" "));
-        let _ = writeln!(s, "  interrupt status: {:#x}; driver errors: {}", self.interrupt_status, self.errors);
+        ));
+        say(format!("  status: {} ({:#x})", status_names(self.status), self.status));
+        say(format!("  device features: {}", feature_names(self.device_id, self.offered).join(" ")));
+        say(format!("  driver features: {}", feature_names(self.device_id, self.driver).join(" ")));
+        let errors = self.counts.errors + self.queues.iter().map(|q| q.counts.errors).sum::<u64>();
+        say(format!("  interrupt status: {:#x}; driver errors: {errors}", self.interrupt_status));
         for q in &self.queues {
-            let _ = writeln!(
-                s,
-                "  queue {} ({}): size {}/{}, {}",
-                q.index,
-                q.name,
-                q.size,
-                q.max_size,
-                if q.ready { "ready" } else { "not ready" }
-            );
+            let ready = if q.ready { "ready" } else { "not ready" };
+            out.push(ViewLine::plain(format!(
+                "  queue {} ({}): size {}/{}, {ready}",
+                q.index, q.name, q.size, q.max_size
+            )));
             if !q.ready {
                 continue;
             }
-            let _ = writeln!(
-                s,
+            out.push(ViewLine::plain(format!(
                 "    descriptors {:#x}, driver area (avail) {:#x}, device area (used) {:#x}",
                 q.desc_table, q.avail_ring, q.used_ring
-            );
+            )));
             let guest = q.avail_idx.map_or("unreadable".to_string(), |i| i.to_string());
-            let _ = write!(
-                s,
-                "    avail idx: last seen {}, guest {guest}; used idx {}; in flight {}; event idx ",
-                q.last_avail, q.used_idx, q.in_flight
-            );
-            let _ = match (q.event_idx, q.used_event, q.avail_event) {
-                (true, Some(u), Some(a)) => writeln!(s, "on (used_event {u}, avail_event {a})"),
-                _ => writeln!(s, "off"),
+            let event = match (q.event_idx, q.used_event, q.avail_event) {
+                (true, Some(u), Some(a)) => format!("on (used_event {u}, avail_event {a})"),
+                _ => "off".to_string(),
             };
-            let st = &q.stats;
-            let _ = writeln!(
-                s,
+            out.push(ViewLine::plain(format!(
+                "    avail idx: last seen {}, guest {guest}; used idx {}; in flight {}; event idx {event}",
+                q.last_avail, q.used_idx, q.in_flight
+            )));
+            let c = &q.counts;
+            out.push(ViewLine::plain(format!(
                 "    notifications {} (trapped {}, ioeventfd {}), interrupts {}, taken {}, completed {}, errors {}",
-                st.notifies(),
-                st.notifies_trapped,
-                st.notifies_ioeventfd,
-                st.interrupts,
-                st.taken,
-                st.completed,
-                st.errors
-            );
+                c.notifies(),
+                c.notifies_trapped,
+                c.notifies_ioeventfd,
+                c.interrupts,
+                c.taken,
+                c.completed,
+                c.errors
+            )));
+            if let Some((n, i)) = rates(q.index) {
+                out.push(ViewLine::plain(format!("    now: {n:.0} notifications/s, {i:.0} interrupts/s")));
+            }
             if !detail {
                 continue;
             }
-            let _ = writeln!(s, "    in flight:{}", if q.pending.is_empty() { " none" } else { "" });
+            out.push(ViewLine::plain(format!("    in flight:{}", if q.pending.is_empty() { " none" } else { "" })));
             for p in &q.pending {
-                let _ = writeln!(s, "      chain {}: {}", p.head, p.request);
-                descs_text(&mut s, &p.descs);
+                out.push(ViewLine::plain(format!("      chain {}: {}", p.head, p.request)));
+                descs_lines(&mut out, &p.descs);
             }
-            let _ = writeln!(s, "    last completed:{}", if st.recent.is_empty() { " none" } else { "" });
-            for d in st.recent.iter().rev() {
-                let _ = writeln!(
-                    s,
+            out.push(ViewLine::plain(format!("    last completed:{}", if q.recent.is_empty() { " none" } else { "" })));
+            for d in q.recent.iter().rev() {
+                out.push(ViewLine::plain(format!(
                     "      chain {}: {} -> {}, {} bytes written, {:.1} us",
                     d.head,
                     d.request,
                     d.status,
                     d.written,
                     d.latency_ns as f64 / 1000.0
-                );
-                descs_text(&mut s, &d.descs);
+                )));
+                descs_lines(&mut out, &d.descs);
             }
         }
-        s
+        out
     }
 }
 
-fn descs_text(s: &mut String, descs: &[Desc]) {
+/// One line of a device's text; a descriptor's line names its buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewLine {
+    pub text: String,
+    /// The descriptor's buffer: guest-physical address and length.
+    pub buffer: Option<(u64, u32)>,
+}
+
+impl ViewLine {
+    fn plain(text: String) -> Self {
+        Self { text, buffer: None }
+    }
+}
+
+fn descs_lines(out: &mut Vec<ViewLine>, descs: &[Desc]) {
     for (i, d) in descs.iter().enumerate() {
-        let _ =
-            writeln!(s, "        desc {i}: addr {:#x} len {} flags {} next {}", d.addr, d.len, d.flag_names(), d.next);
+        out.push(ViewLine {
+            text: format!(
+                "        desc {i}: addr {:#x} len {} flags {} next {}",
+                d.addr,
+                d.len,
+                d.flag_names(),
+                d.next
+            ),
+            buffer: Some((d.addr, d.len)),
+        });
     }
 }
 
-fn queue_view(t: &Transport, index: usize, q: &Queue, stats: &QueueStats) -> QueueView {
+/// `virtio [NAME]` as text: every device in short, or one in full (QEMU's `info virtio-*`).
+pub fn virtio_text(views: &[DeviceView], name: &str) -> Result<String, String> {
+    if views.is_empty() {
+        return Err("this VM has no virtio devices (add them with --disk FILE or --virtio rng,console)".into());
+    }
+    if name.is_empty() {
+        return Ok(views.iter().map(|v| v.text(false)).collect());
+    }
+    match views.iter().find(|v| v.name == name) {
+        Some(v) => Ok(v.text(true)),
+        None => {
+            let names: Vec<&str> = views.iter().map(|v| v.name).collect();
+            Err(format!("no virtio device {name:?}; there are: {}", names.join(", ")))
+        }
+    }
+}
+
+fn queue_view(t: &Transport, index: usize, q: &Queue, counts: QueueCounts) -> QueueView {
     let mem = t.memory();
     let read_u16 = |addr: u64| mem.read_obj::<u16>(GuestAddress(addr)).ok().map(u16::from_le);
     let avail_idx = q.ready().then(|| q.avail_idx(mem, Ordering::Acquire).ok().map(|w| w.0)).flatten();
@@ -213,7 +261,8 @@ fn queue_view(t: &Transport, index: usize, q: &Queue, stats: &QueueStats) -> Que
         event_idx: q.event_idx_enabled(),
         used_event: event(q.event_idx_enabled(), q.avail_ring() + 4 + 2 * size),
         avail_event: event(q.event_idx_enabled(), q.used_ring() + 4 + 8 * size),
-        stats: stats.clone(),
+        counts,
+        recent: t.recent()[index].0.iter().cloned().collect(),
         pending: if in_flight > 0 && in_flight <= q.size() { pending(t, index, q) } else { Vec::new() },
     }
 }

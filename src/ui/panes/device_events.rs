@@ -1,0 +1,93 @@
+//! The device event stream: what the virtio devices saw and did on their queues — each
+//! notification and how it arrived, each request taken and completed, each interrupt, each rule a
+//! driver broke — newest at the bottom, followed unless scrolled back.
+
+use std::collections::VecDeque;
+
+use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{frame, scroll_rows};
+use crate::trace::{DeviceEvent, DeviceEventKind};
+use crate::ui::theme::Theme;
+
+/// Events kept for scrolling back.
+pub const HISTORY: usize = 2000;
+
+/// The device event list's state.
+#[derive(Debug, Default)]
+pub struct DeviceEventsPane {
+    events: VecDeque<DeviceEvent>,
+    /// Events seen in all (the list keeps the last `HISTORY`).
+    pub total: u64,
+    /// Rows scrolled back from the newest.
+    pub scroll: usize,
+}
+
+impl DeviceEventsPane {
+    pub fn push(&mut self, events: impl IntoIterator<Item = DeviceEvent>) {
+        for e in events {
+            if self.events.len() == HISTORY {
+                self.events.pop_front();
+            }
+            self.events.push_back(e);
+            self.total += 1;
+        }
+    }
+
+    /// Shows exactly these events (replay).
+    pub fn replace(&mut self, events: impl IntoIterator<Item = DeviceEvent>) {
+        self.events.clear();
+        self.total = 0;
+        self.push(events);
+    }
+
+    pub fn all(&self) -> &VecDeque<DeviceEvent> {
+        &self.events
+    }
+
+    pub fn on_key(&mut self, code: KeyCode) -> bool {
+        match scroll_rows(code) {
+            Some(rows) => {
+                let max = self.events.len().saturating_sub(1) as isize;
+                self.scroll = (self.scroll as isize).saturating_add(rows).clamp(0, max) as usize;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+pub fn render(f: &mut Frame, area: Rect, pane: &DeviceEventsPane, focused: bool, theme: &Theme) {
+    let mut title = format!(" Device events ({}) ", pane.total);
+    if pane.scroll > 0 {
+        title.push_str(&format!("[{} back] ", pane.scroll));
+    }
+    let block = frame(title, focused, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if pane.events.is_empty() {
+        let none = "no device events yet (virtio devices: --disk FILE, --virtio rng,console)";
+        f.render_widget(Paragraph::new(Line::styled(none, theme.dim())), inner);
+        return;
+    }
+    let fit = inner.height as usize;
+    let shown: Vec<&DeviceEvent> = pane.events.iter().rev().skip(pane.scroll).take(fit).collect();
+    let lines: Vec<Line> = shown
+        .into_iter()
+        .rev()
+        .map(|e| {
+            let style = match e.kind {
+                DeviceEventKind::Error { .. } => theme.error(),
+                DeviceEventKind::Notify { .. } => theme.reason("mmio"),
+                DeviceEventKind::Interrupt => theme.reason("io"),
+                _ => theme.instruction(),
+            };
+            Line::from(vec![Span::raw(format!("{:>12.6}s ", e.t_ns as f64 / 1e9)), Span::styled(e.to_string(), style)])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
