@@ -28,6 +28,9 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionErr
             "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",
             info.format, info.mode, info.entry, info.memory, info.registers_via
         );
+        for d in &info.devices {
+            eprintln!("kvmscope: {d}");
+        }
         for a in &info.adjustments {
             eprintln!("kvmscope: host workaround (--no-host-workarounds turns it off): {a}");
         }

@@ -62,6 +62,8 @@ pub struct VmInfo {
     pub registers_via: &'static str,
     /// What kvmscope changed for the host's sake, in words.
     pub adjustments: Vec<String>,
+    /// The virtio devices, where they are, and how the guest learns of them.
+    pub devices: Vec<String>,
 }
 
 /// The serial port as the UI types into it.
@@ -111,6 +113,7 @@ pub fn launch(
         memory: vm.ram.map.to_string(),
         registers_via: if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" },
         adjustments: vm.adjustments.clone(),
+        devices: vm.virtio.describe(vm.linux_told),
     };
     announce(&info);
     let running = vm.start(session.limits, sinks)?;

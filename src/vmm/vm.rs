@@ -106,6 +106,8 @@ pub struct Vm {
     pub virtio: VirtioSet,
     /// Typed input goes to the virtio console (the guest's console is `hvc0`), not the UART.
     input_to_virtio: bool,
+    /// Linux was told of the virtio devices on its command line.
+    pub linux_told: bool,
     /// What kvmscope changed for the host's sake (CPUID, command line), in words.
     pub adjustments: Vec<String>,
     /// The memory slots KVM has.
@@ -194,12 +196,14 @@ impl Vm {
         let virtio = VirtioSet::build(&config.virtio, is_linux, &ram, &fd, is_linux, || debugcon_out(&console))?;
         // The command line is Linux's: other boot-protocol images (memtest86+) get none of it.
         let linux_cmdline = boot.format == "pvh" || boot.kernel_version.is_some();
+        let linux_told = linux_cmdline && !virtio.is_empty();
         let mut added = Vec::new();
-        if linux_cmdline && !virtio.is_empty() {
+        if linux_told {
             added.push(virtio.cmdline());
         }
         if emulating_host && linux_cmdline {
             added.push(linux::EMULATION_CMDLINE.to_string());
+            adjustments.push(format!("command line += \"{}\"", linux::EMULATION_CMDLINE));
         }
         if !added.is_empty() {
             let cmdline = format!("{} {}", config.cmdline, added.join(" ")).trim().to_string();
@@ -207,7 +211,6 @@ impl Vm {
                 "pvh" => loader::pvh::set_cmdline(&ram, &image_path, &cmdline)?,
                 _ => loader::bzimage::set_cmdline(&ram, &image_path, &cmdline)?,
             }
-            adjustments.extend(added.iter().map(|a| format!("command line += \"{a}\"")));
         }
         let input_to_virtio = virtio.has_console() && config.cmdline.contains("console=hvc");
         let debugcon = config.debugcon.map(SharedWriter::new).unwrap_or_else(|| console.clone());
@@ -271,6 +274,7 @@ impl Vm {
             serial,
             virtio,
             input_to_virtio,
+            linux_told,
             adjustments,
             slots,
             kvm_stats,
@@ -297,6 +301,7 @@ impl Vm {
             serial,
             virtio,
             input_to_virtio,
+            linux_told: _,
             adjustments: _,
             slots,
             kvm_stats,

@@ -23,6 +23,11 @@ impl Stub {
 
     /// On `listen` (`PORT`, `ADDR:PORT`, `unix:PATH`).
     pub fn start_on(guest_file: &str, wait: bool, listen: &str) -> Stub {
+        Stub::start_with(guest_file, wait, listen, &[])
+    }
+
+    /// On `listen`, with more arguments for `kvmscope run`.
+    pub fn start_with(guest_file: &str, wait: bool, listen: &str, extra: &[&str]) -> Stub {
         let mut cmd = kvmscope();
         cmd.args([
             "run",
@@ -37,6 +42,7 @@ impl Stub {
         if wait {
             cmd.arg("--gdb-wait");
         }
+        cmd.args(extra);
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (tx, rx) = mpsc::channel();
         let err = child.stderr.take().unwrap();

@@ -146,6 +146,30 @@ impl VirtioSet {
         v.join(" ")
     }
 
+    /// One line per device: its name, kind, registers, interrupt; and how the guest learns of it.
+    pub fn describe(&self, on_cmdline: bool) -> Vec<String> {
+        let how = if self.ioeventfd { "KVM_IOEVENTFD" } else { "trapped MMIO writes" };
+        let mut lines: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let t = lock(&e.transport);
+                let kind = super::features::device_name(t.device().device_id());
+                format!(
+                    "{} ({kind}) at {:#x}-{:#x}, irq {}, notifications by {how}",
+                    t.name(),
+                    e.base,
+                    e.base + MMIO_STRIDE - 1,
+                    e.irq
+                )
+            })
+            .collect();
+        if on_cmdline {
+            lines.push(format!("virtio devices given to Linux on its command line: {}", self.cmdline()));
+        }
+        lines
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
