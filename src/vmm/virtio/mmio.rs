@@ -29,6 +29,10 @@ const MAGIC: u32 = 0x7472_6976;
 const VENDOR: u32 = 0x534d_564b;
 /// Start of the device-specific configuration space.
 const CONFIG: u64 = VIRTIO_MMIO_CONFIG as u64;
+/// Requests (and rounds) one `process_queue` takes at most before it lets go of the transport: a
+/// driver that keeps its ring full, or whose rings overlap so that each completion looks like a
+/// new request, cannot keep the lock or the worker forever.
+const BUDGET: usize = 256;
 
 /// One device and its transport state.
 pub struct Transport {
@@ -344,44 +348,64 @@ impl Transport {
         }
     }
 
-    /// Takes every chain the driver made available on queue `q` and completes it; interrupts the
-    /// driver when the queue's rules ask for it. `since_ns`: when the notification arrived.
-    pub fn process_queue(&mut self, q: usize, since_ns: u64) {
+    /// Takes the chains the driver made available on queue `q`, up to a budget, and completes
+    /// them; interrupts the driver when the queue's rules ask for it. `since_ns`: when the
+    /// notification arrived. True when the budget ran out with more to do: call again (after
+    /// letting go of the transport).
+    pub fn process_queue(&mut self, q: usize, since_ns: u64) -> bool {
         if !self.live() || q >= self.queues.len() || !self.queues[q].ready() {
-            return;
+            return false;
         }
         let queue = Some(q as u16);
-        let mut used = false;
-        while self.device.ready_for(q as u16) {
+        let (mut used, mut more) = (0, false);
+        // Rounds are bounded too: an avail index that moves without chains to take ends here.
+        'rounds: for _ in 0..BUDGET {
+            if !self.device.ready_for(q as u16) {
+                break;
+            }
             let _ = self.queues[q].disable_notification(&self.mem);
             while self.device.ready_for(q as u16) {
+                if used == BUDGET {
+                    more = true;
+                    break 'rounds;
+                }
                 let taken = self.queues[q].iter(&self.mem).map(|mut it| it.next());
                 let chain = match taken {
                     Ok(Some(chain)) => chain,
                     Ok(None) => break,
-                    Err(e) => return self.needs_reset(queue, format!("queue {q}: {e}")),
+                    Err(e) => {
+                        self.needs_reset(queue, format!("queue {q}: {e}"));
+                        break 'rounds;
+                    }
                 };
                 let head = chain.head_index();
                 let descs = match read_chain(chain, &self.mem) {
                     Ok(d) => d,
-                    Err(why) => return self.needs_reset(queue, format!("queue {q} chain {head}: {why}")),
+                    Err(why) => {
+                        self.needs_reset(queue, format!("queue {q} chain {head}: {why}"));
+                        break 'rounds;
+                    }
                 };
                 self.complete(q, head, descs, since_ns);
-                used = true;
+                used += 1;
                 if !self.live() {
-                    return;
+                    break 'rounds;
                 }
             }
             match self.queues[q].enable_notification(&self.mem) {
                 Ok(true) => continue,
                 Ok(false) => break,
-                Err(e) => return self.needs_reset(queue, format!("queue {q}: {e}")),
+                Err(e) => {
+                    self.needs_reset(queue, format!("queue {q}: {e}"));
+                    break;
+                }
             }
         }
-        if used && self.queues[q].needs_notification(&self.mem).unwrap_or(true) {
+        if used > 0 && self.live() && self.queues[q].needs_notification(&self.mem).unwrap_or(true) {
             self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
             self.raise_irq(queue);
         }
+        more && self.live()
     }
 
     fn complete(&mut self, q: usize, head: u16, descs: Vec<Desc>, since_ns: u64) {

@@ -62,12 +62,19 @@ fn serve(transport: &Mutex<Transport>, wake: &EventFd, stopping: &AtomicBool) {
                 continue;
             }
             let count = if notified { notify[q].read().unwrap_or(0) } else { 0 };
-            let mut t = lock(transport);
-            let since = t.events.now_ns();
-            if count > 0 {
-                t.count_notifies(q, count);
+            let since = {
+                let mut t = lock(transport);
+                let since = t.events.now_ns();
+                if count > 0 {
+                    t.count_notifies(q, count);
+                }
+                since
+            };
+            // In bounded batches, letting go of the lock between them (the vCPUs take it for every
+            // register access) and stopping with the run.
+            while lock(transport).process_queue(q, since) && !stopping.load(Ordering::Acquire) {
+                std::thread::yield_now();
             }
-            t.process_queue(q, since);
         }
     }
 }
