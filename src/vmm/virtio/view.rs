@@ -243,7 +243,9 @@ fn queue_view(t: &Transport, index: usize, q: &Queue, counts: QueueCounts) -> Qu
     let read_u16 = |addr: u64| mem.read_obj::<u16>(GuestAddress(addr)).ok().map(u16::from_le);
     let avail_idx = q.ready().then(|| q.avail_idx(mem, Ordering::Acquire).ok().map(|w| w.0)).flatten();
     let size = q.size() as u64;
-    let event = |on: bool, addr: u64| if on { read_u16(addr) } else { None };
+    // The driver's and the device's event fields follow their rings (checked: the guest chose the
+    // addresses).
+    let event = |on: bool, ring: u64, offset: u64| if on { ring.checked_add(offset).and_then(read_u16) } else { None };
     let in_flight = avail_idx.map_or(0, |a| (Wrapping(a) - Wrapping(q.next_avail())).0);
     QueueView {
         index: index as u16,
@@ -259,8 +261,8 @@ fn queue_view(t: &Transport, index: usize, q: &Queue, counts: QueueCounts) -> Qu
         used_idx: q.next_used(),
         in_flight,
         event_idx: q.event_idx_enabled(),
-        used_event: event(q.event_idx_enabled(), q.avail_ring() + 4 + 2 * size),
-        avail_event: event(q.event_idx_enabled(), q.used_ring() + 4 + 8 * size),
+        used_event: event(q.event_idx_enabled(), q.avail_ring(), 4 + 2 * size),
+        avail_event: event(q.event_idx_enabled(), q.used_ring(), 4 + 8 * size),
         counts,
         recent: t.recent()[index].0.iter().cloned().collect(),
         pending: if in_flight > 0 && in_flight <= q.size() { pending(t, index, q) } else { Vec::new() },
