@@ -209,3 +209,38 @@ fn replay_steps_through_a_recording() {
     t.assert_restored();
     let _ = std::fs::remove_file(&trace);
 }
+
+#[test]
+fn devices_screen_shows_a_live_guests_virtqueues() {
+    if !kvm_or_skip("devices_screen_shows_a_live_guests_virtqueues") {
+        return;
+    }
+    let disk = std::env::temp_dir().join(format!("kvmscope-tmux-disk-{}.img", std::process::id()));
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let guest = common::guest("virtio.elf");
+    // The guest writes and flushes, then spins: its devices stay as it left them.
+    let args = format!(
+        "run --kernel {} --disk {} --virtio rng,console --cmdline spin-after-flush",
+        guest.display(),
+        disk.display()
+    );
+    let Some(t) = Tmux::start_with("devices", 160, 45, &args) else { return };
+    t.wait_for(&["virtio: flushed"], "the guest's console");
+    t.keys(&["4"]);
+    t.wait_for(
+        &[
+            "Virtqueues",
+            "virtio-blk0: virtio-blk (device id 2) at 0xd0000000",
+            "ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK",
+            "chain 0: flush -> ok",
+            "Device events",
+            "virtio-blk0 q0 took chain 0: write sector 2",
+        ],
+        "the devices screen",
+    );
+    t.keys(&["Enter"]);
+    t.wait_for(&["virtqueue buffer: guest-physical 0x"], "a descriptor's buffer in the memory pane");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0", "stderr: {}", t.stderr());
+    let _ = std::fs::remove_file(disk);
+}

@@ -317,3 +317,83 @@ fn no_color_uses_no_colors() {
     let (_, buf) = screen(&mut app, 160, 45);
     assert!(buf.content().iter().any(|c| c.fg != Color::Reset), "colours without NO_COLOR");
 }
+
+/// An entropy device whose driver has set up queue 0, had one request completed, and left one in
+/// flight; its state as the views see it.
+fn rng_device() -> kvmscope::vmm::virtio::DeviceView {
+    use kvmscope::vmm::bus::BusDevice;
+    use kvmscope::vmm::virtio::{DeviceView, Transport, rng::Rng};
+    use vm_memory::{Bytes, GuestAddress};
+    let ram = GuestRam::new(4 << 20).unwrap();
+    let mut t = Transport::new("virtio-rng", Box::new(Rng), ram.mem.clone(), None).unwrap();
+    let reg = |t: &mut Transport, offset: u64, v: u32| t.write(offset, &v.to_le_bytes());
+    for (offset, v) in [(0x70, 1), (0x70, 3), (0x24, 1), (0x20, 1), (0x70, 0xb), (0x38, 8)] {
+        reg(&mut t, offset, v);
+    }
+    for (offset, v) in [(0x80, 0x1000), (0x90, 0x2000), (0xa0, 0x3000), (0x44, 1), (0x70, 0xf)] {
+        reg(&mut t, offset, v);
+    }
+    // Descriptor 0: 16 writable bytes at 0x5000; descriptor 1: 32 at 0x6000.
+    let desc = |i: u64, addr: u64, len: u32| {
+        ram.mem.write_obj(addr, GuestAddress(0x1000 + 16 * i)).unwrap();
+        ram.mem.write_obj(len, GuestAddress(0x1008 + 16 * i)).unwrap();
+        ram.mem.write_obj(2u16, GuestAddress(0x100c + 16 * i)).unwrap();
+    };
+    desc(0, 0x5000, 16);
+    desc(1, 0x6000, 32);
+    ram.mem.write_obj(0u16, GuestAddress(0x2004)).unwrap();
+    ram.mem.write_obj(1u16, GuestAddress(0x2006)).unwrap();
+    ram.mem.write_obj(1u16, GuestAddress(0x2002)).unwrap();
+    t.process_queue(0, 0); // chain 0 completed
+    ram.mem.write_obj(2u16, GuestAddress(0x2002)).unwrap(); // chain 1 made available, not taken
+    DeviceView::of(&t, 0xd000_0000, 5, false)
+}
+
+#[test]
+fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
+    use kvmscope::trace::{DeviceEvent, DeviceEventKind, NotifyPath};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    let mut app = App::new("test");
+    app.on_key(KeyEvent::from(KeyCode::Char('4')));
+    assert_eq!((app.screen, app.focus), (Screen::Devices, PaneId::Virtio));
+    let now = std::time::Instant::now();
+    app.virtio.show(vec![rng_device()], now);
+    let event = |kind| DeviceEvent { t_ns: 1_500_000, device: "virtio-rng".into(), queue: Some(0), kind };
+    app.devices.push([
+        event(DeviceEventKind::Notify { path: NotifyPath::Trapped, count: 1 }),
+        event(DeviceEventKind::Error { problem: "queue size 3 refused".into() }),
+    ]);
+    let (text, _) = screen(&mut app, 160, 45);
+    for want in [
+        "┌ Virtqueues",
+        "virtio-rng: virtio-rng (device id 4) at 0xd0000000, irq 5, notifications trapped",
+        "status: ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK (0xf)",
+        "driver features: VERSION_1",
+        "queue 0 (requestq): size 8/64, ready",
+        "descriptors 0x1000, driver area (avail) 0x2000, device area (used) 0x3000",
+        "avail idx: last seen 1, guest 2; used idx 1; in flight 1; event idx off",
+        "chain 1: entropy 32 bytes",
+        "chain 0: entropy 16 bytes -> ok, 16 bytes written",
+        "desc 0: addr 0x6000 len 32 flags WRITE next 0",
+        "┌ Device events (2)",
+        "0.001500s virtio-rng q0 notify (trapped)",
+        "virtio-rng q0 error: queue size 3 refused",
+        "4:devices",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    // The first descriptor listed is the one in flight: Enter opens its buffer.
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert_eq!((app.memory.target.addr, app.memory.target.physical), (0x6000, true));
+    app.on_key(KeyEvent::from(KeyCode::Down));
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert_eq!(app.memory.target.addr, 0x5000, "the completed request's buffer");
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("virtqueue buffer: guest-physical 0x5000, 16 bytes"), "{text}");
+    // `:virtio NAME` narrows the pane to one device; an unknown name is an error.
+    for c in ":virtio nosuch".chars() {
+        app.on_key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert!(app.current_message().is_some_and(|(m, error)| error && m.contains("nosuch")));
+}
