@@ -30,24 +30,21 @@ const CMDLINE: &str = "console=ttyS0 earlyprintk=serial reboot=k panic=-1";
 /// One kernel at a time: boots under emulation are CPU-bound, and 2 cores are shared.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn boot(dir: &Path, image: &str, cpus: &str) -> Run {
+fn boot(dir: &Path, image: &str, cpus: &str, cmdline: &str, extra: &[&str]) -> Run {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    run_headless(&[
-        "--kernel",
-        dir.join(image).to_str().unwrap(),
-        "--initrd",
-        dir.join("initramfs.cpio").to_str().unwrap(),
-        "--cmdline",
-        CMDLINE,
-        "--cpus",
-        cpus,
-        "--mem",
-        "256M",
-        "--timeout",
-        "900",
-        "--summary",
-        "json",
-    ])
+    let kernel = dir.join(image);
+    let initrd = dir.join("initramfs.cpio");
+    let mut args = vec!["--kernel", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap()];
+    args.extend_from_slice(&["--cmdline", cmdline, "--cpus", cpus, "--mem", "256M", "--timeout", "900"]);
+    args.extend_from_slice(&["--summary", "json"]);
+    args.extend_from_slice(extra);
+    run_headless(&args)
+}
+
+/// The summary's count `field` of a virtio device's queue (0 when it has no row).
+fn virtio_count(summary: &serde_json::Value, device: &str, queue: u64, field: &str) -> u64 {
+    let rows = summary["virtio"].as_array().unwrap();
+    rows.iter().find(|r| r["device"] == device && r["queue"] == queue).map_or(0, |r| r[field].as_u64().unwrap())
 }
 
 fn reached_init(run: &Run) -> bool {
@@ -60,7 +57,12 @@ fn linux_vmlinux_boots_to_init_on_two_cpus() {
         return;
     }
     let Some(dir) = kernel_dir("linux_vmlinux_boots_to_init_on_two_cpus") else { return };
-    let run = boot(&dir, "vmlinux", "2");
+    // With a disk: virtio-blk is found, and the partition scan's read reaches the device.
+    let disk = std::env::temp_dir().join(format!("kvmscope-linux-disk-{}.img", std::process::id()));
+    std::fs::write(&disk, vec![0u8; 8 << 20]).unwrap();
+    let trace = std::env::temp_dir().join(format!("kvmscope-linux-{}.trace", std::process::id()));
+    let extra = ["--disk", disk.to_str().unwrap(), "--record", trace.to_str().unwrap()];
+    let run = boot(&dir, "vmlinux", "2", CMDLINE, &extra);
     let tail: String =
         run.stdout.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     assert!(run.stdout.contains("Linux version 6.1"), "stderr: {}\nconsole tail:\n{tail}", run.stderr);
@@ -69,6 +71,15 @@ fn linux_vmlinux_boots_to_init_on_two_cpus() {
     let s = run.summary();
     assert!(s["end"] == "reset" || s["end"] == "halted", "the kernel ended the run: {s}\n{tail}");
     assert!(!run.stderr.contains("panicked"));
+    assert!(run.stdout.contains("virtio_blk virtio0: [vda] 16384 512-byte logical blocks"), "{tail}");
+    assert!(virtio_count(&s, "virtio-blk0", 0, "completed") >= 1, "{}", s["virtio"]);
+    assert!(virtio_count(&s, "virtio-rng", 0, "completed") >= 1, "the kernel took entropy: {}", s["virtio"]);
+    // The partition scan's read of sector 0, in the recording as the device took it.
+    let jsonl = kvmscope().args(["export", "--format", "jsonl"]).arg(&trace).output().unwrap();
+    let jsonl = String::from_utf8_lossy(&jsonl.stdout);
+    let read = jsonl.lines().filter(|l| l.contains(r#""record":"device""#)).find(|l| l.contains("read sector 0 len"));
+    assert!(read.is_some_and(|l| l.contains(r#""device":"virtio-blk0""#)), "no read of sector 0 recorded");
+    let _ = (std::fs::remove_file(disk), std::fs::remove_file(trace));
 }
 
 #[test]
@@ -77,11 +88,15 @@ fn linux_bzimage_of_the_same_kernel_boots() {
         return;
     }
     let Some(dir) = kernel_dir("linux_bzimage_of_the_same_kernel_boots") else { return };
-    let run = boot(&dir, "bzImage", "1");
+    // The kernel's console is virtio-console this time: its log arrives through the device.
+    let run = boot(&dir, "bzImage", "1", "console=hvc0 reboot=k panic=-1", &[]);
     let tail: String =
         run.stdout.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     assert!(run.stdout.contains("Linux version 6.1"), "stderr: {}\nconsole tail:\n{tail}", run.stderr);
     assert!(reached_init(&run), "console tail:\n{tail}\nstderr: {}", run.stderr);
+    let s = run.summary();
+    let sent = virtio_count(&s, "virtio-console", 1, "completed");
+    assert!(sent > 10, "the log went through virtio-console's transmit queue: {}", s["virtio"]);
 }
 
 #[test]
