@@ -61,22 +61,49 @@ mod tests {
     }
 }
 
-/// One writer several devices write to (the serial port and the debug console ports share the
-/// guest's console), each through its own clone.
+/// One writer several devices write to (the serial port, the debug console ports and the virtio
+/// console share the guest's console), each through a [`SourceWriter`] of its own that counts its
+/// bytes, so a view can say which devices the console's text came from.
 #[derive(Clone)]
-pub struct SharedWriter(Arc<Mutex<Box<dyn Write + Send>>>);
+pub struct SharedWriter {
+    inner: Arc<Mutex<Box<dyn Write + Send>>>,
+    sources: Arc<Mutex<Vec<(&'static str, u64)>>>,
+}
 
 impl SharedWriter {
     pub fn new(inner: Box<dyn Write + Send>) -> Self {
-        Self(Arc::new(Mutex::new(inner)))
+        Self { inner: Arc::new(Mutex::new(inner)), sources: Arc::default() }
+    }
+
+    /// A writer for the device `name`.
+    pub fn source(&self, name: &'static str) -> SourceWriter {
+        let mut sources = lock(&self.sources);
+        let index = sources.iter().position(|(n, _)| *n == name).unwrap_or_else(|| {
+            sources.push((name, 0));
+            sources.len() - 1
+        });
+        SourceWriter { shared: self.clone(), index }
+    }
+
+    /// Each device that can write here, with the bytes it has written.
+    pub fn sources(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.sources).clone()
     }
 }
 
-impl Write for SharedWriter {
+/// One device's way into a [`SharedWriter`].
+pub struct SourceWriter {
+    shared: SharedWriter,
+    index: usize,
+}
+
+impl Write for SourceWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::sync::lock(&self.0).write(buf)
+        let n = lock(&self.shared.inner).write(buf)?;
+        lock(&self.shared.sources)[self.index].1 += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        crate::sync::lock(&self.0).flush()
+        lock(&self.shared.inner).flush()
     }
 }

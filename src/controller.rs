@@ -225,6 +225,11 @@ impl Controller {
         Ok(page_map(&self.shared.ram, &self.mode(vcpu)?))
     }
 
+    /// The virtio devices' events, counted (notifications by how they came, requests, errors).
+    pub fn device_counters(&self) -> crate::trace::DeviceCounters {
+        self.shared.virtio.counters()
+    }
+
     /// Every virtio device's state, for the devices screen and `monitor virtio`.
     pub fn virtio(&self) -> Vec<crate::vmm::virtio::DeviceView> {
         self.shared.virtio.views()

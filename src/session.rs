@@ -159,6 +159,11 @@ impl Launched {
         }
     }
 
+    /// The console's devices with the bytes each wrote, and the one typed input goes to.
+    pub fn console_sources(&self) -> (Vec<(&'static str, u64)>, &'static str) {
+        (self.running.console_sources(), self.running.input_target())
+    }
+
     /// Waits up to `wait` for the run to end by itself; when it has, stops the vCPUs and returns
     /// the report (once).
     pub fn poll(&mut self, wait: Duration) -> Option<&RunReport> {

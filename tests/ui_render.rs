@@ -390,6 +390,20 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
     assert_eq!(app.memory.target.addr, 0x5000, "the completed request's buffer");
     let (text, _) = screen(&mut app, 160, 45);
     assert!(text.contains("virtqueue buffer: guest-physical 0x5000, 16 bytes"), "{text}");
+    // The overview: the stats pane counts notifications by how they came, the console its sources.
+    let mut counters = kvmscope::trace::DeviceCounters::default();
+    counters.record(&event(DeviceEventKind::Notify { path: NotifyPath::Ioeventfd, count: 7 }));
+    counters.record(&event(DeviceEventKind::Notify { path: NotifyPath::Trapped, count: 3 }));
+    app.stats.virtio = counters;
+    app.console.sources = vec![("serial", 120), ("virtio-console", 40), ("debugcon", 0)];
+    app.console.input_to = "virtio-console";
+    app.on_key(KeyEvent::from(KeyCode::Char('1')));
+    let (text, _) = screen(&mut app, 160, 45);
+    for want in ["virtio notifications", "trapped (an exit each)           3", "by ioeventfd (exits saved)       7"] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    assert!(text.contains("Console from serial 120 B, virtio-console 40 B"), "{text}");
+    app.on_key(KeyEvent::from(KeyCode::Char('4')));
     // `:virtio NAME` narrows the pane to one device; an unknown name is an error.
     for c in ":virtio nosuch".chars() {
         app.on_key(KeyEvent::from(KeyCode::Char(c)));

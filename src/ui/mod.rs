@@ -73,6 +73,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         app.stats.update(controller.counters(), Instant::now());
         app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
         app.set_stops(&controller.stops(), controller.is_paused());
+        (app.console.sources, app.console.input_to) = launched.console_sources();
+        app.stats.virtio = controller.device_counters();
         if console.len() != app.console.text.len() {
             app.console.text = console.text();
         }

@@ -104,6 +104,8 @@ pub struct Vm {
     pub serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
     /// The virtio devices.
     pub virtio: VirtioSet,
+    /// The guest's console, shared by the devices that write to it.
+    console: SharedWriter,
     /// Typed input goes to the virtio console (the guest's console is `hvc0`), not the UART.
     input_to_virtio: bool,
     /// Linux was told of the virtio devices on its command line.
@@ -192,8 +194,9 @@ impl Vm {
             IrqLine(None)
         };
         let console = SharedWriter::new(config.console);
-        let debugcon_out = |c: &SharedWriter| -> Box<dyn Write + Send> { Box::new(c.clone()) };
-        let virtio = VirtioSet::build(&config.virtio, is_linux, &ram, &fd, is_linux, || debugcon_out(&console))?;
+        let out = |c: &SharedWriter, name| -> Box<dyn Write + Send> { Box::new(c.source(name)) };
+        let virtio =
+            VirtioSet::build(&config.virtio, is_linux, &ram, &fd, is_linux, || out(&console, "virtio-console"))?;
         // The command line is Linux's: other boot-protocol images (memtest86+) get none of it.
         let linux_cmdline = boot.format == "pvh" || boot.kernel_version.is_some();
         let linux_told = linux_cmdline && !virtio.is_empty();
@@ -214,7 +217,8 @@ impl Vm {
         }
         let input_to_virtio = virtio.has_console() && config.cmdline.contains("console=hvc");
         let debugcon = config.debugcon.map(SharedWriter::new).unwrap_or_else(|| console.clone());
-        let serial = Arc::new(Mutex::new(Serial::with_irq(Box::new(console) as Box<dyn Write + Send>, irq)));
+        let serial = Arc::new(Mutex::new(Serial::with_irq(out(&console, "serial"), irq)));
+        let console_out = console.clone();
         let mut pio = Bus::default();
         pio.insert("serial", serial::PORT as u64, serial::SIZE, serial.clone())?;
         if is_linux {
@@ -223,7 +227,7 @@ impl Vm {
         pio.insert("debug-exit", debug_exit::PORT as u64, debug_exit::SIZE, Arc::new(Mutex::new(DebugExit)))?;
         pio.insert("post", post::PORT as u64, 1, Arc::new(Mutex::new(PostCode::default())))?;
         for (name, port) in [("debugcon", debugcon::QEMU_PORT), ("port-e9", debugcon::BOCHS_PORT)] {
-            let device = DebugCon::new(port, debugcon_out(&debugcon));
+            let device = DebugCon::new(port, out(&debugcon, "debugcon"));
             pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;
         }
         let mut mmio = Bus::default();
@@ -273,6 +277,7 @@ impl Vm {
             sync_regs,
             serial,
             virtio,
+            console: console_out,
             input_to_virtio,
             linux_told,
             adjustments,
@@ -300,6 +305,7 @@ impl Vm {
             sync_regs,
             serial,
             virtio,
+            console,
             input_to_virtio,
             linux_told: _,
             adjustments: _,
@@ -345,8 +351,16 @@ impl Vm {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    let mut failed =
-                        RunningVm { shared, threads, ends, deadline: None, serial, input_to_virtio, _ram: ram };
+                    let mut failed = RunningVm {
+                        shared,
+                        threads,
+                        ends,
+                        deadline: None,
+                        serial,
+                        console,
+                        input_to_virtio,
+                        _ram: ram,
+                    };
                     failed.finish((RunEnd::VmmError(VmmFailure::Thread { reason: e.to_string() }), None));
                     return Err(VmError::Thread(e));
                 }
@@ -355,7 +369,7 @@ impl Vm {
         use std::os::unix::thread::JoinHandleExt;
         *lock(&shared.threads) = threads.iter().map(|t| t.as_pthread_t()).collect();
         let deadline = limits.timeout.map(|t| shared.clock.started() + t);
-        Ok(RunningVm { shared, threads, ends, deadline, serial, input_to_virtio, _ram: ram })
+        Ok(RunningVm { shared, threads, ends, deadline, serial, console, input_to_virtio, _ram: ram })
     }
 }
 
@@ -366,6 +380,7 @@ pub struct RunningVm {
     ends: mpsc::Receiver<VcpuEnd>,
     deadline: Option<Instant>,
     serial: Arc<Mutex<Serial<Box<dyn Write + Send>>>>,
+    console: SharedWriter,
     input_to_virtio: bool,
     /// Guest memory stays mapped until the vCPUs are joined.
     _ram: GuestRam,
@@ -388,15 +403,24 @@ impl RunningVm {
     }
 
     /// Typed input for the guest's console: the virtio console when the guest's console is `hvc0`,
-    /// else the UART. Says which.
-    pub fn type_input(&self, bytes: &[u8]) -> &'static str {
-        if self.input_to_virtio && self.shared.virtio.type_input(bytes) {
-            return "virtio-console";
+    /// else the UART.
+    pub fn type_input(&self, bytes: &[u8]) {
+        if self.input_target() == "virtio-console" && self.shared.virtio.type_input(bytes) {
+            return;
         }
         if let Ok(mut s) = self.serial.lock() {
             s.enqueue_input(bytes);
         }
-        "serial"
+    }
+
+    /// The device typed input goes to.
+    pub fn input_target(&self) -> &'static str {
+        if self.input_to_virtio { "virtio-console" } else { "serial" }
+    }
+
+    /// Each device that writes to the guest's console, with the bytes it has written.
+    pub fn console_sources(&self) -> Vec<(&'static str, u64)> {
+        self.console.sources()
     }
 
     /// Waits up to `wait` for the run to end by itself (a vCPU ended it, Ctrl-C, the timeout).

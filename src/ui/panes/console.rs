@@ -1,4 +1,6 @@
-//! The guest's serial output; keys typed while this pane has focus go to the UART.
+//! The guest's console: what the UART, the debug console ports and the virtio console wrote (the
+//! title says which, when not the UART alone); keys typed while this pane has focus go to the UART,
+//! or to the virtio console when the guest's console is `hvc0`.
 
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
@@ -14,6 +16,10 @@ pub struct ConsolePane {
     pub text: String,
     /// Lines scrolled back from the newest.
     pub scroll: usize,
+    /// The devices that write to the console, with the bytes each wrote.
+    pub sources: Vec<(&'static str, u64)>,
+    /// The device typed input goes to.
+    pub input_to: &'static str,
 }
 
 impl ConsolePane {
@@ -38,8 +44,19 @@ impl ConsolePane {
 }
 
 pub fn render(f: &mut Frame, area: Rect, pane: &ConsolePane, focused: bool, theme: &Theme) {
-    let hint = if focused { " Console — typing goes to the guest (Esc/Tab to leave) " } else { " Console " };
-    let block = frame(hint.into(), focused, theme);
+    // Which devices the text came from, when more than the UART wrote.
+    let from: Vec<String> = pane.sources.iter().filter(|(_, n)| *n > 0).map(|(d, n)| format!("{d} {n} B")).collect();
+    let from = if from.len() > 1 || from.first().is_some_and(|f| !f.starts_with("serial")) {
+        format!("from {} ", from.join(", "))
+    } else {
+        String::new()
+    };
+    let title = if focused {
+        format!(" Console {from}— typing goes to the guest's {} (Esc/Tab to leave) ", pane.input_to)
+    } else {
+        format!(" Console {from}")
+    };
+    let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let lines: Vec<&str> = pane.text.lines().collect();

@@ -11,7 +11,7 @@ use ratatui::widgets::{Row, Sparkline, Table};
 
 use super::frame;
 use crate::summary::{busiest, kvm_shown, micros, percent};
-use crate::trace::{Counters, Stat};
+use crate::trace::{Counters, DeviceCounters, Stat};
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
 use crate::vmm::kvm_stats::{KvmCounts, Reading, rates, value};
@@ -109,6 +109,8 @@ pub struct StatsPane {
     pub breakdown: bool,
     /// KVM's own counters, below kvmscope's.
     pub kvm: KvmSection,
+    /// The virtio devices' events, counted: notifications by how they came.
+    pub virtio: DeviceCounters,
 }
 
 impl Default for StatsPane {
@@ -119,6 +121,7 @@ impl Default for StatsPane {
             sort: SortBy::Rate,
             breakdown: true,
             kvm: KvmSection::default(),
+            virtio: DeviceCounters::default(),
         }
     }
 }
@@ -203,6 +206,19 @@ pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme:
         // Why is said in the summary; the row is too narrow for it.
         Some(Err(_)) => rows.push(Row::new(vec!["in KVM: unavailable".to_string()]).style(theme.dim())),
         None => {}
+    }
+    if !pane.virtio.is_empty() {
+        let all = pane.virtio.rows.values();
+        let (trapped, eventfd) = all.fold((0, 0), |(t, e), c| (t + c.notifies_trapped, e + c.notifies_ioeventfd));
+        rows.push(Row::new(vec!["virtio notifications".to_string()]).style(theme.header()));
+        let notifies = trapped + eventfd;
+        rows.push(Row::new(vec![
+            " trapped (an exit each)".into(),
+            trapped.to_string(),
+            one_place(percent(trapped, notifies)),
+        ]));
+        let saved = " by ioeventfd (exits saved)".to_string();
+        rows.push(Row::new(vec![saved, eventfd.to_string(), one_place(percent(eventfd, notifies))]));
     }
     if pane.breakdown {
         // No more rows than the pane can show: a guest chooses how many addresses there are.
