@@ -89,14 +89,16 @@ fn linux_bzimage_of_the_same_kernel_boots() {
     }
     let Some(dir) = kernel_dir("linux_bzimage_of_the_same_kernel_boots") else { return };
     // The kernel's console is virtio-console this time: its log arrives through the device.
+    // (What the kernel prints before the virtio console is probed is lost, as under QEMU: hvc0
+    // has no backend yet.)
     let run = boot(&dir, "bzImage", "1", "console=hvc0 reboot=k panic=-1", &[]);
     let tail: String =
         run.stdout.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(run.stdout.contains("Linux version 6.1"), "stderr: {}\nconsole tail:\n{tail}", run.stderr);
     assert!(reached_init(&run), "console tail:\n{tail}\nstderr: {}", run.stderr);
     let s = run.summary();
     let sent = virtio_count(&s, "virtio-console", 1, "completed");
     assert!(sent > 10, "the log went through virtio-console's transmit queue: {}", s["virtio"]);
+    assert_eq!(io_count(&s, 0x3f8, "out"), 0, "and not through the UART");
 }
 
 #[test]
