@@ -49,6 +49,11 @@ typedef uint64_t u64;
 #define MMIO_BASE 0xd0000000u
 #define MMIO_STRIDE 0x1000u
 #define SLOTS 8
+/* QEMU's microvm machine puts its virtio-mmio transports here (the benchmark runs the guest there
+ * too, with -global virtio-mmio.force-legacy=false). */
+#define MICROVM_BASE 0xfeb00000u
+#define MICROVM_STRIDE 0x200u
+#define MICROVM_SLOTS 24
 
 /* virtio-mmio registers (version 2). */
 #define R_MAGIC 0x000
@@ -194,12 +199,17 @@ static int has_word(const char *s, const char *w) {
 static inline u32 rd(u32 base, u32 reg) { return *(volatile u32 *)(base + reg); }
 static inline void wr(u32 base, u32 reg, u32 v) { *(volatile u32 *)(base + reg) = v; }
 
+static int is_device(u32 base, u32 id) {
+    return rd(base, R_MAGIC) == 0x74726976 && rd(base, R_VERSION) == 2 && rd(base, R_DEVICE_ID) == id;
+}
+
 static u32 find(u32 id) {
-    for (u32 i = 0; i < SLOTS; i++) {
-        u32 base = MMIO_BASE + i * MMIO_STRIDE;
-        if (rd(base, R_MAGIC) == 0x74726976 && rd(base, R_VERSION) == 2 && rd(base, R_DEVICE_ID) == id)
-            return base;
-    }
+    for (u32 i = 0; i < SLOTS; i++)
+        if (is_device(MMIO_BASE + i * MMIO_STRIDE, id))
+            return MMIO_BASE + i * MMIO_STRIDE;
+    for (u32 i = 0; i < MICROVM_SLOTS; i++)
+        if (is_device(MICROVM_BASE + i * MICROVM_STRIDE, id))
+            return MICROVM_BASE + i * MICROVM_STRIDE;
     return 0;
 }
 
