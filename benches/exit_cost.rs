@@ -90,6 +90,7 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
         host_workarounds: true,
         cpu_features: Vec::new(),
         virtio: Default::default(),
+        trap_msrs: Vec::new(),
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

@@ -225,6 +225,11 @@ impl Controller {
         Ok(page_map(&self.shared.ram, &self.mode(vcpu)?))
     }
 
+    /// Traps exactly these MSRs' guest accesses from now on (`:trap msr`; empty: none).
+    pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), String> {
+        self.shared.trap_msrs(msrs)
+    }
+
     /// The virtio devices' events, counted (notifications by how they came, requests, errors).
     pub fn device_counters(&self) -> crate::trace::DeviceCounters {
         self.shared.virtio.counters()

@@ -110,6 +110,9 @@ struct RunArgs {
     /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     virtio: Option<Vec<Extra>>,
+    /// MSRs whose rdmsr/wrmsr exit to kvmscope (names or numbers, e.g. EFER,LSTAR,0x277), at most 16.
+    #[arg(long, value_name = "LIST", value_parser = parse_msrs)]
+    trap_msr: Option<MsrList>,
     /// Let KVM signal virtio queue notifications on an eventfd (KVM_IOEVENTFD) instead of trapping
     /// each one as an MMIO exit.
     #[arg(long)]
@@ -118,6 +121,19 @@ struct RunArgs {
 
 fn parse_disk(text: &str) -> Result<DiskSpec, String> {
     DiskSpec::parse(text)
+}
+
+/// Parsed `--trap-msr`.
+#[derive(Clone)]
+struct MsrList(Vec<u32>);
+
+fn parse_msrs(text: &str) -> Result<MsrList, String> {
+    let msrs = kvmscope::trace::msr::parse_list(text)?;
+    let max = kvmscope::vmm::msr::MAX_TRAPPED;
+    if msrs.len() > max {
+        return Err(format!("{} MSRs; KVM's filter holds {max}", msrs.len()));
+    }
+    Ok(MsrList(msrs))
 }
 
 /// Parsed `--cpu-features`.
@@ -172,6 +188,7 @@ fn run(args: RunArgs) -> ExitCode {
         host_workarounds: !args.no_host_workarounds,
         cpu_features: args.cpu_features.map(|f| f.0).unwrap_or_default(),
         virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd },
+        trap_msrs: args.trap_msr.map(|m| m.0).unwrap_or_default(),
     };
     let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
     let record = args.record;
@@ -278,6 +295,7 @@ fn main() -> ExitCode {
                 host_workarounds: true,
                 cpu_features: Vec::new(),
                 virtio: Default::default(),
+                trap_msrs: Vec::new(),
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

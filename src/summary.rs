@@ -103,6 +103,18 @@ pub fn table(counters: &Counters) -> String {
         }
         more_row(&mut out, more, "ports", &io_total);
     }
+    if !counters.by_msr.is_empty() {
+        let _ = writeln!(out);
+        header(&mut out, "MSR Access");
+        let reads = counters.by_reason.get("x86_rdmsr").copied().unwrap_or_default();
+        let writes = counters.by_reason.get("x86_wrmsr").copied().unwrap_or_default();
+        let mut all = reads;
+        all.merge(&writes);
+        for ((index, dir), s) in counters.msrs_sorted() {
+            let name = crate::trace::msr::name(index).map_or(format!("{index:#x}"), str::to_string);
+            row(&mut out, &format!("{name}:{}", dir.mmio_name().to_uppercase()), &s, &all);
+        }
+    }
     if counters.has_mmio() {
         let _ = writeln!(out);
         header(&mut out, "MMIO Access");
@@ -194,9 +206,18 @@ pub fn json_for(counters: &Counters, name: &str, detail: &str, status: i32, elap
             v
         })
         .collect();
+    let msr: Vec<Value> = counters
+        .msrs_sorted()
+        .into_iter()
+        .map(|((index, dir), s)| {
+            let name = crate::trace::msr::name(index);
+            json!({ "msr": index, "name": name, "dir": dir.mmio_name(), "count": s.count, "time": stat_json(&s) })
+        })
+        .collect();
     json!({
         "exits": counters.total.count,
         "by_reason": by_reason,
+        "msr": msr,
         "io": io,
         "io_more": more_json(io_more),
         "mmio": mmio,

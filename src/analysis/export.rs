@@ -49,7 +49,9 @@ pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
             json!({"exception": exception, "pc": pc, "dr6": dr6, "dr7": dr7})
         }
         ExitKind::Hypercall { nr } => json!({"nr": nr}),
-        ExitKind::Msr { index, dir, data } => json!({"msr": index, "dir": dir.mmio_name(), "data": data}),
+        ExitKind::Msr { index, dir, data } => {
+            json!({"msr": index, "name": crate::trace::msr::name(*index), "dir": dir.mmio_name(), "data": data})
+        }
         ExitKind::IoapicEoi { vector } => json!({"vector": vector}),
         ExitKind::MemoryFault { gpa, size, flags } => json!({"gpa": gpa, "size": size, "flags": flags}),
         ExitKind::Unknown { hardware_reason } => json!({"hardware_reason": hardware_reason}),

@@ -7,7 +7,7 @@ use crate::trace::ExitEvent;
 
 /// How an exit breakpoint is written, wherever one is set (the TUI's `:break`, gdb's
 /// `monitor break-exit`).
-pub const SYNTAX: &str = "io PORT | mmio ADDR[-END] | reason NAME [nth N]";
+pub const SYNTAX: &str = "io PORT | mmio ADDR[-END] | msr NAME|NUMBER [read|write] | reason NAME [nth N]";
 
 /// Parses an exit breakpoint: `SPEC [nth N]`.
 pub fn parse_breakpoint(text: &str) -> Result<(ExitSpec, u64), SpecError> {

@@ -6,7 +6,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::trace::event::REASON_NAMES;
-use crate::trace::{ExitEvent, ExitKind};
+use crate::trace::{Dir, ExitEvent, ExitKind};
 
 /// Which exits a spec selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +17,17 @@ pub enum ExitSpec {
     Mmio { start: u64, end: u64 },
     /// Exits with this reason name (`hlt`, `shutdown`, `io`, ...).
     Reason(String),
+    /// Trapped accesses to this MSR (`--trap-msr`), reads, writes or both.
+    Msr { index: u32, dir: Option<Dir> },
 }
 
 /// Why a spec could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SpecError {
-    #[error("expected `io PORT`, `mmio ADDR[-END]` or `reason NAME`, got {0:?}")]
+    #[error("expected `io PORT`, `mmio ADDR[-END]`, `msr NAME|NUMBER [read|write]` or `reason NAME`, got {0:?}")]
     Syntax(String),
+    #[error("{0}")]
+    Msr(String),
     #[error("{0:?} is not a number (use 0x... or decimal)")]
     Number(String),
     #[error("port {0:#x} is above 0xffff")]
@@ -70,6 +74,16 @@ impl ExitSpec {
                 }
                 Ok(ExitSpec::Mmio { start, end })
             }
+            ["msr", msr, rest @ ..] if rest.len() <= 1 => {
+                let index = crate::trace::msr::parse(msr).map_err(SpecError::Msr)?;
+                let dir = match rest {
+                    [] => None,
+                    ["read"] => Some(Dir::In),
+                    ["write"] => Some(Dir::Out),
+                    _ => return Err(SpecError::Syntax(text.to_string())),
+                };
+                Ok(ExitSpec::Msr { index, dir })
+            }
             ["reason", name] | [name] => {
                 let name = name.to_lowercase();
                 if REASON_NAMES.contains(&name.as_str()) {
@@ -91,6 +105,9 @@ impl ExitSpec {
                 *addr <= *end && last >= *start
             }
             (ExitSpec::Reason(r), kind) => kind.reason() == r,
+            (ExitSpec::Msr { index: want, dir: d }, ExitKind::Msr { index, dir, .. }) => {
+                want == index && d.is_none_or(|d| d == *dir)
+            }
             _ => false,
         }
     }
@@ -103,6 +120,16 @@ impl fmt::Display for ExitSpec {
             ExitSpec::Mmio { start, end } if start == end => write!(f, "mmio {start:#x}"),
             ExitSpec::Mmio { start, end } => write!(f, "mmio {start:#x}-{end:#x}"),
             ExitSpec::Reason(r) => write!(f, "reason {r}"),
+            ExitSpec::Msr { index, dir } => {
+                match crate::trace::msr::name(*index) {
+                    Some(name) => write!(f, "msr {name}")?,
+                    None => write!(f, "msr {index:#x}")?,
+                }
+                match dir {
+                    Some(d) => write!(f, " {}", d.mmio_name()),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -110,7 +137,6 @@ impl fmt::Display for ExitSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::Dir;
 
     fn ev(kind: ExitKind) -> ExitEvent {
         ExitEvent { seq: 0, vcpu: 0, t_ns: 0, rip: 0, kind, device: None, insn: None, cost_ns: 0 }
@@ -131,6 +157,12 @@ mod tests {
         assert!(ExitSpec::parse("reason hlt").unwrap().matches(&ev(ExitKind::Hlt)));
         assert!(ExitSpec::parse("HLT").unwrap().matches(&ev(ExitKind::Hlt)));
         assert_eq!(io.to_string(), "io 0x3f8");
+        let msr = ExitSpec::parse("msr pat write").unwrap();
+        let wrmsr = ev(ExitKind::Msr { index: 0x277, dir: Dir::Out, data: 7 });
+        assert!(msr.matches(&wrmsr) && ExitSpec::parse("msr 0x277").unwrap().matches(&wrmsr));
+        assert!(!ExitSpec::parse("msr PAT read").unwrap().matches(&wrmsr));
+        assert_eq!(msr.to_string(), "msr PAT write");
+        assert!(ExitSpec::parse("msr nosuch").is_err() && ExitSpec::parse("msr pat both").is_err());
     }
 
     #[test]

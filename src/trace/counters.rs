@@ -80,6 +80,8 @@ pub struct Counters {
     pub total: Stat,
     pub by_reason: FxHashMap<&'static str, Stat>,
     pub by_port: FxHashMap<(u16, Dir), Stat>,
+    /// Trapped MSR accesses (`--trap-msr`) by (MSR, read or write).
+    pub by_msr: FxHashMap<(u32, Dir), Stat>,
     by_mmio: FxHashMap<(MmioBucket, Dir), Stat>,
     /// How many `Addr` and `Page` buckets there are.
     mmio_addrs: usize,
@@ -94,6 +96,7 @@ impl Counters {
         self.by_reason.entry(event.kind.reason()).or_default().add(ns);
         match event.kind {
             ExitKind::Io { port, dir, .. } => self.by_port.entry((port, dir)).or_default().add(ns),
+            ExitKind::Msr { index, dir, .. } => self.by_msr.entry((index, dir)).or_default().add(ns),
             ExitKind::Mmio { addr, dir, .. } => match self.by_mmio.get_mut(&(MmioBucket::Addr(addr), dir)) {
                 Some(s) => s.add(ns),
                 None => {
@@ -139,6 +142,9 @@ impl Counters {
         for (k, s) in &other.by_port {
             self.by_port.entry(*k).or_default().merge(s);
         }
+        for (k, s) in &other.by_msr {
+            self.by_msr.entry(*k).or_default().merge(s);
+        }
         for (&(bucket, dir), s) in &other.by_mmio {
             let bucket = self.bucket_for(bucket, dir);
             self.by_mmio.entry((bucket, dir)).or_default().merge(s);
@@ -153,6 +159,11 @@ impl Counters {
     /// Ports sorted by (port, direction).
     pub fn ports_sorted(&self) -> BTreeMap<(u16, Dir), Stat> {
         self.by_port.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// MSRs sorted by (index, direction).
+    pub fn msrs_sorted(&self) -> BTreeMap<(u32, Dir), Stat> {
+        self.by_msr.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// MMIO buckets sorted by (bucket, direction).

@@ -160,7 +160,11 @@ impl ExitKind {
     pub fn wants_decode(&self) -> bool {
         matches!(
             self,
-            ExitKind::Io { .. } | ExitKind::Mmio { .. } | ExitKind::Debug { .. } | ExitKind::InternalError { .. }
+            ExitKind::Io { .. }
+                | ExitKind::Mmio { .. }
+                | ExitKind::Msr { .. }
+                | ExitKind::Debug { .. }
+                | ExitKind::InternalError { .. }
         )
     }
 }
@@ -225,7 +229,10 @@ impl fmt::Display for ExitEvent {
                 write!(f, "exception {exception} pc {pc:#x} dr6 {dr6:#x} dr7 {dr7:#x}")?
             }
             ExitKind::Hypercall { nr } => write!(f, "nr {nr}")?,
-            ExitKind::Msr { index, dir, data } => write!(f, "{} msr {index:#x} = {data:#x}", dir.mmio_name())?,
+            ExitKind::Msr { index, dir, data } => match super::msr::name(*index) {
+                Some(name) => write!(f, "{} msr {index:#x} {name} = {data:#x}", dir.mmio_name())?,
+                None => write!(f, "{} msr {index:#x} = {data:#x}", dir.mmio_name())?,
+            },
             ExitKind::IoapicEoi { vector } => write!(f, "vector {vector}")?,
             ExitKind::MemoryFault { gpa, size, flags } => write!(f, "gpa {gpa:#x} size {size:#x} flags {flags:#x}")?,
             ExitKind::Unknown { hardware_reason } => write!(f, "hardware reason {hardware_reason:#x}")?,

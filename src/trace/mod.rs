@@ -4,6 +4,7 @@ pub mod counters;
 pub mod device;
 pub mod device_counters;
 pub mod event;
+pub mod msr;
 
 pub use counters::{Counters, Stat};
 pub use device::{DeviceEvent, DeviceEventKind, NotifyPath};

@@ -58,6 +58,8 @@ pub enum Action {
         addr: u64,
         virt: bool,
     },
+    /// Trap exactly these MSRs from now on.
+    TrapMsrs(Vec<u32>),
     /// Replay: move to the exit with this sequence number, or the first at or after this time (ns).
     Goto(u64),
     GotoTime(u64),
@@ -290,6 +292,7 @@ impl App {
             }
             Ok(Command::Goto(seq)) => vec![Action::Goto(seq)],
             Ok(Command::Time(t)) => vec![Action::GotoTime(t)],
+            Ok(Command::TrapMsrs(msrs)) => vec![Action::TrapMsrs(msrs)],
             Ok(Command::Virtio(only)) => {
                 let known =
                     self.virtio.views.as_ref().is_none_or(|v| v.iter().any(|d| Some(d.name) == only.as_deref()));
@@ -435,6 +438,14 @@ mod tests {
             insn: None,
             cost_ns: 1,
         }
+    }
+
+    #[test]
+    fn trap_msr_becomes_an_action() {
+        let mut app = App::new("t");
+        assert_eq!(typed(&mut app, ":trap msr PAT,efer"), vec![Action::TrapMsrs(vec![0x277, 0xc000_0080])]);
+        assert!(typed(&mut app, ":trap msr nosuch").is_empty());
+        assert!(app.current_message().is_some_and(|(m, error)| error && m.contains("unknown MSR")));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum Command {
     Time(u64),
     /// `:virtio [NAME]` — the devices screen, every device or one.
     Virtio(Option<String>),
+    /// `:trap msr LIST|none` — the MSRs whose guest accesses exit to kvmscope.
+    TrapMsrs(Vec<u32>),
 }
 
 /// Default length of a memory view.
@@ -102,6 +104,13 @@ pub fn parse(line: &str) -> Result<Command, String> {
         },
         "quit" | "q" => no_args(Command::Quit),
         "virtio" => Ok(Command::Virtio((!rest.is_empty()).then(|| rest.to_string()))),
+        "trap" => match rest.split_once(char::is_whitespace).unwrap_or((rest, "")) {
+            ("msr", "none") => Ok(Command::TrapMsrs(Vec::new())),
+            ("msr", list) if !list.trim().is_empty() => {
+                crate::trace::msr::parse_list(&list.replace(' ', ",")).map(Command::TrapMsrs)
+            }
+            _ => Err("usage: :trap msr NAME|NUMBER[,...] | :trap msr none".into()),
+        },
         "goto" | "g" => parse_number(rest).map(Command::Goto).map_err(|_| "usage: :goto SEQ".to_string()),
         "time" | "t" => match rest.trim_end_matches('s').parse::<f64>() {
             Ok(t) if t >= 0.0 && t.is_finite() => Ok(Command::Time((t * 1e9) as u64)),
@@ -132,6 +141,9 @@ mod tests {
         assert_eq!(parse("quit").unwrap(), Command::Quit);
         assert_eq!(parse("virtio virtio-blk0").unwrap(), Command::Virtio(Some("virtio-blk0".into())));
         assert_eq!(parse("virtio").unwrap(), Command::Virtio(None));
+        assert_eq!(parse("trap msr efer, 0x277").unwrap(), Command::TrapMsrs(vec![0x277, 0xc000_0080]));
+        assert_eq!(parse("trap msr none").unwrap(), Command::TrapMsrs(vec![]));
+        assert!(parse("trap msr").is_err() && parse("trap io 1").is_err());
         assert_eq!(
             parse("gva 0xffff800000001000").unwrap(),
             Command::Chain { addr: 0xffff_8000_0000_1000, virt: true }

@@ -180,6 +180,17 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
                 Err(e) => app.say(e.to_string(), true),
             }
         }
+        Action::TrapMsrs(msrs) => match controller.trap_msrs(&msrs) {
+            Ok(()) if msrs.is_empty() => app.say("no MSRs trapped", false),
+            Ok(()) => {
+                let names: Vec<String> = msrs
+                    .iter()
+                    .map(|&m| crate::trace::msr::name(m).map_or(format!("{m:#x}"), str::to_string))
+                    .collect();
+                app.say(format!("trapping MSRs {}", names.join(", ")), false)
+            }
+            Err(e) => app.say(e, true),
+        },
         Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
         Action::SerialInput(bytes) => {
             launched.type_input(&bytes);

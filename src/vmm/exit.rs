@@ -111,15 +111,9 @@ pub fn translate(exit: VcpuExit<'_>, detail: &RunDetail, buses: &Buses, ram: &Gu
             Translated::plain(ExitKind::InternalError { suberror: detail.suberror, data: detail.internal.clone() })
         }
         VcpuExit::Unknown => Translated::plain(ExitKind::Unknown { hardware_reason: detail.hardware_reason }),
-        VcpuExit::X86Rdmsr(m) => {
-            // No MSR filter is installed, so these do not come; answer "not handled" if they do.
-            *m.error = 1;
-            Translated::plain(ExitKind::Msr { index: m.index, dir: Dir::In, data: 0 })
-        }
-        VcpuExit::X86Wrmsr(m) => {
-            *m.error = 1;
-            Translated::plain(ExitKind::Msr { index: m.index, dir: Dir::Out, data: m.data })
-        }
+        // A trapped MSR (`--trap-msr`): the vCPU completes it on the real MSR (`vmm::msr`).
+        VcpuExit::X86Rdmsr(m) => Translated::plain(ExitKind::Msr { index: m.index, dir: Dir::In, data: 0 }),
+        VcpuExit::X86Wrmsr(m) => Translated::plain(ExitKind::Msr { index: m.index, dir: Dir::Out, data: m.data }),
         other => Translated::plain(plain_kind(other)),
     }
 }

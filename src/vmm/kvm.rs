@@ -38,6 +38,9 @@ pub enum VmError {
     /// A `--disk` or another virtio device could not be set up.
     #[error("{0}")]
     Virtio(String),
+    /// `--trap-msr` could not be had.
+    #[error("--trap-msr: {0}")]
+    Msr(String),
 }
 
 impl VmError {

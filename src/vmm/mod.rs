@@ -15,6 +15,7 @@ pub mod linux;
 pub mod loader;
 pub mod memory;
 pub mod mptable;
+pub mod msr;
 pub mod outcome;
 pub mod probe;
 pub mod shared;

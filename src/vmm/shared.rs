@@ -48,6 +48,10 @@ pub struct Shared {
     pub kvm_stats: Result<VmStats, String>,
     /// The virtio devices, for their views.
     pub virtio: VirtioSet,
+    /// KVM sends the MSR filter's denials to userspace (`--trap-msr` and `:trap msr` can work).
+    pub msr_exits: bool,
+    /// The MSRs trapped now.
+    pub trapped_msrs: Mutex<Vec<u32>>,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
@@ -92,6 +96,17 @@ impl Shared {
         }
         apply(&self.vm, &slots, &new)?;
         *slots = new;
+        Ok(())
+    }
+
+    /// Traps exactly these MSRs from now on (an empty list: none).
+    pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), String> {
+        if !self.msr_exits {
+            return Err("this host's KVM cannot send MSR accesses to userspace".into());
+        }
+        let mut trapped = lock(&self.trapped_msrs);
+        super::msr::set_traps(&self.vm, msrs)?;
+        *trapped = msrs.to_vec();
         Ok(())
     }
 

@@ -62,6 +62,8 @@ pub struct VmConfig {
     pub cpu_features: Vec<linux::CpuFeature>,
     /// `--disk`, `--virtio`, `--ioeventfd`.
     pub virtio: VirtioConfig,
+    /// `--trap-msr`: MSRs whose guest accesses exit to kvmscope.
+    pub trap_msrs: Vec<u32>,
 }
 
 /// What a finished run leaves behind.
@@ -114,6 +116,9 @@ pub struct Vm {
     pub adjustments: Vec<String>,
     /// The memory slots KVM has.
     slots: Vec<slots::Slot>,
+    /// KVM sends MSR filter denials to userspace; the MSRs trapped.
+    msr_exits: bool,
+    trap_msrs: Vec<u32>,
     /// KVM's own counters of this VM, or why there are none.
     kvm_stats: Result<VmStats, String>,
 }
@@ -142,6 +147,14 @@ impl Vm {
     pub fn new(config: VmConfig) -> Result<Self, VmError> {
         let kvm = open_kvm()?;
         let fd = kvm.create_vm().map_err(kvm_err("creating a VM (KVM_CREATE_VM)"))?;
+        // MSR exits for the filter's denials, so that `--trap-msr` and `:trap msr` can work.
+        let msr_exits = super::msr::enable(&kvm, &fd);
+        if !config.trap_msrs.is_empty() {
+            if !msr_exits {
+                return Err(VmError::Msr("this host's KVM cannot send MSR accesses to userspace".into()));
+            }
+            super::msr::set_traps(&fd, &config.trap_msrs).map_err(VmError::Msr)?;
+        }
         let ram = GuestRam::new(config.mem_size)?;
         let slots = slots::layout(ram.host_ranges(), &[]);
         slots::apply(&fd, &[], &slots).map_err(VmError::Slots)?;
@@ -283,6 +296,8 @@ impl Vm {
             adjustments,
             slots,
             kvm_stats,
+            msr_exits,
+            trap_msrs: config.trap_msrs,
         })
     }
 
@@ -311,6 +326,8 @@ impl Vm {
             adjustments: _,
             slots,
             kvm_stats,
+            msr_exits,
+            trap_msrs,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let clock = Clock::start();
@@ -329,6 +346,8 @@ impl Vm {
             threads: Mutex::new(Vec::new()),
             kvm_stats,
             virtio,
+            msr_exits,
+            trapped_msrs: Mutex::new(trap_msrs),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
         });

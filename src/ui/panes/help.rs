@@ -25,6 +25,7 @@ Commands
   :x ADDR [LEN]   memory at a guest-virtual address (stopped vCPU's tables)
   :xp ADDR [LEN]  memory at a guest-physical address
   :virtio [NAME]  the virtio devices (one in full), on the devices screen
+  :trap msr LIST  trap these MSRs' rdmsr/wrmsr (names or numbers; `none` stops)
   :gva ADDR  :gpa ADDR  an address through page tables, slot and host
   :filter SPEC    :sort rate|total";
 

@@ -18,6 +18,7 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 use super::bus::VmRequest;
 use super::exit::{RunDetail, translate};
 use super::kick;
+use super::msr;
 use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::Shared;
 use crate::debug::{Stop, StopReason, VcpuCommand};
@@ -133,7 +134,7 @@ impl Vcpu {
     fn run_once(&mut self) -> Next {
         let result = self.fd.run();
         let t_exit = self.shared.clock.now();
-        let translated = match result {
+        let mut translated = match result {
             Ok(exit) => {
                 // SAFETY: `run` is this vCPU's kvm_run and KVM_RUN has just returned.
                 let detail = unsafe { RunDetail::read(self.run) };
@@ -147,6 +148,10 @@ impl Vcpu {
             }
             Err(source) => return Next::End(RunEnd::VmmError(VmmFailure::Run { vcpu: self.index, source })),
         };
+        if matches!(translated.kind, ExitKind::Msr { .. }) {
+            // SAFETY: `run` is this vCPU's kvm_run, and its exit was this MSR access.
+            unsafe { msr::complete(&self.fd, self.run, &mut translated.kind) };
+        }
         let kind = translated.kind;
         let (regs, sregs) = match self.registers(kind.wants_decode()) {
             Ok(r) => r,
