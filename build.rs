@@ -33,6 +33,9 @@ fn build(src: &Path, out: &Path, dir: &Path) {
             "-fno-stack-protector",
             "-mgeneral-regs-only",
             "-fno-asynchronous-unwind-tables",
+            // Frame pointers, and no tail calls, so that the call-stack tests see every frame.
+            "-fno-omit-frame-pointer",
+            "-fno-optimize-sibling-calls",
             "-O2",
             "-Wall",
             "-Werror",

@@ -110,6 +110,10 @@ struct RunArgs {
     /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     virtio: Option<Vec<Extra>>,
+    /// Walk the guest's frame-pointer chain on one exit in N (default 64; `all`: every exit), for the
+    /// recording's call stacks (`kvmscope export --format folded`).
+    #[arg(long, value_name = "N|all", num_args = 0..=1, default_missing_value = "64", value_parser = parse_stacks)]
+    stacks: Option<u64>,
     /// MSRs whose rdmsr/wrmsr exit to kvmscope (names or numbers, e.g. EFER,LSTAR,0x277), at most 16.
     #[arg(long, value_name = "LIST", value_parser = parse_msrs)]
     trap_msr: Option<MsrList>,
@@ -121,6 +125,17 @@ struct RunArgs {
 
 fn parse_disk(text: &str) -> Result<DiskSpec, String> {
     DiskSpec::parse(text)
+}
+
+fn parse_stacks(text: &str) -> Result<u64, String> {
+    match text {
+        "all" => Ok(1),
+        n => n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("{n:?}: give a number of exits (1 or more) or `all`")),
+    }
 }
 
 /// Parsed `--trap-msr`.
@@ -190,7 +205,12 @@ fn run(args: RunArgs) -> ExitCode {
         virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd },
         trap_msrs: args.trap_msr.map(|m| m.0).unwrap_or_default(),
     };
-    let limits = RunLimits { timeout: args.timeout, max_exits: args.max_exits, start_paused: args.gdb_wait };
+    let limits = RunLimits {
+        timeout: args.timeout,
+        max_exits: args.max_exits,
+        start_paused: args.gdb_wait,
+        stacks_every: args.stacks,
+    };
     let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {
         Ok(g) => g,

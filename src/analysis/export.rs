@@ -20,6 +20,9 @@ pub enum Format {
     Csv,
     /// Chrome trace-event JSON (opens in Perfetto; one track per vCPU).
     Chrome,
+    /// Collapsed call stacks (`--stacks` recordings), one `outer;...;inner;[reason] COUNT` line
+    /// per distinct stack: the input of flame-graph tools.
+    Folded,
 }
 
 #[derive(Debug, Args)]
@@ -31,6 +34,39 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The guest's symbols for `folded` (an ELF image, vmlinux or System.map); default: the
+    /// recorded guest image.
+    #[arg(long, value_name = "FILE")]
+    pub symbols: Option<PathBuf>,
+}
+
+/// Stacks and how often each was sampled, then folded into lines with the guest's symbols.
+#[derive(Debug, Default)]
+pub struct Folded {
+    stacks: std::collections::BTreeMap<(Vec<u64>, String), u64>,
+}
+
+impl Folded {
+    pub fn add(&mut self, s: &crate::trace::StackSample) {
+        *self.stacks.entry((s.frames.clone(), s.reason.clone())).or_default() += 1;
+    }
+
+    /// `outer;...;inner;[reason] COUNT` lines, sorted. A return address is named by the byte
+    /// before it (the call), so a call that ends its function is not taken for the next one.
+    pub fn lines(&self, symbols: &super::symbols::Symbols) -> Vec<String> {
+        let mut folded: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for ((frames, reason), n) in &self.stacks {
+            let mut names: Vec<String> = frames
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| symbols.name_or_addr(if i == 0 { a } else { a.wrapping_sub(1) }))
+                .collect();
+            names.reverse();
+            names.push(format!("[{reason}]"));
+            *folded.entry(names.join(";")).or_default() += n;
+        }
+        folded.into_iter().map(|(stack, n)| format!("{stack} {n}")).collect()
+    }
 }
 
 /// The kind-specific fields of an exit, by name.
@@ -194,11 +230,13 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     match args.format {
         Format::Csv => write(&mut out, &format!("{CSV_HEADER}\n")),
         Format::Chrome => write(&mut out, "[\n"),
-        Format::Jsonl => {}
+        Format::Jsonl | Format::Folded => {}
     }
+    let mut folded = Folded::default();
     let read = super::read_all_warning(&args.file, |r| {
         let e = match r {
             Record::Exit(e) => e,
+            Record::Stack(s) => return folded.add(&s),
             Record::Device(d) => {
                 match args.format {
                     Format::Jsonl => write(&mut out, &format!("{}\n", device_json(&d))),
@@ -215,6 +253,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
                         write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)));
                         first = false;
                     }
+                    Format::Folded => {}
                 }
                 return;
             }
@@ -232,8 +271,16 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
                 write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e)));
                 first = false;
             }
+            Format::Folded => {}
         }
     });
+    if let (Format::Folded, Ok(reader)) = (args.format, &read) {
+        let path = args.symbols.clone().unwrap_or_else(|| PathBuf::from(&reader.header.guest_image));
+        let symbols = super::symbols::Symbols::load(&path).map_err(AnalysisError::Symbols)?;
+        for line in folded.lines(&symbols) {
+            write(&mut out, &format!("{line}\n"));
+        }
+    }
     if args.format == Format::Chrome {
         write(&mut out, "\n]\n");
     }

@@ -1,7 +1,9 @@
 //! Working with recordings after the run: statistics and exports.
 
 pub mod export;
+pub mod profile;
 pub mod stats;
+pub mod symbols;
 
 use std::path::{Path, PathBuf};
 
@@ -18,13 +20,16 @@ pub enum AnalysisError {
     Create { path: PathBuf, source: std::io::Error },
     #[error("export: {0}")]
     Write(std::io::Error),
+    /// The guest's symbols could not be had.
+    #[error("{0}")]
+    Symbols(String),
 }
 
 impl AnalysisError {
     /// kvmscope's exit status: 2 for input it cannot use, 1 when writing failed.
     pub fn status(&self) -> u8 {
         match self {
-            AnalysisError::Read(_) | AnalysisError::Create { .. } => 2,
+            AnalysisError::Read(_) | AnalysisError::Create { .. } | AnalysisError::Symbols(_) => 2,
             AnalysisError::Write(_) => 1,
         }
     }

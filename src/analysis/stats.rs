@@ -9,6 +9,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::AnalysisError;
+use super::profile::RipProfile;
+use super::symbols::Symbols;
 use crate::recording::Record;
 use crate::summary;
 use crate::trace::{Counters, DeviceCounters};
@@ -30,6 +32,20 @@ pub struct StatsArgs {
     /// Only exits before this many seconds into the run.
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::headless::parse_seconds)]
     pub to: Option<f64>,
+    /// Group by exit reason (the run's summary), or by the guest function that made the exits.
+    #[arg(long, value_enum, default_value = "reason")]
+    pub by: By,
+    /// The guest's symbols for `--by symbol` (an ELF image, vmlinux or System.map); default: the
+    /// recorded guest image.
+    #[arg(long, value_name = "FILE")]
+    pub symbols: Option<PathBuf>,
+}
+
+/// What `stats` groups exits by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    Reason,
+    Symbol,
 }
 
 /// Counters of a recording, as the run counted them.
@@ -42,6 +58,10 @@ pub struct RecordedRun {
     pub kvm: Option<KvmCounts>,
     /// The virtio devices' events, counted (in the time window).
     pub devices: DeviceCounters,
+    /// Exits per guest RIP (in the window), for the profile by function.
+    pub profile: RipProfile,
+    /// The guest image the recording names.
+    pub guest_image: String,
     pub last_t_ns: u64,
 }
 
@@ -55,14 +75,17 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         end: None,
         kvm: None,
         devices: DeviceCounters::default(),
+        profile: RipProfile::default(),
+        guest_image: String::new(),
         last_t_ns: 0,
     };
-    super::read_all_warning(&args.file, |r| match r {
+    let reader = super::read_all_warning(&args.file, |r| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
             if args.vcpu.is_none_or(|v| v == e.vcpu) && (from..to).contains(&e.t_ns) {
                 run.counters.record(&e);
                 run.per_vcpu.entry(e.vcpu).or_default().record(&e);
+                run.profile.record(&e);
             }
         }
         Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
@@ -70,12 +93,23 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         Record::Device(d) if (from..to).contains(&d.t_ns) => run.devices.record(&d),
         _ => {}
     })?;
+    run.guest_image = reader.header.guest_image.clone();
     Ok(run)
 }
 
 /// Runs the command.
 pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
     let run = count(args)?;
+    if args.by == By::Symbol {
+        let path = args.symbols.clone().unwrap_or_else(|| PathBuf::from(&run.guest_image));
+        let symbols = Symbols::load(&path).map_err(AnalysisError::Symbols)?;
+        if args.json {
+            println!("{}", json!({ "by_symbol": run.profile.json(&symbols) }));
+        } else {
+            print!("{}", run.profile.text(&symbols));
+        }
+        return Ok(());
+    }
     let (status, name, detail, elapsed) = run.end.clone().unwrap_or((
         1,
         "incomplete".into(),

@@ -4,6 +4,7 @@ pub mod insn;
 pub mod page_map;
 pub mod paging;
 pub mod regs;
+pub mod stack;
 
 pub use insn::InsnDecoder;
 pub use paging::{CpuMode, PhysRead, Translation, WalkError};

@@ -5,7 +5,8 @@
 //! chunks:  "CHNK" | payload len u32 | record count u32 | crc u32 | payload
 //! ```
 //! The chunk's CRC-32 covers its length, its record count and its payload (version 2 on); in
-//! version 1 traces, still read, it covers the payload alone. Version 3 added device events.
+//! version 1 traces, still read, it covers the payload alone. Version 3 added device events and
+//! call stacks.
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -19,7 +20,7 @@ use kvm_bindings::kvm_sregs;
 use crate::debug::{Stop, StopReason};
 use crate::decode::regs;
 use crate::sync::lock;
-use crate::trace::{DeviceEvent, DeviceEventKind, Dir, ExitEvent, ExitKind, Insn, NotifyPath};
+use crate::trace::{DeviceEvent, DeviceEventKind, Dir, ExitEvent, ExitKind, Insn, NotifyPath, StackSample};
 use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 
 /// The file's first bytes.
@@ -76,6 +77,8 @@ pub enum Record {
     },
     /// A virtio device's queue event.
     Device(DeviceEvent),
+    /// A sampled guest call stack (`--stacks`).
+    Stack(StackSample),
 }
 
 /// A debug stop as recorded.
@@ -313,6 +316,7 @@ const T_STOP: u8 = 3;
 const T_END: u8 = 4;
 const T_KVM: u8 = 5;
 const T_DEVICE: u8 = 6;
+const T_STACK: u8 = 7;
 
 /// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,6 +439,17 @@ impl ChunkEncoder {
                 }
             }
             Record::Device(d) => device_event(&mut self.payload, d),
+            Record::Stack(s) => {
+                let p = &mut self.payload;
+                p.push(T_STACK);
+                put_varint(p, s.seq);
+                put_varint(p, s.vcpu as u64);
+                put_bytes(p, s.reason.as_bytes());
+                put_varint(p, s.frames.len() as u64);
+                for f in &s.frames {
+                    put_varint(p, *f);
+                }
+            }
             Record::End { t_ns, status, name, detail } => {
                 let p = &mut self.payload;
                 p.push(T_END);
@@ -689,6 +704,15 @@ impl<'a> ChunkDecoder<'a> {
                 Ok(Some(Record::Kvm { t_ns, counts: KvmCounts { vm, vcpus } }))
             }
             T_DEVICE => self.device_event().map(|d| Some(Record::Device(d))),
+            T_STACK => {
+                let (seq, vcpu, reason) = (self.varint()?, self.u32()?, self.string()?);
+                let n = self.varint()? as usize;
+                if n > crate::decode::stack::MAX_DEPTH + 1 {
+                    return Err(DecodeError::LongList(n));
+                }
+                let frames = (0..n).map(|_| self.varint()).collect::<Result<_, _>>()?;
+                Ok(Some(Record::Stack(StackSample { seq, vcpu, reason, frames })))
+            }
             t => Err(DecodeError::RecordType(t)),
         }
     }
@@ -859,6 +883,8 @@ mod tests {
         ] {
             records.push(Record::Device(DeviceEvent { t_ns: 12, device: "virtio-blk0".into(), queue, kind }));
         }
+        let frames = vec![0xffff_ffff_8100_1234, 0xffff_ffff_8100_0042];
+        records.push(Record::Stack(StackSample { seq: 9, vcpu: 1, reason: "io".into(), frames }));
         let mut enc = ChunkEncoder::default();
         records.iter().for_each(|r| enc.push(r));
         assert_eq!(enc.records as usize, records.len());

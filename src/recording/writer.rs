@@ -16,7 +16,7 @@ use super::format::{ChunkEncoder, ChunkFrame, Record, StopRecord, TraceHeader, e
 use crate::debug::Stop;
 use crate::sink::ExitSink;
 use crate::sync::lock;
-use crate::trace::{DeviceEvent, ExitEvent};
+use crate::trace::{DeviceEvent, ExitEvent, StackSample};
 use crate::vmm::RunEnd;
 use crate::vmm::kvm_stats::KvmCounts;
 
@@ -138,6 +138,10 @@ impl ExitSink for Recorder {
 
     fn on_device(&self, event: &DeviceEvent) {
         self.send(Record::Device(event.clone()));
+    }
+
+    fn on_stack(&self, stack: &StackSample) {
+        self.send(Record::Stack(stack.clone()));
     }
 }
 

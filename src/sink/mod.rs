@@ -6,7 +6,7 @@ pub mod live;
 pub mod printer;
 
 use crate::debug::Stop;
-use crate::trace::{DeviceEvent, ExitEvent};
+use crate::trace::{DeviceEvent, ExitEvent, StackSample};
 
 /// A consumer of exit events.
 pub trait ExitSink: Send + Sync {
@@ -15,6 +15,9 @@ pub trait ExitSink: Send + Sync {
 
     /// Called when a vCPU stops for the debugger, with its registers.
     fn on_stop(&self, _stop: &Stop) {}
+
+    /// Called for each sampled call stack (`--stacks`), on the vCPU's thread, after the exit.
+    fn on_stack(&self, _stack: &StackSample) {}
 
     /// Called for each device event (virtio queues), on the device's worker thread or a vCPU's.
     fn on_device(&self, _event: &DeviceEvent) {}

@@ -5,8 +5,10 @@ pub mod device;
 pub mod device_counters;
 pub mod event;
 pub mod msr;
+pub mod stack;
 
 pub use counters::{Counters, Stat};
 pub use device::{DeviceEvent, DeviceEventKind, NotifyPath};
 pub use device_counters::{DeviceCounters, QueueCounts};
 pub use event::{Dir, ExitEvent, ExitKind, Insn};
+pub use stack::StackSample;

@@ -32,6 +32,8 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// `--max-exits`, or `u64::MAX`.
     pub max_exits: u64,
+    /// `--stacks`: a call stack on one exit in this many.
+    pub stacks_every: Option<u64>,
     /// One set of exact counters per vCPU, each written only by its own thread.
     pub counters: Vec<Mutex<Counters>>,
     /// Consumers of every event.

@@ -89,6 +89,8 @@ pub struct RunLimits {
     pub max_exits: Option<u64>,
     /// Hold every vCPU before its first instruction (for `--gdb-wait`).
     pub start_paused: bool,
+    /// `--stacks`: walk the guest's call stack on one exit in this many (1: every exit).
+    pub stacks_every: Option<u64>,
 }
 
 /// A built VM, ready to run.
@@ -338,6 +340,7 @@ impl Vm {
             seq: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             max_exits: limits.max_exits.unwrap_or(u64::MAX),
+            stacks_every: limits.stacks_every.filter(|&n| n > 0),
             counters: vcpus.iter().map(|_| Mutex::new(Counters::default())).collect(),
             sinks,
             debug,

@@ -24,8 +24,9 @@ use super::shared::Shared;
 use crate::debug::{Stop, StopReason, VcpuCommand};
 use crate::decode::paging::read_virt;
 use crate::decode::regs::RFLAGS_IF;
+use crate::decode::stack::frame_pointer_walk;
 use crate::decode::{CpuMode, InsnDecoder};
-use crate::trace::{ExitEvent, ExitKind};
+use crate::trace::{ExitEvent, ExitKind, StackSample};
 use debugger::{DebugOutcome, VcpuDebugger};
 use state::VcpuState;
 
@@ -175,6 +176,16 @@ impl Vcpu {
         shared.counters_of(self.index as usize).record(&event);
         for sink in &shared.sinks {
             sink.on_exit(&event);
+        }
+        if let (Some(every), Some(sregs)) = (shared.stacks_every, &sregs)
+            && event.seq % every == 0
+        {
+            let frames = frame_pointer_walk(&shared.ram, &CpuMode::from(sregs), regs.rip, regs.rbp);
+            let reason = event.kind.reason().to_string();
+            let sample = StackSample { seq: event.seq, vcpu: self.index, reason, frames };
+            for sink in &shared.sinks {
+                sink.on_stack(&sample);
+            }
         }
         let at_limit = event.seq + 1 >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
