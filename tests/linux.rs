@@ -79,6 +79,13 @@ fn linux_vmlinux_boots_to_init_on_two_cpus() {
     let jsonl = String::from_utf8_lossy(&jsonl.stdout);
     let read = jsonl.lines().filter(|l| l.contains(r#""record":"device""#)).find(|l| l.contains("read sector 0 len"));
     assert!(read.is_some_and(|l| l.contains(r#""device":"virtio-blk0""#)), "no read of sector 0 recorded");
+    // The exit profile names the kernel's own functions: the 8250 driver's port I/O, virtio-mmio's
+    // notification (the PIT is in KVM: its port I/O never reaches kvmscope).
+    let profile = kvmscope().args(["stats", "--by", "symbol"]).arg(&trace).output().unwrap();
+    let profile = String::from_utf8_lossy(&profile.stdout);
+    for function in ["io_serial_out", "io_serial_in", "vm_notify"] {
+        assert!(profile.contains(function), "{function} missing from the profile:\n{profile}");
+    }
     let _ = (std::fs::remove_file(disk), std::fs::remove_file(trace));
 }
 
