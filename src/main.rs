@@ -33,8 +33,10 @@ enum Command {
     },
     /// Statistics of a recorded run (the run's summary and more).
     Stats(kvmscope::analysis::stats::StatsArgs),
-    /// Export a recorded run as JSON Lines, CSV or a Chrome/Perfetto trace.
+    /// Export a recorded run as JSON Lines, CSV, a Chrome/Perfetto trace or folded stacks.
     Export(kvmscope::analysis::export::ExportArgs),
+    /// Draw a recorded run's call stacks (`run --stacks`) as a flame graph SVG.
+    Flamegraph(kvmscope::analysis::folded::FlamegraphArgs),
     /// Browse a recorded run in the TUI.
     Replay {
         /// The trace file.
@@ -294,6 +296,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Stats(args)) => analysis_status(kvmscope::analysis::stats::run(&args)),
         Some(Command::Export(args)) => analysis_status(kvmscope::analysis::export::run(&args)),
+        Some(Command::Flamegraph(args)) => analysis_status(kvmscope::analysis::folded::flamegraph(&args)),
         Some(Command::Replay { file }) => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {

@@ -41,6 +41,16 @@ fn folded_stacks_are_exactly_the_guests_call_paths() {
     let (_, profile) = kvmscope_out(&["stats", "--by", "symbol"], &trace);
     let lines: Vec<&str> = profile.lines().collect();
     assert!(lines[2].contains("71.43%") && lines[2].contains("inner") && lines[2].contains("io 5"), "{profile}");
+    // The flame graph: an SVG with those functions in it.
+    let svg = trace.with_extension("svg");
+    let out = kvmscope().arg("flamegraph").arg(&trace).arg("-o").arg(&svg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<?xml") && text.contains("<svg") && text.trim_end().ends_with("</svg>"));
+    for name in ["guest_main", "outer_a", "outer_b", "inner", "[io]"] {
+        assert!(text.contains(name), "{name} not in the flame graph");
+    }
+    let _ = std::fs::remove_file(svg);
     let (_, json) = kvmscope_out(&["stats", "--by", "symbol", "--json"], &trace);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["by_symbol"][0]["function"], "inner");
@@ -59,6 +69,9 @@ fn stacks_are_sampled_one_exit_in_64_by_default() {
     let plain = record("plain", "");
     let (_, folded) = kvmscope_out(&["export", "--format", "folded"], &plain);
     assert_eq!(folded, "", "no stacks without --stacks");
+    let out = kvmscope().arg("flamegraph").arg(&plain).args(["-o", "/tmp/kvmscope-never.svg"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no call stacks recorded (record with --stacks)"));
     let (status, _) = kvmscope_out(&["stats", "--by", "symbol", "--symbols", "/nonexistent"], &plain);
     assert_eq!(status, 2, "a symbol file that is not there is bad input");
     let _ = (std::fs::remove_file(trace), std::fs::remove_file(plain));

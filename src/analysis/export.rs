@@ -40,35 +40,6 @@ pub struct ExportArgs {
     pub symbols: Option<PathBuf>,
 }
 
-/// Stacks and how often each was sampled, then folded into lines with the guest's symbols.
-#[derive(Debug, Default)]
-pub struct Folded {
-    stacks: std::collections::BTreeMap<(Vec<u64>, String), u64>,
-}
-
-impl Folded {
-    pub fn add(&mut self, s: &crate::trace::StackSample) {
-        *self.stacks.entry((s.frames.clone(), s.reason.clone())).or_default() += 1;
-    }
-
-    /// `outer;...;inner;[reason] COUNT` lines, sorted. A return address is named by the byte
-    /// before it (the call), so a call that ends its function is not taken for the next one.
-    pub fn lines(&self, symbols: &super::symbols::Symbols) -> Vec<String> {
-        let mut folded: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-        for ((frames, reason), n) in &self.stacks {
-            let mut names: Vec<String> = frames
-                .iter()
-                .enumerate()
-                .map(|(i, &a)| symbols.name_or_addr(if i == 0 { a } else { a.wrapping_sub(1) }))
-                .collect();
-            names.reverse();
-            names.push(format!("[{reason}]"));
-            *folded.entry(names.join(";")).or_default() += n;
-        }
-        folded.into_iter().map(|(stack, n)| format!("{stack} {n}")).collect()
-    }
-}
-
 /// The kind-specific fields of an exit, by name.
 pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
     let v = match kind {
@@ -227,16 +198,21 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
             }
         }
     };
+    if args.format == Format::Folded {
+        for line in super::folded::fold(&args.file, args.symbols.as_deref())? {
+            write(&mut out, &format!("{line}\n"));
+        }
+        out.flush().map_err(AnalysisError::Write)?;
+        return failed.map_or(Ok(()), |e| Err(AnalysisError::Write(e)));
+    }
     match args.format {
         Format::Csv => write(&mut out, &format!("{CSV_HEADER}\n")),
         Format::Chrome => write(&mut out, "[\n"),
         Format::Jsonl | Format::Folded => {}
     }
-    let mut folded = Folded::default();
     let read = super::read_all_warning(&args.file, |r| {
         let e = match r {
             Record::Exit(e) => e,
-            Record::Stack(s) => return folded.add(&s),
             Record::Device(d) => {
                 match args.format {
                     Format::Jsonl => write(&mut out, &format!("{}\n", device_json(&d))),
@@ -274,13 +250,6 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
             Format::Folded => {}
         }
     });
-    if let (Format::Folded, Ok(reader)) = (args.format, &read) {
-        let path = args.symbols.clone().unwrap_or_else(|| PathBuf::from(&reader.header.guest_image));
-        let symbols = super::symbols::Symbols::load(&path).map_err(AnalysisError::Symbols)?;
-        for line in folded.lines(&symbols) {
-            write(&mut out, &format!("{line}\n"));
-        }
-    }
     if args.format == Format::Chrome {
         write(&mut out, "\n]\n");
     }

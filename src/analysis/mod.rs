@@ -1,6 +1,7 @@
 //! Working with recordings after the run: statistics and exports.
 
 pub mod export;
+pub mod folded;
 pub mod profile;
 pub mod stats;
 pub mod symbols;
