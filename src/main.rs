@@ -112,6 +112,10 @@ struct RunArgs {
     /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     virtio: Option<Vec<Extra>>,
+    /// The guest's symbols for the TUI's profile (an ELF image, vmlinux or System.map), for a
+    /// bzImage or a stripped kernel; default: the kernel image's own.
+    #[arg(long, value_name = "FILE")]
+    symbols: Option<PathBuf>,
     /// Walk the guest's frame-pointer chain on one exit in N (default 64; `all`: every exit), for the
     /// recording's call stacks (`kvmscope export --format folded`).
     #[arg(long, value_name = "N|all", num_args = 0..=1, default_missing_value = "64", value_parser = parse_stacks)]
@@ -233,10 +237,13 @@ fn run(args: RunArgs) -> ExitCode {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.display().to_string(),
             Image::Demo => "demo".to_string(),
         };
-        return tui(config, Session { limits, gdb, record }, title);
+        return tui(config, Session { limits, gdb, record, symbols: args.symbols }, title);
     }
-    let options =
-        HeadlessOptions { session: Session { limits, gdb, record }, summary: args.summary, trace: args.trace };
+    let options = HeadlessOptions {
+        session: Session { limits, gdb, record, symbols: None },
+        summary: args.summary,
+        trace: args.trace,
+    };
     match headless::run(config, options) {
         Ok(status) => ExitCode::from(status as u8),
         Err(e) => session_error(&e),

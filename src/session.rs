@@ -26,6 +26,8 @@ pub struct Session {
     pub gdb: Option<GdbServer>,
     /// `--record FILE`.
     pub record: Option<PathBuf>,
+    /// `--symbols FILE`: the guest's symbols for the views, where the image has none.
+    pub symbols: Option<PathBuf>,
 }
 
 /// Errors setting up or finishing a run.

@@ -411,3 +411,29 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
     app.on_key(KeyEvent::from(KeyCode::Enter));
     assert!(app.current_message().is_some_and(|(m, error)| error && m.contains("nosuch")));
 }
+
+#[test]
+fn the_profile_screen_ranks_guest_functions_by_exits_or_time() {
+    use kvmscope::analysis::symbols::Symbols;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    let mut app = App::new("test");
+    app.profile.symbols =
+        Symbols::from_entries(vec![(0x10_0000, 0x10, "putc".into()), (0x10_0010, 0x10, "slow".into())]);
+    let mut events: Vec<ExitEvent> = (0..3).map(out_event).collect(); // rip 0x100005: putc, 1.5 us each
+    let mut slow = out_event(3);
+    (slow.rip, slow.cost_ns) = (0x10_0012, 9_000_000);
+    events.push(slow);
+    app.profile.record(&events);
+    app.on_key(KeyEvent::from(KeyCode::Char('5')));
+    assert_eq!((app.screen, app.focus), (Screen::Profile, PaneId::Profile));
+    let (text, _) = screen(&mut app, 160, 45);
+    let row = |name: &str| text.lines().find(|l| l.contains(name)).unwrap_or_default().to_string();
+    assert!(text.contains("Profile by guest function: 4 exits, sorted by exits (t)"), "{text}");
+    assert!(row("putc").contains("75.00%") && row("putc").contains("io 3"), "{text}");
+    let putc_first = text.find("putc").unwrap() < text.find("slow").unwrap();
+    assert!(putc_first, "most exits first");
+    app.on_key(KeyEvent::from(KeyCode::Char('t')));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("sorted by time") && text.find("slow").unwrap() < text.find("putc").unwrap(), "{text}");
+    assert!(text.lines().find(|l| l.contains("slow")).unwrap().contains("99.95%"), "{text}");
+}

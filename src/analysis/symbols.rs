@@ -16,14 +16,21 @@ impl Symbols {
     /// Reads `path`: an ELF file's symbol table, or else a `System.map` (`ADDR TYPE NAME` lines).
     pub fn load(path: &Path) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("symbols {}: {e}", path.display()))?;
-        let symbols = match object::File::parse(&*bytes) {
-            Ok(elf) => Self::from_elf(&elf),
-            Err(_) => Self::from_system_map(&String::from_utf8_lossy(&bytes)),
-        };
+        let symbols = Self::from_bytes(&bytes);
         if symbols.funcs.is_empty() {
             return Err(format!("symbols {}: no function symbols (a stripped image? give --symbols)", path.display()));
         }
         Ok(symbols)
+    }
+
+    /// The symbols of an image in memory (none when it has none). The ELF parser wants its
+    /// headers aligned, which bytes from `include_bytes!` are not: it reads a heap copy.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let owned = bytes.to_vec();
+        match object::File::parse(&*owned) {
+            Ok(elf) => Self::from_elf(&elf),
+            Err(_) => Self::from_system_map(&String::from_utf8_lossy(bytes)),
+        }
     }
 
     /// Functions, and the plain labels of hand-written assembly (no type), in executable sections.
@@ -106,6 +113,8 @@ mod tests {
 
     #[test]
     fn a_project_guest_has_its_functions() {
+        let demo = Symbols::from_bytes(crate::guests::DEMO);
+        assert!(demo.funcs.iter().any(|f| f.2 == "_start"), "the built-in demo, from unaligned bytes");
         let s = Symbols::load(&crate::guests::guest_path("gdbtest.elf")).unwrap();
         let bump = s.funcs.iter().find(|f| f.2 == "bump").expect("bump is a function").0;
         assert_eq!(s.lookup(bump + 1), Some("bump"));

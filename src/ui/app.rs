@@ -17,6 +17,7 @@ use super::panes::device_events::DeviceEventsPane;
 use super::panes::exits::ExitsPane;
 use super::panes::memmap::MemMapPane;
 use super::panes::memory::{MemoryPane, MemoryTarget};
+use super::panes::profile::ProfilePane;
 use super::panes::registers::RegistersPane;
 use super::panes::stats::StatsPane;
 use super::panes::virtio::VirtioPane;
@@ -101,6 +102,7 @@ pub struct App {
     pub memmap: MemMapPane,
     pub virtio: VirtioPane,
     pub devices: DeviceEventsPane,
+    pub profile: ProfilePane,
     /// Where each pane was drawn, for mouse clicks.
     pub pane_rects: Vec<(PaneId, Rect)>,
     pub quit: bool,
@@ -128,6 +130,7 @@ impl App {
             memmap: MemMapPane::default(),
             virtio: VirtioPane::default(),
             devices: DeviceEventsPane::default(),
+            profile: ProfilePane::default(),
             pane_rects: Vec::new(),
             quit: false,
             title: title.into(),
@@ -351,7 +354,9 @@ impl App {
             }
             KeyCode::Char(c) if Screen::of_key(c).is_some() => {
                 if let Some(screen) = Screen::of_key(c) {
+                    // A screen's first pane is its main one: the key goes there.
                     self.show_screen(screen);
+                    self.focus = screen.panes()[0];
                 }
             }
             code => {
@@ -364,6 +369,7 @@ impl App {
                     || (self.focus == PaneId::MemMap && self.memmap.on_key(code))
                     || (self.focus == PaneId::Virtio && self.virtio.on_key(code))
                     || (self.focus == PaneId::DeviceEvents && self.devices.on_key(code))
+                    || (self.focus == PaneId::Profile && self.profile.on_key(code))
                     || self.exits.on_key(code);
                 if !taken {
                     self.stats.on_key(code);

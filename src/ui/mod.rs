@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event};
 
+use crate::analysis::symbols::Symbols;
 use crate::console::ConsoleBuffer;
 use crate::headless::print_report;
 use crate::session::{self, Launched, Session, SessionError};
 use crate::sink::live::{LIVE_CAPACITY, LiveFeed};
 use crate::summary::SummaryFormat;
-use crate::vmm::{RunEnd, VmConfig};
+use crate::vmm::{Image, RunEnd, VmConfig};
 use app::{Action, App, RunState};
 
 /// Time between frames (30 per second).
@@ -47,6 +48,7 @@ pub enum UiError {
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
 pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32, UiError> {
+    let symbols = guest_symbols(&config, &session);
     let console = ConsoleBuffer::default();
     config.console = Box::new(console.clone());
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
@@ -61,6 +63,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         }
     };
     let mut app = App::new(title);
+    app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
     while !app.quit {
         if let Some(report) = launched.poll(Duration::ZERO) {
@@ -68,7 +71,9 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             app.set_ended(report.end.clone());
         }
         let controller = &launched.controller;
-        app.exits.push(events.try_iter());
+        let new: Vec<_> = events.try_iter().collect();
+        app.profile.record(&new);
+        app.exits.push(new);
         app.exits.dropped = feed.dropped();
         app.stats.update(controller.counters(), Instant::now());
         app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
@@ -118,6 +123,17 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     let report = launched.finish(RunEnd::Quit)?;
     print_report(&report, SummaryFormat::Text);
     Ok(report.end.status())
+}
+
+/// The guest's symbols for the profile: `--symbols`, or the kernel image's own (none for a raw
+/// image, or an image without them).
+fn guest_symbols(config: &VmConfig, session: &Session) -> Symbols {
+    let image = match (&session.symbols, &config.image) {
+        (Some(path), _) | (None, Image::Kernel(path)) => path,
+        (None, Image::Demo) => return Symbols::from_bytes(crate::guests::DEMO),
+        (None, Image::Raw { .. }) => return Symbols::default(),
+    };
+    Symbols::load(image).unwrap_or_default()
 }
 
 /// Carries out one action on the VM.

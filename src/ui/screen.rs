@@ -16,6 +16,7 @@ pub enum PaneId {
     MemMap,
     Virtio,
     DeviceEvents,
+    Profile,
 }
 
 impl PaneId {
@@ -30,6 +31,7 @@ impl PaneId {
             PaneId::MemMap => "Memory map",
             PaneId::Virtio => "Virtqueues",
             PaneId::DeviceEvents => "Device events",
+            PaneId::Profile => "Profile",
         }
     }
 }
@@ -45,13 +47,15 @@ pub enum Screen {
     Memory,
     /// The virtio devices: their virtqueues, their event stream, and the memory pane for a buffer.
     Devices,
+    /// The exit profile by guest function beside the exit stream.
+    Profile,
 }
 
 /// The grid needs at least this much room.
 pub const WIDE_MIN: (u16, u16) = (130, 32);
 
 impl Screen {
-    pub const ALL: [Screen; 4] = [Screen::Overview, Screen::Exits, Screen::Memory, Screen::Devices];
+    pub const ALL: [Screen; 5] = [Screen::Overview, Screen::Exits, Screen::Memory, Screen::Devices, Screen::Profile];
 
     /// The key that shows this screen.
     pub fn key(self) -> char {
@@ -60,6 +64,7 @@ impl Screen {
             Screen::Exits => '2',
             Screen::Memory => '3',
             Screen::Devices => '4',
+            Screen::Profile => '5',
         }
     }
 
@@ -69,6 +74,7 @@ impl Screen {
             Screen::Exits => "exits",
             Screen::Memory => "memory",
             Screen::Devices => "devices",
+            Screen::Profile => "profile",
         }
     }
 
@@ -86,6 +92,7 @@ impl Screen {
             Screen::Exits => &[PaneId::Exits, PaneId::Stats, PaneId::Code],
             Screen::Memory => &[PaneId::MemMap, PaneId::Memory],
             Screen::Devices => &[PaneId::Virtio, PaneId::DeviceEvents, PaneId::Memory],
+            Screen::Profile => &[PaneId::Profile, PaneId::Exits],
         }
     }
 
@@ -135,6 +142,11 @@ impl Screen {
                 let [events, memory] =
                     Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(right);
                 vec![(PaneId::Virtio, queues), (PaneId::DeviceEvents, events), (PaneId::Memory, memory)]
+            }
+            Screen::Profile => {
+                let [profile, exits] =
+                    Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+                vec![(PaneId::Profile, profile), (PaneId::Exits, exits)]
             }
         }
     }

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::app::{App, InputMode};
-use super::panes::{code, console, device_events, exits, help, memmap, memory, registers, stats, virtio};
+use super::panes::{code, console, device_events, exits, help, memmap, memory, profile, registers, stats, virtio};
 use super::screen::{PaneId, WIDE_MIN};
 use super::status;
 use super::theme::Theme;
@@ -27,6 +27,7 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
         PaneId::MemMap => memmap::render(f, area, &app.memmap, focused, theme),
         PaneId::Virtio => virtio::render(f, area, &app.virtio, focused, theme),
         PaneId::DeviceEvents => device_events::render(f, area, &app.devices, focused, theme),
+        PaneId::Profile => profile::render(f, area, &app.profile, app.exits.dropped, focused, theme),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod exits;
 pub mod help;
 pub mod memmap;
 pub mod memory;
+pub mod profile;
 pub mod registers;
 pub mod stats;
 pub mod virtio;
