@@ -74,10 +74,23 @@ impl Write for Capture {
     }
 }
 
-/// kvmscope's own headless path: classify, dispatch, decode, time and count every exit; with
-/// `ui`, also the live feed drained by the TUI's own loop (App updates and drawing, 30 frames a
-/// second, into a 160x45 TestBackend).
-fn kvmscope_run(ui: bool, record: bool) -> f64 {
+/// What a kvmscope run looks at besides counting and decoding.
+#[derive(Clone, Copy, Default)]
+struct Looking {
+    /// The live feed drained by the TUI's own loop (App updates and drawing, 30 frames a second,
+    /// into a 160x45 TestBackend).
+    ui: bool,
+    record: bool,
+    /// `--stacks`: a frame-pointer walk on one exit in N.
+    stacks: Option<u64>,
+    /// An MSR filter installed (trapping PAT, which the guest never touches).
+    msr_filter: bool,
+}
+
+/// kvmscope's own headless path: classify, dispatch, decode, time and count every exit, and what
+/// `looking` adds.
+fn kvmscope_run(looking: Looking) -> f64 {
+    let Looking { ui, record, stacks, msr_filter } = looking;
     let capture = Capture::default();
     let config = VmConfig {
         debugcon: None,
@@ -90,13 +103,14 @@ fn kvmscope_run(ui: bool, record: bool) -> f64 {
         host_workarounds: true,
         cpu_features: Vec::new(),
         virtio: Default::default(),
-        trap_msrs: Vec::new(),
+        trap_msrs: if msr_filter { vec![0x277] } else { Vec::new() },
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
     let sinks: Vec<Arc<dyn ExitSink>> = if ui { vec![feed.clone()] } else { Vec::new() };
     let trace = std::env::temp_dir().join(format!("kvmscope-bench-{}.trace", std::process::id()));
-    let session = Session { record: record.then(|| trace.clone()), ..Default::default() };
+    let limits = kvmscope::vmm::RunLimits { stacks_every: stacks, ..Default::default() };
+    let session = Session { record: record.then(|| trace.clone()), limits, ..Default::default() };
     let mut launched = session::launch(config, session, sinks, |_| {}).unwrap();
     let report = if ui {
         let controller = launched.controller.clone();
@@ -151,7 +165,7 @@ fn main() {
         return;
     }
     let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut synced = Vec::new();
+    let (mut synced, mut stacks64, mut stacks_all, mut msr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut qemu = Vec::new();
     let has_qemu = qemu_run().is_some();
     // Interleaved, so drift in host load hits all alike.
@@ -161,9 +175,12 @@ fn main() {
         }
         floor.push(floor_run(false) / EXITS);
         synced.push(floor_run(true) / EXITS);
-        scope.push(kvmscope_run(false, false) / EXITS);
-        tui.push(kvmscope_run(true, false) / EXITS);
-        rec.push(kvmscope_run(false, true) / EXITS);
+        scope.push(kvmscope_run(Looking::default()) / EXITS);
+        tui.push(kvmscope_run(Looking { ui: true, ..Default::default() }) / EXITS);
+        rec.push(kvmscope_run(Looking { record: true, ..Default::default() }) / EXITS);
+        stacks64.push(kvmscope_run(Looking { stacks: Some(64), record: true, ..Default::default() }) / EXITS);
+        stacks_all.push(kvmscope_run(Looking { stacks: Some(1), record: true, ..Default::default() }) / EXITS);
+        msr.push(kvmscope_run(Looking { msr_filter: true, ..Default::default() }) / EXITS);
     }
     let ((f_med, f_min), (s_med, s_min), (t_med, t_min)) = (stats(floor), stats(scope), stats(tui));
     let (r_med, r_min) = stats(rec);
@@ -190,4 +207,13 @@ fn main() {
     }
     ratio("TUI attached / headless", t_med, s_med, t_min, s_min);
     println!("  ratio {:<30} {:>10.3} {:>10.3}  (target <= 1.15)", "--record / headless", r_med / s_med, r_min / s_min);
+    for (what, v) in [
+        ("--stacks (1 in 64) --record / --record", stacks64),
+        ("--stacks all --record / --record", stacks_all),
+    ] {
+        let (m, n) = stats(v);
+        println!("  ratio {what:<30} {:>10.3} {:>10.3}", m / r_med, n / r_min);
+    }
+    let (m, n) = stats(msr);
+    println!("  ratio {:<30} {:>10.3} {:>10.3}", "MSR filter, none trapped / headless", m / s_med, n / s_min);
 }
