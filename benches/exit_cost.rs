@@ -207,10 +207,9 @@ fn main() {
     }
     ratio("TUI attached / headless", t_med, s_med, t_min, s_min);
     println!("  ratio {:<30} {:>10.3} {:>10.3}  (target <= 1.15)", "--record / headless", r_med / s_med, r_min / s_min);
-    for (what, v) in [
-        ("--stacks (1 in 64) --record / --record", stacks64),
-        ("--stacks all --record / --record", stacks_all),
-    ] {
+    for (what, v) in
+        [("--stacks (1 in 64) --record / --record", stacks64), ("--stacks all --record / --record", stacks_all)]
+    {
         let (m, n) = stats(v);
         println!("  ratio {what:<30} {:>10.3} {:>10.3}", m / r_med, n / r_min);
     }
