@@ -51,11 +51,17 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
             eprint!("{}", summary::text(&report.counters, &report.end, elapsed));
             eprint!("{}", summary::kvm_text(&report.kvm, report.counters.total.count));
             eprint!("{}", report.devices.text());
+            if let Some(k) = &report.kernel {
+                eprint!("{}", k.text());
+            }
         }
         SummaryFormat::Json => {
             let mut v = summary::json(&report.counters, &report.end, elapsed);
             v["kvm"] = summary::kvm_json(&report.kvm, report.counters.total.count);
             v["virtio"] = report.devices.json();
+            if let Some(k) = &report.kernel {
+                v["kernel_events"] = k.json();
+            }
             eprintln!("{v}");
         }
         SummaryFormat::None => eprintln!("kvmscope: run ended: {} (status {})", report.end, report.end.status()),

@@ -112,6 +112,10 @@ struct RunArgs {
     /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     virtio: Option<Vec<Extra>>,
+    /// Follow KVM's own tracepoints for this VM (tracefs, root): the exits and emulation KVM handles
+    /// without telling userspace, counted in the summary and the stats pane.
+    #[arg(long)]
+    kernel_events: bool,
     /// The guest's symbols for the TUI's profile (an ELF image, vmlinux or System.map), for a
     /// bzImage or a stripped kernel; default: the kernel image's own.
     #[arg(long, value_name = "FILE")]
@@ -237,10 +241,11 @@ fn run(args: RunArgs) -> ExitCode {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.display().to_string(),
             Image::Demo => "demo".to_string(),
         };
-        return tui(config, Session { limits, gdb, record, symbols: args.symbols }, title);
+        let session = Session { limits, gdb, record, symbols: args.symbols, kernel_events: args.kernel_events };
+        return tui(config, session, title);
     }
     let options = HeadlessOptions {
-        session: Session { limits, gdb, record, symbols: None },
+        session: Session { limits, gdb, record, symbols: None, kernel_events: args.kernel_events },
         summary: args.summary,
         trace: args.trace,
     };

@@ -15,6 +15,7 @@ use crate::recording::writer::{RecordError, WriteStats};
 use crate::recording::{Recorder, RecordingConsole, header};
 use crate::sink::ExitSink;
 use crate::vmm::devices::Serial;
+use crate::vmm::kernel_events::KernelEvents;
 use crate::vmm::vm::catch_interrupts;
 use crate::vmm::{RunEnd, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
 
@@ -28,6 +29,8 @@ pub struct Session {
     pub record: Option<PathBuf>,
     /// `--symbols FILE`: the guest's symbols for the views, where the image has none.
     pub symbols: Option<PathBuf>,
+    /// `--kernel-events`: follow KVM's tracepoints for this VM (root, tracefs).
+    pub kernel_events: bool,
 }
 
 /// Errors setting up or finishing a run.
@@ -82,6 +85,8 @@ pub struct Launched {
     gdb: Option<JoinHandle<()>>,
     /// The thread that records KVM's own counters every [`KVM_SAMPLE`], while recording.
     kvm_sampler: Option<JoinHandle<()>>,
+    /// KVM's tracepoints for this VM, with `--kernel-events`.
+    kernel: Option<KernelEvents>,
 }
 
 /// How often a recording samples KVM's own counters.
@@ -118,6 +123,15 @@ pub fn launch(
         devices: vm.virtio.describe(vm.linux_told),
     };
     announce(&info);
+    // Set up before the vCPU threads exist, so that they are followed from their start.
+    let kernel = match session.kernel_events.then(KernelEvents::start) {
+        Some(Ok(k)) => Some(k),
+        Some(Err(why)) => {
+            eprintln!("kvmscope: --kernel-events: {why}");
+            None
+        }
+        None => None,
+    };
     let running = vm.start(session.limits, sinks)?;
     if let Some(r) = &recorder {
         r.set_start(running.start());
@@ -144,7 +158,7 @@ pub fn launch(
         std::thread::Builder::new().name("kvm-stats".into()).spawn(sample).ok()
     });
     let recording = recorder.zip(session.record);
-    Ok(Launched { info, controller, running, report: None, recording, gdb, kvm_sampler })
+    Ok(Launched { info, controller, running, report: None, recording, gdb, kvm_sampler, kernel })
 }
 
 impl Launched {
@@ -159,6 +173,11 @@ impl Launched {
         if self.is_running() {
             self.running.type_input(bytes);
         }
+    }
+
+    /// What KVM's tracepoints have counted for this VM so far, per event (`--kernel-events`).
+    pub fn kernel_event_counts(&self) -> Option<std::collections::BTreeMap<String, u64>> {
+        self.kernel.as_ref().map(KernelEvents::event_counts)
     }
 
     /// The console's devices with the bytes each wrote, and the one typed input goes to.
@@ -187,10 +206,11 @@ impl Launched {
     /// Ends the run with `end` if it still goes on, closes the recording (saying what it holds)
     /// and returns the report.
     pub fn finish(mut self, end: RunEnd) -> Result<RunReport, SessionError> {
-        let report = match self.report.take() {
+        let mut report = match self.report.take() {
             Some(report) => report,
             None => self.running.finish((end, None)),
         };
+        report.kernel = self.kernel.take().map(KernelEvents::finish);
         if let Some(gdb) = self.gdb.take() {
             let _ = gdb.join();
         }

@@ -80,6 +80,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         app.set_stops(&controller.stops(), controller.is_paused());
         (app.console.sources, app.console.input_to) = launched.console_sources();
         app.stats.virtio = controller.device_counters();
+        app.stats.kernel.sample(launched.kernel_event_counts(), Instant::now());
         if console.len() != app.console.text.len() {
             app.console.text = console.text();
         }

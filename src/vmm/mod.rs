@@ -7,6 +7,7 @@ pub mod devices;
 pub mod emulate;
 pub mod exit;
 pub mod host_pages;
+pub mod kernel_events;
 pub mod kick;
 pub mod kvm;
 pub mod kvm_stats;

@@ -79,6 +79,8 @@ pub struct RunReport {
     pub kvm: Result<KvmCounts, String>,
     /// The virtio devices' events, counted.
     pub devices: DeviceCounters,
+    /// What KVM's tracepoints counted (`--kernel-events`), filled in by the session.
+    pub kernel: Option<super::kernel_events::KernelCounts>,
     pub elapsed: Duration,
 }
 
@@ -495,6 +497,7 @@ impl RunningVm {
         let kvm = shared.kvm_counts();
         RunReport {
             devices: shared.virtio.counters(),
+            kernel: None,
             end,
             counters: shared.merged_counters(),
             per_vcpu,

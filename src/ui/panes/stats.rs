@@ -111,6 +111,32 @@ pub struct StatsPane {
     pub kvm: KvmSection,
     /// The virtio devices' events, counted: notifications by how they came.
     pub virtio: DeviceCounters,
+    /// KVM's tracepoints (`--kernel-events`), with their rates.
+    pub kernel: KernelSection,
+}
+
+/// The in-kernel events from KVM's tracepoints, and their rates since the previous sample.
+#[derive(Debug, Default)]
+pub struct KernelSection {
+    pub counts: Option<std::collections::BTreeMap<String, u64>>,
+    at: Option<Instant>,
+    pub rates: std::collections::BTreeMap<String, f64>,
+}
+
+impl KernelSection {
+    /// Takes a new reading, at most twice a second.
+    pub fn sample(&mut self, counts: Option<std::collections::BTreeMap<String, u64>>, now: Instant) {
+        let Some(new) = counts else { return };
+        if self.at.is_some_and(|t| now.duration_since(t) < Duration::from_millis(500)) {
+            return;
+        }
+        if let (Some(old), Some(at)) = (&self.counts, self.at) {
+            let dt = now.duration_since(at).as_secs_f64();
+            self.rates =
+                new.iter().map(|(k, v)| (k.clone(), v.saturating_sub(*old.get(k).unwrap_or(&0)) as f64 / dt)).collect();
+        }
+        (self.counts, self.at) = (Some(new), Some(now));
+    }
 }
 
 impl Default for StatsPane {
@@ -122,6 +148,7 @@ impl Default for StatsPane {
             breakdown: true,
             kvm: KvmSection::default(),
             virtio: DeviceCounters::default(),
+            kernel: KernelSection::default(),
         }
     }
 }
@@ -206,6 +233,21 @@ pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme:
         // Why is said in the summary; the row is too narrow for it.
         Some(Err(_)) => rows.push(Row::new(vec!["in KVM: unavailable".to_string()]).style(theme.dim())),
         None => {}
+    }
+    if let Some(counts) = &pane.kernel.counts {
+        rows.push(Row::new(vec!["in KVM, tracepoints".to_string()]).style(theme.header()));
+        let mut events: Vec<(&String, &u64)> = counts.iter().collect();
+        events.sort_by(|a, b| b.1.cmp(a.1));
+        let all: u64 = counts.iter().filter(|(k, _)| !k.contains(':')).map(|(_, v)| v).sum();
+        for (name, v) in events.into_iter().take(8) {
+            let rate = pane.kernel.rates.get(name).copied().unwrap_or(0.0);
+            rows.push(Row::new(vec![
+                format!(" {name}"),
+                v.to_string(),
+                one_place(percent(*v, all)),
+                format!("{rate:.0}"),
+            ]));
+        }
     }
     if !pane.virtio.is_empty() {
         let all = pane.virtio.rows.values();

@@ -1,0 +1,276 @@
+//! What KVM does in the kernel without telling userspace, from its tracepoints (kvm_stat's
+//! tracepoint mode, `perf kvm stat`): a tracefs instance of kvmscope's own, following only this
+//! VM's threads (`set_event_pid` with `event-fork`, set before the vCPU threads start), with the
+//! `kvm:` exit events enabled; a reader thread parses `trace_pipe` and aggregates, since on an
+//! emulating host (PVM) `kvm_emulate_insn` fires for every guest kernel instruction — tens of
+//! thousands a second. Needs root; without it, or without tracefs, one line says why.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rustc_hash::FxHashMap;
+
+use crate::sync::lock;
+
+/// The events enabled where the host has them: the exit and the in-kernel handling of it.
+pub const EVENTS: &[&str] = &[
+    "kvm_exit",
+    "kvm_pio",
+    "kvm_mmio",
+    "kvm_fast_mmio",
+    "kvm_msr",
+    "kvm_cr",
+    "kvm_cpuid",
+    "kvm_hypercall",
+    "kvm_inj_virq",
+    "kvm_emulate_insn",
+    "kvm_userspace_exit",
+    "kvm_fpu",
+    "kvm_page_fault",
+];
+
+/// What the tracepoints counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// Per event, and per `kvm_exit` reason as `kvm_exit:REASON`.
+    pub by_event: BTreeMap<String, u64>,
+    /// Guest RIPs of `kvm_emulate_insn` and `kvm_exit`: where the guest makes KVM work.
+    pub by_rip: FxHashMap<u64, u64>,
+}
+
+impl KernelCounts {
+    /// Counts one `trace_pipe` line.
+    pub fn parse_line(&mut self, line: &str) {
+        let Some(at) = line.find(": kvm_") else { return };
+        let rest = &line[at + 2..];
+        let Some((event, fields)) = rest.split_once(": ") else { return };
+        *self.by_event.entry(event.to_string()).or_default() += 1;
+        let rip = match event {
+            // `CSBASE:RIP:BYTES (mode)`.
+            "kvm_emulate_insn" => fields.split(':').nth(1).and_then(|r| u64::from_str_radix(r.trim(), 16).ok()),
+            // VT-x/SVM: `vcpu N reason NAME rip 0x... info1 ...`.
+            "kvm_exit" => {
+                let words: Vec<&str> = fields.split_whitespace().collect();
+                if let Some(i) = words.iter().position(|w| *w == "reason") {
+                    let reason = words.get(i + 1).copied().unwrap_or("?");
+                    *self.by_event.entry(format!("kvm_exit:{reason}")).or_default() += 1;
+                }
+                let rip = words.iter().position(|w| *w == "rip").and_then(|i| words.get(i + 1));
+                rip.and_then(|r| u64::from_str_radix(r.trim_start_matches("0x"), 16).ok())
+            }
+            _ => None,
+        };
+        if let Some(rip) = rip {
+            *self.by_rip.entry(rip).or_default() += 1;
+        }
+    }
+
+    /// The summary's section: events by count, then the busiest guest RIPs.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from("\nIn-kernel events (KVM's tracepoints, this VM's threads):\n");
+        let mut events: Vec<(&String, &u64)> = self.by_event.iter().collect();
+        events.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (name, n) in events {
+            let _ = writeln!(s, "{name:>40} {n:>12}");
+        }
+        let top = self.top_rips(10);
+        if !top.is_empty() {
+            let _ = writeln!(s, "  busiest guest RIPs (kvm_emulate_insn, kvm_exit):");
+            for (rip, n) in top {
+                let _ = writeln!(s, "{:>40} {n:>12}", format!("{rip:#x}"));
+            }
+        }
+        s
+    }
+
+    /// The summary's `kernel_events` object.
+    pub fn json(&self) -> serde_json::Value {
+        let top: Vec<serde_json::Value> =
+            self.top_rips(20).into_iter().map(|(rip, n)| serde_json::json!({ "rip": rip, "count": n })).collect();
+        serde_json::json!({ "by_event": self.by_event, "top_rips": top })
+    }
+
+    /// The RIPs the most events came from, busiest first.
+    pub fn top_rips(&self, n: usize) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self.by_rip.iter().map(|(r, c)| (*r, *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// A running tracefs instance and its reader.
+pub struct KernelEvents {
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+    counts: Arc<Mutex<KernelCounts>>,
+    /// The events this host has, of [`EVENTS`].
+    pub enabled: Vec<&'static str>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Where tracefs is, mounting it if it is not.
+fn tracefs() -> Result<PathBuf, String> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(dir).join("events/kvm").is_dir() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    let dir = Path::new("/sys/kernel/tracing");
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (src, target, fs) = (c("nodev"), c("/sys/kernel/tracing"), c("tracefs"));
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the call and no data.
+    let r = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if r != 0 || !dir.join("events/kvm").is_dir() {
+        return Err(format!("tracefs is not mounted and cannot be ({})", std::io::Error::last_os_error()));
+    }
+    Ok(dir.to_path_buf())
+}
+
+impl KernelEvents {
+    /// Starts following this thread and the threads it starts from now on (the vCPUs).
+    pub fn start() -> Result<Self, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("in-kernel events need root (tracefs); not shown".into());
+        }
+        let root = tracefs()?;
+        let dir = root.join("instances").join(format!("kvmscope-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).map_err(|e| format!("tracefs instance {}: {e}", dir.display()))?;
+        let started = (|| {
+            // SAFETY: gettid has no preconditions.
+            write(&dir.join("set_event_pid"), &unsafe { libc::gettid() }.to_string())?;
+            write(&dir.join("options/event-fork"), "1")?;
+            let enabled: Vec<&'static str> = EVENTS
+                .iter()
+                .copied()
+                .filter(|e| write(&dir.join(format!("events/kvm/{e}/enable")), "1").is_ok())
+                .collect();
+            write(&dir.join("tracing_on"), "1")?;
+            let pipe = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(dir.join("trace_pipe"))
+                .map_err(|e| format!("trace_pipe: {e}"))?;
+            Ok::<_, String>((enabled, pipe))
+        })();
+        let (enabled, pipe) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        let (stop, counts) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(KernelCounts::default())));
+        let (s, c) = (stop.clone(), counts.clone());
+        let reader = std::thread::Builder::new()
+            .name("kvm-trace".into())
+            .spawn(move || read_pipe(pipe, &s, &c))
+            .map_err(|e| format!("cannot start the trace reader: {e}"))?;
+        Ok(Self { dir, stop, reader: Some(reader), counts, enabled })
+    }
+
+    /// What has been counted so far.
+    pub fn counts(&self) -> KernelCounts {
+        lock(&self.counts).clone()
+    }
+
+    /// The counts per event alone (cheap: a few dozen entries), for a live view.
+    pub fn event_counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.counts).by_event.clone()
+    }
+
+    /// Stops tracing, reads what is left, removes the instance; the final counts.
+    pub fn finish(mut self) -> KernelCounts {
+        let _ = write(&self.dir.join("tracing_on"), "0");
+        self.stop.store(true, Ordering::Release);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.counts()
+    }
+}
+
+impl Drop for KernelEvents {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        for e in &self.enabled {
+            let _ = write(&self.dir.join(format!("events/kvm/{e}/enable")), "0");
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Reads `trace_pipe` until told to stop (then until it is empty), counting each line.
+fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCounts>) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut partial = String::new();
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        let mut fds = [libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd for the call's duration.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, if stopping { 0 } else { 100 }) };
+        if ready <= 0 {
+            if stopping {
+                break;
+            }
+            continue;
+        }
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                partial.push_str(&String::from_utf8_lossy(&buf[..n]));
+                let mut c = lock(counts);
+                while let Some(i) = partial.find('\n') {
+                    c.parse_line(&partial[..i]);
+                    partial.drain(..=i);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stopping {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_lines_count_by_event_reason_and_rip() {
+        let mut c = KernelCounts::default();
+        for line in [
+            "           vcpu0-18072   [000] .....  5069.422171: kvm_emulate_insn: 0:10000c:bc e0 10 10 00 (prot32)",
+            "           vcpu0-18072   [000] .....  5069.422992: kvm_emulate_insn: 0:10000c:3d 02 (prot32)",
+            "           vcpu0-18072   [000] .N...  5069.434155: kvm_pio: pio_write at 0x3f8 size 1 count 1 val 0x48 ",
+            " CPU 1/KVM-900 [001] d.... 10.5: kvm_exit: vcpu 1 reason EPT_VIOLATION rip 0xffffffff81001234 info1 0x0",
+            "garbage",
+        ] {
+            c.parse_line(line);
+        }
+        assert_eq!(c.by_event["kvm_emulate_insn"], 2);
+        assert_eq!(c.by_event["kvm_pio"], 1);
+        assert_eq!(c.by_event["kvm_exit:EPT_VIOLATION"], 1);
+        assert_eq!(c.top_rips(1), vec![(0x10000c, 2)]);
+        assert_eq!(c.by_rip[&0xffff_ffff_8100_1234], 1);
+    }
+}

@@ -1,0 +1,39 @@
+//! KVM's tracepoints for this VM (`--kernel-events`, root and tracefs): the in-kernel events of a
+//! known guest, counted by kind, agreeing with kvmscope's own count where both see the same exits.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
+    if !kvm_or_skip("the_in_kernel_stream_of_a_known_guest_has_its_events") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() != Ok("1"), "CI runs as root");
+        eprintln!("SKIPPED: --kernel-events needs root");
+        return;
+    }
+    let kernel = guest("hello.elf");
+    let run = run_headless(&["--kernel", kernel.to_str().unwrap(), "--kernel-events", "--summary", "json"]);
+    assert_eq!(run.status, 33, "{}", run.stderr);
+    let s = run.summary();
+    let events = &s["kernel_events"]["by_event"];
+    let count = |name: &str| events[name].as_u64().unwrap_or(0);
+    // Every port exit passes kvm_pio in the kernel before it reaches kvmscope, and leaves by
+    // kvm_userspace_exit.
+    assert_eq!(count("kvm_pio"), s["by_reason"]["io"].as_u64().unwrap(), "{events}");
+    assert!(count("kvm_userspace_exit") >= s["exits"].as_u64().unwrap() - 1, "{events}");
+    // What KVM does that userspace never sees: on an emulating host (PVM) every guest kernel
+    // instruction is emulated; on VT-x/AMD-V the hardware exits are kvm_exit.
+    assert!(count("kvm_emulate_insn") + count("kvm_exit") > 0, "{events}");
+    assert!(s["kernel_events"]["top_rips"].as_array().is_some_and(|r| !r.is_empty()));
+    // The tracefs instance is gone afterwards.
+    let left = std::fs::read_dir("/sys/kernel/tracing/instances").into_iter().flatten().flatten();
+    assert!(
+        !left.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("kvmscope-")),
+        "instance left behind"
+    );
+}
