@@ -296,12 +296,28 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Run(args)) => run(*args),
         Some(Command::Probe { json }) => match kvmscope::vmm::probe::probe() {
-            Ok(report) if json => {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-                ExitCode::SUCCESS
-            }
             Ok(report) => {
-                println!("{report}");
+                let tracepoints = kvmscope::vmm::probe::probe_tracepoints();
+                if json {
+                    let mut v = serde_json::to_value(&report).unwrap_or_default();
+                    v["tracepoints"] = match &tracepoints {
+                        Ok(t) => serde_json::json!(t.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()),
+                        Err(why) => serde_json::json!({ "unavailable": why }),
+                    };
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    println!("{report}");
+                    match tracepoints {
+                        Ok(t) => {
+                            let (fire, silent): (Vec<_>, Vec<_>) = t.iter().partition(|(_, n)| *n > 0);
+                            let names = |v: Vec<&(&str, u64)>| v.iter().map(|(e, _)| *e).collect::<Vec<_>>().join(", ");
+                            println!("KVM's tracepoints (--kernel-events) on a port and an MMIO write:");
+                            println!("  fire:   {}", names(fire));
+                            println!("  silent: {}", names(silent));
+                        }
+                        Err(why) => println!("KVM's tracepoints (--kernel-events): {why}"),
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => vm_error(&e),

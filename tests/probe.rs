@@ -52,3 +52,28 @@ fn probe_reports_measurements_and_consistent_choices() {
     let text: Run = kvmscope().arg("probe").output().unwrap().into();
     assert!(text.stdout.contains("kvmscope uses:") && text.stdout.contains("single-step"), "{}", text.stdout);
 }
+
+#[test]
+fn probe_says_which_kvm_tracepoints_fire() {
+    if !kvm_or_skip("probe_says_which_kvm_tracepoints_fire") {
+        return;
+    }
+    let run: Run = kvmscope().args(["probe", "--json"]).output().unwrap().into();
+    let p: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let t = &p["tracepoints"];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(t["unavailable"].as_str().is_some_and(|w| w.contains("root")), "{t}");
+        return;
+    }
+    let fired = |e: &str| t[e].as_u64().unwrap_or_else(|| panic!("{e} missing from {t}"));
+    // Any host: the probe's port writes and its MMIO write pass these on their way to userspace.
+    assert!(fired("kvm_pio") >= 2 && fired("kvm_mmio") >= 1 && fired("kvm_userspace_exit") >= 3, "{t}");
+    if is_pvm() {
+        // Measured on PVM: kvm_exit is silent, every guest kernel instruction is emulated.
+        assert_eq!(fired("kvm_exit"), 0, "{t}");
+        assert!(fired("kvm_emulate_insn") >= 3, "{t}");
+    } else {
+        assert!(fired("kvm_exit") >= 3, "VT-x/AMD-V: the hardware exits are kvm_exit: {t}");
+    }
+}
