@@ -147,10 +147,15 @@ pub fn launch(
     };
     let kvm_sampler = recorder.as_ref().and_then(|r| {
         let (recorder, controller) = (r.clone(), controller.clone());
+        let tracepoints = kernel.as_ref().map(KernelEvents::counter);
         let sample = move || {
             while !controller.is_ending() {
                 if let Ok(counts) = controller.kvm_counts() {
                     recorder.kvm(counts);
+                }
+                if let Some(t) = &tracepoints {
+                    let counts = crate::sync::lock(t).clone();
+                    recorder.kernel(&counts, false);
                 }
                 std::thread::sleep(KVM_SAMPLE);
             }
@@ -211,6 +216,9 @@ impl Launched {
             None => self.running.finish((end, None)),
         };
         report.kernel = self.kernel.take().map(KernelEvents::finish);
+        if let (Some((recorder, _)), Some(counts)) = (&self.recording, &report.kernel) {
+            recorder.kernel(counts, true);
+        }
         if let Some(gdb) = self.gdb.take() {
             let _ = gdb.join();
         }

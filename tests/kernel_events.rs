@@ -30,6 +30,19 @@ fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
     // instruction is emulated; on VT-x/AMD-V the hardware exits are kvm_exit.
     assert!(count("kvm_emulate_insn") + count("kvm_exit") > 0, "{events}");
     assert!(s["kernel_events"]["top_rips"].as_array().is_some_and(|r| !r.is_empty()));
+    // Recorded: `stats` on the recording shows them, and `--by symbol` names the guest functions
+    // the in-kernel events came from (putc makes the port exits on any host).
+    let trace = std::env::temp_dir().join(format!("kvmscope-kernel-{}.trace", std::process::id()));
+    let rec =
+        run_headless(&["--kernel", kernel.to_str().unwrap(), "--kernel-events", "--record", trace.to_str().unwrap()]);
+    assert_eq!(rec.status, 33, "{}", rec.stderr);
+    let stats = kvmscope().arg("stats").arg(&trace).output().unwrap();
+    assert!(String::from_utf8_lossy(&stats.stdout).contains("In-kernel events (KVM's tracepoints"));
+    let by_symbol = kvmscope().args(["stats", "--by", "symbol"]).arg(&trace).output().unwrap();
+    let by_symbol = String::from_utf8_lossy(&by_symbol.stdout);
+    let in_kernel = by_symbol.split("# In-kernel events").nth(1).unwrap_or_else(|| panic!("{by_symbol}"));
+    assert!(in_kernel.contains("putc"), "{by_symbol}");
+    let _ = std::fs::remove_file(trace);
     // The tracefs instance is gone afterwards.
     let left = std::fs::read_dir("/sys/kernel/tracing/instances").into_iter().flatten().flatten();
     assert!(

@@ -26,6 +26,14 @@ pub struct FunctionRow {
 }
 
 impl RipProfile {
+    /// Counts `n` events of `reason` at `rip` that have no handling time (in-kernel events).
+    pub fn add_count(&mut self, rip: u64, reason: &'static str, n: u64) {
+        let (stat, reasons) = self.by_rip.entry(rip).or_default();
+        stat.count += n;
+        *reasons.entry(reason).or_default() += n;
+        self.total.count += n;
+    }
+
     pub fn record(&mut self, e: &ExitEvent) {
         let (stat, reasons) = self.by_rip.entry(e.rip).or_default();
         stat.add(e.cost_ns);

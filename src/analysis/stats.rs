@@ -14,6 +14,7 @@ use super::symbols::Symbols;
 use crate::recording::Record;
 use crate::summary;
 use crate::trace::{Counters, DeviceCounters};
+use crate::vmm::kernel_events::KernelCounts;
 use crate::vmm::kvm_stats::KvmCounts;
 
 #[derive(Debug, Args)]
@@ -60,6 +61,8 @@ pub struct RecordedRun {
     pub devices: DeviceCounters,
     /// Exits per guest RIP (in the window), for the profile by function.
     pub profile: RipProfile,
+    /// KVM's tracepoints at the last sample (`--kernel-events`), the whole run's.
+    pub kernel: Option<KernelCounts>,
     /// The guest image the recording names.
     pub guest_image: String,
     pub last_t_ns: u64,
@@ -76,6 +79,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         kvm: None,
         devices: DeviceCounters::default(),
         profile: RipProfile::default(),
+        kernel: None,
         guest_image: String::new(),
         last_t_ns: 0,
     };
@@ -91,6 +95,16 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
         Record::Kvm { counts, .. } => run.kvm = Some(counts),
         Record::Device(d) if (from..to).contains(&d.t_ns) => run.devices.record(&d),
+        Record::Kernel { by_event, by_rip, .. } => {
+            let mut k = KernelCounts { by_event: by_event.into_iter().collect(), ..Default::default() };
+            // The RIPs come with the last sample only; an earlier one keeps those already read.
+            k.by_rip = if by_rip.is_empty() {
+                run.kernel.take().map(|o| o.by_rip).unwrap_or_default()
+            } else {
+                by_rip.into_iter().collect()
+            };
+            run.kernel = Some(k);
+        }
         _ => {}
     })?;
     run.guest_image = reader.header.guest_image.clone();
@@ -103,10 +117,22 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
     if args.by == By::Symbol {
         let path = args.symbols.clone().unwrap_or_else(|| PathBuf::from(&run.guest_image));
         let symbols = Symbols::load(&path).map_err(AnalysisError::Symbols)?;
+        // In-kernel events (tracepoints) that carry a RIP, by the same functions.
+        let mut in_kernel = RipProfile::default();
+        for (&rip, &n) in run.kernel.iter().flat_map(|k| k.by_rip.iter()) {
+            in_kernel.add_count(rip, "in-kernel", n);
+        }
         if args.json {
-            println!("{}", json!({ "by_symbol": run.profile.json(&symbols) }));
+            println!(
+                "{}",
+                json!({ "by_symbol": run.profile.json(&symbols), "in_kernel_by_symbol": in_kernel.json(&symbols) })
+            );
         } else {
             print!("{}", run.profile.text(&symbols));
+            if run.kernel.is_some() {
+                println!("\n# In-kernel events (kvm_emulate_insn, kvm_exit) by guest function:");
+                print!("{}", in_kernel.text(&symbols));
+            }
         }
         return Ok(());
     }
@@ -132,6 +158,9 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
             .collect();
         v["per_vcpu"] = json!(per_vcpu);
         v["virtio"] = run.devices.json();
+        if let Some(k) = &run.kernel {
+            v["kernel_events"] = k.json();
+        }
         println!("{v}");
     } else {
         let mut out = summary::text_for(&run.counters, &detail, status, elapsed);
@@ -147,6 +176,9 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         }
         out.push_str(&summary::kvm_text(&kvm, run.counters.total.count));
         out.push_str(&run.devices.text());
+        if let Some(k) = &run.kernel {
+            out.push_str(&k.text());
+        }
         print!("{out}");
     }
     Ok(())

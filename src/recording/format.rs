@@ -79,6 +79,13 @@ pub enum Record {
     Device(DeviceEvent),
     /// A sampled guest call stack (`--stacks`).
     Stack(StackSample),
+    /// What KVM's tracepoints had counted at `t_ns` (`--kernel-events`): per event, and (in the
+    /// last sample) the busiest guest RIPs.
+    Kernel {
+        t_ns: u64,
+        by_event: Vec<(String, u64)>,
+        by_rip: Vec<(u64, u64)>,
+    },
 }
 
 /// A debug stop as recorded.
@@ -317,6 +324,7 @@ const T_END: u8 = 4;
 const T_KVM: u8 = 5;
 const T_DEVICE: u8 = 6;
 const T_STACK: u8 = 7;
+const T_KERNEL: u8 = 8;
 
 /// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,6 +447,21 @@ impl ChunkEncoder {
                 }
             }
             Record::Device(d) => device_event(&mut self.payload, d),
+            Record::Kernel { t_ns, by_event, by_rip } => {
+                let p = &mut self.payload;
+                p.push(T_KERNEL);
+                put_varint(p, *t_ns);
+                put_varint(p, by_event.len() as u64);
+                for (name, n) in by_event {
+                    put_bytes(p, name.as_bytes());
+                    put_varint(p, *n);
+                }
+                put_varint(p, by_rip.len() as u64);
+                for (rip, n) in by_rip {
+                    put_varint(p, *rip);
+                    put_varint(p, *n);
+                }
+            }
             Record::Stack(s) => {
                 let p = &mut self.payload;
                 p.push(T_STACK);
@@ -704,6 +727,20 @@ impl<'a> ChunkDecoder<'a> {
                 Ok(Some(Record::Kvm { t_ns, counts: KvmCounts { vm, vcpus } }))
             }
             T_DEVICE => self.device_event().map(|d| Some(Record::Device(d))),
+            T_KERNEL => {
+                let t_ns = self.varint()?;
+                let events = self.varint()? as usize;
+                if events > 1024 {
+                    return Err(DecodeError::LongList(events));
+                }
+                let by_event = (0..events).map(|_| Ok((self.string()?, self.varint()?))).collect::<Result<_, _>>()?;
+                let rips = self.varint()? as usize;
+                if rips > crate::vmm::kernel_events::RECORDED_RIPS {
+                    return Err(DecodeError::LongList(rips));
+                }
+                let by_rip = (0..rips).map(|_| Ok((self.varint()?, self.varint()?))).collect::<Result<_, _>>()?;
+                Ok(Some(Record::Kernel { t_ns, by_event, by_rip }))
+            }
             T_STACK => {
                 let (seq, vcpu, reason) = (self.varint()?, self.u32()?, self.string()?);
                 let n = self.varint()? as usize;
@@ -885,6 +922,8 @@ mod tests {
         }
         let frames = vec![0xffff_ffff_8100_1234, 0xffff_ffff_8100_0042];
         records.push(Record::Stack(StackSample { seq: 9, vcpu: 1, reason: "io".into(), frames }));
+        let by_event = vec![("kvm_pio".to_string(), 7), ("kvm_emulate_insn".to_string(), 70)];
+        records.push(Record::Kernel { t_ns: 13, by_event, by_rip: vec![(0x100000, 5)] });
         let mut enc = ChunkEncoder::default();
         records.iter().for_each(|r| enc.push(r));
         assert_eq!(enc.records as usize, records.len());

@@ -99,6 +99,13 @@ impl Recorder {
         self.send(Record::Kvm { t_ns: self.t_ns(), counts });
     }
 
+    /// What KVM's tracepoints have counted (`--kernel-events`); `rips`: the busiest guest RIPs.
+    pub fn kernel(&self, counts: &crate::vmm::kernel_events::KernelCounts, rips: bool) {
+        let by_event = counts.by_event.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let by_rip = if rips { counts.top_rips(crate::vmm::kernel_events::RECORDED_RIPS) } else { Vec::new() };
+        self.send(Record::Kernel { t_ns: self.t_ns(), by_event, by_rip });
+    }
+
     /// Guest console output.
     pub fn console(&self, bytes: &[u8]) {
         self.send(Record::Console { t_ns: self.t_ns(), bytes: bytes.to_vec() });

@@ -35,6 +35,9 @@ pub const EVENTS: &[&str] = &[
     "kvm_page_fault",
 ];
 
+/// The busiest guest RIPs a recording keeps (in its last sample).
+pub const RECORDED_RIPS: usize = 4096;
+
 /// What the tracepoints counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelCounts {
@@ -190,6 +193,11 @@ impl KernelEvents {
     /// The counts per event alone (cheap: a few dozen entries), for a live view.
     pub fn event_counts(&self) -> BTreeMap<String, u64> {
         lock(&self.counts).by_event.clone()
+    }
+
+    /// A handle on the counts for another thread (the recording's sampler).
+    pub fn counter(&self) -> Arc<Mutex<KernelCounts>> {
+        self.counts.clone()
     }
 
     /// Stops tracing, reads what is left, removes the instance; the final counts.
