@@ -85,12 +85,14 @@ struct Looking {
     stacks: Option<u64>,
     /// An MSR filter installed (trapping PAT, which the guest never touches).
     msr_filter: bool,
+    /// `--kernel-events`: KVM's tracepoints followed (root).
+    kernel_events: bool,
 }
 
 /// kvmscope's own headless path: classify, dispatch, decode, time and count every exit, and what
 /// `looking` adds.
 fn kvmscope_run(looking: Looking) -> f64 {
-    let Looking { ui, record, stacks, msr_filter } = looking;
+    let Looking { ui, record, stacks, msr_filter, kernel_events } = looking;
     let capture = Capture::default();
     let config = VmConfig {
         debugcon: None,
@@ -110,7 +112,7 @@ fn kvmscope_run(looking: Looking) -> f64 {
     let sinks: Vec<Arc<dyn ExitSink>> = if ui { vec![feed.clone()] } else { Vec::new() };
     let trace = std::env::temp_dir().join(format!("kvmscope-bench-{}.trace", std::process::id()));
     let limits = kvmscope::vmm::RunLimits { stacks_every: stacks, ..Default::default() };
-    let session = Session { record: record.then(|| trace.clone()), limits, ..Default::default() };
+    let session = Session { record: record.then(|| trace.clone()), limits, kernel_events, ..Default::default() };
     let mut launched = session::launch(config, session, sinks, |_| {}).unwrap();
     let report = if ui {
         let controller = launched.controller.clone();
@@ -166,6 +168,7 @@ fn main() {
     }
     let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut synced, mut stacks64, mut stacks_all, mut msr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut tracepoints = Vec::new();
     let mut qemu = Vec::new();
     let has_qemu = qemu_run().is_some();
     // Interleaved, so drift in host load hits all alike.
@@ -181,6 +184,7 @@ fn main() {
         stacks64.push(kvmscope_run(Looking { stacks: Some(64), record: true, ..Default::default() }) / EXITS);
         stacks_all.push(kvmscope_run(Looking { stacks: Some(1), record: true, ..Default::default() }) / EXITS);
         msr.push(kvmscope_run(Looking { msr_filter: true, ..Default::default() }) / EXITS);
+        tracepoints.push(kvmscope_run(Looking { kernel_events: true, ..Default::default() }) / EXITS);
     }
     let ((f_med, f_min), (s_med, s_min), (t_med, t_min)) = (stats(floor), stats(scope), stats(tui));
     let (r_med, r_min) = stats(rec);
@@ -215,4 +219,6 @@ fn main() {
     }
     let (m, n) = stats(msr);
     println!("  ratio {:<30} {:>10.3} {:>10.3}", "MSR filter, none trapped / headless", m / s_med, n / s_min);
+    let (m, n) = stats(tracepoints);
+    println!("  ratio {:<30} {:>10.3} {:>10.3}", "--kernel-events / headless", m / s_med, n / s_min);
 }

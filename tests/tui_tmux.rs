@@ -244,3 +244,27 @@ fn devices_screen_shows_a_live_guests_virtqueues() {
     assert_eq!(t.wait_status(), "EXIT=0", "stderr: {}", t.stderr());
     let _ = std::fs::remove_file(disk);
 }
+
+#[test]
+fn the_tui_stays_responsive_with_kernel_events_at_full_rate() {
+    if !kvm_or_skip("the_tui_stays_responsive_with_kernel_events_at_full_rate") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED the_tui_stays_responsive_with_kernel_events_at_full_rate: --kernel-events needs root");
+        return;
+    }
+    // `spin` exits as fast as it can; on an emulating host each exit also costs KVM several
+    // emulated instructions: the tracepoint reader parses hundreds of thousands of lines a second.
+    let args = format!("run --kernel {} --kernel-events", common::guest("spin.elf").display());
+    let Some(t) = Tmux::start_with("kernel-events", 160, 45, &args) else { return };
+    t.wait_for(&["in KVM, tracepoints", "kvm_pio"], "the stats pane's tracepoint section");
+    // Keys still work (how fast is key_latency's to measure, not a test's).
+    t.keys(&["?"]);
+    t.wait_for(&["Keys"], "the help, while the tracepoints stream");
+    t.keys(&["x"]);
+    t.wait_until(|s| !s.contains("Keys"), "the help closes");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0", "stderr: {}", t.stderr());
+}
