@@ -106,6 +106,7 @@ fn kvmscope_run(looking: Looking) -> f64 {
         cpu_features: Vec::new(),
         virtio: Default::default(),
         trap_msrs: if msr_filter { vec![0x277] } else { Vec::new() },
+        dirty_log: false,
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

@@ -225,6 +225,16 @@ impl Controller {
         Ok(page_map(&self.shared.ram, &self.mode(vcpu)?))
     }
 
+    /// Reads one interval of the dirty log (`--dirty-log`); the pages it found.
+    pub fn sample_dirty(&self) -> Option<Result<usize, String>> {
+        self.shared.dirty_log.then(|| self.shared.sample_dirty().map_err(|e| e.to_string()))
+    }
+
+    /// The dirty log's history so far (`--dirty-log`).
+    pub fn dirty(&self) -> Option<crate::vmm::dirty::DirtyTracker> {
+        self.shared.dirty_log.then(|| crate::sync::lock(&self.shared.dirty).clone())
+    }
+
     /// Traps exactly these MSRs' guest accesses from now on (`:trap msr`; empty: none).
     pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), String> {
         self.shared.trap_msrs(msrs)
@@ -256,6 +266,7 @@ impl Controller {
             layout: self.shared.ram.map.entries(),
             kvm: self.shared.kvm_counts().ok().map(|c| c.vm),
             guest_pages: self.page_map(0).map(|m| m.info_mem()).map_err(|e| e.to_string()),
+            dirty: self.dirty(),
         }
     }
 

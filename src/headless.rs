@@ -54,6 +54,9 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
             if let Some(k) = &report.kernel {
                 eprint!("{}", k.text());
             }
+            if let Some(d) = &report.dirty {
+                eprint!("{}", d.text());
+            }
         }
         SummaryFormat::Json => {
             let mut v = summary::json(&report.counters, &report.end, elapsed);
@@ -61,6 +64,9 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
             v["virtio"] = report.devices.json();
             if let Some(k) = &report.kernel {
                 v["kernel_events"] = k.json();
+            }
+            if let Some(d) = &report.dirty {
+                v["dirty_log"] = d.json();
             }
             eprintln!("{v}");
         }

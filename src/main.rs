@@ -112,6 +112,10 @@ struct RunArgs {
     /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     virtio: Option<Vec<Extra>>,
+    /// Log the pages the guest writes (KVM_GET_DIRTY_LOG every second): counts, the hottest
+    /// pages, a heat strip on the memory screen, per-interval counts in the recording.
+    #[arg(long)]
+    dirty_log: bool,
     /// Follow KVM's own tracepoints for this VM (tracefs, root): the exits and emulation KVM handles
     /// without telling userspace, counted in the summary and the stats pane.
     #[arg(long)]
@@ -214,6 +218,7 @@ fn run(args: RunArgs) -> ExitCode {
         cpu_features: args.cpu_features.map(|f| f.0).unwrap_or_default(),
         virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd },
         trap_msrs: args.trap_msr.map(|m| m.0).unwrap_or_default(),
+        dirty_log: args.dirty_log,
     };
     let limits = RunLimits {
         timeout: args.timeout,
@@ -347,6 +352,7 @@ fn main() -> ExitCode {
                 cpu_features: Vec::new(),
                 virtio: Default::default(),
                 trap_msrs: Vec::new(),
+                dirty_log: false,
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

@@ -54,4 +54,6 @@ pub struct MemoryMapView {
     pub kvm: Option<Reading>,
     /// The stopped vCPU's page tables as QEMU's `info mem` ranges, or why not (the guest runs).
     pub guest_pages: Result<String, String>,
+    /// The dirty log's history (`--dirty-log`).
+    pub dirty: Option<crate::vmm::dirty::DirtyTracker>,
 }

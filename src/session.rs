@@ -87,6 +87,8 @@ pub struct Launched {
     kvm_sampler: Option<JoinHandle<()>>,
     /// KVM's tracepoints for this VM, with `--kernel-events`.
     kernel: Option<KernelEvents>,
+    /// The thread that reads the dirty log every second, with `--dirty-log`.
+    dirty_sampler: Option<JoinHandle<()>>,
 }
 
 /// How often a recording samples KVM's own counters.
@@ -112,6 +114,7 @@ pub fn launch(
         }
         None => None,
     };
+    let dirty_log = config.dirty_log;
     let vm = Vm::new(config)?;
     let info = VmInfo {
         format: vm.boot.format,
@@ -162,8 +165,38 @@ pub fn launch(
         };
         std::thread::Builder::new().name("kvm-stats".into()).spawn(sample).ok()
     });
+    let dirty_sampler = dirty_log.then(|| {
+        let (recorder, controller) = (recorder.clone(), controller.clone());
+        let sample = move || {
+            while !controller.is_ending() {
+                // In short naps, so that the end of the run does not wait for a whole interval.
+                let started = std::time::Instant::now();
+                while started.elapsed() < crate::vmm::dirty::INTERVAL && !controller.is_ending() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if controller.is_ending() {
+                    // The run's end reads the last interval itself.
+                    break;
+                }
+                match controller.sample_dirty() {
+                    Some(Ok(pages)) => {
+                        if let Some(r) = &recorder {
+                            r.dirty(pages as u64);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        eprintln!("kvmscope: --dirty-log: {e}; no more dirty pages are read");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        };
+        std::thread::Builder::new().name("dirty-log".into()).spawn(sample).ok()
+    });
+    let dirty_sampler = dirty_sampler.flatten();
     let recording = recorder.zip(session.record);
-    Ok(Launched { info, controller, running, report: None, recording, gdb, kvm_sampler, kernel })
+    Ok(Launched { info, controller, running, report: None, recording, gdb, kvm_sampler, kernel, dirty_sampler })
 }
 
 impl Launched {
@@ -223,6 +256,9 @@ impl Launched {
             let _ = gdb.join();
         }
         if let Some(sampler) = self.kvm_sampler.take() {
+            let _ = sampler.join();
+        }
+        if let Some(sampler) = self.dirty_sampler.take() {
             let _ = sampler.join();
         }
         if let Some((recorder, path)) = self.recording {

@@ -200,8 +200,8 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
     use kvmscope::vmm::memory::MemoryMap;
     use kvmscope::vmm::slots::Slot;
     let mut app = App::new("test");
-    let slot = Slot { gpa: 0, len: 64 << 20, host: 0x7f00_0000_0000, readonly: false };
-    let ro = Slot { gpa: 0x20_0000, len: 0x1000, host: 0x7f00_0020_0000, readonly: true };
+    let slot = Slot { gpa: 0, len: 64 << 20, host: 0x7f00_0000_0000, readonly: false, dirty_log: true };
+    let ro = Slot { gpa: 0x20_0000, len: 0x1000, host: 0x7f00_0020_0000, readonly: true, dirty_log: false };
     let view = MemoryMapView {
         slots: vec![
             SlotView { index: 0, slot, populated: Ok((256, Some(0))) },
@@ -212,6 +212,11 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         layout: MemoryMap::new(64 << 20).unwrap().entries(),
         kvm: None,
         guest_pages: Ok("0000000000000000-0000000100000000 0000000100000000 -rw\n".into()),
+        dirty: Some({
+            let mut d = kvmscope::vmm::dirty::DirtyTracker::default();
+            d.add_interval((0..16).map(|i| 0x40_0000 + i * 0x1000).collect());
+            d
+        }),
     };
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('3')));
     let now = std::time::Instant::now();
@@ -240,6 +245,8 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         "mmio 0xd0000000-0xd00001ff",
         "0x4000000-0xbfffffff           hole",
         "no binary statistics",
+        "Dirty pages (last interval: 16; 1 intervals, max 16)",
+        "0x400000 (1)",
         "Guest page tables",
         "0000000000000000-0000000100000000 0000000100000000 -rw",
         "┌ Memory:",

@@ -63,6 +63,8 @@ pub struct RecordedRun {
     pub profile: RipProfile,
     /// KVM's tracepoints at the last sample (`--kernel-events`), the whole run's.
     pub kernel: Option<KernelCounts>,
+    /// Pages dirtied per interval (`--dirty-log`), in the window.
+    pub dirty: Vec<u64>,
     /// The guest image the recording names.
     pub guest_image: String,
     pub last_t_ns: u64,
@@ -80,6 +82,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         devices: DeviceCounters::default(),
         profile: RipProfile::default(),
         kernel: None,
+        dirty: Vec::new(),
         guest_image: String::new(),
         last_t_ns: 0,
     };
@@ -95,6 +98,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
         Record::Kvm { counts, .. } => run.kvm = Some(counts),
         Record::Device(d) if (from..to).contains(&d.t_ns) => run.devices.record(&d),
+        Record::Dirty { t_ns, pages } if (from..to).contains(&t_ns) => run.dirty.push(pages),
         Record::Kernel { by_event, by_rip, .. } => {
             let mut k = KernelCounts { by_event: by_event.into_iter().collect(), ..Default::default() };
             // The RIPs come with the last sample only; an earlier one keeps those already read.
@@ -161,6 +165,9 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         if let Some(k) = &run.kernel {
             v["kernel_events"] = k.json();
         }
+        if !run.dirty.is_empty() {
+            v["dirty_pages_per_interval"] = json!(run.dirty);
+        }
         println!("{v}");
     } else {
         let mut out = summary::text_for(&run.counters, &detail, status, elapsed);
@@ -178,6 +185,11 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         out.push_str(&run.devices.text());
         if let Some(k) = &run.kernel {
             out.push_str(&k.text());
+        }
+        if !run.dirty.is_empty() {
+            let max = run.dirty.iter().max().copied().unwrap_or(0);
+            let _ =
+                writeln!(out, "\nDirty pages per interval ({} intervals, max {max}): {:?}", run.dirty.len(), run.dirty);
         }
         print!("{out}");
     }

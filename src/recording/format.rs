@@ -86,6 +86,11 @@ pub enum Record {
         by_event: Vec<(String, u64)>,
         by_rip: Vec<(u64, u64)>,
     },
+    /// The pages the guest dirtied in the interval ending at `t_ns` (`--dirty-log`).
+    Dirty {
+        t_ns: u64,
+        pages: u64,
+    },
 }
 
 /// A debug stop as recorded.
@@ -325,6 +330,7 @@ const T_KVM: u8 = 5;
 const T_DEVICE: u8 = 6;
 const T_STACK: u8 = 7;
 const T_KERNEL: u8 = 8;
+const T_DIRTY: u8 = 9;
 
 /// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,6 +453,11 @@ impl ChunkEncoder {
                 }
             }
             Record::Device(d) => device_event(&mut self.payload, d),
+            Record::Dirty { t_ns, pages } => {
+                self.payload.push(T_DIRTY);
+                put_varint(&mut self.payload, *t_ns);
+                put_varint(&mut self.payload, *pages);
+            }
             Record::Kernel { t_ns, by_event, by_rip } => {
                 let p = &mut self.payload;
                 p.push(T_KERNEL);
@@ -727,6 +738,7 @@ impl<'a> ChunkDecoder<'a> {
                 Ok(Some(Record::Kvm { t_ns, counts: KvmCounts { vm, vcpus } }))
             }
             T_DEVICE => self.device_event().map(|d| Some(Record::Device(d))),
+            T_DIRTY => Ok(Some(Record::Dirty { t_ns: self.varint()?, pages: self.varint()? })),
             T_KERNEL => {
                 let t_ns = self.varint()?;
                 let events = self.varint()? as usize;
@@ -924,6 +936,7 @@ mod tests {
         records.push(Record::Stack(StackSample { seq: 9, vcpu: 1, reason: "io".into(), frames }));
         let by_event = vec![("kvm_pio".to_string(), 7), ("kvm_emulate_insn".to_string(), 70)];
         records.push(Record::Kernel { t_ns: 13, by_event, by_rip: vec![(0x100000, 5)] });
+        records.push(Record::Dirty { t_ns: 14, pages: 16 });
         let mut enc = ChunkEncoder::default();
         records.iter().for_each(|r| enc.push(r));
         assert_eq!(enc.records as usize, records.len());

@@ -106,6 +106,11 @@ impl Recorder {
         self.send(Record::Kernel { t_ns: self.t_ns(), by_event, by_rip });
     }
 
+    /// One interval's count of dirtied pages (`--dirty-log`).
+    pub fn dirty(&self, pages: u64) {
+        self.send(Record::Dirty { t_ns: self.t_ns(), pages });
+    }
+
     /// Guest console output.
     pub fn console(&self, bytes: &[u8]) {
         self.send(Record::Console { t_ns: self.t_ns(), bytes: bytes.to_vec() });

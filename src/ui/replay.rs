@@ -46,7 +46,7 @@ impl Replay {
             Record::Stop(s) => r.stops.push(s),
             Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
             Record::Device(d) => r.devices.push(d),
-            Record::Kvm { .. } | Record::Stack(_) | Record::Kernel { .. } => {}
+            Record::Kvm { .. } | Record::Stack(_) | Record::Kernel { .. } | Record::Dirty { .. } => {}
         })?;
         Ok((r, recording.damage))
     }

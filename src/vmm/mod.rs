@@ -4,6 +4,7 @@ pub mod boot_cpu;
 pub mod bus;
 pub mod clock;
 pub mod devices;
+pub mod dirty;
 pub mod emulate;
 pub mod exit;
 pub mod host_pages;

@@ -8,11 +8,12 @@ use kvm_ioctls::VmFd;
 
 use super::bus::Buses;
 use super::clock::Clock;
+use super::dirty::DirtyTracker;
 use super::kick::Kickable;
 use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
-use super::slots::{Protection, Slot, SlotError, apply, layout};
+use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty};
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
@@ -54,6 +55,10 @@ pub struct Shared {
     pub msr_exits: bool,
     /// The MSRs trapped now.
     pub trapped_msrs: Mutex<Vec<u32>>,
+    /// `--dirty-log`: the RAM slots are dirty-logged.
+    pub dirty_log: bool,
+    /// What the dirty log has shown so far.
+    pub dirty: Mutex<DirtyTracker>,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
@@ -92,13 +97,21 @@ impl Shared {
     /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
     pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), SlotError> {
         let mut slots = lock(&self.slots);
-        let new = layout(self.ram.host_ranges(), pages);
+        let new = log_dirty(layout(self.ram.host_ranges(), pages), self.dirty_log);
         if *slots == new {
             return Ok(());
         }
         apply(&self.vm, &slots, &new)?;
         *slots = new;
         Ok(())
+    }
+
+    /// Reads the dirty log (one interval's pages) into the history; the pages it found.
+    pub fn sample_dirty(&self) -> Result<usize, SlotError> {
+        let pages = dirty_pages(&self.vm, &lock(&self.slots))?;
+        let n = pages.len();
+        lock(&self.dirty).add_interval(pages);
+        Ok(n)
     }
 
     /// Traps exactly these MSRs from now on (an empty list: none).

@@ -2,16 +2,18 @@
 //! writes gets a read-only slot of its own, so every guest write to it exits to kvmscope as MMIO, and
 //! a page watched for reads gets no slot at all, so every access exits.
 
-use kvm_bindings::{KVM_MEM_READONLY, kvm_userspace_memory_region};
+use kvm_bindings::{KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
 
-/// One slot: guest-physical start, length, host address, read-only or not.
+/// One slot: guest-physical start, length, host address, read-only or not, dirty-logged or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     pub gpa: u64,
     pub len: u64,
     pub host: u64,
     pub readonly: bool,
+    /// `KVM_MEM_LOG_DIRTY_PAGES`: KVM keeps a bitmap of the pages the guest writes.
+    pub dirty_log: bool,
 }
 
 pub use crate::debug::breakpoints::Protection;
@@ -23,6 +25,8 @@ pub enum SlotError {
     Delete { slot: usize, source: kvm_ioctls::Error },
     #[error("slot {slot} at {gpa:#x}: {source}")]
     Set { slot: usize, gpa: u64, source: kvm_ioctls::Error },
+    #[error("reading slot {slot}'s dirty log (KVM_GET_DIRTY_LOG): {source}")]
+    DirtyLog { slot: usize, source: kvm_ioctls::Error },
 }
 
 /// Splits RAM ranges `(gpa, len, host)` around the protected pages (sorted by address): a read-only
@@ -34,25 +38,64 @@ pub fn layout(ram: &[(u64, u64, u64)], pages: &[(u64, Protection)]) -> Vec<Slot>
         let mut at = gpa;
         for &(page, prot) in pages.iter().filter(|(p, _)| *p >= gpa && *p + 0x1000 <= end) {
             if page > at {
-                slots.push(Slot { gpa: at, len: page - at, host: host + (at - gpa), readonly: false });
+                slots.push(Slot {
+                    gpa: at,
+                    len: page - at,
+                    host: host + (at - gpa),
+                    readonly: false,
+                    dirty_log: false,
+                });
             }
             if prot == Protection::ReadOnly {
-                slots.push(Slot { gpa: page, len: 0x1000, host: host + (page - gpa), readonly: true });
+                slots.push(Slot {
+                    gpa: page,
+                    len: 0x1000,
+                    host: host + (page - gpa),
+                    readonly: true,
+                    dirty_log: false,
+                });
             }
             at = page + 0x1000;
         }
         if at < end {
-            slots.push(Slot { gpa: at, len: end - at, host: host + (at - gpa), readonly: false });
+            slots.push(Slot { gpa: at, len: end - at, host: host + (at - gpa), readonly: false, dirty_log: false });
         }
     }
     slots
+}
+
+/// The same slots, the writable ones dirty-logged when `on` (`--dirty-log`).
+pub fn log_dirty(mut slots: Vec<Slot>, on: bool) -> Vec<Slot> {
+    for s in &mut slots {
+        s.dirty_log = on && !s.readonly;
+    }
+    slots
+}
+
+/// The guest-physical pages written since the last call, over every dirty-logged slot
+/// (`KVM_GET_DIRTY_LOG`, which clears the bitmap as it reads it).
+pub fn dirty_pages(vm: &VmFd, slots: &[Slot]) -> Result<Vec<u64>, SlotError> {
+    let mut pages = Vec::new();
+    for (i, s) in slots.iter().enumerate().filter(|(_, s)| s.dirty_log) {
+        let bitmap =
+            vm.get_dirty_log(i as u32, s.len as usize).map_err(|source| SlotError::DirtyLog { slot: i, source })?;
+        for (w, word) in bitmap.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as u64;
+                pages.push(s.gpa + (w as u64 * 64 + b) * 0x1000);
+                bits &= bits - 1;
+            }
+        }
+    }
+    Ok(pages)
 }
 
 /// Replaces `old` slots by `new` ones in KVM. Call only while every vCPU is parked.
 pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), SlotError> {
     let region = |i: usize, s: &Slot, size: u64| kvm_userspace_memory_region {
         slot: i as u32,
-        flags: if s.readonly { KVM_MEM_READONLY } else { 0 },
+        flags: if s.readonly { KVM_MEM_READONLY } else { 0 } | if s.dirty_log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
         guest_phys_addr: s.gpa,
         memory_size: size,
         userspace_addr: s.host,
@@ -80,18 +123,21 @@ mod tests {
     #[test]
     fn a_watched_page_becomes_its_own_readonly_slot() {
         let ram = [(0, 0x10_0000, 0x7000_0000)];
-        assert_eq!(layout(&ram, &[]), vec![Slot { gpa: 0, len: 0x10_0000, host: 0x7000_0000, readonly: false }]);
+        assert_eq!(
+            layout(&ram, &[]),
+            vec![Slot { gpa: 0, len: 0x10_0000, host: 0x7000_0000, readonly: false, dirty_log: false }]
+        );
         use Protection::*;
         let s = layout(&ram, &[(0x2000, ReadOnly), (0x3000, ReadOnly), (0x8000, Unmapped), (0xf_f000, ReadOnly)]);
         assert_eq!(
             s,
             vec![
-                Slot { gpa: 0, len: 0x2000, host: 0x7000_0000, readonly: false },
-                Slot { gpa: 0x2000, len: 0x1000, host: 0x7000_2000, readonly: true },
-                Slot { gpa: 0x3000, len: 0x1000, host: 0x7000_3000, readonly: true },
-                Slot { gpa: 0x4000, len: 0x4000, host: 0x7000_4000, readonly: false },
-                Slot { gpa: 0x9000, len: 0xf_6000, host: 0x7000_9000, readonly: false },
-                Slot { gpa: 0xf_f000, len: 0x1000, host: 0x700f_f000, readonly: true },
+                Slot { gpa: 0, len: 0x2000, host: 0x7000_0000, readonly: false, dirty_log: false },
+                Slot { gpa: 0x2000, len: 0x1000, host: 0x7000_2000, readonly: true, dirty_log: false },
+                Slot { gpa: 0x3000, len: 0x1000, host: 0x7000_3000, readonly: true, dirty_log: false },
+                Slot { gpa: 0x4000, len: 0x4000, host: 0x7000_4000, readonly: false, dirty_log: false },
+                Slot { gpa: 0x9000, len: 0xf_6000, host: 0x7000_9000, readonly: false, dirty_log: false },
+                Slot { gpa: 0xf_f000, len: 0x1000, host: 0x700f_f000, readonly: true, dirty_log: false },
             ]
         );
     }

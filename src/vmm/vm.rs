@@ -64,6 +64,8 @@ pub struct VmConfig {
     pub virtio: VirtioConfig,
     /// `--trap-msr`: MSRs whose guest accesses exit to kvmscope.
     pub trap_msrs: Vec<u32>,
+    /// `--dirty-log`: KVM logs the pages the guest writes.
+    pub dirty_log: bool,
 }
 
 /// What a finished run leaves behind.
@@ -79,6 +81,8 @@ pub struct RunReport {
     pub kvm: Result<KvmCounts, String>,
     /// The virtio devices' events, counted.
     pub devices: DeviceCounters,
+    /// The dirty log's history (`--dirty-log`).
+    pub dirty: Option<super::dirty::DirtyTracker>,
     /// What KVM's tracepoints counted (`--kernel-events`), filled in by the session.
     pub kernel: Option<super::kernel_events::KernelCounts>,
     pub elapsed: Duration,
@@ -122,6 +126,7 @@ pub struct Vm {
     slots: Vec<slots::Slot>,
     /// KVM sends MSR filter denials to userspace; the MSRs trapped.
     msr_exits: bool,
+    dirty_log: bool,
     trap_msrs: Vec<u32>,
     /// KVM's own counters of this VM, or why there are none.
     kvm_stats: Result<VmStats, String>,
@@ -160,7 +165,7 @@ impl Vm {
             super::msr::set_traps(&fd, &config.trap_msrs).map_err(VmError::Msr)?;
         }
         let ram = GuestRam::new(config.mem_size)?;
-        let slots = slots::layout(ram.host_ranges(), &[]);
+        let slots = slots::log_dirty(slots::layout(ram.host_ranges(), &[]), config.dirty_log);
         slots::apply(&fd, &[], &slots).map_err(VmError::Slots)?;
         let initrd = config.initrd.as_deref();
         let boot = match &config.image {
@@ -302,6 +307,7 @@ impl Vm {
             kvm_stats,
             msr_exits,
             trap_msrs: config.trap_msrs,
+            dirty_log: config.dirty_log,
         })
     }
 
@@ -332,6 +338,7 @@ impl Vm {
             kvm_stats,
             msr_exits,
             trap_msrs,
+            dirty_log,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let clock = Clock::start();
@@ -353,6 +360,8 @@ impl Vm {
             virtio,
             msr_exits,
             trapped_msrs: Mutex::new(trap_msrs),
+            dirty_log,
+            dirty: Mutex::default(),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
         });
@@ -498,6 +507,10 @@ impl RunningVm {
         RunReport {
             devices: shared.virtio.counters(),
             kernel: None,
+            dirty: shared.dirty_log.then(|| {
+                let _ = shared.sample_dirty();
+                lock(&shared.dirty).clone()
+            }),
             end,
             counters: shared.merged_counters(),
             per_vcpu,

@@ -15,7 +15,7 @@ use super::{frame, scroll_rows};
 use crate::memory_view::MemoryMapView;
 use crate::ui::theme::Theme;
 use crate::vmm::kvm_stats::rates;
-use crate::vmm::memory::RegionKind;
+use crate::vmm::memory::{MapEntry, RegionKind};
 
 /// How often the map is read again while it shows.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -29,6 +29,17 @@ pub struct MemMapPane {
     pub kvm_rates: Vec<(String, f64)>,
     /// Lines scrolled down from the top.
     pub scroll: usize,
+}
+
+/// A heat cell: nothing, then more and more dirty pages.
+fn heat(pages: u64) -> char {
+    match pages {
+        0 => '.',
+        1..=3 => ':',
+        4..=63 => '+',
+        64..=1023 => '#',
+        _ => '@',
+    }
 }
 
 fn size(bytes: u64) -> String {
@@ -109,6 +120,23 @@ impl MemMapPane {
             Ok(ranges) if ranges.is_empty() => out.push("  paging is off".into()),
             Ok(ranges) => out.extend(ranges.lines().map(|l| format!("  {l}"))),
             Err(why) => out.push(format!("  {why}")),
+        }
+        match &view.dirty {
+            Some(d) => {
+                let ram_end = view.layout.iter().map(MapEntry::end).max().unwrap_or(0);
+                out.push(format!(
+                    "Dirty pages (last interval: {}; {} intervals, max {})",
+                    d.last_count(),
+                    d.intervals,
+                    d.max
+                ));
+                // One cell per 1/64 of guest-physical memory: how much of it the last interval dirtied.
+                let strip: String = d.strip(ram_end, 64).iter().map(|&n| heat(n)).collect();
+                out.push(format!("  0 [{strip}] {ram_end:#x}"));
+                let hot: Vec<String> = d.hottest(6).iter().map(|(p, n)| format!("{p:#x} ({n})")).collect();
+                out.push(format!("  hottest (intervals dirty): {}", hot.join(", ")));
+            }
+            None => out.push("Dirty pages: off (run with --dirty-log)".into()),
         }
         match &view.kvm {
             Some(stats) => {
