@@ -225,14 +225,24 @@ impl Controller {
         Ok(page_map(&self.shared.ram, &self.mode(vcpu)?))
     }
 
-    /// Reads one interval of the dirty log (`--dirty-log`); the pages it found.
+    /// Reads one interval of the dirty log, while it is on; the pages it found.
     pub fn sample_dirty(&self) -> Option<Result<usize, String>> {
-        self.shared.dirty_log.then(|| self.shared.sample_dirty().map_err(|e| e.to_string()))
+        self.shared.dirty_logging().then(|| self.shared.sample_dirty().map_err(|e| e.to_string()))
     }
 
-    /// The dirty log's history so far (`--dirty-log`).
+    /// The dirty log's history so far, while it is on.
     pub fn dirty(&self) -> Option<crate::vmm::dirty::DirtyTracker> {
-        self.shared.dirty_log.then(|| crate::sync::lock(&self.shared.dirty).clone())
+        self.shared.dirty_logging().then(|| crate::sync::lock(&self.shared.dirty).clone())
+    }
+
+    /// Whether `--dirty-log` keeps dirty logging on for the whole run (read by the session).
+    pub fn dirty_log_always(&self) -> bool {
+        self.shared.dirty_log_always
+    }
+
+    /// Turns dirty logging on or off (the memory screen does while it shows).
+    pub fn set_dirty_logging(&self, on: bool) -> Result<(), String> {
+        self.shared.set_dirty_logging(on).map_err(|e| e.to_string())
     }
 
     /// Traps exactly these MSRs' guest accesses from now on (`:trap msr`; empty: none).

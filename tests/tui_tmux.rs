@@ -268,3 +268,18 @@ fn the_tui_stays_responsive_with_kernel_events_at_full_rate() {
     t.keys(&["q"]);
     assert_eq!(t.wait_status(), "EXIT=0", "stderr: {}", t.stderr());
 }
+
+#[test]
+fn the_memory_screen_turns_the_dirty_log_on_while_it_shows() {
+    if !kvm_or_skip("the_memory_screen_turns_the_dirty_log_on_while_it_shows") {
+        return;
+    }
+    // The guest writes 16 pages at 4 MiB forever; no --dirty-log: the screen turns the log on.
+    let args = format!("run --kernel {}", common::guest("dirty.elf").display());
+    let Some(t) = Tmux::start_with("dirty", 160, 45, &args) else { return };
+    t.wait_for(&["Exits"], "the TUI");
+    t.keys(&["3"]);
+    t.wait_for(&["Dirty pages (last interval: 16;", "0x400000 ("], "the dirty log, read while the screen shows");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0", "stderr: {}", t.stderr());
+}

@@ -85,7 +85,18 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             app.console.text = console.text();
         }
         reader::refresh(&mut app, controller.memory());
+        // The dirty log costs the guest: on while the memory screen shows (always with --dirty-log).
+        let memory_screen = app.screen == screen::Screen::Memory && launched.is_running();
+        if !controller.dirty_log_always() && memory_screen != app.memmap.dirty_on {
+            match controller.set_dirty_logging(memory_screen) {
+                Ok(()) => app.memmap.dirty_on = memory_screen,
+                Err(e) => app.say(format!("dirty log: {e}"), true),
+            }
+        }
         if app.screen == screen::Screen::Memory && app.memmap.due(Instant::now()) {
+            if app.memmap.dirty_on {
+                let _ = controller.sample_dirty();
+            }
             app.memmap.show(controller.memory_map(), Instant::now());
         }
         app.devices.push(feed.take_device_events());

@@ -13,7 +13,7 @@ use super::kick::Kickable;
 use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
-use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty};
+use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, set_flags};
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
@@ -55,8 +55,10 @@ pub struct Shared {
     pub msr_exits: bool,
     /// The MSRs trapped now.
     pub trapped_msrs: Mutex<Vec<u32>>,
-    /// `--dirty-log`: the RAM slots are dirty-logged.
-    pub dirty_log: bool,
+    /// The RAM slots are dirty-logged now.
+    pub dirty_log: AtomicBool,
+    /// `--dirty-log`: dirty-logged for the whole run, read by the session's own thread.
+    pub dirty_log_always: bool,
     /// What the dirty log has shown so far.
     pub dirty: Mutex<DirtyTracker>,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
@@ -97,12 +99,30 @@ impl Shared {
     /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
     pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), SlotError> {
         let mut slots = lock(&self.slots);
-        let new = log_dirty(layout(self.ram.host_ranges(), pages), self.dirty_log);
+        let new = log_dirty(layout(self.ram.host_ranges(), pages), self.dirty_logging());
         if *slots == new {
             return Ok(());
         }
         apply(&self.vm, &slots, &new)?;
         *slots = new;
+        Ok(())
+    }
+
+    /// Whether the RAM slots are dirty-logged now.
+    pub fn dirty_logging(&self) -> bool {
+        self.dirty_log.load(Ordering::Acquire)
+    }
+
+    /// Turns dirty logging of the RAM slots on or off while the guest runs.
+    pub fn set_dirty_logging(&self, on: bool) -> Result<(), SlotError> {
+        let mut slots = lock(&self.slots);
+        if self.dirty_logging() == on {
+            return Ok(());
+        }
+        let new = log_dirty(slots.clone(), on);
+        set_flags(&self.vm, &new)?;
+        *slots = new;
+        self.dirty_log.store(on, Ordering::Release);
         Ok(())
     }
 

@@ -72,6 +72,31 @@ pub fn log_dirty(mut slots: Vec<Slot>, on: bool) -> Vec<Slot> {
     slots
 }
 
+/// Registers `slots` again in place, as they are now (a flags-only change, which KVM allows while
+/// the vCPUs run): how dirty logging is turned on and off.
+pub fn set_flags(vm: &VmFd, slots: &[Slot]) -> Result<(), SlotError> {
+    for (i, s) in slots.iter().enumerate() {
+        // SAFETY: the same slot, range and host memory as before; only its flags change.
+        unsafe { vm.set_user_memory_region(region(i, s, s.len)) }.map_err(|source| SlotError::Set {
+            slot: i,
+            gpa: s.gpa,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A slot as KVM takes it (`size` 0 deletes it).
+fn region(i: usize, s: &Slot, size: u64) -> kvm_userspace_memory_region {
+    kvm_userspace_memory_region {
+        slot: i as u32,
+        flags: if s.readonly { KVM_MEM_READONLY } else { 0 } | if s.dirty_log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+        guest_phys_addr: s.gpa,
+        memory_size: size,
+        userspace_addr: s.host,
+    }
+}
+
 /// The guest-physical pages written since the last call, over every dirty-logged slot
 /// (`KVM_GET_DIRTY_LOG`, which clears the bitmap as it reads it).
 pub fn dirty_pages(vm: &VmFd, slots: &[Slot]) -> Result<Vec<u64>, SlotError> {
@@ -93,13 +118,6 @@ pub fn dirty_pages(vm: &VmFd, slots: &[Slot]) -> Result<Vec<u64>, SlotError> {
 
 /// Replaces `old` slots by `new` ones in KVM. Call only while every vCPU is parked.
 pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), SlotError> {
-    let region = |i: usize, s: &Slot, size: u64| kvm_userspace_memory_region {
-        slot: i as u32,
-        flags: if s.readonly { KVM_MEM_READONLY } else { 0 } | if s.dirty_log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
-        guest_phys_addr: s.gpa,
-        memory_size: size,
-        userspace_addr: s.host,
-    };
     for (i, s) in old.iter().enumerate() {
         // SAFETY: deleting a slot (size 0) releases nothing kvmscope still maps.
         unsafe { vm.set_user_memory_region(region(i, s, 0)) }

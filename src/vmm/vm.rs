@@ -360,7 +360,8 @@ impl Vm {
             virtio,
             msr_exits,
             trapped_msrs: Mutex::new(trap_msrs),
-            dirty_log,
+            dirty_log: AtomicBool::new(dirty_log),
+            dirty_log_always: dirty_log,
             dirty: Mutex::default(),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
@@ -507,8 +508,10 @@ impl RunningVm {
         RunReport {
             devices: shared.virtio.counters(),
             kernel: None,
-            dirty: shared.dirty_log.then(|| {
-                let _ = shared.sample_dirty();
+            dirty: (shared.dirty_logging() || lock(&shared.dirty).intervals > 0).then(|| {
+                if shared.dirty_logging() {
+                    let _ = shared.sample_dirty();
+                }
                 lock(&shared.dirty).clone()
             }),
             end,

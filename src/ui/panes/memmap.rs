@@ -29,6 +29,8 @@ pub struct MemMapPane {
     pub kvm_rates: Vec<(String, f64)>,
     /// Lines scrolled down from the top.
     pub scroll: usize,
+    /// The view turned dirty logging on (while its screen shows, without `--dirty-log`).
+    pub dirty_on: bool,
 }
 
 /// A heat cell: nothing, then more and more dirty pages.
@@ -136,7 +138,7 @@ impl MemMapPane {
                 let hot: Vec<String> = d.hottest(6).iter().map(|(p, n)| format!("{p:#x} ({n})")).collect();
                 out.push(format!("  hottest (intervals dirty): {}", hot.join(", ")));
             }
-            None => out.push("Dirty pages: off (run with --dirty-log)".into()),
+            None => out.push("Dirty pages: off (on while this screen shows a running guest, or --dirty-log)".into()),
         }
         match &view.kvm {
             Some(stats) => {
