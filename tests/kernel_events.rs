@@ -16,6 +16,11 @@ fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
         eprintln!("SKIPPED: --kernel-events needs root");
         return;
     }
+    let instances = || -> Vec<String> {
+        let dir = std::fs::read_dir("/sys/kernel/tracing/instances").into_iter().flatten().flatten();
+        dir.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("kvmscope-")).collect()
+    };
+    let before = instances();
     let kernel = guest("hello.elf");
     let run = run_headless(&["--kernel", kernel.to_str().unwrap(), "--kernel-events", "--summary", "json"]);
     assert_eq!(run.status, 33, "{}", run.stderr);
@@ -43,10 +48,9 @@ fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
     let in_kernel = by_symbol.split("# In-kernel events").nth(1).unwrap_or_else(|| panic!("{by_symbol}"));
     assert!(in_kernel.contains("putc"), "{by_symbol}");
     let _ = std::fs::remove_file(trace);
-    // The tracefs instance is gone afterwards.
-    let left = std::fs::read_dir("/sys/kernel/tracing/instances").into_iter().flatten().flatten();
-    assert!(
-        !left.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("kvmscope-")),
-        "instance left behind"
-    );
+    // Our runs' tracefs instances are gone afterwards (other processes' may come and go meanwhile;
+    // those of processes that died are removed by the next run).
+    let left: Vec<String> = instances().into_iter().filter(|i| !before.contains(i)).collect();
+    let alive = |i: &String| std::path::Path::new(&format!("/proc/{}", &i["kvmscope-".len()..])).exists();
+    assert!(left.iter().all(alive), "instances left behind: {left:?}");
 }

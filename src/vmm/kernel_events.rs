@@ -149,6 +149,7 @@ impl KernelEvents {
             return Err("in-kernel events need root (tracefs); not shown".into());
         }
         let root = tracefs()?;
+        remove_stale_instances(&root.join("instances"));
         let dir = root.join("instances").join(format!("kvmscope-{}", std::process::id()));
         let _ = std::fs::remove_dir(&dir);
         std::fs::create_dir(&dir).map_err(|e| format!("tracefs instance {}: {e}", dir.display()))?;
@@ -221,6 +222,17 @@ impl Drop for KernelEvents {
             let _ = write(&self.dir.join(format!("events/kvm/{e}/enable")), "0");
         }
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Removes the instances of kvmscope processes that are gone (killed before they could).
+fn remove_stale_instances(instances: &Path) {
+    for entry in std::fs::read_dir(instances).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("kvmscope-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 

@@ -139,9 +139,10 @@ extern "C" fn on_interrupt(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Makes Ctrl-C and SIGTERM end the run with its summary instead of killing the process.
+/// Makes Ctrl-C, SIGTERM and SIGHUP (the terminal went away) end the run with its summary instead
+/// of killing the process, so that what it set up on the host (a tracefs instance) is taken down.
 pub fn catch_interrupts() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let _ = vmm_sys_util::signal::register_signal_handler(sig, on_interrupt);
     }
 }
