@@ -73,6 +73,8 @@ fn probe_says_which_kvm_tracepoints_fire() {
         // Measured on PVM: kvm_exit is silent, every guest kernel instruction is emulated.
         assert_eq!(fired("kvm_exit"), 0, "{t}");
         assert!(fired("kvm_emulate_insn") >= 3, "{t}");
+        // Its shadow MMU allocates page-table pages, but reports no SPTE changes.
+        assert!(fired("kvm_mmu_get_page") >= 1 && fired("kvm_mmu_set_spte") == 0, "{t}");
     } else {
         assert!(fired("kvm_exit") >= 3, "VT-x/AMD-V: the hardware exits are kvm_exit: {t}");
     }

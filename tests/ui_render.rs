@@ -246,6 +246,7 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         "0x4000000-0xbfffffff           hole",
         "no binary statistics",
         "Dirty pages (last interval: 16; 1 intervals, max 16)",
+        "KVM's MMU events: run with --kernel-events (root) to see them",
         "0x400000 (1)",
         "Guest page tables",
         "0000000000000000-0000000100000000 0000000100000000 -rw",
@@ -254,6 +255,12 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
     ] {
         assert!(text.contains(want), "{want:?} in:\n{text}");
     }
+    // With --kernel-events: KVM's MMU tracepoints, and what this host does not report.
+    let counts = [("kvm_mmu_get_page".to_string(), 12)].into_iter().collect();
+    app.memmap.mmu = Some((counts, [("kvm_mmu_get_page".to_string(), 3.0)].into_iter().collect()));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("KVM's MMU events (tracepoints): kvm_mmu_get_page 12 (3/s)"), "{text}");
+    assert!(text.contains("not reported by this host: kvm_mmu_set_spte, kvm_tdp_mmu_spte_changed"), "{text}");
 }
 
 #[test]

@@ -81,6 +81,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         (app.console.sources, app.console.input_to) = launched.console_sources();
         app.stats.virtio = controller.device_counters();
         app.stats.kernel.sample(launched.kernel_event_counts(), Instant::now());
+        app.memmap.mmu = app.stats.kernel.counts.clone().map(|c| (c, app.stats.kernel.rates.clone()));
         if console.len() != app.console.text.len() {
             app.console.text = console.text();
         }

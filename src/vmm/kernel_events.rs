@@ -18,6 +18,20 @@ use rustc_hash::FxHashMap;
 
 use crate::sync::lock;
 
+/// The mapping events of KVM's MMU enabled where the host has them (`kvmmmu:`): on a VT-x/AMD-V
+/// host the SPTE events fire; on PVM (a shadow MMU) `kvm_mmu_get_page` and the emulator's page
+/// walks do.
+pub const MMU_EVENTS: &[&str] = &[
+    "kvm_mmu_set_spte",
+    "kvm_tdp_mmu_spte_changed",
+    "kvm_mmu_spte_requested",
+    "kvm_mmu_get_page",
+    "kvm_mmu_prepare_zap_page",
+    "kvm_mmu_pagetable_walk",
+    "kvm_mmu_paging_element",
+    "fast_page_fault",
+];
+
 /// The events enabled where the host has them: the exit and the in-kernel handling of it.
 pub const EVENTS: &[&str] = &[
     "kvm_exit",
@@ -50,7 +64,8 @@ pub struct KernelCounts {
 impl KernelCounts {
     /// Counts one `trace_pipe` line.
     pub fn parse_line(&mut self, line: &str) {
-        let Some(at) = line.find(": kvm_") else { return };
+        // `TASK-PID [CPU] FLAGS TIMESTAMP: EVENT: FIELDS`: the event follows the timestamp.
+        let Some(at) = line.find(": kvm_").or_else(|| line.find(": fast_page_fault")) else { return };
         let rest = &line[at + 2..];
         let Some((event, fields)) = rest.split_once(": ") else { return };
         *self.by_event.entry(event.to_string()).or_default() += 1;
@@ -157,10 +172,10 @@ impl KernelEvents {
             // SAFETY: gettid has no preconditions.
             write(&dir.join("set_event_pid"), &unsafe { libc::gettid() }.to_string())?;
             write(&dir.join("options/event-fork"), "1")?;
-            let enabled: Vec<&'static str> = EVENTS
-                .iter()
-                .copied()
-                .filter(|e| write(&dir.join(format!("events/kvm/{e}/enable")), "1").is_ok())
+            let all = EVENTS.iter().map(|e| ("kvm", *e)).chain(MMU_EVENTS.iter().map(|e| ("kvmmmu", *e)));
+            let enabled: Vec<&'static str> = all
+                .filter(|(system, e)| write(&dir.join(format!("events/{system}/{e}/enable")), "1").is_ok())
+                .map(|(_, e)| e)
                 .collect();
             write(&dir.join("tracing_on"), "1")?;
             let pipe = std::fs::OpenOptions::new()
@@ -219,7 +234,8 @@ impl Drop for KernelEvents {
             let _ = r.join();
         }
         for e in &self.enabled {
-            let _ = write(&self.dir.join(format!("events/kvm/{e}/enable")), "0");
+            let system = if MMU_EVENTS.contains(e) { "kvmmmu" } else { "kvm" };
+            let _ = write(&self.dir.join(format!("events/{system}/{e}/enable")), "0");
         }
         let _ = std::fs::remove_dir(&self.dir);
     }

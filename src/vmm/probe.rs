@@ -231,7 +231,8 @@ pub fn probe_tracepoints() -> Result<Vec<(&'static str, u64)>, String> {
     drop(p);
     let counts = events.finish();
     let fired = |e: &str| counts.by_event.get(e).copied().unwrap_or(0);
-    Ok(super::kernel_events::EVENTS.iter().map(|&e| (e, fired(e))).collect())
+    let all = super::kernel_events::EVENTS.iter().chain(super::kernel_events::MMU_EVENTS);
+    Ok(all.map(|&e| (e, fired(e))).collect())
 }
 
 pub fn probe() -> Result<HostReport, VmError> {

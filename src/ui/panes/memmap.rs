@@ -14,8 +14,10 @@ use ratatui::widgets::Paragraph;
 use super::{frame, scroll_rows};
 use crate::memory_view::MemoryMapView;
 use crate::ui::theme::Theme;
+use crate::vmm::kernel_events::MMU_EVENTS;
 use crate::vmm::kvm_stats::rates;
 use crate::vmm::memory::{MapEntry, RegionKind};
+use std::collections::BTreeMap;
 
 /// How often the map is read again while it shows.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -31,6 +33,8 @@ pub struct MemMapPane {
     pub scroll: usize,
     /// The view turned dirty logging on (while its screen shows, without `--dirty-log`).
     pub dirty_on: bool,
+    /// KVM's MMU tracepoints (`--kernel-events`): counts and rates per second, by event.
+    pub mmu: Option<(BTreeMap<String, u64>, BTreeMap<String, f64>)>,
 }
 
 /// A heat cell: nothing, then more and more dirty pages.
@@ -81,6 +85,24 @@ impl MemMapPane {
     }
 
     /// The map as text lines.
+    /// KVM's MMU events as lines: what fired, with rates, and what this host does not report.
+    pub fn mmu_lines(&self) -> Vec<String> {
+        let Some((counts, rates)) = &self.mmu else {
+            return vec!["KVM's MMU events: run with --kernel-events (root) to see them".into()];
+        };
+        let fired: Vec<String> = MMU_EVENTS
+            .iter()
+            .filter_map(|e| counts.get(*e).map(|n| (e, n)))
+            .map(|(e, n)| format!("{e} {n} ({:.0}/s)", rates.get(*e).copied().unwrap_or(0.0)))
+            .collect();
+        let silent: Vec<&str> = MMU_EVENTS.iter().copied().filter(|e| !counts.contains_key(*e)).collect();
+        let fired = if fired.is_empty() { "none yet".to_string() } else { fired.join(", ") };
+        vec![
+            format!("KVM's MMU events (tracepoints): {fired}"),
+            format!("  not reported by this host: {}", silent.join(", ")),
+        ]
+    }
+
     pub fn lines(view: &MemoryMapView, rates: &[(String, f64)]) -> Vec<String> {
         let mut out = vec!["KVM memory slots".to_string()];
         out.push(format!(
@@ -168,6 +190,7 @@ pub fn render(f: &mut Frame, area: Rect, pane: &MemMapPane, focused: bool, theme
     };
     let lines: Vec<Line> = MemMapPane::lines(view, &pane.kvm_rates)
         .into_iter()
+        .chain(pane.mmu_lines())
         .skip(pane.scroll)
         .map(|l| if l.starts_with(' ') { Line::from(l) } else { Line::styled(l, theme.header()) })
         .collect();
