@@ -127,7 +127,7 @@ pub fn launch(
     };
     announce(&info);
     // Set up before the vCPU threads exist, so that they are followed from their start.
-    let kernel = match session.kernel_events.then(KernelEvents::start) {
+    let kernel = match session.kernel_events.then(|| KernelEvents::start_with(sinks.clone())) {
         Some(Ok(k)) => Some(k),
         Some(Err(why)) => {
             eprintln!("kvmscope: --kernel-events: {why}");

@@ -35,6 +35,10 @@ fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
     // instruction is emulated; on VT-x/AMD-V the hardware exits are kvm_exit.
     assert!(count("kvm_emulate_insn") + count("kvm_exit") > 0, "{events}");
     assert!(s["kernel_events"]["top_rips"].as_array().is_some_and(|r| !r.is_empty()));
+    // In the stream: `--trace` prints each one while they are few, marked as in-kernel.
+    let traced =
+        run_headless(&["--kernel", kernel.to_str().unwrap(), "--kernel-events", "--trace", "--summary", "none"]);
+    assert!(traced.stderr.contains("kernel    kvm_pio: pio_write at 0x3f8 size 1"), "{}", traced.stderr);
     // Recorded: `stats` on the recording shows them, and `--by symbol` names the guest functions
     // the in-kernel events came from (putc makes the port exits on any host).
     let trace = std::env::temp_dir().join(format!("kvmscope-kernel-{}.trace", std::process::id()));

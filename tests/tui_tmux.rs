@@ -233,7 +233,7 @@ fn devices_screen_shows_a_live_guests_virtqueues() {
             "virtio-blk0: virtio-blk (device id 2) at 0xd0000000",
             "ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK",
             "chain 0: flush -> ok",
-            "Device events",
+            "Device and in-kernel events",
             "virtio-blk0 q0 took chain 0: write sector 2",
         ],
         "the devices screen",

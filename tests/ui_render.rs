@@ -377,7 +377,9 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
         event(DeviceEventKind::Notify { path: NotifyPath::Trapped, count: 1 }),
         event(DeviceEventKind::Error { problem: "queue size 3 refused".into() }),
     ]);
+    app.devices.push_kernel(["kvm_pio: pio_write at 0x3f8 size 1 count 1 val 0x48".to_string()]);
     let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("in-kernel kvm_pio: pio_write at 0x3f8"), "{text}");
     for want in [
         "┌ Virtqueues",
         "virtio-rng: virtio-rng (device id 4) at 0xd0000000, irq 5, notifications trapped",
@@ -389,7 +391,7 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
         "chain 1: entropy 32 bytes",
         "chain 0: entropy 16 bytes -> ok, 16 bytes written",
         "desc 0: addr 0x6000 len 32 flags WRITE next 0",
-        "┌ Device events (2)",
+        "┌ Device and in-kernel events (3)",
         "0.001500s virtio-rng q0 notify (trapped)",
         "virtio-rng q0 error: queue size 3 refused",
         "4:devices",

@@ -22,18 +22,24 @@ pub struct LiveFeed {
     tx: SyncSender<ExitEvent>,
     dropped: AtomicU64,
     devices: Mutex<VecDeque<DeviceEvent>>,
+    kernel: Mutex<VecDeque<String>>,
 }
 
 impl LiveFeed {
     /// A feed and the receiver the view drains.
     pub fn new(capacity: usize) -> (Self, Receiver<ExitEvent>) {
         let (tx, rx) = sync_channel(capacity);
-        (Self { tx, dropped: AtomicU64::new(0), devices: Mutex::default() }, rx)
+        (Self { tx, dropped: AtomicU64::new(0), devices: Mutex::default(), kernel: Mutex::default() }, rx)
     }
 
     /// Events dropped because the view was behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The in-kernel event lines that arrived since the last call, oldest first.
+    pub fn take_kernel_lines(&self) -> Vec<String> {
+        lock(&self.kernel).drain(..).collect()
     }
 
     /// The device events that arrived since the last call, oldest first.
@@ -50,6 +56,14 @@ impl ExitSink for LiveFeed {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    fn on_kernel(&self, line: &str) {
+        let mut q = lock(&self.kernel);
+        if q.len() == DEVICE_CAPACITY {
+            q.pop_front();
+        }
+        q.push_back(line.to_string());
     }
 
     fn on_device(&self, event: &DeviceEvent) {

@@ -19,6 +19,10 @@ pub trait ExitSink: Send + Sync {
     /// Called for each sampled call stack (`--stacks`), on the vCPU's thread, after the exit.
     fn on_stack(&self, _stack: &StackSample) {}
 
+    /// Called for in-kernel events (`--kernel-events`), on the trace reader's thread: each event's
+    /// line while they are few, a line of rates each second when they are many.
+    fn on_kernel(&self, _line: &str) {}
+
     /// Called for each device event (virtio queues), on the device's worker thread or a vCPU's.
     fn on_device(&self, _event: &DeviceEvent) {}
 }

@@ -50,6 +50,11 @@ impl<W: Write + Send> ExitSink for TracePrinter<W> {
         let _ = writeln!(out, "{}", line(event));
     }
 
+    fn on_kernel(&self, line: &str) {
+        let mut out = lock(&self.out);
+        let _ = writeln!(out, "{:<9} {line}", "kernel");
+    }
+
     fn on_device(&self, event: &DeviceEvent) {
         let mut out = lock(&self.out);
         let _ = writeln!(out, "{}", device_line(event));

@@ -101,6 +101,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             app.memmap.show(controller.memory_map(), Instant::now());
         }
         app.devices.push(feed.take_device_events());
+        app.devices.push_kernel(feed.take_kernel_lines());
         if app.screen == screen::Screen::Devices && app.virtio.due(Instant::now()) {
             app.virtio.show(controller.virtio(), Instant::now());
         }

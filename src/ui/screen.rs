@@ -30,7 +30,7 @@ impl PaneId {
             PaneId::Memory => "Memory",
             PaneId::MemMap => "Memory map",
             PaneId::Virtio => "Virtqueues",
-            PaneId::DeviceEvents => "Device events",
+            PaneId::DeviceEvents => "Events",
             PaneId::Profile => "Profile",
         }
     }

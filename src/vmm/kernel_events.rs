@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 
 use rustc_hash::FxHashMap;
 
+use crate::sink::ExitSink;
 use crate::sync::lock;
 
 /// The mapping events of KVM's MMU enabled where the host has them (`kvmmmu:`): on a VT-x/AMD-V
@@ -159,6 +160,12 @@ fn tracefs() -> Result<PathBuf, String> {
 impl KernelEvents {
     /// Starts following this thread and the threads it starts from now on (the vCPUs).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts, handing the events to `sinks` too: one by one while there are fewer than
+    /// [`STREAM_RATE`] a second, as a line of rates each second above that.
+    pub fn start_with(sinks: Vec<Arc<dyn ExitSink>>) -> Result<Self, String> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err("in-kernel events need root (tracefs); not shown".into());
@@ -196,7 +203,7 @@ impl KernelEvents {
         let (s, c) = (stop.clone(), counts.clone());
         let reader = std::thread::Builder::new()
             .name("kvm-trace".into())
-            .spawn(move || read_pipe(pipe, &s, &c))
+            .spawn(move || read_pipe(pipe, &s, &c, &sinks))
             .map_err(|e| format!("cannot start the trace reader: {e}"))?;
         Ok(Self { dir, stop, reader: Some(reader), counts, enabled })
     }
@@ -252,10 +259,57 @@ fn remove_stale_instances(instances: &Path) {
     }
 }
 
+/// In-kernel events a second up to which the sinks get each one.
+pub const STREAM_RATE: u64 = 1000;
+
+/// What the sinks get of the events: each one while they are few, each second's rates when many.
+struct Stream<'a> {
+    sinks: &'a [Arc<dyn ExitSink>],
+    second: std::time::Instant,
+    in_second: u64,
+    /// Counts at the start of this second, for its rates.
+    at_second: BTreeMap<String, u64>,
+}
+
+impl Stream<'_> {
+    fn line(&mut self, line: &str) {
+        self.in_second += 1;
+        if self.in_second <= STREAM_RATE {
+            let event = line.find(": kvm_").map_or(line.trim(), |i| &line[i + 2..]);
+            for s in self.sinks {
+                s.on_kernel(event.trim_end());
+            }
+        }
+    }
+
+    fn tick(&mut self, counts: &KernelCounts) {
+        if self.second.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        if self.in_second > STREAM_RATE {
+            let mut rates: Vec<(u64, &String)> = counts
+                .by_event
+                .iter()
+                .filter(|(k, _)| !k.contains(':'))
+                .map(|(k, v)| (v - self.at_second.get(k).copied().unwrap_or(0), k))
+                .filter(|(n, _)| *n > 0)
+                .collect();
+            rates.sort_by_key(|r| std::cmp::Reverse(r.0));
+            let shown: Vec<String> = rates.iter().map(|(n, k)| format!("{k} {n}/s")).collect();
+            let line = format!("{} events/s, too many to show one by one: {}", self.in_second, shown.join(", "));
+            for s in self.sinks {
+                s.on_kernel(&line);
+            }
+        }
+        (self.second, self.in_second, self.at_second) = (std::time::Instant::now(), 0, counts.by_event.clone());
+    }
+}
+
 /// Reads `trace_pipe` until told to stop (then until it is empty), counting each line.
-fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCounts>) {
+fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCounts>, sinks: &[Arc<dyn ExitSink>]) {
     let mut buf = vec![0u8; 1 << 16];
     let mut partial = String::new();
+    let mut stream = Stream { sinks, second: std::time::Instant::now(), in_second: 0, at_second: BTreeMap::new() };
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let mut fds = [libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
@@ -274,7 +328,13 @@ fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCo
                 let mut c = lock(counts);
                 while let Some(i) = partial.find('\n') {
                     c.parse_line(&partial[..i]);
+                    if !sinks.is_empty() {
+                        stream.line(&partial[..i]);
+                    }
                     partial.drain(..=i);
+                }
+                if !sinks.is_empty() {
+                    stream.tick(&c);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -290,6 +350,36 @@ fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Collects what a stream hands its sinks.
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+    impl ExitSink for Lines {
+        fn on_exit(&self, _: &crate::trace::ExitEvent) {}
+        fn on_kernel(&self, line: &str) {
+            lock(&self.0).push(line.to_string());
+        }
+    }
+
+    #[test]
+    fn few_events_stream_one_by_one_many_as_rates() {
+        let lines = Arc::new(Lines::default());
+        let sinks: Vec<Arc<dyn ExitSink>> = vec![lines.clone()];
+        let mut stream =
+            Stream { sinks: &sinks, second: std::time::Instant::now(), in_second: 0, at_second: BTreeMap::new() };
+        let mut counts = KernelCounts::default();
+        let line = "  vcpu0-1 [000] ..... 1.0: kvm_pio: pio_write at 0x80 size 1 count 1 val 0x1 ";
+        for _ in 0..1500 {
+            counts.parse_line(line);
+            stream.line(line);
+        }
+        stream.second -= std::time::Duration::from_secs(2);
+        stream.tick(&counts);
+        let got = lock(&lines.0);
+        assert_eq!(got.len(), STREAM_RATE as usize + 1);
+        assert_eq!(got[0], "kvm_pio: pio_write at 0x80 size 1 count 1 val 0x1");
+        assert!(got[1000].starts_with("1500 events/s, too many to show one by one: kvm_pio 1500/s"), "{}", got[1000]);
+    }
 
     #[test]
     fn trace_lines_count_by_event_reason_and_rip() {

@@ -1,6 +1,8 @@
 //! The device event stream: what the virtio devices saw and did on their queues — each
 //! notification and how it arrived, each request taken and completed, each interrupt, each rule a
-//! driver broke — newest at the bottom, followed unless scrolled back.
+//! driver broke — and, with `--kernel-events`, what KVM did in the kernel (each event while they
+//! are few, a line of rates a second when many), marked as in-kernel; newest at the bottom,
+//! followed unless scrolled back.
 
 use std::collections::VecDeque;
 
@@ -20,22 +22,37 @@ pub const HISTORY: usize = 2000;
 /// The device event list's state.
 #[derive(Debug, Default)]
 pub struct DeviceEventsPane {
-    events: VecDeque<DeviceEvent>,
+    events: VecDeque<Row>,
     /// Events seen in all (the list keeps the last `HISTORY`).
     pub total: u64,
     /// Rows scrolled back from the newest.
     pub scroll: usize,
 }
 
+/// One line of the stream.
+#[derive(Debug, Clone)]
+enum Row {
+    Device(DeviceEvent),
+    /// An in-kernel event (or a second's rates), as the trace reader gave it.
+    Kernel(String),
+}
+
 impl DeviceEventsPane {
     pub fn push(&mut self, events: impl IntoIterator<Item = DeviceEvent>) {
-        for e in events {
-            if self.events.len() == HISTORY {
-                self.events.pop_front();
-            }
-            self.events.push_back(e);
-            self.total += 1;
+        events.into_iter().for_each(|e| self.add(Row::Device(e)));
+    }
+
+    /// In-kernel event lines (`--kernel-events`).
+    pub fn push_kernel(&mut self, lines: impl IntoIterator<Item = String>) {
+        lines.into_iter().for_each(|l| self.add(Row::Kernel(l)));
+    }
+
+    fn add(&mut self, row: Row) {
+        if self.events.len() == HISTORY {
+            self.events.pop_front();
         }
+        self.events.push_back(row);
+        self.total += 1;
     }
 
     /// Shows exactly these events (replay).
@@ -43,10 +60,6 @@ impl DeviceEventsPane {
         self.events.clear();
         self.total = 0;
         self.push(events);
-    }
-
-    pub fn all(&self) -> &VecDeque<DeviceEvent> {
-        &self.events
     }
 
     pub fn on_key(&mut self, code: KeyCode) -> bool {
@@ -62,7 +75,7 @@ impl DeviceEventsPane {
 }
 
 pub fn render(f: &mut Frame, area: Rect, pane: &DeviceEventsPane, focused: bool, theme: &Theme) {
-    let mut title = format!(" Device events ({}) ", pane.total);
+    let mut title = format!(" Device and in-kernel events ({}) ", pane.total);
     if pane.scroll > 0 {
         title.push_str(&format!("[{} back] ", pane.scroll));
     }
@@ -70,23 +83,29 @@ pub fn render(f: &mut Frame, area: Rect, pane: &DeviceEventsPane, focused: bool,
     let inner = block.inner(area);
     f.render_widget(block, area);
     if pane.events.is_empty() {
-        let none = "no device events yet (virtio devices: --disk FILE, --virtio rng,console)";
+        let none = "no events yet (virtio devices: --disk FILE, --virtio rng,console; KVM's own: --kernel-events)";
         f.render_widget(Paragraph::new(Line::styled(none, theme.dim())), inner);
         return;
     }
     let fit = inner.height as usize;
-    let shown: Vec<&DeviceEvent> = pane.events.iter().rev().skip(pane.scroll).take(fit).collect();
+    let shown: Vec<&Row> = pane.events.iter().rev().skip(pane.scroll).take(fit).collect();
     let lines: Vec<Line> = shown
         .into_iter()
         .rev()
-        .map(|e| {
-            let style = match e.kind {
-                DeviceEventKind::Error { .. } => theme.error(),
-                DeviceEventKind::Notify { .. } => theme.reason("mmio"),
-                DeviceEventKind::Interrupt => theme.reason("io"),
-                _ => theme.instruction(),
-            };
-            Line::from(vec![Span::raw(format!("{:>12.6}s ", e.t_ns as f64 / 1e9)), Span::styled(e.to_string(), style)])
+        .map(|row| match row {
+            Row::Device(e) => {
+                let style = match e.kind {
+                    DeviceEventKind::Error { .. } => theme.error(),
+                    DeviceEventKind::Notify { .. } => theme.reason("mmio"),
+                    DeviceEventKind::Interrupt => theme.reason("io"),
+                    _ => theme.instruction(),
+                };
+                Line::from(vec![
+                    Span::raw(format!("{:>12.6}s ", e.t_ns as f64 / 1e9)),
+                    Span::styled(e.to_string(), style),
+                ])
+            }
+            Row::Kernel(l) => Line::from(vec![Span::styled("   in-kernel ", theme.dim()), Span::raw(l.clone())]),
         })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
