@@ -218,6 +218,11 @@ impl Launched {
         self.kernel.as_ref().map(KernelEvents::event_counts)
     }
 
+    /// The guest RIPs the most in-kernel events came from (`--kernel-events`).
+    pub fn kernel_top_rips(&self, n: usize) -> Option<Vec<(u64, u64)>> {
+        self.kernel.as_ref().map(|k| k.top_rips(n))
+    }
+
     /// The console's devices with the bytes each wrote, and the one typed input goes to.
     pub fn console_sources(&self) -> (Vec<(&'static str, u64)>, &'static str) {
         (self.running.console_sources(), self.running.input_target())

@@ -452,4 +452,10 @@ fn the_profile_screen_ranks_guest_functions_by_exits_or_time() {
     let (text, _) = screen(&mut app, 160, 45);
     assert!(text.contains("sorted by time") && text.find("slow").unwrap() < text.find("putc").unwrap(), "{text}");
     assert!(text.lines().find(|l| l.contains("slow")).unwrap().contains("99.95%"), "{text}");
+    // With --kernel-events, the in-kernel events by function below.
+    app.profile.show_kernel(vec![(0x10_0004, 30), (0x10_0014, 10)], std::time::Instant::now());
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("In-kernel events by function (40, kvm_emulate_insn / kvm_exit)"), "{text}");
+    let in_kernel = &text[text.find("In-kernel events").unwrap()..];
+    assert!(in_kernel.lines().nth(2).is_some_and(|l| l.contains("75.00%") && l.contains("putc")), "{text}");
 }

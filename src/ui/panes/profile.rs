@@ -4,7 +4,7 @@
 
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table};
 
@@ -23,6 +23,9 @@ pub struct ProfilePane {
     /// Sorted by handling time instead of exits.
     pub by_time: bool,
     pub scroll: usize,
+    /// The in-kernel events that carry a RIP (`--kernel-events`), by function, and when sampled.
+    pub kernel: Option<RipProfile>,
+    kernel_at: Option<std::time::Instant>,
 }
 
 impl ProfilePane {
@@ -30,6 +33,20 @@ impl ProfilePane {
         for e in events {
             self.profile.record(e);
         }
+    }
+
+    /// Whether the in-kernel RIPs are due to be read again (once a second).
+    pub fn kernel_due(&self, now: std::time::Instant) -> bool {
+        self.kernel_at.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+    }
+
+    /// The busiest guest RIPs of the in-kernel events, now.
+    pub fn show_kernel(&mut self, rips: Vec<(u64, u64)>, now: std::time::Instant) {
+        let mut p = RipProfile::default();
+        for (rip, n) in rips {
+            p.add_count(rip, "in-kernel", n);
+        }
+        (self.kernel, self.kernel_at) = (Some(p), Some(now));
     }
 
     pub fn on_key(&mut self, code: KeyCode) -> bool {
@@ -85,5 +102,24 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ProfilePane, dropped: u64, focus
     } else {
         inner
     };
+    // With --kernel-events, the in-kernel events by function below the exits.
+    let (area, below) = match &pane.kernel {
+        Some(k) if area.height >= 8 => {
+            let [top, bottom] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+            (top, Some((bottom, k)))
+        }
+        _ => (area, None),
+    };
     f.render_widget(Table::new(table_rows, widths).header(header).column_spacing(1), area);
+    if let Some((bottom, k)) = below {
+        let rows = k.by_function(&pane.symbols).into_iter().map(|r| {
+            let share = format!("{:.2}%", percent(r.exits.count, k.total.count));
+            Row::new(vec![share, r.exits.count.to_string(), String::new(), r.function, String::new()])
+        });
+        let title = format!("In-kernel events by function ({}, kvm_emulate_insn / kvm_exit)", k.total.count);
+        f.render_widget(Paragraph::new(Line::styled(title, theme.header())), Rect { height: 1, ..bottom });
+        let table_area = Rect { y: bottom.y + 1, height: bottom.height.saturating_sub(1), ..bottom };
+        let header = Row::new(["Overhead", "Events", "", "Function", ""]).style(theme.header());
+        f.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table_area);
+    }
 }
