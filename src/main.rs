@@ -120,6 +120,10 @@ struct RunArgs {
     /// without telling userspace, counted in the summary and the stats pane.
     #[arg(long)]
     kernel_events: bool,
+    /// With --kernel-events and --record: keep the tracepoints' counts in the recording (every
+    /// 100 ms, and the busiest guest RIPs at the end).
+    #[arg(long, requires_all = ["kernel_events", "record"])]
+    record_kernel_events: bool,
     /// The guest's symbols for the TUI's profile (an ELF image, vmlinux or System.map), for a
     /// bzImage or a stripped kernel; default: the kernel image's own.
     #[arg(long, value_name = "FILE")]
@@ -246,11 +250,25 @@ fn run(args: RunArgs) -> ExitCode {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.display().to_string(),
             Image::Demo => "demo".to_string(),
         };
-        let session = Session { limits, gdb, record, symbols: args.symbols, kernel_events: args.kernel_events };
+        let session = Session {
+            limits,
+            gdb,
+            record,
+            symbols: args.symbols,
+            kernel_events: args.kernel_events,
+            record_kernel_events: args.record_kernel_events,
+        };
         return tui(config, session, title);
     }
     let options = HeadlessOptions {
-        session: Session { limits, gdb, record, symbols: None, kernel_events: args.kernel_events },
+        session: Session {
+            limits,
+            gdb,
+            record,
+            symbols: None,
+            kernel_events: args.kernel_events,
+            record_kernel_events: args.record_kernel_events,
+        },
         summary: args.summary,
         trace: args.trace,
     };

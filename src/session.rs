@@ -31,6 +31,8 @@ pub struct Session {
     pub symbols: Option<PathBuf>,
     /// `--kernel-events`: follow KVM's tracepoints for this VM (root, tracefs).
     pub kernel_events: bool,
+    /// `--record-kernel-events`: and keep their counts in the recording.
+    pub record_kernel_events: bool,
 }
 
 /// Errors setting up or finishing a run.
@@ -89,6 +91,8 @@ pub struct Launched {
     kernel: Option<KernelEvents>,
     /// The thread that reads the dirty log every second, with `--dirty-log`.
     dirty_sampler: Option<JoinHandle<()>>,
+    /// `--record-kernel-events`.
+    record_kernel_events: bool,
 }
 
 /// How often a recording samples KVM's own counters.
@@ -150,7 +154,7 @@ pub fn launch(
     };
     let kvm_sampler = recorder.as_ref().and_then(|r| {
         let (recorder, controller) = (r.clone(), controller.clone());
-        let tracepoints = kernel.as_ref().map(KernelEvents::counter);
+        let tracepoints = kernel.as_ref().filter(|_| session.record_kernel_events).map(KernelEvents::counter);
         let sample = move || {
             while !controller.is_ending() {
                 if let Ok(counts) = controller.kvm_counts() {
@@ -196,7 +200,19 @@ pub fn launch(
     });
     let dirty_sampler = dirty_sampler.flatten();
     let recording = recorder.zip(session.record);
-    Ok(Launched { info, controller, running, report: None, recording, gdb, kvm_sampler, kernel, dirty_sampler })
+    let record_kernel_events = session.record_kernel_events;
+    Ok(Launched {
+        info,
+        controller,
+        running,
+        report: None,
+        recording,
+        gdb,
+        kvm_sampler,
+        kernel,
+        dirty_sampler,
+        record_kernel_events,
+    })
 }
 
 impl Launched {
@@ -254,7 +270,8 @@ impl Launched {
             None => self.running.finish((end, None)),
         };
         report.kernel = self.kernel.take().map(KernelEvents::finish);
-        if let (Some((recorder, _)), Some(counts)) = (&self.recording, &report.kernel) {
+        if let (Some((recorder, _)), Some(counts), true) = (&self.recording, &report.kernel, self.record_kernel_events)
+        {
             recorder.kernel(counts, true);
         }
         if let Some(gdb) = self.gdb.take() {

@@ -42,8 +42,14 @@ fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
     // Recorded: `stats` on the recording shows them, and `--by symbol` names the guest functions
     // the in-kernel events came from (putc makes the port exits on any host).
     let trace = std::env::temp_dir().join(format!("kvmscope-kernel-{}.trace", std::process::id()));
-    let rec =
-        run_headless(&["--kernel", kernel.to_str().unwrap(), "--kernel-events", "--record", trace.to_str().unwrap()]);
+    let rec = run_headless(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--kernel-events",
+        "--record-kernel-events",
+        "--record",
+        trace.to_str().unwrap(),
+    ]);
     assert_eq!(rec.status, 33, "{}", rec.stderr);
     let stats = kvmscope().arg("stats").arg(&trace).output().unwrap();
     assert!(String::from_utf8_lossy(&stats.stdout).contains("In-kernel events (KVM's tracepoints"));
