@@ -1,5 +1,6 @@
 //! The virtual machine monitor: KVM set-up, memory, boot loaders, vCPU threads, the device bus.
 
+pub mod acpi;
 pub mod boot_cpu;
 pub mod bus;
 pub mod clock;

@@ -207,6 +207,7 @@ impl Vm {
 
         if is_linux {
             ram.write(super::mptable::MPTABLE_START, &super::mptable::build(config.cpus as u8));
+            super::acpi::write(&ram, config.cpus as u8);
         }
         let irq = if is_linux {
             linux::create_irqchip(&fd).map_err(kvm_err("the in-kernel irqchip and PIT"))?;

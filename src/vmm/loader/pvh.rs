@@ -49,6 +49,7 @@ pub fn load(
         version: 1,
         cmdline_paddr: CMDLINE,
         memmap_paddr: MEMMAP,
+        rsdp_paddr: crate::vmm::acpi::RSDP_ADDR,
         ..Default::default()
     };
     if let Some(initrd) = initrd {
