@@ -13,7 +13,7 @@ use super::kick::Kickable;
 use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
-use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, set_flags};
+use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, register};
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
@@ -53,10 +53,6 @@ pub struct Shared {
     pub virtio: VirtioSet,
     /// KVM sends the MSR filter's denials to userspace (`--trap-msr` and `:trap msr` can work).
     pub msr_exits: bool,
-    /// The MSRs trapped now.
-    pub trapped_msrs: Mutex<Vec<u32>>,
-    /// The RAM slots are dirty-logged now.
-    pub dirty_log: AtomicBool,
     /// `--dirty-log`: dirty-logged for the whole run, read by the session's own thread.
     pub dirty_log_always: bool,
     /// What the dirty log has shown so far.
@@ -99,7 +95,8 @@ impl Shared {
     /// Keeps exactly these guest-physical pages from the guest (watchpoints), each as it says.
     pub fn protect_pages(&self, pages: &[(u64, Protection)]) -> Result<(), SlotError> {
         let mut slots = lock(&self.slots);
-        let new = log_dirty(layout(self.ram.host_ranges(), pages), self.dirty_logging());
+        let logged = slots.iter().any(|s| s.dirty_log);
+        let new = log_dirty(layout(self.ram.host_ranges(), pages), logged);
         if *slots == new {
             return Ok(());
         }
@@ -108,21 +105,20 @@ impl Shared {
         Ok(())
     }
 
-    /// Whether the RAM slots are dirty-logged now.
+    /// Whether the RAM slots are dirty-logged now (the slots say).
     pub fn dirty_logging(&self) -> bool {
-        self.dirty_log.load(Ordering::Acquire)
+        lock(&self.slots).iter().any(|s| s.dirty_log)
     }
 
     /// Turns dirty logging of the RAM slots on or off while the guest runs.
     pub fn set_dirty_logging(&self, on: bool) -> Result<(), SlotError> {
         let mut slots = lock(&self.slots);
-        if self.dirty_logging() == on {
+        let new = log_dirty(slots.clone(), on);
+        if *slots == new {
             return Ok(());
         }
-        let new = log_dirty(slots.clone(), on);
-        set_flags(&self.vm, &new)?;
+        register(&self.vm, &new)?;
         *slots = new;
-        self.dirty_log.store(on, Ordering::Release);
         Ok(())
     }
 
@@ -139,10 +135,7 @@ impl Shared {
         if !self.msr_exits {
             return Err("this host's KVM cannot send MSR accesses to userspace".into());
         }
-        let mut trapped = lock(&self.trapped_msrs);
-        super::msr::set_traps(&self.vm, msrs)?;
-        *trapped = msrs.to_vec();
-        Ok(())
+        super::msr::set_traps(&self.vm, msrs)
     }
 
     /// What KVM itself has counted so far, or why that cannot be read.

@@ -72,11 +72,12 @@ pub fn log_dirty(mut slots: Vec<Slot>, on: bool) -> Vec<Slot> {
     slots
 }
 
-/// Registers `slots` again in place, as they are now (a flags-only change, which KVM allows while
-/// the vCPUs run): how dirty logging is turned on and off.
-pub fn set_flags(vm: &VmFd, slots: &[Slot]) -> Result<(), SlotError> {
+/// Registers `slots` in KVM as they are: after `apply` deleted the old ones, or in place over the
+/// same slots with other flags (a flags-only change, which KVM allows while the vCPUs run: how
+/// dirty logging is turned on and off).
+pub fn register(vm: &VmFd, slots: &[Slot]) -> Result<(), SlotError> {
     for (i, s) in slots.iter().enumerate() {
-        // SAFETY: the same slot, range and host memory as before; only its flags change.
+        // SAFETY: every slot lies inside guest RAM, mapped for the life of the VM.
         unsafe { vm.set_user_memory_region(region(i, s, s.len)) }.map_err(|source| SlotError::Set {
             slot: i,
             gpa: s.gpa,
@@ -123,15 +124,7 @@ pub fn apply(vm: &VmFd, old: &[Slot], new: &[Slot]) -> Result<(), SlotError> {
         unsafe { vm.set_user_memory_region(region(i, s, 0)) }
             .map_err(|source| SlotError::Delete { slot: i, source })?;
     }
-    for (i, s) in new.iter().enumerate() {
-        // SAFETY: every slot lies inside guest RAM, mapped for the life of the VM.
-        unsafe { vm.set_user_memory_region(region(i, s, s.len)) }.map_err(|source| SlotError::Set {
-            slot: i,
-            gpa: s.gpa,
-            source,
-        })?;
-    }
-    Ok(())
+    register(vm, new)
 }
 
 #[cfg(test)]

@@ -124,10 +124,9 @@ pub struct Vm {
     pub adjustments: Vec<String>,
     /// The memory slots KVM has.
     slots: Vec<slots::Slot>,
-    /// KVM sends MSR filter denials to userspace; the MSRs trapped.
+    /// KVM sends MSR filter denials to userspace; `--dirty-log`.
     msr_exits: bool,
     dirty_log: bool,
-    trap_msrs: Vec<u32>,
     /// KVM's own counters of this VM, or why there are none.
     kvm_stats: Result<VmStats, String>,
 }
@@ -308,7 +307,6 @@ impl Vm {
             slots,
             kvm_stats,
             msr_exits,
-            trap_msrs: config.trap_msrs,
             dirty_log: config.dirty_log,
         })
     }
@@ -339,7 +337,6 @@ impl Vm {
             slots,
             kvm_stats,
             msr_exits,
-            trap_msrs,
             dirty_log,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
@@ -361,8 +358,6 @@ impl Vm {
             kvm_stats,
             virtio,
             msr_exits,
-            trapped_msrs: Mutex::new(trap_msrs),
-            dirty_log: AtomicBool::new(dirty_log),
             dirty_log_always: dirty_log,
             dirty: Mutex::default(),
             end_request: Mutex::new(None),
