@@ -161,8 +161,10 @@ pub fn launch(
                     recorder.kvm(counts);
                 }
                 if let Some(t) = &tracepoints {
-                    let counts = crate::sync::lock(t).clone();
-                    recorder.kernel(&counts, false);
+                    // The per-event counts only (the RIPs go in once, at the end), taken out of
+                    // the reader's lock before a send that may wait for the writer.
+                    let by_event = crate::sync::lock(t).by_event.clone();
+                    recorder.kernel(&by_event, Vec::new());
                 }
                 std::thread::sleep(KVM_SAMPLE);
             }
@@ -272,7 +274,7 @@ impl Launched {
         report.kernel = self.kernel.take().map(KernelEvents::finish);
         if let (Some((recorder, _)), Some(counts), true) = (&self.recording, &report.kernel, self.record_kernel_events)
         {
-            recorder.kernel(counts, true);
+            recorder.kernel(&counts.by_event, counts.top_rips(crate::vmm::kernel_events::RECORDED_RIPS));
         }
         if let Some(gdb) = self.gdb.take() {
             let _ = gdb.join();

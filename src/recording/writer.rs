@@ -99,10 +99,10 @@ impl Recorder {
         self.send(Record::Kvm { t_ns: self.t_ns(), counts });
     }
 
-    /// What KVM's tracepoints have counted (`--kernel-events`); `rips`: the busiest guest RIPs.
-    pub fn kernel(&self, counts: &crate::vmm::kernel_events::KernelCounts, rips: bool) {
-        let by_event = counts.by_event.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        let by_rip = if rips { counts.top_rips(crate::vmm::kernel_events::RECORDED_RIPS) } else { Vec::new() };
+    /// What KVM's tracepoints have counted (`--kernel-events`), per event and (at the end) by the
+    /// busiest guest RIPs.
+    pub fn kernel(&self, by_event: &std::collections::BTreeMap<String, u64>, by_rip: Vec<(u64, u64)>) {
+        let by_event = by_event.iter().map(|(k, v)| (k.clone(), *v)).collect();
         self.send(Record::Kernel { t_ns: self.t_ns(), by_event, by_rip });
     }
 

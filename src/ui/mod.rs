@@ -80,13 +80,15 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         app.set_stops(&controller.stops(), controller.is_paused());
         (app.console.sources, app.console.input_to) = launched.console_sources();
         app.stats.virtio = controller.device_counters();
-        app.stats.kernel.sample(launched.kernel_event_counts(), Instant::now());
+        if app.stats.kernel.due(Instant::now()) {
+            app.stats.kernel.sample(launched.kernel_event_counts(), Instant::now());
+            app.memmap.mmu = app.stats.kernel.counts.clone().map(|c| (c, app.stats.kernel.rates.clone()));
+        }
         if app.screen == screen::Screen::Profile && app.profile.kernel_due(Instant::now()) {
             if let Some(rips) = launched.kernel_top_rips(4096) {
                 app.profile.show_kernel(rips, Instant::now());
             }
         }
-        app.memmap.mmu = app.stats.kernel.counts.clone().map(|c| (c, app.stats.kernel.rates.clone()));
         if console.len() != app.console.text.len() {
             app.console.text = console.text();
         }

@@ -124,12 +124,14 @@ pub struct KernelSection {
 }
 
 impl KernelSection {
-    /// Takes a new reading, at most twice a second.
+    /// Whether a new reading is due (twice a second).
+    pub fn due(&self, now: Instant) -> bool {
+        self.at.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(500))
+    }
+
+    /// Takes a new reading.
     pub fn sample(&mut self, counts: Option<std::collections::BTreeMap<String, u64>>, now: Instant) {
         let Some(new) = counts else { return };
-        if self.at.is_some_and(|t| now.duration_since(t) < Duration::from_millis(500)) {
-            return;
-        }
         if let (Some(old), Some(at)) = (&self.counts, self.at) {
             let dt = now.duration_since(at).as_secs_f64();
             self.rates =
