@@ -1,8 +1,10 @@
 /*
  * emulate: a 64-bit guest that runs at CPL0 what an emulating host's KVM (PVM) cannot: an `int3`
  * handled by its own #BP handler, `popcnt` (register and memory), `stac`/`clac`, and
- * `lock cmpxchg16b` (equal and not equal), and `fwait` with no x87 exception pending. On such a host kvmscope delivers the int3 as #BP and
- * completes the others; on VT-x they simply run. Each result is checked: success exits through
+ * `lock cmpxchg16b` (equal and not equal), `fwait` with no x87 exception pending, and the x87/SSE
+ * control instructions `ldmxcsr`/`stmxcsr` (a round trip), `fldcw` (read back by `fnstcw`) and
+ * `fnclex`. On such a host kvmscope delivers the int3 as #BP and completes the others; on VT-x they
+ * simply run. Each result is checked: success exits through
  * isa-debug-exit with 0x21 (status 67), a failed check with its number N (status 2N+1).
  */
     .code64
@@ -80,6 +82,31 @@ _start:
     cmp $0x1234, %rax
     jne fail
 
+    mov $9, %r15
+    mov %cr4, %rax
+    or $0x200, %rax             /* CR4.OSFXSR: SSE instructions allowed (else #UD) */
+    mov %rax, %cr4
+    movl $0x7f80, mxcsr_in(%rip)   /* every exception masked, round toward zero */
+    ldmxcsr mxcsr_in(%rip)
+    stmxcsr mxcsr_out(%rip)
+    cmpl $0x7f80, mxcsr_out(%rip)
+    jne fail
+    movl $0x1f80, mxcsr_in(%rip)   /* back to the default */
+    ldmxcsr mxcsr_in(%rip)
+
+    mov $10, %r15
+    movw $0x027f, fcw_in(%rip)     /* double precision */
+    fldcw fcw_in(%rip)
+    fnstcw fcw_out(%rip)
+    cmpw $0x027f, fcw_out(%rip)
+    jne fail
+
+    mov $11, %r15
+    fnclex
+    fnstsw %ax
+    test $0x80ff, %ax
+    jnz fail
+
     lea ok(%rip), %rsi
     mov $0x3f8, %dx
 1:  lodsb
@@ -112,6 +139,14 @@ value:
     .quad 0xffff
 bp_count:
     .long 0
+mxcsr_in:
+    .long 0
+mxcsr_out:
+    .long 0
+fcw_in:
+    .word 0
+fcw_out:
+    .word 0
     .align 16
 idt:
     .skip 16 * 4

@@ -1,11 +1,12 @@
 //! Finishing in userspace the few instructions an emulating host's KVM (PVM) cannot run at CPL0 and
-//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, `fwait`. Each
-//! is done as the CPU would — registers, flags and memory through the guest's page tables, the x87
-//! state through `KVM_GET_FPU` — and RIP moves past it, or the exception the CPU would raise is
-//! raised. Anything else stays an emulation failure, reported with the decoded instruction.
+//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, and the x87/SSE
+//! control instructions `fwait`, `fnclex`, `fldcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`. Each is done as the CPU
+//! would — registers, flags and memory through the guest's page tables, the x87/SSE control state
+//! through `KVM_GET_XSAVE`/`KVM_SET_XSAVE` — and RIP moves past it, or the exception the CPU would
+//! raise is raised. Anything else stays an emulation failure, reported with the decoded instruction.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
-use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
 
 use super::memory::GuestRam;
 use crate::decode::CpuMode;
@@ -18,30 +19,96 @@ const RFLAGS_ZF: u64 = 1 << 6;
 
 /// Which instructions kvmscope finishes.
 pub fn completes(mnemonic: Mnemonic) -> bool {
-    matches!(mnemonic, Mnemonic::Clac | Mnemonic::Stac | Mnemonic::Popcnt | Mnemonic::Cmpxchg16b | Mnemonic::Wait)
+    use Mnemonic::*;
+    matches!(mnemonic, Clac | Stac | Popcnt | Cmpxchg16b | Wait | Fnclex | Fldcw | Fnstsw | Ldmxcsr | Stmxcsr)
 }
 
 /// How a completed instruction ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Completion {
-    /// Done: these are the registers after it.
-    Done(kvm_regs),
-    /// It raises this exception (a fault: RIP stays on it).
+    /// Done: these are the registers after it, and the x87/SSE control state when it changed that.
+    Done(kvm_regs, Option<X87Sse>),
+    /// It raises this exception (a fault: RIP stays on it; #GP with error code 0).
     Fault(u8),
 }
 
+/// The x87/SSE control state these instructions read and write. It comes from the XSAVE area's
+/// legacy (FXSAVE-format) region: `KVM_GET_FPU` would be simpler, but it does not carry MXCSR.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct X87Sse {
+    pub fcw: u16,
+    pub fsw: u16,
+    pub mxcsr: u32,
+    /// The MXCSR bits the CPU accepts (0 in the area means the default, 0xffbf).
+    pub mxcsr_mask: u32,
+}
+
+/// The XSAVE header's XSTATE_BV (at byte 512): which components the area holds.
+const XSTATE_BV: usize = 512 / 4;
+/// XSTATE_BV's x87 and SSE bits: set when kvmscope writes the control words, so KVM takes them.
+const XSTATE_X87_SSE: u32 = 0b11;
+
+impl X87Sse {
+    /// Reads the control state from an XSAVE area (FCW and FSW in its first word, MXCSR at byte 24).
+    pub fn read(area: &kvm_xsave) -> X87Sse {
+        let r = &area.region;
+        X87Sse { fcw: r[0] as u16, fsw: (r[0] >> 16) as u16, mxcsr: r[6], mxcsr_mask: r[7] }
+    }
+
+    /// Writes the control state into an XSAVE area, everything else in it left as it was.
+    pub fn write(&self, area: &mut kvm_xsave) {
+        area.region[0] = self.fcw as u32 | (self.fsw as u32) << 16;
+        area.region[6] = self.mxcsr;
+        area.region[XSTATE_BV] |= XSTATE_X87_SSE;
+    }
+
+    fn mxcsr_valid(&self) -> u32 {
+        if self.mxcsr_mask == 0 { 0xffbf } else { self.mxcsr_mask }
+    }
+}
+
+/// #UD, invalid opcode.
+const UD: u8 = 6;
 /// #NM, device not available.
 const NM: u8 = 7;
+/// #GP, general protection.
+pub const GP: u8 = 13;
 /// #MF, x87 floating-point error.
 const MF: u8 = 16;
 const CR0_MP: u64 = 1 << 1;
+const CR0_EM: u64 = 1 << 2;
 const CR0_TS: u64 = 1 << 3;
+const CR4_OSFXSR: u64 = 1 << 9;
 /// FSW's error summary: an unmasked x87 exception is pending.
 const FSW_ES: u16 = 1 << 7;
+/// What fnclex clears: the exception flags, the stack fault, the error summary and busy.
+const FSW_EXCEPTIONS: u16 = 0x80ff;
+
+/// Whether an x87 instruction other than fwait may run: #NM when CR0.EM or CR0.TS is set.
+fn x87_usable(sregs: &kvm_sregs) -> Result<(), u8> {
+    if sregs.cr0 & (CR0_EM | CR0_TS) != 0 { Err(NM) } else { Ok(()) }
+}
+
+/// Whether an SSE control instruction may run: #UD without CR4.OSFXSR or with CR0.EM, #NM with TS.
+fn sse_usable(sregs: &kvm_sregs) -> Result<(), u8> {
+    if sregs.cr0 & CR0_EM != 0 || sregs.cr4 & CR4_OSFXSR == 0 {
+        return Err(UD);
+    }
+    if sregs.cr0 & CR0_TS != 0 { Err(NM) } else { Ok(()) }
+}
+
+/// `ldmxcsr`: MXCSR from memory; #GP(0) when it sets a reserved bit.
+fn ldmxcsr(fpu: &mut X87Sse, value: u32) -> Result<(), u8> {
+    if value & !fpu.mxcsr_valid() != 0 {
+        return Err(GP);
+    }
+    fpu.mxcsr = value;
+    Ok(())
+}
 
 /// `fwait`: #NM when CR0.TS and CR0.MP say the x87 state is not the task's, #MF when an unmasked
 /// exception is pending, else nothing.
-fn fwait(sregs: &kvm_sregs, fpu: Option<kvm_fpu>) -> Option<Option<u8>> {
+fn fwait(sregs: &kvm_sregs, fpu: Option<X87Sse>) -> Option<Option<u8>> {
     if sregs.cr0 & (CR0_TS | CR0_MP) == CR0_TS | CR0_MP {
         return Some(Some(NM));
     }
@@ -123,14 +190,14 @@ fn write_mem(ram: &GuestRam, mode: &CpuMode, addr: u64, data: &[u8]) -> Option<(
     Some(())
 }
 
-/// Completes the instruction at RIP if it is one kvmscope finishes (`fpu` reads the x87 state when
-/// one needs it), or `None`.
+/// Completes the instruction at RIP if it is one kvmscope finishes (`fpu` reads the x87/SSE control
+/// state when one needs it), or `None`.
 pub fn complete(
     ram: &GuestRam,
     mode: &CpuMode,
     regs: &kvm_regs,
     sregs: &kvm_sregs,
-    fpu: &dyn Fn() -> Option<kvm_fpu>,
+    fpu: &dyn Fn() -> Option<X87Sse>,
 ) -> Option<Completion> {
     let mut bytes = [0u8; 15];
     let n = read_virt(ram, mode, mode.code_linear(regs.rip), &mut bytes);
@@ -139,6 +206,7 @@ pub fn complete(
         return None;
     }
     let mut r = *regs;
+    let mut new_fpu = None;
     match i.mnemonic() {
         Mnemonic::Wait => {
             if let Some(vector) = fwait(sregs, fpu())? {
@@ -182,20 +250,137 @@ pub fn complete(
                 r.rflags &= !RFLAGS_ZF;
             }
         }
+        Mnemonic::Fnclex | Mnemonic::Fldcw | Mnemonic::Fnstsw | Mnemonic::Ldmxcsr | Mnemonic::Stmxcsr => {
+            let sse = matches!(i.mnemonic(), Mnemonic::Ldmxcsr | Mnemonic::Stmxcsr);
+            if let Err(vector) = if sse { sse_usable(sregs) } else { x87_usable(sregs) } {
+                return Some(Completion::Fault(vector));
+            }
+            let mut f = fpu()?;
+            let addr = || address(&i, &mut { r }, sregs);
+            let mut m = [0u8; 4];
+            match i.mnemonic() {
+                Mnemonic::Fnclex => f.fsw &= !FSW_EXCEPTIONS,
+                Mnemonic::Fldcw => {
+                    read_mem(ram, mode, addr()?, &mut m[..2])?;
+                    // Bits 6, 7 and 13-15 of the control word do not exist: reading them gives 0x40.
+                    f.fcw = (u16::from_le_bytes([m[0], m[1]]) & 0x1f3f) | 0x40;
+                }
+                Mnemonic::Ldmxcsr => {
+                    read_mem(ram, mode, addr()?, &mut m)?;
+                    if let Err(vector) = ldmxcsr(&mut f, u32::from_le_bytes(m)) {
+                        return Some(Completion::Fault(vector));
+                    }
+                }
+                Mnemonic::Fnstsw if i.op0_kind() == OpKind::Register => write_reg(&mut r, Register::AX, f.fsw as u64)?,
+                Mnemonic::Fnstsw => write_mem(ram, mode, addr()?, &f.fsw.to_le_bytes())?,
+                _ => write_mem(ram, mode, addr()?, &f.mxcsr.to_le_bytes())?,
+            }
+            new_fpu = matches!(i.mnemonic(), Mnemonic::Fnclex | Mnemonic::Fldcw | Mnemonic::Ldmxcsr).then_some(f);
+        }
         _ => return None,
     }
     r.rip = regs.rip.wrapping_add(i.len() as u64);
-    Some(Completion::Done(r))
+    Some(Completion::Done(r, new_fpu))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CODE: u64 = 0x1000;
+    const DATA: u64 = 0x2000;
+
+    /// Runs `code` at 0x1000 in 32-bit protected mode (paging off, CR4.OSFXSR set) with `data` at
+    /// 0x2000 and this x87/SSE state: how it completes, and the data after it.
+    fn run(code: &[u8], data: &[u8], cr0: u64, fpu: X87Sse) -> (Option<Completion>, Vec<u8>) {
+        let ram = GuestRam::new(crate::vmm::memory::MIN_MEM).unwrap();
+        ram.write(CODE, code);
+        ram.write(DATA, data);
+        let sregs = kvm_sregs { cr0, cr4: CR4_OSFXSR, ..Default::default() };
+        let mode = CpuMode { cr0, cr4: CR4_OSFXSR, cs_db: true, ..Default::default() };
+        let regs = kvm_regs { rip: CODE, ..Default::default() };
+        let done = complete(&ram, &mode, &regs, &sregs, &|| Some(fpu));
+        let mut after = vec![0; data.len()];
+        read_mem(&ram, &mode, DATA, &mut after).unwrap();
+        (done, after)
+    }
+
+    const PE_ET: u64 = 0x11;
+    const LDMXCSR: [u8; 7] = [0x0f, 0xae, 0x15, 0x00, 0x20, 0x00, 0x00];
+    const STMXCSR: [u8; 7] = [0x0f, 0xae, 0x1d, 0x00, 0x20, 0x00, 0x00];
+    const FLDCW: [u8; 6] = [0xd9, 0x2d, 0x00, 0x20, 0x00, 0x00];
+    const FNCLEX: [u8; 2] = [0xdb, 0xe2];
+    const FNSTSW_AX: [u8; 2] = [0xdf, 0xe0];
+    const FNSTSW_M16: [u8; 6] = [0xdd, 0x3d, 0x00, 0x20, 0x00, 0x00];
+
+    fn done(c: Option<Completion>) -> (u64, X87Sse) {
+        match c {
+            Some(Completion::Done(regs, fpu)) => (regs.rip - CODE, fpu.expect("the x87/SSE state changed")),
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_sse_control_register_is_loaded_and_stored() {
+        let (c, _) = run(&LDMXCSR, &0x7f80u32.to_le_bytes(), PE_ET, X87Sse::default());
+        let (len, fpu) = done(c);
+        assert_eq!((len, fpu.mxcsr), (7, 0x7f80));
+        let (c, _) = run(&LDMXCSR, &0x1_0000u32.to_le_bytes(), PE_ET, X87Sse::default());
+        assert_eq!(c, Some(Completion::Fault(GP)), "a reserved MXCSR bit: #GP(0)");
+        let (c, _) = run(&LDMXCSR, &0x0040u32.to_le_bytes(), PE_ET, X87Sse::default());
+        assert_eq!(c, Some(Completion::Fault(GP)), "DAZ where the CPU has none (mask 0xffbf): #GP(0)");
+        let (c, _) =
+            run(&LDMXCSR, &0x0040u32.to_le_bytes(), PE_ET, X87Sse { mxcsr_mask: 0xffff, ..Default::default() });
+        assert_eq!(done(c).1.mxcsr, 0x40, "DAZ where MXCSR_MASK has it");
+        let (c, data) = run(&STMXCSR, &[0; 4], PE_ET, X87Sse { mxcsr: 0x1fa0, ..Default::default() });
+        assert!(matches!(c, Some(Completion::Done(r, None)) if r.rip == CODE + 7), "{c:?}");
+        assert_eq!(data, 0x1fa0u32.to_le_bytes());
+        let (c, _) = run(&LDMXCSR, &0x1f80u32.to_le_bytes(), PE_ET | CR0_TS, X87Sse::default());
+        assert_eq!(c, Some(Completion::Fault(NM)), "CR0.TS: #NM");
+        let (c, _) = run(&LDMXCSR, &0x1f80u32.to_le_bytes(), PE_ET | CR0_EM, X87Sse::default());
+        assert_eq!(c, Some(Completion::Fault(UD)), "CR0.EM: #UD");
+    }
+
+    #[test]
+    fn the_x87_control_word_loads_and_exceptions_clear() {
+        let (c, _) = run(&FLDCW, &0xff7fu16.to_le_bytes(), PE_ET, X87Sse::default());
+        let (len, fpu) = done(c);
+        assert_eq!((len, fpu.fcw), (6, 0x1f7f), "reserved bits read as the CPU gives them");
+        let (c, _) = run(&FNCLEX, &[], PE_ET, X87Sse { fsw: 0xb8a5, ..Default::default() });
+        let (len, fpu) = done(c);
+        assert_eq!((len, fpu.fsw), (2, 0x3800), "flags, stack fault, summary and busy cleared; TOP kept");
+        let (c, _) = run(&FNCLEX, &[], PE_ET | CR0_TS, X87Sse::default());
+        assert_eq!(c, Some(Completion::Fault(NM)));
+        let status = X87Sse { fsw: 0x3885, ..Default::default() };
+        let (c, _) = run(&FNSTSW_AX, &[], PE_ET, status);
+        assert!(matches!(c, Some(Completion::Done(r, None)) if r.rax == 0x3885 && r.rip == CODE + 2), "{c:?}");
+        let (c, data) = run(&FNSTSW_M16, &[0; 2], PE_ET, status);
+        assert!(matches!(c, Some(Completion::Done(r, None)) if r.rip == CODE + 6), "{c:?}");
+        assert_eq!(data, [0x85, 0x38]);
+    }
+
+    #[test]
+    fn the_control_state_is_read_from_and_written_to_the_xsave_legacy_region() {
+        let mut area = kvm_xsave::default();
+        area.region[0] = 0x0000_037f;
+        area.region[1] = 0xabcd;
+        area.region[6] = 0x1f80;
+        area.region[7] = 0xffff;
+        area.region[8] = 0x1234;
+        let mut state = X87Sse::read(&area);
+        assert_eq!(state, X87Sse { fcw: 0x37f, fsw: 0, mxcsr: 0x1f80, mxcsr_mask: 0xffff });
+        state.fsw = 0x3800;
+        state.mxcsr = 0x7f80;
+        state.write(&mut area);
+        assert_eq!((area.region[0], area.region[6]), (0x3800_037f, 0x7f80));
+        assert_eq!((area.region[1], area.region[7], area.region[8]), (0xabcd, 0xffff, 0x1234), "the rest kept");
+        assert_eq!(area.region[XSTATE_BV] & XSTATE_X87_SSE, XSTATE_X87_SSE, "KVM told the x87/SSE state is there");
+    }
+
     #[test]
     fn fwait_raises_what_the_cpu_would() {
         let mut sregs = kvm_sregs { cr0: 0x11, ..Default::default() };
-        let fpu = |fsw: u16| Some(kvm_fpu { fsw, ..Default::default() });
+        let fpu = |fsw: u16| Some(X87Sse { fsw, ..Default::default() });
         assert_eq!(fwait(&sregs, fpu(0)), Some(None), "nothing pending: it just ends");
         assert_eq!(fwait(&sregs, fpu(FSW_ES | 0x4)), Some(Some(MF)), "a pending unmasked exception: #MF");
         sregs.cr0 |= CR0_TS | CR0_MP;

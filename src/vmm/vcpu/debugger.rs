@@ -15,7 +15,7 @@ use crate::decode::paging::translate;
 use crate::decode::{CpuMode, PhysRead};
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::bus::RAM_DEVICE;
-use crate::vmm::emulate::{self, Completion};
+use crate::vmm::emulate::{self, Completion, X87Sse};
 use crate::vmm::outcome::VmmFailure;
 use crate::vmm::shared::Shared;
 
@@ -205,8 +205,14 @@ impl VcpuDebugger {
             return DebugOutcome::None;
         }
         if byte[0] != 0xcc {
-            return match emulate::complete(&shared.ram, &mode, regs, sregs, &|| fd.get_fpu().ok()) {
-                Some(Completion::Done(done)) if fd.set_regs(&done).is_ok() => DebugOutcome::Handled,
+            return match emulate::complete(&shared.ram, &mode, regs, sregs, &|| {
+                fd.get_xsave().ok().map(|a| X87Sse::read(&a))
+            }) {
+                Some(Completion::Done(done, fpu))
+                    if fpu.is_none_or(|f| set_x87_sse(fd, &f)) && fd.set_regs(&done).is_ok() =>
+                {
+                    DebugOutcome::Handled
+                }
                 Some(Completion::Fault(vector)) if inject_fault(fd, vector) => DebugOutcome::Handled,
                 _ => DebugOutcome::None,
             };
@@ -218,12 +224,23 @@ impl VcpuDebugger {
     }
 }
 
-/// Raises exception `vector` (a fault without an error code) in the guest, RIP unchanged.
+/// Writes the x87/SSE control state back into the vCPU's XSAVE area, the rest of it unchanged.
+fn set_x87_sse(fd: &VcpuFd, state: &X87Sse) -> bool {
+    let Ok(mut area) = fd.get_xsave() else { return false };
+    state.write(&mut area);
+    // SAFETY: `area` is the whole area KVM_GET_XSAVE gave: kvmscope never grants the guest
+    // extended (AMX) state, so KVM reads no more than the 4 KiB of a kvm_xsave.
+    unsafe { fd.set_xsave(&area) }.is_ok()
+}
+
+/// Raises exception `vector` (a fault; #GP with error code 0, the rest without one) in the guest,
+/// RIP unchanged.
 fn inject_fault(fd: &VcpuFd, vector: u8) -> bool {
     let Ok(mut events) = fd.get_vcpu_events() else { return false };
     events.exception.injected = 1;
     events.exception.nr = vector;
-    events.exception.has_error_code = 0;
+    events.exception.has_error_code = (vector == emulate::GP) as u8;
+    events.exception.error_code = 0;
     events.exception.pending = 0;
     fd.set_vcpu_events(&events).is_ok()
 }

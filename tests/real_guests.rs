@@ -1,0 +1,178 @@
+//! Guests nobody here wrote, from Debian's own packages (fetched by assets/real/fetch.sh and cached
+//! beside the test kernel): memtest86+, SeaBIOS, Debian's 6.1 cloud kernel. Each runs until the
+//! furthest milestone the README states for this host, so a regression shows as a milestone missed.
+//! Without the packages (no network, no apt) the tests say so and skip, unless KVMSCOPE_REQUIRE_KVM=1.
+
+mod common;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Fetches (or finds) the images; their directory.
+fn images(test: &str) -> Option<PathBuf> {
+    let out = std::process::Command::new("bash").arg("assets/real/fetch.sh").output().expect("bash runs");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
+            panic!("{test}: fetching Debian's packages failed:\n{err}");
+        }
+        eprintln!("SKIPPED {test}: Debian's packages could not be fetched:\n{err}");
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Some(PathBuf::from(stdout.lines().last().unwrap().trim()))
+}
+
+/// One guest at a time: they run under emulation, CPU-bound, on 2 shared cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `kvmscope run --headless ARGS` until its stdout holds `milestone` (then stops it) or the run
+/// ends by itself; its output so far, and whether the milestone came.
+fn run_until(args: &[&str], milestone: &str) -> (Run, bool) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut child = kvmscope()
+        .arg("run")
+        .arg("--headless")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kvmscope runs");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let (mut pipe, stdout) = (child.stdout.take().unwrap(), stdout.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                stdout.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let seen = |out: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&out.lock().unwrap()).contains(milestone);
+    let started = Instant::now();
+    let mut reached = false;
+    while child.try_wait().unwrap().is_none() {
+        if seen(&stdout) {
+            reached = true;
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let stdout = String::from_utf8_lossy(&stdout.lock().unwrap()).into_owned();
+    reached |= stdout.contains(milestone);
+    eprintln!("{milestone:?}: {} after {:.0?}", if reached { "reached" } else { "missed" }, started.elapsed());
+    let run = Run { status: status.code().unwrap_or(-1), stdout, stderr: stderr.join().unwrap() };
+    (run, reached)
+}
+
+/// The text of a terminal program's output, its escape sequences turned into line breaks.
+fn plain(screen: &str) -> String {
+    let mut out = String::new();
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters final-byte
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            out.push('\n');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn memtest86plus_gets_past_fwait_and_runs_its_tests() {
+    if !kvm_or_skip("memtest86plus_gets_past_fwait_and_runs_its_tests") {
+        return;
+    }
+    let Some(dir) = images("memtest86plus_gets_past_fwait_and_runs_its_tests") else { return };
+    let image = dir.join("memtest86+x64.bin");
+    let args = ["--kernel", image.to_str().unwrap(), "--cmdline", "console=ttyS0,115200", "--mem", "32M"];
+    let milestone = "[Moving inversions, 1s & 0s]";
+    let (run, reached) = run_until(&[&args[..], &["--timeout", "300"]].concat(), milestone);
+    let screen = plain(&run.stdout);
+    assert!(reached, "memtest86+ did not reach test #3 {milestone}:\n{screen}\n{}", run.stderr);
+    for earlier in
+        ["Memory  :   32MB", "[Address test, walking ones, no cache]", "[Address test, own address + window]"]
+    {
+        assert!(screen.contains(earlier), "no {earlier:?} on memtest86+'s screen:\n{screen}");
+    }
+    assert!(
+        screen.lines().all(|l| !l.contains("Errors:") || l.contains("Errors: 0")),
+        "memtest86+ found errors:\n{screen}"
+    );
+    // The fwait it stops at under PVM's emulator is finished in userspace; nothing else stopped it.
+    assert!(!run.stderr.contains("run ended"), "the run ended before the milestone:\n{}", run.stderr);
+    // Linux's command-line workarounds are not memtest's.
+    assert!(!run.stderr.contains("command line +="), "memtest86+ was given Linux's command line:\n{}", run.stderr);
+}
+
+#[test]
+fn seabios_writes_its_banner_to_the_debug_console() {
+    if !kvm_or_skip("seabios_writes_its_banner_to_the_debug_console") {
+        return;
+    }
+    let Some(dir) = images("seabios_writes_its_banner_to_the_debug_console") else { return };
+    let bios = dir.join("bios.bin");
+    let args = ["--image", bios.to_str().unwrap(), "--load", "0xe0000", "--entry", "0xffff0", "--mode", "real"];
+    // Without a PCI host bridge, CMOS or a second CPU, this is as far as SeaBIOS gets (README).
+    let milestone = "Unable to unlock ram - bridge not found";
+    let (run, reached) = run_until(&[&args[..], &["--timeout", "60"]].concat(), milestone);
+    assert!(reached, "SeaBIOS's log stopped short of {milestone:?}:\n{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("SeaBIOS (version 1.16"), "no banner first on the debug console:\n{}", run.stdout);
+    assert!(run.stdout.contains("\nBUILD: gcc:"), "no build line:\n{}", run.stdout);
+
+    // --debugcon FILE takes the same bytes to a file.
+    let file = std::env::temp_dir().join(format!("kvmscope-seabios-{}.log", std::process::id()));
+    let debugcon = ["--debugcon", file.to_str().unwrap(), "--timeout", "5"];
+    let (run, _) = run_until(&[&args[..], &debugcon].concat(), milestone);
+    let log = std::fs::read_to_string(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    assert!(log.starts_with("SeaBIOS (version") && log.contains(milestone), "--debugcon file:\n{log}");
+    assert!(!run.stdout.contains("SeaBIOS"), "with --debugcon the log still went to stdout:\n{}", run.stdout);
+}
+
+#[test]
+fn debian_cloud_kernel_finds_both_cpus_through_acpi() {
+    if !kvm_or_skip("debian_cloud_kernel_finds_both_cpus_through_acpi") {
+        return;
+    }
+    let Some(dir) = images("debian_cloud_kernel_finds_both_cpus_through_acpi") else { return };
+    let kernel = dir.join("vmlinux");
+    let args = ["--kernel", kernel.to_str().unwrap(), "--cpus", "2", "--mem", "512M"];
+    let cmdline = ["--cmdline", "console=ttyS0 reboot=k panic=-1", "--timeout", "600"];
+    let milestone = "smp: Brought up 1 node, 2 CPUs";
+    let (run, reached) = run_until(&[&args[..], &cmdline].concat(), milestone);
+    let tail: String =
+        run.stdout.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    assert!(reached, "Debian's kernel did not print {milestone:?}; its last lines:\n{tail}\n{}", run.stderr);
+    for line in [
+        "ACPI: RSDP 0x00000000000E0000",
+        "ACPI: Using ACPI (MADT) for SMP configuration information",
+        "smpboot: Allowing 2 CPUs",
+    ] {
+        assert!(run.stdout.contains(line), "no {line:?} in the kernel's log:\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains("A valid RSDP was not found"), "{}", run.stdout);
+}
