@@ -136,7 +136,8 @@ fn gdb_stops_the_kernel_at_start_kernel() {
         .args(["-batch", "-nx", "-ex"])
         .arg(format!("file {}", vmlinux.display()))
         .args(["-ex", &format!("target remote {addr}"), "-ex", "hbreak start_kernel", "-ex", "continue"])
-        .args(["-ex", "bt", "-ex", "p/x $cr3", "-ex", "monitor regs", "-ex", "detach"])
+        .args(["-ex", "bt", "-ex", "p/x $cr3", "-ex", "monitor regs"])
+        .args(["-ex", r#"eval "monitor translate 0x%lx", start_kernel"#, "-ex", "monitor info mem", "-ex", "detach"])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -150,5 +151,27 @@ fn gdb_stops_the_kernel_at_start_kernel() {
     );
     assert!(out.contains("#0  start_kernel () at init/main.c"), "a backtrace with sources: {out}");
     assert!(out.contains("long, 4-level"), "{out}");
+    // Every layer of start_kernel's address: the kernel is linked at __START_KERNEL_map
+    // (0xffffffff80000000) + its physical address, and its early page tables map it so.
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let at = out.split("Hardware assisted breakpoint 1 at ").nth(1).unwrap().split(':').next().unwrap();
+    let gva = hex(at);
+    let gpa = gva - 0xffff_ffff_8000_0000;
+    assert!(out.contains(&format!("guest-physical {gpa:#x} (")), "translate reaches {gpa:#x}: {out}");
+    for layer in ["PML4 entry at ", "PDPT entry at ", "PD   entry at ", "memory slot    0", "host-virtual   0x"] {
+        assert!(out.contains(layer), "no {layer:?} in the translation: {out}");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(out.contains("host page      host frame 0x"), "as root, the host frame from pagemap: {out}");
+    }
+    // `monitor info mem` (QEMU's format): one range holds the kernel's text, supervisor read/write.
+    let text = out.lines().find_map(|l| {
+        let (range, rest) = l.split_once(' ')?;
+        let (start, end) = range.split_once('-')?;
+        let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+        (start <= gva && gva < end).then(|| rest.split_whitespace().last().unwrap_or_default().to_string())
+    });
+    assert_eq!(text.as_deref(), Some("-rw"), "info mem covers start_kernel: {out}");
     assert_eq!(status, Some(130));
 }
