@@ -5,8 +5,10 @@
 //!
 //! `cargo bench --bench exit_cost` prints the median and minimum cycles per exit of each, and the
 //! ratios: kvmscope headless against the floor, and with the TUI attached or `--record` against
-//! headless; the floor again with KVM_SYNC_REGS on (what KVM's copy of the registers costs); and,
-//! where `qemu-system-x86_64` is installed, QEMU with KVM on the same guest.
+//! headless; the floor again with KVM_SYNC_REGS on (what KVM's copy of the registers costs);
+//! `--dirty-log` against headless, and the TUI on its memory screen (the map read every second, the
+//! dirty log on while it shows) against the TUI on its exits screen; and, where
+//! `qemu-system-x86_64` is installed, QEMU with KVM on the same guest.
 
 mod common;
 
@@ -20,6 +22,7 @@ use kvmscope::session::{self, Session};
 use kvmscope::sink::ExitSink;
 use kvmscope::sink::live::{LIVE_CAPACITY, LiveFeed};
 use kvmscope::ui::app::App;
+use kvmscope::ui::screen::Screen;
 use kvmscope::ui::{reader, view};
 use kvmscope::vmm::memory::GuestRam;
 use kvmscope::vmm::{Image, RunEnd, VmConfig};
@@ -87,12 +90,16 @@ struct Looking {
     msr_filter: bool,
     /// `--kernel-events`: KVM's tracepoints followed (root).
     kernel_events: bool,
+    /// `--dirty-log`: KVM logs the pages the guest writes; read every second.
+    dirty_log: bool,
+    /// With `ui`: the memory screen shows, as in the TUI's loop (map read every second, dirty log on).
+    memory_screen: bool,
 }
 
 /// kvmscope's own headless path: classify, dispatch, decode, time and count every exit, and what
 /// `looking` adds.
 fn kvmscope_run(looking: Looking) -> f64 {
-    let Looking { ui, record, stacks, msr_filter, kernel_events } = looking;
+    let Looking { ui, record, stacks, msr_filter, kernel_events, dirty_log, memory_screen } = looking;
     let capture = Capture::default();
     let config = VmConfig {
         debugcon: None,
@@ -106,7 +113,7 @@ fn kvmscope_run(looking: Looking) -> f64 {
         cpu_features: Vec::new(),
         virtio: Default::default(),
         trap_msrs: if msr_filter { vec![0x277] } else { Vec::new() },
-        dirty_log: false,
+        dirty_log,
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
@@ -118,6 +125,11 @@ fn kvmscope_run(looking: Looking) -> f64 {
     let report = if ui {
         let controller = launched.controller.clone();
         let mut app = App::new("bench");
+        if memory_screen {
+            app.screen = Screen::Memory;
+            controller.set_dirty_logging(true).unwrap();
+            app.memmap.dirty_on = true;
+        }
         let mut term = Terminal::new(TestBackend::new(160, 45)).unwrap();
         loop {
             if launched.poll(Duration::from_millis(33)).is_some() {
@@ -129,6 +141,10 @@ fn kvmscope_run(looking: Looking) -> f64 {
             app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
             app.set_stops(&controller.stops(), controller.is_paused());
             reader::refresh(&mut app, controller.memory());
+            if app.screen == Screen::Memory && app.memmap.due(Instant::now()) {
+                let _ = controller.sample_dirty();
+                app.memmap.show(controller.memory_map(), Instant::now());
+            }
             term.draw(|f| {
                 app.pane_rects = view::draw(f, &app);
             })
@@ -169,7 +185,7 @@ fn main() {
     }
     let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut synced, mut stacks64, mut stacks_all, mut msr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut tracepoints = Vec::new();
+    let (mut tracepoints, mut dirty, mut memory_tui) = (Vec::new(), Vec::new(), Vec::new());
     let mut qemu = Vec::new();
     let has_qemu = qemu_run().is_some();
     // Interleaved, so drift in host load hits all alike.
@@ -186,6 +202,8 @@ fn main() {
         stacks_all.push(kvmscope_run(Looking { stacks: Some(1), record: true, ..Default::default() }) / EXITS);
         msr.push(kvmscope_run(Looking { msr_filter: true, ..Default::default() }) / EXITS);
         tracepoints.push(kvmscope_run(Looking { kernel_events: true, ..Default::default() }) / EXITS);
+        dirty.push(kvmscope_run(Looking { dirty_log: true, ..Default::default() }) / EXITS);
+        memory_tui.push(kvmscope_run(Looking { ui: true, memory_screen: true, ..Default::default() }) / EXITS);
     }
     let ((f_med, f_min), (s_med, s_min), (t_med, t_min)) = (stats(floor), stats(scope), stats(tui));
     let (r_med, r_min) = stats(rec);
@@ -222,4 +240,8 @@ fn main() {
     println!("  ratio {:<30} {:>10.3} {:>10.3}", "MSR filter, none trapped / headless", m / s_med, n / s_min);
     let (m, n) = stats(tracepoints);
     println!("  ratio {:<30} {:>10.3} {:>10.3}", "--kernel-events / headless", m / s_med, n / s_min);
+    let (m, n) = stats(dirty);
+    println!("  ratio {:<30} {:>10.3} {:>10.3}", "--dirty-log / headless", m / s_med, n / s_min);
+    let (m, n) = stats(memory_tui);
+    println!("  ratio {:<30} {:>10.3} {:>10.3}", "TUI on memory screen / TUI", m / t_med, n / t_min);
 }

@@ -275,7 +275,7 @@ impl Controller {
             mmio: self.shared.buses.mmio.devices(),
             layout: self.shared.ram.map.entries(),
             kvm: self.shared.kvm_counts().ok().map(|c| c.vm),
-            guest_pages: self.page_map(0).map(|m| m.info_mem()).map_err(|e| e.to_string()),
+            guest_pages: self.page_map(0).map_err(|e| e.to_string()),
             dirty: self.dirty(),
         }
     }

@@ -52,8 +52,8 @@ pub struct MemoryMapView {
     pub layout: Vec<MapEntry>,
     /// KVM's VM statistics (`pages_4k`, `pages_2m`, `pages_1g`, `mmu_*` ...), where it has them.
     pub kvm: Option<Reading>,
-    /// The stopped vCPU's page tables as QEMU's `info mem` ranges, or why not (the guest runs).
-    pub guest_pages: Result<String, String>,
+    /// The stopped vCPU's page tables (every mapping), or why not (the guest runs).
+    pub guest_pages: Result<crate::decode::page_map::PageMap, String>,
     /// The dirty log's history (`--dirty-log`).
     pub dirty: Option<crate::vmm::dirty::DirtyTracker>,
 }

@@ -194,6 +194,21 @@ fn memory_pane_shows_an_address_through_every_layer_above_its_bytes() {
     assert!(chain < bytes, "the layers come first: {text}");
 }
 
+/// Page tables mapping the low 4 GiB one to one, writable, in 1 GiB pages.
+fn four_gib_identity_map() -> kvmscope::decode::page_map::PageMap {
+    use kvmscope::decode::page_map::{Mapping, PageMap};
+    let gib = |i: u64| Mapping {
+        virt: i << 30,
+        phys: i << 30,
+        size: 1 << 30,
+        entry: (i << 30) | 0xe3,
+        writable: true,
+        user: false,
+        executable: true,
+    };
+    PageMap { mappings: (0..4).map(gib).collect(), truncated: false, wide: true }
+}
+
 #[test]
 fn the_memory_screen_shows_slots_devices_and_the_layout() {
     use kvmscope::memory_view::{MemoryMapView, SlotView};
@@ -211,7 +226,7 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         mmio: vec![("virtio-blk", 0xd000_0000, 0x200)],
         layout: MemoryMap::new(64 << 20).unwrap().entries(),
         kvm: None,
-        guest_pages: Ok("0000000000000000-0000000100000000 0000000100000000 -rw\n".into()),
+        guest_pages: Ok(four_gib_identity_map()),
         dirty: Some({
             let mut d = kvmscope::vmm::dirty::DirtyTracker::default();
             d.add_interval((0..16).map(|i| 0x40_0000 + i * 0x1000).collect());
@@ -219,6 +234,9 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         }),
     };
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('3')));
+    // The guest's symbols name what its hottest dirty page holds.
+    let symbols = kvmscope::analysis::symbols::Symbols::default();
+    app.memmap.symbols = symbols.with_data(vec![(0x40_0000, 0x1_0000, "pages".into())], Vec::new());
     let now = std::time::Instant::now();
     let pages = |n| {
         use kvmscope::vmm::kvm_stats::StatKind;
@@ -247,8 +265,8 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
         "no binary statistics",
         "Dirty pages (last interval: 16; 1 intervals, max 16)",
         "KVM's MMU events: run with --kernel-events (root) to see them",
-        "0x400000 (1)",
-        "Guest page tables",
+        "0x400000 pages (1)",
+        "Guest page tables (vCPU 0, as QEMU's info mem; t switches)",
         "0000000000000000-0000000100000000 0000000100000000 -rw",
         "┌ Memory:",
         "3:memory",
@@ -261,6 +279,58 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
     let (text, _) = screen(&mut app, 160, 45);
     assert!(text.contains("KVM's MMU events (tracepoints): kvm_mmu_get_page 12 (3/s)"), "{text}");
     assert!(text.contains("not reported by this host: kvm_mmu_set_spte, kvm_tdp_mmu_spte_changed"), "{text}");
+    // t: the page tables as every page (QEMU's info tlb), and back.
+    let key = |c| ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(c));
+    app.on_key(key('t'));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("Guest page tables (vCPU 0, every page, as QEMU's info tlb; t switches)"), "{text}");
+    assert!(text.contains("0000000040000000: 0000000040000000 --PDA---W"), "{text}");
+    app.on_key(key('t'));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("0000000000000000-0000000100000000 0000000100000000 -rw"), "{text}");
+}
+
+#[test]
+fn a_linux_sized_page_map_scrolls_in_the_memory_screen() {
+    use kvmscope::decode::page_map::{Mapping, PageMap};
+    use kvmscope::memory_view::MemoryMapView;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    let mut app = App::new("test");
+    app.on_key(KeyEvent::from(KeyCode::Char('3')));
+    let page = |i: u64| Mapping {
+        virt: 0xffff_8880_0000_0000 + (i << 12),
+        phys: i << 12,
+        size: 4096,
+        entry: (i << 12) | 0x63,
+        writable: true,
+        user: false,
+        executable: false,
+    };
+    let map = PageMap { mappings: (0..200_000).map(page).collect(), truncated: false, wide: true };
+    let view = MemoryMapView {
+        slots: Vec::new(),
+        ports: Vec::new(),
+        mmio: Vec::new(),
+        layout: Vec::new(),
+        kvm: None,
+        guest_pages: Ok(map),
+        dirty: None,
+    };
+    app.memmap.show(view, std::time::Instant::now());
+    app.on_key(KeyEvent::from(KeyCode::Char('t')));
+    let lines = app.memmap.text().len();
+    assert!(lines > 200_000, "every page a line: {lines}");
+    for _ in 0..5000 {
+        app.on_key(KeyEvent::from(KeyCode::PageDown));
+    }
+    let (text, _) = screen(&mut app, 160, 45);
+    // 5000 pages of 20 lines down: the map shows from line 100000, page 99994 (six lines come first).
+    assert!(text.contains("ffff8880186a0000: 00000000186a0000 ---DA---W"), "{text}");
+    assert!(!text.contains("ffff888018690000:"), "{text}");
+    for _ in 0..20_000 {
+        app.on_key(KeyEvent::from(KeyCode::PageDown));
+    }
+    assert_eq!(app.memmap.scroll, lines - 1, "never past the last line");
 }
 
 #[test]

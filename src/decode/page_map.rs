@@ -139,30 +139,45 @@ impl PageMap {
 
     /// QEMU's `info tlb`: `virt: phys XGPDACTUW` per page.
     pub fn info_tlb(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.mappings.len() * 45);
         for m in &self.mappings {
-            let e = m.entry;
-            let flag = |bit: u64, c: char| if e & bit != 0 { c } else { '-' };
-            let nx = if self.wide && e & NX != 0 { 'X' } else { '-' };
-            let _ = writeln!(
-                out,
-                "{}: {} {nx}{}{}{}{}{}{}{}{}",
-                self.addr(m.virt),
-                self.addr(m.phys),
-                flag(1 << 8, 'G'),
-                flag(PS, 'P'),
-                flag(1 << 6, 'D'),
-                flag(1 << 5, 'A'),
-                flag(1 << 4, 'C'),
-                flag(1 << 3, 'T'),
-                flag(US, 'U'),
-                flag(RW, 'W'),
-            );
+            self.tlb_line(m, &mut out);
+            out.push('\n');
         }
         if self.truncated {
             let _ = writeln!(out, "(cut at {MAX_MAPPINGS} mappings)");
         }
         out
+    }
+
+    /// One `info tlb` line (no newline) onto `out`. Written digit by digit: a Linux guest has
+    /// hundreds of thousands, and `format!` would take most of a frame for them.
+    pub fn tlb_line(&self, m: &Mapping, out: &mut String) {
+        let digits = if self.wide { 16 } else { 8 };
+        let hex = |out: &mut String, v: u64| {
+            for i in (0..digits).rev() {
+                out.push(char::from(b"0123456789abcdef"[(v >> (i * 4)) as usize & 0xf]));
+            }
+        };
+        hex(out, m.virt);
+        out.push_str(": ");
+        hex(out, m.phys);
+        out.push(' ');
+        let e = m.entry;
+        out.push(if self.wide && e & NX != 0 { 'X' } else { '-' });
+        let flags = [
+            (1 << 8, 'G'),
+            (PS, 'P'),
+            (1 << 6, 'D'),
+            (1 << 5, 'A'),
+            (1 << 4, 'C'),
+            (1 << 3, 'T'),
+            (US, 'U'),
+            (RW, 'W'),
+        ];
+        for (bit, c) in flags {
+            out.push(if e & bit != 0 { c } else { '-' });
+        }
     }
 
     /// QEMU's `info mem`: `start-end size urw` for each run of virtually contiguous pages with the

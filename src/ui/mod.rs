@@ -63,6 +63,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         }
     };
     let mut app = App::new(title);
+    app.memmap.symbols = symbols.clone();
     app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
     while !app.quit {

@@ -11,7 +11,8 @@ pub const HELP: &str = "\
 Keys
   space    pause / resume all vCPUs      s      single-step (while paused)
   tab      next pane (S-tab back; or click)  q C-c  quit (summary on stderr)
-  1 2 3 4  screens: 1 overview (every pane), 2 exits (the stream at full height), 3 memory map,
+  1 2 3 4  screens: 1 overview (every pane), 2 exits (the stream at full height), 3 memory map
+           (t: page tables as info mem ranges or every page, info tlb),
            4 devices (virtqueues, device events, a buffer in the memory pane),
            5 profile (exits by guest function; t sorts by exits or time)
   /        filter exits: io PORT | mmio ADDR[-END] | reason NAME

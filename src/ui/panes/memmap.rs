@@ -1,7 +1,10 @@
 //! The memory map: every KVM memory slot (guest-physical range, host-virtual address, size, flags —
 //! including the slots watchpoints split off — and how much of it the host has populated, how much in
 //! huge pages), every device range on the port and MMIO buses, the guest's memory map with its holes,
-//! and KVM's own counters of its mappings. Read once a second while its screen shows.
+//! the stopped vCPU's page tables (QEMU's `info mem`, or with `t` every page as `info tlb`), the
+//! dirty pages (the hottest named by the guest's symbols), and KVM's own counters of its mappings.
+//! Read once a second while its screen shows; its lines are made then, not every frame, since a
+//! Linux guest's `info tlb` has hundreds of thousands.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,7 @@ use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use super::{frame, scroll_rows};
+use crate::analysis::symbols::Symbols;
 use crate::memory_view::MemoryMapView;
 use crate::ui::theme::Theme;
 use crate::vmm::kernel_events::MMU_EVENTS;
@@ -35,6 +39,12 @@ pub struct MemMapPane {
     pub dirty_on: bool,
     /// KVM's MMU tracepoints (`--kernel-events`): counts and rates per second, by event.
     pub mmu: Option<(BTreeMap<String, u64>, BTreeMap<String, f64>)>,
+    /// The page tables as every page (`info tlb`) rather than ranges merged by protection.
+    pub tlb: bool,
+    /// The guest's symbols, naming what the hottest dirty pages hold.
+    pub symbols: Symbols,
+    /// The map as lines, made when it is read or the page-table form changes.
+    text: Vec<String>,
 }
 
 /// A heat cell: nothing, then more and more dirty pages.
@@ -68,20 +78,34 @@ impl MemMapPane {
         {
             self.kvm_rates = rates(new, old, now.duration_since(at).as_secs_f64());
         }
+        self.text = Self::lines(&view, &self.kvm_rates, self.tlb, &self.symbols);
         self.view = Some(view);
         self.read_at = Some(now);
     }
 
-    /// The keys this pane takes (scrolling); false for any other.
+    /// The keys this pane takes (scrolling, `t` for the page tables' form); false for any other.
     pub fn on_key(&mut self, code: KeyCode) -> bool {
+        if code == KeyCode::Char('t') {
+            self.tlb = !self.tlb;
+            if let Some(view) = &self.view {
+                self.text = Self::lines(view, &self.kvm_rates, self.tlb, &self.symbols);
+            }
+            return true;
+        }
         match scroll_rows(code) {
             Some(rows) => {
-                // Positive rows scroll back up, as elsewhere.
-                self.scroll = self.scroll.saturating_add_signed(-rows.clamp(-10_000, 10_000));
+                // Positive rows scroll back up, as elsewhere; never past the last line.
+                let down = self.scroll.saturating_add_signed(-rows.clamp(-100_000, 100_000));
+                self.scroll = down.min(self.text.len().saturating_sub(1));
                 true
             }
             None => false,
         }
+    }
+
+    /// The map's lines, as last made.
+    pub fn text(&self) -> &[String] {
+        &self.text
     }
 
     /// The map as text lines.
@@ -103,7 +127,8 @@ impl MemMapPane {
         ]
     }
 
-    pub fn lines(view: &MemoryMapView, rates: &[(String, f64)]) -> Vec<String> {
+    /// The map as text lines; the page tables as `info tlb` when `tlb`.
+    pub fn lines(view: &MemoryMapView, rates: &[(String, f64)], tlb: bool, symbols: &Symbols) -> Vec<String> {
         let mut out = vec!["KVM memory slots".to_string()];
         out.push(format!(
             "  {:<4} {:<25} {:<16} {:>9} {:<3} {:>10} {:>10}",
@@ -139,10 +164,17 @@ impl MemMapPane {
             out.push(format!("  {:<30} {kind} ({})", format!("{:#x}-{:#x}", e.start, e.end() - 1), size(e.len)));
             at = e.end();
         }
-        out.push("Guest page tables (vCPU 0, as QEMU's info mem)".into());
+        let form = if tlb { "every page, as QEMU's info tlb" } else { "as QEMU's info mem" };
+        out.push(format!("Guest page tables (vCPU 0, {form}; t switches)"));
         match &view.guest_pages {
-            Ok(ranges) if ranges.is_empty() => out.push("  paging is off".into()),
-            Ok(ranges) => out.extend(ranges.lines().map(|l| format!("  {l}"))),
+            Ok(map) if map.mappings.is_empty() => out.push("  paging is off".into()),
+            Ok(map) if tlb => out.extend(map.mappings.iter().map(|m| {
+                let mut line = String::with_capacity(48);
+                line.push_str("  ");
+                map.tlb_line(m, &mut line);
+                line
+            })),
+            Ok(map) => out.extend(map.info_mem().lines().map(|l| format!("  {l}"))),
             Err(why) => out.push(format!("  {why}")),
         }
         match &view.dirty {
@@ -157,7 +189,14 @@ impl MemMapPane {
                 // One cell per 1/64 of guest-physical memory: how much of it the last interval dirtied.
                 let strip: String = d.strip(ram_end, 64).iter().map(|&n| heat(n)).collect();
                 out.push(format!("  0 [{strip}] {ram_end:#x}"));
-                let hot: Vec<String> = d.hottest(6).iter().map(|(p, n)| format!("{p:#x} ({n})")).collect();
+                let hot: Vec<String> = d
+                    .hottest(6)
+                    .iter()
+                    .map(|&(p, n)| match symbols.in_physical(p, 4096, 2).join("+") {
+                        names if names.is_empty() => format!("{p:#x} ({n})"),
+                        names => format!("{p:#x} {names} ({n})"),
+                    })
+                    .collect();
                 out.push(format!("  hottest (intervals dirty): {}", hot.join(", ")));
             }
             None => out.push("Dirty pages: off (on while this screen shows a running guest, or --dirty-log)".into()),
@@ -184,15 +223,19 @@ pub fn render(f: &mut Frame, area: Rect, pane: &MemMapPane, focused: bool, theme
     let block = frame(" Memory map: slots, devices, layout ".into(), focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let Some(view) = &pane.view else {
+    if pane.view.is_none() {
         f.render_widget(Paragraph::new(Line::styled("reading the memory map ...", theme.dim())), inner);
         return;
-    };
-    let lines: Vec<Line> = MemMapPane::lines(view, &pane.kvm_rates)
-        .into_iter()
-        .chain(pane.mmu_lines())
+    }
+    // Only the lines that show are styled and drawn.
+    let mmu = pane.mmu_lines();
+    let lines: Vec<Line> = pane
+        .text
+        .iter()
+        .chain(&mmu)
         .skip(pane.scroll)
-        .map(|l| if l.starts_with(' ') { Line::from(l) } else { Line::styled(l, theme.header()) })
+        .take(inner.height as usize)
+        .map(|l| if l.starts_with(' ') { Line::from(l.as_str()) } else { Line::styled(l.as_str(), theme.header()) })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);
 }
