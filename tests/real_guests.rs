@@ -161,55 +161,45 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
     assert!(!run.stdout.contains("SeaBIOS"), "with --debugcon the log still went to stdout:\n{}", run.stdout);
 }
 
+/// Debian's kernel, to the end of what this host lets it do (about 3 minutes here): its ACPI tables
+/// found, both CPUs up, core and device init; on PVM it ends in a `kernel_fpu_begin()` section, past
+/// the `ldmxcsr` kvmscope finishes, at the first SSE instruction that works on data, which PVM's
+/// emulator refuses and kvmscope does not emulate. Elsewhere the boot goes on to its missing root.
 #[test]
-fn debian_cloud_kernel_finds_both_cpus_through_acpi() {
-    if !kvm_or_skip("debian_cloud_kernel_finds_both_cpus_through_acpi") {
-        return;
-    }
-    let Some(dir) = images("debian_cloud_kernel_finds_both_cpus_through_acpi") else { return };
-    let kernel = dir.join("vmlinux");
-    let args = ["--kernel", kernel.to_str().unwrap(), "--cpus", "2", "--mem", "512M"];
-    let cmdline = ["--cmdline", "console=ttyS0 reboot=k panic=-1", "--timeout", "600"];
-    let milestone = "smp: Brought up 1 node, 2 CPUs";
-    let (run, reached) = run_until(&[&args[..], &cmdline].concat(), milestone);
-    let tail: String =
-        run.stdout.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-    assert!(reached, "Debian's kernel did not print {milestone:?}; its last lines:\n{tail}\n{}", run.stderr);
-    for line in [
-        "ACPI: RSDP 0x00000000000E0000",
-        "ACPI: Using ACPI (MADT) for SMP configuration information",
-        "smpboot: Allowing 2 CPUs",
-    ] {
-        assert!(run.stdout.contains(line), "no {line:?} in the kernel's log:\n{}", run.stdout);
-    }
-    assert!(!run.stdout.contains("A valid RSDP was not found"), "{}", run.stdout);
-}
-
-/// The furthest this host lets Debian's kernel go (about 4 minutes here, too long for every CI run:
-/// `cargo test --test real_guests -- --ignored` runs it): past the `ldmxcsr` of its first
-/// `kernel_fpu_begin()`, through core and device init, until the first SSE instruction that works
-/// on data, which PVM's emulator refuses and kvmscope does not emulate.
-#[test]
-#[ignore]
-fn debian_cloud_kernel_runs_until_its_first_sse_data_instruction() {
-    let test = "debian_cloud_kernel_runs_until_its_first_sse_data_instruction";
-    if !kvm_or_skip(test) || !std::path::Path::new("/sys/module/kvm_pvm").exists() {
-        eprintln!("SKIPPED {test}: the milestone is a PVM host's");
+fn debian_cloud_kernel_finds_both_cpus_through_acpi_and_runs_until_the_host_stops_it() {
+    let test = "debian_cloud_kernel_finds_both_cpus_through_acpi_and_runs_until_the_host_stops_it";
+    if !kvm_or_skip(test) {
         return;
     }
     let Some(dir) = images(test) else { return };
     let kernel = dir.join("vmlinux");
-    let args = ["--kernel", kernel.to_str().unwrap(), "--cpus", "2", "--mem", "512M"];
+    let args = ["--kernel", kernel.to_str().unwrap(), "--cpus", "2", "--mem", "512M", "--summary", "json"];
     let cmdline = ["--cmdline", "console=ttyS0 reboot=k panic=-1", "--timeout", "900"];
-    let (run, _) = run_until(&[&args[..], &cmdline].concat(), "no milestone: to the end");
-    for line in ["smp: Brought up 1 node, 2 CPUs", "clocksource: Switched to clocksource tsc", "rtc_cmos"] {
-        assert!(run.stdout.contains(line), "no {line:?} in the kernel's log:\n{}", run.stdout);
+    let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
+    // Where user mode runs, the kernel gets to mounting its (missing) root: stop there.
+    let milestone = if pvm { "no milestone: the run ends by itself" } else { "VFS: Unable to mount root fs" };
+    let (run, _) = run_until(&[&args[..], &cmdline].concat(), milestone);
+    let log = &run.stdout;
+    let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    for line in [
+        "ACPI: RSDP 0x00000000000E0000",
+        "ACPI: Using ACPI (MADT) for SMP configuration information",
+        "smpboot: Allowing 2 CPUs",
+        "smp: Brought up 1 node, 2 CPUs",
+        "clocksource: Switched to clocksource tsc",
+        "rtc_cmos",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the kernel's log; its last lines:\n{tail}\n{}", run.stderr);
     }
-    assert!(
-        run.stderr.contains("internal_error rip 0xffffffff") && run.stderr.contains("ldmxcsr [rsp+4]"),
-        "{}",
-        run.stderr
-    );
-    let end = run.stderr.lines().find(|l| l.contains("run ended")).unwrap_or_default();
-    assert!(end.contains("instruction emulation failed") && end.contains("xmm"), "{}", run.stderr);
+    assert!(!log.contains("A valid RSDP was not found"), "{log}");
+    if pvm {
+        let s = run.summary();
+        let finished = s["by_reason"]["internal_error"].as_u64().unwrap_or(0);
+        assert!(finished >= 2, "the fwait and ldmxcsr it meets are finished in userspace: {}", run.stderr);
+        let end = s["end_detail"].as_str().unwrap_or_default();
+        assert!(end.contains("instruction emulation failed") && end.contains("xmm"), "{}", run.stderr);
+        // (here `movd xmm15,ecx`; another package version may stop at another SSE instruction)
+        let at = run.stderr.lines().find(|l| l.trim_start().starts_with("at rip: ")).unwrap_or_default();
+        assert!(at.contains("xmm"), "the report names the instruction: {}", run.stderr);
+    }
 }
