@@ -114,6 +114,7 @@ fn kvmscope_run(looking: Looking) -> f64 {
         virtio: Default::default(),
         trap_msrs: if msr_filter { vec![0x277] } else { Vec::new() },
         dirty_log,
+        irqchip: false,
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::decode::symbols::Symbols;
 use crate::session::{self, Session, SessionError};
 use crate::sink::ExitSink;
 use crate::sink::printer::TracePrinter;
@@ -23,6 +24,8 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionErr
     if options.trace {
         sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
     }
+    // Only the dirty pages' names need them in a headless run.
+    let symbols = if config.dirty_log { session::guest_symbols(&config, &options.session) } else { Symbols::default() };
     let launched = session::launch(config, options.session, sinks, |info| {
         eprintln!(
             "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",
@@ -36,12 +39,12 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionErr
         }
     })?;
     let report = launched.wait()?;
-    print_report(&report, options.summary);
+    print_report(&report, options.summary, &symbols);
     Ok(report.end.status())
 }
 
-/// Prints the crash report (if any) and the summary to stderr.
-pub fn print_report(report: &RunReport, format: SummaryFormat) {
+/// Prints the crash report (if any) and the summary to stderr; `symbols` name the hot pages.
+pub fn print_report(report: &RunReport, format: SummaryFormat, symbols: &Symbols) {
     if let Some(crash) = &report.crash {
         eprint!("{}", summary::crash_text(crash));
     }
@@ -55,7 +58,7 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
                 eprint!("{}", k.text());
             }
             if let Some(d) = &report.dirty {
-                eprint!("{}", d.text());
+                eprint!("{}", d.text(symbols));
             }
         }
         SummaryFormat::Json => {
@@ -66,7 +69,7 @@ pub fn print_report(report: &RunReport, format: SummaryFormat) {
                 v["kernel_events"] = k.json();
             }
             if let Some(d) = &report.dirty {
-                v["dirty_log"] = d.json();
+                v["dirty_log"] = d.json(symbols);
             }
             eprintln!("{v}");
         }

@@ -116,6 +116,11 @@ struct RunArgs {
     /// pages, a heat strip on the memory screen, per-interval counts in the recording.
     #[arg(long)]
     dirty_log: bool,
+    /// Give a guest that is not Linux the PC's in-kernel interrupt controllers (PIC, IOAPIC, local
+    /// APIC) and timer (PIT), as firmware such as SeaBIOS expects; Linux guests always have them.
+    /// A halted vCPU then waits for an interrupt instead of ending the run.
+    #[arg(long)]
+    irqchip: bool,
     /// Follow KVM's own tracepoints for this VM (tracefs, root): the exits and emulation KVM handles
     /// without telling userspace, counted in the summary and the stats pane.
     #[arg(long)]
@@ -124,8 +129,9 @@ struct RunArgs {
     /// 100 ms, and the busiest guest RIPs at the end).
     #[arg(long, requires_all = ["kernel_events", "record"])]
     record_kernel_events: bool,
-    /// The guest's symbols for the TUI's profile (an ELF image, vmlinux or System.map), for a
-    /// bzImage or a stripped kernel; default: the kernel image's own.
+    /// The guest's symbols for the TUI's profile and the names of the hottest dirty pages (an ELF
+    /// image, vmlinux or System.map), for a bzImage or a stripped kernel; default: the kernel
+    /// image's own.
     #[arg(long, value_name = "FILE")]
     symbols: Option<PathBuf>,
     /// Walk the guest's frame-pointer chain on one exit in N (default 64; `all`: every exit), for the
@@ -223,6 +229,7 @@ fn run(args: RunArgs) -> ExitCode {
         virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd },
         trap_msrs: args.trap_msr.map(|m| m.0).unwrap_or_default(),
         dirty_log: args.dirty_log,
+        irqchip: args.irqchip,
     };
     let limits = RunLimits {
         timeout: args.timeout,
@@ -265,7 +272,7 @@ fn run(args: RunArgs) -> ExitCode {
             limits,
             gdb,
             record,
-            symbols: None,
+            symbols: args.symbols,
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,
         },
@@ -371,6 +378,7 @@ fn main() -> ExitCode {
                 virtio: Default::default(),
                 trap_msrs: Vec::new(),
                 dirty_log: false,
+                irqchip: false,
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::controller::Controller;
+use crate::decode::symbols::Symbols;
 use crate::gdb::GdbServer;
 use crate::recording::writer::{RecordError, WriteStats};
 use crate::recording::{Recorder, RecordingConsole, header};
@@ -17,7 +18,7 @@ use crate::sink::ExitSink;
 use crate::vmm::devices::Serial;
 use crate::vmm::kernel_events::KernelEvents;
 use crate::vmm::vm::catch_interrupts;
-use crate::vmm::{RunEnd, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
+use crate::vmm::{Image, RunEnd, RunLimits, RunReport, RunningVm, Vm, VmConfig, VmError};
 
 /// How to run.
 #[derive(Default)]
@@ -299,4 +300,15 @@ impl Launched {
         }
         Ok(report)
     }
+}
+
+/// The guest's symbols for the views and the summary: `--symbols`, or the kernel image's own (none
+/// for a raw image, or an image without them).
+pub fn guest_symbols(config: &VmConfig, session: &Session) -> Symbols {
+    let image = match (&session.symbols, &config.image) {
+        (Some(path), _) | (None, Image::Kernel(path)) => path,
+        (None, Image::Demo) => return Symbols::from_bytes(crate::guests::DEMO),
+        (None, Image::Raw { .. }) => return Symbols::default(),
+    };
+    Symbols::load(image).unwrap_or_default()
 }

@@ -33,6 +33,23 @@ fn the_pages_a_guest_writes_are_the_dirty_ones() {
     let recorded = stats["dirty_pages_per_interval"].as_array().unwrap();
     assert!(!recorded.is_empty() && recorded.iter().all(|n| n == 16), "{recorded:?}");
     let _ = std::fs::remove_file(&trace);
+    // The hottest pages named by the guest's symbols: here a System.map given with --symbols.
+    let map = std::env::temp_dir().join(format!("kvmscope-dirty-{}.map", std::process::id()));
+    std::fs::write(&map, "0000000000100000 T _start\n0000000000400000 B pages\n0000000000408000 b second_half\n0000000000410000 b after\n").unwrap();
+    let named = run_headless(&[&args[..], &["--symbols", map.to_str().unwrap()]].concat());
+    let _ = std::fs::remove_file(&map);
+    let hot = named.summary()["dirty_log"]["hottest"].clone();
+    let names = |i: usize| hot[i]["symbols"].clone();
+    assert_eq!(
+        (names(0), names(7), names(8), names(15)),
+        (
+            serde_json::json!(["pages"]),
+            serde_json::json!(["pages"]),
+            serde_json::json!(["second_half"]),
+            serde_json::json!(["second_half"]),
+        ),
+        "each page named by the symbol it lies in: {hot}"
+    );
     // Without --dirty-log there is no dirty log.
     let plain = run_headless(&args.iter().filter(|a| **a != "--dirty-log").copied().collect::<Vec<_>>());
     assert!(plain.summary().get("dirty_log").is_none());

@@ -235,7 +235,7 @@ fn the_memory_screen_shows_slots_devices_and_the_layout() {
     };
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('3')));
     // The guest's symbols name what its hottest dirty page holds.
-    let symbols = kvmscope::analysis::symbols::Symbols::default();
+    let symbols = kvmscope::decode::symbols::Symbols::default();
     app.memmap.symbols = symbols.with_data(vec![(0x40_0000, 0x1_0000, "pages".into())], Vec::new());
     let now = std::time::Instant::now();
     let pages = |n| {
@@ -500,7 +500,7 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
 
 #[test]
 fn the_profile_screen_ranks_guest_functions_by_exits_or_time() {
-    use kvmscope::analysis::symbols::Symbols;
+    use kvmscope::decode::symbols::Symbols;
     use ratatui::crossterm::event::{KeyCode, KeyEvent};
     let mut app = App::new("test");
     app.profile.symbols =

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::AnalysisError;
-use super::symbols::Symbols;
+use crate::decode::symbols::Symbols;
 use crate::recording::Record;
 use crate::trace::StackSample;
 

@@ -4,7 +4,6 @@ pub mod export;
 pub mod folded;
 pub mod profile;
 pub mod stats;
-pub mod symbols;
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
-use super::symbols::Symbols;
+use crate::decode::symbols::Symbols;
 use crate::trace::{ExitEvent, Stat};
 
 /// Exits counted per guest RIP.

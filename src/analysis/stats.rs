@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::AnalysisError;
 use super::profile::RipProfile;
-use super::symbols::Symbols;
+use crate::decode::symbols::Symbols;
 use crate::recording::Record;
 use crate::summary;
 use crate::trace::{Counters, DeviceCounters};

@@ -22,13 +22,12 @@ use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event};
 
-use crate::analysis::symbols::Symbols;
 use crate::console::ConsoleBuffer;
 use crate::headless::print_report;
 use crate::session::{self, Launched, Session, SessionError};
 use crate::sink::live::{LIVE_CAPACITY, LiveFeed};
 use crate::summary::SummaryFormat;
-use crate::vmm::{Image, RunEnd, VmConfig};
+use crate::vmm::{RunEnd, VmConfig};
 use app::{Action, App, RunState};
 
 /// Time between frames (30 per second).
@@ -48,7 +47,7 @@ pub enum UiError {
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
 pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32, UiError> {
-    let symbols = guest_symbols(&config, &session);
+    let symbols = session::guest_symbols(&config, &session);
     let console = ConsoleBuffer::default();
     config.console = Box::new(console.clone());
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
@@ -143,19 +142,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     }
     drop(guard);
     let report = launched.finish(RunEnd::Quit)?;
-    print_report(&report, SummaryFormat::Text);
+    print_report(&report, SummaryFormat::Text, &app.profile.symbols);
     Ok(report.end.status())
-}
-
-/// The guest's symbols for the profile: `--symbols`, or the kernel image's own (none for a raw
-/// image, or an image without them).
-fn guest_symbols(config: &VmConfig, session: &Session) -> Symbols {
-    let image = match (&session.symbols, &config.image) {
-        (Some(path), _) | (None, Image::Kernel(path)) => path,
-        (None, Image::Demo) => return Symbols::from_bytes(crate::guests::DEMO),
-        (None, Image::Raw { .. }) => return Symbols::default(),
-    };
-    Symbols::load(image).unwrap_or_default()
 }
 
 /// Carries out one action on the VM.

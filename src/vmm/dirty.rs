@@ -5,6 +5,11 @@
 use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
+use crate::decode::symbols::Symbols;
+
+/// The dirty log's page size.
+const PAGE: u64 = 4096;
+
 /// How often the dirty log is read.
 pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -58,9 +63,18 @@ impl DirtyTracker {
         v
     }
 
+    /// A hot page as the summary and the memory screen show it: `0x201000 counter (12)`, the
+    /// page named by what `symbols` says it holds (up to two names).
+    pub fn label(page: u64, intervals: u32, symbols: &Symbols) -> String {
+        match symbols.in_physical(page, PAGE, 2).join("+") {
+            names if names.is_empty() => format!("{page:#x} ({intervals})"),
+            names => format!("{page:#x} {names} ({intervals})"),
+        }
+    }
+
     /// The summary's text.
-    pub fn text(&self) -> String {
-        let hot: Vec<String> = self.hottest(8).iter().map(|(p, n)| format!("{p:#x} ({n})")).collect();
+    pub fn text(&self, symbols: &Symbols) -> String {
+        let hot: Vec<String> = self.hottest(8).iter().map(|&(p, n)| Self::label(p, n, symbols)).collect();
         format!(
             "\nDirty pages (KVM_GET_DIRTY_LOG every {} s): {} intervals, {} pages dirtied, last {}, max {} per interval\n  hottest (intervals dirty): {}\n",
             INTERVAL.as_secs(),
@@ -73,8 +87,9 @@ impl DirtyTracker {
     }
 
     /// The summary's `dirty_log` object.
-    pub fn json(&self) -> Value {
-        let hot: Vec<Value> = self.hottest(32).into_iter().map(|(p, n)| json!({ "gpa": p, "intervals": n })).collect();
+    pub fn json(&self, symbols: &Symbols) -> Value {
+        let hot = |(p, n): (u64, u32)| json!({ "gpa": p, "intervals": n, "symbols": symbols.in_physical(p, PAGE, 4) });
+        let hot: Vec<Value> = self.hottest(32).into_iter().map(hot).collect();
         json!({ "intervals": self.intervals, "total": self.total, "last": self.last.len(), "max": self.max, "hottest": hot })
     }
 }
@@ -91,7 +106,10 @@ mod tests {
         assert_eq!((t.intervals, t.total, t.max, t.last_count()), (2, 4, 2, 2));
         assert_eq!(t.hottest(1), vec![(0x2000, 2)]);
         assert_eq!(t.strip(0x100000, 4), vec![1, 0, 0, 1]);
-        assert!(t.text().contains("0x2000 (2)"));
-        assert_eq!(t.json()["hottest"][0]["gpa"], 0x2000);
+        assert!(t.text(&Symbols::default()).contains("0x2000 (2)"));
+        assert_eq!(t.json(&Symbols::default())["hottest"][0]["gpa"], 0x2000);
+        let named = Symbols::default().with_data(vec![(0x2010, 8, "counter".into())], Vec::new());
+        assert!(t.text(&named).contains("0x2000 counter (2)"), "{}", t.text(&named));
+        assert_eq!(t.json(&named)["hottest"][0]["symbols"], json!(["counter"]));
     }
 }

@@ -66,7 +66,8 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
     vcpu.set_lapic(&lapic)
 }
 
-/// The FPU as after FNINIT, with SSE exceptions masked.
+/// The FPU as after FNINIT. (KVM_SET_FPU does not carry MXCSR; KVM's reset value, 0x1f80, already
+/// masks the SSE exceptions.)
 pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
     vcpu.set_fpu(&kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() })
 }

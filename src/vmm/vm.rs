@@ -66,6 +66,9 @@ pub struct VmConfig {
     pub trap_msrs: Vec<u32>,
     /// `--dirty-log`: KVM logs the pages the guest writes.
     pub dirty_log: bool,
+    /// `--irqchip`: the in-kernel PIC, IOAPIC, local APIC and PIT for a guest that is not Linux
+    /// (Linux guests always have them), as firmware such as SeaBIOS expects of a PC.
+    pub irqchip: bool,
 }
 
 /// What a finished run leaves behind.
@@ -208,7 +211,10 @@ impl Vm {
             ram.write(super::mptable::MPTABLE_START, &super::mptable::build(config.cpus as u8));
             super::acpi::write(&ram, config.cpus as u8);
         }
-        let irq = if is_linux {
+        // The PC's interrupt controllers and timer: Linux's, and other guests' on request. Without
+        // them a halted vCPU exits to kvmscope (and ends the run); with them KVM waits for an IRQ.
+        let irqchip = is_linux || config.irqchip;
+        let irq = if irqchip {
             linux::create_irqchip(&fd).map_err(kvm_err("the in-kernel irqchip and PIT"))?;
             let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::EventFd)?;
             fd.register_irqfd(&evt, 4).map_err(kvm_err("the serial port's IRQ 4 (irqfd)"))?;
@@ -219,7 +225,7 @@ impl Vm {
         let console = SharedWriter::new(config.console);
         let out = |c: &SharedWriter, name| -> Box<dyn Write + Send> { Box::new(c.source(name)) };
         let virtio =
-            VirtioSet::build(&config.virtio, is_linux, &ram, &fd, is_linux, || out(&console, "virtio-console"))?;
+            VirtioSet::build(&config.virtio, is_linux, &ram, &fd, irqchip, || out(&console, "virtio-console"))?;
         // The command line is Linux's: other boot-protocol images (memtest86+) get none of it.
         let linux_cmdline = boot.format == "pvh" || boot.kernel_version.is_some();
         let linux_told = linux_cmdline && !virtio.is_empty();
@@ -276,8 +282,10 @@ impl Vm {
                 }
             }
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("setting CPUID"))?;
-            if is_linux {
+            if irqchip {
                 linux::setup_lapic(&vcpu).map_err(kvm_err("the local APIC"))?;
+            }
+            if is_linux {
                 linux::setup_fpu(&vcpu).map_err(kvm_err("the FPU"))?;
             }
             let mut sregs = vcpu.get_sregs().map_err(kvm_err("reading system registers"))?;

@@ -15,9 +15,10 @@ use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
 use super::{frame, scroll_rows};
-use crate::analysis::symbols::Symbols;
+use crate::decode::symbols::Symbols;
 use crate::memory_view::MemoryMapView;
 use crate::ui::theme::Theme;
+use crate::vmm::dirty::DirtyTracker;
 use crate::vmm::kernel_events::MMU_EVENTS;
 use crate::vmm::kvm_stats::rates;
 use crate::vmm::memory::{MapEntry, RegionKind};
@@ -189,14 +190,7 @@ impl MemMapPane {
                 // One cell per 1/64 of guest-physical memory: how much of it the last interval dirtied.
                 let strip: String = d.strip(ram_end, 64).iter().map(|&n| heat(n)).collect();
                 out.push(format!("  0 [{strip}] {ram_end:#x}"));
-                let hot: Vec<String> = d
-                    .hottest(6)
-                    .iter()
-                    .map(|&(p, n)| match symbols.in_physical(p, 4096, 2).join("+") {
-                        names if names.is_empty() => format!("{p:#x} ({n})"),
-                        names => format!("{p:#x} {names} ({n})"),
-                    })
-                    .collect();
+                let hot: Vec<String> = d.hottest(6).iter().map(|&(p, n)| DirtyTracker::label(p, n, symbols)).collect();
                 out.push(format!("  hottest (intervals dirty): {}", hot.join(", ")));
             }
             None => out.push("Dirty pages: off (on while this screen shows a running guest, or --dirty-log)".into()),

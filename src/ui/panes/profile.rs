@@ -10,7 +10,7 @@ use ratatui::widgets::{Paragraph, Row, Table};
 
 use super::{frame, scroll_rows};
 use crate::analysis::profile::RipProfile;
-use crate::analysis::symbols::Symbols;
+use crate::decode::symbols::Symbols;
 use crate::summary::percent;
 use crate::trace::ExitEvent;
 use crate::ui::theme::Theme;

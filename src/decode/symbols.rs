@@ -140,14 +140,18 @@ impl Symbols {
 }
 
 /// The names in `table` (sorted by address) of the symbols that overlap `[start, end)`: from the
-/// last one starting at or before `start` (it may run into the range) onwards.
+/// last one starting at or before `start` (it may run into the range) onwards. A symbol without a
+/// size (a `System.map`'s, an assembly label) runs to the next one, as in [`Symbols::lookup`].
 fn overlapping(table: &[(u64, u64, String)], start: u64, end: u64) -> Vec<&str> {
     let first = table.partition_point(|s| s.0 <= start).saturating_sub(1);
-    table[first..]
-        .iter()
-        .take_while(|s| s.0 < end)
-        .filter(|s| s.0 >= start || s.0 + s.1.max(1) > start)
-        .map(|s| s.2.as_str())
+    let ends = |i: usize| match table[i].1 {
+        0 => table.get(i + 1).map_or(table[i].0 + 1, |next| next.0),
+        size => table[i].0 + size,
+    };
+    (first..table.len())
+        .take_while(|&i| table[i].0 < end)
+        .filter(|&i| table[i].0 >= start || ends(i) > start)
+        .map(|i| table[i].2.as_str())
         .collect()
 }
 
