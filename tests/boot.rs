@@ -203,3 +203,24 @@ fn the_debug_console_ports_reach_the_console_or_a_file() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "qemu debugcon\nbochs e9\n");
     let _ = std::fs::remove_file(file);
 }
+
+#[test]
+fn a_kernel_s_timer_ticks_with_the_in_kernel_pic_and_pit() {
+    if !kvm_or_skip("a_kernel_s_timer_ticks_with_the_in_kernel_pic_and_pit") {
+        return;
+    }
+    let timer = guest("timer.elf");
+    let args = ["--kernel", timer.to_str().unwrap(), "--timeout", "30", "--summary", "json"];
+    let run = run_headless(&[&args[..], &["--irqchip"]].concat());
+    assert!(run.stdout.starts_with("timer ok: "), "ten ticks of IRQ 0 at 100 Hz: {}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.status, 67, "{}", run.stderr);
+    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        // Each tick's handler returns with a 32-bit iretd, which kvmscope finishes for the host.
+        let finished = run.summary()["by_reason"]["internal_error"].as_u64().unwrap_or(0);
+        assert!(finished >= 10, "{}", run.stderr);
+    }
+    // Without the interrupt controllers nothing wakes its first hlt.
+    let run = run_headless(&args);
+    assert_eq!(run.summary()["end"], "halted", "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+}

@@ -1,6 +1,7 @@
 //! Finishing in userspace the few instructions an emulating host's KVM (PVM) cannot run at CPL0 and
-//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, and the x87/SSE
-//! control instructions `fwait`, `fnclex`, `fldcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`. Each is done as the CPU
+//! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, the x87/SSE
+//! control instructions `fwait`, `fnclex`, `fldcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`, and a 32-bit
+//! kernel's `iretd` from an interrupt at its own privilege (its emulator does `iret` in real mode only). Each is done as the CPU
 //! would — registers, flags and memory through the guest's page tables, the x87/SSE control state
 //! through `KVM_GET_XSAVE`/`KVM_SET_XSAVE` — and RIP moves past it, or the exception the CPU would
 //! raise is raised. Anything else stays an emulation failure, reported with the decoded instruction.
@@ -20,7 +21,7 @@ const RFLAGS_ZF: u64 = 1 << 6;
 /// Which instructions kvmscope finishes.
 pub fn completes(mnemonic: Mnemonic) -> bool {
     use Mnemonic::*;
-    matches!(mnemonic, Clac | Stac | Popcnt | Cmpxchg16b | Wait | Fnclex | Fldcw | Fnstsw | Ldmxcsr | Stmxcsr)
+    matches!(mnemonic, Clac | Stac | Popcnt | Cmpxchg16b | Wait | Fnclex | Fldcw | Fnstsw | Ldmxcsr | Stmxcsr | Iretd)
 }
 
 /// How a completed instruction ends.
@@ -83,6 +84,32 @@ const CR4_OSFXSR: u64 = 1 << 9;
 const FSW_ES: u16 = 1 << 7;
 /// What fnclex clears: the exception flags, the stack fault, the error summary and busy.
 const FSW_EXCEPTIONS: u16 = 0x80ff;
+
+/// EFLAGS bits `iretd` restores at CPL0 (CF PF AF ZF SF TF IF DF OF IOPL NT RF AC ID; VM excluded).
+const EFLAGS_IRET: u64 = 0x0025_7fd5;
+const EFLAGS_NT: u64 = 1 << 14;
+const EFLAGS_VM: u64 = 1 << 17;
+
+/// A 32-bit `iretd` at CPL0 back to CPL0 with the same code segment: EIP, CS and EFLAGS popped from
+/// the stack. A task return (NT), a return to another privilege, code segment or to virtual-8086
+/// mode is left to the host (not completed).
+fn iretd(ram: &GuestRam, mode: &CpuMode, regs: &mut kvm_regs, sregs: &kvm_sregs) -> Option<()> {
+    if mode.bitness() != 32 || sregs.cs.selector & 3 != 0 || regs.rflags & EFLAGS_NT != 0 {
+        return None;
+    }
+    let esp = regs.rsp & 0xffff_ffff;
+    let mut frame = [0u8; 12];
+    read_mem(ram, mode, sregs.ss.base.wrapping_add(esp) & 0xffff_ffff, &mut frame)?;
+    let word = |i: usize| u32::from_le_bytes(frame[i * 4..i * 4 + 4].try_into().unwrap()) as u64;
+    let (eip, cs, eflags) = (word(0), word(1) & 0xffff, word(2));
+    if cs != sregs.cs.selector as u64 || eflags & EFLAGS_VM != 0 {
+        return None;
+    }
+    regs.rip = eip;
+    regs.rflags = (regs.rflags & !EFLAGS_IRET) | (eflags & EFLAGS_IRET) | 0x2;
+    regs.rsp = (regs.rsp & !0xffff_ffff) | (esp.wrapping_add(12) & 0xffff_ffff);
+    Some(())
+}
 
 /// Whether an x87 instruction other than fwait may run: #NM when CR0.EM or CR0.TS is set.
 fn x87_usable(sregs: &kvm_sregs) -> Result<(), u8> {
@@ -208,6 +235,11 @@ pub fn complete(
     let mut r = *regs;
     let mut new_fpu = None;
     match i.mnemonic() {
+        Mnemonic::Iretd => {
+            iretd(ram, mode, &mut r, sregs)?;
+            // RIP is where the frame said, not past the iretd.
+            return Some(Completion::Done(r, None));
+        }
         Mnemonic::Wait => {
             if let Some(vector) = fwait(sregs, fpu())? {
                 return Some(Completion::Fault(vector));
@@ -357,6 +389,26 @@ mod tests {
         let (c, data) = run(&FNSTSW_M16, &[0; 2], PE_ET, status);
         assert!(matches!(c, Some(Completion::Done(r, None)) if r.rip == CODE + 6), "{c:?}");
         assert_eq!(data, [0x85, 0x38]);
+    }
+
+    #[test]
+    fn iretd_returns_from_an_interrupt_at_the_same_privilege() {
+        let ram = GuestRam::new(crate::vmm::memory::MIN_MEM).unwrap();
+        ram.write(CODE, &[0xcf]);
+        let frame = [0x1234u32, 0x10, 0x202].iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<_>>();
+        ram.write(DATA, &frame);
+        let mut sregs = kvm_sregs { cr0: PE_ET, ..Default::default() };
+        sregs.cs.selector = 0x10;
+        let mode = CpuMode { cr0: PE_ET, cs_db: true, ..Default::default() };
+        let regs = kvm_regs { rip: CODE, rsp: DATA, rflags: 0x2, ..Default::default() };
+        let done = complete(&ram, &mode, &regs, &sregs, &|| None);
+        let Some(Completion::Done(r, None)) = done else { panic!("{done:?}") };
+        assert_eq!((r.rip, r.rsp, r.rflags), (0x1234, DATA + 12, 0x202), "EIP, ESP and EFLAGS (IF) back");
+        sregs.cs.selector = 0x08;
+        assert_eq!(complete(&ram, &mode, &regs, &sregs, &|| None), None, "another code segment: the host's");
+        sregs.cs.selector = 0x10;
+        let nested = kvm_regs { rflags: 0x2 | EFLAGS_NT, ..regs };
+        assert_eq!(complete(&ram, &mode, &nested, &sregs, &|| None), None, "a task return: the host's");
     }
 
     #[test]
