@@ -342,3 +342,73 @@ fn memory_packets_are_all_or_nothing_and_a_bad_checksum_is_sent_again() {
     let (status, _, stderr) = stub.finish();
     assert_eq!(status, 11, "after detach the guest runs to its end: {stderr}");
 }
+
+/// Lines of `out` that look like `info mem` ranges or `info tlb` pages (16 hex digits first).
+fn table_lines<'a>(out: &'a str, sep: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter(|l| l.len() > 17 && l[..16].chars().all(|c| c.is_ascii_hexdigit()) && l[16..].starts_with(sep))
+        .collect()
+}
+
+#[test]
+fn gdb_shows_the_page_tables_a_guest_built_itself() {
+    if !gdb_or_skip("gdb_shows_the_page_tables_a_guest_built_itself") {
+        return;
+    }
+    // higherhalf maps 8 MiB at 0 in 2 MiB pages and one 4 KiB page at 16 GiB, through a PDPT that
+    // PML4 entry 256 shares: the same again at 0xffff800000000000. Stopped at its first port write
+    // (from the higher half), its tables are in use.
+    let stub = Stub::start("higherhalf.elf", true);
+    let out = stub.gdb(
+        None,
+        &[
+            "monitor break-exit io 0x511",
+            "continue",
+            "monitor info mem",
+            "monitor info tlb",
+            "monitor translate 0xffff800000100000",
+            "monitor translate 0x400000000",
+            "monitor delete-exit",
+            "detach",
+        ],
+    );
+    assert_eq!(
+        table_lines(&out, "-"),
+        [
+            "0000000000000000-0000000000800000 0000000000800000 -rw",
+            "0000000400000000-0000000400001000 0000000000001000 -rw",
+            "ffff800000000000-ffff800000800000 0000000000800000 -rw",
+            "ffff800400000000-ffff800400001000 0000000000001000 -rw",
+        ],
+        "info mem lists exactly its mappings:\n{out}"
+    );
+    let tlb = table_lines(&out, ": ");
+    assert_eq!(tlb.len(), 10, "four 2 MiB pages and one 4 KiB page, twice:\n{out}");
+    for (i, virt) in [0u64, 0xffff_8000_0000_0000].iter().flat_map(|b| (0..4).map(move |i| (i, b + i * 0x20_0000))) {
+        let line = format!("{virt:016x}: {:016x} ", i * 0x20_0000);
+        assert!(tlb.iter().any(|l| l.starts_with(&line) && l.contains('P')), "{line:?} (a large page) in:\n{out}");
+    }
+    // The higher half: PML4 entry 256, the PDPT, the PD's 2 MiB page; 1 MiB physical, in slot 0.
+    for want in [
+        "0xffff800000100000 -> guest-physical 0x100000 (2048 KiB page)",
+        "memory slot    0: 0x0-0x",
+        "host-virtual   0x",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let pml4 = out.lines().find(|l| l.trim_start().starts_with("PML4 entry at ")).unwrap_or_default();
+    assert!(pml4.ends_with("P RW") || pml4.contains(" P RW "), "PML4 entry 256 present and writable: {out}");
+    // The 4 KiB page at 16 GiB: the same frame in translate and in info tlb.
+    let far = out
+        .split("0x400000000 -> guest-physical ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no translation of 0x400000000:\n{out}"));
+    let far = u64::from_str_radix(far.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(far & 0xfff, 0);
+    for virt in ["0000000400000000", "ffff800400000000"] {
+        assert!(tlb.iter().any(|l| l.starts_with(&format!("{virt}: {far:016x} "))), "{out}");
+    }
+    let (status, _, stderr) = stub.finish();
+    assert_eq!(status, 67, "{stderr}");
+}

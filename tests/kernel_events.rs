@@ -39,6 +39,15 @@ fn the_in_kernel_stream_of_a_known_guest_has_its_events() {
     let traced =
         run_headless(&["--kernel", kernel.to_str().unwrap(), "--kernel-events", "--trace", "--summary", "none"]);
     assert!(traced.stderr.contains("kernel    kvm_pio: pio_write at 0x3f8 size 1"), "{}", traced.stderr);
+    // KVM's MMU events in the stream too, with the guest frame, level and permissions: a guest with
+    // page tables of its own makes the host map them (on PVM, shadow pages: kvm_mmu_get_page; with
+    // TDP, the SPTE events).
+    let paging = guest("higherhalf.elf");
+    let traced =
+        run_headless(&["--kernel", paging.to_str().unwrap(), "--kernel-events", "--trace", "--summary", "none"]);
+    let mmu = ["kvm_mmu_get_page: ", "kvm_tdp_mmu_spte_changed: ", "kvm_mmu_set_spte: "];
+    let line = traced.stderr.lines().find(|l| l.starts_with("kernel ") && mmu.iter().any(|e| l.contains(e)));
+    assert!(line.is_some_and(|l| l.contains("gfn ")), "no MMU event with its guest frame: {}", traced.stderr);
     // Recorded: `stats` on the recording shows them, and `--by symbol` names the guest functions
     // the in-kernel events came from (putc makes the port exits on any host).
     let trace = std::env::temp_dir().join(format!("kvmscope-kernel-{}.trace", std::process::id()));
