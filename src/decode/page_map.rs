@@ -83,22 +83,30 @@ impl Walker<'_> {
                 continue;
             }
             let virt = t.base + (i << t.shift);
-            let perm = (perm.0 && e & RW != 0, perm.1 && e & US != 0, perm.2 && (!self.wide_entries || e & NX == 0));
+            let perm = if t.restricts {
+                (perm.0 && e & RW != 0, perm.1 && e & US != 0, perm.2 && (!self.wide_entries || e & NX == 0))
+            } else {
+                perm
+            };
             if t.below == 0 || (t.large && e & PS != 0) {
                 self.push(virt, e, 1 << t.shift, perm);
             } else {
                 let addr = if self.wide_entries { e & ADDR_MASK } else { e & 0xffff_f000 };
                 let (entries, shift) = if self.wide_entries { (512, t.shift - 9) } else { (1024, t.shift - 10) };
                 let large = self.wide_entries && (shift == 21 || shift == 30);
-                self.table(Table { addr, base: virt, shift, entries, below: t.below - 1, large }, perm);
+                self.table(
+                    Table { addr, base: virt, shift, entries, below: t.below - 1, large, restricts: true },
+                    perm,
+                );
             }
         }
     }
 }
 
 /// One page table to walk: where it is, the address its first entry maps, how much each entry maps
-/// (`1 << shift`), how many entries, how many levels of tables follow, and whether a PS entry here
-/// maps a large page.
+/// (`1 << shift`), how many entries, how many levels of tables follow, whether a PS entry here
+/// maps a large page, and whether its entries' RW, US and NX bits restrict what they map (not in
+/// PAE's four PDPTEs, where those bits are reserved).
 #[derive(Debug, Clone, Copy)]
 struct Table {
     addr: u64,
@@ -107,6 +115,7 @@ struct Table {
     entries: u64,
     below: u32,
     large: bool,
+    restricts: bool,
 }
 
 /// Every mapping `mode`'s page tables make; empty when paging is off.
@@ -121,13 +130,40 @@ pub fn page_map(mem: &dyn PhysRead, mode: &CpuMode) -> PageMap {
         let la57 = mode.cr4 & CR4_LA57 != 0;
         w.bits = if la57 { 57 } else { 48 };
         let (shift, levels) = if la57 { (48, 4) } else { (39, 3) };
-        w.table(Table { addr: mode.cr3 & ADDR_MASK, base: 0, shift, entries: 512, below: levels, large: false }, all);
+        let top = Table {
+            addr: mode.cr3 & ADDR_MASK,
+            base: 0,
+            shift,
+            entries: 512,
+            below: levels,
+            large: false,
+            restricts: true,
+        };
+        w.table(top, all);
     } else if mode.cr4 & CR4_PAE != 0 {
-        w.table(Table { addr: mode.cr3 & 0xffff_ffe0, base: 0, shift: 30, entries: 4, below: 2, large: false }, all);
+        let pdpt = Table {
+            addr: mode.cr3 & 0xffff_ffe0,
+            base: 0,
+            shift: 30,
+            entries: 4,
+            below: 2,
+            large: false,
+            restricts: false,
+        };
+        w.table(pdpt, all);
     } else {
         w.wide_entries = false;
         let pse = mode.cr4 & CR4_PSE != 0;
-        w.table(Table { addr: mode.cr3 & 0xffff_f000, base: 0, shift: 22, entries: 1024, below: 1, large: pse }, all);
+        let pd = Table {
+            addr: mode.cr3 & 0xffff_f000,
+            base: 0,
+            shift: 22,
+            entries: 1024,
+            below: 1,
+            large: pse,
+            restricts: true,
+        };
+        w.table(pd, all);
     }
     w.out
 }
@@ -265,6 +301,51 @@ mod tests {
             (0xc000_0000, 0xc0_0000, 4 << 20)
         );
         assert!(map.info_tlb().contains("c0000000: 00c00000 --P-----W"), "{}", map.info_tlb());
+    }
+
+    #[test]
+    fn pae_paging_takes_no_permissions_from_the_pdptes() {
+        let mut mem = Flat(vec![0; 0x5000]);
+        // PDPT (32-byte aligned, 4 entries; only P may be set) at 0x1020: [0] -> PD at 0x2000,
+        // [3] -> PD at 0x3000. PD[1]: a 2 MiB page, user, writable; PD(3)[0] -> PT at 0x4000 with a
+        // kernel page, not executable.
+        mem.put64(0x1020, 0x2000 | 1);
+        mem.put64(0x1020 + 3 * 8, 0x3000 | 1);
+        mem.put64(0x2008, 0x60_0000 | 0x87);
+        mem.put64(0x3000, 0x4000 | 3);
+        mem.put64(0x4000 + 5 * 8, 0x7000 | 3 | NX);
+        let mode = CpuMode { cr0: 0x8000_0011, cr3: 0x1020, cr4: CR4_PAE, cs_db: true, ..Default::default() };
+        let map = page_map(&mem, &mode);
+        let m = &map.mappings;
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].virt, m[0].phys, m[0].size, m[0].writable, m[0].user),
+            (0x20_0000, 0x60_0000, 2 << 20, true, true)
+        );
+        assert_eq!(
+            (m[1].virt, m[1].phys, m[1].size, m[1].writable, m[1].user),
+            (0xc000_5000, 0x7000, 4096, true, false)
+        );
+        assert!(!m[1].executable);
+        let ranges = map.info_mem();
+        assert!(ranges.contains("00200000-00400000 00200000 urw"), "{ranges}");
+        assert!(ranges.contains("c0005000-c0006000 00001000 -rw"), "{ranges}");
+    }
+
+    #[test]
+    fn five_level_paging_sign_extends_from_bit_56() {
+        let mut mem = Flat(vec![0; 0x5000]);
+        // PML5[256] (bit 56 set) -> PML4 at 0x2000; PML4[0] -> PDPT at 0x3000; PDPT[1] a 1 GiB page.
+        mem.put64(0x1000 + 256 * 8, 0x2000 | 3);
+        mem.put64(0x2000, 0x3000 | 3);
+        mem.put64(0x3008, 0x8000_0000 | 0x83);
+        let mut mode = long_mode(0x1000);
+        mode.cr4 |= CR4_LA57;
+        let map = page_map(&mem, &mode);
+        assert_eq!(map.mappings.len(), 1);
+        let m = map.mappings[0];
+        assert_eq!((m.virt, m.phys, m.size), (0xff00_0000_4000_0000, 0x8000_0000, 1 << 30));
+        assert!(map.info_tlb().starts_with("ff00000040000000: 0000000080000000 --P-----W"), "{}", map.info_tlb());
     }
 
     #[test]
