@@ -70,7 +70,8 @@ pub struct VmInfo {
     pub registers_via: &'static str,
     /// What kvmscope changed for the host's sake, in words.
     pub adjustments: Vec<String>,
-    /// The virtio devices, where they are, and how the guest learns of them.
+    /// The devices worth a line: `--irqchip`'s controllers, the virtio devices (where they are, how
+    /// the guest learns of them).
     pub devices: Vec<String>,
 }
 
@@ -119,8 +120,14 @@ pub fn launch(
         }
         None => None,
     };
-    let dirty_log = config.dirty_log;
+    let (dirty_log, irqchip) = (config.dirty_log, config.irqchip);
     let vm = Vm::new(config)?;
+    let mut devices = Vec::new();
+    if irqchip && !matches!(vm.boot.format, "pvh" | "bzimage") {
+        devices
+            .push("in-kernel PIC, IOAPIC, local APIC and PIT (--irqchip): a halted vCPU waits for an interrupt".into());
+    }
+    devices.extend(vm.virtio.describe(vm.linux_told));
     let info = VmInfo {
         format: vm.boot.format,
         mode: format!("{:?}", vm.boot.mode).to_lowercase(),
@@ -128,7 +135,7 @@ pub fn launch(
         memory: vm.ram.map.to_string(),
         registers_via: if vm.sync_regs { "KVM_CAP_SYNC_REGS" } else { "KVM_GET_REGS" },
         adjustments: vm.adjustments.clone(),
-        devices: vm.virtio.describe(vm.linux_told),
+        devices,
     };
     announce(&info);
     // Set up before the vCPU threads exist, so that they are followed from their start.
