@@ -145,12 +145,24 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
     assert!(run.stdout.contains("\nBUILD: gcc:"), "no build line:\n{}", run.stdout);
     assert!(run.stdout.contains("Unable to unlock ram - bridge not found"), "{}", run.stdout);
     // Past its SMP scan (the CMOS says one CPU) and through its probes of the parallel and serial
-    // ports, SeaBIOS waits for a timer interrupt no device of a raw image raises: the run ends there.
+    // ports, SeaBIOS waits for a timer interrupt no device of a raw image raises: the run ends there
+    // (a halt that nothing can wake).
     let s = run.summary();
     assert!(io_count(&s, 0x378, "in") >= 1, "SeaBIOS never probed the parallel port: {}", run.stderr);
     assert!(io_count(&s, 0x2f9, "out") >= 1, "SeaBIOS never probed COM2: {}", run.stderr);
     assert!(run.stderr.contains("halted and no interrupt source can wake it"), "{}", run.stderr);
     assert_eq!(run.status, 0, "{}", run.stderr);
+
+    // With the in-kernel PIC and PIT its timer runs: it finds nothing to boot and, at its boot
+    // retry about a minute later, resets the PC through port 0xcf9 — the run ends as a reset.
+    let run = {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        run_headless(&[&args[..], &["--irqchip", "--timeout", "300", "--summary", "json"]].concat())
+    };
+    let s = run.summary();
+    assert_eq!(s["end"], "reset", "{}", run.stderr);
+    assert!(io_count(&s, 0xcf9, "out") >= 1, "reset through the reset control register: {}", run.stderr);
+    assert!(run.stdout.starts_with("SeaBIOS (version 1.16"), "{}", run.stdout);
 
     // --debugcon FILE takes the same bytes to a file.
     let file = std::env::temp_dir().join(format!("kvmscope-seabios-{}.log", std::process::id()));

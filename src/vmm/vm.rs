@@ -15,7 +15,9 @@ use super::clock::Clock;
 use super::devices::debugcon::{self, DebugCon};
 use super::devices::i8042::{self, I8042};
 use super::devices::serial::IrqLine;
-use super::devices::{Cmos, DebugExit, Port92, PostCode, Serial, cmos, debug_exit, port92, post, serial};
+use super::devices::{
+    Cmos, DebugExit, Port92, PostCode, ResetControl, Serial, cmos, debug_exit, port92, post, reset_control, serial,
+};
 use super::kick::{self, Kickable};
 use super::kvm::{VmError, kvm_err, open_kvm};
 use super::kvm_stats::{KvmCounts, KvmStats, VmStats};
@@ -259,6 +261,7 @@ impl Vm {
         let cmos = Cmos::new(low_ram, ram.map.size() - low_ram, config.cpus.max(1) as u8);
         pio.insert("cmos", cmos::PORT as u64, cmos::SIZE, Arc::new(Mutex::new(cmos)))?;
         pio.insert("port92", port92::PORT as u64, 1, Arc::new(Mutex::new(Port92::default())))?;
+        pio.insert("reset-control", reset_control::PORT as u64, 1, Arc::new(Mutex::new(ResetControl::default())))?;
         for (name, port) in [("debugcon", debugcon::QEMU_PORT), ("port-e9", debugcon::BOCHS_PORT)] {
             let device = DebugCon::new(port, out(&debugcon, "debugcon"));
             pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;

@@ -6,10 +6,12 @@ pub mod debugcon;
 pub mod i8042;
 pub mod port92;
 pub mod post;
+pub mod reset_control;
 pub mod serial;
 
 pub use cmos::Cmos;
 pub use debug_exit::DebugExit;
 pub use port92::Port92;
 pub use post::PostCode;
+pub use reset_control::ResetControl;
 pub use serial::Serial;
