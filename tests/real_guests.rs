@@ -113,9 +113,8 @@ fn memtest86plus_gets_past_fwait_and_runs_its_tests() {
     let (run, reached) = run_until(&[&args[..], &["--timeout", "300"]].concat(), milestone);
     let screen = plain(&run.stdout);
     assert!(reached, "memtest86+ did not reach test #3 {milestone}:\n{screen}\n{}", run.stderr);
-    for earlier in
-        ["Memory  :   32MB", "[Address test, walking ones, no cache]", "[Address test, own address + window]"]
-    {
+    // (Test #2 is not always on screen: it can start and end between two of memtest's refreshes.)
+    for earlier in ["Memory  :   32MB", "[Address test, walking ones, no cache]"] {
         assert!(screen.contains(earlier), "no {earlier:?} on memtest86+'s screen:\n{screen}");
     }
     assert!(
