@@ -103,8 +103,11 @@ impl Symbols {
     /// The symbols — data objects first, then functions — that lie in the guest-physical range
     /// `[gpa, gpa + len)`, at most `max` of them: what a dirty page holds.
     pub fn in_physical(&self, gpa: u64, len: u64, max: usize) -> Vec<&str> {
-        let virt =
-            self.segments.iter().find(|&&(p, _, n)| gpa >= p && gpa - p < n).map_or(gpa, |&(p, v, _)| gpa - p + v);
+        let virt = self
+            .segments
+            .iter()
+            .find(|&&(p, _, n)| gpa >= p && gpa - p < n)
+            .map_or(gpa, |&(p, v, _)| (gpa - p).wrapping_add(v));
         let end = virt.saturating_add(len);
         let mut names = overlapping(&self.data, virt, end);
         names.extend(overlapping(&self.funcs, virt, end));
@@ -145,8 +148,8 @@ impl Symbols {
 fn overlapping(table: &[(u64, u64, String)], start: u64, end: u64) -> Vec<&str> {
     let first = table.partition_point(|s| s.0 <= start).saturating_sub(1);
     let ends = |i: usize| match table[i].1 {
-        0 => table.get(i + 1).map_or(table[i].0 + 1, |next| next.0),
-        size => table[i].0 + size,
+        0 => table.get(i + 1).map_or(table[i].0.saturating_add(1), |next| next.0),
+        size => table[i].0.saturating_add(size),
     };
     (first..table.len())
         .take_while(|&i| table[i].0 < end)
