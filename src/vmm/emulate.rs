@@ -1,10 +1,11 @@
 //! Finishing in userspace the few instructions an emulating host's KVM (PVM) cannot run at CPL0 and
 //! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, the x87/SSE
 //! control instructions `fwait`, `fnclex`, `fldcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`, and a 32-bit
-//! kernel's `iretd` from an interrupt at its own privilege (its emulator does `iret` in real mode only). Each is done as the CPU
-//! would — registers, flags and memory through the guest's page tables, the x87/SSE control state
-//! through `KVM_GET_XSAVE`/`KVM_SET_XSAVE` — and RIP moves past it, or the exception the CPU would
-//! raise is raised. Anything else stays an emulation failure, reported with the decoded instruction.
+//! kernel's `iretd` from an interrupt at its own privilege (the host's emulator does `iret` in real
+//! mode only). Each is done as the CPU would — registers, flags and memory through the guest's page
+//! tables, the x87/SSE control state through `KVM_GET_XSAVE`/`KVM_SET_XSAVE` — and RIP moves past
+//! it, or the exception the CPU would raise is raised. Anything else stays an emulation failure,
+//! reported with the decoded instruction.
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
