@@ -16,7 +16,7 @@ use super::devices::debugcon::{self, DebugCon};
 use super::devices::i8042::{self, I8042};
 use super::devices::serial::IrqLine;
 use super::devices::{
-    Cmos, DebugExit, Port92, PostCode, ResetControl, Serial, cmos, debug_exit, port92, post, reset_control, serial,
+    Cmos, DebugExit, PostCode, ResetRegister, Serial, cmos, debug_exit, post, reset_register, serial,
 };
 use super::kick::{self, Kickable};
 use super::kvm::{VmError, kvm_err, open_kvm};
@@ -260,8 +260,12 @@ impl Vm {
         let low_ram = ram.map.low_ram_end();
         let cmos = Cmos::new(low_ram, ram.map.size() - low_ram, config.cpus.max(1) as u8);
         pio.insert("cmos", cmos::PORT as u64, cmos::SIZE, Arc::new(Mutex::new(cmos)))?;
-        pio.insert("port92", port92::PORT as u64, 1, Arc::new(Mutex::new(Port92::default())))?;
-        pio.insert("reset-control", reset_control::PORT as u64, 1, Arc::new(Mutex::new(ResetControl::default())))?;
+        for (name, port, device) in [
+            ("port92", reset_register::PORT92, ResetRegister::port92()),
+            ("reset-control", reset_register::RESET_CONTROL, ResetRegister::reset_control()),
+        ] {
+            pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;
+        }
         for (name, port) in [("debugcon", debugcon::QEMU_PORT), ("port-e9", debugcon::BOCHS_PORT)] {
             let device = DebugCon::new(port, out(&debugcon, "debugcon"));
             pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;

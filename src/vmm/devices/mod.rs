@@ -4,14 +4,12 @@ pub mod cmos;
 pub mod debug_exit;
 pub mod debugcon;
 pub mod i8042;
-pub mod port92;
 pub mod post;
-pub mod reset_control;
+pub mod reset_register;
 pub mod serial;
 
 pub use cmos::Cmos;
 pub use debug_exit::DebugExit;
-pub use port92::Port92;
 pub use post::PostCode;
-pub use reset_control::ResetControl;
+pub use reset_register::ResetRegister;
 pub use serial::Serial;
