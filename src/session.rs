@@ -123,7 +123,7 @@ pub fn launch(
     let (dirty_log, irqchip) = (config.dirty_log, config.irqchip);
     let vm = Vm::new(config)?;
     let mut devices = Vec::new();
-    if irqchip && !matches!(vm.boot.format, "pvh" | "bzimage") {
+    if irqchip && !vm.boot.is_linux() {
         devices
             .push("in-kernel PIC, IOAPIC, local APIC and PIT (--irqchip): a halted vCPU waits for an interrupt".into());
     }

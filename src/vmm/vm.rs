@@ -184,7 +184,7 @@ impl Vm {
             )?,
             Image::Raw { path, load, entry, mode } => loader::raw::load(path, &ram, *load, *entry, *mode)?,
         };
-        let is_linux = matches!(boot.format, "pvh" | "bzimage");
+        let is_linux = boot.is_linux();
         let image_path = match &config.image {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.clone(),
             Image::Demo => PathBuf::from("demo"),

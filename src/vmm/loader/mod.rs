@@ -61,6 +61,15 @@ pub struct BootSetup {
     pub kernel_version: Option<String>,
 }
 
+impl BootSetup {
+    /// Booted by a Linux protocol (PVH or the bzImage boot protocol): the guest gets the PC a Linux
+    /// kernel expects (in-kernel irqchip and PIT, MP and ACPI tables, i8042, virtio on its command
+    /// line). memtest86+ comes this way too; only a kernel version string says it is Linux itself.
+    pub fn is_linux(&self) -> bool {
+        matches!(self.format, "pvh" | "bzimage")
+    }
+}
+
 /// Reads an image file whole, refusing one larger than guest RAM before reading it.
 pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
     let read_err = |source| LoaderError::Read { path: path.to_path_buf(), source };
