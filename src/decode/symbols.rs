@@ -69,7 +69,7 @@ impl Symbols {
             object::File::Elf64(f) => load_segments(f.elf_header(), f.elf_program_headers(), f.endian()),
             _ => Vec::new(),
         };
-        Self { segments, data: Self::sorted(data).funcs, ..Self::sorted(funcs) }
+        Self { funcs: sorted(funcs), data: sorted(data), segments }
     }
 
     fn from_system_map(text: &str) -> Self {
@@ -84,18 +84,12 @@ impl Symbols {
                 _ => {}
             }
         }
-        Self::sorted(funcs).with_data(data, Vec::new())
-    }
-
-    fn sorted(mut funcs: Vec<(u64, u64, String)>) -> Self {
-        funcs.sort();
-        funcs.dedup_by_key(|f| f.0);
-        Self { funcs, ..Default::default() }
+        Self { funcs: sorted(funcs), data: sorted(data), segments: Vec::new() }
     }
 
     /// Adds data objects and load segments (for tests and hand-made tables).
     pub fn with_data(mut self, data: Vec<(u64, u64, String)>, segments: Vec<(u64, u64, u64)>) -> Self {
-        self.data = Self::sorted(data).funcs;
+        self.data = sorted(data);
         self.segments = segments;
         self
     }
@@ -117,7 +111,7 @@ impl Symbols {
 
     /// Builds a table from (address, size, name) entries (for tests and hand-made tables).
     pub fn from_entries(funcs: Vec<(u64, u64, String)>) -> Self {
-        Self::sorted(funcs)
+        Self { funcs: sorted(funcs), ..Default::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -140,6 +134,13 @@ impl Symbols {
     pub fn name_or_addr(&self, addr: u64) -> String {
         self.lookup(addr).map_or_else(|| format!("{addr:#x}"), str::to_string)
     }
+}
+
+/// A symbol table sorted by address, one symbol per address.
+fn sorted(mut table: Vec<(u64, u64, String)>) -> Vec<(u64, u64, String)> {
+    table.sort();
+    table.dedup_by_key(|s| s.0);
+    table
 }
 
 /// The names in `table` (sorted by address) of the symbols that overlap `[start, end)`: from the

@@ -129,8 +129,9 @@ pub struct Vm {
     pub adjustments: Vec<String>,
     /// The memory slots KVM has.
     slots: Vec<slots::Slot>,
-    /// KVM sends MSR filter denials to userspace; `--dirty-log`.
+    /// KVM sends MSR filter denials to userspace.
     msr_exits: bool,
+    /// `--dirty-log`: the RAM slots are dirty-logged for the whole run.
     dirty_log: bool,
     /// KVM's own counters of this VM, or why there are none.
     kvm_stats: Result<VmStats, String>,

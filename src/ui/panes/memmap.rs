@@ -109,7 +109,6 @@ impl MemMapPane {
         &self.text
     }
 
-    /// The map as text lines.
     /// KVM's MMU events as lines: what fired, with rates, and what this host does not report.
     pub fn mmu_lines(&self) -> Vec<String> {
         let Some((counts, rates)) = &self.mmu else {
