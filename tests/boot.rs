@@ -116,7 +116,7 @@ fn instructions_the_host_cannot_emulate_are_finished_or_handed_to_the_guest() {
     let run = run_headless(&["--kernel", guest("emulate.elf").to_str().unwrap(), "--summary", "json"]);
     assert_eq!(run.stdout, "emulate ok\n", "stderr: {}", run.stderr);
     assert_eq!(run.status, 67, "every check passed: {}", run.stderr);
-    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+    if is_pvm() {
         // int3, two popcnt, stac, clac, two cmpxchg16b, fwait, two ldmxcsr, stmxcsr, fldcw, fnclex
         // and fnstsw: each an emulation failure, each an exit event, each dealt with.
         assert_eq!(run.summary()["by_reason"]["internal_error"], 14, "{}", run.stderr);
@@ -214,7 +214,7 @@ fn a_kernel_s_timer_ticks_with_the_in_kernel_pic_and_pit() {
     let run = run_headless(&[&args[..], &["--irqchip"]].concat());
     assert!(run.stdout.starts_with("timer ok: "), "ten ticks of IRQ 0 at 100 Hz: {}\n{}", run.stdout, run.stderr);
     assert_eq!(run.status, 67, "{}", run.stderr);
-    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+    if is_pvm() {
         // Each tick's handler returns with a 32-bit iretd, which kvmscope finishes for the host.
         let finished = run.summary()["by_reason"]["internal_error"].as_u64().unwrap_or(0);
         assert!(finished >= 10, "{}", run.stderr);

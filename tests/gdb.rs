@@ -140,7 +140,7 @@ fn gdb_access_and_read_watchpoints() {
     }
     let (status, stdout, stderr) = stub.finish();
     assert_eq!((status, stdout.as_str()), (11, "....."), "{stderr}");
-    if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+    if is_pvm() {
         // Reads are watched by unmapping the page here: one holding code is refused, clearly.
         assert!(stderr.contains("runs code on that page"), "{stderr}");
     }

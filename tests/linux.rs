@@ -12,17 +12,7 @@ use common::*;
 
 /// Builds (or finds) the test kernel; its directory.
 fn kernel_dir(test: &str) -> Option<PathBuf> {
-    let out = Command::new("bash").arg("assets/linux/build.sh").output().expect("bash runs");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
-            panic!("{test}: building the test kernel failed:\n{err}");
-        }
-        eprintln!("SKIPPED {test}: the test kernel could not be built:\n{err}");
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    Some(PathBuf::from(stdout.lines().last().unwrap().trim()))
+    script_dir(test, "assets/linux/build.sh", "building the test kernel")
 }
 
 const CMDLINE: &str = "console=ttyS0 earlyprintk=serial reboot=k panic=-1";

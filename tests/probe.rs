@@ -5,10 +5,6 @@ mod common;
 
 use common::*;
 
-fn is_pvm() -> bool {
-    std::path::Path::new("/sys/module/kvm_pvm").exists()
-}
-
 #[test]
 fn probe_reports_measurements_and_consistent_choices() {
     if !kvm_or_skip("probe_reports_measurements_and_consistent_choices") {

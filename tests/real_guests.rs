@@ -15,21 +15,17 @@ use common::*;
 
 /// Fetches (or finds) the images; their directory.
 fn images(test: &str) -> Option<PathBuf> {
-    let out = std::process::Command::new("bash").arg("assets/real/fetch.sh").output().expect("bash runs");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
-            panic!("{test}: fetching Debian's packages failed:\n{err}");
-        }
-        eprintln!("SKIPPED {test}: Debian's packages could not be fetched:\n{err}");
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    Some(PathBuf::from(stdout.lines().last().unwrap().trim()))
+    script_dir(test, "assets/real/fetch.sh", "fetching Debian's packages")
 }
 
 /// One guest at a time: they run under emulation, CPU-bound, on 2 shared cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `kvmscope run --headless ARGS` to its end, alone.
+fn run_alone(args: &[&str]) -> Run {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    run_headless(args)
+}
 
 /// Runs `kvmscope run --headless ARGS` until its stdout holds `milestone` (then stops it) or the run
 /// ends by itself; its output so far, and whether the milestone came.
@@ -136,10 +132,7 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
     let Some(dir) = images(test) else { return };
     let bios = dir.join("bios.bin");
     let args = ["--image", bios.to_str().unwrap(), "--load", "0xe0000", "--entry", "0xffff0", "--mode", "real"];
-    let run = {
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        run_headless(&[&args[..], &["--timeout", "120", "--summary", "json"]].concat())
-    };
+    let run = run_alone(&[&args[..], &["--timeout", "120", "--summary", "json"]].concat());
     assert!(run.stdout.starts_with("SeaBIOS (version 1.16"), "no banner first on the debug console:\n{}", run.stdout);
     assert!(run.stdout.contains("\nBUILD: gcc:"), "no build line:\n{}", run.stdout);
     assert!(run.stdout.contains("Unable to unlock ram - bridge not found"), "{}", run.stdout);
@@ -154,10 +147,7 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
 
     // With the in-kernel PIC and PIT its timer runs: it finds nothing to boot and, at its boot
     // retry about a minute later, resets the PC through port 0xcf9 — the run ends as a reset.
-    let run = {
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        run_headless(&[&args[..], &["--irqchip", "--timeout", "300", "--summary", "json"]].concat())
-    };
+    let run = run_alone(&[&args[..], &["--irqchip", "--timeout", "300", "--summary", "json"]].concat());
     let s = run.summary();
     assert_eq!(s["end"], "reset", "{}", run.stderr);
     assert!(io_count(&s, 0xcf9, "out") >= 1, "reset through the reset control register: {}", run.stderr);
@@ -165,7 +155,7 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
 
     // --debugcon FILE takes the same bytes to a file.
     let file = std::env::temp_dir().join(format!("kvmscope-seabios-{}.log", std::process::id()));
-    let run = run_headless(&[&args[..], &["--debugcon", file.to_str().unwrap(), "--timeout", "120"]].concat());
+    let run = run_alone(&[&args[..], &["--debugcon", file.to_str().unwrap(), "--timeout", "120"]].concat());
     let log = std::fs::read_to_string(&file).unwrap_or_default();
     let _ = std::fs::remove_file(&file);
     assert!(log.starts_with("SeaBIOS (version") && log.contains("bridge not found"), "--debugcon file:\n{log}");
@@ -186,7 +176,7 @@ fn debian_cloud_kernel_finds_both_cpus_through_acpi_and_runs_until_the_host_stop
     let kernel = dir.join("vmlinux");
     let args = ["--kernel", kernel.to_str().unwrap(), "--cpus", "2", "--mem", "512M", "--summary", "json"];
     let cmdline = ["--cmdline", "console=ttyS0 reboot=k panic=-1", "--timeout", "900"];
-    let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
+    let pvm = is_pvm();
     // Where user mode runs, the kernel gets to mounting its (missing) root: stop there.
     let milestone = if pvm { "no milestone: the run ends by itself" } else { "VFS: Unable to mount root fs" };
     let (run, _) = run_until(&[&args[..], &cmdline].concat(), milestone);

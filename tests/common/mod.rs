@@ -22,6 +22,29 @@ pub fn kvm_or_skip(test: &str) -> bool {
     }
 }
 
+/// Whether the host's KVM is PVM (the software KVM of this project's machines), where some results
+/// differ from VT-x/AMD-V.
+pub fn is_pvm() -> bool {
+    std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// Runs `bash SCRIPT` (a build or fetch of what the tests need, cached outside the repository) and
+/// returns the directory it prints on its last line. When it fails the test says so and skips —
+/// unless `KVMSCOPE_REQUIRE_KVM=1`, where it fails; `what` names the thing in those messages.
+pub fn script_dir(test: &str, script: &str, what: &str) -> Option<PathBuf> {
+    let out = Command::new("bash").arg(script).output().expect("bash runs");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() == Ok("1") {
+            panic!("{test}: {what} failed:\n{err}");
+        }
+        eprintln!("SKIPPED {test}: {what} failed:\n{err}");
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Some(PathBuf::from(stdout.lines().last().expect("the script prints its directory last").trim()))
+}
+
 /// Path of one of the project's built guests.
 pub fn guest(file: &str) -> PathBuf {
     kvmscope::guests::guest_path(file)
