@@ -44,22 +44,22 @@ cp "$work"/root/boot/vmlinuz-* vmlinuz.new
 # The bzImage's payload, by its setup header (payload_offset at 0x248, payload_length at 0x24c,
 # after (setup_sects + 1) sectors), decompressed by the tool its magic names.
 u32() { od -An -t u4 -j "$1" -N4 vmlinuz.new | tr -d ' '; }
+magic() { head -c 4 "$1" | od -An -t x1 | tr -d ' '; }
 sects=$(od -An -t u1 -j 497 -N1 vmlinuz.new | tr -d ' ')
 start=$(((${sects:-4} + 1) * 512 + $(u32 584)))
 dd if=vmlinuz.new of="$work/payload" iflag=skip_bytes,count_bytes skip="$start" count="$(u32 588)" status=none
-magic=$(head -c 4 "$work/payload" | od -An -t x1 | tr -d ' ')
-case $magic in
+case $(magic "$work/payload") in
     02214c18) tool=lz4 cmd="lz4 -dc" ;;
     28b52ffd) tool=zstd cmd="zstd -dcq" ;;
     fd377a58) tool=xz-utils cmd="xz -dc" ;;
     1f8b*) tool=gzip cmd="gzip -dc" ;;
-    *) echo "fetch.sh: unknown compression (magic $magic) in $pkg's vmlinuz" >&2; exit 1 ;;
+    *) echo "fetch.sh: unknown compression (magic $(magic "$work/payload")) in $pkg's vmlinuz" >&2; exit 1 ;;
 esac
 if ! command -v "${cmd%% *}" >/dev/null; then
     apt-get install -y -qq "$tool" >/dev/null
 fi
 $cmd "$work/payload" > vmlinux.new 2>/dev/null || true
-[ "$(head -c 4 vmlinux.new | od -An -t x1 | tr -d ' ')" = 7f454c46 ] || {
+[ "$(magic vmlinux.new)" = 7f454c46 ] || {
     echo "fetch.sh: $pkg's payload did not decompress to an ELF" >&2
     exit 1
 }
