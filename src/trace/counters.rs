@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
-use super::event::{Dir, ExitEvent, ExitKind};
+use super::event::{Dir, ExitEvent, ExitKind, REASON_NAMES};
 
 /// Count and handling time of one class of exits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -74,11 +74,34 @@ impl std::fmt::Display for MmioBucket {
     }
 }
 
+/// Per-reason stats, one slot per name of [`REASON_NAMES`]: counting an exit is an index.
+#[derive(Debug, Clone, Default)]
+pub struct ReasonStats([Stat; REASON_NAMES.len()]);
+
+impl ReasonStats {
+    /// The stat of the reason `name`; `None` when no exit had it.
+    pub fn get(&self, name: &str) -> Option<&Stat> {
+        self.iter().find_map(|(n, s)| (n == name).then_some(s))
+    }
+
+    /// The reasons some exit had, with their stats, in [`REASON_NAMES`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Stat)> {
+        REASON_NAMES.iter().zip(&self.0).filter(|(_, s)| s.count > 0).map(|(n, s)| (*n, s))
+    }
+}
+
+impl std::ops::Index<&str> for ReasonStats {
+    type Output = Stat;
+    fn index(&self, name: &str) -> &Stat {
+        self.get(name).unwrap_or_else(|| panic!("no exit with reason {name}"))
+    }
+}
+
 /// The exact counters of one vCPU, or of several merged.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     pub total: Stat,
-    pub by_reason: FxHashMap<&'static str, Stat>,
+    pub by_reason: ReasonStats,
     pub by_port: FxHashMap<(u16, Dir), Stat>,
     /// Trapped MSR accesses (`--trap-msr`) by (MSR, read or write).
     pub by_msr: FxHashMap<(u32, Dir), Stat>,
@@ -93,7 +116,7 @@ impl Counters {
     pub fn record(&mut self, event: &ExitEvent) {
         let ns = event.cost_ns;
         self.total.add(ns);
-        self.by_reason.entry(event.kind.reason()).or_default().add(ns);
+        self.by_reason.0[event.kind.reason_slot()].add(ns);
         match event.kind {
             ExitKind::Io { port, dir, .. } => self.by_port.entry((port, dir)).or_default().add(ns),
             ExitKind::Msr { index, dir, .. } => self.by_msr.entry((index, dir)).or_default().add(ns),
@@ -136,8 +159,8 @@ impl Counters {
     /// Folds another vCPU's counters into these.
     pub fn merge(&mut self, other: &Counters) {
         self.total.merge(&other.total);
-        for (k, s) in &other.by_reason {
-            self.by_reason.entry(k).or_default().merge(s);
+        for (mine, theirs) in self.by_reason.0.iter_mut().zip(&other.by_reason.0) {
+            mine.merge(theirs);
         }
         for (k, s) in &other.by_port {
             self.by_port.entry(*k).or_default().merge(s);
@@ -153,7 +176,7 @@ impl Counters {
 
     /// Reasons sorted by name, for stable output.
     pub fn reasons_sorted(&self) -> BTreeMap<&'static str, Stat> {
-        self.by_reason.iter().map(|(k, v)| (*k, *v)).collect()
+        self.by_reason.iter().map(|(k, v)| (k, *v)).collect()
     }
 
     /// Ports sorted by (port, direction).

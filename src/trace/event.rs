@@ -95,7 +95,8 @@ pub enum ExitKind {
 }
 
 /// Every reason name, in `KVM_EXIT_*` order as far as x86 knows them (lowercase, as kvm_stat shows).
-pub const REASON_NAMES: &[&str] = &[
+/// [`ExitKind::reason_slot`] indexes it: counting an exit by reason is an index, not a hash.
+pub const REASON_NAMES: [&str; 22] = [
     "unknown",
     "exception",
     "io",
@@ -120,39 +121,49 @@ pub const REASON_NAMES: &[&str] = &[
     "other",
 ];
 
-/// `KVM_EXIT_*` numbers of the reasons kvmscope names but kvm-ioctls gives no payload for.
-pub fn reason_name_of_code(code: u32) -> &'static str {
+/// The slot in [`REASON_NAMES`] of an exit code kvmscope has no kind of its own for.
+fn slot_of_code(code: u32) -> usize {
     match code {
-        1 => "exception",
-        7 => "irq_window_open",
-        11 => "set_tpr",
-        12 => "tpr_access",
-        16 => "nmi",
-        27 => "hyperv",
-        _ => "other",
+        1 => 1,
+        7 => 7,
+        11 => 11,
+        12 => 12,
+        16 => 13,
+        27 => 17,
+        _ => 21,
     }
+}
+
+/// The reason name of an exit code kvmscope has no kind of its own for.
+pub fn reason_name_of_code(code: u32) -> &'static str {
+    REASON_NAMES[slot_of_code(code)]
 }
 
 impl ExitKind {
     /// The lowercase reason name, as in `KVM_EXIT_<NAME>` (e.g. "io", "mmio", "hlt", "shutdown").
     pub fn reason(&self) -> &'static str {
+        REASON_NAMES[self.reason_slot()]
+    }
+
+    /// Where [`Self::reason`] is in [`REASON_NAMES`].
+    pub fn reason_slot(&self) -> usize {
         match self {
-            ExitKind::Io { .. } => "io",
-            ExitKind::Mmio { .. } => "mmio",
-            ExitKind::Hlt => "hlt",
-            ExitKind::Shutdown => "shutdown",
-            ExitKind::InternalError { .. } => "internal_error",
-            ExitKind::FailEntry { .. } => "fail_entry",
-            ExitKind::SystemEvent { .. } => "system_event",
-            ExitKind::Debug { .. } => "debug",
-            ExitKind::Hypercall { .. } => "hypercall",
-            ExitKind::Msr { dir: Dir::In, .. } => "x86_rdmsr",
-            ExitKind::Msr { dir: Dir::Out, .. } => "x86_wrmsr",
-            ExitKind::IoapicEoi { .. } => "ioapic_eoi",
-            ExitKind::MemoryFault { .. } => "memory_fault",
-            ExitKind::Intr => "intr",
-            ExitKind::Unknown { .. } => "unknown",
-            ExitKind::Other { code } => reason_name_of_code(*code),
+            ExitKind::Io { .. } => 2,
+            ExitKind::Mmio { .. } => 6,
+            ExitKind::Hlt => 5,
+            ExitKind::Shutdown => 8,
+            ExitKind::InternalError { .. } => 14,
+            ExitKind::FailEntry { .. } => 9,
+            ExitKind::SystemEvent { .. } => 15,
+            ExitKind::Debug { .. } => 4,
+            ExitKind::Hypercall { .. } => 3,
+            ExitKind::Msr { dir: Dir::In, .. } => 18,
+            ExitKind::Msr { dir: Dir::Out, .. } => 19,
+            ExitKind::IoapicEoi { .. } => 16,
+            ExitKind::MemoryFault { .. } => 20,
+            ExitKind::Intr => 10,
+            ExitKind::Unknown { .. } => 0,
+            ExitKind::Other { code } => slot_of_code(*code),
         }
     }
 
@@ -278,6 +289,37 @@ mod tests {
         ];
         for k in kinds {
             assert!(REASON_NAMES.contains(&k.reason()), "{}", k.reason());
+        }
+    }
+
+    #[test]
+    fn each_kind_has_its_kvm_exit_name() {
+        let named = [
+            (ExitKind::Unknown { hardware_reason: 0 }, "unknown"),
+            (ExitKind::Other { code: 1 }, "exception"),
+            (ExitKind::Io { port: 0, dir: Dir::In, size: 1, count: 1, data: 0 }, "io"),
+            (ExitKind::Hypercall { nr: 0 }, "hypercall"),
+            (ExitKind::Debug { exception: 1, pc: 0, dr6: 0, dr7: 0 }, "debug"),
+            (ExitKind::Hlt, "hlt"),
+            (ExitKind::Mmio { addr: 0, dir: Dir::Out, len: 4, data: 0 }, "mmio"),
+            (ExitKind::Other { code: 7 }, "irq_window_open"),
+            (ExitKind::Shutdown, "shutdown"),
+            (ExitKind::FailEntry { reason: 0, cpu: 0 }, "fail_entry"),
+            (ExitKind::Intr, "intr"),
+            (ExitKind::Other { code: 11 }, "set_tpr"),
+            (ExitKind::Other { code: 12 }, "tpr_access"),
+            (ExitKind::Other { code: 16 }, "nmi"),
+            (ExitKind::InternalError { suberror: 1, data: Vec::new() }, "internal_error"),
+            (ExitKind::SystemEvent { kind: 1, data: Vec::new() }, "system_event"),
+            (ExitKind::IoapicEoi { vector: 0 }, "ioapic_eoi"),
+            (ExitKind::Other { code: 27 }, "hyperv"),
+            (ExitKind::Msr { index: 0x10, dir: Dir::In, data: 0 }, "x86_rdmsr"),
+            (ExitKind::Msr { index: 0x10, dir: Dir::Out, data: 0 }, "x86_wrmsr"),
+            (ExitKind::MemoryFault { gpa: 0, size: 0, flags: 0 }, "memory_fault"),
+            (ExitKind::Other { code: 99 }, "other"),
+        ];
+        for (kind, name) in named {
+            assert_eq!(kind.reason(), name, "{kind:?}");
         }
     }
 }

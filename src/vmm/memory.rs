@@ -178,6 +178,31 @@ impl PhysRead for GuestMemoryMmap {
     }
 }
 
+/// Copies `buf.len()` bytes from `src` with volatile reads (the guest may write them at any time):
+/// aligned words where it can, bytes at the ends.
+///
+/// # Safety
+/// `src .. src + buf.len()` must be readable.
+unsafe fn read_volatile_into(src: *const u8, buf: &mut [u8]) {
+    let (head, rest) = buf.split_at_mut(src.align_offset(8).min(buf.len()));
+    let tail_at = head.len() + rest.len() / 8 * 8;
+    let mut words = rest.chunks_exact_mut(8);
+    // SAFETY: every address read lies in `src .. src + buf.len()`, as the caller promises; the
+    // words start 8-aligned.
+    unsafe {
+        for (i, b) in head.iter_mut().enumerate() {
+            *b = src.add(i).read_volatile();
+        }
+        let aligned = src.add(head.len()) as *const u64;
+        for (i, word) in (&mut words).enumerate() {
+            word.copy_from_slice(&aligned.add(i).read_volatile().to_ne_bytes());
+        }
+        for (i, b) in words.into_remainder().iter_mut().enumerate() {
+            *b = src.add(tail_at + i).read_volatile();
+        }
+    }
+}
+
 impl PhysRead for GuestRam {
     /// Straight from the mapping (the exit path reads code and page tables on every exit), through
     /// vm-memory only for a read that spans two ranges.
@@ -189,12 +214,9 @@ impl PhysRead for GuestRam {
         if offset + buf.len() as u64 > len {
             return self.mem.read_phys(gpa, buf);
         }
-        let src = (host + offset) as *const u8;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `src + i` lies inside a range mapped by `self.mem`, which this `GuestRam` keeps
-            // mapped; the read is volatile because the guest may write the byte at any time.
-            *b = unsafe { std::ptr::read_volatile(src.add(i)) };
-        }
+        // SAFETY: `host + offset .. + buf.len()` lies inside a range mapped by `self.mem`, which
+        // this `GuestRam` keeps mapped.
+        unsafe { read_volatile_into((host + offset) as *const u8, buf) };
         true
     }
 }
@@ -202,6 +224,22 @@ impl PhysRead for GuestRam {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_at_every_alignment_and_length_return_the_bytes_written() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let pattern: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(37) ^ 0x5a).collect();
+        assert!(ram.write(0x1000, &pattern));
+        for start in 0..16 {
+            for len in 0..=40 {
+                let mut buf = vec![0u8; len];
+                assert!(ram.read_phys(0x1000 + start as u64, &mut buf));
+                assert_eq!(buf, pattern[start..start + len], "at +{start}, {len} bytes");
+            }
+        }
+        let mut beyond = [0u8; 8];
+        assert!(!ram.read_phys(4 << 20, &mut beyond), "outside RAM");
+    }
 
     #[test]
     fn sizes_parse_with_suffixes() {

@@ -46,7 +46,7 @@ impl Rates {
             .iter()
             .map(|(name, s)| {
                 let was = before.by_reason.get(name).map_or(0, |b| b.count);
-                (*name, s.count.saturating_sub(was) as f64 / secs)
+                (name, s.count.saturating_sub(was) as f64 / secs)
             })
             .collect();
         let total = counters.total.count.saturating_sub(before.total.count) as f64 / secs;

@@ -154,12 +154,21 @@ impl Vcpu {
             unsafe { msr::complete(&self.fd, self.run, &mut translated.kind) };
         }
         let kind = translated.kind;
-        let (regs, sregs) = match self.registers(kind.wants_decode()) {
-            Ok(r) => r,
-            Err(source) => return Next::End(RunEnd::VmmError(VmmFailure::Registers { vcpu: self.index, source })),
+        let fetched;
+        let (regs, sregs) = if self.sync_regs {
+            // SAFETY: `run` is this vCPU's kvm_run; KVM filled its sync regs at this exit, and they
+            // are read only until the next KVM_RUN (no reference outlives this call).
+            let synced = unsafe { &(*self.run).s.regs };
+            (&synced.regs, Some(&synced.sregs))
+        } else {
+            fetched = match self.fetch_registers(kind.wants_decode()) {
+                Ok(r) => r,
+                Err(source) => return Next::End(RunEnd::VmmError(VmmFailure::Registers { vcpu: self.index, source })),
+            };
+            (&fetched.0, fetched.1.as_ref())
         };
         let shared = &*self.shared;
-        let insn = match (&sregs, kind.wants_decode()) {
+        let insn = match (sregs, kind.wants_decode()) {
             (Some(sregs), true) => self.decoder.decode_exit(&shared.ram, &CpuMode::from(sregs), regs.rip, &kind),
             _ => None,
         };
@@ -177,7 +186,7 @@ impl Vcpu {
         for sink in &shared.sinks {
             sink.on_exit(&event);
         }
-        if let (Some(every), Some(sregs)) = (shared.stacks_every, &sregs)
+        if let (Some(every), Some(sregs)) = (shared.stacks_every, sregs)
             && event.seq % every == 0
         {
             let frames = frame_pointer_walk(&shared.ram, &CpuMode::from(sregs), regs.rip, regs.rbp);
@@ -190,7 +199,7 @@ impl Vcpu {
         let at_limit = event.seq + 1 >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
         // exit breakpoint stops before the exit takes its usual effect (which may end the run).
-        let (outcome, next) = match self.debugger.on_exit(&self.fd, shared, &event, &regs, sregs.as_ref()) {
+        let (outcome, next) = match self.debugger.on_exit(&self.fd, shared, &event, regs, sregs) {
             DebugOutcome::None => {
                 let next = self.decide(&event, translated.request, regs.rflags);
                 match shared.debug.exit_breakpoint_hit(&event) {
@@ -271,12 +280,9 @@ impl Vcpu {
         Next::Continue
     }
 
-    /// The registers at this exit; system registers only when `with_sregs` (or free via sync regs).
-    fn registers(&mut self, with_sregs: bool) -> Result<(kvm_regs, Option<kvm_sregs>), kvm_ioctls::Error> {
-        if self.sync_regs {
-            let sync = self.fd.sync_regs();
-            return Ok((sync.regs, Some(sync.sregs)));
-        }
+    /// The registers at this exit by ioctl, where KVM does not sync them into `kvm_run`; system
+    /// registers only when `with_sregs`.
+    fn fetch_registers(&self, with_sregs: bool) -> Result<(kvm_regs, Option<kvm_sregs>), kvm_ioctls::Error> {
         let regs = self.fd.get_regs()?;
         let sregs = if with_sregs { Some(self.fd.get_sregs()?) } else { None };
         Ok((regs, sregs))
