@@ -64,8 +64,8 @@ fn format_insn(insn: &Instruction) -> String {
 /// made it is taken. The position that worked last for each kind of exit is tried first.
 pub struct InsnDecoder {
     cache: FxHashMap<CacheKey, Option<Arc<Insn>>>,
-    /// The last exit's key and answer: a loop exits from the same instruction again and again.
-    last: Option<(CacheKey, Option<Arc<Insn>>)>,
+    /// The last exit's instruction: a loop exits from the same one again and again.
+    last: Option<LastExit>,
     info: InstructionInfoFactory,
     /// Per exit class: whether RIP was last found past the instruction.
     rip_after: FxHashMap<ExitClass, bool>,
@@ -80,6 +80,14 @@ impl Default for InsnDecoder {
             rip_after: FxHashMap::default(),
         }
     }
+}
+
+/// The instruction the last exit was found to come from, and what that exit was.
+struct LastExit {
+    rip: u64,
+    bitness: u32,
+    class: ExitClass,
+    insn: Arc<Insn>,
 }
 
 /// What an exit says about the instruction that made it.
@@ -127,6 +135,17 @@ impl InsnDecoder {
     pub fn decode_exit(&mut self, mem: &dyn PhysRead, mode: &CpuMode, rip: u64, kind: &ExitKind) -> Option<Arc<Insn>> {
         let class = ExitClass::of(kind);
         let bitness = mode.bitness();
+        // The same exit as the last one, and that instruction's bytes still there (code can
+        // change: they are read every time): the same instruction, without reading the window.
+        if let Some(last) = self.last.as_ref().filter(|l| (l.rip, l.bitness, l.class) == (rip, bitness, class)) {
+            let mut bytes = [0u8; MAX_INSN_LEN];
+            let bytes = &mut bytes[..last.insn.bytes.len()];
+            if read_virt(mem, mode, mode.code_linear(last.insn.addr), bytes) == bytes.len()
+                && *bytes == last.insn.bytes[..]
+            {
+                return Some(last.insn.clone());
+            }
+        }
         // Up to 15 bytes before RIP (fewer at the start of a mapping) and 15 from RIP.
         let mut window = [0u8; 2 * MAX_INSN_LEN];
         let linear = mode.code_linear(rip);
@@ -151,14 +170,10 @@ impl InsnDecoder {
             }
         }
         let key = (rip, bitness, class, window);
-        if let Some((last, hit)) = &self.last {
-            if *last == key {
-                return hit.clone();
-            }
-        }
         if let Some(hit) = self.cache.get(&key) {
-            self.last = Some((key, hit.clone()));
-            return hit.clone();
+            let hit = hit.clone();
+            self.remember(rip, bitness, class, &hit);
+            return hit;
         }
         let at_rip = || decode_bytes(&window[MAX_INSN_LEN..MAX_INSN_LEN + after], bitness, rip);
         let found = if class == ExitClass::AtRip {
@@ -186,8 +201,13 @@ impl InsnDecoder {
             self.cache.clear();
         }
         self.cache.insert(key, found.clone());
-        self.last = Some((key, found.clone()));
+        self.remember(rip, bitness, class, &found);
         found
+    }
+
+    /// Keeps `found` as the last exit's instruction (an undecodable one is looked up each time).
+    fn remember(&mut self, rip: u64, bitness: u32, class: ExitClass, found: &Option<Arc<Insn>>) {
+        self.last = found.clone().map(|insn| LastExit { rip, bitness, class, insn });
     }
 
     /// The shortest instruction in `bytes` that ends exactly at `end` and could have made the exit.
