@@ -1,14 +1,20 @@
 //! Per-exit cost of kvmscope against the floor: a bare `KVM_RUN` loop that only answers the ports,
 //! on the same guest, in the same run. The guest (assets/guests/bench.mb.S) reads its TSC around
-//! 20000 port exits and 20000 MMIO writes and prints the cycle count, so boot time and host noise
+//! 100000 port exits and 100000 MMIO writes and prints the cycle count, so boot time and host noise
 //! stay outside the window.
 //!
-//! `cargo bench --bench exit_cost` prints the median and minimum cycles per exit of each, and the
-//! ratios: kvmscope headless against the floor, and with the TUI attached or `--record` against
-//! headless; the floor again with KVM_SYNC_REGS on (what KVM's copy of the registers costs);
-//! `--dirty-log` against headless, and the TUI on its memory screen (the map read every second, the
-//! dirty log on while it shows) against the TUI on its exits screen; and, where
-//! `qemu-system-x86_64` is installed, QEMU with KVM on the same guest.
+//! kvmscope is measured twice: as a user runs it (`kvmscope run --headless`, the release binary in
+//! a process of its own) and in the bench's process through `session::launch`, the way the variants
+//! that look at more (the TUI, `--record`, ...) run, so that each of those is compared with a
+//! headless run made the same way.
+//!
+//! `cargo bench --bench exit_cost` prints the median and minimum cycles per exit of each variant,
+//! rounds interleaved, and each variant's ratio to its baseline taken round by round (so the host's
+//! drift between rounds cancels): kvmscope run --headless against the floor (and against QEMU with
+//! KVM on the same guest, where `qemu-system-x86_64` is installed); the floor with KVM_SYNC_REGS on
+//! (what KVM's copy of the registers costs); the TUI attached and `--record` against headless.
+//! `cargo bench --bench exit_cost -- all` adds what the optional features cost: `--stacks`, an MSR
+//! filter, `--kernel-events`, `--dirty-log`, the TUI's memory screen.
 
 mod common;
 
@@ -29,8 +35,8 @@ use kvmscope::vmm::{Image, RunEnd, VmConfig};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-/// Exits in the guest's measured window: 20000 port writes and 20000 MMIO writes.
-const EXITS: f64 = 40000.0;
+/// Exits in the guest's measured window: 100000 port writes and 100000 MMIO writes.
+const EXITS: f64 = 200000.0;
 const ROUNDS: usize = 11;
 const MEM: u64 = 64 << 20;
 
@@ -160,6 +166,16 @@ fn kvmscope_run(looking: Looking) -> f64 {
     cycles(&console)
 }
 
+/// `kvmscope run --headless` as a user runs it: the release binary, in its own process.
+fn binary_run() -> f64 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvmscope"))
+        .args(["run", "--headless", "--summary", "none", "--mem", "64M", "--kernel"])
+        .arg(guest_path("bench.elf"))
+        .output()
+        .expect("kvmscope runs");
+    cycles(&out.stdout)
+}
+
 /// QEMU with KVM on the same guest, when `qemu-system-x86_64` is installed (its multiboot loader
 /// runs the bench guest unchanged, with isa-debug-exit where the guest expects it).
 fn qemu_run() -> Option<f64> {
@@ -173,8 +189,28 @@ fn qemu_run() -> Option<f64> {
     text.contains("tsc-cycles ").then(|| cycles(&out.stdout))
 }
 
+/// One way of running the bench guest, and what it is compared with.
+struct Variant {
+    name: &'static str,
+    /// Guest TSC cycles in the measured window; `None` when it cannot run here (QEMU missing).
+    run: Box<dyn Fn() -> Option<f64>>,
+    /// The variant (by name) this one is a ratio against, and the target for that ratio.
+    against: Option<(&'static str, Option<f64>)>,
+    /// Cycles per exit of each round.
+    rounds: Vec<f64>,
+}
+
+fn variant(
+    name: &'static str,
+    against: Option<(&'static str, Option<f64>)>,
+    run: impl Fn() -> Option<f64> + 'static,
+) -> Variant {
+    Variant { name, run: Box::new(run), against, rounds: Vec::new() }
+}
+
 /// Median and minimum.
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
+fn stats(v: &[f64]) -> (f64, f64) {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     (v[v.len() / 2], v[0])
 }
@@ -184,65 +220,99 @@ fn main() {
         eprintln!("exit_cost: /dev/kvm not available, nothing measured");
         return;
     }
-    let (mut floor, mut scope, mut tui, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut synced, mut stacks64, mut stacks_all, mut msr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut tracepoints, mut dirty, mut memory_tui) = (Vec::new(), Vec::new(), Vec::new());
-    let mut qemu = Vec::new();
-    let has_qemu = qemu_run().is_some();
+    // `cargo bench --bench exit_cost -- all` adds what the optional features cost.
+    let all = std::env::args().any(|a| a == "all");
+    let rounds = if all { ROUNDS } else { 2 * ROUNDS - 1 };
+    let scope = |looking: Looking| move || Some(kvmscope_run(looking));
+    let target = |v: f64| Some(v);
+    let mut variants = vec![
+        variant("floor (bare KVM_RUN loop)", None, || Some(floor_run(false))),
+        variant("floor with KVM_SYNC_REGS", Some(("floor (bare KVM_RUN loop)", None)), || Some(floor_run(true))),
+        variant("kvmscope run --headless", Some(("floor (bare KVM_RUN loop)", target(1.05))), || Some(binary_run())),
+        variant("QEMU -enable-kvm", Some(("floor (bare KVM_RUN loop)", None)), qemu_run),
+        variant("headless, in-process", Some(("kvmscope run --headless", None)), scope(Looking::default())),
+        variant(
+            "TUI attached",
+            Some(("headless, in-process", target(1.05))),
+            scope(Looking { ui: true, ..Default::default() }),
+        ),
+        variant(
+            "--record",
+            Some(("headless, in-process", target(1.05))),
+            scope(Looking { record: true, ..Default::default() }),
+        ),
+    ];
+    if all {
+        let record = |more: Looking| scope(Looking { record: true, ..more });
+        variants.extend([
+            variant(
+                "--stacks 64 --record",
+                Some(("--record", None)),
+                record(Looking { stacks: Some(64), ..Default::default() }),
+            ),
+            variant(
+                "--stacks all --record",
+                Some(("--record", None)),
+                record(Looking { stacks: Some(1), ..Default::default() }),
+            ),
+            variant(
+                "MSR filter, none trapped",
+                Some(("headless, in-process", None)),
+                scope(Looking { msr_filter: true, ..Default::default() }),
+            ),
+            variant(
+                "--kernel-events",
+                Some(("headless, in-process", None)),
+                scope(Looking { kernel_events: true, ..Default::default() }),
+            ),
+            variant(
+                "--dirty-log",
+                Some(("headless, in-process", None)),
+                scope(Looking { dirty_log: true, ..Default::default() }),
+            ),
+            variant(
+                "TUI on the memory screen",
+                Some(("TUI attached", None)),
+                scope(Looking { ui: true, memory_screen: true, ..Default::default() }),
+            ),
+        ]);
+    }
+    if qemu_run().is_none() {
+        variants.retain(|v| v.name != "QEMU -enable-kvm");
+    }
     // Interleaved, so drift in host load hits all alike.
-    for _ in 0..ROUNDS {
-        if has_qemu {
-            qemu.extend(qemu_run().map(|c| c / EXITS));
+    for _ in 0..rounds {
+        for v in &mut variants {
+            let cycles = (v.run)().expect("the variant ran before");
+            v.rounds.push(cycles / EXITS);
         }
-        floor.push(floor_run(false) / EXITS);
-        synced.push(floor_run(true) / EXITS);
-        scope.push(kvmscope_run(Looking::default()) / EXITS);
-        tui.push(kvmscope_run(Looking { ui: true, ..Default::default() }) / EXITS);
-        rec.push(kvmscope_run(Looking { record: true, ..Default::default() }) / EXITS);
-        stacks64.push(kvmscope_run(Looking { stacks: Some(64), record: true, ..Default::default() }) / EXITS);
-        stacks_all.push(kvmscope_run(Looking { stacks: Some(1), record: true, ..Default::default() }) / EXITS);
-        msr.push(kvmscope_run(Looking { msr_filter: true, ..Default::default() }) / EXITS);
-        tracepoints.push(kvmscope_run(Looking { kernel_events: true, ..Default::default() }) / EXITS);
-        dirty.push(kvmscope_run(Looking { dirty_log: true, ..Default::default() }) / EXITS);
-        memory_tui.push(kvmscope_run(Looking { ui: true, memory_screen: true, ..Default::default() }) / EXITS);
     }
-    let ((f_med, f_min), (s_med, s_min), (t_med, t_min)) = (stats(floor), stats(scope), stats(tui));
-    let (r_med, r_min) = stats(rec);
-    let (y_med, y_min) = stats(synced);
-    println!("exit cost, guest TSC cycles per exit ({ROUNDS} rounds of {EXITS} exits each):");
-    println!("                                           median        min");
-    println!("  floor (bare KVM_RUN loop)            {f_med:>10.0} {f_min:>10.0}");
-    println!("  floor with KVM_SYNC_REGS             {y_med:>10.0} {y_min:>10.0}");
-    println!("  kvmscope --headless (count, decode)  {s_med:>10.0} {s_min:>10.0}");
-    println!("  kvmscope with the TUI attached       {t_med:>10.0} {t_min:>10.0}");
-    println!("  kvmscope --record                    {r_med:>10.0} {r_min:>10.0}");
-    let q = (!qemu.is_empty()).then(|| stats(qemu));
-    match q {
-        Some((q_med, q_min)) => println!("  QEMU -enable-kvm                     {q_med:>10.0} {q_min:>10.0}"),
-        None => println!("  QEMU -enable-kvm                     (qemu-system-x86_64 not installed)"),
+    println!("exit cost, guest TSC cycles per exit ({rounds} rounds of {EXITS} exits each):");
+    println!("  {:<40} {:>10} {:>10}", "", "median", "min");
+    for v in &variants {
+        let (med, min) = stats(&v.rounds);
+        println!("  {:<40} {med:>10.0} {min:>10.0}", v.name);
     }
-    let ratio = |what: &str, a: f64, b: f64, c: f64, d: f64| {
-        println!("  ratio {what:<30} {:>10.3} {:>10.3}  (target <= 1.10)", a / b, c / d);
-    };
-    ratio("kvmscope / floor", s_med, f_med, s_min, f_min);
-    if let Some((q_med, q_min)) = q {
-        println!("  ratio {:<30} {:>10.3} {:>10.3}", "QEMU / floor", q_med / f_med, q_min / f_min);
-        println!("  ratio {:<30} {:>10.3} {:>10.3}", "kvmscope / QEMU", s_med / q_med, s_min / q_min);
+    if !variants.iter().any(|v| v.name.starts_with("QEMU")) {
+        println!("  {:<40} (qemu-system-x86_64 not installed)", "QEMU -enable-kvm");
     }
-    ratio("TUI attached / headless", t_med, s_med, t_min, s_min);
-    println!("  ratio {:<30} {:>10.3} {:>10.3}  (target <= 1.15)", "--record / headless", r_med / s_med, r_min / s_min);
-    for (what, v) in
-        [("--stacks (1 in 64) --record / --record", stacks64), ("--stacks all --record / --record", stacks_all)]
-    {
-        let (m, n) = stats(v);
-        println!("  ratio {what:<30} {:>10.3} {:>10.3}", m / r_med, n / r_min);
+    // Each round's ratio is taken against the baseline of the same round, so that the host's drift
+    // between rounds cancels; the median of those is the figure to quote.
+    println!("  {:<40} {:>10} {:>10}", "ratio (per round)", "median", "min");
+    for v in &variants {
+        let Some((base, target)) = v.against else { continue };
+        let Some(b) = variants.iter().find(|b| b.name == base) else { continue };
+        let per_round: Vec<f64> = v.rounds.iter().zip(&b.rounds).map(|(x, y)| x / y).collect();
+        let (med, min) = stats(&per_round);
+        let target = target.map_or(String::new(), |t| format!("  (target <= {t:.2})"));
+        println!("  {:<40} {med:>10.3} {min:>10.3}{target}", format!("{} / {}", v.name, base));
     }
-    let (m, n) = stats(msr);
-    println!("  ratio {:<30} {:>10.3} {:>10.3}", "MSR filter, none trapped / headless", m / s_med, n / s_min);
-    let (m, n) = stats(tracepoints);
-    println!("  ratio {:<30} {:>10.3} {:>10.3}", "--kernel-events / headless", m / s_med, n / s_min);
-    let (m, n) = stats(dirty);
-    println!("  ratio {:<30} {:>10.3} {:>10.3}", "--dirty-log / headless", m / s_med, n / s_min);
-    let (m, n) = stats(memory_tui);
-    println!("  ratio {:<30} {:>10.3} {:>10.3}", "TUI on memory screen / TUI", m / t_med, n / t_min);
+    if let (Some(k), Some(q)) = (
+        variants.iter().find(|v| v.name == "kvmscope run --headless"),
+        variants.iter().find(|v| v.name.starts_with("QEMU")),
+    ) {
+        let per_round: Vec<f64> = k.rounds.iter().zip(&q.rounds).map(|(x, y)| x / y).collect();
+        let (med, min) = stats(&per_round);
+        println!("  {:<40} {med:>10.3} {min:>10.3}  (target <= 1.00)", "kvmscope run --headless / QEMU");
+    }
 }

@@ -52,6 +52,9 @@ pub fn print_report(report: &RunReport, format: SummaryFormat, symbols: &Symbols
     match format {
         SummaryFormat::Text => {
             eprint!("{}", summary::text(&report.counters, &report.end, elapsed));
+            if report.per_vcpu.len() > 1 {
+                eprint!("{}", summary::per_vcpu_text(&report.per_vcpu));
+            }
             eprint!("{}", summary::kvm_text(&report.kvm, report.counters.total.count));
             eprint!("{}", report.devices.text());
             if let Some(k) = &report.kernel {
@@ -60,9 +63,13 @@ pub fn print_report(report: &RunReport, format: SummaryFormat, symbols: &Symbols
             if let Some(d) = &report.dirty {
                 eprint!("{}", d.text(symbols));
             }
+            if let Some(p) = &report.self_profile {
+                eprint!("{}", summary::self_profile_text(p));
+            }
         }
         SummaryFormat::Json => {
             let mut v = summary::json(&report.counters, &report.end, elapsed);
+            v["per_vcpu"] = report.per_vcpu.iter().map(|c| c.total.count).collect();
             v["kvm"] = summary::kvm_json(&report.kvm, report.counters.total.count);
             v["virtio"] = report.devices.json();
             if let Some(k) = &report.kernel {
@@ -70,6 +77,9 @@ pub fn print_report(report: &RunReport, format: SummaryFormat, symbols: &Symbols
             }
             if let Some(d) = &report.dirty {
                 v["dirty_log"] = d.json(symbols);
+            }
+            if let Some(p) = &report.self_profile {
+                v["self_profile"] = summary::self_profile_json(p);
             }
             eprintln!("{v}");
         }

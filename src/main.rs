@@ -91,7 +91,8 @@ struct RunArgs {
     /// An initrd for a Linux kernel.
     #[arg(long, value_name = "FILE")]
     initrd: Option<PathBuf>,
-    /// vCPUs (Linux kernels; each a thread of its own).
+    /// vCPUs, each a thread of its own: for Linux, or with --irqchip for a guest that starts its
+    /// other CPUs itself (INIT and STARTUP IPIs through its local APIC).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: u32,
     /// Boot Linux as is, without kvmscope's adjustments for a host whose KVM emulates guest kernel code.
@@ -145,6 +146,10 @@ struct RunArgs {
     /// each one as an MMIO exit.
     #[arg(long)]
     ioeventfd: bool,
+    /// Time each stage of the vCPU loop (KVM_RUN, dispatch, registers, decode, counting, sinks,
+    /// debugger) and print where an exit's time goes with the summary.
+    #[arg(long, requires = "headless")]
+    self_profile: bool,
 }
 
 fn parse_disk(text: &str) -> Result<DiskSpec, String> {
@@ -236,6 +241,7 @@ fn run(args: RunArgs) -> ExitCode {
         max_exits: args.max_exits,
         start_paused: args.gdb_wait,
         stacks_every: args.stacks,
+        self_profile: args.self_profile,
     };
     let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {

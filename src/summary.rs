@@ -9,6 +9,7 @@ use crate::trace::counters::{MMIO_ADDRS, MMIO_PAGES, MmioBucket};
 use crate::trace::{Counters, Stat};
 use crate::vmm::kvm_stats::{KvmCounts, Reading, value};
 use crate::vmm::outcome::debug_exit_status;
+use crate::vmm::vcpu::profile::{STAGES, StageTimes};
 use crate::vmm::{CrashReport, RunEnd};
 
 /// Summary formats for `--summary`.
@@ -279,6 +280,33 @@ pub fn kvm_text(kvm: &Result<KvmCounts, String>, userspace_exits: u64) -> String
         let _ = writeln!(out, "{:>26} {}", "VM", vm.join(", "));
     }
     out
+}
+
+/// The exits of each vCPU, for a run with more than one.
+pub fn per_vcpu_text(per_vcpu: &[Counters]) -> String {
+    let each: Vec<String> = per_vcpu.iter().enumerate().map(|(i, c)| format!("vCPU {i}: {}", c.total.count)).collect();
+    format!("Exits per vCPU: {}\n", each.join(", "))
+}
+
+/// `--self-profile`: each stage's mean nanoseconds per exit and its share of the exit's time.
+pub fn self_profile_text(p: &StageTimes) -> String {
+    let per_exit: f64 = STAGES.iter().map(|(s, ..)| p.per_exit(*s)).sum();
+    let share = |ns: f64| if per_exit > 0.0 { ns / per_exit * 100.0 } else { 0.0 };
+    let mut out = format!("\nSelf-profile of the vCPU loop ({} exits), mean per exit:\n", p.exits);
+    for (stage, _, name) in STAGES {
+        let ns = p.per_exit(stage);
+        let _ = writeln!(out, "{name:>36} {ns:>10.1} ns {:>6.2}%", share(ns));
+    }
+    let user = p.userspace_per_exit();
+    let _ = writeln!(out, "{:>36} {user:>10.1} ns {:>6.2}%", "kvmscope's userspace in all", share(user));
+    out
+}
+
+/// The JSON summary's `self_profile` object: exits, and per stage its mean nanoseconds per exit.
+pub fn self_profile_json(p: &StageTimes) -> Value {
+    let stages: serde_json::Map<String, Value> =
+        STAGES.iter().map(|(s, key, _)| (key.to_string(), json!(p.per_exit(*s)))).collect();
+    json!({ "exits": p.exits, "ns_per_exit": stages, "userspace_ns_per_exit": p.userspace_per_exit() })
 }
 
 /// The JSON summary's `kvm` object: every statistic of the vCPUs (added up) and of the VM, the

@@ -1,6 +1,6 @@
 /*
- * bench: measures exits from inside the guest. It reads the TSC, makes 20000 port exits (`out` to the
- * POST port 0x80) and 20000 MMIO exits (writes to the unclaimed page at 0xd0000000), reads the TSC
+ * bench: measures exits from inside the guest. It reads the TSC, makes 100000 port exits (`out` to the
+ * POST port 0x80) and 100000 MMIO exits (writes to the unclaimed page at 0xd0000000), reads the TSC
  * again and prints "tsc-cycles <hex>\n" on the serial port, then exits through isa-debug-exit with
  * 0. Boot time and host noise stay outside the measured window.
  */
@@ -9,7 +9,7 @@
     .align 4
     .long 0x1badb002, 0, -0x1badb002
 
-    .set EXITS, 20000
+    .set EXITS, 100000
 
     .text
     .globl _start

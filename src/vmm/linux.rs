@@ -23,20 +23,28 @@ pub fn create_irqchip(vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
     vm.create_pit2(pit)
 }
 
-/// CPUID for vCPU `index`: its APIC id, and on an emulating host no CX16 and only kvm-clock in
-/// the KVM leaf. Returns the adjustments made, in words.
-pub fn adjust_cpuid(cpuid: &mut CpuId, index: u32, emulating_host: bool) -> Vec<String> {
+/// CPUID for vCPU `index` of any guest: its APIC id (leaf 1, and leaf 0xb's x2APIC id), which KVM
+/// leaves to the VMM.
+pub fn set_apic_id(cpuid: &mut CpuId, index: u32) {
+    for e in cpuid.as_mut_slice() {
+        match e.function {
+            1 => e.ebx = (e.ebx & 0x00ff_ffff) | (index << 24),
+            0xb => e.edx = index,
+            _ => {}
+        }
+    }
+}
+
+/// CPUID for Linux on an emulating host: no CX16 and only kvm-clock in the KVM leaf. Returns the
+/// adjustments made, in words.
+pub fn adjust_cpuid(cpuid: &mut CpuId, emulating_host: bool) -> Vec<String> {
     let mut said = Vec::new();
     for e in cpuid.as_mut_slice() {
         match e.function {
-            1 => {
-                e.ebx = (e.ebx & 0x00ff_ffff) | (index << 24);
-                if emulating_host && e.ecx & CPUID_1_ECX_CX16 != 0 {
-                    e.ecx &= !CPUID_1_ECX_CX16;
-                    said.push("CPUID: CX16 (cmpxchg16b) cleared".to_string());
-                }
+            1 if emulating_host && e.ecx & CPUID_1_ECX_CX16 != 0 => {
+                e.ecx &= !CPUID_1_ECX_CX16;
+                said.push("CPUID: CX16 (cmpxchg16b) cleared".to_string());
             }
-            0xb => e.edx = index,
             0x4000_0001 if emulating_host => {
                 let kept = e.eax & KVM_CLOCK_FEATURES;
                 if kept != e.eax {

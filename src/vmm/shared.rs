@@ -14,11 +14,24 @@ use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, register};
+use super::vcpu::profile::StageTimes;
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
 use crate::sync::lock;
 use crate::trace::Counters;
+
+/// A value alone on its cache line (two lines: the adjacent-line prefetcher pairs them).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct OwnLine<T>(pub T);
+
+impl<T> std::ops::Deref for OwnLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// State shared by the vCPU threads and the VM's owner.
 pub struct Shared {
@@ -27,8 +40,9 @@ pub struct Shared {
     /// The vCPUs' clock (the TSC where it can be one), started with the VM: event timestamps count
     /// from its start.
     pub clock: Clock,
-    /// Next exit sequence number (global across vCPUs).
-    pub seq: AtomicU64,
+    /// Next exit sequence number (global across vCPUs). Every exit of every vCPU writes it: on a
+    /// cache line of its own, so that the flags beside it are not pulled away from the other vCPUs.
+    pub seq: OwnLine<AtomicU64>,
     /// Set when the run is ending: vCPU threads leave their loop at the next chance.
     pub stopping: AtomicBool,
     /// `--max-exits`, or `u64::MAX`.
@@ -61,6 +75,10 @@ pub struct Shared {
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
     pub ended: OnceLock<RunEnd>,
+    /// `--self-profile`: the vCPU loops time their stages.
+    pub self_profile: bool,
+    /// The stage times of the vCPUs whose loops have ended, merged.
+    pub stage_times: Mutex<StageTimes>,
 }
 
 impl Shared {

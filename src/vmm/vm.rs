@@ -25,8 +25,9 @@ use super::linux;
 use super::loader::{self, BootMode, BootSetup, LoaderError};
 use super::memory::GuestRam;
 use super::outcome::{CrashReport, RunEnd, VmmFailure};
-use super::shared::Shared;
+use super::shared::{OwnLine, Shared};
 use super::slots;
+use super::vcpu::profile::StageTimes;
 use super::vcpu::{Vcpu, VcpuEnd};
 use super::virtio::{VirtioConfig, VirtioSet};
 use crate::console::SharedWriter;
@@ -90,6 +91,8 @@ pub struct RunReport {
     pub dirty: Option<super::dirty::DirtyTracker>,
     /// What KVM's tracepoints counted (`--kernel-events`), filled in by the session.
     pub kernel: Option<super::kernel_events::KernelCounts>,
+    /// Where the vCPU loops' time went (`--self-profile`).
+    pub self_profile: Option<StageTimes>,
     pub elapsed: Duration,
 }
 
@@ -102,6 +105,8 @@ pub struct RunLimits {
     pub start_paused: bool,
     /// `--stacks`: walk the guest's call stack on one exit in this many (1: every exit).
     pub stacks_every: Option<u64>,
+    /// `--self-profile`: time the stages of the vCPU loop.
+    pub self_profile: bool,
 }
 
 /// A built VM, ready to run.
@@ -190,10 +195,15 @@ impl Vm {
             Image::Kernel(p) | Image::Raw { path: p, .. } => p.clone(),
             Image::Demo => PathBuf::from("demo"),
         };
-        if config.cpus > 1 && !is_linux {
+        // Other CPUs wait for the guest's INIT and STARTUP IPIs, which need the in-kernel APIC.
+        if config.cpus > 1 && !is_linux && !config.irqchip {
             return Err(LoaderError::Invalid {
                 path: image_path,
-                what: format!("--cpus {} needs a Linux kernel; this guest boots one vCPU", config.cpus),
+                what: format!(
+                    "--cpus {} needs a Linux kernel, or --irqchip for a guest that starts its CPUs itself \
+                     (INIT and STARTUP IPIs through its local APIC)",
+                    config.cpus
+                ),
             }
             .into());
         }
@@ -283,8 +293,9 @@ impl Vm {
             let vcpu = fd.create_vcpu(i as u64).map_err(kvm_err("creating a vCPU"))?;
             let mut cpuid =
                 kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("reporting CPUID"))?;
+            linux::set_apic_id(&mut cpuid, i);
             if is_linux {
-                let mut said = linux::adjust_cpuid(&mut cpuid, i, emulating_host);
+                let mut said = linux::adjust_cpuid(&mut cpuid, emulating_host);
                 said.extend(linux::apply_cpu_features(&mut cpuid, &config.cpu_features));
                 if i == 0 {
                     adjustments.extend(said);
@@ -365,7 +376,7 @@ impl Vm {
             ram: ram.clone(),
             buses: Buses { pio, mmio },
             clock,
-            seq: AtomicU64::new(0),
+            seq: OwnLine(AtomicU64::new(0)),
             stopping: AtomicBool::new(false),
             max_exits: limits.max_exits.unwrap_or(u64::MAX),
             stacks_every: limits.stacks_every.filter(|&n| n > 0),
@@ -382,6 +393,8 @@ impl Vm {
             dirty: Mutex::default(),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
+            self_profile: limits.self_profile,
+            stage_times: Mutex::default(),
         });
         if limits.start_paused {
             shared.debug.raise_pause();
@@ -536,6 +549,7 @@ impl RunningVm {
             per_vcpu,
             crash,
             kvm,
+            self_profile: shared.self_profile.then(|| lock(&shared.stage_times).clone()),
             elapsed: shared.clock.started().elapsed(),
         }
     }

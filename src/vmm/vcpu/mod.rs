@@ -4,6 +4,7 @@
 //! (`state`): running, parked, stepping, stepping over a breakpoint, ended.
 
 pub mod debugger;
+pub mod profile;
 pub mod state;
 
 use std::collections::VecDeque;
@@ -26,8 +27,10 @@ use crate::decode::paging::read_virt;
 use crate::decode::regs::RFLAGS_IF;
 use crate::decode::stack::frame_pointer_walk;
 use crate::decode::{CpuMode, InsnDecoder};
+use crate::sync::lock;
 use crate::trace::{ExitEvent, ExitKind, StackSample};
 use debugger::{DebugOutcome, VcpuDebugger};
+use profile::{Stage, StageClock};
 use state::VcpuState;
 
 /// Exits kept per vCPU for a crash report.
@@ -54,6 +57,15 @@ pub struct Vcpu {
     kicked: bool,
     /// Times this vCPU has parked.
     parks: u64,
+    /// `--self-profile`: the loop's stages, timed.
+    profile: Option<StageClock>,
+}
+
+/// Ends a stage of `--self-profile`, when it is on.
+fn lap(profile: &mut Option<StageClock>, stage: Stage) {
+    if let Some(p) = profile {
+        p.lap(stage);
+    }
 }
 
 // SAFETY: `run` points into the mapping owned by `fd`, which moves with the Vcpu; only the thread
@@ -79,6 +91,7 @@ impl Vcpu {
             fd.set_sync_valid_reg(SyncReg::SystemRegister);
         }
         let run = fd.get_kvm_run() as *mut kvm_run;
+        let profile = shared.self_profile.then(|| StageClock::new(shared.clock));
         Self {
             index,
             fd,
@@ -91,6 +104,7 @@ impl Vcpu {
             debugger: VcpuDebugger::new(index),
             kicked: false,
             parks: 0,
+            profile,
         }
     }
 
@@ -128,15 +142,20 @@ impl Vcpu {
         };
         self.debugger.state = VcpuState::Ended;
         kick::bind(None);
+        if let Some(p) = &self.profile {
+            lock(&self.shared.stage_times).merge(&p.times());
+        }
         end
     }
 
     /// One `KVM_RUN` and the handling of its exit.
     fn run_once(&mut self) -> Next {
+        lap(&mut self.profile, Stage::Loop);
         let result = self.fd.run();
         let t_exit = self.shared.clock.now();
         let mut translated = match result {
             Ok(exit) => {
+                lap(&mut self.profile, Stage::Run);
                 // SAFETY: `run` is this vCPU's kvm_run and KVM_RUN has just returned.
                 let detail = unsafe { RunDetail::read(self.run) };
                 translate(exit, &detail, &self.shared.buses, &self.shared.ram)
@@ -154,6 +173,7 @@ impl Vcpu {
             unsafe { msr::complete(&self.fd, self.run, &mut translated.kind) };
         }
         let kind = translated.kind;
+        lap(&mut self.profile, Stage::Dispatch);
         let fetched;
         let (regs, sregs) = if self.sync_regs {
             // SAFETY: `run` is this vCPU's kvm_run; KVM filled its sync regs at this exit, and they
@@ -167,11 +187,13 @@ impl Vcpu {
             };
             (&fetched.0, fetched.1.as_ref())
         };
+        lap(&mut self.profile, Stage::Registers);
         let shared = &*self.shared;
         let insn = match (sregs, kind.wants_decode()) {
             (Some(sregs), true) => self.decoder.decode_exit(&shared.ram, &CpuMode::from(sregs), regs.rip, &kind),
             _ => None,
         };
+        lap(&mut self.profile, Stage::Decode);
         let event = ExitEvent {
             seq: shared.seq.fetch_add(1, Ordering::Relaxed),
             vcpu: self.index,
@@ -183,6 +205,7 @@ impl Vcpu {
             cost_ns: shared.clock.ns_between(t_exit, shared.clock.now()),
         };
         shared.counters_of(self.index as usize).record(&event);
+        lap(&mut self.profile, Stage::Count);
         for sink in &shared.sinks {
             sink.on_exit(&event);
         }
@@ -196,6 +219,7 @@ impl Vcpu {
                 sink.on_stack(&sample);
             }
         }
+        lap(&mut self.profile, Stage::Sinks);
         let at_limit = event.seq + 1 >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
         // exit breakpoint stops before the exit takes its usual effect (which may end the run).
@@ -219,6 +243,10 @@ impl Vcpu {
             self.recent.pop_front();
         }
         self.recent.push_back(event);
+        if let Some(p) = &mut self.profile {
+            p.lap(Stage::Debugger);
+            p.exit();
+        }
         match next {
             Next::Continue if at_limit => Next::End(RunEnd::MaxExits),
             next => next,
@@ -248,6 +276,9 @@ impl Vcpu {
             }
         };
         self.shared.debug.set_stop(index, None);
+        if let Some(p) = &mut self.profile {
+            p.skip();
+        }
         resumed
     }
 
