@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::trace::counters::{MMIO_ADDRS, MMIO_PAGES, MmioBucket};
+use crate::trace::stage_times::{STAGES, StageTimes};
 use crate::trace::{Counters, Stat};
 use crate::vmm::kvm_stats::{KvmCounts, Reading, value};
 use crate::vmm::outcome::debug_exit_status;
-use crate::vmm::vcpu::profile::{STAGES, StageTimes};
 use crate::vmm::{CrashReport, RunEnd};
 
 /// Summary formats for `--summary`.

@@ -6,6 +6,7 @@ pub mod device_counters;
 pub mod event;
 pub mod msr;
 pub mod stack;
+pub mod stage_times;
 
 pub use counters::{Counters, Stat};
 pub use device::{DeviceEvent, DeviceEventKind, NotifyPath};

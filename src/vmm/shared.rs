@@ -14,12 +14,12 @@ use super::kvm_stats::{KvmCounts, VmStats};
 use super::memory::GuestRam;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, register};
-use super::vcpu::profile::StageTimes;
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
 use crate::sync::lock;
 use crate::trace::Counters;
+use crate::trace::stage_times::StageTimes;
 
 /// A value alone on its cache line (two lines: the adjacent-line prefetcher pairs them).
 #[repr(align(128))]

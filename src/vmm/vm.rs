@@ -27,13 +27,13 @@ use super::memory::GuestRam;
 use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::{OwnLine, Shared};
 use super::slots;
-use super::vcpu::profile::StageTimes;
 use super::vcpu::{Vcpu, VcpuEnd};
 use super::virtio::{VirtioConfig, VirtioSet};
 use crate::console::SharedWriter;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
 use crate::sync::lock;
+use crate::trace::stage_times::StageTimes;
 use crate::trace::{Counters, DeviceCounters};
 
 /// What to boot.

@@ -28,9 +28,10 @@ use crate::decode::regs::RFLAGS_IF;
 use crate::decode::stack::frame_pointer_walk;
 use crate::decode::{CpuMode, InsnDecoder};
 use crate::sync::lock;
+use crate::trace::stage_times::Stage;
 use crate::trace::{ExitEvent, ExitKind, StackSample};
 use debugger::{DebugOutcome, VcpuDebugger};
-use profile::{Stage, StageClock};
+use profile::StageClock;
 use state::VcpuState;
 
 /// Exits kept per vCPU for a crash report.
