@@ -18,7 +18,7 @@ use kvm_ioctls::VcpuExit;
 use kvmscope::guests::guest_path;
 use kvmscope::vmm::memory::GuestRam;
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 const SECONDS: &str = "3";
 
 /// One run with `cpus` vCPUs: (exits per second in all, exits of each vCPU).
