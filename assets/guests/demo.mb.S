@@ -100,29 +100,6 @@ puts_eax:
     pop %esi
     ret
 
-/* putdec: print %eax in decimal. */
-putdec:
-    push %ebx
-    push %ecx
-    push %edx
-    mov $10, %ebx
-    xor %ecx, %ecx
-1:  xor %edx, %edx
-    div %ebx
-    push %edx
-    inc %ecx
-    test %eax, %eax
-    jnz 1b
-2:  pop %eax
-    add $'0', %al
-    call putc
-    dec %ecx
-    jnz 2b
-    pop %edx
-    pop %ecx
-    pop %ebx
-    ret
-
 #include "serial32.inc"
 
     .section .rodata

@@ -78,22 +78,6 @@ ap_main:
     lock incl started
     jmp spin
 
-/* putdec: print %eax (below 100) in decimal. */
-putdec:
-    push %edx
-    xor %edx, %edx
-    mov $10, %ecx
-    div %ecx
-    test %eax, %eax
-    jz 1f
-    add $'0', %al
-    call putc
-1:  mov %dl, %al
-    add $'0', %al
-    call putc
-    pop %edx
-    ret
-
 #include "serial32.inc"
 
 /* The trampoline, copied to TRAMPOLINE: real mode at CS:IP = 0x800:0, so its own offsets are from

@@ -78,22 +78,6 @@ tick:
     pop %eax
     iret
 
-/* putdec: %eax in decimal (up to 99). */
-putdec:
-    push %edx
-    xor %edx, %edx
-    mov $10, %ecx
-    div %ecx
-    test %eax, %eax
-    jz 1f
-    add $'0', %al
-    call putc
-1:  mov %dl, %al
-    add $'0', %al
-    call putc
-    pop %edx
-    ret
-
 #include "serial32.inc"
 
     .section .rodata
