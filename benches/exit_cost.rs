@@ -189,6 +189,14 @@ fn qemu_run() -> Option<f64> {
     text.contains("tsc-cycles ").then(|| cycles(&out.stdout))
 }
 
+/// The variants others are compared with (by name), and QEMU's.
+const FLOOR: &str = "floor (bare KVM_RUN loop)";
+const BINARY: &str = "kvmscope run --headless";
+const IN_PROCESS: &str = "headless, in-process";
+const TUI: &str = "TUI attached";
+const RECORD: &str = "--record";
+const QEMU: &str = "QEMU -enable-kvm";
+
 /// One way of running the bench guest, and what it is compared with.
 struct Variant {
     name: &'static str,
@@ -230,61 +238,48 @@ fn main() {
     let all = std::env::args().any(|a| a == "all");
     let rounds = if all { ROUNDS } else { 2 * ROUNDS - 1 };
     let scope = |looking: Looking| move || Some(kvmscope_run(looking));
-    let target = |v: f64| Some(v);
     let mut variants = vec![
-        variant("floor (bare KVM_RUN loop)", None, || Some(floor_run(false))),
-        variant("floor with KVM_SYNC_REGS", Some(("floor (bare KVM_RUN loop)", None)), || Some(floor_run(true))),
-        variant("kvmscope run --headless", Some(("floor (bare KVM_RUN loop)", target(1.05))), || Some(binary_run())),
-        variant("QEMU -enable-kvm", Some(("floor (bare KVM_RUN loop)", None)), qemu_run),
-        variant("headless, in-process", Some(("kvmscope run --headless", None)), scope(Looking::default())),
-        variant(
-            "TUI attached",
-            Some(("headless, in-process", target(1.05))),
-            scope(Looking { ui: true, ..Default::default() }),
-        ),
-        variant(
-            "--record",
-            Some(("headless, in-process", target(1.05))),
-            scope(Looking { record: true, ..Default::default() }),
-        ),
+        variant(FLOOR, None, || Some(floor_run(false))),
+        variant("floor with KVM_SYNC_REGS", Some((FLOOR, None)), || Some(floor_run(true))),
+        variant(BINARY, Some((FLOOR, Some(1.05))), || Some(binary_run())),
+        variant(QEMU, Some((FLOOR, None)), qemu_run),
+        variant(IN_PROCESS, Some((BINARY, None)), scope(Looking::default())),
+        variant(TUI, Some((IN_PROCESS, Some(1.05))), scope(Looking { ui: true, ..Default::default() })),
+        variant(RECORD, Some((IN_PROCESS, Some(1.05))), scope(Looking { record: true, ..Default::default() })),
     ];
     if all {
         let record = |more: Looking| scope(Looking { record: true, ..more });
         variants.extend([
             variant(
                 "--stacks 64 --record",
-                Some(("--record", None)),
+                Some((RECORD, None)),
                 record(Looking { stacks: Some(64), ..Default::default() }),
             ),
             variant(
                 "--stacks all --record",
-                Some(("--record", None)),
+                Some((RECORD, None)),
                 record(Looking { stacks: Some(1), ..Default::default() }),
             ),
             variant(
                 "MSR filter, none trapped",
-                Some(("headless, in-process", None)),
+                Some((IN_PROCESS, None)),
                 scope(Looking { msr_filter: true, ..Default::default() }),
             ),
             variant(
                 "--kernel-events",
-                Some(("headless, in-process", None)),
+                Some((IN_PROCESS, None)),
                 scope(Looking { kernel_events: true, ..Default::default() }),
             ),
-            variant(
-                "--dirty-log",
-                Some(("headless, in-process", None)),
-                scope(Looking { dirty_log: true, ..Default::default() }),
-            ),
+            variant("--dirty-log", Some((IN_PROCESS, None)), scope(Looking { dirty_log: true, ..Default::default() })),
             variant(
                 "TUI on the memory screen",
-                Some(("TUI attached", None)),
+                Some((TUI, None)),
                 scope(Looking { ui: true, memory_screen: true, ..Default::default() }),
             ),
         ]);
     }
     if qemu_run().is_none() {
-        variants.retain(|v| v.name != "QEMU -enable-kvm");
+        variants.retain(|v| v.name != QEMU);
     }
     // Interleaved, so drift in host load hits all alike.
     for _ in 0..rounds {
@@ -299,8 +294,8 @@ fn main() {
         let (med, min) = stats(&v.rounds);
         println!("  {:<52} {med:>10.0} {min:>10.0}", v.name);
     }
-    if !variants.iter().any(|v| v.name.starts_with("QEMU")) {
-        println!("  {:<52} (qemu-system-x86_64 not installed)", "QEMU -enable-kvm");
+    if !variants.iter().any(|v| v.name == QEMU) {
+        println!("  {QEMU:<52} (qemu-system-x86_64 not installed)");
     }
     // Each round's ratio is taken against the baseline of the same round, so that the host's drift
     // between rounds cancels; the median of those is the figure to quote. Beside it, the ratio of
@@ -317,15 +312,12 @@ fn main() {
     // cycles a VMM adds much less.
     println!("  {:<52} {:>10} {:>10}", "cycles added per exit", "median", "of mins");
     let floor = &variants[0];
-    for v in variants.iter().filter(|v| matches!(v.against, Some(("floor (bare KVM_RUN loop)", _)))) {
+    for v in variants.iter().filter(|v| v.against.is_some_and(|(base, _)| base == FLOOR)) {
         let (med, min) = paired(&v.rounds, &floor.rounds, |x, y| x - y);
         println!("  {:<52} {med:>10.0} {min:>10.0}", format!("{} - floor", v.name));
     }
-    if let (Some(k), Some(q)) = (
-        variants.iter().find(|v| v.name == "kvmscope run --headless"),
-        variants.iter().find(|v| v.name.starts_with("QEMU")),
-    ) {
+    if let (Some(k), Some(q)) = (variants.iter().find(|v| v.name == BINARY), variants.iter().find(|v| v.name == QEMU)) {
         let (med, min) = paired(&k.rounds, &q.rounds, |x, y| x / y);
-        println!("  {:<52} {med:>10.3} {min:>10.3}  (target <= 1.00)", "kvmscope run --headless / QEMU");
+        println!("  {:<52} {med:>10.3} {min:>10.3}  (target <= 1.00)", format!("{BINARY} / QEMU"));
     }
 }

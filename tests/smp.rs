@@ -5,11 +5,10 @@ mod common;
 
 use common::*;
 
-fn smp(extra: &[&str]) -> Run {
+/// Runs the `smp` guest headless with `args`.
+fn smp(args: &[&str]) -> Run {
     let kernel = guest("smp.elf");
-    let mut args = vec!["--kernel", kernel.to_str().unwrap(), "--max-exits", "20000", "--summary", "json"];
-    args.extend_from_slice(extra);
-    run_headless(&args)
+    run_headless(&[&["--kernel", kernel.to_str().unwrap()], args].concat())
 }
 
 #[test]
@@ -17,7 +16,7 @@ fn the_guest_starts_its_second_cpu_and_both_exit() {
     if !kvm_or_skip("the_guest_starts_its_second_cpu_and_both_exit") {
         return;
     }
-    let run = smp(&["--cpus", "2", "--irqchip"]);
+    let run = smp(&["--max-exits", "20000", "--summary", "json", "--cpus", "2", "--irqchip"]);
     assert_eq!(run.stdout, "smp: 2 of 2 cpus running\n", "stderr: {}", run.stderr);
     let s = run.summary();
     // The limit ends the run; the other vCPU may finish the exit it is in.
@@ -28,15 +27,7 @@ fn the_guest_starts_its_second_cpu_and_both_exit() {
     assert!(per_vcpu.iter().all(|&n| n > 1000), "both vCPUs spin: {per_vcpu:?}");
     assert_eq!(per_vcpu.iter().sum::<u64>(), exits);
 
-    let text = run_headless(&[
-        "--kernel",
-        guest("smp.elf").to_str().unwrap(),
-        "--max-exits",
-        "5000",
-        "--cpus",
-        "2",
-        "--irqchip",
-    ]);
+    let text = smp(&["--max-exits", "5000", "--cpus", "2", "--irqchip"]);
     assert!(text.stderr.contains("Exits per vCPU: vCPU 0: "), "{}", text.stderr);
 }
 
@@ -45,7 +36,7 @@ fn one_cpu_has_nothing_to_start() {
     if !kvm_or_skip("one_cpu_has_nothing_to_start") {
         return;
     }
-    let run = smp(&["--irqchip"]);
+    let run = smp(&["--max-exits", "20000", "--summary", "json", "--irqchip"]);
     assert_eq!(run.stdout, "smp: 1 of 1 cpus running\n", "stderr: {}", run.stderr);
     assert_eq!(run.summary()["per_vcpu"], serde_json::json!([20000]));
 }
@@ -55,7 +46,7 @@ fn more_cpus_without_an_apic_are_refused() {
     if !kvm_or_skip("more_cpus_without_an_apic_are_refused") {
         return;
     }
-    let run = smp(&["--cpus", "2"]);
+    let run = smp(&["--max-exits", "20000", "--summary", "json", "--cpus", "2"]);
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--cpus 2 needs a Linux kernel, or --irqchip"), "{}", run.stderr);
 }

@@ -121,16 +121,36 @@ pub const REASON_NAMES: [&str; 22] = [
     "other",
 ];
 
+/// Where `name` is in [`REASON_NAMES`], worked out at compile time: the list stays the one place
+/// that orders the reasons, and a name not in it does not compile.
+const fn slot(name: &str) -> usize {
+    let mut i = 0;
+    while i < REASON_NAMES.len() {
+        let (a, b) = (REASON_NAMES[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a reason name")
+}
+
 /// The slot in [`REASON_NAMES`] of an exit code kvmscope has no kind of its own for.
 fn slot_of_code(code: u32) -> usize {
     match code {
-        1 => 1,
-        7 => 7,
-        11 => 11,
-        12 => 12,
-        16 => 13,
-        27 => 17,
-        _ => 21,
+        1 => const { slot("exception") },
+        7 => const { slot("irq_window_open") },
+        11 => const { slot("set_tpr") },
+        12 => const { slot("tpr_access") },
+        16 => const { slot("nmi") },
+        27 => const { slot("hyperv") },
+        _ => const { slot("other") },
     }
 }
 
@@ -148,21 +168,21 @@ impl ExitKind {
     /// Where [`Self::reason`] is in [`REASON_NAMES`].
     pub fn reason_slot(&self) -> usize {
         match self {
-            ExitKind::Io { .. } => 2,
-            ExitKind::Mmio { .. } => 6,
-            ExitKind::Hlt => 5,
-            ExitKind::Shutdown => 8,
-            ExitKind::InternalError { .. } => 14,
-            ExitKind::FailEntry { .. } => 9,
-            ExitKind::SystemEvent { .. } => 15,
-            ExitKind::Debug { .. } => 4,
-            ExitKind::Hypercall { .. } => 3,
-            ExitKind::Msr { dir: Dir::In, .. } => 18,
-            ExitKind::Msr { dir: Dir::Out, .. } => 19,
-            ExitKind::IoapicEoi { .. } => 16,
-            ExitKind::MemoryFault { .. } => 20,
-            ExitKind::Intr => 10,
-            ExitKind::Unknown { .. } => 0,
+            ExitKind::Io { .. } => const { slot("io") },
+            ExitKind::Mmio { .. } => const { slot("mmio") },
+            ExitKind::Hlt => const { slot("hlt") },
+            ExitKind::Shutdown => const { slot("shutdown") },
+            ExitKind::InternalError { .. } => const { slot("internal_error") },
+            ExitKind::FailEntry { .. } => const { slot("fail_entry") },
+            ExitKind::SystemEvent { .. } => const { slot("system_event") },
+            ExitKind::Debug { .. } => const { slot("debug") },
+            ExitKind::Hypercall { .. } => const { slot("hypercall") },
+            ExitKind::Msr { dir: Dir::In, .. } => const { slot("x86_rdmsr") },
+            ExitKind::Msr { dir: Dir::Out, .. } => const { slot("x86_wrmsr") },
+            ExitKind::IoapicEoi { .. } => const { slot("ioapic_eoi") },
+            ExitKind::MemoryFault { .. } => const { slot("memory_fault") },
+            ExitKind::Intr => const { slot("intr") },
+            ExitKind::Unknown { .. } => const { slot("unknown") },
             ExitKind::Other { code } => slot_of_code(*code),
         }
     }

@@ -75,10 +75,9 @@ pub struct Shared {
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
     pub ended: OnceLock<RunEnd>,
-    /// `--self-profile`: the vCPU loops time their stages.
-    pub self_profile: bool,
-    /// The stage times of the vCPUs whose loops have ended, merged.
-    pub stage_times: Mutex<StageTimes>,
+    /// `--self-profile`: the stage times of the vCPUs whose loops have ended, merged (`None`: the
+    /// loops do not time their stages).
+    pub stage_times: Option<Mutex<StageTimes>>,
 }
 
 impl Shared {

@@ -393,8 +393,7 @@ impl Vm {
             dirty: Mutex::default(),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
-            self_profile: limits.self_profile,
-            stage_times: Mutex::default(),
+            stage_times: limits.self_profile.then(Mutex::default),
         });
         if limits.start_paused {
             shared.debug.raise_pause();
@@ -549,7 +548,7 @@ impl RunningVm {
             per_vcpu,
             crash,
             kvm,
-            self_profile: shared.self_profile.then(|| lock(&shared.stage_times).clone()),
+            self_profile: shared.stage_times.as_ref().map(|t| lock(t).clone()),
             elapsed: shared.clock.started().elapsed(),
         }
     }

@@ -92,7 +92,7 @@ impl Vcpu {
             fd.set_sync_valid_reg(SyncReg::SystemRegister);
         }
         let run = fd.get_kvm_run() as *mut kvm_run;
-        let profile = shared.self_profile.then(|| StageClock::new(shared.clock));
+        let profile = shared.stage_times.is_some().then(|| StageClock::new(shared.clock));
         Self {
             index,
             fd,
@@ -143,8 +143,8 @@ impl Vcpu {
         };
         self.debugger.state = VcpuState::Ended;
         kick::bind(None);
-        if let Some(p) = &self.profile {
-            lock(&self.shared.stage_times).merge(&p.times());
+        if let (Some(p), Some(times)) = (&self.profile, &self.shared.stage_times) {
+            lock(times).merge(&p.times());
         }
         end
     }
