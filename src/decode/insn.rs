@@ -132,7 +132,13 @@ impl InsnDecoder {
     }
 
     /// The instruction that made the exit `kind` with the vCPU at `rip`.
-    pub fn decode_exit(&mut self, mem: &dyn PhysRead, mode: &CpuMode, rip: u64, kind: &ExitKind) -> Option<Arc<Insn>> {
+    pub fn decode_exit<M: PhysRead + ?Sized>(
+        &mut self,
+        mem: &M,
+        mode: &CpuMode,
+        rip: u64,
+        kind: &ExitKind,
+    ) -> Option<Arc<Insn>> {
         let class = ExitClass::of(kind);
         let bitness = mode.bitness();
         // The same exit as the last one, and that instruction's bytes still there (code can

@@ -135,17 +135,52 @@ pub enum WalkError {
     Beyond32Bits { gva: u64 },
 }
 
-/// Translates a linear address through the guest's current paging mode.
-pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Translation, WalkError> {
-    let unpaged = |gpa: u64| Translation { gva, gpa, page_size: 4096, steps: Vec::new() };
+/// Translates a linear address through the guest's current paging mode, with the entries read.
+pub fn translate<M: PhysRead + ?Sized>(mem: &M, mode: &CpuMode, gva: u64) -> Result<Translation, WalkError> {
+    let mut steps = Vec::new();
+    let (gpa, page_size) = walk_mode(mem, mode, gva, &mut steps)?;
+    Ok(Translation { gva, gpa, page_size, steps })
+}
+
+/// The guest-physical address of `gva` and the size of the page that maps it, without keeping the
+/// entries read: the exit path reads code this way on every exit, and must not allocate.
+pub fn gpa_of<M: PhysRead + ?Sized>(mem: &M, mode: &CpuMode, gva: u64) -> Result<(u64, u64), WalkError> {
+    walk_mode(mem, mode, gva, &mut NoSteps)
+}
+
+/// Where a walk puts the entries it reads.
+trait Steps {
+    fn push(&mut self, step: WalkStep);
+}
+
+impl Steps for Vec<WalkStep> {
+    fn push(&mut self, step: WalkStep) {
+        Vec::push(self, step);
+    }
+}
+
+/// A walk whose entries nobody looks at.
+struct NoSteps;
+
+impl Steps for NoSteps {
+    fn push(&mut self, _: WalkStep) {}
+}
+
+/// Walks the tables of `mode` for `gva`: (gpa, page size), the entries read pushed top level first.
+fn walk_mode<M: PhysRead + ?Sized>(
+    mem: &M,
+    mode: &CpuMode,
+    gva: u64,
+    steps: &mut impl Steps,
+) -> Result<(u64, u64), WalkError> {
     if mode.efer & EFER_LMA == 0 && gva > u32::MAX as u64 {
         return Err(WalkError::Beyond32Bits { gva });
     }
     if mode.cr0 & CR0_PE == 0 {
-        return Ok(unpaged(gva & 0x1f_ffff));
+        return Ok((gva & 0x1f_ffff, 4096));
     }
     if mode.cr0 & CR0_PG == 0 {
-        return Ok(unpaged(gva & 0xffff_ffff));
+        return Ok((gva & 0xffff_ffff, 4096));
     }
     if mode.efer & EFER_LMA != 0 {
         let la57 = mode.cr4 & CR4_LA57 != 0;
@@ -159,7 +194,7 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
         } else {
             &[("PML4", 39), ("PDPT", 30), ("PD", 21), ("PT", 12)]
         };
-        return walk(mem, gva, mode.cr3 & ADDR_MASK, levels, 8, |level, shift| {
+        return walk(mem, gva, mode.cr3 & ADDR_MASK, levels, steps, |level, shift| {
             (level == "PDPT" || level == "PD") && shift > 12
         });
     }
@@ -174,10 +209,8 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
         if pdpte & PRESENT == 0 {
             return Err(WalkError::NotPresent { gva, level: "PDPT", entry_addr: pdpte_addr, entry: pdpte });
         }
-        let first = WalkStep { level: "PDPT", entry_addr: pdpte_addr, entry: pdpte };
-        let mut t = walk(mem, gva, pdpte & ADDR_MASK, &[("PD", 21), ("PT", 12)], 8, |level, _| level == "PD")?;
-        t.steps.insert(0, first);
-        return Ok(t);
+        steps.push(WalkStep { level: "PDPT", entry_addr: pdpte_addr, entry: pdpte });
+        return walk(mem, gva, pdpte & ADDR_MASK, &[("PD", 21), ("PT", 12)], steps, |level, _| level == "PD");
     }
     // 32-bit paging: 4-byte entries; 4 MiB pages when CR4.PSE.
     let pse = mode.cr4 & CR4_PSE != 0;
@@ -187,10 +220,10 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
     if pde & PRESENT == 0 {
         return Err(WalkError::NotPresent { gva, level: "PDE", entry_addr: pde_addr, entry: pde });
     }
-    let mut steps = vec![WalkStep { level: "PDE", entry_addr: pde_addr, entry: pde }];
+    steps.push(WalkStep { level: "PDE", entry_addr: pde_addr, entry: pde });
     if pse && pde & PAGE_SIZE_BIT != 0 {
         let base = (pde & 0xffc0_0000) | (((pde >> 13) & 0xff) << 32);
-        return Ok(Translation { gva, gpa: base | (gva & 0x3f_ffff), page_size: 4 << 20, steps });
+        return Ok((base | (gva & 0x3f_ffff), 4 << 20));
     }
     let pte_addr = (pde & 0xffff_f000) + ((gva >> 12) & 0x3ff) * 4;
     let pte =
@@ -199,22 +232,21 @@ pub fn translate(mem: &dyn PhysRead, mode: &CpuMode, gva: u64) -> Result<Transla
     if pte & PRESENT == 0 {
         return Err(WalkError::NotPresent { gva, level: "PTE", entry_addr: pte_addr, entry: pte });
     }
-    Ok(Translation { gva, gpa: (pte & 0xffff_f000) | (gva & 0xfff), page_size: 4096, steps })
+    Ok(((pte & 0xffff_f000) | (gva & 0xfff), 4096))
 }
 
 /// Walks 8-byte-entry tables from `table`, one level per `(name, shift)`; `large(name, shift)` says
 /// whether a PS bit at that level ends the walk with a large page.
-fn walk(
-    mem: &dyn PhysRead,
+fn walk<M: PhysRead + ?Sized>(
+    mem: &M,
     gva: u64,
     mut table: u64,
     levels: &[(&'static str, u32)],
-    entry_size: u64,
+    steps: &mut impl Steps,
     large: impl Fn(&str, u32) -> bool,
-) -> Result<Translation, WalkError> {
-    let mut steps = Vec::with_capacity(levels.len());
+) -> Result<(u64, u64), WalkError> {
     for &(level, shift) in levels {
-        let entry_addr = table + ((gva >> shift) & 0x1ff) * entry_size;
+        let entry_addr = table + ((gva >> shift) & 0x1ff) * 8;
         let entry = mem.read_u64(entry_addr).ok_or(WalkError::TableOutsideRam { gva, level, entry_addr })?;
         steps.push(WalkStep { level, entry_addr, entry });
         if entry & PRESENT == 0 {
@@ -223,7 +255,7 @@ fn walk(
         let page_size = 1u64 << shift;
         if shift == 12 || (entry & PAGE_SIZE_BIT != 0 && large(level, shift)) {
             let base = entry & ADDR_MASK & !(page_size - 1);
-            return Ok(Translation { gva, gpa: base | (gva & (page_size - 1)), page_size, steps });
+            return Ok((base | (gva & (page_size - 1)), page_size));
         }
         table = entry & ADDR_MASK;
     }
@@ -232,15 +264,15 @@ fn walk(
 
 /// Reads `buf.len()` bytes at linear address `gva`, translating each page; returns how many bytes
 /// could be read before the first unmapped or unbacked byte.
-pub fn read_virt(mem: &dyn PhysRead, mode: &CpuMode, gva: u64, buf: &mut [u8]) -> usize {
+pub fn read_virt<M: PhysRead + ?Sized>(mem: &M, mode: &CpuMode, gva: u64, buf: &mut [u8]) -> usize {
     let mut done = 0;
     while done < buf.len() {
         let addr = gva.wrapping_add(done as u64);
-        let Ok(t) = translate(mem, mode, addr) else { break };
-        let in_page = (t.page_size - (t.gpa & (t.page_size - 1))) as usize;
+        let Ok((gpa, page_size)) = gpa_of(mem, mode, addr) else { break };
+        let in_page = (page_size - (gpa & (page_size - 1))) as usize;
         let in_page = in_page.min(4096 - (addr as usize & 0xfff)).max(1);
         let n = in_page.min(buf.len() - done);
-        if !mem.read_phys(t.gpa, &mut buf[done..done + n]) {
+        if !mem.read_phys(gpa, &mut buf[done..done + n]) {
             break;
         }
         done += n;

@@ -13,8 +13,14 @@ pub type Ticks = u64;
 pub struct Clock {
     start: Instant,
     tsc0: u64,
-    /// Nanoseconds per TSC tick, or `None` to use the monotonic clock.
-    ns_per_tick: Option<f64>,
+    /// Nanoseconds per TSC tick in 32.32 fixed point (an integer multiply per conversion, on
+    /// every exit), or `None` to use the monotonic clock.
+    ns_per_tick: Option<u64>,
+}
+
+/// `ticks` in nanoseconds at `ns_per_tick` (32.32 fixed point).
+fn scale(ticks: u64, ns_per_tick: u64) -> u64 {
+    ((ticks as u128 * ns_per_tick as u128) >> 32) as u64
 }
 
 fn rdtsc() -> u64 {
@@ -40,7 +46,7 @@ impl Clock {
         }
         std::thread::sleep(Duration::from_millis(5));
         let (ns, ticks) = (start.elapsed().as_nanos() as f64, rdtsc().wrapping_sub(tsc0) as f64);
-        let ns_per_tick = (ticks > 0.0).then(|| ns / ticks);
+        let ns_per_tick = (ticks > 0.0).then(|| (ns / ticks * (1u64 << 32) as f64) as u64);
         Self { start, tsc0, ns_per_tick }
     }
 
@@ -60,7 +66,7 @@ impl Clock {
     /// Nanoseconds from start to `t`.
     pub fn ns_since_start(&self, t: Ticks) -> u64 {
         match self.ns_per_tick {
-            Some(k) => (t.saturating_sub(self.tsc0) as f64 * k) as u64,
+            Some(k) => scale(t.saturating_sub(self.tsc0), k),
             None => t,
         }
     }
@@ -68,7 +74,7 @@ impl Clock {
     /// Nanoseconds from `from` to `to`.
     pub fn ns_between(&self, from: Ticks, to: Ticks) -> u64 {
         match self.ns_per_tick {
-            Some(k) => (to.saturating_sub(from) as f64 * k) as u64,
+            Some(k) => scale(to.saturating_sub(from), k),
             None => to.saturating_sub(from),
         }
     }
@@ -77,6 +83,14 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_point_scaling_keeps_nanoseconds_exact() {
+        assert_eq!(scale(3_000_000_000, 1 << 32), 3_000_000_000);
+        assert_eq!(scale(10, 1 << 31), 5);
+        // A day of ticks at 5 GHz does not overflow.
+        assert_eq!(scale(432_000_000_000_000, 1 << 30), 108_000_000_000_000);
+    }
 
     #[test]
     fn the_clock_agrees_with_the_monotonic_clock() {
