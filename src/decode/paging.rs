@@ -353,6 +353,11 @@ pub(crate) mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(translate(&mem, &m, 0x0000_8000_0000_0000), Err(WalkError::NonCanonical { .. })));
+        // The exit path's walk, which keeps no entries, finds the same, errors included.
+        for gva in [0x5123, 0x20_1234, 0x4012_3456, 0x6000, 0x0000_8000_0000_0000] {
+            let full = translate(&mem, &m, gva).map(|t| (t.gpa, t.page_size));
+            assert_eq!(gpa_of(&mem, &m, gva), full, "{gva:#x}");
+        }
     }
 
     #[test]
@@ -370,7 +375,9 @@ pub(crate) mod tests {
         mem.put64(0x1000 + 3 * 8, 0x2000 | 1);
         mem.put64(0x2000, 0x20_0000 | 0x83);
         let pae = CpuMode { cr0: CR0_PE | CR0_PG, cr3: 0x1000, cr4: CR4_PAE, cs_db: true, ..Default::default() };
-        assert_eq!(translate(&mem, &pae, 0xc000_0042).unwrap().gpa, 0x20_0042);
+        let t = translate(&mem, &pae, 0xc000_0042).unwrap();
+        assert_eq!(t.gpa, 0x20_0042);
+        assert_eq!(t.steps.iter().map(|s| s.level).collect::<Vec<_>>(), ["PDPT", "PD"]);
         // 32-bit: PD at 0x3000, PDE[1] -> PT at 0x4000, PTE[2] -> 0x7000; PDE[2] = 4 MiB page.
         mem.put32(0x3000 + 4, 0x4000 | 3);
         mem.put32(0x4000 + 8, 0x7000 | 3);
