@@ -283,8 +283,8 @@ fn main() {
     }
     // Interleaved, so drift in host load hits all alike; every other round in reverse order, so a
     // drift within a round does not always favour the variants that run first.
+    let n = variants.len();
     for round in 0..rounds {
-        let n = variants.len();
         for i in 0..n {
             let v = &mut variants[if round % 2 == 0 { i } else { n - 1 - i }];
             let cycles = (v.run)().expect("the variant ran before");

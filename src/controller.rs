@@ -301,11 +301,11 @@ impl Controller {
         let mut gpas = Vec::with_capacity(data.len());
         for i in 0..data.len() {
             let addr = gva.wrapping_add(i as u64);
-            let t = paging::translate(&self.shared.ram, &mode, addr)?;
-            if !self.shared.ram.map.is_ram(t.gpa, 1) {
-                return Err(ControlError::NotRam { gva: addr, gpa: t.gpa });
+            let (gpa, _) = paging::gpa_of(&self.shared.ram, &mode, addr)?;
+            if !self.shared.ram.map.is_ram(gpa, 1) {
+                return Err(ControlError::NotRam { gva: addr, gpa });
             }
-            gpas.push(t.gpa);
+            gpas.push(gpa);
         }
         let mut bps = self.debug().breakpoints();
         for (&gpa, &byte) in gpas.iter().zip(data) {
@@ -396,8 +396,8 @@ impl Controller {
                     // The page leaves guest memory: code on it could not run.
                     for stop in self.stops().into_iter().flatten() {
                         let mode = CpuMode::from(&stop.sregs);
-                        let rip = paging::translate(&self.shared.ram, &mode, mode.code_linear(stop.regs.rip));
-                        if rip.is_ok_and(|r| r.gpa & !0xfff == t.gpa & !0xfff) {
+                        let rip = paging::gpa_of(&self.shared.ram, &mode, mode.code_linear(stop.regs.rip));
+                        if rip.is_ok_and(|(gpa, _)| gpa & !0xfff == t.gpa & !0xfff) {
                             return Err(ControlError::CodeOnWatchedPage { gva, vcpu: stop.vcpu });
                         }
                     }

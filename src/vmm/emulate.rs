@@ -12,7 +12,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
 
 use super::memory::GuestRam;
 use crate::decode::CpuMode;
-use crate::decode::paging::{read_virt, translate};
+use crate::decode::paging::{gpa_of, read_virt};
 
 const RFLAGS_AC: u64 = 1 << 18;
 /// The arithmetic flags popcnt and cmpxchg16b define.
@@ -212,8 +212,8 @@ fn read_mem(ram: &GuestRam, mode: &CpuMode, addr: u64, buf: &mut [u8]) -> Option
 
 fn write_mem(ram: &GuestRam, mode: &CpuMode, addr: u64, data: &[u8]) -> Option<()> {
     for (k, b) in data.iter().enumerate() {
-        let t = translate(ram, mode, addr.wrapping_add(k as u64)).ok()?;
-        ram.write(t.gpa, &[*b]).then_some(())?;
+        let (gpa, _) = gpa_of(ram, mode, addr.wrapping_add(k as u64)).ok()?;
+        ram.write(gpa, &[*b]).then_some(())?;
     }
     Some(())
 }

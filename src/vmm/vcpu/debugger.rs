@@ -11,7 +11,7 @@ use kvm_ioctls::VcpuFd;
 use super::state::{StepTrap, VcpuState};
 use crate::debug::StopReason;
 use crate::debug::breakpoints::HwKind;
-use crate::decode::paging::translate;
+use crate::decode::paging::gpa_of;
 use crate::decode::{CpuMode, PhysRead};
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::bus::RAM_DEVICE;
@@ -100,7 +100,7 @@ impl VcpuDebugger {
             _ => return false,
         };
         let mode = CpuMode::from(&sregs);
-        let gpa = translate(&shared.ram, &mode, mode.code_linear(regs.rip)).ok().map(|t| t.gpa);
+        let gpa = gpa_of(&shared.ram, &mode, mode.code_linear(regs.rip)).ok().map(|(gpa, _)| gpa);
         let over = {
             let bps = shared.debug.breakpoints();
             let sw = gpa.and_then(|g| bps.sw_at(g));
@@ -127,7 +127,7 @@ impl VcpuDebugger {
             ExitKind::Debug { exception: 1, dr6, .. } => self.on_debug_trap(fd, shared, dr6),
             ExitKind::Debug { exception: 3, pc, .. } => {
                 // KVM caught an int3 (USE_SW_BP): ours is a breakpoint; the guest's own goes back to it.
-                let gpa = sregs.and_then(|s| translate(&shared.ram, &CpuMode::from(s), pc).ok()).map(|t| t.gpa);
+                let gpa = sregs.and_then(|s| gpa_of(&shared.ram, &CpuMode::from(s), pc).ok()).map(|(gpa, _)| gpa);
                 match gpa.and_then(|g| shared.debug.breakpoints().sw_at(g)) {
                     Some(bp) => DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva)),
                     None => {
@@ -197,11 +197,11 @@ impl VcpuDebugger {
         sregs: &kvm_sregs,
     ) -> DebugOutcome {
         let mode = CpuMode::from(sregs);
-        let Ok(t) = translate(&shared.ram, &mode, mode.code_linear(regs.rip)) else {
+        let Ok((gpa, _)) = gpa_of(&shared.ram, &mode, mode.code_linear(regs.rip)) else {
             return DebugOutcome::None;
         };
         let mut byte = [0u8];
-        if !shared.ram.read_phys(t.gpa, &mut byte) {
+        if !shared.ram.read_phys(gpa, &mut byte) {
             return DebugOutcome::None;
         }
         if byte[0] != 0xcc {
@@ -217,7 +217,7 @@ impl VcpuDebugger {
                 _ => DebugOutcome::None,
             };
         }
-        if let Some(bp) = shared.debug.breakpoints().sw_at(t.gpa) {
+        if let Some(bp) = shared.debug.breakpoints().sw_at(gpa) {
             return DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva));
         }
         if inject_breakpoint(fd, regs) { DebugOutcome::Handled } else { DebugOutcome::None }
