@@ -7,7 +7,7 @@ use iced_x86::{
 };
 use rustc_hash::FxHashMap;
 
-use super::paging::{CpuMode, PhysRead, read_virt};
+use super::paging::{CpuMode, PageMemo, PhysRead, read_virt};
 use crate::trace::{Dir, ExitKind, Insn};
 
 /// Longest x86 instruction.
@@ -66,6 +66,8 @@ pub struct InsnDecoder {
     cache: FxHashMap<CacheKey, Option<Arc<Insn>>>,
     /// The last exit's instruction: a loop exits from the same one again and again.
     last: Option<LastExit>,
+    /// Where that instruction's page is, for reading its bytes again without a walk.
+    code_page: PageMemo,
     info: InstructionInfoFactory,
     /// Per exit class: whether RIP was last found past the instruction.
     rip_after: FxHashMap<ExitClass, bool>,
@@ -76,6 +78,7 @@ impl Default for InsnDecoder {
         Self {
             cache: FxHashMap::default(),
             last: None,
+            code_page: PageMemo::default(),
             info: InstructionInfoFactory::new(),
             rip_after: FxHashMap::default(),
         }
@@ -88,6 +91,8 @@ struct LastExit {
     bitness: u32,
     class: ExitClass,
     insn: Arc<Insn>,
+    /// The instruction's bytes, zero-padded: compared whole, with no call.
+    bytes: [u8; MAX_INSN_LEN + 1],
 }
 
 /// What an exit says about the instruction that made it.
@@ -144,11 +149,9 @@ impl InsnDecoder {
         // The same exit as the last one, and that instruction's bytes still there (code can
         // change: they are read every time): the same instruction, without reading the window.
         if let Some(last) = self.last.as_ref().filter(|l| (l.rip, l.bitness, l.class) == (rip, bitness, class)) {
-            let mut bytes = [0u8; MAX_INSN_LEN];
-            let bytes = &mut bytes[..last.insn.bytes.len()];
-            if read_virt(mem, mode, mode.code_linear(last.insn.addr), bytes) == bytes.len()
-                && *bytes == last.insn.bytes[..]
-            {
+            let mut now = [0u8; MAX_INSN_LEN + 1];
+            let linear = mode.code_linear(last.insn.addr);
+            if self.code_page.read(mem, mode, linear, &mut now[..last.insn.bytes.len()]) && now == last.bytes {
                 return Some(last.insn.clone());
             }
         }
@@ -213,7 +216,11 @@ impl InsnDecoder {
 
     /// Keeps `found` as the last exit's instruction (an undecodable one is looked up each time).
     fn remember(&mut self, rip: u64, bitness: u32, class: ExitClass, found: &Option<Arc<Insn>>) {
-        self.last = found.clone().map(|insn| LastExit { rip, bitness, class, insn });
+        self.last = found.clone().map(|insn| {
+            let mut bytes = [0u8; MAX_INSN_LEN + 1];
+            bytes[..insn.bytes.len()].copy_from_slice(&insn.bytes);
+            LastExit { rip, bitness, class, insn, bytes }
+        });
     }
 
     /// The shortest instruction in `bytes` that ends exactly at `end` and could have made the exit.

@@ -280,6 +280,95 @@ pub fn read_virt<M: PhysRead + ?Sized>(mem: &M, mode: &CpuMode, gva: u64, buf: &
     done
 }
 
+/// Levels in the deepest walk (5-level paging).
+const MAX_LEVELS: usize = 5;
+
+/// One page's translation remembered with the table entries it was read from, for code read at
+/// the same place exit after exit. The entries are read again and compared, not walked: while each
+/// holds the value it had, a walk would read the same entries and come to the same page, so the
+/// answer is a walk's; when any differs (the guest remapped the page), it walks again.
+#[derive(Debug, Default)]
+pub struct PageMemo {
+    page: Option<MemoPage>,
+}
+
+#[derive(Debug)]
+struct MemoPage {
+    /// What the translation depends on besides the entries: the paging registers and the page.
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    efer: u64,
+    linear_page: u64,
+    gpa_page: u64,
+    /// The entries read, as (address, value); 4-byte entries under 32-bit paging.
+    entries: [(u64, u64); MAX_LEVELS],
+    levels: usize,
+    wide: bool,
+}
+
+/// The entries a walk reads, kept for [`PageMemo`].
+#[derive(Default)]
+struct Entries {
+    entries: [(u64, u64); MAX_LEVELS],
+    levels: usize,
+}
+
+impl Steps for Entries {
+    fn push(&mut self, step: WalkStep) {
+        if let Some(slot) = self.entries.get_mut(self.levels) {
+            *slot = (step.entry_addr, step.entry);
+            self.levels += 1;
+        }
+    }
+}
+
+impl MemoPage {
+    /// Whether this is the translation of `gva`'s page under `mode`, its entries unchanged.
+    fn holds<M: PhysRead + ?Sized>(&self, mem: &M, mode: &CpuMode, gva: u64) -> bool {
+        (self.cr0, self.cr3, self.cr4, self.efer, self.linear_page)
+            == (mode.cr0, mode.cr3, mode.cr4, mode.efer, gva & !0xfff)
+            && self.entries[..self.levels].iter().all(|&(addr, value)| {
+                let now = if self.wide { mem.read_u64(addr) } else { mem.read_u32(addr).map(u64::from) };
+                now == Some(value)
+            })
+    }
+}
+
+impl PageMemo {
+    /// The guest-physical address of linear `gva`, as [`gpa_of`] finds it.
+    pub fn gpa_of<M: PhysRead + ?Sized>(&mut self, mem: &M, mode: &CpuMode, gva: u64) -> Result<u64, WalkError> {
+        if let Some(page) = self.page.as_ref().filter(|p| p.holds(mem, mode, gva)) {
+            return Ok(page.gpa_page | (gva & 0xfff));
+        }
+        self.page = None;
+        let mut read = Entries::default();
+        let (gpa, _) = walk_mode(mem, mode, gva, &mut read)?;
+        let paging_32 = mode.cr0 & CR0_PG != 0 && mode.efer & EFER_LMA == 0 && mode.cr4 & CR4_PAE == 0;
+        self.page = Some(MemoPage {
+            cr0: mode.cr0,
+            cr3: mode.cr3,
+            cr4: mode.cr4,
+            efer: mode.efer,
+            linear_page: gva & !0xfff,
+            gpa_page: gpa & !0xfff,
+            entries: read.entries,
+            levels: read.levels,
+            wide: !paging_32,
+        });
+        Ok(gpa)
+    }
+
+    /// Reads all of `buf` at linear `gva`, or says it could not (false); as [`read_virt`] does,
+    /// through the memo while `buf` lies in one page.
+    pub fn read<M: PhysRead + ?Sized>(&mut self, mem: &M, mode: &CpuMode, gva: u64, buf: &mut [u8]) -> bool {
+        if (gva & 0xfff) + buf.len() as u64 > 4096 {
+            return read_virt(mem, mode, gva, buf) == buf.len();
+        }
+        self.gpa_of(mem, mode, gva).is_ok_and(|gpa| mem.read_phys(gpa, buf))
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -387,6 +476,59 @@ pub(crate) mod tests {
         let t = translate(&mem, &p32, 0x80_1234).unwrap();
         assert_eq!((t.gpa, t.page_size), (0x80_1234, 4 << 20));
         assert!(translate(&mem, &p32, 0xc0_0000).is_err());
+    }
+
+    #[test]
+    fn page_memo_answers_as_a_walk_and_sees_the_guest_remap() {
+        let mut mem = Flat(vec![0; 0x10000]);
+        mem.put64(0x1000, 0x2000 | 3);
+        mem.put64(0x2000, 0x3000 | 3);
+        mem.put64(0x3000, 0x4000 | 3);
+        mem.put64(0x4000 + 5 * 8, 0x9000 | 3);
+        mem.put64(0x4000 + 6 * 8, 0xa000 | 3);
+        let m = long_mode(0x1000);
+        let mut memo = PageMemo::default();
+        for gva in [0x5123, 0x5ff0, 0x6008, 0x5000, 0x7000, 0x0000_8000_0000_0000] {
+            assert_eq!(memo.gpa_of(&mem, &m, gva), gpa_of(&mem, &m, gva).map(|g| g.0), "{gva:#x}");
+        }
+        assert_eq!(memo.gpa_of(&mem, &m, 0x5123), Ok(0x9123));
+        // The guest points the PTE elsewhere (no CR3 write, as after an INVLPG): a new walk.
+        mem.put64(0x4000 + 5 * 8, 0xb000 | 3);
+        assert_eq!(memo.gpa_of(&mem, &m, 0x5123), Ok(0xb123));
+        // ... or an upper level: the PD entry now points at another PT, where page 5 is absent.
+        mem.put64(0x3000, 0x8000 | 3);
+        assert!(matches!(memo.gpa_of(&mem, &m, 0x5123), Err(WalkError::NotPresent { level: "PT", .. })));
+        mem.put64(0x3000, 0x4000 | 3);
+        // Another CR3 with other tables, and the page unmapped there.
+        let other = long_mode(0x8000);
+        assert!(memo.gpa_of(&mem, &other, 0x5123).is_err());
+        assert_eq!(memo.gpa_of(&mem, &m, 0x5123), Ok(0xb123));
+        let mut buf = [0u8; 4];
+        mem.0[0xb123..0xb127].copy_from_slice(&[1, 2, 3, 4]);
+        assert!(memo.read(&mem, &m, 0x5123, &mut buf));
+        assert_eq!(buf, [1, 2, 3, 4]);
+        // Across a page boundary it reads as read_virt does: page 7 is unmapped.
+        assert!(!memo.read(&mem, &m, 0x6ffe, &mut buf));
+    }
+
+    #[test]
+    fn page_memo_under_32bit_paging_rereads_4_byte_entries() {
+        let mut mem = Flat(vec![0; 0x10000]);
+        mem.put32(0x3000 + 4, 0x4000 | 3);
+        mem.put32(0x4000 + 8, 0x7000 | 3);
+        // The word after the PTE is another entry: a memo that read 8 bytes would see it change.
+        mem.put32(0x4000 + 12, 0x5000 | 3);
+        let p32 = CpuMode { cr0: CR0_PE | CR0_PG, cr3: 0x3000, cs_db: true, ..Default::default() };
+        let mut memo = PageMemo::default();
+        assert_eq!(memo.gpa_of(&mem, &p32, 0x40_2abc), Ok(0x7abc));
+        mem.put32(0x4000 + 12, 0x6000 | 3);
+        assert_eq!(memo.gpa_of(&mem, &p32, 0x40_2abc), Ok(0x7abc));
+        mem.put32(0x4000 + 8, 0x8000 | 3);
+        assert_eq!(memo.gpa_of(&mem, &p32, 0x40_2abc), Ok(0x8abc));
+        // Unpaged: nothing to re-read, the same identity.
+        let prot = CpuMode { cr0: CR0_PE, cs_db: true, ..Default::default() };
+        assert_eq!(memo.gpa_of(&mem, &prot, 0x10_0042), Ok(0x10_0042));
+        assert_eq!(memo.gpa_of(&mem, &prot, 0x10_0042), Ok(0x10_0042));
     }
 
     #[test]

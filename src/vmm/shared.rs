@@ -86,6 +86,18 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// The next exit's sequence number. A lone vCPU is the only writer: a load and a store, where
+    /// several need a locked add (a full barrier on every exit).
+    pub fn next_seq(&self) -> u64 {
+        if self.counters.len() == 1 {
+            let seq = self.seq.load(Ordering::Relaxed);
+            self.seq.store(seq + 1, Ordering::Relaxed);
+            seq
+        } else {
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        }
+    }
+
     /// The counters of one vCPU.
     pub fn counters_of(&self, vcpu: usize) -> MutexGuard<'_, Counters> {
         lock(&self.counters[vcpu])

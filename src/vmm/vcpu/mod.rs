@@ -7,9 +7,7 @@ pub mod debugger;
 pub mod profile;
 pub mod state;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -48,7 +46,7 @@ pub struct Vcpu {
     run: *mut kvm_run,
     shared: Arc<Shared>,
     decoder: InsnDecoder,
-    recent: VecDeque<ExitEvent>,
+    recent: RecentExits,
     /// KVM copies registers into `kvm_run` on every exit (`KVM_CAP_SYNC_REGS`): no ioctl per exit.
     sync_regs: bool,
     /// Commands from the debug controller while parked.
@@ -60,6 +58,31 @@ pub struct Vcpu {
     parks: u64,
     /// `--self-profile`: the loop's stages, timed.
     profile: Option<StageClock>,
+}
+
+/// The last exits of a vCPU, for a crash report: a fixed ring written in place, so that keeping
+/// them costs one move per exit (no shifting, no allocation).
+struct RecentExits {
+    slots: [Option<ExitEvent>; RECENT_EXITS],
+    /// The slot the next exit goes in: the oldest one once the ring is full.
+    next: usize,
+}
+
+impl Default for RecentExits {
+    fn default() -> Self {
+        Self { slots: std::array::from_fn(|_| None), next: 0 }
+    }
+}
+
+impl RecentExits {
+    fn push(&mut self, event: ExitEvent) {
+        self.slots[self.next] = Some(event);
+        self.next = (self.next + 1) % RECENT_EXITS;
+    }
+
+    fn oldest_first(&self) -> impl Iterator<Item = &ExitEvent> {
+        self.slots[self.next..].iter().chain(&self.slots[..self.next]).flatten()
+    }
 }
 
 /// Ends a stage of `--self-profile`, when it is on.
@@ -99,7 +122,7 @@ impl Vcpu {
             run,
             shared,
             decoder: InsnDecoder::default(),
-            recent: VecDeque::new(),
+            recent: RecentExits::default(),
             sync_regs,
             commands,
             debugger: VcpuDebugger::new(index),
@@ -196,7 +219,7 @@ impl Vcpu {
         };
         lap(&mut self.profile, Stage::Decode);
         let event = ExitEvent {
-            seq: shared.seq.fetch_add(1, Ordering::Relaxed),
+            seq: shared.next_seq(),
             vcpu: self.index,
             t_ns: shared.clock.ns_since_start(t_exit),
             rip: regs.rip,
@@ -240,10 +263,7 @@ impl Vcpu {
                 return Next::Continue;
             }
         }
-        if self.recent.len() == RECENT_EXITS {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(event);
+        self.recent.push(event);
         if let Some(p) = &mut self.profile {
             p.lap(Stage::Debugger);
             p.exit();
@@ -368,7 +388,7 @@ impl Vcpu {
         let mut rip_bytes = vec![0u8; 15];
         let n = read_virt(&self.shared.ram, &mode, mode.code_linear(regs.rip), &mut rip_bytes);
         rip_bytes.truncate(n);
-        let last_exits = self.recent.iter().cloned().collect();
+        let last_exits = self.recent.oldest_first().cloned().collect();
         CrashReport { vcpu: self.index, regs, sregs, insn, rip_bytes, last_exits }
     }
 }
