@@ -208,20 +208,18 @@ unsafe fn read_volatile_into(src: *const u8, buf: &mut [u8]) {
 const SMALL_READ: usize = 16;
 
 /// Copies a small `buf` (at most [`SMALL_READ`] bytes) from `src` as the aligned words that hold
-/// it, read volatile: at most three loads, where a byte at a time would take up to fifteen.
+/// it, read volatile: at most three loads, where bytes one by one at the ends took up to fifteen.
 ///
 /// # Safety
 /// Every aligned 8-byte word holding a byte of `src .. src + buf.len()` must be readable.
 unsafe fn read_words_into(src: *const u8, buf: &mut [u8]) {
     let skip = src as usize & 7;
     let first = src.wrapping_sub(skip) as *const u64;
-    let mut words = [0u64; SMALL_READ / 8 + 1];
-    for (i, w) in words.iter_mut().take((skip + buf.len()).div_ceil(8)).enumerate() {
+    let mut bytes = [0u8; SMALL_READ + 8];
+    for (i, word) in bytes.chunks_exact_mut(8).take((skip + buf.len()).div_ceil(8)).enumerate() {
         // SAFETY: word `i` holds a byte of the range, which the caller promises readable.
-        *w = unsafe { first.add(i).read_volatile() };
+        word.copy_from_slice(&unsafe { first.add(i).read_volatile() }.to_ne_bytes());
     }
-    // SAFETY: `words` is plain memory of `8 * words.len()` bytes, and `skip + buf.len()` fits it.
-    let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, 8 * words.len()) };
     buf.copy_from_slice(&bytes[skip..skip + buf.len()]);
 }
 
