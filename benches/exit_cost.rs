@@ -309,7 +309,7 @@ fn main() {
         println!("  {:<64} {med:>10.0} {min:>10.0}", v.name);
     }
     if !variants.iter().any(|v| v.name == QEMU) {
-        println!("  {QEMU:<52} (qemu-system-x86_64 not installed)");
+        println!("  {QEMU:<64} (qemu-system-x86_64 not installed)");
     }
     // Each round's ratio is taken against the baseline of the same round, so that the host's drift
     // between rounds cancels; the median of those is the figure to quote. Beside it, the ratio of

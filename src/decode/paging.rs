@@ -416,8 +416,8 @@ pub(crate) mod tests {
         assert_eq!(real_cs.code_linear(0x1_fff0), 0xffff0);
     }
 
-    #[test]
-    fn long_mode_4k_2m_and_1g_pages() {
+    /// 4-level tables at CR3 0x1000 mapping a 4 KiB, a 2 MiB and a 1 GiB page.
+    fn long_mode_tables() -> Flat {
         let mut mem = Flat(vec![0; 0x10000]);
         // PML4[0] -> PDPT at 0x2000; PDPT[0] -> PD at 0x3000; PDPT[1] = 1 GiB page at 0x4000_0000.
         mem.put64(0x1000, 0x2000 | 3);
@@ -428,6 +428,12 @@ pub(crate) mod tests {
         mem.put64(0x3008, 0x60_0000 | 0x83);
         // PT[5] -> 0x9000.
         mem.put64(0x4000 + 5 * 8, 0x9000 | 3);
+        mem
+    }
+
+    #[test]
+    fn long_mode_4k_2m_and_1g_pages() {
+        let mem = long_mode_tables();
         let m = long_mode(0x1000);
         assert_eq!(m.bitness(), 64);
         let t = translate(&mem, &m, 0x5123).unwrap();
@@ -480,15 +486,11 @@ pub(crate) mod tests {
 
     #[test]
     fn page_memo_answers_as_a_walk_and_sees_the_guest_remap() {
-        let mut mem = Flat(vec![0; 0x10000]);
-        mem.put64(0x1000, 0x2000 | 3);
-        mem.put64(0x2000, 0x3000 | 3);
-        mem.put64(0x3000, 0x4000 | 3);
-        mem.put64(0x4000 + 5 * 8, 0x9000 | 3);
+        let mut mem = long_mode_tables();
         mem.put64(0x4000 + 6 * 8, 0xa000 | 3);
         let m = long_mode(0x1000);
         let mut memo = PageMemo::default();
-        for gva in [0x5123, 0x5ff0, 0x6008, 0x5000, 0x7000, 0x0000_8000_0000_0000] {
+        for gva in [0x5123, 0x5ff0, 0x6008, 0x5000, 0x7000, 0x20_1234, 0x4012_3456, 0x0000_8000_0000_0000] {
             assert_eq!(memo.gpa_of(&mem, &m, gva), gpa_of(&mem, &m, gva).map(|g| g.0), "{gva:#x}");
         }
         assert_eq!(memo.gpa_of(&mem, &m, 0x5123), Ok(0x9123));
