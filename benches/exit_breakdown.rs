@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kvm_ioctls::VcpuExit;
-use kvmscope::decode::{CpuMode, InsnDecoder};
+use kvmscope::decode::{CpuMode, ExitRegs, InsnDecoder};
 use kvmscope::guests::guest_path;
 use kvmscope::trace::{Counters, Dir, ExitEvent, ExitKind};
 use kvmscope::vmm::bus::Buses;
@@ -97,10 +97,13 @@ fn main() {
     });
     let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: 0 };
     let mut decoder = InsnDecoder::default();
-    let insn = decoder.decode_exit(&ram, &mode, rip, &kind);
+    let regs = kvm_bindings::kvm_regs { rip, ..Default::default() };
+    let sregs = kvm_bindings::kvm_sregs::default();
+    let at = ExitRegs { regs: &regs, sregs: &sregs };
+    let insn = decoder.decode_exit(&ram, &mode, at, &kind);
     assert!(insn.as_ref().is_some_and(|i| i.text.starts_with("out")), "{insn:?}");
     let decode = per_call(|| {
-        black_box(decoder.decode_exit(&ram, &mode, black_box(rip), &kind));
+        black_box(decoder.decode_exit(&ram, &mode, black_box(at), &kind));
     });
     let event = ExitEvent { seq: 0, vcpu: 0, t_ns: 0, rip, kind: kind.clone(), device: Some("post"), insn, cost_ns: 1 };
     let mut counters = Counters::default();

@@ -50,8 +50,15 @@ fn project_guest_drives_blk_rng_and_console() {
         return;
     }
     let disk = disk("drives");
-    let run = run_virtio_guest(&disk, &[]);
+    let run = run_virtio_guest(&disk, &["--trace"]);
     assert_eq!(run.status, PASSED, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    // Each queue notify is the driver's store to QueueNotify (offset 0x50), decoded as that store:
+    // RIP is past it here, and the byte before RIP alone (`push`) also writes 4 bytes.
+    let notifies: Vec<&str> = run.stderr.lines().filter(|l| l.contains("mmio           write 0xd0000050")).collect();
+    assert_eq!(notifies.len(), 5, "{}", run.stderr);
+    for line in notifies {
+        assert!(line.contains("  mov [") && line.contains("+50h],"), "the notify's store: {line}");
+    }
     for line in [
         "virtio-blk: wrote, flushed and read back 8 sectors",
         "virtio-rng: 32 bytes of entropy",

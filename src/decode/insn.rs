@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use iced_x86::{
-    Decoder, DecoderOptions, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic, OpAccess, OpKind,
+    Decoder, DecoderOptions, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic, OpAccess,
+    OpKind, Register,
 };
+use kvm_bindings::{kvm_regs, kvm_sregs};
 use rustc_hash::FxHashMap;
 
-use super::paging::{CpuMode, PageMemo, PhysRead, read_virt};
+use super::paging::{CpuMode, PageMemo, PhysRead, gpa_of, read_virt};
 use crate::trace::{Dir, ExitKind, Insn};
 
 /// Longest x86 instruction.
@@ -54,14 +56,73 @@ fn format_insn(insn: &Instruction) -> String {
     text
 }
 
+/// The vCPU's registers at an exit. A candidate instruction must agree with the exit under them:
+/// its port (an immediate, or DX) is the exit's port; its memory operand's address, computed from
+/// these registers and translated through the guest's page tables, is the exit's address.
+#[derive(Clone, Copy)]
+pub struct ExitRegs<'a> {
+    pub regs: &'a kvm_regs,
+    pub sregs: &'a kvm_sregs,
+}
+
+impl ExitRegs<'_> {
+    /// A register's value as iced asks for it: a general register at its width, a segment
+    /// register's base (zero for CS/DS/ES/SS in 64-bit code, as the CPU takes it).
+    fn value(&self, reg: Register, long: bool) -> Option<u64> {
+        let r = self.regs;
+        let s = self.sregs;
+        let seg = |base: u64| Some(if long { 0 } else { base });
+        let full = match reg.full_register() {
+            Register::RAX => r.rax,
+            Register::RBX => r.rbx,
+            Register::RCX => r.rcx,
+            Register::RDX => r.rdx,
+            Register::RSI => r.rsi,
+            Register::RDI => r.rdi,
+            Register::RBP => r.rbp,
+            Register::RSP => r.rsp,
+            Register::R8 => r.r8,
+            Register::R9 => r.r9,
+            Register::R10 => r.r10,
+            Register::R11 => r.r11,
+            Register::R12 => r.r12,
+            Register::R13 => r.r13,
+            Register::R14 => r.r14,
+            Register::R15 => r.r15,
+            Register::RIP => r.rip,
+            Register::ES => return seg(s.es.base),
+            Register::CS => return seg(s.cs.base),
+            Register::SS => return seg(s.ss.base),
+            Register::DS => return seg(s.ds.base),
+            Register::FS => return Some(s.fs.base),
+            Register::GS => return Some(s.gs.base),
+            _ => return None,
+        };
+        Some(if reg.is_gpr8() && matches!(reg, Register::AH | Register::BH | Register::CH | Register::DH) {
+            (full >> 8) & 0xff
+        } else {
+            match reg.size() {
+                1 => full & 0xff,
+                2 => full & 0xffff,
+                4 => full & 0xffff_ffff,
+                _ => full,
+            }
+        })
+    }
+}
+
 /// Decodes the instruction behind an exit, remembering each distinct (address, bytes, mode, exit
 /// class) it has seen so a loop that exits a million times is decoded once.
 ///
 /// Where RIP points at an exit depends on the host: VT-x KVM leaves it on a port instruction and an
 /// MMIO read, but past an MMIO write; an emulating KVM (PVM) leaves it past every port instruction.
-/// So for port and MMIO exits the instruction at RIP is taken only if it could have made that exit
-/// (same direction, size, port); otherwise the instruction that ends exactly at RIP and could have
-/// made it is taken. The position that worked last for each kind of exit is tried first.
+/// So for port and MMIO exits the candidates are the instruction at RIP and every instruction that
+/// ends exactly at RIP; one is taken only if it agrees with the exit (same direction and size, and
+/// under the exit's registers the same port or the same guest-physical address). Where the
+/// registers cannot settle it (an address that does not translate), the position that worked last
+/// for that kind of exit is preferred. A settled answer is kept for its (RIP, bytes, exit class):
+/// one host leaves RIP in one place for one kind of exit, so the same RIP and bytes mean the same
+/// instruction again.
 pub struct InsnDecoder {
     cache: FxHashMap<CacheKey, Option<Arc<Insn>>>,
     /// The last exit's instruction: a loop exits from the same one again and again.
@@ -126,6 +187,24 @@ impl ExitClass {
     }
 }
 
+/// How well a candidate instruction agrees with an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Fit {
+    /// It cannot have made the exit (another direction, size, port or address).
+    No,
+    /// It could have: the right kind of access, but its address could not be worked out.
+    Unsure,
+    /// It did: the exit's port, or the exit's guest-physical address, under the exit's registers.
+    Yes,
+}
+
+/// A candidate instruction, where it lies relative to RIP, and how well it fits the exit.
+struct Candidate {
+    insn: Insn,
+    behind_rip: bool,
+    fit: Fit,
+}
+
 type CacheKey = (u64, u32, ExitClass, [u8; 2 * MAX_INSN_LEN]);
 
 impl InsnDecoder {
@@ -136,14 +215,15 @@ impl InsnDecoder {
         decode_bytes(&bytes[..n], mode.bitness(), rip).map(Arc::new)
     }
 
-    /// The instruction that made the exit `kind` with the vCPU at `rip`.
+    /// The instruction that made the exit `kind`, with the vCPU's registers `at` that exit.
     pub fn decode_exit<M: PhysRead + ?Sized>(
         &mut self,
         mem: &M,
         mode: &CpuMode,
-        rip: u64,
+        at: ExitRegs,
         kind: &ExitKind,
     ) -> Option<Arc<Insn>> {
+        let rip = at.regs.rip;
         let class = ExitClass::of(kind);
         let bitness = mode.bitness();
         // The same exit as the last one, and that instruction's bytes still there (code can
@@ -184,33 +264,45 @@ impl InsnDecoder {
             self.remember(rip, bitness, class, &hit);
             return hit;
         }
-        let at_rip = || decode_bytes(&window[MAX_INSN_LEN..MAX_INSN_LEN + after], bitness, rip);
-        let found = if class == ExitClass::AtRip {
-            at_rip()
+        let at_rip = decode_bytes(&window[MAX_INSN_LEN..MAX_INSN_LEN + after], bitness, rip);
+        let (found, settled) = if class == ExitClass::AtRip {
+            (at_rip, true)
         } else {
-            let here = at_rip().filter(|i| self.could_make(i, bitness, class));
-            let behind = self.ending_at(&window[before..MAX_INSN_LEN], bitness, rip, class);
+            let mut candidates: Vec<Candidate> =
+                at_rip.into_iter().map(|insn| self.candidate(insn, false, mem, mode, at, kind)).collect();
+            candidates.extend(self.ending_at(&window[before..MAX_INSN_LEN], bitness, rip, mem, mode, at, kind));
+            candidates.retain(|c| c.fit > Fit::No);
+            let best = candidates.iter().map(|c| c.fit).max();
+            candidates.retain(|c| Some(c.fit) == best);
             let pos = class.position_key();
-            let prefer_after = *self.rip_after.get(&pos).unwrap_or(&pos.default_after());
-            match (here, behind) {
-                (Some(h), None) => {
-                    self.rip_after.insert(pos, false);
-                    Some(h)
+            let prefer_behind = *self.rip_after.get(&pos).unwrap_or(&pos.default_after());
+            // Shortest first among those behind RIP (the candidates come in that order).
+            let pick = candidates.iter().position(|c| c.behind_rip == prefer_behind).or(if candidates.is_empty() {
+                None
+            } else {
+                Some(0)
+            });
+            let settled = best == Some(Fit::Yes);
+            let found = pick.map(|i| candidates.swap_remove(i)).map(|c| {
+                // Learn where RIP lies only from an exit the registers settled.
+                if settled {
+                    self.rip_after.insert(pos, c.behind_rip);
                 }
-                (None, Some(b)) => {
-                    self.rip_after.insert(pos, true);
-                    Some(b)
-                }
-                (Some(h), Some(b)) => Some(if prefer_after { b } else { h }),
-                (None, None) => None,
-            }
+                c.insn
+            });
+            (found, settled)
         };
         let found = found.map(Arc::new);
-        if self.cache.len() >= CACHE_LIMIT {
-            self.cache.clear();
+        // An answer the registers did not settle is not kept: the next exit may settle it.
+        if settled {
+            if self.cache.len() >= CACHE_LIMIT {
+                self.cache.clear();
+            }
+            self.cache.insert(key, found.clone());
+            self.remember(rip, bitness, class, &found);
+        } else {
+            self.last = None;
         }
-        self.cache.insert(key, found.clone());
-        self.remember(rip, bitness, class, &found);
         found
     }
 
@@ -223,47 +315,105 @@ impl InsnDecoder {
         });
     }
 
-    /// The shortest instruction in `bytes` that ends exactly at `end` and could have made the exit.
-    fn ending_at(&mut self, bytes: &[u8], bitness: u32, end: u64, class: ExitClass) -> Option<Insn> {
-        (1..=bytes.len()).find_map(|len| {
-            let start = bytes.len() - len;
-            let insn = decode_bytes(&bytes[start..], bitness, end - len as u64)?;
-            (insn.bytes.len() == len && self.could_make(&insn, bitness, class)).then_some(insn)
-        })
+    /// Every instruction in `bytes` that ends exactly at `end`, shortest first, with its fit.
+    #[allow(clippy::too_many_arguments)]
+    fn ending_at<M: PhysRead + ?Sized>(
+        &mut self,
+        bytes: &[u8],
+        bitness: u32,
+        end: u64,
+        mem: &M,
+        mode: &CpuMode,
+        at: ExitRegs,
+        kind: &ExitKind,
+    ) -> Vec<Candidate> {
+        (1..=bytes.len())
+            .filter_map(|len| {
+                let insn = decode_bytes(&bytes[bytes.len() - len..], bitness, end - len as u64)?;
+                (insn.bytes.len() == len).then(|| self.candidate(insn, true, mem, mode, at, kind))
+            })
+            .collect()
     }
 
-    /// Whether `insn` could have caused an exit of `class`.
-    fn could_make(&mut self, insn: &Insn, bitness: u32, class: ExitClass) -> bool {
+    fn candidate<M: PhysRead + ?Sized>(
+        &mut self,
+        insn: Insn,
+        behind_rip: bool,
+        mem: &M,
+        mode: &CpuMode,
+        at: ExitRegs,
+        kind: &ExitKind,
+    ) -> Candidate {
+        let fit = self.fit(&insn, mem, mode, at, kind);
+        Candidate { insn, behind_rip, fit }
+    }
+
+    /// How well `insn` agrees with the exit `kind` under the exit's registers.
+    fn fit<M: PhysRead + ?Sized>(
+        &mut self,
+        insn: &Insn,
+        mem: &M,
+        mode: &CpuMode,
+        at: ExitRegs,
+        kind: &ExitKind,
+    ) -> Fit {
+        let bitness = mode.bitness();
         let mut decoder = Decoder::with_ip(bitness, &insn.bytes, insn.addr, DecoderOptions::NONE);
         let i = decoder.decode();
-        match class {
-            ExitClass::AtRip => true,
-            ExitClass::Io { port, dir, size } => {
-                let size = size as usize;
-                let (reg_op, imm_op) = match (i.mnemonic(), dir) {
-                    (Mnemonic::In, Dir::In) => (0, 1),
-                    (Mnemonic::Out, Dir::Out) => (1, 0),
-                    (Mnemonic::Insb | Mnemonic::Outsb, _) => return string_io(&i, dir) && size == 1,
-                    (Mnemonic::Insw | Mnemonic::Outsw, _) => return string_io(&i, dir) && size == 2,
-                    (Mnemonic::Insd | Mnemonic::Outsd, _) => return string_io(&i, dir) && size == 4,
-                    _ => return false,
+        match *kind {
+            ExitKind::Io { port, dir, size, .. } => io_fit(&i, port, dir, size as usize, at),
+            ExitKind::Mmio { addr, dir, len, .. } => {
+                let info = self.info.info(&i);
+                let writes_reg = |reg: Register| {
+                    reg != Register::None
+                        && info.used_registers().iter().any(|u| {
+                            u.register().full_register() == reg.full_register()
+                                && matches!(
+                                    u.access(),
+                                    OpAccess::Write
+                                        | OpAccess::CondWrite
+                                        | OpAccess::ReadWrite
+                                        | OpAccess::ReadCondWrite
+                                )
+                        })
                 };
-                let port_ok = i.op_kind(imm_op) != OpKind::Immediate8 || i.immediate8() as u16 == port;
-                port_ok && i.op_register(reg_op).size() == size
+                let long = bitness == 64;
+                let mut fit = Fit::No;
+                for m in info.used_memory() {
+                    let dir_ok = match dir {
+                        Dir::In => matches!(
+                            m.access(),
+                            OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                        ),
+                        Dir::Out => matches!(
+                            m.access(),
+                            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                        ),
+                    };
+                    // A `rep` string operation's operand has no fixed size.
+                    let size = m.memory_size().size() as u64;
+                    if !dir_ok || (size != 0 && size < len as u64) {
+                        continue;
+                    }
+                    let size = if size == 0 { len as u64 } else { size };
+                    let gpa = m
+                        .try_virtual_address(0, |reg, _, _| at.value(reg, long))
+                        .map(|va| if long { va } else { va & 0xffff_ffff })
+                        .and_then(|linear| gpa_of(mem, mode, linear).ok());
+                    let Some((gpa, _)) = gpa else {
+                        fit = fit.max(Fit::Unsure);
+                        continue;
+                    };
+                    // The access lies in the operand; an instruction that moves its own address
+                    // register (push, stos, movs ...) may show it one step on, when RIP is past.
+                    let slack = if writes_reg(m.base()) || writes_reg(m.index()) { size } else { 0 };
+                    if addr.wrapping_sub(gpa.wrapping_sub(slack)) < size + 2 * slack {
+                        return Fit::Yes;
+                    }
+                }
+                fit
             }
-            ExitClass::Mmio { dir, len } => self.info.info(&i).used_memory().iter().any(|m| {
-                let dir_ok = match dir {
-                    Dir::In => matches!(
-                        m.access(),
-                        OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-                    ),
-                    Dir::Out => matches!(
-                        m.access(),
-                        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
-                    ),
-                };
-                dir_ok && m.memory_size().size() >= len as usize
-            }),
+            _ => Fit::Yes,
         }
     }
 
@@ -273,10 +423,29 @@ impl InsnDecoder {
     }
 }
 
-/// Whether a string port instruction moves data in `dir`.
-fn string_io(i: &Instruction, dir: Dir) -> bool {
+/// How well a port instruction agrees with a port exit: direction, size, and the port in its
+/// immediate or in DX.
+fn io_fit(i: &Instruction, port: u16, dir: Dir, size: usize, at: ExitRegs) -> Fit {
+    let dx = at.regs.rdx as u16;
+    let (reg_op, imm_op) = match (i.mnemonic(), dir) {
+        (Mnemonic::In, Dir::In) => (0, 1),
+        (Mnemonic::Out, Dir::Out) => (1, 0),
+        (Mnemonic::Insb | Mnemonic::Outsb, _) => return string_io(i, dir, size == 1, dx == port),
+        (Mnemonic::Insw | Mnemonic::Outsw, _) => return string_io(i, dir, size == 2, dx == port),
+        (Mnemonic::Insd | Mnemonic::Outsd, _) => return string_io(i, dir, size == 4, dx == port),
+        _ => return Fit::No,
+    };
+    let port_ok = match i.op_kind(imm_op) {
+        OpKind::Immediate8 => i.immediate8() as u16 == port,
+        _ => dx == port,
+    };
+    if port_ok && i.op_register(reg_op).size() == size { Fit::Yes } else { Fit::No }
+}
+
+/// Whether a string port instruction moves data in `dir`, of the right size, through the port.
+fn string_io(i: &Instruction, dir: Dir, size_ok: bool, port_ok: bool) -> Fit {
     let is_in = matches!(i.mnemonic(), Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd);
-    is_in == (dir == Dir::In)
+    if is_in == (dir == Dir::In) && size_ok && port_ok { Fit::Yes } else { Fit::No }
 }
 
 #[cfg(test)]
@@ -307,36 +476,131 @@ mod tests {
         ExitKind::Io { port, dir, size, count: 1, data: 0 }
     }
 
+    fn mmio(addr: u64, dir: Dir, len: u8) -> ExitKind {
+        ExitKind::Mmio { addr, dir, len, data: 0 }
+    }
+
+    /// Registers at an exit: `rip`, and the general registers `set` changes.
+    fn regs(rip: u64, set: impl FnOnce(&mut kvm_regs)) -> kvm_regs {
+        let mut r = kvm_regs { rip, rsp: 0x8000, ..Default::default() };
+        set(&mut r);
+        r
+    }
+
+    /// Decodes `kind` at `r` in 32-bit flat protected mode.
+    fn decode(d: &mut InsnDecoder, mem: &Flat, r: &kvm_regs, kind: &ExitKind) -> Option<(u64, String)> {
+        let mode = CpuMode { cr0: 1, cs_db: true, ..Default::default() };
+        let sregs = kvm_sregs::default();
+        d.decode_exit(mem, &mode, ExitRegs { regs: r, sregs: &sregs }, kind).map(|i| (i.addr, i.text.clone()))
+    }
+
+    fn code(at: usize, bytes: &[u8]) -> Flat {
+        let mut mem = Flat(vec![0x90; 0x2000]);
+        mem.0[at..at + bytes.len()].copy_from_slice(bytes);
+        mem
+    }
+
     #[test]
     fn exit_instruction_found_at_or_before_rip() {
         // 0x1000: mov dx,0x3f8 (66 ba f8 03) ; 0x1004: out dx,al (ee) ; 0x1005: in al,dx (ec) ;
         // 0x1006: mov [ebx],eax (89 03) ; 0x1008: nop
-        let mut mem = Flat(vec![0x90; 0x2000]);
-        mem.0[0x1000..0x1008].copy_from_slice(&[0x66, 0xba, 0xf8, 0x03, 0xee, 0xec, 0x89, 0x03]);
-        let mode = CpuMode { cr0: 1, cs_db: true, ..Default::default() };
+        let mut mem = code(0x1000, &[0x66, 0xba, 0xf8, 0x03, 0xee, 0xec, 0x89, 0x03]);
         let mut d = InsnDecoder::default();
+        let dx = |rip| regs(rip, |r| r.rdx = 0x3f8);
         // RIP on the instruction (VT-x style).
-        let at = d.decode_exit(&mem, &mode, 0x1004, &io(0x3f8, Dir::Out, 1)).unwrap();
-        assert_eq!((at.addr, at.text.as_str()), (0x1004, "out dx,al"));
+        let at = decode(&mut d, &mem, &dx(0x1004), &io(0x3f8, Dir::Out, 1));
+        assert_eq!(at, Some((0x1004, "out dx,al".into())));
         // RIP past it (emulating KVM): the next instruction is `in`, which cannot make an `out` exit.
-        let past = d.decode_exit(&mem, &mode, 0x1005, &io(0x3f8, Dir::Out, 1)).unwrap();
-        assert_eq!((past.addr, past.text.as_str()), (0x1004, "out dx,al"));
+        let past = decode(&mut d, &mem, &dx(0x1005), &io(0x3f8, Dir::Out, 1));
+        assert_eq!(past, Some((0x1004, "out dx,al".into())));
         // Wrong size: `out dx,al` cannot make a 4-byte exit, and nothing else can.
-        assert!(d.decode_exit(&mem, &mode, 0x1004, &io(0x3f8, Dir::Out, 4)).is_none());
+        assert_eq!(decode(&mut d, &mem, &dx(0x1004), &io(0x3f8, Dir::Out, 4)), None);
         // MMIO write with RIP past the store.
-        let store = ExitKind::Mmio { addr: 0xd000_0000, dir: Dir::Out, len: 4, data: 0 };
-        let st = d.decode_exit(&mem, &mode, 0x1008, &store).unwrap();
-        assert_eq!((st.addr, st.text.as_str()), (0x1006, "mov [ebx],eax"));
+        let store = mmio(0xd000_0000, Dir::Out, 4);
+        let st = regs(0x1008, |r| r.rbx = 0xd000_0000);
+        assert_eq!(decode(&mut d, &mem, &st, &store), Some((0x1006, "mov [ebx],eax".into())));
         // Cached: the same exit again gives the same Arc.
-        let again = d.decode_exit(&mem, &mode, 0x1008, &store).unwrap();
-        assert!(Arc::ptr_eq(&st, &again));
+        let mode = CpuMode { cr0: 1, cs_db: true, ..Default::default() };
+        let sregs = kvm_sregs::default();
+        let first = d.decode_exit(&mem, &mode, ExitRegs { regs: &st, sregs: &sregs }, &store).unwrap();
+        let again = d.decode_exit(&mem, &mode, ExitRegs { regs: &st, sregs: &sregs }, &store).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
         // Self-modifying code: new bytes at the same address decode anew.
         mem.0[0x1004] = 0xe6; // out imm8,al needs a second byte: e6 ec = out 0ECh,al
-        let imm = d.decode_exit(&mem, &mode, 0x1004, &io(0xec, Dir::Out, 1)).unwrap();
-        assert_eq!(imm.text, "out 0ECh,al");
-        assert!(d.decode_exit(&mem, &mode, 0x1004, &io(0x80, Dir::Out, 1)).is_none(), "port must match");
+        let imm = decode(&mut d, &mem, &dx(0x1004), &io(0xec, Dir::Out, 1));
+        assert_eq!(imm, Some((0x1004, "out 0ECh,al".into())));
+        assert_eq!(decode(&mut d, &mem, &dx(0x1004), &io(0x80, Dir::Out, 1)), None, "port must match");
         // Unmapped RIP: nothing.
         assert!(d.decode_at(&mem, &mode, 0x9000).is_none());
         assert_eq!(d.decode_at(&mem, &mode, 0x1006).unwrap().text, "mov [ebx],eax");
+    }
+
+    #[test]
+    fn an_mmio_write_is_the_instruction_whose_address_is_the_exits() {
+        // The virtio guest's queue notify: 0x10024f: 89 48 50  mov [eax+0x50],ecx, RIP past it.
+        // Its last byte alone, 50, is `push eax`: also a 4-byte write that ends at RIP.
+        let mut mem = Flat(vec![0x90; 0x10_1000]);
+        mem.0[0x10_024f..0x10_0252].copy_from_slice(&[0x89, 0x48, 0x50]);
+        let notify = regs(0x10_0252, |r| (r.rax, r.rsp) = (0xd000_0000, 0x8000));
+        let mut d = InsnDecoder::default();
+        let got = decode(&mut d, &mem, &notify, &mmio(0xd000_0050, Dir::Out, 4));
+        assert_eq!(got, Some((0x10_024f, "mov [eax+50h],ecx".into())));
+        // The same bytes when the push made the write (the stack in the device's page, ESP already
+        // moved on): the push, one byte before RIP.
+        let pushed = regs(0x10_0252, |r| (r.rax, r.rsp) = (0x1234, 0xd000_0ffc));
+        let got = decode(&mut InsnDecoder::default(), &mem, &pushed, &mmio(0xd000_0ffc, Dir::Out, 4));
+        assert_eq!(got, Some((0x10_0251, "push eax".into())));
+        // And when neither could have written there, no instruction rather than a wrong one.
+        let neither = regs(0x10_0252, |r| (r.rax, r.rsp) = (0x5000, 0x8000));
+        assert_eq!(decode(&mut InsnDecoder::default(), &mem, &neither, &mmio(0xd000_0050, Dir::Out, 4)), None);
+    }
+
+    #[test]
+    fn an_mmio_read_at_rip_is_not_taken_for_the_read_before_it() {
+        // 0x1000: mov eax,[ebx] (8b 03) ; 0x1002: mov ecx,[esi+10h] (8b 4e 10) ; 0x1005: nop.
+        // Both are 4-byte reads. First a read exit that leaves RIP past its instruction (RIP
+        // 0x1005, only the second can have made it), so that the decoder tries behind RIP first;
+        // then a read with RIP on the second, where the first also ends at RIP.
+        let mem = code(0x1000, &[0x8b, 0x03, 0x8b, 0x4e, 0x10]);
+        let mut d = InsnDecoder::default();
+        let past = regs(0x1005, |r| (r.rbx, r.rsi) = (0x5000, 0xd000_0000));
+        let got = decode(&mut d, &mem, &past, &mmio(0xd000_0010, Dir::In, 4));
+        assert_eq!(got, Some((0x1002, "mov ecx,[esi+10h]".into())));
+        let on = regs(0x1002, |r| (r.rbx, r.rsi) = (0x5000, 0xd000_0000));
+        let got = decode(&mut d, &mem, &on, &mmio(0xd000_0010, Dir::In, 4));
+        assert_eq!(got, Some((0x1002, "mov ecx,[esi+10h]".into())));
+        // And the first, when it is the one whose address is the exit's.
+        let first = regs(0x1002, |r| (r.rbx, r.rsi) = (0xd000_0000, 0x5000));
+        let got = decode(&mut InsnDecoder::default(), &mem, &first, &mmio(0xd000_0000, Dir::In, 4));
+        assert_eq!(got, Some((0x1000, "mov eax,[ebx]".into())));
+    }
+
+    #[test]
+    fn a_port_exit_is_the_instruction_that_names_its_port() {
+        // 0x1000: out 0EEh,al (e6 ee). Its second byte alone is `out dx,al`, which also ends at RIP.
+        let mem = code(0x1000, &[0xe6, 0xee]);
+        let dx = regs(0x1002, |r| r.rdx = 0x3f8);
+        let got = decode(&mut InsnDecoder::default(), &mem, &dx, &io(0xee, Dir::Out, 1));
+        assert_eq!(got, Some((0x1000, "out 0EEh,al".into())));
+        // With DX = 0x3f8 and a jump into the middle, the exit on 0x3f8 is the `out dx,al`.
+        let got = decode(&mut InsnDecoder::default(), &mem, &dx, &io(0x3f8, Dir::Out, 1));
+        assert_eq!(got, Some((0x1001, "out dx,al".into())));
+        // `in al,dx` (ec) at RIP with DX elsewhere cannot be an exit on port 0x60.
+        let mem = code(0x1000, &[0xe4, 0x60, 0xec]);
+        let r = regs(0x1002, |r| r.rdx = 0x3f8);
+        let got = decode(&mut InsnDecoder::default(), &mem, &r, &io(0x60, Dir::In, 1));
+        assert_eq!(got, Some((0x1000, "in al,60h".into())));
+    }
+
+    #[test]
+    fn string_and_stack_writes_agree_with_their_moved_registers() {
+        // 0x1000: stosd (ab): EDI already 4 past the address when RIP is past it.
+        let mem = code(0x1000, &[0xab]);
+        let r = regs(0x1001, |r| r.rdi = 0xd000_0104);
+        let got = decode(&mut InsnDecoder::default(), &mem, &r, &mmio(0xd000_0100, Dir::Out, 4));
+        assert_eq!(got, Some((0x1000, "stosd [edi]".into())));
+        // Too far off for one step: not it.
+        let r = regs(0x1001, |r| r.rdi = 0xd000_0200);
+        assert_eq!(decode(&mut InsnDecoder::default(), &mem, &r, &mmio(0xd000_0100, Dir::Out, 4)), None);
     }
 }

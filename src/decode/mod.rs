@@ -8,5 +8,5 @@ pub mod regs;
 pub mod stack;
 pub mod symbols;
 
-pub use insn::InsnDecoder;
+pub use insn::{ExitRegs, InsnDecoder};
 pub use paging::{CpuMode, PhysRead, Translation, WalkError};

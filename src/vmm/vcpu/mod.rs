@@ -24,7 +24,7 @@ use crate::debug::{Stop, StopReason, VcpuCommand};
 use crate::decode::paging::read_virt;
 use crate::decode::regs::RFLAGS_IF;
 use crate::decode::stack::frame_pointer_walk;
-use crate::decode::{CpuMode, InsnDecoder};
+use crate::decode::{CpuMode, ExitRegs, InsnDecoder};
 use crate::sync::lock;
 use crate::trace::stage_times::Stage;
 use crate::trace::{ExitEvent, ExitKind, StackSample};
@@ -214,7 +214,9 @@ impl Vcpu {
         lap(&mut self.profile, Stage::Registers);
         let shared = &*self.shared;
         let insn = match (sregs, kind.wants_decode()) {
-            (Some(sregs), true) => self.decoder.decode_exit(&shared.ram, &CpuMode::from(sregs), regs.rip, &kind),
+            (Some(sregs), true) => {
+                self.decoder.decode_exit(&shared.ram, &CpuMode::from(sregs), ExitRegs { regs, sregs }, &kind)
+            }
             _ => None,
         };
         lap(&mut self.profile, Stage::Decode);
