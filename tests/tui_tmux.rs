@@ -156,6 +156,53 @@ fn tui_pause_step_help_break_and_quit() {
     t.assert_restored();
 }
 
+impl Tmux {
+    /// kvmscope's pid: the child of the shell the session runs.
+    fn kvmscope_pid(&self) -> i32 {
+        let pid: i32 = std::fs::read_to_string(self.dir.join("pid")).unwrap().trim().parse().unwrap();
+        let child = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
+        String::from_utf8_lossy(&child.stdout).trim().parse().expect("kvmscope's pid")
+    }
+}
+
+/// Whether process `pid` still exists (a zombie counts as gone) after up to `within`.
+fn still_running_after(pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state is the field after the command's closing parenthesis.
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();
+        if matches!(state, None | Some('Z')) {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_tui_whose_guest_ended_ends_on_sigterm_and_when_its_terminal_goes() {
+    if !kvm_or_skip("a_tui_whose_guest_ended_ends_on_sigterm_and_when_its_terminal_goes") {
+        return;
+    }
+    let args = format!("run --kernel {}", common::guest("hello.elf").display());
+    // SIGTERM after the guest has ended.
+    let Some(t) = Tmux::start_with("ended-term", 80, 24, &args) else { return };
+    t.wait_for(&["ENDED: debug-exit"], "the guest ends by itself");
+    // SAFETY: kill(2) on the process this test started.
+    unsafe { libc::kill(t.kvmscope_pid(), libc::SIGTERM) };
+    assert_eq!(t.wait_status(), "EXIT=33", "the run's own end still decides the status");
+    t.assert_restored();
+    // The terminal closed under it (the tmux server killed, as when a window is closed).
+    let Some(t) = Tmux::start_with("ended-hup", 80, 24, &args) else { return };
+    t.wait_for(&["ENDED: debug-exit"], "the guest ends by itself");
+    let pid = t.kvmscope_pid();
+    t.tmux(&["kill-server"]);
+    assert!(!still_running_after(pid, Duration::from_secs(10)), "kvmscope outlived its terminal");
+}
+
 #[test]
 fn tui_gives_the_terminal_back_on_sigterm() {
     if !kvm_or_skip("tui_gives_the_terminal_back_on_sigterm") {
@@ -163,12 +210,8 @@ fn tui_gives_the_terminal_back_on_sigterm() {
     }
     let Some(t) = Tmux::start("term", 80, 24) else { return };
     t.wait_for(&["RUNNING", "Exits |"], "the TUI runs at 80x24");
-    let pid: i32 = std::fs::read_to_string(t.dir.join("pid")).unwrap().trim().parse().unwrap();
-    // The shell runs kvmscope as its child; signal that child.
-    let child = Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
-    let child: i32 = String::from_utf8_lossy(&child.stdout).trim().parse().expect("kvmscope's pid");
     // SAFETY: kill(2) on the process this test started.
-    unsafe { libc::kill(child, libc::SIGTERM) };
+    unsafe { libc::kill(t.kvmscope_pid(), libc::SIGTERM) };
     assert_eq!(t.wait_status(), "EXIT=130");
     assert!(t.stderr().contains("interrupted"), "{}", t.stderr());
     t.assert_restored();

@@ -66,6 +66,11 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
     while !app.quit {
+        // Ctrl-C, SIGTERM and SIGHUP (the terminal went away) end the UI in every state, the
+        // ended one included.
+        if crate::vmm::vm::interrupted() {
+            break;
+        }
         if let Some(report) = launched.poll(Duration::ZERO) {
             app.quit |= report.end == RunEnd::Interrupted;
             app.set_ended(report.end.clone());
@@ -112,11 +117,16 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         if app.screen == screen::Screen::Devices && app.virtio.due(Instant::now()) {
             app.virtio.show(controller.virtio(), Instant::now());
         }
-        if let Ok(frame) = guard.terminal.draw(|f| {
-            let placed = view::draw(f, &app);
-            app.pane_rects = placed;
-        }) {
-            let _ = frame;
+        if guard
+            .terminal
+            .draw(|f| {
+                let placed = view::draw(f, &app);
+                app.pane_rects = placed;
+            })
+            .is_err()
+        {
+            // The terminal is gone (its size or a write fails): nobody is looking.
+            break;
         }
         next_frame += FRAME;
         let now = Instant::now();
@@ -125,7 +135,16 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         }
         // Wait for input until the next frame; a key is handled (and drawn) at once.
         let mut wait = next_frame.saturating_duration_since(Instant::now());
-        while event::poll(wait).unwrap_or(false) {
+        loop {
+            match event::poll(wait) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // End of file or an error on the terminal: it is gone.
+                Err(_) => app.quit = true,
+            }
+            if app.quit {
+                break;
+            }
             match event::read() {
                 Ok(Event::Key(key)) => {
                     for action in app.on_key(key) {
@@ -133,7 +152,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
                     }
                 }
                 Ok(Event::Mouse(m)) => app.on_mouse(m),
-                _ => {}
+                Ok(_) => {}
+                Err(_) => app.quit = true,
             }
             // Drain what has arrived before drawing (a poll of zero would not look at the tty).
             wait = DRAIN;
@@ -141,7 +161,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         }
     }
     drop(guard);
-    let report = launched.finish(RunEnd::Quit)?;
+    let end = if crate::vmm::vm::interrupted() { RunEnd::Interrupted } else { RunEnd::Quit };
+    let report = launched.finish(end)?;
     print_report(&report, SummaryFormat::Text, &app.profile.symbols);
     Ok(report.end.status())
 }

@@ -143,6 +143,7 @@ pub fn run(path: &Path) -> Result<(), ReplayError> {
         let damage = damage.map(|d| format!(" ({d})")).unwrap_or_default();
         return Err(ReplayError::NoExits { path: path.to_path_buf(), damage });
     }
+    crate::vmm::vm::catch_interrupts();
     let mut guard = terminal::TerminalGuard::enter().map_err(ReplayError::Terminal)?;
     let mut app = App::new(format!("replay of {}", path.display()));
     app.focus = PaneId::Exits;
@@ -155,16 +156,16 @@ pub fn run(path: &Path) -> Result<(), ReplayError> {
         let total = replay.exits.len();
         app.title =
             format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, replay.exits[replay.cursor].t_ns as f64 / 1e9);
-        let _ = guard.terminal.draw(|f| {
-            app.pane_rects = view::draw(f, &app);
-        });
-        if !event::poll(Duration::from_millis(200)).unwrap_or(false) {
-            if crate::vmm::vm::interrupted() {
-                break;
-            }
-            continue;
+        // The terminal gone (a failed draw, input at its end) or a signal ends the replay.
+        if guard.terminal.draw(|f| app.pane_rects = view::draw(f, &app)).is_err() || crate::vmm::vm::interrupted() {
+            break;
         }
-        let Ok(ev) = event::read() else { continue };
+        match event::poll(Duration::from_millis(200)) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => break,
+        }
+        let Ok(ev) = event::read() else { break };
         let Event::Key(key) = ev else {
             if let Event::Mouse(m) = ev {
                 app.on_mouse(m);
