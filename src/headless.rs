@@ -1,5 +1,6 @@
 //! Running a guest without the UI: console to stdout, the summary to stderr at the end.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,13 +8,15 @@ use crate::decode::symbols::Symbols;
 use crate::session::{self, Session, SessionError};
 use crate::sink::ExitSink;
 use crate::sink::printer::TracePrinter;
-use crate::summary::{self, SummaryFormat};
+use crate::summary::{self, Ending, Selection, Summary, SummaryFormat};
 use crate::vmm::{RunReport, VmConfig};
 
 /// Options of a headless run.
 pub struct HeadlessOptions {
     pub session: Session,
     pub summary: SummaryFormat,
+    /// `--summary-file`: the summary goes there instead of stderr.
+    pub summary_file: Option<PathBuf>,
     /// Print every exit to stderr as it happens.
     pub trace: bool,
 }
@@ -21,69 +24,90 @@ pub struct HeadlessOptions {
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
 pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionError> {
     let mut sinks: Vec<Arc<dyn ExitSink>> = Vec::new();
-    if options.trace {
-        sinks.push(Arc::new(TracePrinter::new(std::io::stderr())));
+    let printer = options.trace.then(|| Arc::new(TracePrinter::new(std::io::stderr())));
+    if let Some(p) = &printer {
+        sinks.push(p.clone());
     }
     // Only the dirty pages' names need them in a headless run.
     let symbols = if config.dirty_log { session::guest_symbols(&config, &options.session) } else { Symbols::default() };
     let launched = session::launch(config, options.session, sinks, |info| {
-        eprintln!(
+        crate::say!(
             "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",
-            info.format, info.mode, info.entry, info.memory, info.registers_via
+            info.format,
+            info.mode,
+            info.entry,
+            info.memory,
+            info.registers_via
         );
         for d in &info.devices {
-            eprintln!("kvmscope: {d}");
+            crate::say!("kvmscope: {d}");
         }
         for a in &info.adjustments {
-            eprintln!("kvmscope: host workaround (--no-host-workarounds turns it off): {a}");
+            crate::say!("kvmscope: host workaround (--no-host-workarounds turns it off): {a}");
         }
     })?;
-    let report = launched.wait()?;
-    print_report(&report, options.summary, &symbols);
-    Ok(report.end.status())
+    let report = launched.wait_with(|| {
+        if let Some(p) = &printer {
+            p.tick();
+        }
+    })?;
+    if let Some(p) = &printer {
+        p.finish();
+    }
+    let status = report.end.status();
+    match print_report(&report, options.summary, &symbols, options.summary_file.as_deref()) {
+        Ok(()) => Ok(status),
+        Err(e) => {
+            crate::say!("kvmscope: cannot write the summary: {e}");
+            Ok(1)
+        }
+    }
 }
 
-/// Prints the crash report (if any) and the summary to stderr; `symbols` name the hot pages.
-pub fn print_report(report: &RunReport, format: SummaryFormat, symbols: &Symbols) {
-    if let Some(crash) = &report.crash {
-        eprint!("{}", summary::crash_text(crash));
+/// The summary of a run that has just ended.
+pub fn summary_of<'a>(report: &'a RunReport, symbols: &'a Symbols) -> Summary<'a> {
+    Summary {
+        counters: &report.counters,
+        per_vcpu: report.per_vcpu.iter().enumerate().map(|(i, c)| (i as u32, c)).collect(),
+        ending: Ending::from(&report.end),
+        elapsed_ns: report.elapsed.as_nanos() as u64,
+        selection: Selection::default(),
+        kvm: &report.kvm,
+        devices: &report.devices,
+        kernel: report.kernel.as_ref(),
+        dirty: report.dirty.as_ref(),
+        symbols,
+        self_profile: report.self_profile.as_ref(),
     }
-    let elapsed = report.elapsed.as_nanos() as u64;
-    match format {
-        SummaryFormat::Text => {
-            eprint!("{}", summary::text(&report.counters, &report.end, elapsed));
-            if report.per_vcpu.len() > 1 {
-                eprint!("{}", summary::per_vcpu_text(&report.per_vcpu));
-            }
-            eprint!("{}", summary::kvm_text(&report.kvm, report.counters.total.count));
-            eprint!("{}", report.devices.text());
-            if let Some(k) = &report.kernel {
-                eprint!("{}", k.text());
-            }
-            if let Some(d) = &report.dirty {
-                eprint!("{}", d.text(symbols));
-            }
-            if let Some(p) = &report.self_profile {
-                eprint!("{}", summary::self_profile_text(p));
-            }
+}
+
+/// Prints the crash report (if any) and the summary, to stderr or to `file`; `symbols` name the
+/// hot pages.
+pub fn print_report(
+    report: &RunReport,
+    format: SummaryFormat,
+    symbols: &Symbols,
+    file: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    if let Some(crash) = &report.crash {
+        crate::out::stderr(&summary::crash_text(crash))?;
+    }
+    let summary = summary_of(report, symbols);
+    let text = match format {
+        SummaryFormat::Text => summary.text(),
+        SummaryFormat::Json => format!("{}\n", summary.json()),
+        SummaryFormat::None => {
+            return crate::out::stderr(&format!(
+                "kvmscope: run ended: {} (status {})\n",
+                report.end,
+                report.end.status()
+            ));
         }
-        SummaryFormat::Json => {
-            let mut v = summary::json(&report.counters, &report.end, elapsed);
-            v["per_vcpu"] = report.per_vcpu.iter().map(|c| c.total.count).collect();
-            v["kvm"] = summary::kvm_json(&report.kvm, report.counters.total.count);
-            v["virtio"] = report.devices.json();
-            if let Some(k) = &report.kernel {
-                v["kernel_events"] = k.json();
-            }
-            if let Some(d) = &report.dirty {
-                v["dirty_log"] = d.json(symbols);
-            }
-            if let Some(p) = &report.self_profile {
-                v["self_profile"] = summary::self_profile_json(p);
-            }
-            eprintln!("{v}");
-        }
-        SummaryFormat::None => eprintln!("kvmscope: run ended: {} (status {})", report.end, report.end.status()),
+    };
+    match file {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("--summary-file {}: {e}", path.display()))),
+        None => crate::out::stderr(&text),
     }
 }
 

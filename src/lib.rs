@@ -20,6 +20,10 @@ pub mod guests;
 pub mod headless;
 /// The VM's memory map as KVM and kvmscope laid it out.
 pub mod memory_view;
+/// One-line notices during a run: on stderr, or in the TUI's status line.
+pub mod notice;
+/// Writing results to stdout and stderr without panicking.
+pub mod out;
 /// Exit traces on disk: record, read back.
 pub mod recording;
 /// What a run is set up with: limits, gdb, recording.

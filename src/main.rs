@@ -73,6 +73,9 @@ struct RunArgs {
     /// Summary printed at the end of a headless run.
     #[arg(long, value_enum, default_value = "text")]
     summary: SummaryFormat,
+    /// Write the summary to this file instead of stderr (stderr keeps the run's other lines).
+    #[arg(long, value_name = "FILE", requires = "headless")]
+    summary_file: Option<PathBuf>,
     /// End the run after this many seconds.
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = headless::parse_timeout)]
     timeout: Option<std::time::Duration>,
@@ -283,6 +286,7 @@ fn run(args: RunArgs) -> ExitCode {
             record_kernel_events: args.record_kernel_events,
         },
         summary: args.summary,
+        summary_file: args.summary_file,
         trace: args.trace,
     };
     match headless::run(config, options) {

@@ -265,9 +265,15 @@ impl Launched {
     }
 
     /// Waits for the run to end by itself, then finishes it.
-    pub fn wait(mut self) -> Result<RunReport, SessionError> {
+    pub fn wait(self) -> Result<RunReport, SessionError> {
+        self.wait_with(|| {})
+    }
+
+    /// Like [`wait`](Self::wait), calling `tick` every 20 ms meanwhile.
+    pub fn wait_with(mut self, mut tick: impl FnMut()) -> Result<RunReport, SessionError> {
         while self.is_running() {
             self.poll(Duration::from_millis(20));
+            tick();
         }
         self.finish(RunEnd::Quit)
     }
@@ -297,7 +303,7 @@ impl Launched {
             if let Ok(counts) = &report.kvm {
                 recorder.kvm(counts.clone());
             }
-            let WriteStats { exits, chunks, bytes, .. } = recorder.finish(&report.end)?;
+            let WriteStats { exits, chunks, bytes, .. } = recorder.finish(&report.end, report.elapsed)?;
             let per_exit =
                 if exits > 0 { format!(", {:.1} bytes per exit", bytes as f64 / exits as f64) } else { String::new() };
             eprintln!(

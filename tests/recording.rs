@@ -38,18 +38,27 @@ fn stats_of_a_recording_equal_the_live_summary() {
     let stats = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json"]);
     assert_eq!(stats.status, 0, "{}", stats.stderr);
     let rec: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
-    for key in ["exits", "by_reason", "io", "mmio", "status", "end", "end_detail", "time_by_reason", "kvm"] {
-        assert_eq!(rec[key], live[key], "{key}");
-    }
-    assert_eq!(rec["status"], 33);
-    assert_eq!(rec["per_vcpu"]["0"]["exits"], live["exits"]);
+    // One shape, the same numbers: the run's length, the debug-exit value and per-vCPU counts too.
+    assert_eq!(rec, live, "stats --json and the live --summary json");
+    assert_eq!((rec["status"].as_u64(), rec["debug_exit"]["value"].as_u64()), (Some(33), Some(16)));
+    assert_eq!(rec["per_vcpu"][0]["exits"], live["exits"]);
     let text = kvmscope_out(&["stats", trace.to_str().unwrap()]);
-    assert!(text.stdout.contains("VM-EXIT") && text.stdout.contains("VCPU"), "{}", text.stdout);
-    // Filters: another vCPU has nothing; a window before the start has nothing.
+    assert!(text.stdout.contains("VM-EXIT") && text.stdout.contains("Analyze events for all VCPUs"), "{}", text.stdout);
+    // A selection is named in the report; one that holds no exit is said, with status 1.
+    let half = kvmscope_out(&["stats", trace.to_str().unwrap(), "--vcpu", "0", "--from", "0"]);
+    assert_eq!(half.status, 0, "{}", half.stderr);
+    assert!(half.stdout.contains("Analyze events for VCPU 0 from 0.000s:"), "{}", half.stdout);
     let none = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json", "--vcpu", "1"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&none.stdout).unwrap()["exits"], 0);
-    let window = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json", "--to", "0"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&window.stdout).unwrap()["exits"], 0);
+    assert_eq!(none.status, 1, "{}", none.stderr);
+    assert!(none.stderr.contains("--vcpu 1: the recording has exits of vCPU 0 only"), "{}", none.stderr);
+    let v: serde_json::Value = serde_json::from_str(&none.stdout).unwrap();
+    assert_eq!((v["exits"].as_u64(), v["selection"]["vcpu"].as_u64()), (Some(0), Some(1)));
+    let window = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json", "--to", "0.0000001"]);
+    assert_eq!(window.status, 1, "{}", window.stderr);
+    assert!(window.stderr.contains("no exits of all VCPUs before 0.000s"), "{}", window.stderr);
+    let backwards = kvmscope_out(&["stats", trace.to_str().unwrap(), "--from", "1.5", "--to", "0.5"]);
+    assert_eq!(backwards.status, 2, "{}", backwards.stderr);
+    assert!(backwards.stderr.contains("--from 1.5s is not before --to 0.5s"), "{}", backwards.stderr);
 }
 
 #[test]
@@ -65,7 +74,11 @@ fn exports_round_trip() {
     let lines: Vec<serde_json::Value> = jsonl.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), exits);
     for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["seq"], i as u64, "sequence numbers in order");
+        assert_eq!(
+            (l["record"].as_str(), l["seq"].as_u64()),
+            (Some("exit"), Some(i as u64)),
+            "in order, each its kind"
+        );
     }
     let outs = lines.iter().filter(|l| l["reason"] == "io" && l["port"] == 0x3f8 && l["dir"] == "out").count();
     assert_eq!(
@@ -77,12 +90,23 @@ fn exports_round_trip() {
     let csv = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "csv", "-o", csv_path.to_str().unwrap()]);
     assert_eq!(csv.status, 0, "{}", csv.stderr);
     let csv = std::fs::read_to_string(&csv_path).unwrap();
-    assert!(csv.starts_with("seq,vcpu,t_ns,rip,reason,"));
+    assert!(csv.starts_with("record,seq,vcpu,t_ns,rip,reason,"));
     assert_eq!(csv.lines().count(), exits + 1);
     let chrome = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "chrome"]);
     let events: Vec<serde_json::Value> = serde_json::from_str(&chrome.stdout).unwrap();
     assert_eq!(events.iter().filter(|e| e["ph"] == "X").count(), exits);
     assert_eq!(events.iter().filter(|e| e["ph"] == "M" && e["name"] == "thread_name").count(), 1, "one track per vCPU");
+    let processes: Vec<&str> =
+        events.iter().filter(|e| e["name"] == "process_name").filter_map(|e| e["args"]["name"].as_str()).collect();
+    assert_eq!(processes, ["vCPUs", "virtio devices"]);
+    // Without --stacks there is nothing to fold: said, not an empty output with status 0.
+    let folded = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "folded"]);
+    assert_eq!(folded.status, 2);
+    assert!(
+        folded.stderr.contains("no call stacks recorded (record with `run --record FILE --stacks`)"),
+        "{}",
+        folded.stderr
+    );
 }
 
 #[test]

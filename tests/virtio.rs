@@ -59,6 +59,11 @@ fn project_guest_drives_blk_rng_and_console() {
     for line in notifies {
         assert!(line.contains("  mov [") && line.contains("+50h],"), "the notify's store: {line}");
     }
+    // --trace is in time order: each device's notify line follows the exit that made it.
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.contains("notify (trapped)")) {
+        assert!(lines[i - 1].starts_with('#') && lines[i - 1].contains("050 4="), "{}\n{line}", lines[i - 1]);
+    }
     for line in [
         "virtio-blk: wrote, flushed and read back 8 sectors",
         "virtio-rng: 32 bytes of entropy",
@@ -170,11 +175,17 @@ fn device_events_are_recorded_counted_and_exported() {
     let text = kvmscope().args(["stats"]).arg(&trace).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("virtio devices:"));
     let jsonl = kvmscope().args(["export", "--format", "jsonl"]).arg(&trace).output().unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&jsonl.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["record"] == "device")
-        .collect();
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&jsonl.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // In time order: each trapped notify right after the exit that made it.
+    let times: Vec<u64> = rows.iter().map(|r| r["t_ns"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "exports are in time order");
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r["what"] == "notify") {
+        let before = &rows[i - 1];
+        let queue_notify = before["addr"].as_u64().map(|a| a & 0xfff);
+        assert_eq!((before["record"].as_str(), queue_notify), (Some("exit"), Some(0x50)), "{r}");
+    }
+    let events: Vec<serde_json::Value> = rows.into_iter().filter(|v| v["record"] == "device").collect();
     let read = events.iter().find(|e| e["what"] == "taken" && e["request"] == "read sector 2 len 4096");
     assert!(read.is_some_and(|e| e["device"] == "virtio-blk0" && e["queue"] == 0), "no read request exported");
     assert!(events.iter().any(|e| e["what"] == "completed" && e["latency_ns"].as_u64() > Some(0)));

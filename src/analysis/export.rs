@@ -71,9 +71,10 @@ pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
     }
 }
 
-/// One exit as a JSON object (the JSON Lines schema).
+/// One exit as a JSON object (the JSON Lines schema): `"record": "exit"` and the exit's fields.
 pub fn exit_json(e: &ExitEvent) -> Value {
     let mut m = Map::new();
+    m.insert("record".into(), json!("exit"));
     m.insert("seq".into(), json!(e.seq));
     m.insert("vcpu".into(), json!(e.vcpu));
     m.insert("t_ns".into(), json!(e.t_ns));
@@ -91,9 +92,10 @@ pub fn exit_json(e: &ExitEvent) -> Value {
     Value::Object(m)
 }
 
-/// The CSV header row.
+/// The CSV header row: `record` is `exit` or `device`; `port`, `addr` and `msr` are each set for
+/// their own kind of exit, with `dir` and `data` (an MSR's value).
 pub const CSV_HEADER: &str =
-    "seq,vcpu,t_ns,rip,reason,port,addr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text";
+    "record,seq,vcpu,t_ns,rip,reason,port,addr,msr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text";
 
 fn csv_quote(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
@@ -101,12 +103,16 @@ fn csv_quote(s: &str) -> String {
 
 /// One exit as a CSV row.
 pub fn exit_csv(e: &ExitEvent) -> String {
-    let (port, addr, dir, size, data) = match &e.kind {
+    let none = String::new;
+    let (port, addr, msr, dir, size, data) = match &e.kind {
         ExitKind::Io { port, dir, size, data, .. } => {
-            (port.to_string(), String::new(), dir.io_name(), size.to_string(), data.to_string())
+            (port.to_string(), none(), none(), dir.io_name(), size.to_string(), data.to_string())
         }
         ExitKind::Mmio { addr, dir, len, data } => {
-            (String::new(), addr.to_string(), dir.mmio_name(), len.to_string(), data.to_string())
+            (none(), addr.to_string(), none(), dir.mmio_name(), len.to_string(), data.to_string())
+        }
+        ExitKind::Msr { index, dir, data } => {
+            (none(), none(), index.to_string(), dir.mmio_name(), "8".into(), data.to_string())
         }
         _ => Default::default(),
     };
@@ -114,7 +120,7 @@ pub fn exit_csv(e: &ExitEvent) -> String {
         (i.addr.to_string(), i.hex().replace(' ', ""), i.text.clone())
     });
     format!(
-        "{},{},{},{},{},{port},{addr},{dir},{size},{data},{},{},{ia},{ib},{}",
+        "exit,{},{},{},{},{},{port},{addr},{msr},{dir},{size},{data},{},{},{ia},{ib},{}",
         e.seq,
         e.vcpu,
         e.t_ns,
@@ -155,7 +161,7 @@ pub fn device_json(d: &DeviceEvent) -> Value {
 
 /// One device event as a CSV row: reason `virtio_KIND`, the device, the event in words.
 pub fn device_csv(d: &DeviceEvent) -> String {
-    format!(",,{},,virtio_{},,,,,,,{},,,{}", d.t_ns, d.kind.name(), d.device, csv_quote(&d.to_string()))
+    format!("device,,,{},,virtio_{},,,,,,,,{},,,{}", d.t_ns, d.kind.name(), d.device, csv_quote(&d.to_string()))
 }
 
 /// One device event as a Chrome trace event on the devices' track `tid`: a completed request
@@ -199,7 +205,11 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
         }
     };
     if args.format == Format::Folded {
-        for line in super::folded::fold(&args.file, args.symbols.as_deref())? {
+        let lines = super::folded::fold(&args.file, args.symbols.as_deref())?;
+        if lines.is_empty() {
+            return Err(AnalysisError::NoStacks(args.file.clone()));
+        }
+        for line in lines {
             write(&mut out, &format!("{line}\n"));
         }
         out.flush().map_err(AnalysisError::Write)?;
@@ -207,7 +217,13 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     }
     match args.format {
         Format::Csv => write(&mut out, &format!("{CSV_HEADER}\n")),
-        Format::Chrome => write(&mut out, "[\n"),
+        Format::Chrome => {
+            // The two processes' names: Perfetto shows them as the tracks' headings.
+            let name =
+                |pid: u32, name: &str| json!({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}});
+            write(&mut out, &format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")));
+            first = false;
+        }
         Format::Jsonl | Format::Folded => {}
     }
     let read = super::read_all_warning(&args.file, |r| {
@@ -284,7 +300,12 @@ mod tests {
         assert_eq!(j["port"], 0x3f8);
         assert_eq!(j["dir"], "out");
         assert_eq!(j["insn"]["bytes"], "ee");
-        assert_eq!(exit_csv(&e), "3,1,2500,4101,io,1016,,out,1,65,1500,serial,4100,ee,\"out dx,al\"");
+        assert_eq!(exit_csv(&e), "exit,3,1,2500,4101,io,1016,,,out,1,65,1500,serial,4100,ee,\"out dx,al\"");
+        assert_eq!(j["record"], "exit");
+        let msr =
+            ExitEvent { kind: ExitKind::Msr { index: 0x277, dir: Dir::Out, data: 0x0407 }, insn: None, ..e.clone() };
+        assert_eq!(exit_csv(&msr), "exit,3,1,2500,4101,x86_wrmsr,,,631,write,8,1031,1500,serial,,,");
+        assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&msr).split(',').count());
         assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&e).split(',').count() - 1, "the quoted comma");
         let c = exit_chrome(&e);
         assert_eq!((c["ph"].as_str(), c["tid"].as_u64(), c["ts"].as_f64()), (Some("X"), Some(1), Some(2.5)));
@@ -301,7 +322,7 @@ mod tests {
         );
         let row = device_csv(&d);
         assert_eq!(row.split(',').count(), CSV_HEADER.split(',').count() + 2, "two quoted commas: {row}");
-        assert!(row.starts_with(",,5000,,virtio_completed,"), "{row}");
+        assert!(row.starts_with("device,,,5000,,virtio_completed,"), "{row}");
         let c = device_chrome(&d, 0);
         assert_eq!((c["ph"].as_str(), c["ts"].as_f64(), c["dur"].as_f64()), (Some("X"), Some(3.0), Some(2.0)));
     }

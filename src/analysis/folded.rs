@@ -70,10 +70,7 @@ pub struct FlamegraphArgs {
 pub fn flamegraph(args: &FlamegraphArgs) -> Result<(), AnalysisError> {
     let lines = fold(&args.file, args.symbols.as_deref())?;
     if lines.is_empty() {
-        return Err(AnalysisError::Symbols(format!(
-            "{}: no call stacks recorded (record with --stacks)",
-            args.file.display()
-        )));
+        return Err(AnalysisError::NoStacks(args.file.clone()));
     }
     let file = std::fs::File::create(&args.output)
         .map_err(|source| AnalysisError::Create { path: args.output.clone(), source })?;

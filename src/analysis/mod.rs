@@ -23,14 +23,26 @@ pub enum AnalysisError {
     /// The guest's symbols could not be had.
     #[error("{0}")]
     Symbols(String),
+    #[error(transparent)]
+    Selection(#[from] stats::SelectionError),
+    #[error("{}: no call stacks recorded (record with `run --record FILE --stacks`)", .0.display())]
+    NoStacks(PathBuf),
+    /// The report was printed, but what was asked for holds no exit.
+    #[error("{0}")]
+    NothingSelected(String),
 }
 
 impl AnalysisError {
-    /// kvmscope's exit status: 2 for input it cannot use, 1 when writing failed.
+    /// kvmscope's exit status: 2 for input it cannot use, 1 when writing failed or nothing was
+    /// selected.
     pub fn status(&self) -> u8 {
         match self {
-            AnalysisError::Read(_) | AnalysisError::Create { .. } | AnalysisError::Symbols(_) => 2,
-            AnalysisError::Write(_) => 1,
+            AnalysisError::Read(_)
+            | AnalysisError::Create { .. }
+            | AnalysisError::Symbols(_)
+            | AnalysisError::Selection(_)
+            | AnalysisError::NoStacks(_) => 2,
+            AnalysisError::Write(_) | AnalysisError::NothingSelected(_) => 1,
         }
     }
 }

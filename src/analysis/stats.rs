@@ -1,8 +1,7 @@
 //! `kvmscope stats FILE`: the run's summary recomputed from its recording (the same numbers), and
 //! a `perf kvm stat report`-like breakdown per vCPU; filtered by vCPU and time window.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -12,8 +11,9 @@ use super::AnalysisError;
 use super::profile::RipProfile;
 use crate::decode::symbols::Symbols;
 use crate::recording::Record;
-use crate::summary;
-use crate::trace::{Counters, DeviceCounters};
+use crate::summary::{Ending, Selection, Summary};
+use crate::trace::{Counters, DeviceCounters, Dir, ExitKind};
+use crate::vmm::dirty::DirtyTracker;
 use crate::vmm::kernel_events::KernelCounts;
 use crate::vmm::kvm_stats::KvmCounts;
 
@@ -55,6 +55,8 @@ pub struct RecordedRun {
     pub per_vcpu: BTreeMap<u32, Counters>,
     /// (status, name, detail, t_ns) of the end record, if the recording has one.
     pub end: Option<(i32, String, String, u64)>,
+    /// The value of the last write to the debug-exit port: what a debug-exit end wrote.
+    pub debug_exit: Option<u32>,
     /// KVM's own counters at the last sample, if the recording has one.
     pub kvm: Option<KvmCounts>,
     /// The virtio devices' events, counted (in the time window).
@@ -64,31 +66,57 @@ pub struct RecordedRun {
     /// KVM's tracepoints at the last sample (`--kernel-events`), the whole run's.
     pub kernel: Option<KernelCounts>,
     /// Pages dirtied per interval (`--dirty-log`), in the window.
-    pub dirty: Vec<u64>,
+    pub dirty: Option<DirtyTracker>,
     /// The guest image the recording names.
     pub guest_image: String,
+    /// The vCPUs that made exits, whatever the selection.
+    pub vcpus_seen: BTreeSet<u32>,
     pub last_t_ns: u64,
+}
+
+/// Why a selection of `stats` cannot hold any exit.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error("--from {from}s is not before --to {to}s: no exit can be between them")]
+    EmptyWindow { from: f64, to: f64 },
+}
+
+impl StatsArgs {
+    pub fn selection(&self) -> Selection {
+        Selection { vcpu: self.vcpu, from: self.from, to: self.to }
+    }
 }
 
 /// Reads and counts a recording.
 pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from >= to
+    {
+        return Err(AnalysisError::Selection(SelectionError::EmptyWindow { from, to }));
+    }
     let from = args.from.map(|s| (s * 1e9) as u64).unwrap_or(0);
     let to = args.to.map(|s| (s * 1e9) as u64).unwrap_or(u64::MAX);
     let mut run = RecordedRun {
         counters: Counters::default(),
         per_vcpu: BTreeMap::new(),
         end: None,
+        debug_exit: None,
         kvm: None,
         devices: DeviceCounters::default(),
         profile: RipProfile::default(),
         kernel: None,
-        dirty: Vec::new(),
+        dirty: None,
         guest_image: String::new(),
+        vcpus_seen: BTreeSet::new(),
         last_t_ns: 0,
     };
     let reader = super::read_all_warning(&args.file, |r| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
+            run.vcpus_seen.insert(e.vcpu);
+            if let (Some("debug-exit"), ExitKind::Io { dir: Dir::Out, data, .. }) = (e.device, &e.kind) {
+                run.debug_exit = Some(*data as u32);
+            }
             if args.vcpu.is_none_or(|v| v == e.vcpu) && (from..to).contains(&e.t_ns) {
                 run.counters.record(&e);
                 run.per_vcpu.entry(e.vcpu).or_default().record(&e);
@@ -98,7 +126,9 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         Record::End { t_ns, status, name, detail } => run.end = Some((status, name, detail, t_ns)),
         Record::Kvm { counts, .. } => run.kvm = Some(counts),
         Record::Device(d) if (from..to).contains(&d.t_ns) => run.devices.record(&d),
-        Record::Dirty { t_ns, pages } if (from..to).contains(&t_ns) => run.dirty.push(pages),
+        Record::Dirty { t_ns, pages } if (from..to).contains(&t_ns) => {
+            run.dirty.get_or_insert_with(DirtyTracker::default).add_count(pages)
+        }
         Record::Kernel { by_event, by_rip, .. } => {
             let mut k = KernelCounts { by_event: by_event.into_iter().collect(), ..Default::default() };
             // The RIPs come with the last sample only; an earlier one keeps those already read.
@@ -113,6 +143,48 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
     })?;
     run.guest_image = reader.header.guest_image.clone();
     Ok(run)
+}
+
+impl RecordedRun {
+    /// How the run ended, as its end record says (a recording without one says that).
+    pub fn ending(&self) -> Ending {
+        match &self.end {
+            Some((status, name, detail, _)) => Ending {
+                name: name.clone(),
+                detail: detail.clone(),
+                status: *status,
+                debug_exit: self.debug_exit.filter(|_| name == "debug-exit"),
+            },
+            None => Ending {
+                name: "incomplete".into(),
+                detail: "the recording has no end record (the run was killed, or the file is cut short)".into(),
+                status: 1,
+                debug_exit: None,
+            },
+        }
+    }
+
+    /// The run's length (from its end record, or its last exit), or the part of it selected.
+    pub fn elapsed_ns(&self, selection: &Selection) -> u64 {
+        let end = self.end.as_ref().map_or(self.last_t_ns, |e| e.3);
+        let from = selection.from.map_or(0, |s| (s * 1e9) as u64);
+        let to = selection.to.map_or(end, |s| ((s * 1e9) as u64).min(end));
+        to.saturating_sub(from)
+    }
+
+    /// Why the selection holds no exit, in words, when it holds none.
+    pub fn empty_selection(&self, selection: &Selection) -> Option<String> {
+        if self.counters.total.count > 0 || self.vcpus_seen.is_empty() {
+            return None;
+        }
+        if let Some(v) = selection.vcpu
+            && !self.vcpus_seen.contains(&v)
+        {
+            let seen: Vec<String> = self.vcpus_seen.iter().map(u32::to_string).collect();
+            return Some(format!("--vcpu {v}: the recording has exits of vCPU {} only", seen.join(", ")));
+        }
+        Some(format!("no exits of {selection} (the recording's exits span 0 to {:.3}s)", self.last_t_ns as f64 / 1e9))
+    }
 }
 
 /// Runs the command.
@@ -140,58 +212,29 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         }
         return Ok(());
     }
-    let (status, name, detail, elapsed) = run.end.clone().unwrap_or((
-        1,
-        "incomplete".into(),
-        "the recording has no end record (the run was killed, or the file is cut short)".into(),
-        run.last_t_ns,
-    ));
+    let selection = args.selection();
     // KVM's counters are the whole run's (the last sample), whatever the filters.
     let kvm = run.kvm.clone().ok_or_else(|| "the recording has no sample of KVM's counters".to_string());
+    let summary = Summary {
+        counters: &run.counters,
+        per_vcpu: run.per_vcpu.iter().map(|(v, c)| (*v, c)).collect(),
+        ending: run.ending(),
+        elapsed_ns: run.elapsed_ns(&selection),
+        selection,
+        kvm: &kvm,
+        devices: &run.devices,
+        kernel: run.kernel.as_ref(),
+        dirty: run.dirty.as_ref(),
+        symbols: &Symbols::default(),
+        self_profile: None,
+    };
     if args.json {
-        let mut v = summary::json_for(&run.counters, &name, &detail, status, elapsed);
-        v["kvm"] = summary::kvm_json(&kvm, run.counters.total.count);
-        let per_vcpu: serde_json::Map<String, serde_json::Value> = run
-            .per_vcpu
-            .iter()
-            .map(|(vcpu, c)| {
-                let reasons: serde_json::Map<String, serde_json::Value> =
-                    c.reasons_sorted().into_iter().map(|(k, s)| (k.to_string(), json!(s.count))).collect();
-                (vcpu.to_string(), json!({ "exits": c.total.count, "by_reason": reasons }))
-            })
-            .collect();
-        v["per_vcpu"] = json!(per_vcpu);
-        v["virtio"] = run.devices.json();
-        if let Some(k) = &run.kernel {
-            v["kernel_events"] = k.json();
-        }
-        if !run.dirty.is_empty() {
-            v["dirty_pages_per_interval"] = json!(run.dirty);
-        }
-        println!("{v}");
+        println!("{}", summary.json());
     } else {
-        let mut out = summary::text_for(&run.counters, &detail, status, elapsed);
-        let _ = writeln!(out, "\n{:>22} {:>10} {:>9} {:>9}", "VCPU", "Samples", "Samples%", "Time%");
-        for (vcpu, c) in &run.per_vcpu {
-            let _ = writeln!(
-                out,
-                "{vcpu:>22} {:>10} {:>8.2}% {:>8.2}%",
-                c.total.count,
-                summary::percent(c.total.count, run.counters.total.count),
-                summary::percent(c.total.total_ns, run.counters.total.total_ns)
-            );
-        }
-        out.push_str(&summary::kvm_text(&kvm, run.counters.total.count));
-        out.push_str(&run.devices.text());
-        if let Some(k) = &run.kernel {
-            out.push_str(&k.text());
-        }
-        if !run.dirty.is_empty() {
-            let max = run.dirty.iter().max().copied().unwrap_or(0);
-            let _ =
-                writeln!(out, "\nDirty pages per interval ({} intervals, max {max}): {:?}", run.dirty.len(), run.dirty);
-        }
-        print!("{out}");
+        print!("{}", summary.text());
     }
-    Ok(())
+    match run.empty_selection(&selection) {
+        Some(why) => Err(AnalysisError::NothingSelected(why)),
+        None => Ok(()),
+    }
 }

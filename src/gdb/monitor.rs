@@ -36,7 +36,7 @@ impl MonitorCmd for GdbTarget {
             "" | "help" => outputln!(out, "{HELP}"),
             "exits" => {
                 let counters = self.controller.counters();
-                outputln!(out, "{}", summary::table(&counters));
+                outputln!(out, "{}", summary::table::table(&counters));
             }
             "break-exit" => match parse_breakpoint(rest) {
                 Ok((spec, nth)) => outputln!(out, "exit breakpoint {}", self.controller.add_exit_breakpoint(spec, nth)),

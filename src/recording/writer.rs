@@ -1,8 +1,9 @@
 //! Recording a run: a sink the vCPU threads hand every exit to, and a writer thread that encodes
 //! chunks and writes them. Each vCPU collects its exits in a batch of its own and hands the batch
 //! over in one go; the queue between them blocks when full: recording may slow the guest, it never
-//! loses an exit. Chunks are written at least every 100 ms, so a run that is killed leaves
-//! a file readable up to its last whole chunk.
+//! loses an exit. The writer puts the records in time order (an exit before the device events it
+//! caused, whichever thread handed them over first) and writes a chunk at least every 100 ms, so a
+//! run that is killed leaves a file readable up to its last whole chunk.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -57,7 +58,7 @@ pub struct Recorder {
     tx: SyncSender<Vec<Record>>,
     buffers: Buffers,
     writer: Mutex<Option<JoinHandle<Result<WriteStats, RecordError>>>>,
-    start: OnceLock<Instant>,
+    start: Arc<OnceLock<Instant>>,
 }
 
 impl Recorder {
@@ -72,11 +73,13 @@ impl Recorder {
         let bytes = head.len() as u64;
         let buffers: Buffers = Arc::new((0..BUFFERS).map(|_| Mutex::new(Vec::new())).collect());
         let pending = buffers.clone();
+        let start = Arc::new(OnceLock::new());
+        let started = start.clone();
         let writer = std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || write_chunks(rx, &pending, file, &path, bytes))
+            .spawn(move || write_chunks(rx, &pending, &started, file, &path, bytes))
             .map_err(create)?;
-        Ok(Self { tx, buffers, writer: Mutex::new(Some(writer)), start: OnceLock::new() })
+        Ok(Self { tx, buffers, writer: Mutex::new(Some(writer)), start })
     }
 
     /// The instant event times count from (the VM's start).
@@ -116,11 +119,12 @@ impl Recorder {
         self.send(Record::Console { t_ns: self.t_ns(), bytes: bytes.to_vec() });
     }
 
-    /// Writes the end record, flushes and closes the file.
-    pub fn finish(&self, end: &RunEnd) -> Result<WriteStats, RecordError> {
+    /// Writes the end record, stamped `elapsed` into the run (when the run ended, which the
+    /// summary says too, not when the recording is closed), flushes and closes the file.
+    pub fn finish(&self, end: &RunEnd, elapsed: Duration) -> Result<WriteStats, RecordError> {
         let _ = self.tx.send(take_all(&self.buffers));
         self.send(Record::End {
-            t_ns: self.t_ns(),
+            t_ns: elapsed.as_nanos() as u64,
             status: end.status(),
             name: end.name().into(),
             detail: end.to_string(),
@@ -164,67 +168,124 @@ fn take_all(buffers: &Buffers) -> Vec<Record> {
     all
 }
 
+/// How far behind the present the writer stays, so that a record handed over late (a vCPU's
+/// exit still on its way while a device event it caused came at once) still goes in its place.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Where a record goes in time order: its time, then exits before what they caused, and a call
+/// stack right after its exit (`exit_times` holds the pending exits' times by sequence number).
+fn order_key(r: &Record, exit_times: &rustc_hash::FxHashMap<u64, u64>) -> (u64, u8, u64) {
+    match r {
+        Record::Exit(e) => (e.t_ns, 0, e.seq),
+        Record::Stack(s) => (exit_times.get(&s.seq).copied().unwrap_or(0), 1, s.seq),
+        Record::End { .. } => (u64::MAX, u8::MAX, 0),
+        Record::Console { t_ns, .. }
+        | Record::Kvm { t_ns, .. }
+        | Record::Kernel { t_ns, .. }
+        | Record::Dirty { t_ns, .. } => (*t_ns, 2, 0),
+        Record::Stop(s) => (s.t_ns, 2, 0),
+        Record::Device(d) => (d.t_ns, 2, 0),
+    }
+}
+
+/// Records in time order: they arrive out of order (exits in per-vCPU batches, the rest at
+/// once) and leave sorted once nothing earlier can still come.
+#[derive(Default)]
+struct Reorder {
+    pending: Vec<Record>,
+}
+
+impl Reorder {
+    /// The pending records up to `before` (nanoseconds into the run), in order; all of them when
+    /// `before` is `None`.
+    fn take(&mut self, before: Option<u64>) -> Vec<Record> {
+        let exit_times: rustc_hash::FxHashMap<u64, u64> = self
+            .pending
+            .iter()
+            .filter_map(|r| if let Record::Exit(e) = r { Some((e.seq, e.t_ns)) } else { None })
+            .collect();
+        let mut keyed: Vec<((u64, u8, u64), Record)> =
+            self.pending.drain(..).map(|r| (order_key(&r, &exit_times), r)).collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        let cut = before.map_or(keyed.len(), |t| keyed.partition_point(|(k, _)| k.0 < t));
+        self.pending = keyed.split_off(cut).into_iter().map(|(_, r)| r).collect();
+        keyed.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
 fn write_chunks(
     rx: Receiver<Vec<Record>>,
     buffers: &Buffers,
+    start: &OnceLock<Instant>,
     mut file: BufWriter<File>,
     path: &Path,
-    mut bytes: u64,
+    bytes: u64,
 ) -> Result<WriteStats, RecordError> {
     let err = |source| RecordError::Write { path: path.to_path_buf(), source };
-    let mut enc = ChunkEncoder::default();
-    let mut stats = WriteStats { bytes, ..Default::default() };
-    let mut oldest: Option<Instant> = None;
-    let mut flush =
-        |enc: &mut ChunkEncoder, file: &mut BufWriter<File>, stats: &mut WriteStats| -> std::io::Result<()> {
-            if enc.records == 0 {
-                return Ok(());
-            }
-            let head = ChunkFrame::of(&enc.payload, enc.records).encode();
-            file.write_all(&head)?;
-            file.write_all(&enc.payload)?;
-            file.flush()?;
-            bytes += (head.len() + enc.payload.len()) as u64;
-            stats.bytes = bytes;
-            stats.chunks += 1;
-            enc.reset();
-            Ok(())
-        };
+    let mut out = ChunkOut { enc: ChunkEncoder::default(), stats: WriteStats { bytes, ..Default::default() } };
+    let mut order = Reorder::default();
+    let mut last_round = Instant::now();
     loop {
-        let wait = oldest.map_or(CHUNK_AGE, |t| CHUNK_AGE.saturating_sub(t.elapsed()));
-        match rx.recv_timeout(wait) {
+        let ended = match rx.recv_timeout(CHUNK_AGE.saturating_sub(last_round.elapsed())) {
             Ok(batch) => {
-                for r in batch {
-                    let last = matches!(r, Record::End { .. });
-                    stats.records += 1;
-                    stats.exits += u64::from(matches!(r, Record::Exit(_)));
-                    enc.push(&r);
-                    oldest.get_or_insert_with(Instant::now);
-                    if last {
-                        flush(&mut enc, &mut file, &mut stats).map_err(err)?;
-                        return Ok(stats);
-                    }
-                    if enc.payload.len() >= CHUNK_BYTES {
-                        flush(&mut enc, &mut file, &mut stats).map_err(err)?;
-                        oldest = None;
-                    }
-                }
+                let end = batch.iter().any(|r| matches!(r, Record::End { .. }));
+                order.pending.extend(batch);
+                end
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(&mut enc, &mut file, &mut stats).map_err(err)?;
-                return Ok(stats);
+            Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
+        };
+        if ended {
+            order.pending.extend(take_all(buffers));
+            for r in order.take(None) {
+                out.push(&r);
             }
-            Err(RecvTimeoutError::Timeout) => {
-                // Exits a quiet vCPU has not handed over yet go into this chunk too.
-                for r in take_all(buffers) {
-                    stats.records += 1;
-                    stats.exits += 1;
-                    enc.push(&r);
-                }
-                flush(&mut enc, &mut file, &mut stats).map_err(err)?;
-                oldest = None;
-            }
+            out.flush(&mut file).map_err(err)?;
+            return Ok(out.stats);
         }
+        if last_round.elapsed() >= CHUNK_AGE {
+            // Exits a quiet vCPU has not handed over yet; then everything older than a moment ago,
+            // in order, as one chunk at least every round.
+            last_round = Instant::now();
+            order.pending.extend(take_all(buffers));
+            let settled = start.get().map(|s| s.elapsed().saturating_sub(SETTLE).as_nanos() as u64);
+            for r in order.take(Some(settled.unwrap_or(0))) {
+                out.push(&r);
+                if out.enc.payload.len() >= CHUNK_BYTES {
+                    out.flush(&mut file).map_err(err)?;
+                }
+            }
+            out.flush(&mut file).map_err(err)?;
+        }
+    }
+}
+
+/// The chunk being filled, and what has been written.
+struct ChunkOut {
+    enc: ChunkEncoder,
+    stats: WriteStats,
+}
+
+impl ChunkOut {
+    fn push(&mut self, r: &Record) {
+        self.stats.records += 1;
+        self.stats.exits += u64::from(matches!(r, Record::Exit(_)));
+        self.enc.push(r);
+    }
+
+    /// Writes the chunk (if it holds anything) and starts the next.
+    fn flush(&mut self, file: &mut BufWriter<File>) -> std::io::Result<()> {
+        if self.enc.records == 0 {
+            return Ok(());
+        }
+        let head = ChunkFrame::of(&self.enc.payload, self.enc.records).encode();
+        file.write_all(&head)?;
+        file.write_all(&self.enc.payload)?;
+        file.flush()?;
+        self.stats.bytes += (head.len() + self.enc.payload.len()) as u64;
+        self.stats.chunks += 1;
+        self.enc.reset();
+        Ok(())
     }
 }
 
@@ -241,5 +302,45 @@ impl Write for RecordingConsole {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{DeviceEventKind, Dir, ExitKind};
+
+    fn exit(seq: u64, t_ns: u64) -> Record {
+        let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: 0 };
+        Record::Exit(ExitEvent { seq, vcpu: 0, t_ns, rip: 0, kind, device: None, insn: None, cost_ns: 1 })
+    }
+
+    fn device(t_ns: u64) -> Record {
+        Record::Device(DeviceEvent { t_ns, device: "d".into(), queue: None, kind: DeviceEventKind::Interrupt })
+    }
+
+    fn times(records: &[Record]) -> Vec<(char, u64)> {
+        records
+            .iter()
+            .map(|r| match r {
+                Record::Exit(e) => ('x', e.t_ns),
+                Record::Device(d) => ('d', d.t_ns),
+                Record::Stack(s) => ('s', s.seq),
+                _ => ('?', 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_leave_in_time_order_once_settled() {
+        let mut order = Reorder::default();
+        // A device event handed over before the exit batch that holds the exit it followed.
+        order.pending.push(device(15));
+        let stack = StackSample { seq: 1, vcpu: 0, reason: "io".into(), frames: vec![] };
+        order.pending.push(Record::Stack(stack));
+        order.pending.extend([exit(0, 10), exit(1, 20), exit(2, 30)]);
+        let out = order.take(Some(25));
+        assert_eq!(times(&out), [('x', 10), ('d', 15), ('x', 20), ('s', 1)]);
+        assert_eq!(times(&order.take(None)), [('x', 30)]);
     }
 }

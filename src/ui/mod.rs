@@ -163,7 +163,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     drop(guard);
     let end = if crate::vmm::vm::interrupted() { RunEnd::Interrupted } else { RunEnd::Quit };
     let report = launched.finish(end)?;
-    print_report(&report, SummaryFormat::Text, &app.profile.symbols);
+    // Where the terminal is gone with the summary, there is nobody to tell.
+    let _ = print_report(&report, SummaryFormat::Text, &app.profile.symbols, None);
     Ok(report.end.status())
 }
 

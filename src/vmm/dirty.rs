@@ -20,6 +20,8 @@ pub struct DirtyTracker {
     heat: FxHashMap<u64, u32>,
     /// The pages of the last interval.
     last: Vec<u64>,
+    /// Pages dirtied in each interval, oldest first.
+    per_interval: Vec<u64>,
     pub intervals: u64,
     /// Pages dirtied, all intervals added up.
     pub total: u64,
@@ -30,18 +32,24 @@ pub struct DirtyTracker {
 impl DirtyTracker {
     /// One interval's dirty pages.
     pub fn add_interval(&mut self, pages: Vec<u64>) {
-        self.intervals += 1;
-        self.total += pages.len() as u64;
-        self.max = self.max.max(pages.len() as u64);
+        self.add_count(pages.len() as u64);
         for &p in &pages {
             *self.heat.entry(p).or_default() += 1;
         }
         self.last = pages;
     }
 
+    /// One interval's count of dirty pages, without the pages (as a recording holds them).
+    pub fn add_count(&mut self, pages: u64) {
+        self.intervals += 1;
+        self.total += pages;
+        self.max = self.max.max(pages);
+        self.per_interval.push(pages);
+    }
+
     /// Pages the last interval dirtied.
-    pub fn last_count(&self) -> usize {
-        self.last.len()
+    pub fn last_count(&self) -> u64 {
+        self.per_interval.last().copied().unwrap_or(0)
     }
 
     /// The `n` hottest pages (guest-physical, intervals dirty), hottest first.
@@ -75,22 +83,33 @@ impl DirtyTracker {
     /// The summary's text.
     pub fn text(&self, symbols: &Symbols) -> String {
         let hot: Vec<String> = self.hottest(8).iter().map(|&(p, n)| Self::label(p, n, symbols)).collect();
-        format!(
-            "\nDirty pages (KVM_GET_DIRTY_LOG every {} s): {} intervals, {} pages dirtied, last {}, max {} per interval\n  hottest (intervals dirty): {}\n",
+        let mut text = format!(
+            "\nDirty pages (KVM_GET_DIRTY_LOG every {} s): {} intervals, {} pages dirtied, last {}, max {} per interval\n",
             INTERVAL.as_secs(),
             self.intervals,
             self.total,
-            self.last.len(),
+            self.last_count(),
             self.max,
-            hot.join(", ")
-        )
+        );
+        if !hot.is_empty() {
+            text.push_str(&format!("  hottest (intervals dirty): {}\n", hot.join(", ")));
+        }
+        text
     }
 
-    /// The summary's `dirty_log` object.
+    /// The summary's `dirty_log` object (`hottest` is empty where only the counts are known, as
+    /// in a recording).
     pub fn json(&self, symbols: &Symbols) -> Value {
         let hot = |(p, n): (u64, u32)| json!({ "gpa": p, "intervals": n, "symbols": symbols.in_physical(p, PAGE, 4) });
         let hot: Vec<Value> = self.hottest(32).into_iter().map(hot).collect();
-        json!({ "intervals": self.intervals, "total": self.total, "last": self.last.len(), "max": self.max, "hottest": hot })
+        json!({
+            "intervals": self.intervals,
+            "total": self.total,
+            "last": self.last_count(),
+            "max": self.max,
+            "per_interval": self.per_interval,
+            "hottest": hot,
+        })
     }
 }
 
