@@ -63,6 +63,7 @@ pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
         ExitKind::MemoryFault { gpa, size, flags } => json!({"gpa": gpa, "size": size, "flags": flags}),
         ExitKind::Unknown { hardware_reason } => json!({"hardware_reason": hardware_reason}),
         ExitKind::Other { code } => json!({"code": code}),
+        ExitKind::Breakpoint { gva, via } => json!({"gva": gva, "via": crate::trace::event::breakpoint_via(*via)}),
         ExitKind::Hlt | ExitKind::Shutdown | ExitKind::Intr => json!({}),
     };
     match v {

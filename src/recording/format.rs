@@ -6,7 +6,7 @@
 //! ```
 //! The chunk's CRC-32 covers its length, its record count and its payload (version 2 on); in
 //! version 1 traces, still read, it covers the payload alone. Version 3 added device events and
-//! call stacks.
+//! call stacks; version 4 the breakpoint exit kind.
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -26,8 +26,8 @@ use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 /// The file's first bytes.
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
 /// The format version this kvmscope writes, and the newest it reads (it reads every older one).
-/// Version 3 added device events.
-pub const VERSION: u16 = 3;
+/// Version 3 added device events; version 4 the breakpoint exit kind.
+pub const VERSION: u16 = 4;
 /// A chunk's first bytes.
 pub const CHUNK_MAGIC: &[u8; 4] = b"CHNK";
 /// Bytes of a chunk's framing before the payload.
@@ -351,10 +351,11 @@ enum KindTag {
     Intr,
     Unknown,
     Other,
+    Breakpoint,
 }
 
 impl KindTag {
-    const ALL: [KindTag; 15] = [
+    const ALL: [KindTag; 16] = [
         KindTag::Io,
         KindTag::Mmio,
         KindTag::Hlt,
@@ -370,6 +371,7 @@ impl KindTag {
         KindTag::Intr,
         KindTag::Unknown,
         KindTag::Other,
+        KindTag::Breakpoint,
     ];
 
     fn from_byte(b: u8) -> Option<Self> {
@@ -595,6 +597,11 @@ impl ChunkEncoder {
             ExitKind::Other { code } => {
                 p.push(KindTag::Other as u8);
                 put_varint(p, *code as u64);
+            }
+            ExitKind::Breakpoint { gva, via } => {
+                p.push(KindTag::Breakpoint as u8);
+                put_varint(p, *gva);
+                put_varint(p, *via as u64);
             }
         }
     }
@@ -860,6 +867,7 @@ impl<'a> ChunkDecoder<'a> {
             KindTag::Intr => ExitKind::Intr,
             KindTag::Unknown => ExitKind::Unknown { hardware_reason: self.varint()? },
             KindTag::Other => ExitKind::Other { code: self.u32()? },
+            KindTag::Breakpoint => ExitKind::Breakpoint { gva: self.varint()?, via: self.u32()? },
         };
         Ok(ExitEvent { seq, vcpu, t_ns, rip, kind, device, insn, cost_ns })
     }

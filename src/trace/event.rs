@@ -92,11 +92,31 @@ pub enum ExitKind {
     Unknown { hardware_reason: u64 },
     /// Any other `KVM_EXIT_*`, by number.
     Other { code: u32 },
+    /// One of kvmscope's software breakpoints (an `int3` it planted at `gva`) was hit. KVM told it
+    /// as the exit `via`: `KVM_EXIT_DEBUG` (#BP, where KVM catches `int3`), or
+    /// `KVM_EXIT_INTERNAL_ERROR` (where the host's instruction emulator refuses `int3`).
+    Breakpoint { gva: u64, via: u32 },
 }
 
-/// Every reason name, in `KVM_EXIT_*` order as far as x86 knows them (lowercase, as kvm_stat shows).
+/// `KVM_EXIT_DEBUG`.
+pub const KVM_EXIT_DEBUG: u32 = 4;
+/// `KVM_EXIT_INTERNAL_ERROR`.
+pub const KVM_EXIT_INTERNAL_ERROR: u32 = 17;
+
+/// How a breakpoint hit came to kvmscope, by the exit that told it: `debug` (KVM's #BP) or
+/// `internal_error` (the host's emulator refused the `int3`).
+pub fn breakpoint_via(via: u32) -> &'static str {
+    match via {
+        KVM_EXIT_DEBUG => "debug",
+        KVM_EXIT_INTERNAL_ERROR => "internal_error",
+        _ => "another exit",
+    }
+}
+
+/// Every reason name, in `KVM_EXIT_*` order as far as x86 knows them (lowercase, as kvm_stat shows),
+/// then kvmscope's own: a breakpoint it planted.
 /// [`ExitKind::reason_slot`] indexes it: counting an exit by reason is an index, not a hash.
-pub const REASON_NAMES: [&str; 22] = [
+pub const REASON_NAMES: [&str; 23] = [
     "unknown",
     "exception",
     "io",
@@ -119,6 +139,7 @@ pub const REASON_NAMES: [&str; 22] = [
     "x86_wrmsr",
     "memory_fault",
     "other",
+    "breakpoint",
 ];
 
 /// Where `name` is in [`REASON_NAMES`], worked out at compile time: the list stays the one place
@@ -184,6 +205,7 @@ impl ExitKind {
             ExitKind::Intr => const { slot("intr") },
             ExitKind::Unknown { .. } => const { slot("unknown") },
             ExitKind::Other { code } => slot_of_code(*code),
+            ExitKind::Breakpoint { .. } => const { slot("breakpoint") },
         }
     }
 
@@ -196,6 +218,7 @@ impl ExitKind {
                 | ExitKind::Msr { .. }
                 | ExitKind::Debug { .. }
                 | ExitKind::InternalError { .. }
+                | ExitKind::Breakpoint { .. }
         )
     }
 }
@@ -256,9 +279,12 @@ impl fmt::Display for ExitEvent {
                 };
                 write!(f, "{name} ({kind}) {data:x?}")?
             }
-            ExitKind::Debug { exception, pc, dr6, dr7 } => {
-                write!(f, "exception {exception} pc {pc:#x} dr6 {dr6:#x} dr7 {dr7:#x}")?
-            }
+            // DR7 is left out: hosts that do not fill it leave other bytes there.
+            ExitKind::Debug { exception, pc, dr6, .. } => match exception {
+                1 => write!(f, "#DB (step or debug register) pc {pc:#x} dr6 {dr6:#x}")?,
+                3 => write!(f, "#BP (int3) pc {pc:#x}")?,
+                _ => write!(f, "exception {exception} pc {pc:#x} dr6 {dr6:#x}")?,
+            },
             ExitKind::Hypercall { nr } => write!(f, "nr {nr}")?,
             ExitKind::Msr { index, dir, data } => match super::msr::name(*index) {
                 Some(name) => write!(f, "{} msr {index:#x} {name} = {data:#x}", dir.mmio_name())?,
@@ -268,6 +294,7 @@ impl fmt::Display for ExitEvent {
             ExitKind::MemoryFault { gpa, size, flags } => write!(f, "gpa {gpa:#x} size {size:#x} flags {flags:#x}")?,
             ExitKind::Unknown { hardware_reason } => write!(f, "hardware reason {hardware_reason:#x}")?,
             ExitKind::Other { code } => write!(f, "exit code {code}")?,
+            ExitKind::Breakpoint { gva, via } => write!(f, "at {gva:#x} (int3, told as {})", breakpoint_via(*via))?,
             ExitKind::Hlt | ExitKind::Shutdown | ExitKind::Intr => {}
         }
         if matches!(self.kind, ExitKind::Io { .. } | ExitKind::Mmio { .. }) && self.device.is_none() {
@@ -290,6 +317,14 @@ mod tests {
         let e = event(ExitKind::Io { port: 0x3f8, dir: Dir::Out, size: 1, count: 1, data: 0x41 }, Some("serial"));
         assert_eq!(e.detail(), "out 0x03f8 1=0x41");
         assert_eq!(e.kind.reason(), "io");
+    }
+
+    #[test]
+    fn a_breakpoint_says_how_the_host_told_it_and_a_step_shows_no_dr7() {
+        let bp = event(ExitKind::Breakpoint { gva: 0x1000, via: KVM_EXIT_INTERNAL_ERROR }, None);
+        assert_eq!(bp.detail(), "at 0x1000 (int3, told as internal_error)");
+        let step = event(ExitKind::Debug { exception: 1, pc: 0x1002, dr6: 0xffff0ff0, dr7: 0x0a0d_0c0b }, None);
+        assert_eq!(step.detail(), "#DB (step or debug register) pc 0x1002 dr6 0xffff0ff0");
     }
 
     #[test]
@@ -337,6 +372,7 @@ mod tests {
             (ExitKind::Msr { index: 0x10, dir: Dir::Out, data: 0 }, "x86_wrmsr"),
             (ExitKind::MemoryFault { gpa: 0, size: 0, flags: 0 }, "memory_fault"),
             (ExitKind::Other { code: 99 }, "other"),
+            (ExitKind::Breakpoint { gva: 0, via: KVM_EXIT_INTERNAL_ERROR }, "breakpoint"),
         ];
         for (kind, name) in named {
             assert_eq!(kind.reason(), name, "{kind:?}");

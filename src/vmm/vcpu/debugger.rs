@@ -13,6 +13,7 @@ use crate::debug::StopReason;
 use crate::debug::breakpoints::HwKind;
 use crate::decode::paging::gpa_of;
 use crate::decode::{CpuMode, PhysRead};
+use crate::trace::event::{KVM_EXIT_DEBUG, KVM_EXIT_INTERNAL_ERROR};
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::bus::RAM_DEVICE;
 use crate::vmm::emulate::{self, Completion, X87Sse};
@@ -114,6 +115,27 @@ impl VcpuDebugger {
         self.apply(fd, shared, 0).is_ok()
     }
 
+    /// The breakpoint exit an `int3` exit is, when the `int3` is one kvmscope planted: KVM tells it
+    /// as #BP (`KVM_EXIT_DEBUG`) where it catches `int3`, and an emulating host as a failed
+    /// emulation with RIP on the `int3`.
+    pub fn breakpoint_of(
+        &self,
+        shared: &Shared,
+        regs: &kvm_regs,
+        sregs: &kvm_sregs,
+        kind: &ExitKind,
+    ) -> Option<ExitKind> {
+        let mode = CpuMode::from(sregs);
+        let (linear, via) = match kind {
+            ExitKind::InternalError { suberror: 1, .. } => (mode.code_linear(regs.rip), KVM_EXIT_INTERNAL_ERROR),
+            ExitKind::Debug { exception: 3, pc, .. } => (*pc, KVM_EXIT_DEBUG),
+            _ => return None,
+        };
+        let (gpa, _) = gpa_of(&shared.ram, &mode, linear).ok()?;
+        let bp = shared.debug.breakpoints().sw_at(gpa)?;
+        Some(ExitKind::Breakpoint { gva: bp.gva, via })
+    }
+
     /// What an exit means to the debugger.
     pub fn on_exit(
         &mut self,
@@ -124,6 +146,7 @@ impl VcpuDebugger {
         sregs: Option<&kvm_sregs>,
     ) -> DebugOutcome {
         match event.kind {
+            ExitKind::Breakpoint { gva, .. } => DebugOutcome::Stop(StopReason::SwBreakpoint(gva)),
             ExitKind::Debug { exception: 1, dr6, .. } => self.on_debug_trap(fd, shared, dr6),
             ExitKind::Debug { exception: 3, pc, .. } => {
                 // KVM caught an int3 (USE_SW_BP): ours is a breakpoint; the guest's own goes back to it.

@@ -213,6 +213,11 @@ impl Vcpu {
         };
         lap(&mut self.profile, Stage::Registers);
         let shared = &*self.shared;
+        // One of kvmscope's own breakpoints is shown as what it is, whichever exit told it.
+        let kind = match sregs.and_then(|sregs| self.debugger.breakpoint_of(shared, regs, sregs, &kind)) {
+            Some(bp) => bp,
+            None => kind,
+        };
         let insn = match (sregs, kind.wants_decode()) {
             (Some(sregs), true) => {
                 self.decoder.decode_exit(&shared.ram, &CpuMode::from(sregs), ExitRegs { regs, sregs }, &kind)
@@ -377,6 +382,7 @@ impl Vcpu {
             | ExitKind::Hypercall { .. }
             | ExitKind::Msr { .. }
             | ExitKind::IoapicEoi { .. }
+            | ExitKind::Breakpoint { .. }
             | ExitKind::Intr => Next::Continue,
         }
     }
