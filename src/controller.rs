@@ -184,10 +184,18 @@ impl Controller {
         Ok(h)
     }
 
-    /// The CPU mode used to translate addresses: the vCPU's stop (or vCPU 0's).
+    /// The state each vCPU left when the run ended (`None` for a vCPU still running).
+    pub fn final_states(&self) -> Vec<Option<Stop>> {
+        self.debug().finals()
+    }
+
+    /// The CPU mode used to translate addresses: the vCPU's stop (or another's), or, once the run
+    /// has ended, the state it left.
     fn mode(&self, vcpu: usize) -> Result<CpuMode, ControlError> {
-        let stops = self.stops();
-        let stop = stops.get(vcpu).cloned().flatten().or_else(|| stops.into_iter().flatten().next());
+        let pick = |states: Vec<Option<Stop>>| {
+            states.get(vcpu).cloned().flatten().or_else(|| states.into_iter().flatten().next())
+        };
+        let stop = pick(self.stops()).or_else(|| pick(self.final_states()));
         stop.map(|s| CpuMode::from(&s.sregs)).ok_or(ControlError::Running)
     }
 

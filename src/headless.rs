@@ -29,7 +29,12 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionErr
         sinks.push(p.clone());
     }
     // Only the dirty pages' names need them in a headless run.
-    let symbols = if config.dirty_log { session::guest_symbols(&config, &options.session) } else { Symbols::default() };
+    // Only the dirty pages' names need them in a headless run; a bad `--symbols` is said at once.
+    let symbols = if config.dirty_log || options.session.symbols.is_some() {
+        session::guest_symbols(&config, &options.session)?
+    } else {
+        Symbols::default()
+    };
     let launched = session::launch(config, options.session, sinks, |info| {
         crate::say!(
             "kvmscope: {} image, {} mode, entry {:#x}; {}; registers via {}",

@@ -12,6 +12,8 @@ pub mod controller;
 pub mod debug;
 /// Guest state made readable: page walks and instruction decoding.
 pub mod decode;
+/// Files the user names, opened so that they cannot hang the run.
+pub mod files;
 /// The gdb remote stub.
 pub mod gdb;
 /// The project's own guests, built from assets/guests.

@@ -9,7 +9,6 @@ use kvmscope::headless::{self, HeadlessOptions};
 use kvmscope::session::{Session, SessionError};
 use kvmscope::summary::SummaryFormat;
 use kvmscope::vmm::loader::BootMode;
-use kvmscope::vmm::memory::parse_size;
 use kvmscope::vmm::virtio::{DiskSpec, Extra, VirtioConfig};
 use kvmscope::vmm::{Image, RunLimits, VmConfig};
 
@@ -41,6 +40,9 @@ enum Command {
     Replay {
         /// The trace file.
         file: PathBuf,
+        /// The guest's symbols for the profile screen (default: the recorded guest image's).
+        #[arg(long, value_name = "FILE")]
+        symbols: Option<PathBuf>,
     },
 }
 
@@ -200,7 +202,7 @@ fn parse_addr(text: &str) -> Result<u64, String> {
 }
 
 fn parse_mem(text: &str) -> Result<u64, String> {
-    parse_size(text).map_err(|e| e.to_string())
+    kvmscope::vmm::memory::parse_mem(text).map_err(|e| e.to_string())
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -255,11 +257,15 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     if let Some(g) = &gdb {
-        eprintln!(
-            "kvmscope: gdb stub listening: {}{}",
+        if !args.headless {
+            // The TUI shows it in its status line.
+            kvmscope::notice::hold();
+        }
+        kvmscope::notice::say(format!(
+            "gdb stub listening: {}{}",
             g.describe,
             if args.gdb_wait { " (guest held until gdb attaches)" } else { "" }
-        );
+        ));
     }
     if !args.headless {
         let title = match &config.image {
@@ -365,13 +371,13 @@ fn main() -> ExitCode {
         Some(Command::Stats(args)) => analysis_status(kvmscope::analysis::stats::run(&args)),
         Some(Command::Export(args)) => analysis_status(kvmscope::analysis::export::run(&args)),
         Some(Command::Flamegraph(args)) => analysis_status(kvmscope::analysis::folded::flamegraph(&args)),
-        Some(Command::Replay { file }) => {
+        Some(Command::Replay { file, symbols }) => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {
                 eprintln!("kvmscope: replay needs a terminal; use `kvmscope stats` or `kvmscope export` without one");
                 return ExitCode::from(2);
             }
-            match kvmscope::ui::replay::run(&file) {
+            match kvmscope::ui::replay::run(&file, symbols.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("kvmscope: {e}");

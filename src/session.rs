@@ -43,6 +43,9 @@ pub enum SessionError {
     Vm(#[from] VmError),
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// `--symbols` gave none.
+    #[error("--{0}")]
+    Symbols(#[from] crate::decode::symbols::SymbolsError),
 }
 
 impl SessionError {
@@ -50,7 +53,7 @@ impl SessionError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             SessionError::Vm(e) => e.is_bad_input(),
-            SessionError::Record(RecordError::Create { .. }) => true,
+            SessionError::Record(RecordError::Create { .. }) | SessionError::Symbols(_) => true,
             SessionError::Record(_) => false,
         }
     }
@@ -142,7 +145,7 @@ pub fn launch(
     let kernel = match session.kernel_events.then(|| KernelEvents::start_with(sinks.clone())) {
         Some(Ok(k)) => Some(k),
         Some(Err(why)) => {
-            eprintln!("kvmscope: --kernel-events: {why}");
+            crate::notice::say(format!("--kernel-events: {why}"));
             None
         }
         None => None,
@@ -155,7 +158,7 @@ pub fn launch(
     let gdb = match session.gdb.take().map(|g| g.spawn(controller.clone())) {
         Some(Ok(handle)) => Some(handle),
         Some(Err(e)) => {
-            eprintln!("kvmscope: gdb stub: cannot start its thread: {e}");
+            crate::notice::say(format!("gdb stub: cannot start its thread: {e}"));
             None
         }
         None => None,
@@ -199,7 +202,7 @@ pub fn launch(
                         }
                     }
                     Some(Err(e)) => {
-                        eprintln!("kvmscope: --dirty-log: {e}; no more dirty pages are read");
+                        crate::notice::say(format!("--dirty-log: {e}; no more dirty pages are read"));
                         break;
                     }
                     None => break,
@@ -306,22 +309,23 @@ impl Launched {
             let WriteStats { exits, chunks, bytes, .. } = recorder.finish(&report.end, report.elapsed)?;
             let per_exit =
                 if exits > 0 { format!(", {:.1} bytes per exit", bytes as f64 / exits as f64) } else { String::new() };
-            eprintln!(
-                "kvmscope: recorded {exits} exits in {} ({bytes} bytes in {chunks} chunks{per_exit})",
+            crate::notice::say(format!(
+                "recorded {exits} exits in {} ({bytes} bytes in {chunks} chunks{per_exit})",
                 path.display()
-            );
+            ));
         }
         Ok(report)
     }
 }
 
-/// The guest's symbols for the views and the summary: `--symbols`, or the kernel image's own (none
-/// for a raw image, or an image without them).
-pub fn guest_symbols(config: &VmConfig, session: &Session) -> Symbols {
+/// The guest's symbols for the views and the summary: `--symbols` (an error when it gives none),
+/// or the kernel image's own (none for a raw image, or an image without them).
+pub fn guest_symbols(config: &VmConfig, session: &Session) -> Result<Symbols, SessionError> {
     let image = match (&session.symbols, &config.image) {
-        (Some(path), _) | (None, Image::Kernel(path)) => path,
-        (None, Image::Demo) => return Symbols::from_bytes(crate::guests::DEMO),
-        (None, Image::Raw { .. }) => return Symbols::default(),
+        (Some(path), _) => return Ok(Symbols::load(path)?),
+        (None, Image::Kernel(path)) => path,
+        (None, Image::Demo) => return Ok(Symbols::from_bytes(crate::guests::DEMO)),
+        (None, Image::Raw { .. }) => return Ok(Symbols::default()),
     };
-    Symbols::load(image).unwrap_or_default()
+    Ok(Symbols::load(image).unwrap_or_default())
 }

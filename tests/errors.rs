@@ -85,7 +85,7 @@ fn oversized_image_and_addresses_outside_ram() {
     let raw = guest("real.bin");
     refused(
         &["--image", raw.to_str().unwrap(), "--load", "0x20000000", "--entry", "0x20000000", "--mode", "long"],
-        &["real.bin", "outside guest RAM"],
+        &["raw image (--image)", "real.bin", "outside guest RAM"],
     );
     refused(
         &["--image", raw.to_str().unwrap(), "--load", "0x1000", "--entry", "0x1000", "--mode", "long"],
@@ -130,10 +130,13 @@ fn devices_and_fifos_are_not_images_and_nothing_waits_on_them() {
     let _ = std::fs::remove_file(&fifo);
     let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let not_regular = "is not a regular file";
-    refused(&["--kernel", "/dev/zero"], &["/dev/zero", not_regular]);
-    refused(&["--image", "/dev/zero", "--load", "0x1000", "--entry", "0x1000", "--mode", "real"], &[not_regular]);
-    refused(&["--kernel", fifo.to_str().unwrap()], &[fifo.to_str().unwrap(), not_regular]);
+    let not_regular = "not an image file";
+    refused(&["--kernel", "/dev/zero"], &["kernel image /dev/zero: is a character device", not_regular]);
+    refused(
+        &["--image", "/dev/zero", "--load", "0x1000", "--entry", "0x1000", "--mode", "real"],
+        &["raw image (--image) /dev/zero", not_regular],
+    );
+    refused(&["--kernel", fifo.to_str().unwrap()], &[fifo.to_str().unwrap(), "is a FIFO", not_regular]);
     let _ = std::fs::remove_file(&fifo);
 }
 
@@ -148,6 +151,8 @@ fn numeric_options_out_of_range_get_one_clear_message() {
         (&["--timeout", "inf"], "positive number of seconds"),
         (&["--mem", "-1"], "memory size \"-1\""),
         (&["--mem=-1"], "memory size \"-1\""),
+        (&["--mem", "64K"], "memory size 64K (65536 bytes): must be between 2M and 1T"),
+        (&["--mem", "4097K"], "must be a whole number of 4K pages"),
         (&["--cpus", "-1"], "not in 1..=64"),
         (&["--max-exits", "0"], "0 is not in 1.."),
         (&["--max-exits", "-5"], "invalid"),

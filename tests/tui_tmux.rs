@@ -121,20 +121,35 @@ fn tui_pause_step_help_break_and_quit() {
     let Some(t) = Tmux::start("keys", 160, 45) else { return };
     t.wait_for(&["RUNNING", "demo: round", "Exits", "Stats", "CurAvg/s"], "the demo guest runs");
     t.keys(&["Space"]);
-    let s = t.wait_for(&["PAUSED at", "Registers: vCPU 0 (paused)", "▶"], "space pauses");
+    let s = t.wait_for(&["PAUSED vCPU 0 at", "Registers: vCPU 0 (paused)", "▶"], "space pauses");
     assert!(s.contains("rip "), "{s}");
     t.keys(&["s"]);
     t.wait_for(&["Registers: vCPU 0 (stepped)", "debug"], "s single-steps (a debug exit in the stream)");
+    // Running again, the panes show no stale stop.
+    t.keys(&["Space"]);
+    t.wait_until(
+        |s| s.contains("running: space pauses") && !s.contains("(stepped)") && !s.contains("▶"),
+        "after a resume the registers and code panes show the guest running",
+    );
+    t.keys(&["Space"]);
+    t.wait_for(&["PAUSED vCPU 0 at", "Registers: vCPU 0 (paused)"], "space pauses again");
+    t.keys(&[":cpu 1", "Enter"]);
+    t.wait_for(&["no vCPU 1: this VM has 1"], ":cpu names the vCPUs there are");
     t.keys(&["?"]);
-    t.wait_for(&["Help", ":break io PORT"], "? opens help");
+    t.wait_for(&["Help", ":break io PORT", ":break msr", ":cpu N", "1 2 3 4 5"], "? opens help");
     t.keys(&["x"]);
     t.wait_until(|s| !s.contains("any key closes") && s.contains("PAUSED"), "any key closes help");
     t.keys(&[":break io 0x80", "Enter"]);
     t.wait_for(&["exit breakpoint #1 io 0x80"], ":break answers");
     t.keys(&["Space"]);
-    t.wait_for(&["(exit breakpoint #1 io 0x80", "PAUSED"], "the guest stops on the exit breakpoint");
+    t.wait_for(
+        &["Registers: vCPU 0 (exit breakpoint #1)", "exit breakpoint #1 io 0x80", "PAUSED"],
+        "the guest stops on the exit breakpoint",
+    );
     t.keys(&[":bogus", "Enter"]);
     t.wait_for(&["unknown command :bogus"], "a bad command gets a one-line message");
+    t.keys(&[":breaks", "Enter"]);
+    t.wait_until(|s| s.contains("#1 io 0x80") && !s.contains(":bogus"), "the next command's answer replaces it");
     let paste = "x".repeat(5000);
     t.keys(&[":", &paste]);
     t.wait_for(&["the line is cut at 1024 characters"], "a long paste is cut with a note");
@@ -190,7 +205,17 @@ fn a_tui_whose_guest_ended_ends_on_sigterm_and_when_its_terminal_goes() {
     let args = format!("run --kernel {}", common::guest("hello.elf").display());
     // SIGTERM after the guest has ended.
     let Some(t) = Tmux::start_with("ended-term", 80, 24, &args) else { return };
-    t.wait_for(&["ENDED: debug-exit"], "the guest ends by itself");
+    t.wait_for(&["ENDED: debug-exit", "? help"], "the guest ends by itself; at 80x24 the hint stays");
+    // An ended guest can still be looked at: its memory map, its registers, an address.
+    t.keys(&["3"]);
+    t.wait_for(&["Guest memory map"], "the memory map");
+    t.keys(&["End"]);
+    t.keys(&["PageDown"]);
+    t.wait_until(|s| s.contains("paging is off") && !s.contains("stop it first"), "the ended guest's page tables");
+    t.keys(&[":gpa 0x100000", "Enter"]);
+    t.wait_for(&["guest-physical 0x100000 (4 KiB page)", "memory slot    0"], ":gpa on an ended guest");
+    t.keys(&["1", "Tab", "Tab"]);
+    t.wait_for(&["Registers: vCPU 0 (run ended)"], "the registers the vCPU ended with");
     // SAFETY: kill(2) on the process this test started.
     unsafe { libc::kill(t.kvmscope_pid(), libc::SIGTERM) };
     assert_eq!(t.wait_status(), "EXIT=33", "the run's own end still decides the status");
@@ -247,6 +272,15 @@ fn replay_steps_through_a_recording() {
     t.keys(&["/io 0x80", "Enter", "Home", "n"]);
     let s = t.wait_for(&["out 0x0080"], "n follows the filter");
     assert!(!s.contains("replay 2/"), "the filter skips to the first POST write: {s}");
+    // The profile names the guest's functions from the recorded image, as `stats --by symbol`.
+    t.keys(&["5"]);
+    t.wait_for(&["Profile by guest function", "putc"], "the profile screen names the recorded guest's functions");
+    // What a recording does not hold is said, not shown as a live guest's.
+    t.keys(&["1"]);
+    t.wait_until(
+        |s| !s.contains("running") && s.contains("a recording holds"),
+        "the code and memory panes in a replay",
+    );
     t.keys(&["q"]);
     assert_eq!(t.wait_status(), "EXIT=0");
     t.assert_restored();

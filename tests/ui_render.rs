@@ -13,6 +13,7 @@ use kvmscope::ui::view;
 use kvmscope::vmm::memory::GuestRam;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use ratatui::style::{Color, Modifier};
 
 fn screen(app: &mut App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
@@ -127,16 +128,19 @@ fn stats_pane_shows_what_kvm_counted_below_kvmscopes_own() {
         .sample(Ok(KvmCounts { vm: Vec::new(), vcpus: reading(150) }), now + std::time::Duration::from_secs(2));
     app.focus = PaneId::Stats;
     let (text, _) = screen(&mut app, 80, 24);
-    assert!(text.contains("│in KVM "), "{text}");
-    assert!(text.lines().any(|l| l.contains(" to userspace") && l.contains("40") && l.contains("26.7")), "{text}");
-    assert!(text.contains(" insn_emulation") && text.contains(" exits"), "{text}");
+    assert!(text.contains("│In KVM "), "{text}");
+    assert!(text.lines().any(|l| l.contains("│to userspace") && l.contains("40") && l.contains("26.7")), "{text}");
+    assert!(text.contains("│insn_emulation") && text.contains("│exits "), "{text}");
     assert!(
-        text.lines().any(|l| l.contains(" exits") && l.contains("150") && l.contains("50")),
+        text.lines().any(|l| l.contains("│exits ") && l.contains("150") && l.contains("50")),
         "exits/s over the interval: {text}"
     );
+    // KVM's own counters are counts and rates, not a share of the exits.
+    let emulation = text.lines().find(|l| l.contains("insn_emulation")).unwrap();
+    assert!(!emulation.contains('.'), "no percentage: {emulation}");
     app.stats.kvm.sample(Err("no binary statistics".into()), now);
     let (text, _) = screen(&mut app, 80, 24);
-    assert!(text.contains("in KVM: unavailable"), "{text}");
+    assert!(text.contains("unavailable on this host"), "{text}");
 }
 
 #[test]
@@ -356,7 +360,7 @@ fn wide_terminal_shows_every_pane_small_one_tabs() {
     assert_eq!(app.pane_rects.len(), 6);
     let (text, _) = screen(&mut app, 80, 24);
     assert!(text.starts_with(" Exits | Stats | Registers | Code | Console | Memory |"), "{text}");
-    assert!(text.contains("PAUSED at 0x100004"), "status line: {text}");
+    assert!(text.contains("PAUSED vCPU 0 at 0x100004"), "status line: {text}");
 }
 
 #[test]
@@ -485,8 +489,10 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
     app.console.input_to = "virtio-console";
     app.on_key(KeyEvent::from(KeyCode::Char('1')));
     let (text, _) = screen(&mut app, 160, 45);
-    for want in ["virtio notifications", "trapped (an exit each)           3", "by ioeventfd (exits saved)       7"] {
-        assert!(text.contains(want), "{want:?} in:\n{text}");
+    assert!(text.contains("virtio notifications"), "{text}");
+    for (row, count) in [("trapped (an exit each)", " 3 "), ("by ioeventfd (exits saved)", " 7 ")] {
+        let line = text.lines().find(|l| l.contains(row)).unwrap_or_else(|| panic!("{row:?} in:\n{text}"));
+        assert!(line.contains(count), "{row:?} counts {count}: {line}");
     }
     assert!(text.contains("Console from serial 120 B, virtio-console 40 B"), "{text}");
     app.on_key(KeyEvent::from(KeyCode::Char('4')));
@@ -528,4 +534,162 @@ fn the_profile_screen_ranks_guest_functions_by_exits_or_time() {
     assert!(text.contains("In-kernel events by function (40, kvm_emulate_insn / kvm_exit)"), "{text}");
     let in_kernel = &text[text.find("In-kernel events").unwrap()..];
     assert!(in_kernel.lines().nth(2).is_some_and(|l| l.contains("75.00%") && l.contains("putc")), "{text}");
+}
+
+/// An MMIO exit with the widest data column: an unclaimed 4-byte write.
+fn mmio_event(seq: u64, vcpu: u32) -> ExitEvent {
+    ExitEvent {
+        seq,
+        vcpu,
+        t_ns: seq * 1000,
+        rip: 0x10_0069,
+        kind: ExitKind::Mmio { addr: 0xd000_0000, dir: Dir::Out, len: 4, data: 0x26 },
+        device: None,
+        insn: Some(Arc::new(Insn { addr: 0x10_0063, bytes: vec![0x89, 0x1d], text: "mov [0D0000000h],ebx".into() })),
+        cost_ns: 1500,
+    }
+}
+
+#[test]
+fn exit_rows_keep_every_number_and_their_vcpu_at_both_sizes() {
+    for (w, h) in [(80, 24), (160, 45)] {
+        let mut app = App::new("test");
+        app.exits.push((0..40).map(|i| mmio_event(i, (i % 2) as u32)));
+        app.focus = PaneId::Exits;
+        let (text, _) = screen(&mut app, w, h);
+        assert!(text.contains("seq") && text.contains("cpu"), "{w}x{h}: the vCPU column: {text}");
+        assert!(text.contains("write 0xd0000000 4=0x00000026 (unclaimed)"), "{w}x{h}: the data whole: {text}");
+        assert!(text.contains("mov [0D0000000h],ebx"), "{w}x{h}: the instruction whole: {text}");
+        assert!(text.lines().any(|l| l.contains("│39 ") && l.contains(" 1 ")), "{w}x{h}: vCPU 1's row: {text}");
+    }
+}
+
+#[test]
+fn scrolling_back_fills_the_pane_and_holds_still() {
+    let mut app = App::new("test");
+    app.exits.push((0..100).map(out_event));
+    app.focus = PaneId::Exits;
+    screen(&mut app, 80, 24);
+    app.on_key(KeyEvent::from(KeyCode::Home));
+    let (text, _) = screen(&mut app, 80, 24);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("│") && l.contains("out 0x03f8")).collect();
+    assert!(rows.len() >= 15, "Home fills the pane: {text}");
+    assert!(rows[0].starts_with("│0 "), "from the oldest: {text}");
+    // New exits arrive while scrolled back: the rows shown stay the same.
+    app.on_key(KeyEvent::from(KeyCode::End));
+    screen(&mut app, 80, 24);
+    for _ in 0..5 {
+        app.on_key(KeyEvent::from(KeyCode::Up));
+    }
+    let (before, _) = screen(&mut app, 80, 24);
+    app.exits.push((100..130).map(out_event));
+    let (after, _) = screen(&mut app, 80, 24);
+    let body = |t: &str| t.lines().skip(2).take(18).map(String::from).collect::<Vec<_>>();
+    assert_eq!(body(&before), body(&after), "the view held still");
+}
+
+#[test]
+fn the_stats_pane_shows_handling_times_at_160x45_and_scrolls() {
+    let (mut app, _ram) = stopped_app();
+    for i in 0..40 {
+        app.stats.counters.record(&out_event(i));
+        app.stats.counters.record(&mmio_event(i, 0));
+    }
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("min us") && text.contains("avg us") && text.contains("max us"), "{text}");
+    assert!(text.contains("mmio 0xd0000000 write"), "{text}");
+    // At 80x24 the pane scrolls to rows below its height.
+    app.stats.counters = Default::default();
+    for port in 0..60u16 {
+        let mut e = out_event(port as u64);
+        e.kind = ExitKind::Io { port: 0x100 + port, dir: Dir::Out, size: 1, count: 1, data: 0 };
+        app.stats.counters.record(&e);
+    }
+    app.focus = PaneId::Stats;
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("↓ more"), "{text}");
+    app.on_key(KeyEvent::from(KeyCode::End));
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("↑ more"), "scrolled to the end: {text}");
+}
+
+#[test]
+fn the_help_shows_every_line_and_scrolls_where_it_must() {
+    let mut app = App::new("test");
+    app.on_key(KeyEvent::from(KeyCode::Char('?')));
+    let (text, _) = screen(&mut app, 160, 45);
+    let last = kvmscope::ui::panes::help::HELP.lines().last().unwrap().trim();
+    assert!(text.contains(last) && text.contains(":break msr") && text.contains("1 2 3 4 5"), "{text}");
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains("arrows scroll") && !text.contains(last), "{text}");
+    app.on_key(KeyEvent::from(KeyCode::End));
+    let (text, _) = screen(&mut app, 80, 24);
+    assert!(text.contains(last), "the end of the help: {text}");
+    assert_eq!(app.input, InputMode::Help, "scrolling keeps it open");
+    // `:help` opens it too.
+    app.on_key(KeyEvent::from(KeyCode::Char('x')));
+    for c in ":help".chars() {
+        app.on_key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert_eq!(app.input, InputMode::Help);
+}
+
+#[test]
+fn a_resumed_guest_shows_no_stale_stop_and_messages_do_not_linger() {
+    let (mut app, _ram) = stopped_app();
+    app.set_stops(&[None], false);
+    for (w, h) in [(80, 24), (160, 45)] {
+        app.focus = PaneId::Registers;
+        let (text, _) = screen(&mut app, w, h);
+        assert!(!text.contains("(stepped)") && text.contains("running: space pauses"), "{w}x{h}: {text}");
+        assert!(text.contains("? help"), "{w}x{h}: the hint in the status line: {text}");
+    }
+    app.focus = PaneId::Code;
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(!text.contains("▶"), "no old stop in the code pane: {text}");
+    // A usage error, then a good command that says nothing: the error is gone.
+    for c in ":break".chars() {
+        app.on_key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert!(app.current_message().is_some_and(|(m, e)| e && m.contains("usage")));
+    for c in ":sort total".chars() {
+        app.on_key(KeyEvent::from(KeyCode::Char(c)));
+    }
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert!(app.current_message().is_none(), "{:?}", app.current_message());
+}
+
+#[test]
+fn gdb_notices_go_to_the_status_line_not_over_the_frame() {
+    kvmscope::notice::hold();
+    kvmscope::notice::say("gdb attached from 127.0.0.1:40000: the guest is stopped for it");
+    let mut app = App::new("test");
+    app.gdb = Some("target remote 127.0.0.1:1234".into());
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("gdb: target remote 127.0.0.1:1234"), "{text}");
+    for line in kvmscope::notice::take() {
+        app.say(line, false);
+    }
+    kvmscope::notice::release();
+    let (text, _) = screen(&mut app, 80, 24);
+    let status: String = text.lines().rev().take(2).collect::<Vec<_>>().join(" ");
+    assert!(status.contains("gdb attached from 127.0.0.1:40000"), "{text}");
+}
+
+#[test]
+fn a_replay_says_what_a_recording_holds() {
+    let mut app = App::new("replay");
+    app.state = kvmscope::ui::app::RunState::Replay(Some(("debug-exit".into(), 33)));
+    app.exits.push([mmio_event(5, 0)]);
+    app.memory.note = Some("a recording holds no guest memory: :x and :xp look at a live guest".into());
+    app.virtio.note = vec!["a recording holds the devices' events (the events pane), not their queues;".into()];
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("a recording holds each exit's instruction") && text.contains("exit #5"), "{text}");
+    assert!(!text.contains("running"), "{text}");
+    assert!(text.contains("a recording holds no guest memory"), "{text}");
+    app.on_key(KeyEvent::from(KeyCode::Char('4')));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("not their queues"), "{text}");
 }

@@ -49,8 +49,10 @@ pub fn fold(trace: &Path, symbols: Option<&Path>) -> Result<Vec<String>, Analysi
             folded.add(&s);
         }
     })?;
-    let path = symbols.map_or_else(|| PathBuf::from(&reader.header.guest_image), Path::to_path_buf);
-    let symbols = Symbols::load(&path).map_err(AnalysisError::Symbols)?;
+    let (symbols, warnings) = super::guest_image::symbols(trace, &reader.header, symbols)?;
+    for w in warnings {
+        crate::say!("kvmscope: warning: {w}");
+    }
     Ok(folded.lines(&symbols))
 }
 

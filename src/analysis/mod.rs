@@ -2,6 +2,7 @@
 
 pub mod export;
 pub mod folded;
+pub mod guest_image;
 pub mod profile;
 pub mod stats;
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::AnalysisError;
 use super::profile::RipProfile;
 use crate::decode::symbols::Symbols;
-use crate::recording::Record;
+use crate::recording::{Record, TraceHeader};
 use crate::summary::{Ending, Selection, Summary};
 use crate::trace::{Counters, DeviceCounters, Dir, ExitKind};
 use crate::vmm::dirty::DirtyTracker;
@@ -67,8 +67,8 @@ pub struct RecordedRun {
     pub kernel: Option<KernelCounts>,
     /// Pages dirtied per interval (`--dirty-log`), in the window.
     pub dirty: Option<DirtyTracker>,
-    /// The guest image the recording names.
-    pub guest_image: String,
+    /// What the recording says about itself (the guest image and its hash ...).
+    pub header: TraceHeader,
     /// The vCPUs that made exits, whatever the selection.
     pub vcpus_seen: BTreeSet<u32>,
     pub last_t_ns: u64,
@@ -106,7 +106,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         profile: RipProfile::default(),
         kernel: None,
         dirty: None,
-        guest_image: String::new(),
+        header: TraceHeader::default(),
         vcpus_seen: BTreeSet::new(),
         last_t_ns: 0,
     };
@@ -141,7 +141,7 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         }
         _ => {}
     })?;
-    run.guest_image = reader.header.guest_image.clone();
+    run.header = reader.header.clone();
     Ok(run)
 }
 
@@ -191,8 +191,10 @@ impl RecordedRun {
 pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
     let run = count(args)?;
     if args.by == By::Symbol {
-        let path = args.symbols.clone().unwrap_or_else(|| PathBuf::from(&run.guest_image));
-        let symbols = Symbols::load(&path).map_err(AnalysisError::Symbols)?;
+        let (symbols, warnings) = super::guest_image::symbols(&args.file, &run.header, args.symbols.as_deref())?;
+        for w in warnings {
+            crate::say!("kvmscope: warning: {w}");
+        }
         // In-kernel events (tracepoints) that carry a RIP, by the same functions.
         let mut in_kernel = RipProfile::default();
         for (&rip, &n) in run.kernel.iter().flat_map(|k| k.by_rip.iter()) {

@@ -20,6 +20,8 @@ pub struct DebugState {
     any_exit_breakpoint: AtomicBool,
     exit_breakpoints: Mutex<ExitBreakpoints>,
     stops: Mutex<Vec<Option<Stop>>>,
+    /// The state each vCPU left when its thread ended: an ended guest can still be looked at.
+    finals: Mutex<Vec<Option<Stop>>>,
     changed: Condvar,
     commands: Vec<Mutex<Sender<VcpuCommand>>>,
     stop_serial: AtomicU64,
@@ -39,6 +41,7 @@ impl DebugState {
             any_exit_breakpoint: AtomicBool::new(false),
             exit_breakpoints: Mutex::new(ExitBreakpoints::default()),
             stops: Mutex::new(vec![None; vcpus]),
+            finals: Mutex::new(vec![None; vcpus]),
             changed: Condvar::new(),
             commands: txs.into_iter().map(Mutex::new).collect(),
             stop_serial: AtomicU64::new(0),
@@ -131,6 +134,18 @@ impl DebugState {
             });
         }
         self.changed.notify_all();
+    }
+
+    /// Keeps the state a vCPU left when its thread ended.
+    pub fn set_final(&self, vcpu: usize, stop: Stop) {
+        if let Some(slot) = lock(&self.finals).get_mut(vcpu) {
+            *slot = Some(stop);
+        }
+    }
+
+    /// The state each vCPU left when its thread ended (`None` while it runs).
+    pub fn finals(&self) -> Vec<Option<Stop>> {
+        lock(&self.finals).clone()
     }
 
     /// The serial number of the newest stop so far.

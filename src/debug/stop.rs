@@ -34,6 +34,21 @@ pub enum StopReason {
     HwBreakpoint(u64),
     /// A watchpoint caught an access at this guest-virtual address.
     Watchpoint { gva: u64, kind: WatchKind },
+    /// The run ended: the state the vCPU left.
+    Ended,
+}
+
+impl StopReason {
+    /// In a few words, for a pane's title: "paused", "exit breakpoint #2", "watchpoint" ...
+    pub fn short(&self) -> String {
+        match self {
+            StopReason::ExitBreakpoint(b) => format!("exit breakpoint #{}", b.id),
+            StopReason::SwBreakpoint(_) => "breakpoint".into(),
+            StopReason::HwBreakpoint(_) => "hardware breakpoint".into(),
+            StopReason::Watchpoint { .. } => "watchpoint".into(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl std::fmt::Display for StopReason {
@@ -45,6 +60,7 @@ impl std::fmt::Display for StopReason {
             StopReason::SwBreakpoint(a) => write!(f, "breakpoint at {a:#x}"),
             StopReason::HwBreakpoint(a) => write!(f, "hardware breakpoint at {a:#x}"),
             StopReason::Watchpoint { gva, kind } => write!(f, "{kind:?} watchpoint at {gva:#x}"),
+            StopReason::Ended => write!(f, "run ended"),
         }
     }
 }

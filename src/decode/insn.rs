@@ -135,12 +135,20 @@ pub struct InsnDecoder {
 }
 
 impl Default for InsnDecoder {
+    /// A decoder, warmed up: iced builds its tables on first use (about 2 ms), which would
+    /// otherwise be counted in the first exit's cost.
     fn default() -> Self {
+        let mut info = InstructionInfoFactory::new();
+        for bitness in [16, 32, 64] {
+            let mut decoder = Decoder::with_ip(bitness, &[0x89, 0x48, 0x50], 0, DecoderOptions::NONE);
+            let insn = decoder.decode();
+            let _ = (format_insn(&insn), info.info(&insn).used_memory().len());
+        }
         Self {
             cache: FxHashMap::default(),
             last: None,
             code_page: PageMemo::default(),
-            info: InstructionInfoFactory::new(),
+            info,
             rip_after: FxHashMap::default(),
         }
     }

@@ -19,15 +19,34 @@ pub struct Symbols {
     segments: Vec<(u64, u64, u64)>,
 }
 
+/// The largest file read for symbols (a `vmlinux` with its debug information is a few hundred
+/// MiB; a `System.map` a few MiB).
+pub const MAX_SYMBOLS_FILE: u64 = 1 << 30;
+
+/// Why a file gave no symbols.
+#[derive(Debug, thiserror::Error)]
+pub enum SymbolsError {
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    #[error("symbols {}: no function symbols (a stripped image? give --symbols)", .0.display())]
+    NoFunctions(std::path::PathBuf),
+}
+
 impl Symbols {
     /// Reads `path`: an ELF file's symbol table, or else a `System.map` (`ADDR TYPE NAME` lines).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("symbols {}: {e}", path.display()))?;
+    /// Only a regular file, of at most [`MAX_SYMBOLS_FILE`] bytes.
+    pub fn load(path: &Path) -> Result<Self, SymbolsError> {
+        let bytes = crate::files::read_regular(path, "symbols", MAX_SYMBOLS_FILE)?;
         let symbols = Self::from_bytes(&bytes);
         if symbols.funcs.is_empty() {
-            return Err(format!("symbols {}: no function symbols (a stripped image? give --symbols)", path.display()));
+            return Err(SymbolsError::NoFunctions(path.to_path_buf()));
         }
         Ok(symbols)
+    }
+
+    /// Whether any function is named.
+    pub fn has_functions(&self) -> bool {
+        !self.funcs.is_empty()
     }
 
     /// The symbols of an image in memory (none when it has none). The ELF parser wants its

@@ -31,7 +31,7 @@ impl Breakpoints for GdbTarget {
 
 /// A refusal gdb turns into "Cannot insert breakpoint"; the reason goes to kvmscope's log.
 fn refused(what: &str, e: ControlError) -> TargetResult<bool, GdbTarget> {
-    eprintln!("kvmscope: gdb {what}: {e}");
+    crate::notice::say(format!("gdb {what}: {e}"));
     Ok(false)
 }
 

@@ -33,6 +33,8 @@ pub fn stop_reason(s: &Stop) -> MultiThreadStopReason<u64> {
         }
         StopReason::ExitBreakpoint(_) => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
         StopReason::Pause => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT },
+        // Never a parked vCPU's reason: the state left at the end is not offered as a stop.
+        StopReason::Ended => MultiThreadStopReason::Exited(0),
     }
 }
 

@@ -100,12 +100,12 @@ impl GdbServer {
                         .name("gdb-peer".into())
                         .spawn(move || take_connection(stream, &peer, &controller, &attached));
                     if let Err(e) = spawned {
-                        eprintln!("kvmscope: gdb stub: cannot serve a connection: {e}");
+                        crate::notice::say(format!("gdb stub: cannot serve a connection: {e}"));
                     }
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
                 Err(e) => {
-                    eprintln!("kvmscope: gdb stub: {e}");
+                    crate::notice::say(format!("gdb stub: {e}"));
                     break;
                 }
             }
@@ -134,23 +134,27 @@ fn take_connection(mut stream: Stream, peer: &str, controller: &Controller, atta
             if let Ok(n) = std::io::Read::read(&mut stream, &mut more) {
                 bytes.extend_from_slice(&more[..n]);
             }
-            eprintln!(
-                "kvmscope: gdb stub: ignored a connection from {peer} that {why} ({}); still listening",
+            crate::notice::say(format!(
+                "gdb stub: ignored a connection from {peer} that {why} ({}); still listening",
                 Opening::describe(&bytes)
-            );
+            ));
             return;
         }
     };
     if attached.swap(true, Ordering::AcqRel) {
-        eprintln!("kvmscope: gdb stub: refused a second gdb from {peer}: one is attached already");
+        crate::notice::say(format!("gdb stub: refused a second gdb from {peer}: one is attached already"));
         let _ = stream.write_all(&acked_packet(REFUSAL)).and_then(|_| stream.flush());
         stream.close_gently();
         return;
     }
     let _ = stream.set_read_timeout(None);
     let packets = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::notice::say(format!("gdb attached from {peer}: the guest is stopped for it"));
     serve_session(Session::new(opening, stream, packets.clone()), packets, controller);
     attached.store(false, Ordering::Release);
+    if !controller.is_ending() {
+        crate::notice::say(format!("gdb from {peer} has gone; the stub listens for the next"));
+    }
 }
 
 /// One gdb session, and what its end means for the guest.
@@ -170,7 +174,7 @@ fn serve_session(session: Session, packets: Arc<std::sync::atomic::AtomicU64>, c
         Err(e) => {
             // Dropped: no breakpoints left behind; the guest stays as it was for the next gdb.
             controller.clear_breakpoints();
-            eprintln!("kvmscope: gdb connection ended: {e}; the stub listens for the next gdb");
+            crate::notice::say(format!("gdb connection ended: {e}; the stub listens for the next gdb"));
         }
     }
 }

@@ -36,7 +36,7 @@ pub const CHUNK_HEADER: usize = 16;
 pub const MAX_CHUNK: usize = 16 << 20;
 
 /// What the recording is of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceHeader {
     pub kvmscope_version: String,
     pub host_kernel: String,

@@ -20,11 +20,16 @@ pub fn host_kernel() -> String {
     }
 }
 
-/// The header for a run of `image`.
+/// The header for a run of `image`: the image by its absolute path (the recording is read from
+/// other directories), with its SHA-256.
 pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
     let (name, bytes) = match image {
-        Image::Demo => ("demo (built in)".to_string(), Some(crate::guests::DEMO.to_vec())),
-        Image::Kernel(p) | Image::Raw { path: p, .. } => (p.display().to_string(), std::fs::read(p).ok()),
+        Image::Demo => (crate::analysis::guest_image::DEMO_IMAGE.to_string(), Some(crate::guests::DEMO.to_vec())),
+        Image::Kernel(p) | Image::Raw { path: p, .. } => {
+            let absolute = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            let bytes = crate::files::read_regular(p, "guest image", crate::decode::symbols::MAX_SYMBOLS_FILE).ok();
+            (absolute.display().to_string(), bytes)
+        }
     };
     let sha = bytes.map(|b| Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()).unwrap_or_default();
     let kvm_caps = crate::vmm::kvm::open_kvm().map(|kvm| crate::vmm::probe::kvm_caps(&kvm)).unwrap_or_default();

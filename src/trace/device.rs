@@ -66,6 +66,11 @@ pub struct DeviceEvent {
     pub kind: DeviceEventKind,
 }
 
+/// `n` bytes in words: "1 byte", "512 bytes".
+pub fn bytes(n: u64) -> String {
+    if n == 1 { "1 byte".into() } else { format!("{n} bytes") }
+}
+
 impl std::fmt::Display for DeviceEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.device)?;
@@ -82,7 +87,7 @@ impl std::fmt::Display for DeviceEvent {
             }
             DeviceEventKind::Taken { head, request } => write!(f, " took chain {head}: {request}"),
             DeviceEventKind::Completed { head, written, latency_ns, status } => {
-                write!(f, " completed chain {head}: {status}, {written} bytes written, {latency_ns} ns")
+                write!(f, " completed chain {head}: {status}, {} written, {latency_ns} ns", bytes(*written as u64))
             }
             DeviceEventKind::Interrupt => write!(f, " interrupt"),
             DeviceEventKind::Error { problem } => write!(f, " error: {problem}"),
@@ -105,5 +110,10 @@ mod tests {
         assert_eq!(e.to_string(), "virtio-blk0 q0 notify (ioeventfd) x2");
         let json = serde_json::to_string(&e.kind).unwrap();
         assert_eq!(json, r#"{"what":"notify","path":"ioeventfd","count":2}"#);
+        let done = DeviceEventKind::Completed { head: 0, written: 1, latency_ns: 9, status: "ok".into() };
+        assert_eq!(
+            DeviceEvent { kind: done, ..e }.to_string(),
+            "virtio-blk0 q0 completed chain 0: ok, 1 byte written, 9 ns"
+        );
     }
 }

@@ -91,7 +91,12 @@ pub struct App {
     pub input: InputMode,
     message: Option<(String, bool, Instant)>,
     pub state: RunState,
-    /// The stop the views show (vCPU 0's, or the one that hit a breakpoint).
+    /// The vCPU the registers, code and memory panes follow (`:cpu N`; a vCPU that hits a
+    /// breakpoint becomes it).
+    pub vcpu: usize,
+    /// Every vCPU's stop (`None` while it runs), or, once the run has ended, the state it left.
+    pub stops: Vec<Option<Stop>>,
+    /// The selected vCPU's stop, which the views show; `None` while it runs.
     pub stop: Option<Stop>,
     pub exits: ExitsPane,
     pub stats: StatsPane,
@@ -110,6 +115,10 @@ pub struct App {
     pub title: String,
     /// NO_COLOR: modifiers only.
     pub no_color: bool,
+    /// Lines the help overlay is scrolled down.
+    pub help_scroll: u16,
+    /// Where gdb can attach (`--gdb`): "target remote ADDR".
+    pub gdb: Option<String>,
 }
 
 impl App {
@@ -120,6 +129,8 @@ impl App {
             input: InputMode::Normal,
             message: None,
             state: RunState::Running,
+            vcpu: 0,
+            stops: Vec::new(),
             stop: None,
             exits: ExitsPane::default(),
             stats: StatsPane::default(),
@@ -135,6 +146,8 @@ impl App {
             quit: false,
             title: title.into(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            help_scroll: 0,
+            gdb: None,
         }
     }
 
@@ -151,37 +164,80 @@ impl App {
             .map(|(t, e, _)| (t.as_str(), *e))
     }
 
-    /// Shows `stop` (replay); the one shown before becomes the registers pane's previous stop.
+    /// Shows `stop`; the one shown before, if of the same vCPU, becomes the registers pane's
+    /// previous stop (what changed since is highlighted).
     pub fn show_stop(&mut self, stop: Option<Stop>) {
-        self.registers.previous = std::mem::replace(&mut self.stop, stop);
+        if let Some(old) = self.stop.take() {
+            let same_vcpu = stop.as_ref().is_none_or(|s| s.vcpu == old.vcpu);
+            self.registers.previous = same_vcpu.then_some(old);
+        }
+        self.stop = stop;
     }
 
-    /// Records new stops from the controller; keeps the previous one for highlighting.
+    /// Records the vCPUs' stops from the controller: a new stop (a breakpoint, a step) selects its
+    /// vCPU; the views show the selected vCPU's stop while paused, nothing stale while running.
     pub fn set_stops(&mut self, stops: &[Option<Stop>], paused: bool) {
         if self.state.is_over() {
             return;
         }
-        let newest = stops.iter().flatten().max_by_key(|s| s.serial).cloned();
-        if let Some(stop) = newest {
-            if self.stop.as_ref().is_none_or(|s| s.serial != stop.serial) {
-                if let Some(e) = &stop.event {
-                    self.say(format!("vCPU {} {}: {}", stop.vcpu, stop.reason, e.detail()), false);
-                }
-                self.show_stop(Some(stop));
+        let shown = self.stop.as_ref().map_or(0, |s| s.serial);
+        let newest = stops.iter().flatten().max_by_key(|s| s.serial).filter(|s| s.serial > shown).cloned();
+        if let Some(stop) = &newest {
+            self.vcpu = stop.vcpu as usize;
+            if let Some(e) = &stop.event {
+                self.say(format!("vCPU {} {}: {}", stop.vcpu, stop.reason, e.detail()), false);
             }
         }
+        self.stops = stops.to_vec();
+        let selected = if paused { stops.get(self.vcpu).cloned().flatten() } else { None };
+        if selected.as_ref().map(|s| s.serial) != self.stop.as_ref().map(|s| s.serial) {
+            self.show_stop(selected);
+        }
         let all_parked = !stops.is_empty() && stops.iter().all(Option::is_some);
-        self.state = match (paused, all_parked) {
-            (false, _) => RunState::Running,
-            (true, true) => RunState::Paused,
-            (true, false) => RunState::Pausing,
-        };
+        let was = std::mem::replace(
+            &mut self.state,
+            match (paused, all_parked) {
+                (false, _) => RunState::Running,
+                (true, true) => RunState::Paused,
+                (true, false) => RunState::Pausing,
+            },
+        );
+        // "pausing ..." is over once every vCPU has parked.
+        if was == RunState::Pausing && self.state == RunState::Paused && newest.is_none() {
+            self.say(format!("paused: all {} vCPUs stopped", stops.len()), false);
+        }
     }
 
-    /// The run ended.
-    pub fn set_ended(&mut self, end: RunEnd) {
+    /// The run ended; `finals` is the state each vCPU left, still there to be looked at.
+    pub fn set_ended(&mut self, end: RunEnd, finals: Vec<Option<Stop>>) {
         self.say(format!("guest run ended: {end} (status {}) — q quits", end.status()), end.is_crash());
         self.state = RunState::Ended(end);
+        if self.vcpu >= finals.len() || finals[self.vcpu].is_none() {
+            self.vcpu = finals.iter().position(Option::is_some).unwrap_or(0);
+        }
+        self.show_stop(finals.get(self.vcpu).cloned().flatten());
+        self.stops = finals;
+    }
+
+    /// Follows vCPU `n` in the registers, code and memory panes (`:cpu N`).
+    pub fn select_vcpu(&mut self, n: usize) {
+        let count = self.stops.len();
+        if n >= count.max(1) {
+            self.say(format!("no vCPU {n}: this VM has {}", count.max(1)), true);
+            return;
+        }
+        self.vcpu = n;
+        let stop = self.stops.get(n).cloned().flatten();
+        let running = stop.is_none() && !self.state.is_over();
+        self.show_stop(stop);
+        self.say(
+            if running {
+                format!("vCPU {n} selected (running: pause to read its registers)")
+            } else {
+                format!("vCPU {n} selected")
+            },
+            false,
+        );
     }
 
     /// Shows another screen; focus stays on a pane it holds, else goes to its first.
@@ -202,7 +258,18 @@ impl App {
             return vec![Action::Quit];
         }
         match std::mem::replace(&mut self.input, InputMode::Normal) {
-            InputMode::Help => Vec::new(),
+            InputMode::Help => {
+                // Scrolling keys move the help; any other key closes it.
+                if let Some(rows) = super::panes::scroll_rows(key.code) {
+                    let back = -(rows.clamp(-1000, 1000) as i32);
+                    self.help_scroll = (self.help_scroll as i32 + back).clamp(0, u16::MAX as i32) as u16;
+                    self.input = InputMode::Help;
+                } else if key.code == KeyCode::End {
+                    self.help_scroll = u16::MAX;
+                    self.input = InputMode::Help;
+                }
+                Vec::new()
+            }
             InputMode::Command(text) => self.edit_line(key, text, true),
             InputMode::Filter(text) => self.edit_line(key, text, false),
             InputMode::Normal => self.normal_key(key),
@@ -242,6 +309,7 @@ impl App {
     }
 
     fn apply_filter(&mut self, text: &str) -> Vec<Action> {
+        self.message = None;
         let text = text.trim();
         if text.is_empty() {
             self.exits.filter = None;
@@ -260,6 +328,8 @@ impl App {
     }
 
     fn run_command(&mut self, text: &str) -> Vec<Action> {
+        // A new command's answer replaces the last one's (a usage line does not linger).
+        self.message = None;
         match command::parse(text) {
             Err(e) => {
                 self.say(e, true);
@@ -296,6 +366,14 @@ impl App {
             Ok(Command::Goto(seq)) => vec![Action::Goto(seq)],
             Ok(Command::Time(t)) => vec![Action::GotoTime(t)],
             Ok(Command::TrapMsrs(msrs)) => vec![Action::TrapMsrs(msrs)],
+            Ok(Command::Cpu(n)) => {
+                self.select_vcpu(n);
+                Vec::new()
+            }
+            Ok(Command::Help) => {
+                self.open_help();
+                Vec::new()
+            }
             Ok(Command::Virtio(only)) => {
                 let known =
                     self.virtio.views.as_ref().is_none_or(|v| v.iter().any(|d| Some(d.name) == only.as_deref()));
@@ -345,7 +423,7 @@ impl App {
             }
             KeyCode::Char(' ') => return vec![Action::TogglePause],
             KeyCode::Char('s') => return vec![Action::Step],
-            KeyCode::Char('?') => self.input = InputMode::Help,
+            KeyCode::Char('?') => self.open_help(),
             KeyCode::Char(':') => self.input = InputMode::Command(String::new()),
             KeyCode::Char('/') => self.input = InputMode::Filter(String::new()),
             KeyCode::Char('f') => {
@@ -365,7 +443,8 @@ impl App {
                     self.open_selected_buffer();
                     return Vec::new();
                 }
-                let taken = (self.focus == PaneId::Memory && self.memory.on_key(code))
+                let taken = (self.focus == PaneId::Stats && self.stats.on_scroll_key(code))
+                    || (self.focus == PaneId::Memory && self.memory.on_key(code))
                     || (self.focus == PaneId::MemMap && self.memmap.on_key(code))
                     || (self.focus == PaneId::Virtio && self.virtio.on_key(code))
                     || (self.focus == PaneId::DeviceEvents && self.devices.on_key(code))
@@ -377,6 +456,11 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    fn open_help(&mut self) {
+        self.input = InputMode::Help;
+        self.help_scroll = 0;
     }
 
     /// Opens the virtqueue pane's selected descriptor buffer in the memory pane.

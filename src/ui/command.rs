@@ -43,6 +43,10 @@ pub enum Command {
     Virtio(Option<String>),
     /// `:trap msr LIST|none` — the MSRs whose guest accesses exit to kvmscope.
     TrapMsrs(Vec<u32>),
+    /// `:cpu N` — the vCPU whose registers, code and page tables the panes show (QEMU's `cpu N`).
+    Cpu(usize),
+    /// `:help` — the help overlay.
+    Help,
 }
 
 /// Default length of a memory view.
@@ -111,15 +115,15 @@ pub fn parse(line: &str) -> Result<Command, String> {
             }
             _ => Err("usage: :trap msr NAME|NUMBER[,...] | :trap msr none".into()),
         },
+        "cpu" => rest.parse().map(Command::Cpu).map_err(|_| "usage: :cpu N (a vCPU's index, from 0)".to_string()),
+        "help" | "h" => no_args(Command::Help),
         "goto" | "g" => parse_number(rest).map(Command::Goto).map_err(|_| "usage: :goto SEQ".to_string()),
         "time" | "t" => match rest.trim_end_matches('s').parse::<f64>() {
             Ok(t) if t >= 0.0 && t.is_finite() => Ok(Command::Time((t * 1e9) as u64)),
             _ => Err("usage: :time SECONDS".into()),
         },
         "" => Err("empty command".into()),
-        other => Err(format!(
-            "unknown command :{other} (try :break, :delete, :breaks, :x, :xp, :gva, :gpa, :filter, :step, :continue, :quit)"
-        )),
+        other => Err(format!("unknown command :{other} (:help lists them)")),
     }
 }
 
@@ -150,6 +154,9 @@ mod tests {
         );
         assert_eq!(parse("gpa 4096").unwrap(), Command::Chain { addr: 4096, virt: false });
         assert!(parse("gpa").is_err());
+        assert_eq!(parse("cpu 1").unwrap(), Command::Cpu(1));
+        assert!(parse("cpu").is_err() && parse("cpu one").is_err());
+        assert_eq!(parse("help").unwrap(), Command::Help);
     }
 
     #[test]

@@ -47,21 +47,38 @@ pub enum UiError {
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
 pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32, UiError> {
-    let symbols = session::guest_symbols(&config, &session);
+    // From here on, notices (gdb attached, a feature that could not start) go to the status line.
+    crate::notice::hold();
+    let gdb = session.gdb.as_ref().map(|g| g.describe.clone());
+    let symbols = match session::guest_symbols(&config, &session) {
+        Ok(s) => s,
+        Err(e) => {
+            release_notices();
+            return Err(e.into());
+        }
+    };
     let console = ConsoleBuffer::default();
     config.console = Box::new(console.clone());
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
-    let mut launched = session::launch(config, session, vec![feed.clone()], |_| {})?;
+    let mut launched = match session::launch(config, session, vec![feed.clone()], |_| {}) {
+        Ok(l) => l,
+        Err(e) => {
+            release_notices();
+            return Err(e.into());
+        }
+    };
     let title = format!("{title} ({}, {} mode)", launched.info.format, launched.info.mode).to_lowercase();
     let mut guard = match terminal::TerminalGuard::enter() {
         Ok(g) => g,
         Err(e) => {
             launched.finish(RunEnd::Quit)?;
+            release_notices();
             return Err(UiError::Terminal(e));
         }
     };
     let mut app = App::new(title);
+    app.gdb = gdb;
     app.memmap.symbols = symbols.clone();
     app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
@@ -73,7 +90,11 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         }
         if let Some(report) = launched.poll(Duration::ZERO) {
             app.quit |= report.end == RunEnd::Interrupted;
-            app.set_ended(report.end.clone());
+            let end = report.end.clone();
+            app.set_ended(end, launched.controller.final_states());
+        }
+        for line in crate::notice::take() {
+            app.say(line, false);
         }
         let controller = &launched.controller;
         let new: Vec<_> = events.try_iter().collect();
@@ -162,17 +183,26 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     }
     drop(guard);
     let end = if crate::vmm::vm::interrupted() { RunEnd::Interrupted } else { RunEnd::Quit };
-    let report = launched.finish(end)?;
+    let report = launched.finish(end);
+    release_notices();
+    let report = report?;
     // Where the terminal is gone with the summary, there is nobody to tell.
     let _ = print_report(&report, SummaryFormat::Text, &app.profile.symbols, None);
     Ok(report.end.status())
 }
 
+/// Gives the terminal back to notices, printing those the TUI did not show.
+fn release_notices() {
+    for line in crate::notice::release() {
+        crate::say!("kvmscope: {line}");
+    }
+}
+
 /// Carries out one action on the VM.
 fn perform(action: Action, app: &mut App, launched: &Launched) {
     let controller = &launched.controller;
-    if !launched.is_running() && !matches!(action, Action::Quit) {
-        app.say("the run has ended: q quits", true);
+    if !launched.is_running() && !matches!(action, Action::Quit | Action::ShowChain { .. }) {
+        app.say("the run has ended: its registers, memory and page tables can still be looked at; q quits", true);
         return;
     }
     match action {
@@ -191,8 +221,7 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             app.say("resumed", false);
         }
         Action::Step => {
-            let vcpu = app.stop.as_ref().map_or(0, |s| s.vcpu as usize);
-            if let Err(e) = controller.step(vcpu) {
+            if let Err(e) = controller.step(app.vcpu) {
                 app.say(e.to_string(), true);
             }
         }
@@ -216,18 +245,15 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             };
             app.say(text, false);
         }
-        Action::ShowChain { addr, virt } => {
-            let vcpu = app.stop.as_ref().map_or(0, |s| s.vcpu as usize);
-            match controller.address_chain(vcpu, addr, virt) {
-                Ok(chain) => {
-                    app.memory.show_chain(&chain.to_string(), addr, !virt);
-                    app.focus = screen::PaneId::Memory;
-                    app.show_screen(screen::Screen::Overview);
-                    app.say(format!("{addr:#x}: guest-physical {:#x}", chain.gpa), false);
-                }
-                Err(e) => app.say(e.to_string(), true),
+        Action::ShowChain { addr, virt } => match controller.address_chain(app.vcpu, addr, virt) {
+            Ok(chain) => {
+                app.memory.show_chain(&chain.to_string(), addr, !virt);
+                app.focus = screen::PaneId::Memory;
+                app.show_screen(screen::Screen::Overview);
+                app.say(format!("{addr:#x}: guest-physical {:#x}", chain.gpa), false);
             }
-        }
+            Err(e) => app.say(e.to_string(), true),
+        },
         Action::TrapMsrs(msrs) => match controller.trap_msrs(&msrs) {
             Ok(()) if msrs.is_empty() => app.say("no MSRs trapped", false),
             Ok(()) => {

@@ -11,9 +11,10 @@ use super::app::{Action, App, InputMode, RunState};
 use super::panes::exits::HISTORY;
 use super::screen::PaneId;
 use super::{terminal, view};
+use crate::analysis::profile::RipProfile;
 use crate::recording::format::StopRecord;
-use crate::recording::{ReadError, Record};
-use crate::trace::{Counters, DeviceEvent, ExitEvent};
+use crate::recording::{ReadError, Record, TraceHeader};
+use crate::trace::{Counters, DeviceCounters, DeviceEvent, ExitEvent};
 
 /// A recording in memory, and where the cursor is.
 pub struct Replay {
@@ -22,9 +23,13 @@ pub struct Replay {
     pub stops: Vec<StopRecord>,
     pub devices: Vec<DeviceEvent>,
     pub end: Option<(i32, String, String)>,
+    /// What the recording says about itself.
+    pub header: TraceHeader,
     pub cursor: usize,
+    /// Exits counted into `counters` and `profile` so far (the first `counted`).
     counted: usize,
     counters: Counters,
+    profile: RipProfile,
 }
 
 impl Replay {
@@ -36,9 +41,11 @@ impl Replay {
             stops: Vec::new(),
             devices: Vec::new(),
             end: None,
+            header: TraceHeader::default(),
             cursor: 0,
             counted: 0,
             counters: Counters::default(),
+            profile: RipProfile::default(),
         };
         let recording = crate::analysis::read_all(path, |rec| match rec {
             Record::Exit(e) => r.exits.push(e),
@@ -48,20 +55,26 @@ impl Replay {
             Record::Device(d) => r.devices.push(d),
             Record::Kvm { .. } | Record::Stack(_) | Record::Kernel { .. } | Record::Dirty { .. } => {}
         })?;
+        r.header = recording.reader.header.clone();
         Ok((r, recording.damage))
+    }
+
+    /// Counts the exits up to and including the cursor (again from the start when it went back).
+    fn count_to_cursor(&mut self) {
+        let upto = (self.cursor + 1).min(self.exits.len());
+        if upto < self.counted {
+            (self.counters, self.profile, self.counted) = (Counters::default(), RipProfile::default(), 0);
+        }
+        for e in &self.exits[self.counted..upto] {
+            self.counters.record(e);
+            self.profile.record(e);
+        }
+        self.counted = upto;
     }
 
     /// Counters of the exits up to and including the cursor.
     pub fn counters(&mut self) -> &Counters {
-        let upto = (self.cursor + 1).min(self.exits.len());
-        if upto < self.counted {
-            self.counters = Counters::default();
-            self.counted = 0;
-        }
-        for e in &self.exits[self.counted..upto] {
-            self.counters.record(e);
-        }
-        self.counted = upto;
+        self.count_to_cursor();
         &self.counters
     }
 
@@ -97,18 +110,38 @@ impl Replay {
         }
     }
 
-    /// Fills the app's panes as they were at the cursor.
+    /// Fills the app's panes as they were at the cursor, as far as the recording holds them.
     pub fn show(&mut self, app: &mut App) {
         let Some(now) = self.exits.get(self.cursor).cloned() else { return };
         let start = (self.cursor + 1).saturating_sub(HISTORY);
         app.exits.replace(self.exits[start..=self.cursor].iter().cloned());
-        app.stats.counters = self.counters().clone();
+        self.count_to_cursor();
+        app.stats.counters = self.counters.clone();
+        app.profile.profile = self.profile.clone();
         let text: Vec<u8> =
             self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
         app.console.text = String::from_utf8_lossy(&text).into_owned();
-        app.show_stop(self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns).map(StopRecord::to_stop));
+        // Each vCPU's last recorded stop before the cursor; the selected one's in the panes.
+        let vcpus = (self.header.vcpus as usize).max(1);
+        app.stops = (0..vcpus)
+            .map(|v| {
+                self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns && s.vcpu as usize == v).map(StopRecord::to_stop)
+            })
+            .collect();
+        let selected = app.stops.get(app.vcpu).cloned().flatten();
+        if selected.as_ref().map(|s| s.serial) != app.stop.as_ref().map(|s| s.serial) || selected.is_none() {
+            app.show_stop(selected);
+        }
         let seen = self.devices.partition_point(|d| d.t_ns <= now.t_ns);
         app.devices.replace(self.devices[..seen].iter().cloned());
+        let mut devices = DeviceCounters::default();
+        self.devices[..seen].iter().for_each(|d| devices.record(d));
+        app.virtio.note = vec![
+            "a recording holds the devices' events (the events pane), not their queues;".into(),
+            "counted up to this exit:".into(),
+        ];
+        app.virtio.note.extend(devices.text().lines().filter(|l| !l.is_empty()).map(String::from));
+        app.stats.virtio = devices;
         app.code.lines = now.insn.iter().map(|i| (**i).clone()).collect();
         app.state = RunState::Replay(self.end.as_ref().map(|(status, name, _)| (name.clone(), *status)));
     }
@@ -135,8 +168,9 @@ impl ReplayError {
     }
 }
 
-/// Runs the replay UI until the user quits.
-pub fn run(path: &Path) -> Result<(), ReplayError> {
+/// Runs the replay UI until the user quits; `symbols` names the guest's functions (default: the
+/// recorded guest image's).
+pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
     let (mut replay, damage) = Replay::load(path)?;
     let damage = damage.map(|d| d.to_string());
     if replay.exits.is_empty() {
@@ -147,9 +181,20 @@ pub fn run(path: &Path) -> Result<(), ReplayError> {
     let mut guard = terminal::TerminalGuard::enter().map_err(ReplayError::Terminal)?;
     let mut app = App::new(format!("replay of {}", path.display()));
     app.focus = PaneId::Exits;
-    match &damage {
-        Some(d) => app.say(format!("{d}: showing what is intact"), true),
-        None => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
+    app.memory.note = Some("a recording holds no guest memory: :x and :xp look at a live guest".into());
+    // The profile names the guest's functions as `stats --by symbol` does; why not, if it cannot.
+    let symbols = crate::analysis::guest_image::symbols(path, &replay.header, symbols);
+    let symbol_note = match symbols {
+        Ok((s, warnings)) => {
+            app.profile.symbols = s;
+            warnings.into_iter().next()
+        }
+        Err(e) => Some(format!("no guest symbols for the profile: {e}")),
+    };
+    match (&damage, symbol_note) {
+        (Some(d), _) => app.say(format!("{d}: showing what is intact"), true),
+        (None, Some(note)) => app.say(note, true),
+        (None, None) => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
     }
     replay.show(&mut app);
     while !app.quit {
@@ -214,6 +259,9 @@ pub fn run(path: &Path) -> Result<(), ReplayError> {
                         if !replay.goto_seq(seq) {
                             app.say(format!("no exit #{seq} in this recording"), true);
                         }
+                    }
+                    Action::ShowChain { .. } => {
+                        app.say("a recording holds no guest memory: :gva and :gpa look at a live guest", true)
                     }
                     Action::GotoTime(t) => {
                         if !replay.goto_time(t) {

@@ -114,7 +114,7 @@ impl Screen {
                     (PaneId::Registers, regs),
                     (PaneId::Code, code),
                 ];
-                if right.height >= 20 {
+                if right.height >= 16 {
                     let [con, mem] =
                         Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(right);
                     placed.extend([(PaneId::Console, con), (PaneId::Memory, mem)]);

@@ -1,59 +1,93 @@
-//! The bottom line: run state, the screens (the current one marked), totals and rate, the message of the moment, or the line being typed.
+//! The bottom line: run state, the screens (the current one marked), totals and rate, the message
+//! of the moment and the keys' hint, or the line being typed. Nothing in it is cut: on a narrow
+//! terminal the screens shrink to their keys, and a message that does not fit goes on a line of
+//! its own below (see [`height`]).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::ui::app::{App, InputMode, RunState};
+use crate::ui::panes::hard_wrap;
 use crate::ui::screen::Screen;
 use crate::ui::theme::Theme;
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let line = match &app.input {
-        InputMode::Command(text) => typing(':', text, app, area.width, theme),
-        InputMode::Filter(text) => typing('/', text, app, area.width, theme),
-        _ => {
-            let (state, style) = match &app.state {
-                RunState::Running => ("RUNNING".to_string(), theme.ok()),
-                RunState::Pausing => ("PAUSING".to_string(), theme.warn()),
-                RunState::Paused => {
-                    let at = app.stop.as_ref().map(|s| format!(" at {:#x}", s.regs.rip)).unwrap_or_default();
-                    (format!("PAUSED{at}"), theme.warn())
-                }
-                RunState::Ended(end) => (format!("ENDED: {} (status {})", end.name(), end.status()), theme.error()),
-                RunState::Replay(Some((name, status))) => {
-                    (format!("REPLAY of a run that ended: {name} (status {status})"), theme.warn())
-                }
-                RunState::Replay(None) => ("REPLAY of a run with no end recorded".to_string(), theme.warn()),
-            };
-            let mut spans = vec![
-                Span::styled(format!(" {state} "), style.add_modifier(ratatui::style::Modifier::REVERSED)),
-                Span::raw(" "),
-            ];
-            for screen in Screen::ALL {
-                let label = format!("{}:{}", screen.key(), screen.name());
-                let style = if screen == app.screen { theme.current() } else { theme.dim() };
-                spans.extend([Span::styled(label, style), Span::raw(" ")]);
-            }
-            let stats = &app.stats;
-            spans.push(Span::raw(format!(" {} exits  {}/s ", stats.counters.total.count, stats.rates.total())));
-            if app.exits.dropped > 0 {
-                spans.push(Span::styled(format!(" view dropped {} ", app.exits.dropped), theme.warn()));
-            }
-            match app.current_message() {
-                Some((text, error)) => {
-                    spans.push(Span::styled(format!(" {text}"), if error { theme.error() } else { theme.ok() }))
-                }
-                None => spans.push(Span::styled(
-                    format!(" {} — ? help  space pause  s step  : command  q quit", app.title),
-                    theme.dim(),
-                )),
-            }
-            Line::from(spans)
+/// The run state's label and its style.
+fn state(app: &App, theme: &Theme) -> (String, Style) {
+    match &app.state {
+        RunState::Running => ("RUNNING".to_string(), theme.ok()),
+        RunState::Pausing => ("PAUSING".to_string(), theme.warn()),
+        RunState::Paused => {
+            let at = app.stop.as_ref().map(|s| format!(" vCPU {} at {:#x}", s.vcpu, s.regs.rip)).unwrap_or_default();
+            (format!("PAUSED{at}"), theme.warn())
         }
+        RunState::Ended(end) => (format!("ENDED: {} (status {})", end.name(), end.status()), theme.error()),
+        RunState::Replay(Some((name, status))) => {
+            (format!("REPLAY of a run that ended: {name} (status {status})"), theme.warn())
+        }
+        RunState::Replay(None) => ("REPLAY of a run with no end recorded".to_string(), theme.warn()),
+    }
+}
+
+/// The status's lines for a terminal `width` wide: the state, the screens, the totals and the
+/// message or the keys' hint on one line; where a message does not fit beside the rest, it goes
+/// on lines of its own below, and the hint stays.
+fn lines<'a>(app: &App, width: u16, theme: &Theme) -> Vec<Line<'a>> {
+    let (label, style) = state(app, theme);
+    let mut spans = vec![Span::styled(format!(" {label} "), style.add_modifier(Modifier::REVERSED)), Span::raw(" ")];
+    // On a narrow terminal the screens shrink to their keys (the current one keeps its name).
+    let wide = width >= 130;
+    for screen in Screen::ALL {
+        let current = screen == app.screen;
+        let label =
+            if wide || current { format!("{}:{}", screen.key(), screen.name()) } else { screen.key().to_string() };
+        spans.extend([Span::styled(label, if current { theme.current() } else { theme.dim() }), Span::raw(" ")]);
+    }
+    let stats = &app.stats;
+    spans.push(Span::raw(format!(" {} exits {}/s ", stats.counters.total.count, stats.rates.total())));
+    if app.exits.dropped > 0 {
+        spans.push(Span::styled(format!(" view dropped {} ", app.exits.dropped), theme.warn()));
+    }
+    let gdb = app.gdb.as_ref().map(|g| format!(" gdb: {g} ·")).unwrap_or_default();
+    let hint = if wide {
+        format!("{gdb} {} — ? help  space pause  s step  : command  q quit", app.title)
+    } else {
+        format!("{gdb} ? help")
     };
-    f.render_widget(Paragraph::new(line), area);
+    let len = |spans: &[Span]| spans.iter().map(|s| s.content.chars().count()).sum::<usize>();
+    let Some((text, error)) = app.current_message() else {
+        spans.push(Span::styled(hint, theme.dim()));
+        return vec![Line::from(spans)];
+    };
+    let message = Span::styled(format!(" {text}"), if error { theme.error() } else { theme.ok() });
+    if len(&spans) + message.content.chars().count() + 8 <= width as usize {
+        spans.extend([message, Span::styled("  ? help", theme.dim())]);
+        return vec![Line::from(spans)];
+    }
+    spans.push(Span::styled(format!("{gdb} ? help"), theme.dim()));
+    let mut out = vec![Line::from(spans)];
+    out.extend(hard_wrap(vec![message], width as usize));
+    out
+}
+
+/// Rows the status needs at `width`: one, or more for a message that does not fit beside the rest
+/// (at most three).
+pub fn height(app: &App, width: u16) -> u16 {
+    if !matches!(app.input, InputMode::Normal | InputMode::Help) || width == 0 {
+        return 1;
+    }
+    lines(app, width, &Theme { no_color: true }).len().clamp(1, 3) as u16
+}
+
+pub fn render(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let text = match &app.input {
+        InputMode::Command(text) => vec![typing(':', text, app, area.width, theme)],
+        InputMode::Filter(text) => vec![typing('/', text, app, area.width, theme)],
+        _ => lines(app, area.width, theme),
+    };
+    f.render_widget(Paragraph::new(text), area);
 }
 
 /// The line being typed: its end when it is longer than the screen is wide, the cursor, and an

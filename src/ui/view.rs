@@ -19,9 +19,12 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
         PaneId::Stats => stats::render(f, area, &app.stats, focused, theme),
         PaneId::Registers => {
             let ended = app.state.is_over();
-            registers::render(f, area, (&app.registers, app.stop.as_ref(), ended), focused, theme)
+            registers::render(f, area, (&app.registers, app.stop.as_ref(), app.vcpu, ended), focused, theme)
         }
-        PaneId::Code => code::render(f, area, (&app.code, app.stop.as_ref(), app.exits.newest()), focused, theme),
+        PaneId::Code => {
+            let newest = app.exits.newest();
+            code::render(f, area, (&app.code, app.stop.as_ref(), newest, &app.state), focused, theme)
+        }
         PaneId::Console => console::render(f, area, &app.console, focused, theme),
         PaneId::Memory => memory::render(f, area, &app.memory, focused, theme),
         PaneId::MemMap => memmap::render(f, area, &app.memmap, focused, theme),
@@ -35,7 +38,8 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
 pub fn draw(f: &mut Frame, app: &App) -> Vec<(PaneId, Rect)> {
     let theme = Theme { no_color: app.no_color };
     let area = f.area();
-    let [main, status_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    let status_rows = status::height(app, area.width);
+    let [main, status_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(status_rows)]).areas(area);
     let placed = if area.width >= WIDE_MIN.0 && area.height >= WIDE_MIN.1 {
         let placed = app.screen.grid(main, app.focus);
         for (pane, r) in &placed {
@@ -63,7 +67,7 @@ pub fn draw(f: &mut Frame, app: &App) -> Vec<(PaneId, Rect)> {
     };
     status::render(f, status_area, app, &theme);
     if app.input == InputMode::Help {
-        help::render(f, area, &theme);
+        help::render(f, area, app.help_scroll, &theme);
     }
     placed
 }

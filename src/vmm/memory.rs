@@ -30,11 +30,36 @@ pub enum MemoryError {
     #[error("memory size {0:?}: expected a number with an optional K, M, G or T suffix (e.g. 256M)")]
     BadSize(String),
     /// The size is outside what kvmscope builds.
-    #[error("memory size {size}: must be between 2M and 1T")]
+    #[error("memory size {} ({size} bytes): must be between 2M and 1T", human_size(*.size))]
     OutOfRange { size: u64 },
+    /// The size is not a whole number of pages (KVM maps memory in pages).
+    #[error("memory size {} ({size} bytes): must be a whole number of 4K pages", human_size(*.size))]
+    NotPages { size: u64 },
     /// The host refused the mapping.
     #[error("cannot map {size} bytes of guest memory: {reason}")]
     Map { size: u64, reason: String },
+}
+
+/// A size as `--mem` would take it: `64K`, `256M`, `1G`, or bytes when no suffix fits.
+pub fn human_size(bytes: u64) -> String {
+    for (shift, suffix) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Parses `--mem`: a size kvmscope can build, in whole pages.
+pub fn parse_mem(text: &str) -> Result<u64, MemoryError> {
+    let size = parse_size(text)?;
+    if !(MIN_MEM..=MAX_MEM).contains(&size) {
+        return Err(MemoryError::OutOfRange { size });
+    }
+    if size % 4096 != 0 {
+        return Err(MemoryError::NotPages { size });
+    }
+    Ok(size)
 }
 
 /// Parses a size like `256M`, `1G`, `512KiB` or `4096`.
@@ -88,6 +113,9 @@ impl MemoryMap {
     pub fn new(size: u64) -> Result<Self, MemoryError> {
         if !(MIN_MEM..=MAX_MEM).contains(&size) {
             return Err(MemoryError::OutOfRange { size });
+        }
+        if size % 4096 != 0 {
+            return Err(MemoryError::NotPages { size });
         }
         let low = size.min(MMIO_HOLE_START);
         let mut ram = vec![(0, low)];
@@ -253,6 +281,17 @@ impl PhysRead for GuestRam {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mem_sizes_are_checked_and_said_as_given() {
+        assert_eq!(parse_mem("256M").unwrap(), 256 << 20);
+        let small = parse_mem("64K").unwrap_err().to_string();
+        assert_eq!(small, "memory size 64K (65536 bytes): must be between 2M and 1T");
+        let odd = parse_mem("4097K").unwrap_err().to_string();
+        assert!(odd.contains("must be a whole number of 4K pages"), "{odd}");
+        assert_eq!(human_size(3 << 30), "3G");
+        assert_eq!(human_size(1000), "1000");
+    }
 
     #[test]
     fn reads_at_every_alignment_and_length_return_the_bytes_written() {

@@ -188,7 +188,9 @@ impl Vm {
                 &config.cmdline,
                 initrd,
             )?,
-            Image::Raw { path, load, entry, mode } => loader::raw::load(path, &ram, *load, *entry, *mode)?,
+            Image::Raw { path, load, entry, mode } => {
+                loader::raw::load(path, &ram, *load, *entry, *mode).map_err(|e| e.named(loader::RAW))?
+            }
         };
         let is_linux = boot.is_linux();
         let image_path = match &config.image {
@@ -198,6 +200,7 @@ impl Vm {
         // Other CPUs wait for the guest's INIT and STARTUP IPIs, which need the in-kernel APIC.
         if config.cpus > 1 && !is_linux && !config.irqchip {
             return Err(LoaderError::Invalid {
+                noun: loader::KERNEL,
                 path: image_path,
                 what: format!(
                     "--cpus {} needs a Linux kernel, or --irqchip for a guest that starts its CPUs itself \
@@ -214,6 +217,7 @@ impl Vm {
         let mut adjustments = Vec::new();
         if boot.mode != BootMode::Real && !boot_cpu::write_boot_tables(&ram, boot.mode) {
             return Err(LoaderError::Invalid {
+                noun: loader::KERNEL,
                 path: PathBuf::from("(boot tables)"),
                 what: "guest RAM too small for the boot area".into(),
             }

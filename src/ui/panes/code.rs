@@ -4,11 +4,12 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::frame;
 use crate::debug::Stop;
 use crate::trace::{ExitEvent, Insn};
+use crate::ui::app::RunState;
 use crate::ui::theme::Theme;
 
 /// The code pane's state: the instructions it shows (read by `ui::reader`, or a replay's exit).
@@ -17,11 +18,12 @@ pub struct CodePane {
     pub lines: Vec<Insn>,
 }
 
-/// Draws the listing around the stop's RIP, or while running the newest exit's instruction.
+/// Draws the listing around the stop's RIP; without a stop, the newest exit's instruction (a
+/// replay's: the exit at the cursor, whose instruction the recording holds).
 pub fn render(
     f: &mut Frame,
     area: Rect,
-    (pane, stop, newest): (&CodePane, Option<&Stop>, Option<&ExitEvent>),
+    (pane, stop, newest, state): (&CodePane, Option<&Stop>, Option<&ExitEvent>, &RunState),
     focused: bool,
     theme: &Theme,
 ) {
@@ -30,10 +32,15 @@ pub fn render(
     f.render_widget(block, area);
     let show_bytes = inner.width >= 60;
     let Some(stop) = stop else {
-        let mut lines = vec![Line::styled("running — pause (space) to disassemble around RIP", theme.dim())];
+        let (note, which) = match state {
+            RunState::Replay(_) => ("a recording holds each exit's instruction, not the code around it", "exit"),
+            RunState::Ended(_) => ("the run has ended", "last exit"),
+            _ => ("running: space pauses to disassemble around RIP", "newest exit"),
+        };
+        let mut lines = vec![Line::styled(note, theme.dim())];
         if let Some(e) = newest {
             if let Some(i) = &e.insn {
-                lines.push(Line::from(format!("newest exit #{} ({}):", e.seq, e.kind.reason())));
+                lines.push(Line::from(format!("{which} #{} ({}) at rip {:#x}:", e.seq, e.kind.reason(), e.rip)));
                 lines.push(Line::from(vec![
                     Span::raw(format!("  {:#x}  ", i.addr)),
                     Span::styled(i.text.clone(), theme.instruction()),
@@ -41,11 +48,14 @@ pub fn render(
                 ]));
             }
         }
-        f.render_widget(Paragraph::new(lines), inner);
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         return;
     };
     if pane.lines.is_empty() {
-        f.render_widget(Paragraph::new(format!("rip {:#x}: not readable", stop.regs.rip)), inner);
+        f.render_widget(
+            Paragraph::new(format!("rip {:#x}: not readable", stop.regs.rip)).wrap(Wrap { trim: false }),
+            inner,
+        );
         return;
     }
     let lines: Vec<Line> = pane

@@ -5,9 +5,10 @@
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::frame;
+use super::{frame, hard_wrap};
 use crate::ui::theme::Theme;
 
 /// The console pane's state: the guest's output so far, and how far it is scrolled back.
@@ -59,10 +60,18 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ConsolePane, focused: bool, them
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
+    // The newest lines at the bottom, a long one on as many rows as it needs.
     let lines: Vec<&str> = pane.text.lines().collect();
-    let height = inner.height as usize;
+    let (height, width) = (inner.height as usize, inner.width as usize);
     let end = lines.len().saturating_sub(pane.scroll.min(lines.len()));
-    let start = end.saturating_sub(height);
-    let text = lines[start..end].join("\n");
-    f.render_widget(Paragraph::new(text), inner);
+    let mut rows: Vec<Line> = Vec::new();
+    for line in lines[..end].iter().rev() {
+        let wrapped = hard_wrap(vec![Span::raw(line.to_string())], width);
+        if rows.len() + wrapped.len() > height {
+            break;
+        }
+        rows.extend(wrapped.into_iter().rev());
+    }
+    rows.reverse();
+    f.render_widget(Paragraph::new(rows), inner);
 }

@@ -10,9 +10,9 @@ use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
-use super::{frame, scroll_rows};
+use super::{frame, hard_wrap, scroll_rows};
 use crate::trace::{DeviceEvent, DeviceEventKind};
 use crate::ui::theme::Theme;
 
@@ -84,15 +84,15 @@ pub fn render(f: &mut Frame, area: Rect, pane: &DeviceEventsPane, focused: bool,
     f.render_widget(block, area);
     if pane.events.is_empty() {
         let none = "no events yet (virtio devices: --disk FILE, --virtio rng,console; KVM's own: --kernel-events)";
-        f.render_widget(Paragraph::new(Line::styled(none, theme.dim())), inner);
+        f.render_widget(Paragraph::new(Line::styled(none, theme.dim())).wrap(Wrap { trim: false }), inner);
         return;
     }
-    let fit = inner.height as usize;
-    let shown: Vec<&Row> = pane.events.iter().rev().skip(pane.scroll).take(fit).collect();
-    let lines: Vec<Line> = shown
-        .into_iter()
-        .rev()
-        .map(|row| match row {
+    // Newest at the bottom; a row longer than the pane is wide goes on as many lines as it needs.
+    let (fit, width) = (inner.height as usize, inner.width as usize);
+    let mut rows: Vec<Vec<Line>> = Vec::new();
+    let mut used = 0;
+    for row in pane.events.iter().rev().skip(pane.scroll) {
+        let spans = match row {
             Row::Device(e) => {
                 let style = match e.kind {
                     DeviceEventKind::Error { .. } => theme.error(),
@@ -100,13 +100,17 @@ pub fn render(f: &mut Frame, area: Rect, pane: &DeviceEventsPane, focused: bool,
                     DeviceEventKind::Interrupt => theme.reason("io"),
                     _ => theme.instruction(),
                 };
-                Line::from(vec![
-                    Span::raw(format!("{:>12.6}s ", e.t_ns as f64 / 1e9)),
-                    Span::styled(e.to_string(), style),
-                ])
+                vec![Span::raw(format!("{:>12.6}s ", e.t_ns as f64 / 1e9)), Span::styled(e.to_string(), style)]
             }
-            Row::Kernel(l) => Line::from(vec![Span::styled("   in-kernel ", theme.dim()), Span::raw(l.clone())]),
-        })
-        .collect();
+            Row::Kernel(l) => vec![Span::styled("   in-kernel ", theme.dim()), Span::raw(l.clone())],
+        };
+        let lines = hard_wrap(spans, width);
+        if used + lines.len() > fit {
+            break;
+        }
+        used += lines.len();
+        rows.push(lines);
+    }
+    let lines: Vec<Line> = rows.into_iter().rev().flatten().collect();
     f.render_widget(Paragraph::new(lines), inner);
 }

@@ -12,7 +12,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{frame, scroll_rows};
 use crate::decode::symbols::Symbols;
@@ -222,13 +222,16 @@ pub fn render(f: &mut Frame, area: Rect, pane: &MemMapPane, focused: bool, theme
     }
     // Only the lines that show are styled and drawn.
     let mmu = pane.mmu_lines();
+    // Scrolled to the end, the pane stays full: the last lines at its bottom.
+    let all = pane.text.len() + mmu.len();
+    let top = pane.scroll.min(all.saturating_sub(inner.height as usize));
     let lines: Vec<Line> = pane
         .text
         .iter()
         .chain(&mmu)
-        .skip(pane.scroll)
+        .skip(top)
         .take(inner.height as usize)
         .map(|l| if l.starts_with(' ') { Line::from(l.as_str()) } else { Line::styled(l.as_str(), theme.header()) })
         .collect();
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }

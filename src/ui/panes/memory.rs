@@ -4,7 +4,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{frame, scroll_rows};
 use crate::ui::command::DEFAULT_EXAMINE_LEN;
@@ -85,7 +85,7 @@ pub fn render(f: &mut Frame, area: Rect, pane: &MemoryPane, focused: bool, theme
     if let Some(note) = &pane.note {
         lines.push(Line::styled(note.clone(), theme.warn()));
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod registers;
 pub mod stats;
 pub mod virtio;
 
+use ratatui::text::{Line, Span};
 use ratatui::widgets::Block;
 
 use super::theme::Theme;
@@ -34,4 +35,28 @@ pub fn scroll_rows(code: ratatui::crossterm::event::KeyCode) -> Option<isize> {
 /// A pane's frame: bordered, titled, highlighted when focused.
 pub fn frame<'a>(title: String, focused: bool, theme: &Theme) -> Block<'a> {
     Block::bordered().title(title).border_style(theme.border(focused))
+}
+
+/// Breaks a line of spans into lines of at most `width` characters, each span keeping its style.
+pub fn hard_wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let mut lines = vec![Vec::new()];
+    let mut col = 0;
+    for span in spans {
+        let mut text: &str = &span.content;
+        while !text.is_empty() {
+            if col == width {
+                lines.push(Vec::new());
+                col = 0;
+            }
+            let take = text.char_indices().nth(width - col).map_or(text.len(), |(i, _)| i);
+            let (head, rest) = text.split_at(take);
+            col += head.chars().count();
+            if let Some(line) = lines.last_mut() {
+                line.push(Span::styled(head.to_string(), span.style));
+            }
+            text = rest;
+        }
+    }
+    lines.into_iter().map(Line::from).collect()
 }

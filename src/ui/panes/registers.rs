@@ -5,7 +5,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::frame;
 use crate::debug::Stop;
@@ -66,21 +66,26 @@ pub struct RegistersPane {
     pub previous: Option<Stop>,
 }
 
-/// Draws the stop's registers (`ended`: the run is over, there is nothing to pause).
+/// Draws the selected vCPU's registers at its stop (`ended`: the run is over, there is nothing to
+/// pause).
 pub fn render(
     f: &mut Frame,
     area: Rect,
-    (pane, stop, ended): (&RegistersPane, Option<&Stop>, bool),
+    (pane, stop, vcpu, ended): (&RegistersPane, Option<&Stop>, usize, bool),
     focused: bool,
     theme: &Theme,
 ) {
     let Some(stop) = stop else {
-        let text = if ended { "the run has ended" } else { "running — press space to pause and read the registers" };
-        let block = frame(" Registers ".into(), focused, theme);
-        f.render_widget(Paragraph::new(text).block(block), area);
+        let text = if ended {
+            "no registers recorded for this vCPU here".to_string()
+        } else {
+            "running: space pauses to read them (:cpu N picks a vCPU)".to_string()
+        };
+        let block = frame(format!(" Registers: vCPU {vcpu} "), focused, theme);
+        f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }).block(block), area);
         return;
     };
-    let title = format!(" Registers: vCPU {} ({}) ", stop.vcpu, stop.reason);
+    let title = format!(" Registers: vCPU {} ({}) ", stop.vcpu, stop.reason.short());
     let block = frame(title, focused, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::widgets::{Row, Sparkline, Table};
+use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 
 use super::frame;
 use crate::summary::{busiest, kvm_shown, micros, percent};
@@ -113,6 +113,8 @@ pub struct StatsPane {
     pub virtio: DeviceCounters,
     /// KVM's tracepoints (`--kernel-events`), with their rates.
     pub kernel: KernelSection,
+    /// Rows scrolled down from the top.
+    pub scroll: usize,
 }
 
 /// The in-kernel events from KVM's tracepoints, and their rates since the previous sample.
@@ -151,6 +153,7 @@ impl Default for StatsPane {
             kvm: KvmSection::default(),
             virtio: DeviceCounters::default(),
             kernel: KernelSection::default(),
+            scroll: 0,
         }
     }
 }
@@ -171,12 +174,166 @@ impl StatsPane {
         }
         true
     }
+
+    /// Scrolling keys, while the pane has focus; false for any other.
+    pub fn on_scroll_key(&mut self, code: KeyCode) -> bool {
+        match (code, super::scroll_rows(code)) {
+            (KeyCode::Home, _) => self.scroll = 0,
+            (KeyCode::End, _) => self.scroll = usize::MAX / 2,
+            // Up (a positive "back") moves toward the top.
+            (_, Some(rows)) => self.scroll = (self.scroll as isize).saturating_sub(rows).max(0) as usize,
+            _ => return false,
+        }
+        true
+    }
 }
 
 fn one_place(v: f64) -> String {
     format!("{v:.1}")
 }
 
+/// One row of a table: its cells, and how it looks.
+struct StatsRow {
+    cells: Vec<String>,
+    style: ratatui::style::Style,
+}
+
+impl StatsRow {
+    fn new(cells: Vec<String>) -> Self {
+        Self { cells, style: Default::default() }
+    }
+
+    fn styled(mut self, style: ratatui::style::Style) -> Self {
+        self.style = style;
+        self
+    }
+}
+
+/// One table of the pane: its header, its rows, and how many of its columns are handling times
+/// (the last ones, dropped when the table is too wide for the pane).
+struct Section {
+    header: &'static [&'static str],
+    rows: Vec<StatsRow>,
+    times: usize,
+}
+
+/// The pane's tables, top to bottom, each with its own header and columns: the exits by reason
+/// (kvm_stat's), by port and MMIO address, and what KVM and the devices counted themselves.
+fn sections(pane: &StatsPane, fit: usize, theme: &Theme) -> Vec<Section> {
+    let total = pane.counters.total;
+    let mut reasons: Vec<(&'static str, Stat)> = pane.counters.reasons_sorted().into_iter().collect();
+    match pane.sort {
+        SortBy::Rate => {
+            reasons.sort_by(|a, b| pane.rates.of(b.0).total_cmp(&pane.rates.of(a.0)).then(b.1.count.cmp(&a.1.count)))
+        }
+        SortBy::Total => reasons.sort_by_key(|r| std::cmp::Reverse(r.1.count)),
+    }
+    let times = |s: &Stat| [s.min_ns, s.avg_ns(), s.max_ns].map(|ns| one_place(micros(ns)));
+    let by_reason = reasons
+        .iter()
+        .map(|(name, s)| {
+            let mut cells = vec![
+                name.to_string(),
+                s.count.to_string(),
+                one_place(percent(s.count, total.count)),
+                format!("{:.0}", pane.rates.of(name)),
+            ];
+            cells.extend(times(s));
+            StatsRow::new(cells)
+        })
+        .collect();
+    let mut out = vec![Section {
+        header: &["Event", "Total", "%Total", "CurAvg/s", "min us", "avg us", "max us"],
+        rows: by_reason,
+        times: 3,
+    }];
+    if pane.breakdown {
+        // No more rows than the pane can show: a guest chooses how many addresses there are.
+        let mut rows = Vec::new();
+        let mut add = |name: String, s: &Stat, whole: u64| {
+            let mut cells = vec![name, s.count.to_string(), one_place(percent(s.count, whole))];
+            cells.extend(times(s));
+            rows.push(StatsRow::new(cells).styled(theme.dim()));
+        };
+        let io_total = pane.counters.by_reason.get("io").map_or(0, |s| s.count);
+        for ((port, dir), s) in busiest(pane.counters.ports_sorted(), fit).0 {
+            add(format!("io {port:#x} {}", dir.io_name()), &s, io_total);
+        }
+        let mmio_total = pane.counters.by_reason.get("mmio").map_or(0, |s| s.count);
+        for ((addr, dir), s) in busiest(pane.counters.mmio_sorted(), fit).0 {
+            add(format!("mmio {addr} {}", dir.mmio_name()), &s, mmio_total);
+        }
+        if !rows.is_empty() {
+            out.push(Section { header: &["Port/address", "Total", "%", "min us", "avg us", "max us"], rows, times: 3 });
+        }
+    }
+    let mut rows = Vec::new();
+    match &pane.kvm.counts {
+        Some(Ok(c)) => {
+            // KVM's counters are counts of their own, not shares of the exits: a count and a rate.
+            let exits = value(&c.vcpus, "exits");
+            let share = one_place(percent(total.count, exits));
+            rows.push(StatsRow::new(vec!["to userspace".into(), total.count.to_string(), share]));
+            for (name, v) in kvm_shown(&c.vcpus).into_iter().filter(|(n, v)| *v > 0 || *n == "exits") {
+                let rate = format!("{:.0}", pane.kvm.rate(name));
+                rows.push(StatsRow::new(vec![name.to_string(), v.to_string(), String::new(), rate]));
+            }
+        }
+        // Why is said in the summary; the row is too narrow for it.
+        Some(Err(_)) => rows.push(StatsRow::new(vec!["unavailable on this host".into()]).styled(theme.dim())),
+        None => {}
+    }
+    if let Some(counts) = &pane.kernel.counts {
+        rows.push(StatsRow::new(vec!["in KVM, tracepoints".into()]).styled(theme.header()));
+        let mut events: Vec<(&String, &u64)> = counts.iter().collect();
+        events.sort_by(|a, b| b.1.cmp(a.1));
+        let all: u64 = counts.iter().filter(|(k, _)| !k.contains(':')).map(|(_, v)| v).sum();
+        for (name, v) in events.into_iter().take(8) {
+            let rate = pane.kernel.rates.get(name).copied().unwrap_or(0.0);
+            let cells = vec![format!(" {name}"), v.to_string(), one_place(percent(*v, all)), format!("{rate:.0}")];
+            rows.push(StatsRow::new(cells));
+        }
+    }
+    if !pane.virtio.is_empty() {
+        let all = pane.virtio.rows.values();
+        let (trapped, eventfd) = all.fold((0, 0), |(t, e), c| (t + c.notifies_trapped, e + c.notifies_ioeventfd));
+        rows.push(StatsRow::new(vec!["virtio notifications".into()]).styled(theme.header()));
+        let notifies = trapped + eventfd;
+        let trapped_share = one_place(percent(trapped, notifies));
+        rows.push(StatsRow::new(vec![" trapped (an exit each)".into(), trapped.to_string(), trapped_share]));
+        let saved = one_place(percent(eventfd, notifies));
+        rows.push(StatsRow::new(vec![" by ioeventfd (exits saved)".into(), eventfd.to_string(), saved]));
+    }
+    if !rows.is_empty() {
+        out.push(Section { header: &["In KVM", "Total", "%", "CurAvg/s"], rows, times: 0 });
+    }
+    out
+}
+
+/// Column widths that hold every cell of `rows` (a heading's lone cell does not count: it may run
+/// over the empty cells beside it) and the header's words.
+fn widths(rows: &[StatsRow], header: &[&str]) -> Vec<usize> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows.iter().filter(|r| r.cells.len() > 1) {
+        for (w, c) in widths.iter_mut().zip(&r.cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    widths
+}
+
+/// A table of `rows` with `widths` (the first column takes what is left).
+fn table<'a>(rows: Vec<Row<'a>>, widths: &[usize]) -> Table<'a> {
+    let constraints: Vec<Constraint> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| if i == 0 { Constraint::Min(w as u16) } else { Constraint::Length(w as u16) })
+        .collect();
+    Table::new(rows, constraints).column_spacing(1)
+}
+
+/// Draws the pane. Columns are as wide as what they hold; the handling times show when they fit
+/// beside the rest; rows that do not fit scroll (arrows, page keys, Home/End with focus).
 pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme: &Theme) {
     let sort = match pane.sort {
         SortBy::Rate => "rate",
@@ -192,96 +349,44 @@ pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme:
     let tail = data.len().saturating_sub(spark_area.width as usize);
     f.render_widget(Sparkline::default().data(&data[tail..]).style(theme.instruction()), spark_area);
 
-    let total = pane.counters.total;
-    let mut reasons: Vec<(&'static str, Stat)> = pane.counters.reasons_sorted().into_iter().collect();
-    match pane.sort {
-        SortBy::Rate => {
-            reasons.sort_by(|a, b| pane.rates.of(b.0).total_cmp(&pane.rates.of(a.0)).then(b.1.count.cmp(&a.1.count)))
+    let room = table_area.width as usize;
+    // Each table's lines: its header, then its rows, in columns as wide as what they hold (the
+    // handling times where they fit beside the rest); all of them scroll as one list.
+    let mut tables: Vec<(Vec<usize>, Vec<Row>)> = Vec::new();
+    for section in sections(pane, table_area.height as usize, theme) {
+        let mut w = widths(&section.rows, section.header);
+        if w.iter().sum::<usize>() + w.len() - 1 > room {
+            w.truncate(w.len() - section.times);
         }
-        SortBy::Total => reasons.sort_by_key(|r| std::cmp::Reverse(r.1.count)),
+        let n = w.len();
+        let head = Row::new(section.header[..n].to_vec()).style(theme.header());
+        let rows = std::iter::once(head).chain(section.rows.into_iter().map(|r| {
+            let mut cells = r.cells;
+            cells.truncate(n);
+            Row::new(cells).style(r.style)
+        }));
+        tables.push((w, rows.collect()));
     }
-    let wide = table_area.width >= 70;
-    let row = |name: String, s: &Stat, whole: u64, rate: Option<f64>| {
-        let mut cells = vec![
-            name,
-            s.count.to_string(),
-            one_place(percent(s.count, whole)),
-            rate.map_or(String::new(), |r| format!("{r:.0}")),
-        ];
-        if wide {
-            cells.extend([s.min_ns, s.avg_ns(), s.max_ns].map(|ns| one_place(micros(ns))));
-        }
-        Row::new(cells)
-    };
-    let mut rows: Vec<Row> =
-        reasons.iter().map(|(name, s)| row(name.to_string(), s, total.count, Some(pane.rates.of(name)))).collect();
-    match &pane.kvm.counts {
-        Some(Ok(c)) => {
-            let exits = value(&c.vcpus, "exits");
-            rows.push(Row::new(vec!["in KVM".to_string()]).style(theme.header()));
-            let to_userspace =
-                [" to userspace".to_string(), total.count.to_string(), one_place(percent(total.count, exits))];
-            rows.push(Row::new(to_userspace.to_vec()));
-            for (name, v) in kvm_shown(&c.vcpus).into_iter().filter(|(n, v)| *v > 0 || *n == "exits") {
-                let cells = vec![
-                    format!(" {name}"),
-                    v.to_string(),
-                    one_place(percent(v, exits)),
-                    format!("{:.0}", pane.kvm.rate(name)),
-                ];
-                rows.push(Row::new(cells));
-            }
-        }
-        // Why is said in the summary; the row is too narrow for it.
-        Some(Err(_)) => rows.push(Row::new(vec!["in KVM: unavailable".to_string()]).style(theme.dim())),
-        None => {}
+    let visible = table_area.height as usize;
+    let all: usize = tables.iter().map(|(_, rows)| rows.len()).sum();
+    let scroll = pane.scroll.min(all.saturating_sub(visible));
+    let (mut skip, mut left, mut area) = (scroll, visible, table_area);
+    for (widths, rows) in tables {
+        let n = rows.len();
+        let shown: Vec<Row> = rows.into_iter().skip(skip).take(left).collect();
+        skip = skip.saturating_sub(n);
+        left -= shown.len();
+        let [this, rest] = Layout::vertical([Constraint::Length(shown.len() as u16), Constraint::Min(0)]).areas(area);
+        f.render_widget(table(shown, &widths), this);
+        area = rest;
     }
-    if let Some(counts) = &pane.kernel.counts {
-        rows.push(Row::new(vec!["in KVM, tracepoints".to_string()]).style(theme.header()));
-        let mut events: Vec<(&String, &u64)> = counts.iter().collect();
-        events.sort_by(|a, b| b.1.cmp(a.1));
-        let all: u64 = counts.iter().filter(|(k, _)| !k.contains(':')).map(|(_, v)| v).sum();
-        for (name, v) in events.into_iter().take(8) {
-            let rate = pane.kernel.rates.get(name).copied().unwrap_or(0.0);
-            rows.push(Row::new(vec![
-                format!(" {name}"),
-                v.to_string(),
-                one_place(percent(*v, all)),
-                format!("{rate:.0}"),
-            ]));
-        }
+    if all > visible {
+        // On the bottom border: which way there is more to scroll to.
+        let up = if scroll > 0 { "↑" } else { "" };
+        let more = format!(" {up}{} more ", if scroll + visible < all { "↓" } else { "" });
+        let w = more.chars().count() as u16;
+        let corner =
+            Rect { x: area.right().saturating_sub(w + 1), y: area.bottom().saturating_sub(1), width: w, height: 1 };
+        f.render_widget(Paragraph::new(more).style(theme.dim()), corner);
     }
-    if !pane.virtio.is_empty() {
-        let all = pane.virtio.rows.values();
-        let (trapped, eventfd) = all.fold((0, 0), |(t, e), c| (t + c.notifies_trapped, e + c.notifies_ioeventfd));
-        rows.push(Row::new(vec!["virtio notifications".to_string()]).style(theme.header()));
-        let notifies = trapped + eventfd;
-        rows.push(Row::new(vec![
-            " trapped (an exit each)".into(),
-            trapped.to_string(),
-            one_place(percent(trapped, notifies)),
-        ]));
-        let saved = " by ioeventfd (exits saved)".to_string();
-        rows.push(Row::new(vec![saved, eventfd.to_string(), one_place(percent(eventfd, notifies))]));
-    }
-    if pane.breakdown {
-        // No more rows than the pane can show: a guest chooses how many addresses there are.
-        let fit = table_area.height as usize;
-        let io_total = pane.counters.by_reason.get("io").map_or(0, |s| s.count);
-        for ((port, dir), s) in busiest(pane.counters.ports_sorted(), fit).0 {
-            rows.push(row(format!(" io {port:#x} {}", dir.io_name()), &s, io_total, None).style(theme.dim()));
-        }
-        let mmio_total = pane.counters.by_reason.get("mmio").map_or(0, |s| s.count);
-        for ((addr, dir), s) in busiest(pane.counters.mmio_sorted(), fit).0 {
-            rows.push(row(format!(" mmio {addr} {}", dir.mmio_name()), &s, mmio_total, None).style(theme.dim()));
-        }
-    }
-    let mut header = vec!["Event", "Total", "%Total", "CurAvg/s"];
-    let mut widths = vec![Constraint::Min(16), Constraint::Length(9), Constraint::Length(6), Constraint::Length(8)];
-    if wide {
-        header.extend(["min us", "avg us", "max us"]);
-        widths.extend([Constraint::Length(7), Constraint::Length(7), Constraint::Length(8)]);
-    }
-    let table = Table::new(rows, widths).header(Row::new(header).style(theme.header())).column_spacing(1);
-    f.render_widget(table, table_area);
 }

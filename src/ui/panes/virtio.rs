@@ -10,7 +10,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
 use ratatui::text::Line;
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::frame;
 use crate::ui::theme::Theme;
@@ -33,6 +33,8 @@ pub struct VirtioPane {
     pub scroll: usize,
     /// Only this device (`:virtio NAME`).
     pub only: Option<String>,
+    /// What to say where there are no views to show (a replay: the queues are not recorded).
+    pub note: Vec<String>,
 }
 
 impl VirtioPane {
@@ -95,9 +97,14 @@ pub fn render(f: &mut Frame, area: Rect, pane: &VirtioPane, focused: bool, theme
     let inner = block.inner(area);
     f.render_widget(block, area);
     let lines = pane.lines();
+    if pane.views.is_none() && !pane.note.is_empty() {
+        let note: Vec<Line> = pane.note.iter().map(|l| Line::styled(l.clone(), theme.dim())).collect();
+        f.render_widget(Paragraph::new(note).wrap(Wrap { trim: false }), inner);
+        return;
+    }
     if pane.views.as_ref().is_some_and(Vec::is_empty) {
         let none = "this VM has no virtio devices: add them with --disk FILE[,ro] or --virtio rng,console";
-        f.render_widget(Paragraph::new(Line::styled(none, theme.dim())), inner);
+        f.render_widget(Paragraph::new(Line::styled(none, theme.dim())).wrap(Wrap { trim: false }), inner);
         return;
     }
     // Keep the selected descriptor in sight.
@@ -119,5 +126,5 @@ pub fn render(f: &mut Frame, area: Rect, pane: &VirtioPane, focused: bool, theme
             _ => Line::from(l.text),
         })
         .collect();
-    f.render_widget(Paragraph::new(shown), inner);
+    f.render_widget(Paragraph::new(shown).wrap(Wrap { trim: false }), inner);
 }

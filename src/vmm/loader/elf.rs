@@ -207,6 +207,7 @@ impl Elf {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::vmm::loader::KERNEL;
 
     /// Builds a minimal ELF with the given (paddr, file bytes, memsz) segments.
     pub fn build_elf(class: ElfClass, entry: u64, segs: &[(u64, &[u8], u64)]) -> Vec<u8> {
@@ -262,14 +263,14 @@ pub(crate) mod tests {
     }
 
     fn err(b: &[u8]) -> String {
-        parse(b, &|m| LoaderError::Invalid { path: "k".into(), what: m }).unwrap_err().to_string()
+        parse(b, &|m| LoaderError::Invalid { noun: KERNEL, path: "k".into(), what: m }).unwrap_err().to_string()
     }
 
     #[test]
     fn parses_both_classes() {
         for class in [ElfClass::Elf32, ElfClass::Elf64] {
             let b = build_elf(class, 0x10_0000, &[(0x10_0000, &[0x90, 0xf4], 0x1000)]);
-            let e = parse(&b, &|m| LoaderError::Invalid { path: "k".into(), what: m }).unwrap();
+            let e = parse(&b, &|m| LoaderError::Invalid { noun: KERNEL, path: "k".into(), what: m }).unwrap();
             assert_eq!(e.class, class);
             assert_eq!(e.entry, 0x10_0000);
             assert_eq!(e.segments[0].filesz, 2);
@@ -312,6 +313,7 @@ pub(crate) mod tests {
     #[test]
     fn entry_translates_through_segments() {
         let mut e = parse(&build_elf(ElfClass::Elf64, 0, &[(0x20_0000, &[0x90], 0x1000)]), &|m| LoaderError::Invalid {
+            noun: KERNEL,
             path: "k".into(),
             what: m,
         })

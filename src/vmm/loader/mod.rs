@@ -18,15 +18,32 @@ use thiserror::Error;
 use super::layout::{BOOT_AREA_END, BOOT_AREA_START};
 use super::memory::GuestRam;
 
-/// Why an image cannot be booted. Every message names the file.
+/// Why an image cannot be booted. Every message names the file, and what it was given as.
 #[derive(Debug, Error)]
 pub enum LoaderError {
     /// The file could not be read.
-    #[error("kernel image {path}: cannot read it: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{noun} {path}: cannot read it: {source}")]
+    Read { noun: &'static str, path: PathBuf, source: std::io::Error },
     /// The file is not what it claims, or asks for something kvmscope cannot give.
-    #[error("kernel image {path}: {what}")]
-    Invalid { path: PathBuf, what: String },
+    #[error("{noun} {path}: {what}")]
+    Invalid { noun: &'static str, path: PathBuf, what: String },
+}
+
+/// What a kernel image is called in messages.
+pub const KERNEL: &str = "kernel image";
+/// What a raw image (`--image`) is called in messages.
+pub const RAW: &str = "raw image (--image)";
+/// What an initrd is called in messages.
+pub const INITRD: &str = "initrd";
+
+impl LoaderError {
+    /// The same error, calling the file `noun` (a raw image, an initrd).
+    pub fn named(self, noun: &'static str) -> Self {
+        match self {
+            LoaderError::Read { path, source, .. } => LoaderError::Read { noun, path, source },
+            LoaderError::Invalid { path, what, .. } => LoaderError::Invalid { noun, path, what },
+        }
+    }
 }
 
 /// The CPU mode a guest starts in.
@@ -72,15 +89,17 @@ impl BootSetup {
 
 /// Reads an image file whole, refusing one larger than guest RAM before reading it.
 pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
-    let read_err = |source| LoaderError::Read { path: path.to_path_buf(), source };
-    // Look before opening: opening a FIFO with no writer would wait forever.
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if meta.is_dir() {
-        return Err(invalid(path, "is a directory, not an image file".into()));
-    }
-    if !meta.is_file() {
-        return Err(invalid(path, "is not a regular file (a device, FIFO or socket); give an image file".into()));
-    }
+    let read_err = |source| LoaderError::Read { noun: KERNEL, path: path.to_path_buf(), source };
+    // Opened without blocking: a FIFO with no writer would wait in open forever.
+    let file = match crate::files::open_regular(path, "image") {
+        Ok(f) => f,
+        Err(crate::files::FileError::NotRegular { kind, .. }) => {
+            return Err(invalid(path, format!("is {kind}, not an image file")));
+        }
+        Err(crate::files::FileError::Io { source, .. }) => return Err(read_err(source)),
+        Err(e) => return Err(invalid(path, e.to_string())),
+    };
+    let meta = file.metadata().map_err(read_err)?;
     let size = ram.map.size();
     if meta.len() > size {
         return Err(invalid(
@@ -88,7 +107,6 @@ pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
             format!("is {} bytes, larger than guest RAM ({size} bytes); raise --mem", meta.len()),
         ));
     }
-    let file = std::fs::File::open(path).map_err(read_err)?;
     // Never more than guest RAM, even if the file grows while it is read.
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(size + 1).read_to_end(&mut bytes).map_err(read_err)?;
@@ -103,7 +121,7 @@ pub fn read_image(path: &Path, ram: &GuestRam) -> Result<Vec<u8>, LoaderError> {
 
 /// Builds an `Invalid` error for `path`.
 pub fn invalid(path: &Path, what: String) -> LoaderError {
-    LoaderError::Invalid { path: path.to_path_buf(), what }
+    LoaderError::Invalid { noun: KERNEL, path: path.to_path_buf(), what }
 }
 
 /// Loads a kernel recognised by its content: multiboot (ELF32 or a.out kludge), an ELF with a PVH
@@ -201,7 +219,7 @@ pub fn place(
 
 /// Puts an initrd at the top of RAM below 4 GiB, page aligned, above `kernel_end`; its range.
 pub fn place_initrd(initrd: &Path, ram: &GuestRam, kernel_end: u64) -> Result<(u64, u64), LoaderError> {
-    let data = read_image(initrd, ram)?;
+    let data = read_image(initrd, ram).map_err(|e| e.named(INITRD))?;
     let top = ram.map.low_ram_end().min(1 << 32);
     let at = top.checked_sub(data.len() as u64).map(|a| a & !0xfff).filter(|a| *a >= kernel_end).ok_or_else(|| {
         invalid(initrd, format!("initrd of {} bytes does not fit above the kernel; raise --mem", data.len()))

@@ -165,6 +165,7 @@ impl Vcpu {
             }
         };
         self.debugger.state = VcpuState::Ended;
+        self.keep_final_state();
         kick::bind(None);
         if let (Some(p), Some(times)) = (&self.profile, &self.shared.stage_times) {
             lock(times).merge(&p.times());
@@ -308,6 +309,15 @@ impl Vcpu {
             p.skip();
         }
         resumed
+    }
+
+    /// Leaves the registers this vCPU ended with, for views of an ended guest.
+    fn keep_final_state(&self) {
+        if let (Ok(regs), Ok(sregs)) = (self.fd.get_regs(), self.fd.get_sregs()) {
+            let fpu = self.fd.get_fpu().unwrap_or_default();
+            let stop = Stop { vcpu: self.index, reason: StopReason::Ended, regs, sregs, fpu, event: None, serial: 0 };
+            self.shared.debug.set_final(self.index as usize, stop);
+        }
     }
 
     /// Publishes this vCPU's registers as its stop.

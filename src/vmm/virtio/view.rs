@@ -178,11 +178,11 @@ impl DeviceView {
             out.push(ViewLine::plain(format!("    last completed:{}", if q.recent.is_empty() { " none" } else { "" })));
             for d in q.recent.iter().rev() {
                 out.push(ViewLine::plain(format!(
-                    "      chain {}: {} -> {}, {} bytes written, {:.1} us",
+                    "      chain {}: {} -> {}, {} written, {:.1} us",
                     d.head,
                     d.request,
                     d.status,
-                    d.written,
+                    crate::trace::device::bytes(d.written as u64),
                     d.latency_ns as f64 / 1000.0
                 )));
                 descs_lines(&mut out, &d.descs);
