@@ -240,3 +240,19 @@ fn the_first_exit_does_not_carry_start_up_work() {
     let best = (0..3).map(|_| first_cost()).min().unwrap();
     assert!(best < 500_000, "the first exit took {best} ns at best of three runs");
 }
+
+#[test]
+fn the_json_summary_can_go_to_a_file_of_its_own() {
+    if !kvm_or_skip("the_json_summary_can_go_to_a_file_of_its_own") {
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("kvmscope-summary-{}.json", std::process::id()));
+    let hello = guest("hello.elf");
+    let args = ["--kernel", hello.to_str().unwrap(), "--summary", "json", "--summary-file", file.to_str().unwrap()];
+    let run = run_headless(&args);
+    assert_eq!(run.status, 33, "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(summary["debug_exit"]["value"], 16);
+    assert!(!run.stderr.contains("\"exits\""), "stderr keeps only the run's lines: {}", run.stderr);
+    let _ = std::fs::remove_file(file);
+}
