@@ -22,7 +22,7 @@ pub struct AddressChain {
     /// The KVM memory slot that holds it (its index), or none (MMIO, a watched page's gap).
     pub slot: Option<(usize, Slot)>,
     /// Its host-virtual address, and what the host says of that page.
-    pub host: Option<(u64, Result<HostPage, String>)>,
+    pub host: Option<(u64, Result<HostPage, crate::vmm::host_pages::PagemapError>)>,
 }
 
 /// The flags of a paging entry by name: P RW US PWT PCD A D PS G, and NX and the protection key

@@ -23,7 +23,7 @@ use crate::decode::{CpuMode, PhysRead};
 use crate::memory_view::{MemoryMapView, SlotView};
 use crate::trace::Counters;
 use crate::vmm::host_pages::{host_page, populated};
-use crate::vmm::kvm_stats::KvmCounts;
+use crate::vmm::kvm_stats::{KvmCounts, StatsError};
 use crate::vmm::probe::{HostReport, Mechanism};
 use crate::vmm::shared::Shared;
 use crate::vmm::slots::SlotError;
@@ -69,6 +69,8 @@ pub enum ControlError {
     CodeOnWatchedPage { gva: u64, vcpu: u32 },
     #[error("KVM refused a memory slot: {0}")]
     Slots(#[from] SlotError),
+    #[error(transparent)]
+    Msr(#[from] crate::vmm::msr::MsrError),
 }
 
 /// The client side: what the UI and the gdb stub call.
@@ -149,7 +151,7 @@ impl Controller {
     }
 
     /// What KVM itself has counted (its binary statistics), or why that cannot be read.
-    pub fn kvm_counts(&self) -> Result<KvmCounts, String> {
+    pub fn kvm_counts(&self) -> Result<KvmCounts, StatsError> {
         self.shared.kvm_counts()
     }
 
@@ -234,8 +236,8 @@ impl Controller {
     }
 
     /// Reads one interval of the dirty log, while it is on; the pages it found.
-    pub fn sample_dirty(&self) -> Option<Result<usize, String>> {
-        self.shared.dirty_logging().then(|| self.shared.sample_dirty().map_err(|e| e.to_string()))
+    pub fn sample_dirty(&self) -> Option<Result<usize, SlotError>> {
+        self.shared.dirty_logging().then(|| self.shared.sample_dirty())
     }
 
     /// The dirty log's history so far, while it is on.
@@ -249,13 +251,38 @@ impl Controller {
     }
 
     /// Turns dirty logging on or off (the memory screen does while it shows).
-    pub fn set_dirty_logging(&self, on: bool) -> Result<(), String> {
-        self.shared.set_dirty_logging(on).map_err(|e| e.to_string())
+    pub fn set_dirty_logging(&self, on: bool) -> Result<(), SlotError> {
+        self.shared.set_dirty_logging(on)
     }
 
     /// Traps exactly these MSRs' guest accesses from now on (`:trap msr`; empty: none).
-    pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), String> {
-        self.shared.trap_msrs(msrs)
+    pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), ControlError> {
+        Ok(self.shared.trap_msrs(msrs)?)
+    }
+
+    /// The MSRs trapped now.
+    pub fn trapped_msrs(&self) -> Vec<u32> {
+        self.shared.trapped_msrs()
+    }
+
+    /// Adds an exit breakpoint on the `nth` match of `spec`; one on an MSR that is not trapped
+    /// traps it first (its accesses must exit to be seen), and says so in `trapped`.
+    pub fn add_exit_breakpoint_trapping(
+        &self,
+        spec: ExitSpec,
+        nth: u64,
+    ) -> Result<(ExitBreakpoint, Option<u32>), ControlError> {
+        let mut trapped = None;
+        if let ExitSpec::Msr { index, .. } = spec {
+            let mut msrs = self.trapped_msrs();
+            if !msrs.contains(&index) {
+                msrs.push(index);
+                msrs.sort_unstable();
+                self.trap_msrs(&msrs)?;
+                trapped = Some(index);
+            }
+        }
+        Ok((self.add_exit_breakpoint(spec, nth), trapped))
     }
 
     /// The virtio devices' events, counted (notifications by how they came, requests, errors).
@@ -283,7 +310,7 @@ impl Controller {
             mmio: self.shared.buses.mmio.devices(),
             layout: self.shared.ram.map.entries(),
             kvm: self.shared.kvm_counts().ok().map(|c| c.vm),
-            guest_pages: self.page_map(0).map_err(|e| e.to_string()),
+            guest_pages: self.page_map(0).map_err(|_| crate::memory_view::NoPageTables::Running),
             dirty: self.dirty(),
         }
     }

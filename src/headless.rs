@@ -1,6 +1,5 @@
 //! Running a guest without the UI: console to stdout, the summary to stderr at the end.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use crate::vmm::{RunReport, VmConfig};
 pub struct HeadlessOptions {
     pub session: Session,
     pub summary: SummaryFormat,
-    /// `--summary-file`: the summary goes there instead of stderr.
-    pub summary_file: Option<PathBuf>,
+    /// `--summary-file`, opened before the run: the summary goes there instead of stderr.
+    pub summary_file: Option<std::fs::File>,
     /// Print every exit to stderr as it happens.
     pub trace: bool,
 }
@@ -60,7 +59,7 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionErr
         p.finish();
     }
     let status = report.end.status();
-    match print_report(&report, options.summary, &symbols, options.summary_file.as_deref()) {
+    match print_report(&report, options.summary, &symbols, options.summary_file) {
         Ok(()) => Ok(status),
         Err(e) => {
             crate::say!("kvmscope: cannot write the summary: {e}");
@@ -92,7 +91,7 @@ pub fn print_report(
     report: &RunReport,
     format: SummaryFormat,
     symbols: &Symbols,
-    file: Option<&std::path::Path>,
+    file: Option<std::fs::File>,
 ) -> std::io::Result<()> {
     if let Some(crash) = &report.crash {
         crate::out::stderr(&summary::crash_text(crash))?;
@@ -110,8 +109,10 @@ pub fn print_report(
         }
     };
     match file {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("--summary-file {}: {e}", path.display()))),
+        Some(mut f) => {
+            use std::io::Write;
+            f.write_all(text.as_bytes()).map_err(|e| std::io::Error::new(e.kind(), format!("--summary-file: {e}")))
+        }
         None => crate::out::stderr(&text),
     }
 }

@@ -142,7 +142,7 @@ struct RunArgs {
     symbols: Option<PathBuf>,
     /// Walk the guest's frame-pointer chain on one exit in N (default 64; `all`: every exit), for the
     /// recording's call stacks (`kvmscope export --format folded`).
-    #[arg(long, value_name = "N|all", num_args = 0..=1, default_missing_value = "64", value_parser = parse_stacks)]
+    #[arg(long, value_name = "N|all", num_args = 0..=1, default_missing_value = "64", value_parser = parse_stacks, requires = "record")]
     stacks: Option<u64>,
     /// MSRs whose rdmsr/wrmsr exit to kvmscope (names or numbers, e.g. EFER,LSTAR,0x277), at most 16.
     #[arg(long, value_name = "LIST", value_parser = parse_msrs)]
@@ -216,14 +216,19 @@ fn run(args: RunArgs) -> ExitCode {
         },
         (None, None) => unreachable!("clap requires --kernel or --image"),
     };
+    // A FIFO with a reader, a terminal or a file: opened without waiting for a reader to come.
     let debugcon: Option<Box<dyn std::io::Write + Send>> = match &args.debugcon {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Some(Box::new(f)),
-            Err(e) => {
-                eprintln!("kvmscope: --debugcon {}: cannot create it: {e}", path.display());
-                return ExitCode::from(2);
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            match kvmscope::files::open_nonblocking(path, &mut options, "--debugcon") {
+                Ok(f) => Some(Box::new(f)),
+                Err(e) => {
+                    kvmscope::say!("kvmscope: {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         None => None,
     };
     let config = VmConfig {
@@ -252,7 +257,7 @@ fn run(args: RunArgs) -> ExitCode {
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("kvmscope: {e}");
+            kvmscope::say!("kvmscope: {e}");
             return ExitCode::from(2);
         }
     };
@@ -282,6 +287,21 @@ fn run(args: RunArgs) -> ExitCode {
         };
         return tui(config, session, title);
     }
+    // Opened now, without waiting on a FIFO: a summary file that cannot be had is said before the run.
+    let summary_file = match &args.summary_file {
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            match kvmscope::files::open_nonblocking(path, &mut options, "--summary-file") {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    kvmscope::say!("kvmscope: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
     let options = HeadlessOptions {
         session: Session {
             limits,
@@ -292,7 +312,7 @@ fn run(args: RunArgs) -> ExitCode {
             record_kernel_events: args.record_kernel_events,
         },
         summary: args.summary,
-        summary_file: args.summary_file,
+        summary_file,
         trace: args.trace,
     };
     match headless::run(config, options) {
@@ -302,26 +322,26 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn session_error(e: &SessionError) -> ExitCode {
-    eprintln!("kvmscope: {e}");
+    kvmscope::say!("kvmscope: {e}");
     ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
 }
 
 fn vm_error(e: &kvmscope::vmm::VmError) -> ExitCode {
-    eprintln!("kvmscope: {e}");
+    kvmscope::say!("kvmscope: {e}");
     ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
 }
 
 fn tui(config: VmConfig, session: Session, title: String) -> ExitCode {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
-        eprintln!("kvmscope: the TUI needs a terminal on stdout; use `kvmscope run --headless ...` without one");
+        kvmscope::say!("kvmscope: the TUI needs a terminal on stdout; use `kvmscope run --headless ...` without one");
         return ExitCode::from(2);
     }
     match kvmscope::ui::run(config, session, title) {
         Ok(status) => ExitCode::from(status as u8),
         Err(kvmscope::ui::UiError::Session(e)) => session_error(&e),
         Err(e) => {
-            eprintln!("kvmscope: {e}");
+            kvmscope::say!("kvmscope: {e}");
             ExitCode::from(1)
         }
     }
@@ -330,11 +350,50 @@ fn tui(config: VmConfig, session: Session, title: String) -> ExitCode {
 fn analysis_status(result: Result<(), kvmscope::analysis::AnalysisError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted it got.
+        Err(kvmscope::analysis::AnalysisError::Write(e)) if kvmscope::out::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kvmscope: {e}");
+            kvmscope::say!("kvmscope: {e}");
             ExitCode::from(e.status())
         }
     }
+}
+
+/// Writes a command's output to stdout: a closed pipe is no error (the reader went away), a failed
+/// write one line on stderr and status 1.
+fn emit(text: &str) -> ExitCode {
+    match kvmscope::out::stdout(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if kvmscope::out::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            kvmscope::say!("kvmscope: cannot write the output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `kvmscope probe`'s report, as text or JSON, with the tracepoints this host fires.
+fn probe_text(report: &kvmscope::vmm::probe::HostReport, json: bool) -> String {
+    let tracepoints = kvmscope::vmm::probe::probe_tracepoints();
+    if json {
+        let mut v = serde_json::to_value(report).unwrap_or_default();
+        v["tracepoints"] = match &tracepoints {
+            Ok(t) => serde_json::json!(t.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()),
+            Err(why) => serde_json::json!({ "unavailable": why.to_string() }),
+        };
+        return format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    let mut out = format!("{report}\n");
+    match tracepoints {
+        Ok(t) => {
+            let (fire, silent): (Vec<_>, Vec<_>) = t.iter().partition(|(_, n)| *n > 0);
+            let names = |v: Vec<&(&str, u64)>| v.iter().map(|(e, _)| *e).collect::<Vec<_>>().join(", ");
+            out.push_str("KVM's tracepoints (--kernel-events) on a port and an MMIO write:\n");
+            out.push_str(&format!("  fire:   {}\n  silent: {}\n", names(fire), names(silent)));
+        }
+        Err(why) => out.push_str(&format!("KVM's tracepoints (--kernel-events): {why}\n")),
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -342,30 +401,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Run(args)) => run(*args),
         Some(Command::Probe { json }) => match kvmscope::vmm::probe::probe() {
-            Ok(report) => {
-                let tracepoints = kvmscope::vmm::probe::probe_tracepoints();
-                if json {
-                    let mut v = serde_json::to_value(&report).unwrap_or_default();
-                    v["tracepoints"] = match &tracepoints {
-                        Ok(t) => serde_json::json!(t.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()),
-                        Err(why) => serde_json::json!({ "unavailable": why }),
-                    };
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                } else {
-                    println!("{report}");
-                    match tracepoints {
-                        Ok(t) => {
-                            let (fire, silent): (Vec<_>, Vec<_>) = t.iter().partition(|(_, n)| *n > 0);
-                            let names = |v: Vec<&(&str, u64)>| v.iter().map(|(e, _)| *e).collect::<Vec<_>>().join(", ");
-                            println!("KVM's tracepoints (--kernel-events) on a port and an MMIO write:");
-                            println!("  fire:   {}", names(fire));
-                            println!("  silent: {}", names(silent));
-                        }
-                        Err(why) => println!("KVM's tracepoints (--kernel-events): {why}"),
-                    }
-                }
-                ExitCode::SUCCESS
-            }
+            Ok(report) => emit(&probe_text(&report, json)),
             Err(e) => vm_error(&e),
         },
         Some(Command::Stats(args)) => analysis_status(kvmscope::analysis::stats::run(&args)),
@@ -374,13 +410,15 @@ fn main() -> ExitCode {
         Some(Command::Replay { file, symbols }) => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {
-                eprintln!("kvmscope: replay needs a terminal; use `kvmscope stats` or `kvmscope export` without one");
+                kvmscope::say!(
+                    "kvmscope: replay needs a terminal; use `kvmscope stats` or `kvmscope export` without one"
+                );
                 return ExitCode::from(2);
             }
             match kvmscope::ui::replay::run(&file, symbols.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("kvmscope: {e}");
+                    kvmscope::say!("kvmscope: {e}");
                     ExitCode::from(e.status())
                 }
             }

@@ -8,12 +8,19 @@ use crate::vmm::memory::MapEntry;
 use crate::vmm::slots::Slot;
 
 /// One memory slot and what the host has of it.
+/// Why the memory map has no page tables to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoPageTables {
+    #[error("the guest is running: pause it to read its page tables")]
+    Running,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotView {
     pub index: usize,
     pub slot: Slot,
     /// 4 KiB pages the host has populated, and of them in huge pages (`None` where not visible).
-    pub populated: Result<(u64, Option<u64>), String>,
+    pub populated: Result<(u64, Option<u64>), crate::vmm::host_pages::PagemapError>,
 }
 
 impl MemoryMapView {
@@ -53,7 +60,7 @@ pub struct MemoryMapView {
     /// KVM's VM statistics (`pages_4k`, `pages_2m`, `pages_1g`, `mmu_*` ...), where it has them.
     pub kvm: Option<Reading>,
     /// The stopped vCPU's page tables (every mapping), or why not (the guest runs).
-    pub guest_pages: Result<crate::decode::page_map::PageMap, String>,
+    pub guest_pages: Result<crate::decode::page_map::PageMap, NoPageTables>,
     /// The dirty log's history (`--dirty-log`).
     pub dirty: Option<crate::vmm::dirty::DirtyTracker>,
 }

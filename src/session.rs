@@ -53,7 +53,9 @@ impl SessionError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             SessionError::Vm(e) => e.is_bad_input(),
-            SessionError::Record(RecordError::Create { .. }) | SessionError::Symbols(_) => true,
+            SessionError::Record(RecordError::Create { .. } | RecordError::NotAFile(_)) | SessionError::Symbols(_) => {
+                true
+            }
             SessionError::Record(_) => false,
         }
     }
@@ -123,7 +125,7 @@ pub fn launch(
         }
         None => None,
     };
-    let (dirty_log, irqchip) = (config.dirty_log, config.irqchip);
+    let (dirty_log, irqchip, ioeventfd) = (config.dirty_log, config.irqchip, config.virtio.ioeventfd);
     let vm = Vm::new(config)?;
     let mut devices = Vec::new();
     if irqchip && !vm.boot.is_linux() {
@@ -131,6 +133,9 @@ pub fn launch(
             .push("in-kernel PIC, IOAPIC, local APIC and PIT (--irqchip): a halted vCPU waits for an interrupt".into());
     }
     devices.extend(vm.virtio.describe(vm.linux_told));
+    if ioeventfd && vm.virtio.is_empty() {
+        crate::notice::say("--ioeventfd: this VM has no virtio device, so it has nothing to do");
+    }
     let info = VmInfo {
         format: vm.boot.format,
         mode: format!("{:?}", vm.boot.mode).to_lowercase(),
@@ -141,6 +146,8 @@ pub fn launch(
         devices,
     };
     announce(&info);
+    // From here on there is something to take down (a tracefs instance, the vCPU threads).
+    crate::vmm::vm::must_clean_up();
     // Set up before the vCPU threads exist, so that they are followed from their start.
     let kernel = match session.kernel_events.then(|| KernelEvents::start_with(sinks.clone())) {
         Some(Ok(k)) => Some(k),

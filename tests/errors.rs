@@ -180,3 +180,21 @@ fn values_that_start_with_a_dash_work_where_they_are_valid() {
         run_headless(&["--kernel", spin.to_str().unwrap(), "--cpu-features", "-cx16,+x2apic", "--max-exits", "5"]);
     assert_eq!(run.status, 124, "the README's --cpu-features example is taken: {}", run.stderr);
 }
+
+#[test]
+fn options_that_would_do_nothing_are_said() {
+    if !kvm_or_skip("options_that_would_do_nothing_are_said") {
+        return;
+    }
+    let hello = guest("hello.elf");
+    let hello = hello.to_str().unwrap();
+    refused(
+        &["--kernel", hello, "--virtio", "none,rng"],
+        &["--virtio none cannot be given with other devices (none,rng)"],
+    );
+    refused(&["--kernel", hello, "--stacks"], &["--record"]);
+    refused(&["--kernel", hello, "--symbols", "/nonexistent/vmlinux"], &["symbols /nonexistent/vmlinux"]);
+    let run = run_headless(&["--kernel", hello, "--ioeventfd"]);
+    assert_eq!(run.status, 33, "{}", run.stderr);
+    assert!(run.stderr.contains("--ioeventfd: this VM has no virtio device"), "{}", run.stderr);
+}

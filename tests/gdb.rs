@@ -416,3 +416,15 @@ fn gdb_shows_the_page_tables_a_guest_built_itself() {
     let (status, _, stderr) = stub.finish();
     assert_eq!(status, 67, "{stderr}");
 }
+
+#[test]
+fn info_mem_and_tlb_say_when_paging_is_off() {
+    if !gdb_or_skip("info_mem_and_tlb_say_when_paging_is_off") {
+        return;
+    }
+    // The multiboot guest starts in protected mode with paging off, as QEMU would say: PG disabled.
+    let stub = Stub::start("hello.elf", true);
+    let out = stub.gdb(None, &["monitor info mem", "monitor info tlb", "kill"]);
+    assert_eq!(out.matches("PG disabled: paging is off").count(), 2, "{out}");
+    drop(stub.finish());
+}

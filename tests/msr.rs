@@ -50,6 +50,30 @@ fn bad_msr_lists_are_refused() {
     let out = kvmscope().args(["run", "--headless", "--kernel", "x", "--trap-msr", &many.join(",")]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("KVM's filter holds 16"));
+    for (list, want) in [("0x100000000", "MSR numbers are 32 bits"), ("", "names no MSR"), (",,,", "names no MSR")] {
+        let out = kvmscope().args(["run", "--headless", "--kernel", "x", "--trap-msr", list]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && err.contains(want), "{list:?}: {err}");
+    }
+}
+
+#[test]
+fn an_exit_breakpoint_on_an_untrapped_msr_traps_it() {
+    if !gdb_or_skip("an_exit_breakpoint_on_an_untrapped_msr_traps_it") {
+        return;
+    }
+    // No --trap-msr: the breakpoint traps PAT itself (it would never fire otherwise).
+    let stub = Stub::start_with("msr.elf", true, "0", &[]);
+    let out = stub.gdb(None, &["monitor break-exit msr PAT write", "continue", "p/x $ecx", "kill"]);
+    for want in [
+        "exit breakpoint #1 msr PAT write",
+        "PAT is trapped from now on",
+        "Program received signal SIGTRAP",
+        "$1 = 0x277",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from gdb's output:\n{out}");
+    }
+    drop(stub.finish());
 }
 
 #[test]

@@ -67,11 +67,14 @@ fn stacks_are_sampled_one_exit_in_64_by_default() {
     let (_, folded) = kvmscope_out(&["export", "--format", "folded"], &trace);
     assert_eq!(folded, "_start;guest_main;outer_a;inner;[io] 1\n");
     let plain = record("plain", "");
-    let (_, folded) = kvmscope_out(&["export", "--format", "folded"], &plain);
-    assert_eq!(folded, "", "no stacks without --stacks");
+    let (status, folded) = kvmscope_out(&["export", "--format", "folded"], &plain);
+    assert_eq!((status, folded.as_str()), (2, ""), "no stacks without --stacks, and that is said");
     let out = kvmscope().arg("flamegraph").arg(&plain).args(["-o", "/tmp/kvmscope-never.svg"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no call stacks recorded (record with --stacks)"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no call stacks recorded (record with `run --record FILE --stacks`)")
+    );
     let (status, _) = kvmscope_out(&["stats", "--by", "symbol", "--symbols", "/nonexistent"], &plain);
     assert_eq!(status, 2, "a symbol file that is not there is bad input");
     let _ = (std::fs::remove_file(trace), std::fs::remove_file(plain));

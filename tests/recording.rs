@@ -248,3 +248,69 @@ fn a_killed_run_leaves_a_readable_recording() {
     assert!(v["exits"].as_u64().unwrap() > 0);
     assert_eq!(v["end"], "incomplete");
 }
+
+#[test]
+fn analysis_checks_the_recorded_image_and_finds_it_beside_the_recording() {
+    if !kvm_or_skip("analysis_checks_the_recorded_image_and_finds_it_beside_the_recording") {
+        return;
+    }
+    let dir = temp("image-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("guest.elf");
+    std::fs::copy(guest("stacks.elf"), &image).unwrap();
+    let trace = dir.join("run.trace");
+    let run = run_headless(&["--kernel", image.to_str().unwrap(), "--record", trace.to_str().unwrap()]);
+    assert!(run.stderr.contains("kvmscope: recorded"), "{}", run.stderr);
+    let by_symbol = |t: &Path| kvmscope_out(&["stats", "--by", "symbol", t.to_str().unwrap()]);
+    let ok = by_symbol(&trace);
+    assert!(ok.status == 0 && ok.stdout.contains("inner"), "{}", ok.stderr);
+    // Another build at the recorded path: used, with a warning that names both hashes.
+    std::fs::copy(guest("hello.elf"), &image).unwrap();
+    let other = by_symbol(&trace);
+    assert!(
+        other.stderr.contains("has SHA-256") && other.stderr.contains("the recording was made with"),
+        "{}",
+        other.stderr
+    );
+    // An older recording's relative name is looked for beside the recording.
+    std::fs::copy(guest("stacks.elf"), &image).unwrap();
+    let bytes = std::fs::read(&trace).unwrap();
+    let (mut header, used, _) = kvmscope::recording::reader::parse_header(&bytes).unwrap();
+    header.guest_image = "guest.elf".into();
+    let mut relative = kvmscope::recording::format::encode_header(&header);
+    relative.extend_from_slice(&bytes[used..]);
+    let moved = dir.join("relative.trace");
+    std::fs::write(&moved, relative).unwrap();
+    let found = by_symbol(&moved);
+    assert!(found.status == 0 && found.stdout.contains("inner"), "{}", found.stderr);
+    // Gone: an error that says where it looked and what to do.
+    std::fs::remove_file(&image).unwrap();
+    let gone = by_symbol(&trace);
+    assert_eq!(gone.status, 2);
+    assert!(gone.stderr.contains("is not there: give --symbols FILE"), "{}", gone.stderr);
+    let gone = by_symbol(&moved);
+    assert!(gone.stderr.contains("neither in the recording's directory"), "{}", gone.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn text_from_a_recording_cannot_drive_the_terminal() {
+    use kvmscope::recording::Record;
+    use kvmscope::recording::format::{ChunkEncoder, ChunkFrame, encode_header};
+    // A crafted recording: its end record's words carry terminal escape sequences.
+    let mut bytes = encode_header(&Default::default());
+    let mut enc = ChunkEncoder::default();
+    enc.push(&Record::End {
+        t_ns: 5,
+        status: 0,
+        name: "halted".into(),
+        detail: "bad\u{1b}[2J\u{1b}]0;owned\u{7}".into(),
+    });
+    bytes.extend_from_slice(&ChunkFrame::of(&enc.payload, enc.records).encode());
+    bytes.extend_from_slice(&enc.payload);
+    let path = temp("escapes.trace");
+    std::fs::write(&path, bytes).unwrap();
+    let run = kvmscope_out(&["stats", path.to_str().unwrap()]);
+    assert!(!run.stdout.contains('\u{1b}') && !run.stdout.contains('\u{7}'), "{:?}", run.stdout);
+    assert!(run.stdout.contains("bad\\u{1b}[2J"), "escaped, not dropped: {}", run.stdout);
+}

@@ -138,7 +138,7 @@ fn stats_pane_shows_what_kvm_counted_below_kvmscopes_own() {
     // KVM's own counters are counts and rates, not a share of the exits.
     let emulation = text.lines().find(|l| l.contains("insn_emulation")).unwrap();
     assert!(!emulation.contains('.'), "no percentage: {emulation}");
-    app.stats.kvm.sample(Err("no binary statistics".into()), now);
+    app.stats.kvm.sample(Err(kvmscope::vmm::kvm_stats::StatsError::Layout("no binary statistics")), now);
     let (text, _) = screen(&mut app, 80, 24);
     assert!(text.contains("unavailable on this host"), "{text}");
 }
@@ -210,7 +210,7 @@ fn four_gib_identity_map() -> kvmscope::decode::page_map::PageMap {
         user: false,
         executable: true,
     };
-    PageMap { mappings: (0..4).map(gib).collect(), truncated: false, wide: true }
+    PageMap { mappings: (0..4).map(gib).collect(), truncated: false, wide: true, paging_off: false }
 }
 
 #[test]
@@ -310,7 +310,7 @@ fn a_linux_sized_page_map_scrolls_in_the_memory_screen() {
         user: false,
         executable: false,
     };
-    let map = PageMap { mappings: (0..200_000).map(page).collect(), truncated: false, wide: true };
+    let map = PageMap { mappings: (0..200_000).map(page).collect(), truncated: false, wide: true, paging_off: false };
     let view = MemoryMapView {
         slots: Vec::new(),
         ports: Vec::new(),

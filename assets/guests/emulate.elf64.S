@@ -3,8 +3,9 @@
  * handled by its own #BP handler, `popcnt` (register and memory), `stac`/`clac`, and
  * `lock cmpxchg16b` (equal and not equal), `fwait` with no x87 exception pending, and the x87/SSE
  * control instructions `ldmxcsr`/`stmxcsr` (a round trip), `fldcw` (read back by `fnstcw`) and
- * `fnclex`. On such a host kvmscope delivers the int3 as #BP and completes the others; on VT-x they
- * simply run. Each result is checked: success exits through
+ * `fnclex`, and the segment checks `lsl`, `lar`, `verr`, `verw` over a GDT of its own (Linux reads
+ * its CPU number with `lsl`). On such a host kvmscope delivers the int3 as #BP and completes the
+ * others; on VT-x they simply run. Each result is checked: success exits through
  * isa-debug-exit with 0x21 (status 67), a failed check with its number N (status 2N+1).
  */
     .code64
@@ -107,6 +108,55 @@ _start:
     test $0x80ff, %ax
     jnz fail
 
+    /* Segment checks over its own GDT (see `gdt` below); kvmscope's code selector 0x08 stays. */
+    lgdt gdt_ptr(%rip)
+    mov $12, %r15
+    mov $0x30, %eax
+    lsl %eax, %ecx              /* read-only data, DPL 3, byte limit 0x1234 */
+    jnz fail
+    cmp $0x1234, %ecx
+    jne fail
+    mov $13, %r15
+    lar %eax, %ecx
+    jnz fail
+    cmp $0xf100, %ecx
+    jne fail
+    mov $14, %r15
+    mov $0x18, %rax
+    lsl %rax, %rax              /* as Linux's vdso_read_cpunode: a page-granular flat limit */
+    jnz fail
+    mov $0xffffffff, %ecx
+    cmp %rcx, %rax
+    jne fail
+    mov $15, %r15
+    mov $0x20, %eax
+    lar %eax, %ecx              /* the 64-bit TSS (busy), a 16-byte system descriptor */
+    jnz fail
+    cmp $0x00808b00, %ecx
+    jne fail
+    mov $16, %r15
+    mov $0x30, %eax
+    verr %ax
+    jnz fail
+    mov $17, %r15
+    verw %ax                    /* read-only: not writable */
+    jz fail
+    mov $18, %r15
+    mov $0x38, %eax
+    verr %ax                    /* execute-only code: not readable */
+    jz fail
+    mov $19, %r15
+    mov $0x18, %eax
+    verw %ax
+    jnz fail
+    mov $20, %r15
+    xor %eax, %eax
+    mov $0x77, %ecx
+    lsl %eax, %ecx              /* the null selector: ZF clear, nothing loaded */
+    jz fail
+    cmp $0x77, %ecx
+    jne fail
+
     lea ok(%rip), %rsi
     mov $0x3f8, %dx
 1:  lodsb
@@ -147,6 +197,19 @@ fcw_in:
     .word 0
 fcw_out:
     .word 0
+    .align 16
+gdt:
+    .quad 0
+    .quad 0x00af9b000000ffff    /* 0x08: 64-bit code, as kvmscope's */
+    .quad 0x00cf9b000000ffff    /* 0x10: 32-bit code */
+    .quad 0x00cf93000000ffff    /* 0x18: data, flat (page-granular limit) */
+    .quad 0x00808b0000000067    /* 0x20: 64-bit TSS, busy: two slots */
+    .quad 0
+    .quad 0x0000f10000001234    /* 0x30: read-only data, DPL 3, limit 0x1234 */
+    .quad 0x0000980000000fff    /* 0x38: execute-only code */
+gdt_ptr:
+    .word 8 * 8 - 1
+    .quad gdt
     .align 16
 idt:
     .skip 16 * 4

@@ -19,11 +19,11 @@ pub enum AnalysisError {
     Read(#[from] ReadError),
     #[error("cannot create {path}: {source}")]
     Create { path: PathBuf, source: std::io::Error },
-    #[error("export: {0}")]
+    #[error("cannot write the output: {0}")]
     Write(std::io::Error),
     /// The guest's symbols could not be had.
-    #[error("{0}")]
-    Symbols(String),
+    #[error(transparent)]
+    Symbols(#[from] guest_image::GuestImageError),
     #[error(transparent)]
     Selection(#[from] stats::SelectionError),
     #[error("{}: no call stacks recorded (record with `run --record FILE --stacks`)", .0.display())]
@@ -48,6 +48,11 @@ impl AnalysisError {
     }
 }
 
+/// Writes a command's output to stdout (a failed write is [`AnalysisError::Write`]).
+pub fn emit(text: &str) -> Result<(), AnalysisError> {
+    crate::out::stdout(text).map_err(AnalysisError::Write)
+}
+
 /// A recording read to its end, or to its first damage.
 pub struct Recording {
     pub reader: TraceReader,
@@ -70,7 +75,7 @@ pub fn read_all(path: &Path, each: impl FnMut(Record)) -> Result<Recording, Read
 pub fn read_all_warning(path: &Path, each: impl FnMut(Record)) -> Result<TraceReader, ReadError> {
     let recording = read_all(path, each)?;
     if let Some(e) = &recording.damage {
-        eprintln!("kvmscope: warning: {e}; what comes before it is used");
+        crate::say!("kvmscope: warning: {e}; what comes before it is used");
     }
     Ok(recording.reader)
 }

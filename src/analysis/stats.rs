@@ -15,7 +15,7 @@ use crate::summary::{Ending, Selection, Summary};
 use crate::trace::{Counters, DeviceCounters, Dir, ExitKind};
 use crate::vmm::dirty::DirtyTracker;
 use crate::vmm::kernel_events::KernelCounts;
-use crate::vmm::kvm_stats::KvmCounts;
+use crate::vmm::kvm_stats::{KvmCounts, StatsError};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -200,23 +200,22 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         for (&rip, &n) in run.kernel.iter().flat_map(|k| k.by_rip.iter()) {
             in_kernel.add_count(rip, "in-kernel", n);
         }
-        if args.json {
-            println!(
-                "{}",
-                json!({ "by_symbol": run.profile.json(&symbols), "in_kernel_by_symbol": in_kernel.json(&symbols) })
-            );
+        let text = if args.json {
+            let v = json!({ "by_symbol": run.profile.json(&symbols), "in_kernel_by_symbol": in_kernel.json(&symbols) });
+            format!("{v}\n")
         } else {
-            print!("{}", run.profile.text(&symbols));
+            let mut text = run.profile.text(&symbols);
             if run.kernel.is_some() {
-                println!("\n# In-kernel events (kvm_emulate_insn, kvm_exit) by guest function:");
-                print!("{}", in_kernel.text(&symbols));
+                text.push_str("\n# In-kernel events (kvm_emulate_insn, kvm_exit) by guest function:\n");
+                text.push_str(&in_kernel.text(&symbols));
             }
-        }
-        return Ok(());
+            text
+        };
+        return super::emit(&text);
     }
     let selection = args.selection();
     // KVM's counters are the whole run's (the last sample), whatever the filters.
-    let kvm = run.kvm.clone().ok_or_else(|| "the recording has no sample of KVM's counters".to_string());
+    let kvm = run.kvm.clone().ok_or(StatsError::NotRecorded);
     let summary = Summary {
         counters: &run.counters,
         per_vcpu: run.per_vcpu.iter().map(|(v, c)| (*v, c)).collect(),
@@ -230,11 +229,7 @@ pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
         symbols: &Symbols::default(),
         self_profile: None,
     };
-    if args.json {
-        println!("{}", summary.json());
-    } else {
-        print!("{}", summary.text());
-    }
+    super::emit(&if args.json { format!("{}\n", summary.json()) } else { summary.text() })?;
     match run.empty_selection(&selection) {
         Some(why) => Err(AnalysisError::NothingSelected(why)),
         None => Ok(()),

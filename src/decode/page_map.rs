@@ -35,6 +35,8 @@ pub struct Mapping {
 /// The mappings in address order, and whether the list was cut at [`MAX_MAPPINGS`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageMap {
+    /// Paging is off: no tables, every linear address is its own guest-physical address.
+    pub paging_off: bool,
     pub mappings: Vec<Mapping>,
     pub truncated: bool,
     /// Addresses are printed with 16 hex digits in long mode, 8 otherwise.
@@ -123,6 +125,7 @@ pub fn page_map(mem: &dyn PhysRead, mode: &CpuMode) -> PageMap {
     let long = mode.efer & EFER_LMA != 0;
     let mut w = Walker { mem, out: PageMap { wide: long, ..Default::default() }, wide_entries: true, bits: 0 };
     if mode.cr0 & CR0_PG == 0 {
+        w.out.paging_off = true;
         return w.out;
     }
     let all = (true, true, true);

@@ -16,7 +16,8 @@ const HELP: &str = "\
 kvmscope monitor commands:
   help                 this list
   exits                exit statistics (like perf kvm stat report)
-  break-exit SPEC      stop when an exit matches: io PORT | mmio ADDR[-END] | reason NAME [nth N]
+  break-exit SPEC      stop when an exit matches: io PORT | mmio ADDR[-END] | reason NAME |
+                       msr NAME|NUMBER [read|write] (the MSR is trapped if it was not) [nth N]
   delete-exit [N]      delete exit breakpoint N, or all
   regs                 the special registers of the stopped vCPU
   translate GVA        GVA through every layer: each paging level's entry and flags, guest-physical,
@@ -39,7 +40,19 @@ impl MonitorCmd for GdbTarget {
                 outputln!(out, "{}", summary::table::table(&counters));
             }
             "break-exit" => match parse_breakpoint(rest) {
-                Ok((spec, nth)) => outputln!(out, "exit breakpoint {}", self.controller.add_exit_breakpoint(spec, nth)),
+                Ok((spec, nth)) => match self.controller.add_exit_breakpoint_trapping(spec, nth) {
+                    Ok((bp, trapped)) => {
+                        outputln!(out, "exit breakpoint {bp}");
+                        if let Some(msr) = trapped {
+                            outputln!(
+                                out,
+                                "(MSR {} is trapped from now on: its accesses exit to kvmscope)",
+                                msr_name(msr)
+                            );
+                        }
+                    }
+                    Err(e) => outputln!(out, "error: {e}"),
+                },
                 Err(e) => outputln!(out, "error: {e}; usage: monitor break-exit {SYNTAX}"),
             },
             "delete-exit" => match parse_breakpoint_id(rest) {
@@ -112,6 +125,10 @@ impl MonitorCmd for GdbTarget {
             "info" => match rest {
                 "mem" | "tlb" => match self.controller.page_map(0) {
                     Err(e) => outputln!(out, "error: {e}"),
+                    // QEMU's words, and what they mean.
+                    Ok(map) if map.paging_off => {
+                        outputln!(out, "PG disabled: paging is off, a virtual address is its guest-physical address")
+                    }
                     Ok(map) => {
                         let text = if rest == "mem" { map.info_mem() } else { map.info_tlb() };
                         for line in text.lines() {
@@ -142,4 +159,9 @@ impl MonitorCmd for GdbTarget {
         }
         Ok(())
     }
+}
+
+/// An MSR by name where kvmscope knows it, else by number.
+fn msr_name(index: u32) -> String {
+    crate::trace::msr::name(index).map_or(format!("{index:#x}"), str::to_string)
 }

@@ -193,7 +193,15 @@ pub fn parse_header(bytes: &[u8]) -> Result<(TraceHeader, usize, u16), FormatErr
     if crc32fast::hash(json) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return Err(damaged("the header's checksum does not match"));
     }
-    let header = serde_json::from_slice(json).map_err(|e| damaged(&format!("the header is not valid: {e}")))?;
+    let mut header: TraceHeader =
+        serde_json::from_slice(json).map_err(|e| damaged(&format!("the header is not valid: {e}")))?;
+    // Its words are printed: safe for a terminal, whatever the file holds.
+    for text in [&mut header.guest_image, &mut header.host_kernel, &mut header.kvmscope_version]
+        .into_iter()
+        .chain(header.command_line.iter_mut())
+    {
+        *text = crate::out::printable(text);
+    }
     Ok((header, 26 + len, version))
 }
 
@@ -242,18 +250,18 @@ impl ChunkFrame {
     }
 
     /// Reads a frame; the error says what is wrong with it.
-    pub fn parse(head: &[u8; CHUNK_HEADER]) -> Result<Self, String> {
+    pub fn parse(head: &[u8; CHUNK_HEADER]) -> Result<Self, FrameError> {
         if &head[..4] != CHUNK_MAGIC {
-            return Err("no chunk starts here".into());
+            return Err(FrameError::NoChunk);
         }
         let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
         let frame = Self { len: word(4) as usize, records: word(8), crc: word(12) };
         if frame.len > MAX_CHUNK {
-            return Err(format!("chunk length {} is implausible", frame.len));
+            return Err(FrameError::Length(frame.len));
         }
         // Every record takes at least two bytes: a count beyond that is damage, not an allocation.
         if frame.records as usize > frame.len / 2 {
-            return Err(format!("chunk of {} bytes claims {} records", frame.len, frame.records));
+            return Err(FrameError::Records { len: frame.len, records: frame.records });
         }
         Ok(frame)
     }
@@ -262,6 +270,17 @@ impl ChunkFrame {
     pub fn checks(&self, payload: &[u8], version: u16) -> bool {
         payload.len() == self.len && Self::crc(payload, self.records, version) == self.crc
     }
+}
+
+/// What is wrong with a chunk's framing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("no chunk starts here")]
+    NoChunk,
+    #[error("chunk length {0} is implausible")]
+    Length(usize),
+    #[error("chunk of {len} bytes claims {records} records")]
+    Records { len: usize, records: u32 },
 }
 
 /// Why a chunk's payload could not be decoded.
@@ -662,8 +681,9 @@ impl<'a> ChunkDecoder<'a> {
         Ok(b)
     }
 
+    /// A string of the recording, safe to print (a crafted file cannot drive a terminal).
     fn string(&mut self) -> Result<String, DecodeError> {
-        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+        Ok(crate::out::printable(&String::from_utf8_lossy(self.bytes()?)))
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {

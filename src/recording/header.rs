@@ -8,6 +8,9 @@ use sha2::{Digest, Sha256};
 use super::format::TraceHeader;
 use crate::vmm::Image;
 
+/// What the recording of the built-in demo guest names as its image.
+pub const DEMO_IMAGE: &str = "demo (built in)";
+
 /// The running kernel's release (`uname -r`).
 pub fn host_kernel() -> String {
     // SAFETY: uname fills the zeroed struct; the fields are NUL-terminated C strings.
@@ -24,7 +27,7 @@ pub fn host_kernel() -> String {
 /// other directories), with its SHA-256.
 pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
     let (name, bytes) = match image {
-        Image::Demo => (crate::analysis::guest_image::DEMO_IMAGE.to_string(), Some(crate::guests::DEMO.to_vec())),
+        Image::Demo => (DEMO_IMAGE.to_string(), Some(crate::guests::DEMO.to_vec())),
         Image::Kernel(p) | Image::Raw { path: p, .. } => {
             let absolute = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
             let bytes = crate::files::read_regular(p, "guest image", crate::decode::symbols::MAX_SYMBOLS_FILE).ok();

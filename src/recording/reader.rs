@@ -87,7 +87,7 @@ impl TraceReader {
             if n < CHUNK_HEADER {
                 return Err(damaged(at, format!("the file ends inside a chunk header ({n} of {CHUNK_HEADER} bytes)")));
             }
-            let frame = ChunkFrame::parse(&head).map_err(|what| damaged(at, what))?;
+            let frame = ChunkFrame::parse(&head).map_err(|what| damaged(at, what.to_string()))?;
             let (len, count) = (frame.len, frame.records);
             let mut payload = vec![0u8; len];
             let m = read_full(&mut self.file, &mut payload)

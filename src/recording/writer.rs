@@ -40,6 +40,9 @@ const CHUNK_AGE: Duration = Duration::from_millis(100);
 pub enum RecordError {
     #[error("cannot create trace file {path}: {source}")]
     Create { path: PathBuf, source: std::io::Error },
+    /// What is at the path is not a file to record into (a FIFO, a device, a directory).
+    #[error(transparent)]
+    NotAFile(#[from] crate::files::FileError),
     #[error("writing trace file {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -65,7 +68,7 @@ impl Recorder {
     /// Creates the file, writes the header and starts the writer thread.
     pub fn create(path: &Path, header: &TraceHeader) -> Result<Self, RecordError> {
         let create = |source| RecordError::Create { path: path.to_path_buf(), source };
-        let mut file = BufWriter::new(File::create(path).map_err(create)?);
+        let mut file = BufWriter::new(crate::files::create_regular(path, "trace file")?);
         let head = encode_header(header);
         file.write_all(&head).and_then(|_| file.flush()).map_err(create)?;
         let (tx, rx) = sync_channel(QUEUE);

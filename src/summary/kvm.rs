@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::vmm::kvm_stats::{KvmCounts, Reading, value};
+use crate::vmm::kvm_stats::{KvmCounts, Reading, StatsError, value};
 
 /// KVM's vCPU statistics shown first, by name (kvm_stat's); the other non-zero ones follow.
 pub const KVM_NAMED: [&str; 16] = [
@@ -36,7 +36,7 @@ pub fn kvm_shown(vcpus: &Reading) -> Vec<(&str, u64)> {
 }
 
 /// The text summary's section on what KVM counted itself.
-pub fn kvm_text(kvm: &Result<KvmCounts, String>, userspace_exits: u64) -> String {
+pub fn kvm_text(kvm: &Result<KvmCounts, StatsError>, userspace_exits: u64) -> String {
     let counts = match kvm {
         Ok(c) => c,
         Err(why) => return format!("\nIn KVM: not shown ({why})\n"),
@@ -60,7 +60,7 @@ pub fn kvm_text(kvm: &Result<KvmCounts, String>, userspace_exits: u64) -> String
 /// The JSON summary's `kvm` object: every statistic of the vCPUs (added up) and of the VM, the
 /// exits KVM counted and those that reached userspace; `null` with `kvm_unavailable` where the host
 /// has no binary statistics.
-pub fn kvm_json(kvm: &Result<KvmCounts, String>, userspace_exits: u64) -> Value {
+pub fn kvm_json(kvm: &Result<KvmCounts, StatsError>, userspace_exits: u64) -> Value {
     match kvm {
         Ok(c) => {
             let map = |r: &Reading| -> serde_json::Map<String, Value> {
@@ -73,6 +73,6 @@ pub fn kvm_json(kvm: &Result<KvmCounts, String>, userspace_exits: u64) -> Value 
                 "vm": map(&c.vm),
             })
         }
-        Err(why) => json!({ "unavailable": why }),
+        Err(why) => json!({ "unavailable": why.to_string() }),
     }
 }

@@ -22,7 +22,7 @@ use crate::trace::{Counters, DeviceCounters};
 use crate::vmm::RunEnd;
 use crate::vmm::dirty::DirtyTracker;
 use crate::vmm::kernel_events::KernelCounts;
-use crate::vmm::kvm_stats::KvmCounts;
+use crate::vmm::kvm_stats::{KvmCounts, StatsError};
 use crate::vmm::outcome::debug_exit_status;
 
 /// Summary formats for `--summary`.
@@ -103,7 +103,7 @@ pub struct Summary<'a> {
     pub elapsed_ns: u64,
     pub selection: Selection,
     /// What KVM counted itself (the whole run's, whatever the selection), or why it is not known.
-    pub kvm: &'a Result<KvmCounts, String>,
+    pub kvm: &'a Result<KvmCounts, StatsError>,
     pub devices: &'a DeviceCounters,
     pub kernel: Option<&'a KernelCounts>,
     pub dirty: Option<&'a DirtyTracker>,
@@ -199,7 +199,11 @@ impl Summary<'_> {
 mod tests {
     use super::*;
 
-    fn summary<'a>(counters: &'a Counters, kvm: &'a Result<KvmCounts, String>, dev: &'a DeviceCounters) -> Summary<'a> {
+    fn summary<'a>(
+        counters: &'a Counters,
+        kvm: &'a Result<KvmCounts, StatsError>,
+        dev: &'a DeviceCounters,
+    ) -> Summary<'a> {
         Summary {
             counters,
             per_vcpu: vec![(0, counters)],
@@ -219,19 +223,19 @@ mod tests {
 
     #[test]
     fn json_has_the_documented_fields() {
-        let (c, kvm, dev) = (table::tests::counters(), Err("none here".to_string()), DeviceCounters::default());
+        let (c, kvm, dev) = (table::tests::counters(), Err(StatsError::Layout("none here")), DeviceCounters::default());
         let v = summary(&c, &kvm, &dev).json();
         assert_eq!(v["exits"], 5);
         assert_eq!(v["status"], 3);
         assert_eq!(v["debug_exit"], json!({"value": 1, "full_status": 3}));
         assert_eq!(v["per_vcpu"], json!([{"vcpu": 0, "exits": 5, "by_reason": {"io": 5}}]));
         assert_eq!(v["selection"], json!({"vcpu": null, "from_s": null, "to_s": null}));
-        assert_eq!(v["kvm"], json!({"unavailable": "none here"}));
+        assert_eq!(v["kvm"], json!({"unavailable": "KVM's statistics are not laid out as expected: none here"}));
     }
 
     #[test]
     fn the_text_names_the_selection() {
-        let (c, kvm, dev) = (table::tests::counters(), Err("none".to_string()), DeviceCounters::default());
+        let (c, kvm, dev) = (table::tests::counters(), Err(StatsError::NotRecorded), DeviceCounters::default());
         let mut s = summary(&c, &kvm, &dev);
         assert!(s.text().contains("Analyze events for all VCPUs: 5 exits in 0.000s"), "{}", s.text());
         s.selection = Selection { vcpu: Some(0), from: Some(0.5), to: Some(1.5) };

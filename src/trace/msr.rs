@@ -69,19 +69,26 @@ pub fn parse(text: &str) -> Result<u32, String> {
     if let Some((i, _)) = MSRS.iter().find(|(_, n)| *n == bare) {
         return Ok(*i);
     }
+    // A number first as a wide one: one too wide for an MSR index is said as such.
     let number = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => t.parse().ok(),
+        Some(hex) => u128::from_str_radix(hex, 16).ok(),
+        None => t.parse::<u128>().ok(),
     };
-    number.ok_or_else(|| {
-        let known: Vec<&str> = MSRS.iter().map(|(_, n)| *n).collect();
-        format!("unknown MSR {t:?}: give a number (0x...) or one of {}", known.join(", "))
-    })
+    match number {
+        Some(n) => u32::try_from(n).map_err(|_| format!("MSR {t}: MSR numbers are 32 bits (at most 0xffffffff)")),
+        None => {
+            let known: Vec<&str> = MSRS.iter().map(|(_, n)| *n).collect();
+            Err(format!("unknown MSR {t:?}: give a number (0x...) or one of {}", known.join(", ")))
+        }
+    }
 }
 
-/// A comma-separated list of MSRs, each as [`parse`] reads it.
+/// A comma-separated list of MSRs, each as [`parse`] reads it; at least one.
 pub fn parse_list(text: &str) -> Result<Vec<u32>, String> {
     let mut v: Vec<u32> = text.split(',').filter(|w| !w.trim().is_empty()).map(parse).collect::<Result<_, _>>()?;
+    if v.is_empty() {
+        return Err(format!("{text:?} names no MSR: give names or numbers, e.g. EFER,LSTAR,0x277"));
+    }
     v.sort_unstable();
     v.dedup();
     Ok(v)
@@ -99,6 +106,10 @@ mod tests {
         assert_eq!(parse("16"), Ok(0x10));
         assert!(parse("nosuch").unwrap_err().contains("LSTAR"));
         assert_eq!(parse_list("PAT, 0x1b,pat"), Ok(vec![0x1b, 0x277]));
+        assert!(parse("0x100000000").unwrap_err().contains("32 bits"));
+        for nothing in ["", ",,,", " , "] {
+            assert!(parse_list(nothing).unwrap_err().contains("names no MSR"), "{nothing:?}");
+        }
         assert_eq!(name(0x4b56_4d01), Some("KVM_SYSTEM_TIME_NEW"));
         assert_eq!(name(0x1234), None);
     }

@@ -115,8 +115,8 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
                 app.profile.show_kernel(rips, Instant::now());
             }
         }
-        if console.len() != app.console.text.len() {
-            app.console.text = console.text();
+        if console.len() != app.console.from_bytes {
+            app.console.show(&console.text(), console.len());
         }
         reader::refresh(&mut app, controller.memory());
         // The dirty log costs the guest: on while the memory screen shows (always with --dirty-log).
@@ -225,10 +225,14 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
                 app.say(e.to_string(), true);
             }
         }
-        Action::AddExitBreakpoint(spec, nth) => {
-            let bp = controller.add_exit_breakpoint(spec, nth);
-            app.say(format!("exit breakpoint {bp}"), false);
-        }
+        Action::AddExitBreakpoint(spec, nth) => match controller.add_exit_breakpoint_trapping(spec, nth) {
+            Ok((bp, None)) => app.say(format!("exit breakpoint {bp}"), false),
+            Ok((bp, Some(msr))) => {
+                let name = crate::trace::msr::name(msr).map_or(format!("{msr:#x}"), str::to_string);
+                app.say(format!("exit breakpoint {bp} (MSR {name} is trapped from now on)"), false)
+            }
+            Err(e) => app.say(e.to_string(), true),
+        },
         Action::DeleteExitBreakpoint(id) => {
             let n = controller.delete_exit_breakpoint(id);
             match (id, n) {
@@ -263,7 +267,7 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
                     .collect();
                 app.say(format!("trapping MSRs {}", names.join(", ")), false)
             }
-            Err(e) => app.say(e, true),
+            Err(e) => app.say(e.to_string(), true),
         },
         Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
         Action::SerialInput(bytes) => {

@@ -120,7 +120,7 @@ impl Replay {
         app.profile.profile = self.profile.clone();
         let text: Vec<u8> =
             self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
-        app.console.text = String::from_utf8_lossy(&text).into_owned();
+        app.console.show(&String::from_utf8_lossy(&text), text.len());
         // Each vCPU's last recorded stop before the cursor; the selected one's in the panes.
         let vcpus = (self.header.vcpus as usize).max(1);
         app.stops = (0..vcpus)
@@ -178,6 +178,7 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         return Err(ReplayError::NoExits { path: path.to_path_buf(), damage });
     }
     crate::vmm::vm::catch_interrupts();
+    crate::vmm::vm::must_clean_up();
     let mut guard = terminal::TerminalGuard::enter().map_err(ReplayError::Terminal)?;
     let mut app = App::new(format!("replay of {}", path.display()));
     app.focus = PaneId::Exits;

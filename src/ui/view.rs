@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::{App, InputMode};
+use super::app::{App, InputMode, RunState};
 use super::panes::{code, console, device_events, exits, help, memmap, memory, profile, registers, stats, virtio};
 use super::screen::{PaneId, WIDE_MIN};
 use super::status;
@@ -22,8 +22,12 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
             registers::render(f, area, (&app.registers, app.stop.as_ref(), app.vcpu, ended), focused, theme)
         }
         PaneId::Code => {
-            let newest = app.exits.newest();
-            code::render(f, area, (&app.code, app.stop.as_ref(), newest, &app.state), focused, theme)
+            let without = match app.state {
+                RunState::Replay(_) => code::Without::Replay,
+                RunState::Ended(_) => code::Without::Ended,
+                _ => code::Without::Running,
+            };
+            code::render(f, area, (&app.code, app.stop.as_ref(), app.exits.newest(), without), focused, theme)
         }
         PaneId::Console => console::render(f, area, &app.console, focused, theme),
         PaneId::Memory => memory::render(f, area, &app.memory, focused, theme),

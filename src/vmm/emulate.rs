@@ -1,8 +1,9 @@
 //! Finishing in userspace the few instructions an emulating host's KVM (PVM) cannot run at CPL0 and
 //! that are simple and safe to complete here: `clac`, `stac`, `popcnt`, `cmpxchg16b`, the x87/SSE
-//! control instructions `fwait`, `fnclex`, `fldcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`, and a 32-bit
-//! kernel's `iretd` from an interrupt at its own privilege (the host's emulator does `iret` in real
-//! mode only). Each is done as the CPU would — registers, flags and memory through the guest's page
+//! control instructions `fwait`, `fnclex`, `fldcw`, `fnstsw`, `ldmxcsr`, `stmxcsr`, the segment
+//! checks `lsl`, `lar`, `verr`, `verw` (Linux reads its CPU number with `lsl`, the NMI backtrace
+//! path among others), and a 32-bit kernel's `iretd` from an interrupt at its own privilege (the
+//! host's emulator does `iret` in real mode only). Each is done as the CPU would — registers, flags and memory through the guest's page
 //! tables, the x87/SSE control state through `KVM_GET_XSAVE`/`KVM_SET_XSAVE` — and RIP moves past
 //! it, or the exception the CPU would raise is raised. Anything else stays an emulation failure,
 //! reported with the decoded instruction.
@@ -22,7 +23,23 @@ const RFLAGS_ZF: u64 = 1 << 6;
 /// Which instructions kvmscope finishes.
 pub fn completes(mnemonic: Mnemonic) -> bool {
     use Mnemonic::*;
-    matches!(mnemonic, Clac | Stac | Popcnt | Cmpxchg16b | Wait | Fnclex | Fldcw | Fnstsw | Ldmxcsr | Stmxcsr | Iretd)
+    matches!(
+        mnemonic,
+        Clac | Stac
+            | Popcnt
+            | Cmpxchg16b
+            | Wait
+            | Fnclex
+            | Fldcw
+            | Fnstsw
+            | Ldmxcsr
+            | Stmxcsr
+            | Iretd
+            | Lsl
+            | Lar
+            | Verr
+            | Verw
+    )
 }
 
 /// How a completed instruction ends.
@@ -109,6 +126,149 @@ fn iretd(ram: &GuestRam, mode: &CpuMode, regs: &mut kvm_regs, sregs: &kvm_sregs)
     regs.rip = eip;
     regs.rflags = (regs.rflags & !EFLAGS_IRET) | (eflags & EFLAGS_IRET) | 0x2;
     regs.rsp = (regs.rsp & !0xffff_ffff) | (esp.wrapping_add(12) & 0xffff_ffff);
+    Some(())
+}
+
+/// A segment descriptor as `lsl`, `lar`, `verr` and `verw` see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Descriptor {
+    /// The descriptor's high dword: access rights and flags.
+    high: u32,
+    low: u32,
+}
+
+impl Descriptor {
+    /// S: a code or data segment (not a system one).
+    fn code_or_data(&self) -> bool {
+        self.high & (1 << 12) != 0
+    }
+    fn kind(&self) -> u32 {
+        (self.high >> 8) & 0xf
+    }
+    fn dpl(&self) -> u64 {
+        ((self.high >> 13) & 3) as u64
+    }
+    fn code(&self) -> bool {
+        self.code_or_data() && self.kind() & 8 != 0
+    }
+    fn conforming(&self) -> bool {
+        self.code() && self.kind() & 4 != 0
+    }
+    /// Readable: data always, code when its R bit is set.
+    fn readable(&self) -> bool {
+        self.code_or_data() && (!self.code() || self.kind() & 2 != 0)
+    }
+    fn writable(&self) -> bool {
+        self.code_or_data() && !self.code() && self.kind() & 2 != 0
+    }
+    /// The limit in bytes: the 20-bit field, scaled by 4 KiB when G is set.
+    fn limit(&self) -> u32 {
+        let raw = (self.low & 0xffff) | (self.high & 0x000f_0000);
+        if self.high & (1 << 23) != 0 { (raw << 12) | 0xfff } else { raw }
+    }
+}
+
+/// The descriptor a selector names, if the check instructions may look at it: in its table (GDT,
+/// or LDT with TI set), not the null selector, and — outside conforming code — at a privilege the
+/// current one and the selector's RPL may see (DPL >= CPL, DPL >= RPL). In 64-bit mode a system
+/// descriptor is 16 bytes, its upper half's type 0. `system_ok` says which system types the
+/// instruction takes.
+fn descriptor(
+    ram: &GuestRam,
+    mode: &CpuMode,
+    sregs: &kvm_sregs,
+    selector: u64,
+    system_ok: impl Fn(u32) -> bool,
+) -> Option<Descriptor> {
+    let long = mode.efer & crate::decode::regs::EFER_LMA != 0;
+    let index = selector & !7;
+    let (base, limit) = if selector & 4 != 0 {
+        if sregs.ldt.unusable != 0 || sregs.ldt.present == 0 {
+            return None;
+        }
+        (sregs.ldt.base, sregs.ldt.limit as u64)
+    } else {
+        if index == 0 {
+            return None;
+        }
+        (sregs.gdt.base, sregs.gdt.limit as u64)
+    };
+    if index + 7 > limit {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    read_mem(ram, mode, base.wrapping_add(index), &mut b)?;
+    let d = Descriptor {
+        low: u32::from_le_bytes(b[..4].try_into().ok()?),
+        high: u32::from_le_bytes(b[4..].try_into().ok()?),
+    };
+    if !d.code_or_data() {
+        if !system_ok(d.kind()) {
+            return None;
+        }
+        if long {
+            if index + 15 > limit {
+                return None;
+            }
+            let mut upper = [0u8; 8];
+            read_mem(ram, mode, base.wrapping_add(index + 8), &mut upper)?;
+            if (u32::from_le_bytes(upper[4..].try_into().ok()?) >> 8) & 0x1f != 0 {
+                return None;
+            }
+        }
+    }
+    let cpl = (sregs.cs.selector & 3) as u64;
+    if !d.conforming() && (d.dpl() < cpl || d.dpl() < selector & 3) {
+        return None;
+    }
+    Some(d)
+}
+
+/// The system descriptor types `lar` (`lsl` when `limit`) takes: legacy TSSes, LDT, gates; in
+/// 64-bit mode the LDT, the 64-bit TSSes and (for `lar`) call gates.
+fn system_types(long: bool, limit: bool) -> impl Fn(u32) -> bool {
+    move |t| match (long, limit) {
+        (false, false) => matches!(t, 1..=5 | 9 | 0xb | 0xc),
+        (false, true) => matches!(t, 1..=3 | 9 | 0xb),
+        (true, false) => matches!(t, 2 | 9 | 0xb | 0xc),
+        (true, true) => matches!(t, 2 | 9 | 0xb),
+    }
+}
+
+/// `lsl`, `lar`, `verr` or `verw`: ZF says whether the selector passed the instruction's checks;
+/// `lsl` and `lar` then load the limit or the access rights (a 16-bit destination the low word,
+/// a 32- or 64-bit one the 32-bit value, zero-extended).
+fn segment_check(i: &Instruction, ram: &GuestRam, mode: &CpuMode, r: &mut kvm_regs, sregs: &kvm_sregs) -> Option<()> {
+    let source = if matches!(i.mnemonic(), Mnemonic::Verr | Mnemonic::Verw) { 0 } else { 1 };
+    let selector = match i.op_kind(source) {
+        OpKind::Register => read_reg(r, i.op_register(source))? & 0xffff,
+        OpKind::Memory => {
+            let mut m = [0u8; 2];
+            read_mem(ram, mode, address(i, r, sregs)?, &mut m)?;
+            u16::from_le_bytes(m) as u64
+        }
+        _ => return None,
+    };
+    let long = mode.efer & crate::decode::regs::EFER_LMA != 0;
+    let found = match i.mnemonic() {
+        Mnemonic::Lsl => descriptor(ram, mode, sregs, selector, system_types(long, true)).map(|d| d.limit()),
+        Mnemonic::Lar => {
+            descriptor(ram, mode, sregs, selector, system_types(long, false)).map(|d| d.high & 0x00ff_ff00)
+        }
+        Mnemonic::Verr => descriptor(ram, mode, sregs, selector, |_| false).filter(Descriptor::readable).map(|_| 0),
+        _ => descriptor(ram, mode, sregs, selector, |_| false).filter(Descriptor::writable).map(|_| 0),
+    };
+    match found {
+        Some(value) => {
+            if matches!(i.mnemonic(), Mnemonic::Lsl | Mnemonic::Lar) {
+                let dst = i.op0_register();
+                let value = if dst.size() == 2 { value as u64 & 0xffff } else { value as u64 };
+                write_reg(r, dst, value)?;
+            }
+            r.rflags |= RFLAGS_ZF;
+        }
+        None => r.rflags &= !RFLAGS_ZF,
+    }
     Some(())
 }
 
@@ -246,6 +406,7 @@ pub fn complete(
                 return Some(Completion::Fault(vector));
             }
         }
+        Mnemonic::Lsl | Mnemonic::Lar | Mnemonic::Verr | Mnemonic::Verw => segment_check(&i, ram, mode, &mut r, sregs)?,
         Mnemonic::Clac => r.rflags &= !RFLAGS_AC,
         Mnemonic::Stac => r.rflags |= RFLAGS_AC,
         Mnemonic::Popcnt => {
@@ -339,6 +500,61 @@ mod tests {
     }
 
     const PE_ET: u64 = 0x11;
+
+    /// Runs one segment check at 0x1000 in 32-bit protected mode at CPL `cpl`, over a GDT at
+    /// 0x3000: null, flat code (0x08), flat data (0x10), read-only data of DPL 3 with a byte limit
+    /// of 0x1234 (0x18), execute-only code (0x20), a 32-bit TSS (0x28), data of DPL 0 (0x30).
+    fn check(code: &[u8], eax: u64, cpl: u16) -> (u64, bool) {
+        let ram = GuestRam::new(crate::vmm::memory::MIN_MEM).unwrap();
+        let gdt: [u64; 7] = [
+            0,
+            0x00cf_9b00_0000_ffff,
+            0x00cf_9300_0000_ffff,
+            0x0000_f100_0000_1234,
+            0x0000_9800_0000_0fff,
+            0x0000_8b00_0000_0067,
+            0x0000_9300_0000_00ff,
+        ];
+        ram.write(0x3000, &gdt.iter().flat_map(|d| d.to_le_bytes()).collect::<Vec<u8>>());
+        ram.write(CODE, code);
+        let mut sregs = kvm_sregs { cr0: PE_ET, ..Default::default() };
+        (sregs.gdt.base, sregs.gdt.limit, sregs.cs.selector) = (0x3000, 7 * 8 - 1, 0x08 | cpl);
+        let mode = CpuMode { cr0: PE_ET, cs_db: true, ..Default::default() };
+        let regs = kvm_regs { rip: CODE, rax: eax, rcx: 0xdead, rflags: 0x2, ..Default::default() };
+        match complete(&ram, &mode, &regs, &sregs, &|| None) {
+            Some(Completion::Done(r, None)) => {
+                assert_eq!(r.rip, CODE + code.len() as u64);
+                (r.rcx, r.rflags & RFLAGS_ZF != 0)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn segment_limits_rights_and_access_are_checked_as_the_cpu_does() {
+        const LSL: [u8; 3] = [0x0f, 0x03, 0xc8]; // lsl ecx,eax
+        const LAR: [u8; 3] = [0x0f, 0x02, 0xc8]; // lar ecx,eax
+        const VERR: [u8; 3] = [0x0f, 0x00, 0xe0]; // verr ax
+        const VERW: [u8; 3] = [0x0f, 0x00, 0xe8]; // verw ax
+        assert_eq!(check(&LSL, 0x18, 0), (0x1234, true), "a byte-granular limit");
+        assert_eq!(check(&LSL, 0x10, 0), (0xffff_ffff, true), "a page-granular one");
+        assert_eq!(check(&LSL, 0x28, 0), (0x67, true), "a TSS's");
+        assert_eq!(check(&LAR, 0x18, 0), (0x0000_f100, true));
+        assert_eq!(check(&LAR, 0x08, 0), (0x00cf_9b00, true));
+        assert_eq!(check(&LSL, 0x00, 0), (0xdead, false), "the null selector: ZF clear, nothing loaded");
+        assert_eq!(check(&LSL, 0x38, 0), (0xdead, false), "beyond the GDT's limit");
+        assert_eq!(check(&LSL, 0x30, 3), (0xdead, false), "DPL 0 seen from CPL 3");
+        assert_eq!(check(&LSL, 0x33, 0), (0xdead, false), "DPL 0 under RPL 3");
+        assert_eq!(check(&LSL, 0x1b, 3), (0x1234, true), "DPL 3 seen from CPL 3");
+        assert!(check(&VERR, 0x18, 0).1, "read-only data is readable");
+        assert!(!check(&VERW, 0x18, 0).1, "and not writable");
+        assert!(check(&VERW, 0x10, 0).1);
+        assert!(!check(&VERR, 0x20, 0).1, "execute-only code is not readable");
+        assert!(check(&VERR, 0x08, 0).1, "readable code is");
+        assert!(!check(&VERR, 0x28, 0).1, "a TSS is not a segment to read");
+        // `lsl cx,ax`: a 16-bit destination takes the low word.
+        assert_eq!(check(&[0x66, 0x0f, 0x03, 0xc8], 0x10, 0), (0xffff, true));
+    }
     const LDMXCSR: [u8; 7] = [0x0f, 0xae, 0x15, 0x00, 0x20, 0x00, 0x00];
     const STMXCSR: [u8; 7] = [0x0f, 0xae, 0x1d, 0x00, 0x20, 0x00, 0x00];
     const FLDCW: [u8; 6] = [0xd9, 0x2d, 0x00, 0x20, 0x00, 0x00];

@@ -20,6 +20,26 @@ const PAGEMAP_PFN: u64 = (1 << 55) - 1;
 const KPF_HUGE: u64 = 1 << 17;
 const KPF_THP: u64 = 1 << 22;
 
+/// Why the host's pages cannot be read (kept with a view: it clones).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("/proc/self/pagemap: {0}")]
+pub struct PagemapError(std::sync::Arc<std::io::Error>);
+
+/// Two errors are alike when the OS said the same.
+impl PartialEq for PagemapError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0.kind(), self.0.raw_os_error()) == (other.0.kind(), other.0.raw_os_error())
+    }
+}
+
+impl Eq for PagemapError {}
+
+impl From<std::io::Error> for PagemapError {
+    fn from(e: std::io::Error) -> Self {
+        PagemapError(std::sync::Arc::new(e))
+    }
+}
+
 fn read_u64(path: &str, index: u64) -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     File::open(path)?.read_exact_at(&mut b, index * 8)?;
@@ -27,8 +47,8 @@ fn read_u64(path: &str, index: u64) -> std::io::Result<u64> {
 }
 
 /// The host page behind host-virtual address `hva` of this process.
-pub fn host_page(hva: u64) -> Result<HostPage, String> {
-    let entry = read_u64("/proc/self/pagemap", hva / 4096).map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+pub fn host_page(hva: u64) -> Result<HostPage, PagemapError> {
+    let entry = read_u64("/proc/self/pagemap", hva / 4096)?;
     if entry & PAGEMAP_PRESENT == 0 {
         return Ok(HostPage::NotPresent);
     }
@@ -40,11 +60,11 @@ pub fn host_page(hva: u64) -> Result<HostPage, String> {
 
 /// How much of a host range is populated: (4 KiB pages present, of them in huge pages — sampled at
 /// every 2 MiB, and only where the frames can be seen, as root).
-pub fn populated(hva: u64, len: u64) -> Result<(u64, Option<u64>), String> {
-    let pagemap = File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+pub fn populated(hva: u64, len: u64) -> Result<(u64, Option<u64>), PagemapError> {
+    let pagemap = File::open("/proc/self/pagemap")?;
     let pages = len / 4096;
     let mut entries = vec![0u8; pages as usize * 8];
-    pagemap.read_exact_at(&mut entries, hva / 4096 * 8).map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+    pagemap.read_exact_at(&mut entries, hva / 4096 * 8)?;
     let word = |i: usize| u64::from_le_bytes(entries[i * 8..i * 8 + 8].try_into().unwrap_or_default());
     let present = (0..pages as usize).filter(|&i| word(i) & PAGEMAP_PRESENT != 0).count() as u64;
     let kpageflags = File::open("/proc/kpageflags").ok();

@@ -135,12 +135,27 @@ pub struct KernelEvents {
     pub enabled: Vec<&'static str>,
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))
+/// Why KVM's tracepoints cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelEventsError {
+    #[error("in-kernel events need root (tracefs); not shown")]
+    NotRoot,
+    #[error("tracefs is not mounted and cannot be ({0})")]
+    NoTracefs(std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Tracefs { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the trace reader: {0}")]
+    Thread(std::io::Error),
+    #[error("the probe's VM: {0}")]
+    Probe(Box<super::VmError>),
+}
+
+fn write(path: &Path, value: &str) -> Result<(), KernelEventsError> {
+    std::fs::write(path, value).map_err(|source| KernelEventsError::Tracefs { path: path.to_path_buf(), source })
 }
 
 /// Where tracefs is, mounting it if it is not.
-fn tracefs() -> Result<PathBuf, String> {
+fn tracefs() -> Result<PathBuf, KernelEventsError> {
     for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         if Path::new(dir).join("events/kvm").is_dir() {
             return Ok(PathBuf::from(dir));
@@ -152,29 +167,29 @@ fn tracefs() -> Result<PathBuf, String> {
     // SAFETY: mount(2) with NUL-terminated strings that outlive the call and no data.
     let r = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
     if r != 0 || !dir.join("events/kvm").is_dir() {
-        return Err(format!("tracefs is not mounted and cannot be ({})", std::io::Error::last_os_error()));
+        return Err(KernelEventsError::NoTracefs(std::io::Error::last_os_error()));
     }
     Ok(dir.to_path_buf())
 }
 
 impl KernelEvents {
     /// Starts following this thread and the threads it starts from now on (the vCPUs).
-    pub fn start() -> Result<Self, String> {
+    pub fn start() -> Result<Self, KernelEventsError> {
         Self::start_with(Vec::new())
     }
 
     /// Starts, handing the events to `sinks` too: one by one while there are fewer than
     /// [`STREAM_RATE`] a second, as a line of rates each second above that.
-    pub fn start_with(sinks: Vec<Arc<dyn ExitSink>>) -> Result<Self, String> {
+    pub fn start_with(sinks: Vec<Arc<dyn ExitSink>>) -> Result<Self, KernelEventsError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            return Err("in-kernel events need root (tracefs); not shown".into());
+            return Err(KernelEventsError::NotRoot);
         }
         let root = tracefs()?;
         remove_stale_instances(&root.join("instances"));
         let dir = root.join("instances").join(format!("kvmscope-{}", std::process::id()));
         let _ = std::fs::remove_dir(&dir);
-        std::fs::create_dir(&dir).map_err(|e| format!("tracefs instance {}: {e}", dir.display()))?;
+        std::fs::create_dir(&dir).map_err(|source| KernelEventsError::Tracefs { path: dir.clone(), source })?;
         let started = (|| {
             // SAFETY: gettid has no preconditions.
             write(&dir.join("set_event_pid"), &unsafe { libc::gettid() }.to_string())?;
@@ -185,12 +200,13 @@ impl KernelEvents {
                 .map(|(_, e)| e)
                 .collect();
             write(&dir.join("tracing_on"), "1")?;
+            let path = dir.join("trace_pipe");
             let pipe = std::fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NONBLOCK)
-                .open(dir.join("trace_pipe"))
-                .map_err(|e| format!("trace_pipe: {e}"))?;
-            Ok::<_, String>((enabled, pipe))
+                .open(&path)
+                .map_err(|source| KernelEventsError::Tracefs { path, source })?;
+            Ok::<_, KernelEventsError>((enabled, pipe))
         })();
         let (enabled, pipe) = match started {
             Ok(s) => s,
@@ -204,7 +220,7 @@ impl KernelEvents {
         let reader = std::thread::Builder::new()
             .name("kvm-trace".into())
             .spawn(move || read_pipe(pipe, &s, &c, &sinks))
-            .map_err(|e| format!("cannot start the trace reader: {e}"))?;
+            .map_err(KernelEventsError::Thread)?;
         Ok(Self { dir, stop, reader: Some(reader), counts, enabled })
     }
 

@@ -36,17 +36,21 @@ pub enum VmError {
     #[error("cannot create an eventfd for the serial interrupt: {0}")]
     EventFd(std::io::Error),
     /// A `--disk` or another virtio device could not be set up.
-    #[error("{0}")]
-    Virtio(String),
+    #[error(transparent)]
+    Virtio(#[from] super::virtio::VirtioError),
     /// `--trap-msr` could not be had.
     #[error("--trap-msr: {0}")]
-    Msr(String),
+    Msr(#[from] super::msr::MsrError),
 }
 
 impl VmError {
     /// Whether the user's input (image, sizes, addresses) is at fault, as opposed to the host.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, VmError::Memory(_) | VmError::Loader(_) | VmError::Virtio(_))
+        match self {
+            VmError::Memory(_) | VmError::Loader(_) => true,
+            VmError::Virtio(e) => e.is_bad_input(),
+            _ => false,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use kvm_bindings::{KVM_STATS_TYPE_CUMULATIVE, KVM_STATS_TYPE_INSTANT, KVM_STATS_TYPE_MASK, KVM_STATS_TYPE_PEAK};
 use thiserror::Error;
@@ -15,15 +16,23 @@ use vmm_sys_util::ioctl_io_nr;
 
 ioctl_io_nr!(KVM_GET_STATS_FD, kvm_bindings::KVMIO, 0xce);
 
-/// Why KVM's statistics could not be read.
-#[derive(Debug, Error)]
+/// Why KVM's statistics could not be read (kept with a run's report: it clones).
+#[derive(Debug, Clone, Error)]
 pub enum StatsError {
     #[error("this host's KVM has no binary statistics (KVM_GET_STATS_FD): {0}")]
-    Unsupported(std::io::Error),
+    Unsupported(Arc<std::io::Error>),
     #[error("reading KVM's statistics: {0}")]
-    Read(std::io::Error),
+    Read(Arc<std::io::Error>),
     #[error("KVM's statistics are not laid out as expected: {0}")]
     Layout(&'static str),
+    #[error("the recording has no sample of KVM's counters")]
+    NotRecorded,
+}
+
+impl StatsError {
+    fn read(e: std::io::Error) -> Self {
+        StatsError::Read(Arc::new(e))
+    }
 }
 
 /// How a statistic counts.
@@ -72,7 +81,7 @@ impl KvmStats {
         // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd or -1.
         let raw = unsafe { ioctl(fd, KVM_GET_STATS_FD()) };
         if raw < 0 {
-            return Err(StatsError::Unsupported(std::io::Error::last_os_error()));
+            return Err(StatsError::Unsupported(Arc::new(std::io::Error::last_os_error())));
         }
         // SAFETY: `raw` is a new fd that nothing else owns.
         let file = unsafe { File::from_raw_fd(raw) };
@@ -82,7 +91,7 @@ impl KvmStats {
     /// Reads the header and descriptors of a statistics file.
     fn parse(file: File) -> Result<Self, StatsError> {
         let mut header = [0u8; 24];
-        file.read_exact_at(&mut header, 0).map_err(StatsError::Read)?;
+        file.read_exact_at(&mut header, 0).map_err(StatsError::read)?;
         let field = |i: usize| u32_at(&header, 4 * i).unwrap_or(0) as u64;
         let (name_size, num_desc, desc_offset, data_offset) = (field(1), field(2), field(4), field(5));
         if num_desc > 4096 || name_size > 4096 {
@@ -90,7 +99,7 @@ impl KvmStats {
         }
         let desc_size = 16 + name_size as usize;
         let mut block = vec![0u8; desc_size * num_desc as usize];
-        file.read_exact_at(&mut block, desc_offset).map_err(StatsError::Read)?;
+        file.read_exact_at(&mut block, desc_offset).map_err(StatsError::read)?;
         let mut descs = Vec::new();
         for d in block.chunks(desc_size) {
             let flags = u32_at(d, 0).ok_or(StatsError::Layout("short descriptor"))?;
@@ -115,7 +124,7 @@ impl KvmStats {
     pub fn read(&self) -> Result<Reading, StatsError> {
         let Some(end) = self.descs.iter().map(|d| d.offset + 8).max() else { return Ok(Vec::new()) };
         let mut data = vec![0u8; end as usize];
-        self.file.read_exact_at(&mut data, self.data_offset).map_err(StatsError::Read)?;
+        self.file.read_exact_at(&mut data, self.data_offset).map_err(StatsError::read)?;
         Ok(self
             .descs
             .iter()

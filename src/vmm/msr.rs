@@ -25,10 +25,21 @@ pub fn enable(kvm: &Kvm, vm: &VmFd) -> bool {
     vm.enable_cap(&cap).is_ok()
 }
 
+/// Why MSRs cannot be trapped.
+#[derive(Debug, thiserror::Error)]
+pub enum MsrError {
+    #[error("this host's KVM cannot send MSR accesses to userspace")]
+    Unsupported,
+    #[error("{0} MSRs to trap; KVM's filter holds {MAX_TRAPPED}")]
+    TooMany(usize),
+    #[error("KVM refused the MSR filter (KVM_X86_SET_MSR_FILTER): {0}")]
+    Filter(kvm_ioctls::Error),
+}
+
 /// Traps exactly these MSRs (reads and writes); an empty list traps none.
-pub fn set_traps(vm: &VmFd, msrs: &[u32]) -> Result<(), String> {
+pub fn set_traps(vm: &VmFd, msrs: &[u32]) -> Result<(), MsrError> {
     if msrs.len() > MAX_TRAPPED {
-        return Err(format!("{} MSRs to trap; KVM's filter holds {MAX_TRAPPED}", msrs.len()));
+        return Err(MsrError::TooMany(msrs.len()));
     }
     // One MSR per range, its bit 0: denied to the guest, so KVM exits to userspace.
     let deny = [0u8];
@@ -41,8 +52,7 @@ pub fn set_traps(vm: &VmFd, msrs: &[u32]) -> Result<(), String> {
             bitmap: &deny,
         })
         .collect();
-    vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &ranges)
-        .map_err(|e| format!("KVM refused the MSR filter (KVM_X86_SET_MSR_FILTER): {e}"))
+    vm.set_msr_filter(MsrFilterDefaultAction::ALLOW, &ranges).map_err(MsrError::Filter)
 }
 
 /// Completes a trapped MSR access on the vCPU's real MSR: a read gets the MSR's value (also put in

@@ -14,6 +14,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
 use serde::Serialize;
 
 use super::boot_cpu;
+use super::kernel_events::KernelEventsError;
 use super::kvm::{VmError, kvm_err, open_kvm};
 use super::loader::{BootMode, BootSetup};
 use super::memory::GuestRam;
@@ -216,12 +217,12 @@ pub fn kvm_caps(kvm: &Kvm) -> Vec<(String, i32)> {
 /// Which of KVM's tracepoints (`--kernel-events`) fire on this host: a probe guest makes a port
 /// write and an MMIO write with them enabled; each event with how often it fired (0: silent).
 /// Needs root and tracefs.
-pub fn probe_tracepoints() -> Result<Vec<(&'static str, u64)>, String> {
+pub fn probe_tracepoints() -> Result<Vec<(&'static str, u64)>, KernelEventsError> {
     let events = super::kernel_events::KernelEvents::start()?;
-    let kvm = open_kvm().map_err(|e| e.to_string())?;
+    let kvm = open_kvm().map_err(|e| KernelEventsError::Probe(Box::new(e)))?;
     // out 0x80, al; mov dword [0x300000], 1 (no RAM there: MMIO); out 0xf4, al
     let code = [0xe6, 0x80, 0xc7, 0x05, 0x00, 0x00, 0x30, 0x00, 0x01, 0x00, 0x00, 0x00, 0xe6, 0xf4];
-    let mut p = probe_vm(&kvm, &code, DataPage::Ram).map_err(|e| e.to_string())?;
+    let mut p = probe_vm(&kvm, &code, DataPage::Ram).map_err(|e| KernelEventsError::Probe(Box::new(e)))?;
     for _ in 0..16 {
         match p.vcpu.run() {
             Ok(VcpuExit::IoOut(0xf4, _)) | Err(_) => break,

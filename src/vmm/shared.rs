@@ -10,8 +10,9 @@ use super::bus::Buses;
 use super::clock::Clock;
 use super::dirty::DirtyTracker;
 use super::kick::Kickable;
-use super::kvm_stats::{KvmCounts, VmStats};
+use super::kvm_stats::{KvmCounts, StatsError, VmStats};
 use super::memory::GuestRam;
+use super::msr::MsrError;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, register};
 use super::virtio::VirtioSet;
@@ -62,15 +63,21 @@ pub struct Shared {
     /// The vCPU threads, to kick them out of the guest.
     pub threads: Mutex<Vec<libc::pthread_t>>,
     /// KVM's own counters of this VM, or why there are none.
-    pub kvm_stats: Result<VmStats, String>,
+    pub kvm_stats: Result<VmStats, StatsError>,
     /// The virtio devices, for their views.
     pub virtio: VirtioSet,
     /// KVM sends the MSR filter's denials to userspace (`--trap-msr` and `:trap msr` can work).
     pub msr_exits: bool,
+    /// The MSRs trapped now (`--trap-msr`, then `:trap msr` and exit breakpoints on MSRs).
+    pub trapped_msrs: Mutex<Vec<u32>>,
     /// `--dirty-log`: dirty-logged for the whole run, read by the session's own thread.
     pub dirty_log_always: bool,
     /// What the dirty log has shown so far.
     pub dirty: Mutex<DirtyTracker>,
+    /// Pages dirtied since the dirty log was last read that KVM's bitmaps do not hold: writes
+    /// kvmscope completed for the guest (on a watched, read-only page), and what the bitmaps of
+    /// slots replaced since (a watchpoint set or lifted) had logged.
+    pub pending_dirty: Mutex<Vec<u64>>,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
@@ -129,6 +136,11 @@ impl Shared {
         if *slots == new {
             return Ok(());
         }
+        if logged {
+            // The old slots' bitmaps go with them: keep what they logged for the next reading.
+            let logged_so_far = dirty_pages(&self.vm, &slots)?;
+            lock(&self.pending_dirty).extend(logged_so_far);
+        }
         apply(&self.vm, &slots, &new)?;
         *slots = new;
         Ok(())
@@ -151,25 +163,45 @@ impl Shared {
         Ok(())
     }
 
-    /// Reads the dirty log (one interval's pages) into the history; the pages it found.
+    /// Notes a guest write kvmscope completed itself at `gpa`, `len` bytes long, for the dirty log.
+    pub fn note_written(&self, gpa: u64, len: u64) {
+        if self.dirty_logging() {
+            let mut pages = lock(&self.pending_dirty);
+            let last = gpa.saturating_add(len.max(1) - 1) & !0xfff;
+            pages.extend((gpa & !0xfff..=last).step_by(0x1000));
+        }
+    }
+
+    /// Reads the dirty log (one interval's pages, those kvmscope wrote for the guest with them)
+    /// into the history; the pages it found.
     pub fn sample_dirty(&self) -> Result<usize, SlotError> {
-        let pages = dirty_pages(&self.vm, &lock(&self.slots))?;
+        let mut pages = dirty_pages(&self.vm, &lock(&self.slots))?;
+        pages.append(&mut lock(&self.pending_dirty));
+        pages.sort_unstable();
+        pages.dedup();
         let n = pages.len();
         lock(&self.dirty).add_interval(pages);
         Ok(n)
     }
 
     /// Traps exactly these MSRs from now on (an empty list: none).
-    pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), String> {
+    pub fn trap_msrs(&self, msrs: &[u32]) -> Result<(), MsrError> {
         if !self.msr_exits {
-            return Err("this host's KVM cannot send MSR accesses to userspace".into());
+            return Err(MsrError::Unsupported);
         }
-        super::msr::set_traps(&self.vm, msrs)
+        super::msr::set_traps(&self.vm, msrs)?;
+        *lock(&self.trapped_msrs) = msrs.to_vec();
+        Ok(())
+    }
+
+    /// The MSRs trapped now.
+    pub fn trapped_msrs(&self) -> Vec<u32> {
+        lock(&self.trapped_msrs).clone()
     }
 
     /// What KVM itself has counted so far, or why that cannot be read.
-    pub fn kvm_counts(&self) -> Result<KvmCounts, String> {
-        self.kvm_stats.as_ref().map_err(Clone::clone)?.read().map_err(|e| e.to_string())
+    pub fn kvm_counts(&self) -> Result<KvmCounts, StatsError> {
+        self.kvm_stats.as_ref().map_err(Clone::clone)?.read()
     }
 
     /// All vCPUs' counters merged.

@@ -20,7 +20,7 @@ use super::devices::{
 };
 use super::kick::{self, Kickable};
 use super::kvm::{VmError, kvm_err, open_kvm};
-use super::kvm_stats::{KvmCounts, KvmStats, VmStats};
+use super::kvm_stats::{KvmCounts, KvmStats, StatsError, VmStats};
 use super::linux;
 use super::loader::{self, BootMode, BootSetup, LoaderError};
 use super::memory::GuestRam;
@@ -84,7 +84,7 @@ pub struct RunReport {
     /// When the guest crashed: the vCPU's state at that moment.
     pub crash: Option<Box<CrashReport>>,
     /// What KVM itself counted, or why it could not be read.
-    pub kvm: Result<KvmCounts, String>,
+    pub kvm: Result<KvmCounts, StatsError>,
     /// The virtio devices' events, counted.
     pub devices: DeviceCounters,
     /// The dirty log's history (`--dirty-log`).
@@ -136,17 +136,36 @@ pub struct Vm {
     slots: Vec<slots::Slot>,
     /// KVM sends MSR filter denials to userspace.
     msr_exits: bool,
+    /// The MSRs `--trap-msr` trapped.
+    trapped_msrs: Vec<u32>,
     /// `--dirty-log`: the RAM slots are dirty-logged for the whole run.
     dirty_log: bool,
     /// KVM's own counters of this VM, or why there are none.
-    kvm_stats: Result<VmStats, String>,
+    kvm_stats: Result<VmStats, StatsError>,
 }
 
 /// Set by SIGINT/SIGTERM; polled by the run loop.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Set once a run has something to take down on the host (a tracefs instance, vCPU threads, the
+/// terminal): until then an interrupt ends the process at once, whatever set-up is waiting for.
+static MUST_CLEAN_UP: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_interrupt(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if !MUST_CLEAN_UP.load(Ordering::SeqCst) {
+        const MSG: &[u8] = b"kvmscope: interrupted during set-up\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG outlives the call.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(130);
+        }
+    }
     INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// From now on an interrupt ends the run through its loop, which takes down what it set up.
+pub fn must_clean_up() {
+    MUST_CLEAN_UP.store(true, Ordering::SeqCst);
 }
 
 /// Makes Ctrl-C, SIGTERM and SIGHUP (the terminal went away) end the run with its summary instead
@@ -171,9 +190,9 @@ impl Vm {
         let msr_exits = super::msr::enable(&kvm, &fd);
         if !config.trap_msrs.is_empty() {
             if !msr_exits {
-                return Err(VmError::Msr("this host's KVM cannot send MSR accesses to userspace".into()));
+                return Err(super::msr::MsrError::Unsupported.into());
             }
-            super::msr::set_traps(&fd, &config.trap_msrs).map_err(VmError::Msr)?;
+            super::msr::set_traps(&fd, &config.trap_msrs)?;
         }
         let ram = GuestRam::new(config.mem_size)?;
         let slots = slots::log_dirty(slots::layout(ram.host_ranges(), &[]), config.dirty_log);
@@ -323,7 +342,6 @@ impl Vm {
             let vcpus = vcpus.iter().map(KvmStats::open).collect::<Result<Vec<_>, _>>()?;
             Ok(VmStats { vm, vcpus })
         });
-        let kvm_stats = kvm_stats.map_err(|e| e.to_string());
         Ok(Self {
             _kvm: kvm,
             _fd: fd,
@@ -342,6 +360,7 @@ impl Vm {
             slots,
             kvm_stats,
             msr_exits,
+            trapped_msrs: config.trap_msrs.clone(),
             dirty_log: config.dirty_log,
         })
     }
@@ -372,6 +391,7 @@ impl Vm {
             slots,
             kvm_stats,
             msr_exits,
+            trapped_msrs,
             dirty_log,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
@@ -393,8 +413,10 @@ impl Vm {
             kvm_stats,
             virtio,
             msr_exits,
+            trapped_msrs: Mutex::new(trapped_msrs),
             dirty_log_always: dirty_log,
             dirty: Mutex::default(),
+            pending_dirty: Mutex::default(),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
             stage_times: limits.self_profile.then(Mutex::default),
@@ -403,7 +425,7 @@ impl Vm {
             shared.debug.raise_pause();
         }
         if let Err(e) = shared.virtio.start(clock, &shared.sinks) {
-            return Err(VmError::Virtio(format!("cannot start a virtio device's worker thread: {e}")));
+            return Err(super::virtio::VirtioError::Thread(e).into());
         }
         let (tx, ends) = mpsc::channel::<VcpuEnd>();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();

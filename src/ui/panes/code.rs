@@ -9,7 +9,6 @@ use ratatui::widgets::{Paragraph, Wrap};
 use super::frame;
 use crate::debug::Stop;
 use crate::trace::{ExitEvent, Insn};
-use crate::ui::app::RunState;
 use crate::ui::theme::Theme;
 
 /// The code pane's state: the instructions it shows (read by `ui::reader`, or a replay's exit).
@@ -18,12 +17,22 @@ pub struct CodePane {
     pub lines: Vec<Insn>,
 }
 
-/// Draws the listing around the stop's RIP; without a stop, the newest exit's instruction (a
-/// replay's: the exit at the cursor, whose instruction the recording holds).
+/// What there is to show when no vCPU is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Without {
+    /// The guest runs: the newest exit's instruction.
+    Running,
+    /// The run has ended.
+    Ended,
+    /// A replay: the exit at the cursor, whose instruction the recording holds.
+    Replay,
+}
+
+/// Draws the listing around the stop's RIP; without a stop, the newest exit's instruction.
 pub fn render(
     f: &mut Frame,
     area: Rect,
-    (pane, stop, newest, state): (&CodePane, Option<&Stop>, Option<&ExitEvent>, &RunState),
+    (pane, stop, newest, without): (&CodePane, Option<&Stop>, Option<&ExitEvent>, Without),
     focused: bool,
     theme: &Theme,
 ) {
@@ -32,10 +41,10 @@ pub fn render(
     f.render_widget(block, area);
     let show_bytes = inner.width >= 60;
     let Some(stop) = stop else {
-        let (note, which) = match state {
-            RunState::Replay(_) => ("a recording holds each exit's instruction, not the code around it", "exit"),
-            RunState::Ended(_) => ("the run has ended", "last exit"),
-            _ => ("running: space pauses to disassemble around RIP", "newest exit"),
+        let (note, which) = match without {
+            Without::Replay => ("a recording holds each exit's instruction, not the code around it", "exit"),
+            Without::Ended => ("the run has ended", "last exit"),
+            Without::Running => ("running: space pauses to disassemble around RIP", "newest exit"),
         };
         let mut lines = vec![Line::styled(note, theme.dim())];
         if let Some(e) = newest {

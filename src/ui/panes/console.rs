@@ -14,7 +14,10 @@ use crate::ui::theme::Theme;
 /// The console pane's state: the guest's output so far, and how far it is scrolled back.
 #[derive(Debug, Default)]
 pub struct ConsolePane {
+    /// The console's text as shown: escape sequences left out (see [`ConsolePane::show`]).
     pub text: String,
+    /// Bytes of guest output the text was made from.
+    pub from_bytes: usize,
     /// Lines scrolled back from the newest.
     pub scroll: usize,
     /// The devices that write to the console, with the bytes each wrote.
@@ -24,6 +27,12 @@ pub struct ConsolePane {
 }
 
 impl ConsolePane {
+    /// Shows the guest's output `raw` (`bytes` long), made safe for the terminal.
+    pub fn show(&mut self, raw: &str, bytes: usize) {
+        self.text = crate::out::console_text(raw);
+        self.from_bytes = bytes;
+    }
+
     /// A key while the console has focus: the bytes it types for the guest (arrows scroll instead).
     pub fn on_key(&mut self, code: KeyCode) -> Option<Vec<u8>> {
         match code {

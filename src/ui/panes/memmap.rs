@@ -139,7 +139,7 @@ impl MemMapPane {
             let rw = if s.slot.readonly { "ro" } else { "rw" };
             let (populated, huge) = match &s.populated {
                 Ok((pages, huge)) => (size(pages * 4096), huge.map_or("root only".to_string(), |h| size(h * 4096))),
-                Err(why) => (why.clone(), String::new()),
+                Err(why) => (why.to_string(), String::new()),
             };
             out.push(format!(
                 "  {:<4} {range:<25} {:<16} {:>9} {rw:<3} {populated:>10} {huge:>10}",

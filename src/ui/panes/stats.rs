@@ -14,7 +14,7 @@ use crate::summary::{busiest, kvm_shown, micros, percent};
 use crate::trace::{Counters, DeviceCounters, Stat};
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
-use crate::vmm::kvm_stats::{KvmCounts, Reading, rates, value};
+use crate::vmm::kvm_stats::{KvmCounts, Reading, StatsError, rates, value};
 
 /// Rate samples kept for the sparkline.
 const RATE_HISTORY: usize = 120;
@@ -72,7 +72,7 @@ impl Rates {
 #[derive(Debug, Clone, Default)]
 pub struct KvmSection {
     /// The latest reading, or why there is none.
-    pub counts: Option<Result<KvmCounts, String>>,
+    pub counts: Option<Result<KvmCounts, StatsError>>,
     last: Option<(Instant, Reading)>,
     /// Per vCPU statistic: its change per second over the last interval.
     pub rates: Vec<(String, f64)>,
@@ -80,7 +80,7 @@ pub struct KvmSection {
 
 impl KvmSection {
     /// Takes a new reading at `now`; rates once a second.
-    pub fn sample(&mut self, counts: Result<KvmCounts, String>, now: Instant) {
+    pub fn sample(&mut self, counts: Result<KvmCounts, StatsError>, now: Instant) {
         if let Ok(c) = &counts {
             match &self.last {
                 Some((then, before)) if now.duration_since(*then) >= Duration::from_secs(1) => {

@@ -4,12 +4,14 @@
 //! direction, a status byte at the end) and the disk's size; a bad one fails with IOERR, not the VMM.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::ioctl_ior_nr;
 
 use super::chain::{Desc, read_buffer, write_buffer};
 use super::{Completion, VirtioDevice};
@@ -46,12 +48,58 @@ impl DiskSpec {
     }
 }
 
+/// Why a `--disk` cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("--disk {}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("--disk {}: is {kind}; a disk is a regular file or a block device", path.display())]
+    NotADisk { path: PathBuf, kind: &'static str },
+    #[error("--disk {}: cannot read the block device's size: {source}", path.display())]
+    Size { path: PathBuf, source: std::io::Error },
+    #[error("--disk {}: another process has it open{} (an advisory lock, as QEMU takes)", path.display(), if *writing { " for writing" } else { "" })]
+    Locked { path: PathBuf, writing: bool },
+    #[error("--disk {}: given twice, once writable: one image cannot be two disks that write", path.display())]
+    Twice { path: PathBuf },
+}
+
+/// Why a request failed (its status is IOERR or UNSUPP).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("length {0} is not a whole number of sectors")]
+    PartialSector(u64),
+    #[error("length {0} is above the {MAX_REQUEST}-byte limit")]
+    TooLong(u64),
+    #[error("sectors {sector}+{count} beyond the disk's {sectors}")]
+    BeyondDisk { sector: u64, count: u64, sectors: u64 },
+    #[error("a {0} request with a buffer in the wrong direction")]
+    Direction(&'static str),
+    #[error("write to a read-only disk")]
+    ReadOnly,
+    #[error("buffer {addr:#x}+{len:#x} is not guest RAM")]
+    NotRam { addr: u64, len: u64 },
+    #[error("host {what}: {source}")]
+    Host { what: &'static str, source: std::io::Error },
+    #[error("GET_ID without a buffer the device can write")]
+    NoIdBuffer,
+    #[error("unsupported request type {0}")]
+    Unsupported(u32),
+    #[error("no readable 16-byte request header")]
+    NoHeader,
+}
+
+ioctl_ior_nr!(BLKGETSIZE64, 0x12, 114, u64);
+
 /// A virtio block device.
 pub struct Block {
     file: File,
     read_only: bool,
     sectors: u64,
+    /// Bytes past the last whole sector, which the guest does not see.
+    tail: u64,
     id: Vec<u8>,
+    /// The image's (device, inode): the same file given twice is found by it.
+    pub identity: (u64, u64),
 }
 
 /// What the request header says.
@@ -61,22 +109,56 @@ struct Header {
 }
 
 impl Block {
-    /// Opens the image (read-only when asked).
-    pub fn open(spec: &DiskSpec) -> Result<Self, String> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(!spec.read_only)
-            .open(&spec.path)
-            .map_err(|e| format!("--disk {}: {e}", spec.path.display()))?;
-        let len = file.metadata().map_err(|e| format!("--disk {}: {e}", spec.path.display()))?.len();
+    /// Opens the image (read-only when asked): a regular file, or a block device (its size read
+    /// from the device), locked against another process that would write it (shared when
+    /// read-only, exclusive when writable). Opened without waiting on a FIFO.
+    pub fn open(spec: &DiskSpec) -> Result<Self, DiskError> {
+        let path = spec.path.clone();
+        let open_err = |source| DiskError::Open { path: path.clone(), source };
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(!spec.read_only);
+        let file = crate::files::open_nonblocking(&path, &mut options, "--disk").map_err(|e| match e {
+            crate::files::FileError::Io { source, .. } => open_err(source),
+            other => open_err(std::io::Error::other(other.to_string())),
+        })?;
+        let meta = file.metadata().map_err(open_err)?;
+        let kind = meta.file_type();
+        let len = if kind.is_file() {
+            meta.len()
+        } else if kind.is_block_device() {
+            let mut size = 0u64;
+            // SAFETY: BLKGETSIZE64 writes one u64 to the pointer, which lives across the call.
+            let r = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(&file, BLKGETSIZE64(), &mut size) };
+            if r < 0 {
+                return Err(DiskError::Size { path, source: std::io::Error::last_os_error() });
+            }
+            size
+        } else {
+            return Err(DiskError::NotADisk { path, kind: crate::files::kind_of(&meta) });
+        };
+        let mode = if spec.read_only { libc::LOCK_SH } else { libc::LOCK_EX };
+        // SAFETY: flock on the descriptor `file` owns.
+        if unsafe { libc::flock(file.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
+            return Err(DiskError::Locked { path, writing: spec.read_only });
+        }
         let name = spec.path.file_name().map_or(Path::new("disk").as_os_str(), |n| n).to_string_lossy();
         let id = name.as_bytes()[..name.len().min(ID_BYTES)].to_vec();
-        Ok(Self { file, read_only: spec.read_only, sectors: len / SECTOR, id })
+        let identity = (meta.dev(), meta.ino());
+        Ok(Self { file, read_only: spec.read_only, sectors: len / SECTOR, tail: len % SECTOR, id, identity })
     }
 
     /// Capacity in 512-byte sectors.
     pub fn sectors(&self) -> u64 {
         self.sectors
+    }
+
+    /// Bytes at the end of the image, short of a sector, that the guest does not see.
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 
     fn header(chain: &[Desc], mem: &GuestMemoryMmap) -> Option<Header> {
@@ -110,32 +192,33 @@ impl Block {
         v
     }
 
-    fn execute(&mut self, h: &Header, data: &[(u64, u64, bool)], mem: &GuestMemoryMmap) -> Result<u32, String> {
+    fn execute(&mut self, h: &Header, data: &[(u64, u64, bool)], mem: &GuestMemoryMmap) -> Result<u32, RequestError> {
         let total: u64 = data.iter().map(|d| d.1).sum();
-        let check_range = |total: u64| -> Result<(), String> {
+        let check_range = |total: u64| -> Result<(), RequestError> {
             if total % SECTOR != 0 {
-                return Err(format!("length {total} is not a whole number of sectors"));
+                return Err(RequestError::PartialSector(total));
             }
             if total > MAX_REQUEST {
-                return Err(format!("length {total} is above the {MAX_REQUEST}-byte limit"));
+                return Err(RequestError::TooLong(total));
             }
             match h.sector.checked_add(total / SECTOR) {
                 Some(end) if end <= self.sectors => Ok(()),
-                _ => Err(format!("sectors {}+{} beyond the disk's {}", h.sector, total / SECTOR, self.sectors)),
+                _ => Err(RequestError::BeyondDisk { sector: h.sector, count: total / SECTOR, sectors: self.sectors }),
             }
         };
+        let host = |what| move |source| RequestError::Host { what, source };
         match h.kind {
             VIRTIO_BLK_T_IN => {
                 if data.iter().any(|d| !d.2) {
-                    return Err("a read request with a buffer the device cannot write".into());
+                    return Err(RequestError::Direction("read"));
                 }
                 check_range(total)?;
                 let mut offset = h.sector * SECTOR;
                 for &(addr, len, _) in data {
                     let mut buf = vec![0u8; len as usize];
-                    self.file.read_exact_at(&mut buf, offset).map_err(|e| format!("host read: {e}"))?;
+                    self.file.read_exact_at(&mut buf, offset).map_err(host("read"))?;
                     if !write_buffer(mem, addr, &buf) {
-                        return Err(format!("buffer {addr:#x}+{len:#x} is not guest RAM"));
+                        return Err(RequestError::NotRam { addr, len });
                     }
                     offset += len;
                 }
@@ -143,10 +226,10 @@ impl Block {
             }
             VIRTIO_BLK_T_OUT => {
                 if self.read_only {
-                    return Err("write to a read-only disk".into());
+                    return Err(RequestError::ReadOnly);
                 }
                 if data.iter().any(|d| d.2) {
-                    return Err("a write request with a buffer the device must write".into());
+                    return Err(RequestError::Direction("write"));
                 }
                 check_range(total)?;
                 let mut offset = h.sector * SECTOR;
@@ -154,20 +237,20 @@ impl Block {
                     let mut buf = vec![0u8; len as usize];
                     let d = Desc { addr, len: len as u32, flags: 0, next: 0 };
                     if !read_buffer(mem, &d, &mut buf) {
-                        return Err(format!("buffer {addr:#x}+{len:#x} is not guest RAM"));
+                        return Err(RequestError::NotRam { addr, len });
                     }
-                    self.file.write_all_at(&buf, offset).map_err(|e| format!("host write: {e}"))?;
+                    self.file.write_all_at(&buf, offset).map_err(host("write"))?;
                     offset += len;
                 }
                 Ok(0)
             }
             VIRTIO_BLK_T_FLUSH => {
-                self.file.sync_data().map_err(|e| format!("host fdatasync: {e}"))?;
+                self.file.sync_data().map_err(host("fdatasync"))?;
                 Ok(0)
             }
             VIRTIO_BLK_T_GET_ID => {
                 let Some(&(addr, len, true)) = data.first() else {
-                    return Err("GET_ID without a buffer the device can write".into());
+                    return Err(RequestError::NoIdBuffer);
                 };
                 let mut id = [0u8; ID_BYTES];
                 id[..self.id.len()].copy_from_slice(&self.id);
@@ -175,7 +258,7 @@ impl Block {
                 write_buffer(mem, addr, &id[..n]);
                 Ok(n as u32)
             }
-            other => Err(format!("unsupported request type {other}")),
+            other => Err(RequestError::Unsupported(other)),
         }
     }
 }
@@ -240,6 +323,12 @@ impl VirtioDevice for Block {
         }
     }
 
+    fn about(&self) -> Option<String> {
+        let bytes = self.sectors * SECTOR;
+        let rw = if self.read_only { "read-only" } else { "read-write" };
+        Some(format!("{} sectors ({}), {rw}", self.sectors, crate::vmm::memory::human_size(bytes)))
+    }
+
     fn handle(&mut self, _queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
         let Some(status) = chain.last().filter(|d| d.device_writes() && d.len >= 1) else {
             let problem = Some("request without a device-writable status byte at its end".to_string());
@@ -248,19 +337,20 @@ impl VirtioDevice for Block {
         let status_addr = status.addr + status.len as u64 - 1;
         let result = match Self::header(chain, mem) {
             Some(h) => self.execute(&h, &Self::data(chain), mem),
-            None => Err("no readable 16-byte request header".into()),
+            None => Err(RequestError::NoHeader),
         };
         let (code, done) = match result {
             Ok(n) => (VIRTIO_BLK_S_OK, Completion::ok(n + 1)),
-            Err(why) if why.starts_with("unsupported") => {
+            Err(why @ RequestError::Unsupported(_)) => {
                 (VIRTIO_BLK_S_UNSUPP, Completion { written: 1, status: format!("UNSUPP: {why}"), problem: None })
             }
-            Err(why) if why.starts_with("host") => {
+            // The host failed, not the driver: no driver error event.
+            Err(why @ RequestError::Host { .. }) => {
                 (VIRTIO_BLK_S_IOERR, Completion { written: 1, status: format!("IOERR: {why}"), problem: None })
             }
             Err(why) => (
                 VIRTIO_BLK_S_IOERR,
-                Completion { written: 1, status: format!("IOERR: {why}"), problem: Some(why.clone()) },
+                Completion { written: 1, status: format!("IOERR: {why}"), problem: Some(why.to_string()) },
             ),
         };
         write_buffer(mem, status_addr, &[code as u8]);

@@ -39,28 +39,38 @@ impl Desc {
     }
 }
 
+/// What a driver got wrong in a chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("empty chain (an unreadable descriptor or indirect table)")]
+    Empty,
+    #[error(
+        "broken chain after {0} descriptors: a loop, longer than the queue, a next index out of range, or a bad \
+         indirect table"
+    )]
+    Broken(usize),
+    #[error("descriptor {index}: buffer {addr:#x}+{len:#x} is outside guest RAM")]
+    OutsideRam { index: usize, addr: u64, len: u32 },
+}
+
 /// Walks and checks a chain the queue handed over. The error says what the driver got wrong.
-pub fn read_chain(chain: DescriptorChain<&GuestMemoryMmap>, mem: &GuestMemoryMmap) -> Result<Vec<Desc>, String> {
+pub fn read_chain(chain: DescriptorChain<&GuestMemoryMmap>, mem: &GuestMemoryMmap) -> Result<Vec<Desc>, ChainError> {
     let descs: Vec<Desc> =
         chain.map(|d| Desc { addr: d.addr().0, len: d.len(), flags: d.flags(), next: d.next() }).collect();
     check(&descs, |addr, len| GuestMemoryBackend::check_range(mem, GuestAddress(addr), len as usize))
 }
 
 /// The checks on a walked chain, apart from the walk (so they are tested on their own).
-fn check(descs: &[Desc], in_ram: impl Fn(u64, u32) -> bool) -> Result<Vec<Desc>, String> {
+fn check(descs: &[Desc], in_ram: impl Fn(u64, u32) -> bool) -> Result<Vec<Desc>, ChainError> {
     let Some(last) = descs.last() else {
-        return Err("empty chain (an unreadable descriptor or indirect table)".into());
+        return Err(ChainError::Empty);
     };
     if last.flags & F_NEXT != 0 {
-        return Err(format!(
-            "broken chain after {} descriptors: a loop, longer than the queue, a next index out of range, \
-             or a bad indirect table",
-            descs.len()
-        ));
+        return Err(ChainError::Broken(descs.len()));
     }
-    for (i, d) in descs.iter().enumerate() {
+    for (index, d) in descs.iter().enumerate() {
         if d.len > 0 && !in_ram(d.addr, d.len) {
-            return Err(format!("descriptor {i}: buffer {:#x}+{:#x} is outside guest RAM", d.addr, d.len));
+            return Err(ChainError::OutsideRam { index, addr: d.addr, len: d.len });
         }
     }
     Ok(descs.to_vec())
@@ -88,9 +98,10 @@ mod tests {
     #[test]
     fn refuses_what_a_device_must_not_touch() {
         let ram = |a: u64, l: u32| a + l as u64 <= 0x10000;
-        assert!(check(&[], ram).unwrap_err().contains("empty"));
-        assert!(check(&[d(0, 16, F_NEXT)], ram).unwrap_err().contains("broken chain"));
-        assert!(check(&[d(0, 16, F_NEXT), d(0xffff, 2, F_WRITE)], ram).unwrap_err().contains("descriptor 1"));
+        assert_eq!(check(&[], ram), Err(ChainError::Empty));
+        assert!(check(&[d(0, 16, F_NEXT)], ram).unwrap_err().to_string().contains("broken chain"));
+        let outside = check(&[d(0, 16, F_NEXT), d(0xffff, 2, F_WRITE)], ram).unwrap_err();
+        assert_eq!(outside.to_string(), "descriptor 1: buffer 0xffff+0x2 is outside guest RAM");
         assert_eq!(check(&[d(0, 16, F_NEXT), d(0x100, 1, F_WRITE)], ram).unwrap().len(), 2);
         assert_eq!(d(0, 1, F_NEXT | F_WRITE).flag_names(), "NEXT|WRITE");
     }

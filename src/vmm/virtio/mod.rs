@@ -28,7 +28,7 @@ use vm_memory::GuestMemoryMmap;
 pub use blk::DiskSpec;
 pub use chain::Desc;
 pub use mmio::Transport;
-pub use set::{Extra, VirtioConfig, VirtioSet};
+pub use set::{Extra, VirtioConfig, VirtioError, VirtioSet};
 pub use view::DeviceView;
 
 /// Guest-physical address of the first device's registers (in the MMIO hole).
@@ -85,4 +85,8 @@ pub trait VirtioDevice: Send {
     }
     /// Forgets in-flight work on a device reset.
     fn reset(&mut self) {}
+    /// What the device line says of it besides its kind (a disk's capacity).
+    fn about(&self) -> Option<String> {
+        None
+    }
 }

@@ -9,7 +9,7 @@ use kvm_ioctls::{IoEventAddress, VmFd};
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::blk::{Block, DiskSpec};
+use super::blk::{Block, DiskError, DiskSpec};
 use super::console::{Console, Input};
 use super::rng::Rng;
 use super::view::DeviceView;
@@ -18,9 +18,8 @@ use super::{MAX_DEVICES, MMIO_STRIDE, Transport, VirtioDevice, slot};
 use crate::sink::ExitSink;
 use crate::sync::lock;
 use crate::trace::DeviceCounters;
-use crate::vmm::bus::Bus;
+use crate::vmm::bus::{Bus, BusError};
 use crate::vmm::clock::Clock;
-use crate::vmm::kvm::VmError;
 use crate::vmm::memory::GuestRam;
 
 /// Names on the bus of the disks, in `--disk` order.
@@ -34,6 +33,32 @@ const DISK_NAMES: [&str; 8] = [
     "virtio-blk6",
     "virtio-blk7",
 ];
+
+/// Why the virtio devices cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioError {
+    #[error("--disk given {0} times; kvmscope has room for 8")]
+    TooManyDisks(usize),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("--virtio none cannot be given with other devices ({0})")]
+    NoneWithOthers(String),
+    #[error("cannot create an eventfd for a virtio device: {0}")]
+    EventFd(std::io::Error),
+    #[error("{name}: KVM refused irqfd {irq}: {source}")]
+    Irqfd { name: &'static str, irq: u32, source: kvm_ioctls::Error },
+    #[error("{name}: KVM refused an ioeventfd (KVM_IOEVENTFD): {source}")]
+    Ioeventfd { name: &'static str, source: kvm_ioctls::Error },
+    #[error("cannot start a virtio device's worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl VirtioError {
+    /// Whether the user's options are at fault (rather than the host).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, VirtioError::TooManyDisks(_) | VirtioError::Disk(_) | VirtioError::NoneWithOthers(_))
+    }
+}
 
 /// A device besides the disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,16 +107,44 @@ impl VirtioSet {
         vm: &VmFd,
         irqchip: bool,
         console: impl Fn() -> Box<dyn Write + Send>,
-    ) -> Result<Self, VmError> {
-        let virtio = |e: String| VmError::Virtio(e);
+    ) -> Result<Self, VirtioError> {
         if config.disks.len() > DISK_NAMES.len() {
-            return Err(virtio(format!("--disk given {} times; kvmscope has room for {}", config.disks.len(), 8)));
+            return Err(VirtioError::TooManyDisks(config.disks.len()));
+        }
+        if let Some(list) = config.extra.as_ref().filter(|l| l.contains(&Extra::None) && l.len() > 1) {
+            let names: Vec<String> = list.iter().map(|e| format!("{e:?}").to_lowercase()).collect();
+            return Err(VirtioError::NoneWithOthers(names.join(",")));
         }
         let extra =
             config.extra.clone().unwrap_or_else(|| if linux { vec![Extra::Rng, Extra::Console] } else { vec![] });
         let mut devices: Vec<(&'static str, Box<dyn VirtioDevice>)> = Vec::new();
+        let mut opened: Vec<((u64, u64), bool)> = Vec::new();
         for (spec, name) in config.disks.iter().zip(DISK_NAMES) {
-            devices.push((name, Box::new(Block::open(spec).map_err(virtio)?)));
+            // The same image twice: two writable disks over one file would corrupt it.
+            let twice = |spec: &DiskSpec| {
+                let meta = std::fs::metadata(&spec.path).ok()?;
+                use std::os::unix::fs::MetadataExt;
+                opened.iter().find(|(id, _)| *id == (meta.dev(), meta.ino())).map(|(_, ro)| *ro)
+            };
+            match twice(spec) {
+                Some(ro) if !(ro && spec.read_only) => {
+                    return Err(DiskError::Twice { path: spec.path.clone() }.into());
+                }
+                Some(_) => {
+                    crate::notice::say(format!("--disk {}: given twice, read-only both times", spec.path.display()))
+                }
+                None => {}
+            }
+            let disk = Block::open(spec)?;
+            if disk.tail() > 0 {
+                crate::notice::say(format!(
+                    "--disk {}: its last {} (less than a 512-byte sector) is not part of the disk the guest sees",
+                    spec.path.display(),
+                    crate::trace::device::bytes(disk.tail())
+                ));
+            }
+            opened.push((disk.identity, spec.read_only));
+            devices.push((name, Box::new(disk)));
         }
         let mut set = Self { ioeventfd: config.ioeventfd, ..Self::default() };
         if extra.contains(&Extra::Rng) {
@@ -102,12 +155,12 @@ impl VirtioSet {
             devices.push(("virtio-console", Box::new(Console::new(console(), input.clone()))));
         }
         debug_assert!(devices.len() <= MAX_DEVICES);
-        let eventfd = |e: std::io::Error| virtio(format!("cannot create an eventfd for a virtio device: {e}"));
+        let eventfd = VirtioError::EventFd;
         for (index, (name, device)) in devices.into_iter().enumerate() {
             let (base, irq) = slot(index);
             let line = if irqchip {
                 let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(eventfd)?;
-                vm.register_irqfd(&evt, irq).map_err(|e| virtio(format!("{name}: KVM refused irqfd {irq}: {e}")))?;
+                vm.register_irqfd(&evt, irq).map_err(|source| VirtioError::Irqfd { name, irq, source })?;
                 Some(evt)
             } else {
                 None
@@ -118,7 +171,7 @@ impl VirtioSet {
                 for (q, fd) in transport.notify_fds().iter().enumerate() {
                     let addr = IoEventAddress::Mmio(base + VIRTIO_MMIO_QUEUE_NOTIFY as u64);
                     vm.register_ioevent(fd, &addr, q as u32)
-                        .map_err(|e| virtio(format!("{name}: KVM refused an ioeventfd (KVM_IOEVENTFD): {e}")))?;
+                        .map_err(|source| VirtioError::Ioeventfd { name, source })?;
                 }
             }
             let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(eventfd)?);
@@ -131,7 +184,7 @@ impl VirtioSet {
     }
 
     /// Puts every device's registers on the MMIO bus.
-    pub fn attach(&self, mmio: &mut Bus) -> Result<(), VmError> {
+    pub fn attach(&self, mmio: &mut Bus) -> Result<(), BusError> {
         for e in &self.entries {
             let name = lock(&e.transport).name();
             mmio.insert(name, e.base, MMIO_STRIDE, e.transport.clone())?;
@@ -155,8 +208,9 @@ impl VirtioSet {
             .map(|e| {
                 let t = lock(&e.transport);
                 let kind = super::features::device_name(t.device().device_id());
+                let about = t.device().about().map(|a| format!(", {a}")).unwrap_or_default();
                 format!(
-                    "{} ({kind}) at {:#x}-{:#x}, irq {}, notifications by {how}",
+                    "{} ({kind}) at {:#x}-{:#x}, irq {}{about}, notifications by {how}",
                     t.name(),
                     e.base,
                     e.base + MMIO_STRIDE - 1,

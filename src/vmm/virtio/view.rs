@@ -221,20 +221,26 @@ fn descs_lines(out: &mut Vec<ViewLine>, descs: &[Desc]) {
     }
 }
 
+/// Why `virtio NAME` has nothing to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoDevice {
+    #[error("this VM has no virtio devices (add them with --disk FILE or --virtio rng,console)")]
+    None,
+    #[error("no virtio device {name:?}; there are: {}", there.join(", "))]
+    NoSuch { name: String, there: Vec<&'static str> },
+}
+
 /// `virtio [NAME]` as text: every device in short, or one in full (QEMU's `info virtio-*`).
-pub fn virtio_text(views: &[DeviceView], name: &str) -> Result<String, String> {
+pub fn virtio_text(views: &[DeviceView], name: &str) -> Result<String, NoDevice> {
     if views.is_empty() {
-        return Err("this VM has no virtio devices (add them with --disk FILE or --virtio rng,console)".into());
+        return Err(NoDevice::None);
     }
     if name.is_empty() {
         return Ok(views.iter().map(|v| v.text(false)).collect());
     }
     match views.iter().find(|v| v.name == name) {
         Some(v) => Ok(v.text(true)),
-        None => {
-            let names: Vec<&str> = views.iter().map(|v| v.name).collect();
-            Err(format!("no virtio device {name:?}; there are: {}", names.join(", ")))
-        }
+        None => Err(NoDevice::NoSuch { name: name.to_string(), there: views.iter().map(|v| v.name).collect() }),
     }
 }
 
@@ -279,7 +285,7 @@ fn pending(t: &Transport, index: usize, q: &Queue) -> Vec<PendingChain> {
             let head = chain.head_index();
             match read_chain(chain, mem) {
                 Ok(descs) => PendingChain { head, request: t.device().describe(index as u16, &descs, mem), descs },
-                Err(why) => PendingChain { head, request: why, descs: Vec::new() },
+                Err(why) => PendingChain { head, request: why.to_string(), descs: Vec::new() },
             }
         })
         .collect()
