@@ -12,6 +12,8 @@ pub mod controller;
 pub mod debug;
 /// Guest state made readable: page walks and instruction decoding.
 pub mod decode;
+/// What each exit means: the device, the register, the value's fields, why it came out.
+pub mod explain;
 /// Files the user names, opened so that they cannot hang the run.
 pub mod files;
 /// The gdb remote stub.

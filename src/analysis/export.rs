@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use super::AnalysisError;
+use crate::explain::{Explainer, Explanation};
 use crate::recording::Record;
 use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
 
@@ -72,8 +73,10 @@ pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
     }
 }
 
-/// One exit as a JSON object (the JSON Lines schema): `"record": "exit"` and the exit's fields.
-pub fn exit_json(e: &ExitEvent) -> Value {
+/// One exit as a JSON object (the JSON Lines schema): `"record": "exit"`, the exit's fields, and
+/// what it means: `register` (empty where none) and `explain` (the device and the access in words;
+/// null for exits that are not port or MMIO accesses).
+pub fn exit_json(e: &ExitEvent, x: Option<&Explanation>) -> Value {
     let mut m = Map::new();
     m.insert("record".into(), json!("exit"));
     m.insert("seq".into(), json!(e.seq));
@@ -90,20 +93,26 @@ pub fn exit_json(e: &ExitEvent) -> Value {
             .as_ref()
             .map_or(Value::Null, |i| json!({"addr": i.addr, "bytes": i.hex().replace(' ', ""), "text": i.text})),
     );
+    m.insert("register".into(), json!(x.map_or("", |x| x.register.as_str())));
+    m.insert("explain".into(), x.map_or(Value::Null, |x| json!(explained(x))));
     Value::Object(m)
+}
+
+/// An explanation in one line: the device, then the access in words.
+pub fn explained(x: &Explanation) -> String {
+    format!("{}: {}", x.device, x.summary)
 }
 
 /// The CSV header row: `record` is `exit` or `device`; `port`, `addr` and `msr` are each set for
 /// their own kind of exit, with `dir` and `data` (an MSR's value).
-pub const CSV_HEADER: &str =
-    "record,seq,vcpu,t_ns,rip,reason,port,addr,msr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text";
+pub const CSV_HEADER: &str = "record,seq,vcpu,t_ns,rip,reason,port,addr,msr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text,register,explain";
 
 fn csv_quote(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// One exit as a CSV row.
-pub fn exit_csv(e: &ExitEvent) -> String {
+pub fn exit_csv(e: &ExitEvent, x: Option<&Explanation>) -> String {
     let none = String::new;
     let (port, addr, msr, dir, size, data) = match &e.kind {
         ExitKind::Io { port, dir, size, data, .. } => {
@@ -120,8 +129,10 @@ pub fn exit_csv(e: &ExitEvent) -> String {
     let (ia, ib, it) = e.insn.as_ref().map_or((String::new(), String::new(), String::new()), |i| {
         (i.addr.to_string(), i.hex().replace(' ', ""), i.text.clone())
     });
+    let (register, explain) =
+        x.map_or((String::new(), String::new()), |x| (csv_quote(&x.register), csv_quote(&explained(x))));
     format!(
-        "exit,{},{},{},{},{},{port},{addr},{msr},{dir},{size},{data},{},{},{ia},{ib},{}",
+        "exit,{},{},{},{},{},{port},{addr},{msr},{dir},{size},{data},{},{},{ia},{ib},{},{register},{explain}",
         e.seq,
         e.vcpu,
         e.t_ns,
@@ -134,8 +145,12 @@ pub fn exit_csv(e: &ExitEvent) -> String {
 }
 
 /// One exit as a Chrome trace event: a complete event on its vCPU's track.
-pub fn exit_chrome(e: &ExitEvent) -> Value {
+pub fn exit_chrome(e: &ExitEvent, x: Option<&Explanation>) -> Value {
     let mut args = kind_fields(&e.kind);
+    if let Some(x) = x {
+        args.insert("register".into(), json!(x.register));
+        args.insert("explain".into(), json!(explained(x)));
+    }
     args.insert("seq".into(), json!(e.seq));
     args.insert("rip".into(), json!(format!("{:#x}", e.rip)));
     if let Some(i) = &e.insn {
@@ -162,7 +177,7 @@ pub fn device_json(d: &DeviceEvent) -> Value {
 
 /// One device event as a CSV row: reason `virtio_KIND`, the device, the event in words.
 pub fn device_csv(d: &DeviceEvent) -> String {
-    format!("device,,,{},,virtio_{},,,,,,,,{},,,{}", d.t_ns, d.kind.name(), d.device, csv_quote(&d.to_string()))
+    format!("device,,,{},,virtio_{},,,,,,,,{},,,{},,", d.t_ns, d.kind.name(), d.device, csv_quote(&d.to_string()))
 }
 
 /// One device event as a Chrome trace event on the devices' track `tid`: a completed request
@@ -227,6 +242,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
         }
         Format::Jsonl | Format::Folded => {}
     }
+    let mut explainer = Explainer::default();
     let read = super::read_all_warning(&args.file, |r| {
         let e = match r {
             Record::Exit(e) => e,
@@ -252,16 +268,17 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
             }
             _ => return,
         };
+        let x = explainer.explain(&e);
         match args.format {
-            Format::Jsonl => write(&mut out, &format!("{}\n", exit_json(&e))),
-            Format::Csv => write(&mut out, &format!("{}\n", exit_csv(&e))),
+            Format::Jsonl => write(&mut out, &format!("{}\n", exit_json(&e, x.as_ref()))),
+            Format::Csv => write(&mut out, &format!("{}\n", exit_csv(&e, x.as_ref()))),
             Format::Chrome => {
                 if seen_vcpus.insert(e.vcpu) {
                     let meta = json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}});
                     write(&mut out, &format!("{}{meta}", if first { "" } else { ",\n" }));
                     first = false;
                 }
-                write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e)));
+                write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e, x.as_ref())));
                 first = false;
             }
             Format::Folded => {}
@@ -297,18 +314,22 @@ mod tests {
             insn: Some(std::sync::Arc::new(Insn { addr: 0x1004, bytes: vec![0xee], text: "out dx,al".into() })),
             cost_ns: 1500,
         };
-        let j = exit_json(&e);
+        let x = Explainer::default().explain(&e);
+        let j = exit_json(&e, x.as_ref());
         assert_eq!(j["port"], 0x3f8);
         assert_eq!(j["dir"], "out");
         assert_eq!(j["insn"]["bytes"], "ee");
-        assert_eq!(exit_csv(&e), "exit,3,1,2500,4101,io,1016,,,out,1,65,1500,serial,4100,ee,\"out dx,al\"");
-        assert_eq!(j["record"], "exit");
+        assert_eq!(
+            exit_csv(&e, x.as_ref()),
+            "exit,3,1,2500,4101,io,1016,,,out,1,65,1500,serial,4100,ee,\"out dx,al\",THR,16550 UART (COM1): THR write 0x41: transmit 'A'"
+        );
+        assert_eq!((j["record"].as_str(), j["register"].as_str()), (Some("exit"), Some("THR")));
+        assert_eq!(j["explain"], "16550 UART (COM1): THR write 0x41: transmit 'A'");
         let msr =
             ExitEvent { kind: ExitKind::Msr { index: 0x277, dir: Dir::Out, data: 0x0407 }, insn: None, ..e.clone() };
-        assert_eq!(exit_csv(&msr), "exit,3,1,2500,4101,x86_wrmsr,,,631,write,8,1031,1500,serial,,,");
-        assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&msr).split(',').count());
-        assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&e).split(',').count() - 1, "the quoted comma");
-        let c = exit_chrome(&e);
+        assert_eq!(exit_csv(&msr, None), "exit,3,1,2500,4101,x86_wrmsr,,,631,write,8,1031,1500,serial,,,,,");
+        assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&msr, None).split(',').count());
+        let c = exit_chrome(&e, x.as_ref());
         assert_eq!((c["ph"].as_str(), c["tid"].as_u64(), c["ts"].as_f64()), (Some("X"), Some(1), Some(2.5)));
     }
 

@@ -56,7 +56,7 @@ pub fn symbols(
         ));
     }
     let symbols = Symbols::from_bytes(&bytes);
-    if !symbols.has_functions() {
+    if symbols.is_empty() {
         return Err(GuestImageError::Symbols(SymbolsError::NoFunctions(path)).into());
     }
     Ok((symbols, warnings))

@@ -10,6 +10,8 @@ use serde_json::json;
 use super::AnalysisError;
 use super::profile::RipProfile;
 use crate::decode::symbols::Symbols;
+use crate::explain::Explainer;
+use crate::explain::coverage::Coverage;
 use crate::recording::{Record, TraceHeader};
 use crate::summary::{Ending, Selection, Summary};
 use crate::trace::{Counters, DeviceCounters, Dir, ExitKind};
@@ -33,7 +35,8 @@ pub struct StatsArgs {
     /// Only exits before this many seconds into the run.
     #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = crate::headless::parse_seconds)]
     pub to: Option<f64>,
-    /// Group by exit reason (the run's summary), or by the guest function that made the exits.
+    /// Group by exit reason (the run's summary), by the guest function that made the exits, or by
+    /// device register (coverage).
     #[arg(long, value_enum, default_value = "reason")]
     pub by: By,
     /// The guest's symbols for `--by symbol` (an ELF image, vmlinux or System.map); default: the
@@ -47,6 +50,9 @@ pub struct StatsArgs {
 pub enum By {
     Reason,
     Symbol,
+    /// Device register coverage: per device and register, reads, writes, distinct values
+    /// written, the first and last exit.
+    Register,
 }
 
 /// Counters of a recording, as the run counted them.
@@ -71,6 +77,8 @@ pub struct RecordedRun {
     pub header: TraceHeader,
     /// The vCPUs that made exits, whatever the selection.
     pub vcpus_seen: BTreeSet<u32>,
+    /// Device register coverage (`--by register`), in the selection.
+    pub coverage: Coverage,
     pub last_t_ns: u64,
 }
 
@@ -108,8 +116,12 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         dirty: None,
         header: TraceHeader::default(),
         vcpus_seen: BTreeSet::new(),
+        coverage: Coverage::default(),
         last_t_ns: 0,
     };
+    // Explained in time order, every exit (device state follows the whole run), counted in the
+    // selection.
+    let mut explainer = (args.by == By::Register).then(Explainer::default);
     let reader = super::read_all_warning(&args.file, |r| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
@@ -117,7 +129,13 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
             if let (Some("debug-exit"), ExitKind::Io { dir: Dir::Out, data, .. }) = (e.device, &e.kind) {
                 run.debug_exit = Some(*data as u32);
             }
-            if args.vcpu.is_none_or(|v| v == e.vcpu) && (from..to).contains(&e.t_ns) {
+            let selected = args.vcpu.is_none_or(|v| v == e.vcpu) && (from..to).contains(&e.t_ns);
+            if let Some(x) = explainer.as_mut().and_then(|x| x.explain(&e)) {
+                if let (true, ExitKind::Io { dir, data, .. } | ExitKind::Mmio { dir, data, .. }) = (selected, &e.kind) {
+                    run.coverage.record(&e, &x, *dir == Dir::Out, *data);
+                }
+            }
+            if selected {
                 run.counters.record(&e);
                 run.per_vcpu.entry(e.vcpu).or_default().record(&e);
                 run.profile.record(&e);
@@ -190,6 +208,14 @@ impl RecordedRun {
 /// Runs the command.
 pub fn run(args: &StatsArgs) -> Result<(), AnalysisError> {
     let run = count(args)?;
+    if args.by == By::Register {
+        let text = if args.json {
+            format!("{}\n", json!({ "by_register": run.coverage.json() }))
+        } else {
+            format!("# Device register coverage ({} exits)\n{}", run.counters.total.count, run.coverage.text())
+        };
+        return super::emit(&text);
+    }
     if args.by == By::Symbol {
         let (symbols, warnings) = super::guest_image::symbols(&args.file, &run.header, args.symbols.as_deref())?;
         for w in warnings {

@@ -44,11 +44,6 @@ impl Symbols {
         Ok(symbols)
     }
 
-    /// Whether any function is named.
-    pub fn has_functions(&self) -> bool {
-        !self.funcs.is_empty()
-    }
-
     /// The symbols of an image in memory (none when it has none). The ELF parser wants its
     /// headers aligned, which bytes from `include_bytes!` are not: it reads a heap copy.
     pub fn from_bytes(bytes: &[u8]) -> Self {

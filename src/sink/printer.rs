@@ -7,18 +7,21 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::ExitSink;
+use crate::explain::{Explainer, Explanation};
 use crate::sync::lock;
 use crate::trace::{DeviceEvent, ExitEvent};
 
-/// One line per exit: sequence, vCPU, time, RIP, reason, payload, instruction, handling time.
-pub fn line(e: &ExitEvent) -> String {
+/// One line per exit: sequence, vCPU, time, RIP, reason, payload, instruction, what it means
+/// (`explained`: the device and the access in words), handling time.
+pub fn line(e: &ExitEvent, explained: Option<&Explanation>) -> String {
     let insn = match &e.insn {
         Some(i) if i.addr == e.rip => format!("  {}", i.text),
         Some(i) => format!("  {} @{:#x}", i.text, i.addr),
         None => String::new(),
     };
+    let explained = explained.map_or(String::new(), |x| format!("  | {}: {}", x.device, x.summary));
     format!(
-        "#{:<8} vcpu{} {:>12.6}s rip {:#018x} {:<14} {}{}  [{}ns]",
+        "#{:<8} vcpu{} {:>12.6}s rip {:#018x} {:<14} {}{}{explained}  [{}ns]",
         e.seq,
         e.vcpu,
         e.t_ns as f64 / 1e9,
@@ -46,6 +49,8 @@ pub struct TracePrinter<W: Write + Send> {
 
 struct Lines<W> {
     out: W,
+    /// Explains each exit, in the order they are printed.
+    explainer: Explainer,
     /// Device events not yet printed, oldest first, with when each came.
     held: VecDeque<(DeviceEvent, Instant)>,
     /// Writing failed (the reader went away): nothing more is formatted.
@@ -74,7 +79,7 @@ impl<W: Write> Lines<W> {
 
 impl<W: Write + Send> TracePrinter<W> {
     pub fn new(out: W) -> Self {
-        Self { out: Mutex::new(Lines { out, held: VecDeque::new(), failed: false }) }
+        Self { out: Mutex::new(Lines { out, explainer: Explainer::default(), held: VecDeque::new(), failed: false }) }
     }
 
     /// Prints the device events that have waited long enough (call it now and then).
@@ -96,7 +101,8 @@ impl<W: Write + Send> ExitSink for TracePrinter<W> {
         let mut out = lock(&self.out);
         out.release(|e, _| e.t_ns < event.t_ns);
         if !out.failed {
-            out.write(&line(event));
+            let explained = out.explainer.explain(event);
+            out.write(&line(event, explained.as_ref()));
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod crash;
 pub mod kvm;
+pub mod registers;
 pub mod self_profile;
 pub mod table;
 
@@ -126,6 +127,7 @@ impl Summary<'_> {
             self.elapsed_ns as f64 / 1e9
         );
         out.push_str(&table::table(self.counters));
+        out.push_str(&registers::text(self.counters));
         if self.per_vcpu.len() > 1 || self.selection.vcpu.is_some() {
             let total = &self.counters.total;
             let _ = writeln!(out, "\n{:>22} {:>10} {:>9} {:>9}", "VCPU", "Samples", "Samples%", "Time%");
@@ -153,13 +155,15 @@ impl Summary<'_> {
         out
     }
 
-    /// The JSON summary: `exits`, `by_reason`, `io`, `mmio`, `msr` and their times; `status`,
+    /// The JSON summary: `exits`, `by_reason`, `io`, `mmio`, `msr` and their times, `by_register`
+    /// (the port and MMIO exits by device and register); `status`,
     /// `end`, `end_detail` (and `debug_exit`: the value the guest wrote and the full status
     /// `(value << 1) | 1`, of which `status` is the low 8 bits); `elapsed_ns`; `selection`;
     /// `per_vcpu` (a list of `{vcpu, exits, by_reason}`); `kvm`; `virtio`; and, when the run had
     /// them, `kernel_events`, `dirty_log` and `self_profile`.
     pub fn json(&self) -> Value {
         let mut v = table::json(self.counters);
+        v.insert("by_register".into(), registers::json(self.counters));
         let e = &self.ending;
         v.insert("status".into(), json!(e.status));
         v.insert("end".into(), json!(e.name));

@@ -15,6 +15,7 @@ use super::panes::code::CodePane;
 use super::panes::console::ConsolePane;
 use super::panes::device_events::DeviceEventsPane;
 use super::panes::exits::ExitsPane;
+use super::panes::inspector::Inspector;
 use super::panes::memmap::MemMapPane;
 use super::panes::memory::{MemoryPane, MemoryTarget};
 use super::panes::profile::ProfilePane;
@@ -38,6 +39,8 @@ pub enum InputMode {
     Filter(String),
     /// The help overlay is open.
     Help,
+    /// The exit inspector is open.
+    Inspect,
 }
 
 /// What the runner must do for the user.
@@ -119,6 +122,10 @@ pub struct App {
     pub help_scroll: u16,
     /// Where gdb can attach (`--gdb`): "target remote ADDR".
     pub gdb: Option<String>,
+    /// The exit inspector, while open.
+    pub inspector: Option<Inspector>,
+    /// Recorded call stacks by exit (a replay of a `--stacks` recording).
+    pub stacks: std::collections::HashMap<u64, Vec<u64>>,
 }
 
 impl App {
@@ -148,6 +155,8 @@ impl App {
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             help_scroll: 0,
             gdb: None,
+            inspector: None,
+            stacks: Default::default(),
         }
     }
 
@@ -258,6 +267,17 @@ impl App {
             return vec![Action::Quit];
         }
         match std::mem::replace(&mut self.input, InputMode::Normal) {
+            InputMode::Inspect => {
+                // Scrolling keys move the inspector; any other key closes it.
+                match (self.inspector.as_mut(), super::panes::scroll_rows(key.code)) {
+                    (Some(i), Some(rows)) => {
+                        i.scroll = (i.scroll as i32 - rows.clamp(-1000, 1000) as i32).clamp(0, u16::MAX as i32) as u16;
+                        self.input = InputMode::Inspect;
+                    }
+                    _ => self.inspector = None,
+                }
+                Vec::new()
+            }
             InputMode::Help => {
                 // Scrolling keys move the help; any other key closes it.
                 if let Some(rows) = super::panes::scroll_rows(key.code) {
@@ -443,6 +463,10 @@ impl App {
                     self.open_selected_buffer();
                     return Vec::new();
                 }
+                if self.focus == PaneId::Exits && code == KeyCode::Enter {
+                    self.open_inspector();
+                    return Vec::new();
+                }
                 let taken = (self.focus == PaneId::Stats && self.stats.on_scroll_key(code))
                     || (self.focus == PaneId::Memory && self.memory.on_key(code))
                     || (self.focus == PaneId::MemMap && self.memmap.on_key(code))
@@ -456,6 +480,17 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    /// Opens the exit inspector on the exit under the exits pane's cursor (or the newest).
+    pub fn open_inspector(&mut self) {
+        let Some((e, x)) = self.exits.chosen().and_then(|seq| self.exits.find(seq)) else {
+            self.say("no exit to inspect yet", true);
+            return;
+        };
+        let stack = self.stacks.get(&e.seq).map(Vec::as_slice);
+        self.inspector = Some(Inspector::of(e, x, &self.profile.symbols, stack));
+        self.input = InputMode::Inspect;
     }
 
     fn open_help(&mut self) {
@@ -610,12 +645,17 @@ mod tests {
         app.on_key(key(KeyCode::Char('f')));
         assert_eq!(app.exits.visible().count(), 15);
         app.on_key(key(KeyCode::Up));
+        assert_eq!((app.exits.scroll, app.exits.selected), (1, Some(13)), "back a row, the cursor on it");
         app.on_key(key(KeyCode::Up));
-        assert_eq!(app.exits.scroll, 2);
+        assert_eq!((app.exits.scroll, app.exits.selected), (2, Some(12)), "the cursor moves, the view follows it");
+        app.on_key(key(KeyCode::Down));
+        assert_eq!((app.exits.scroll, app.exits.selected), (1, Some(13)));
         app.on_key(key(KeyCode::Home));
         assert_eq!(app.exits.scroll, 14);
+        app.on_key(key(KeyCode::Up));
+        assert_eq!(app.exits.selected, Some(0), "off the pane, the cursor starts again on its bottom row");
         app.on_key(key(KeyCode::End));
-        assert_eq!(app.exits.scroll, 0);
+        assert_eq!((app.exits.scroll, app.exits.selected), (0, None));
     }
 
     #[test]

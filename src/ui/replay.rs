@@ -12,6 +12,7 @@ use super::panes::exits::HISTORY;
 use super::screen::PaneId;
 use super::{terminal, view};
 use crate::analysis::profile::RipProfile;
+use crate::explain::{Explainer, Explanation};
 use crate::recording::format::StopRecord;
 use crate::recording::{ReadError, Record, TraceHeader};
 use crate::trace::{Counters, DeviceCounters, DeviceEvent, ExitEvent};
@@ -30,6 +31,11 @@ pub struct Replay {
     counted: usize,
     counters: Counters,
     profile: RipProfile,
+    /// What each exit means, for the exits up to the furthest the cursor has been.
+    explained: Vec<Option<Explanation>>,
+    explainer: Explainer,
+    /// The recorded call stacks (`--stacks`), by the sequence number of their exit.
+    pub stacks: std::collections::HashMap<u64, Vec<u64>>,
 }
 
 impl Replay {
@@ -46,6 +52,9 @@ impl Replay {
             counted: 0,
             counters: Counters::default(),
             profile: RipProfile::default(),
+            explained: Vec::new(),
+            explainer: Explainer::default(),
+            stacks: Default::default(),
         };
         let recording = crate::analysis::read_all(path, |rec| match rec {
             Record::Exit(e) => r.exits.push(e),
@@ -53,7 +62,10 @@ impl Replay {
             Record::Stop(s) => r.stops.push(s),
             Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
             Record::Device(d) => r.devices.push(d),
-            Record::Kvm { .. } | Record::Stack(_) | Record::Kernel { .. } | Record::Dirty { .. } => {}
+            Record::Stack(st) => {
+                r.stacks.insert(st.seq, st.frames);
+            }
+            Record::Kvm { .. } | Record::Kernel { .. } | Record::Dirty { .. } => {}
         })?;
         r.header = recording.reader.header.clone();
         Ok((r, recording.damage))
@@ -70,6 +82,14 @@ impl Replay {
             self.profile.record(e);
         }
         self.counted = upto;
+    }
+
+    /// Explains the exits up to the cursor (once each, in order: device state follows the run).
+    fn explain_to_cursor(&mut self) {
+        while self.explained.len() <= self.cursor.min(self.exits.len().saturating_sub(1)) {
+            let x = self.explainer.explain(&self.exits[self.explained.len()]);
+            self.explained.push(x);
+        }
     }
 
     /// Counters of the exits up to and including the cursor.
@@ -114,7 +134,10 @@ impl Replay {
     pub fn show(&mut self, app: &mut App) {
         let Some(now) = self.exits.get(self.cursor).cloned() else { return };
         let start = (self.cursor + 1).saturating_sub(HISTORY);
-        app.exits.replace(self.exits[start..=self.cursor].iter().cloned());
+        self.explain_to_cursor();
+        let window =
+            self.exits[start..=self.cursor].iter().cloned().zip(self.explained[start..=self.cursor].iter().cloned());
+        app.exits.replace(window);
         self.count_to_cursor();
         app.stats.counters = self.counters.clone();
         app.profile.profile = self.profile.clone();
@@ -197,6 +220,7 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         (None, Some(note)) => app.say(note, true),
         (None, None) => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
     }
+    app.stacks = std::mem::take(&mut replay.stacks);
     replay.show(&mut app);
     while !app.quit {
         let total = replay.exits.len();

@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::app::{App, InputMode, RunState};
-use super::panes::{code, console, device_events, exits, help, memmap, memory, profile, registers, stats, virtio};
+use super::panes::{
+    code, console, device_events, exits, help, inspector, memmap, memory, profile, registers, stats, virtio,
+};
 use super::screen::{PaneId, WIDE_MIN};
 use super::status;
 use super::theme::Theme;
@@ -16,7 +18,7 @@ fn render_pane(f: &mut Frame, pane: PaneId, area: Rect, app: &App, theme: &Theme
     let focused = app.focus == pane;
     match pane {
         PaneId::Exits => exits::render(f, area, &app.exits, app.stats.counters.total.count, focused, theme),
-        PaneId::Stats => stats::render(f, area, &app.stats, focused, theme),
+        PaneId::Stats => stats::render(f, area, (&app.stats, &app.exits.coverage), focused, theme),
         PaneId::Registers => {
             let ended = app.state.is_over();
             registers::render(f, area, (&app.registers, app.stop.as_ref(), app.vcpu, ended), focused, theme)
@@ -72,6 +74,9 @@ pub fn draw(f: &mut Frame, app: &App) -> Vec<(PaneId, Rect)> {
     status::render(f, status_area, app, &theme);
     if app.input == InputMode::Help {
         help::render(f, area, app.help_scroll, &theme);
+    }
+    if let (InputMode::Inspect, Some(i)) = (&app.input, &app.inspector) {
+        inspector::render(f, area, i, &theme);
     }
     placed
 }

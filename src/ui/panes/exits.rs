@@ -1,5 +1,7 @@
 //! The live exit stream: newest at the bottom, followed unless scrolled back or frozen (`f`),
-//! filtered by an exit spec (`/`).
+//! filtered by an exit spec (`/`). Each exit is explained as it arrives (the device and register
+//! it touched); once the view is scrolled back or frozen, the arrows move a cursor over the rows
+//! and Enter opens the exit inspector on the one under it.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -12,6 +14,8 @@ use ratatui::widgets::Paragraph;
 
 use super::{frame, hard_wrap, scroll_rows};
 use crate::debug::ExitSpec;
+use crate::explain::coverage::Coverage;
+use crate::explain::{Explainer, Explanation};
 use crate::trace::ExitEvent;
 use crate::ui::theme::Theme;
 
@@ -22,6 +26,14 @@ pub const HISTORY: usize = 5000;
 #[derive(Debug, Default)]
 pub struct ExitsPane {
     events: VecDeque<ExitEvent>,
+    /// What each event means, beside it (port and MMIO exits).
+    explained: VecDeque<Option<Explanation>>,
+    /// Explains the events in the order they arrive.
+    explainer: Explainer,
+    /// The exit under the cursor, by sequence number.
+    pub selected: Option<u64>,
+    /// Device register coverage of every exit received (not only those kept).
+    pub coverage: Coverage,
     /// Events the live feed dropped because the view was behind.
     pub dropped: u64,
     /// Rows scrolled back from the newest (0 = follow the newest). While scrolled back the view
@@ -35,26 +47,80 @@ pub struct ExitsPane {
 }
 
 impl ExitsPane {
-    /// Adds events from the live feed (the oldest fall out of the history).
+    /// Adds events from the live feed (the oldest fall out of the history), explaining each.
     pub fn push(&mut self, events: impl IntoIterator<Item = ExitEvent>) {
         for e in events {
-            if self.events.len() == HISTORY {
-                self.events.pop_front();
-            }
-            // Scrolled back: the rows shown stay where they are.
-            if self.scroll > 0 && self.shows(&e) {
-                self.scroll += 1;
-            }
-            self.events.push_back(e);
+            let x = self.explainer.explain(&e);
+            self.push_explained(e, x);
         }
         self.scroll = self.scroll.min(self.max_scroll());
     }
 
-    /// Shows exactly these events, following the newest (replay).
-    pub fn replace(&mut self, events: impl IntoIterator<Item = ExitEvent>) {
+    fn push_explained(&mut self, e: ExitEvent, x: Option<Explanation>) {
+        if self.events.len() == HISTORY {
+            self.events.pop_front();
+            self.explained.pop_front();
+        }
+        // Scrolled back: the rows shown stay where they are.
+        if self.scroll > 0 && self.shows(&e) {
+            self.scroll += 1;
+        }
+        if let (
+            Some(x),
+            crate::trace::ExitKind::Io { dir, data, .. } | crate::trace::ExitKind::Mmio { dir, data, .. },
+        ) = (&x, &e.kind)
+        {
+            self.coverage.record(&e, x, *dir == crate::trace::Dir::Out, *data);
+        }
+        self.events.push_back(e);
+        self.explained.push_back(x);
+    }
+
+    /// Shows exactly these events, explained already, the newest under the cursor (replay).
+    pub fn replace(&mut self, events: impl IntoIterator<Item = (ExitEvent, Option<Explanation>)>) {
         self.events.clear();
+        self.explained.clear();
+        self.coverage = Coverage::default();
         self.scroll = 0;
-        self.push(events);
+        for (e, x) in events {
+            self.push_explained(e, x);
+        }
+        self.selected = self.events.back().map(|e| e.seq);
+    }
+
+    /// The exit with sequence number `seq`, and what it means, if it is kept.
+    pub fn find(&self, seq: u64) -> Option<(&ExitEvent, Option<&Explanation>)> {
+        let i = self.events.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        Some((&self.events[i], self.explained[i].as_ref()))
+    }
+
+    /// The exit the inspector opens on: the one under the cursor, else the newest shown.
+    pub fn chosen(&self) -> Option<u64> {
+        self.selected.or_else(|| self.visible().next_back().map(|e| e.seq))
+    }
+
+    /// Moves the cursor one row up (`up`) or down among the rows shown, scrolling to keep it in
+    /// the pane; from outside the pane (or from nowhere) it starts on the bottom row.
+    fn move_cursor(&mut self, up: bool) {
+        let seqs: Vec<u64> = self.visible().map(|e| e.seq).collect();
+        if seqs.is_empty() {
+            return;
+        }
+        let rows = self.rows_shown.get().max(1);
+        let bottom = seqs.len() - 1 - self.scroll.min(seqs.len() - 1);
+        let top = bottom.saturating_sub(rows - 1);
+        let at = self.selected.and_then(|s| seqs.iter().position(|&x| x == s)).filter(|i| (top..=bottom).contains(i));
+        let Some(at) = at else {
+            self.selected = Some(seqs[bottom]);
+            return;
+        };
+        let to = if up { at.saturating_sub(1) } else { (at + 1).min(seqs.len() - 1) };
+        self.selected = Some(seqs[to]);
+        if to < top {
+            self.scroll += top - to;
+        } else if to > bottom {
+            self.scroll = self.scroll.saturating_sub(to - bottom);
+        }
     }
 
     /// Every event kept, oldest first.
@@ -97,24 +163,49 @@ impl ExitsPane {
         self.scroll = (self.scroll as isize).saturating_add(rows).clamp(0, max as isize) as usize;
     }
 
-    /// The keys this pane takes; false for any other.
+    /// The keys this pane takes; false for any other. Following the newest, Up scrolls back a
+    /// row and puts the cursor on the bottom one; scrolled back or frozen, the arrows move it.
     pub fn on_key(&mut self, code: KeyCode) -> bool {
+        let held = self.scroll > 0 || self.frozen.is_some();
         match (code, scroll_rows(code)) {
+            (KeyCode::Up | KeyCode::Down, _) if held => self.move_cursor(code == KeyCode::Up),
+            (KeyCode::Up, _) => {
+                self.scroll_by(1);
+                self.selected = None;
+                self.move_cursor(true);
+            }
             (_, Some(rows)) => self.scroll_by(rows),
-            (KeyCode::End, None) => self.scroll = 0,
+            (KeyCode::End, None) => {
+                self.scroll = 0;
+                self.selected = None;
+            }
             _ => return false,
         }
         true
     }
 }
 
-/// One exit's cells: seq, vCPU, reason, RIP, port or address with data, instruction.
-fn cells(e: &ExitEvent) -> [String; 6] {
+/// One exit's cells: seq, vCPU, reason, RIP, port or address with data, device and register (with
+/// what the access means when `wide`), instruction.
+fn cells(e: &ExitEvent, x: Option<&Explanation>, wide: bool) -> [String; 7] {
     let insn = e.insn.as_ref().map(|i| i.text.clone()).unwrap_or_default();
-    [e.seq.to_string(), e.vcpu.to_string(), e.kind.reason().to_string(), format!("{:#x}", e.rip), e.detail(), insn]
+    let device = match x {
+        Some(x) if wide && !x.meaning().is_empty() => format!("{}: {}", x.short(), x.meaning()),
+        Some(x) => x.short(),
+        None => String::new(),
+    };
+    [
+        e.seq.to_string(),
+        e.vcpu.to_string(),
+        e.kind.reason().to_string(),
+        format!("{:#x}", e.rip),
+        e.detail(),
+        device,
+        insn,
+    ]
 }
 
-const HEADER: [&str; 6] = ["seq", "cpu", "reason", "rip", "port/address  data", "instruction"];
+const HEADER: [&str; 7] = ["seq", "cpu", "reason", "rip", "port/address  data", "device/register", "instruction"];
 
 /// Draws the list; `total` is the number of exits counted so far. Columns are as wide as what
 /// they hold (nothing is cut); where a row does not fit the width, its instruction goes on a line
@@ -137,10 +228,21 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
     f.render_widget(block, area);
     let room = inner.height.saturating_sub(1) as usize;
     let width = inner.width as usize;
-    // The rows that can show, newest last; widths from them.
-    let candidates: Vec<[String; 6]> = pane.visible().rev().skip(pane.scroll).take(room).map(cells).collect();
-    let mut widths: [usize; 5] = std::array::from_fn(|i| HEADER[i].len().min(if i == 4 { 4 } else { 6 }));
-    for c in &candidates {
+    // The rows that can show, newest last; widths from them. From 140 columns the device column
+    // says what the access means too.
+    let wide = width >= 140;
+    let candidates: Vec<(u64, [String; 7])> = pane
+        .events
+        .iter()
+        .zip(&pane.explained)
+        .filter(|(e, _)| pane.shows(e))
+        .rev()
+        .skip(pane.scroll)
+        .take(room)
+        .map(|(e, x)| (e.seq, cells(e, x.as_ref(), wide)))
+        .collect();
+    let mut widths: [usize; 6] = std::array::from_fn(|i| HEADER[i].len().min(if i >= 4 { 4 } else { 6 }));
+    for (_, c) in &candidates {
         for (w, cell) in widths.iter_mut().zip(c.iter()) {
             *w = (*w).max(cell.chars().count());
         }
@@ -149,16 +251,20 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
     let pad = |i: usize, text: &str| format!("{text:<w$} ", w = widths[i]);
     let mut rows: Vec<Vec<Line>> = Vec::new();
     let mut used = 0;
-    for c in &candidates {
+    for (seq, c) in &candidates {
         let mut spans = vec![
             Span::raw(pad(0, &c[0])),
             Span::raw(pad(1, &c[1])),
             Span::styled(pad(2, &c[2]), theme.reason(&c[2])),
             Span::raw(pad(3, &c[3])),
             Span::raw(pad(4, &c[4])),
+            Span::styled(pad(5, &c[5]), theme.dim()),
         ];
-        let insn = Span::styled(c[5].clone(), theme.instruction());
-        let row = if lead + c[5].chars().count() <= width {
+        if pane.selected == Some(*seq) {
+            spans = spans.into_iter().map(|s| s.style(theme.current())).collect();
+        }
+        let insn = Span::styled(c[6].clone(), theme.instruction());
+        let row = if lead + c[6].chars().count() <= width {
             spans.push(insn);
             hard_wrap(spans, width)
         } else {
@@ -173,7 +279,7 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
         rows.push(row);
     }
     pane.rows_shown.set(rows.len().max(1));
-    let header: String = (0..5).map(|i| pad(i, HEADER[i])).collect::<String>() + HEADER[5];
+    let header: String = (0..6).map(|i| pad(i, HEADER[i])).collect::<String>() + HEADER[6];
     let mut lines = hard_wrap(vec![Span::styled(header, theme.header())], width);
     lines.truncate(1);
     lines.extend(rows.into_iter().rev().flatten());

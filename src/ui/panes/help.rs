@@ -17,8 +17,9 @@ Keys
              4 devices (virtqueues, device events, a buffer in memory),
              5 profile (exits by guest function; t sorts by exits or time)
   /          filter exits: io PORT | mmio ADDR[-END] | reason NAME
-  f          freeze the exit view (the guest runs on)
-  o          sort stats by rate or total   x      port/MMIO breakdown in stats
+  f          freeze the exit view (the guest runs on); arrows then move a row
+  Enter      inspect the exit under the cursor: device, register, fields, why
+  o          sort stats by rate or total  x  stats by port, register, or not
   arrows     scroll the focused pane (pgup/pgdn home/end; the stats pane too)
   ?          this help (arrows scroll it, any other key closes it)
   :          command line

@@ -6,6 +6,7 @@ pub mod console;
 pub mod device_events;
 pub mod exits;
 pub mod help;
+pub mod inspector;
 pub mod memmap;
 pub mod memory;
 pub mod profile;

@@ -1,5 +1,6 @@
 //! kvm_stat's view: Event, Total, %Total, CurAvg/s per reason (sorted by rate or total), handling
-//! time, a sparkline of the exit rate, and the breakdown per port and MMIO address.
+//! time, a sparkline of the exit rate, and the breakdown per port and MMIO address or, after `x`,
+//! per device register (its coverage: reads, writes, distinct values written).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 
 use super::frame;
+use crate::explain::coverage::Coverage;
 use crate::summary::{busiest, kvm_shown, micros, percent};
 use crate::trace::{Counters, DeviceCounters, Stat};
 use crate::ui::command::SortBy;
@@ -99,14 +101,24 @@ impl KvmSection {
     }
 }
 
+/// What the stats pane breaks the exits down by, below the reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breakdown {
+    /// By port and MMIO address, with handling times.
+    Ports,
+    /// By device and register: reads, writes, distinct values written.
+    Registers,
+    Off,
+}
+
 /// The stats pane's state: the counters it shows, their rates, and how.
 #[derive(Debug)]
 pub struct StatsPane {
     pub counters: Counters,
     pub rates: Rates,
     pub sort: SortBy,
-    /// Show the per-port and per-address breakdown (`x`).
-    pub breakdown: bool,
+    /// The breakdown below the reasons (`x` cycles it).
+    pub breakdown: Breakdown,
     /// KVM's own counters, below kvmscope's.
     pub kvm: KvmSection,
     /// The virtio devices' events, counted: notifications by how they came.
@@ -149,7 +161,7 @@ impl Default for StatsPane {
             counters: Counters::default(),
             rates: Rates::default(),
             sort: SortBy::Rate,
-            breakdown: true,
+            breakdown: Breakdown::Ports,
             kvm: KvmSection::default(),
             virtio: DeviceCounters::default(),
             kernel: KernelSection::default(),
@@ -169,7 +181,13 @@ impl StatsPane {
     pub fn on_key(&mut self, code: KeyCode) -> bool {
         match code {
             KeyCode::Char('o') => self.sort = if self.sort == SortBy::Rate { SortBy::Total } else { SortBy::Rate },
-            KeyCode::Char('x') => self.breakdown = !self.breakdown,
+            KeyCode::Char('x') => {
+                self.breakdown = match self.breakdown {
+                    Breakdown::Ports => Breakdown::Registers,
+                    Breakdown::Registers => Breakdown::Off,
+                    Breakdown::Off => Breakdown::Ports,
+                }
+            }
             _ => return false,
         }
         true
@@ -219,7 +237,7 @@ struct Section {
 
 /// The pane's tables, top to bottom, each with its own header and columns: the exits by reason
 /// (kvm_stat's), by port and MMIO address, and what KVM and the devices counted themselves.
-fn sections(pane: &StatsPane, fit: usize, theme: &Theme) -> Vec<Section> {
+fn sections(pane: &StatsPane, coverage: &Coverage, fit: usize, theme: &Theme) -> Vec<Section> {
     let total = pane.counters.total;
     let mut reasons: Vec<(&'static str, Stat)> = pane.counters.reasons_sorted().into_iter().collect();
     match pane.sort {
@@ -247,7 +265,23 @@ fn sections(pane: &StatsPane, fit: usize, theme: &Theme) -> Vec<Section> {
         rows: by_reason,
         times: 3,
     }];
-    if pane.breakdown {
+    if pane.breakdown == Breakdown::Registers {
+        let mut busiest: Vec<_> = coverage.rows.iter().collect();
+        busiest.sort_by_key(|(_, u)| std::cmp::Reverse(u.reads + u.writes));
+        let rows: Vec<StatsRow> = busiest
+            .into_iter()
+            .take(fit)
+            .map(|((device, register), u)| {
+                let name = format!("{} {register}", crate::explain::tag(device));
+                StatsRow::new(vec![name, u.reads.to_string(), u.writes.to_string(), u.values.len().to_string()])
+                    .styled(theme.dim())
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push(Section { header: &["Register", "Reads", "Writes", "Values"], rows, times: 0 });
+        }
+    }
+    if pane.breakdown == Breakdown::Ports {
         // No more rows than the pane can show: a guest chooses how many addresses there are.
         let mut rows = Vec::new();
         let mut add = |name: String, s: &Stat, whole: u64| {
@@ -334,7 +368,8 @@ fn table<'a>(rows: Vec<Row<'a>>, widths: &[usize]) -> Table<'a> {
 
 /// Draws the pane. Columns are as wide as what they hold; the handling times show when they fit
 /// beside the rest; rows that do not fit scroll (arrows, page keys, Home/End with focus).
-pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme: &Theme) {
+/// Draws the pane; `coverage` is the device register coverage of the exits the view received.
+pub fn render(f: &mut Frame, area: Rect, (pane, coverage): (&StatsPane, &Coverage), focused: bool, theme: &Theme) {
     let sort = match pane.sort {
         SortBy::Rate => "rate",
         SortBy::Total => "total",
@@ -353,7 +388,7 @@ pub fn render(f: &mut Frame, area: Rect, pane: &StatsPane, focused: bool, theme:
     // Each table's lines: its header, then its rows, in columns as wide as what they hold (the
     // handling times where they fit beside the rest); all of them scroll as one list.
     let mut tables: Vec<(Vec<usize>, Vec<Row>)> = Vec::new();
-    for section in sections(pane, table_area.height as usize, theme) {
+    for section in sections(pane, coverage, table_area.height as usize, theme) {
         let mut w = widths(&section.rows, section.header);
         if w.iter().sum::<usize>() + w.len() - 1 > room {
             w.truncate(w.len() - section.times);

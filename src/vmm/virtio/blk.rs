@@ -72,8 +72,9 @@ pub enum RequestError {
     TooLong(u64),
     #[error("sectors {sector}+{count} beyond the disk's {sectors}")]
     BeyondDisk { sector: u64, count: u64, sectors: u64 },
-    #[error("a {0} request with a buffer in the wrong direction")]
-    Direction(&'static str),
+    /// A read (`true`) needs buffers the device writes; a write, buffers it reads.
+    #[error("a {} request with a buffer the device cannot {}", if *.0 { "read" } else { "write" }, if *.0 { "write" } else { "read" })]
+    Direction(bool),
     #[error("write to a read-only disk")]
     ReadOnly,
     #[error("buffer {addr:#x}+{len:#x} is not guest RAM")]
@@ -210,7 +211,7 @@ impl Block {
         match h.kind {
             VIRTIO_BLK_T_IN => {
                 if data.iter().any(|d| !d.2) {
-                    return Err(RequestError::Direction("read"));
+                    return Err(RequestError::Direction(true));
                 }
                 check_range(total)?;
                 let mut offset = h.sector * SECTOR;
@@ -229,7 +230,7 @@ impl Block {
                     return Err(RequestError::ReadOnly);
                 }
                 if data.iter().any(|d| d.2) {
-                    return Err(RequestError::Direction("write"));
+                    return Err(RequestError::Direction(false));
                 }
                 check_range(total)?;
                 let mut offset = h.sector * SECTOR;
