@@ -141,6 +141,8 @@ fn kvmscope_run(looking: Looking) -> f64 {
     let report = if ui {
         let controller = launched.controller.clone();
         let mut app = App::new("bench");
+        // The exits screen: every exit explained in its device/register column.
+        app.screen = Screen::Exits;
         if memory_screen {
             app.screen = Screen::Memory;
             controller.set_dirty_logging(true).unwrap();
@@ -203,7 +205,7 @@ const FLOOR: &str = "floor (bare KVM_RUN loop)";
 const LOOKING_FLOOR: &str = "floor on its own thread, KVM_SYNC_REGS";
 const BINARY: &str = "kvmscope run --headless";
 const IN_PROCESS: &str = "headless, in-process";
-const TUI: &str = "TUI attached";
+const TUI: &str = "TUI attached (exits screen)";
 const RECORD: &str = "--record";
 const QEMU: &str = "QEMU -enable-kvm";
 

@@ -23,7 +23,8 @@ pub struct HeadlessOptions {
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
 pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionError> {
     let mut sinks: Vec<Arc<dyn ExitSink>> = Vec::new();
-    let printer = options.trace.then(|| Arc::new(TracePrinter::new(std::io::stderr())));
+    let printer =
+        options.trace.then(|| Arc::new(TracePrinter::annotated(std::io::stderr(), Some(crate::explain::trace_note()))));
     if let Some(p) = &printer {
         sinks.push(p.clone());
     }

@@ -158,6 +158,9 @@ pub fn launch(
         None => None,
     };
     let running = vm.start(session.limits, sinks)?;
+    if let Some(k) = &kernel {
+        k.set_start(running.start());
+    }
     if let Some(r) = &recorder {
         r.set_start(running.start());
     }

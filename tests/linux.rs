@@ -41,6 +41,17 @@ fn reached_init(run: &Run) -> bool {
     run.stdout.contains("kvmscope-initramfs: init is running") || run.stdout.contains("Run /init as init process")
 }
 
+/// The `explain` of every port and MMIO exit in a JSON Lines export; panics on one without.
+pub fn explanations(jsonl: &str) -> Vec<String> {
+    let rows = jsonl.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"));
+    rows.filter(|r| r["reason"] == "io" || r["reason"] == "mmio")
+        .map(|r| match r["explain"].as_str() {
+            Some(x) if !x.is_empty() => x.to_string(),
+            _ => panic!("an exit without an explanation: {r}"),
+        })
+        .collect()
+}
+
 #[test]
 fn linux_vmlinux_boots_to_init_on_two_cpus() {
     if !kvm_or_skip("linux_vmlinux_boots_to_init_on_two_cpus") {
@@ -69,6 +80,14 @@ fn linux_vmlinux_boots_to_init_on_two_cpus() {
     let jsonl = String::from_utf8_lossy(&jsonl.stdout);
     let read = jsonl.lines().filter(|l| l.contains(r#""record":"device""#)).find(|l| l.contains("read sector 0 len"));
     assert!(read.is_some_and(|l| l.contains(r#""device":"virtio-blk0""#)), "no read of sector 0 recorded");
+    // Every port and MMIO exit the kernel made is explained: its UART, its RTC, its virtio devices.
+    let explained = explanations(&jsonl);
+    for device in
+        ["16550 UART (COM1): ", "CMOS RTC/NVRAM: ", "virtio-mmio #0 (virtio-blk0): ", "virtio-mmio #1 (virtio-rng): "]
+    {
+        assert!(explained.iter().any(|x| x.starts_with(device)), "no exit explained as {device:?}");
+    }
+    assert!(explained.iter().any(|x| x.contains("QueueNotify write")), "the driver's notifications");
     // The exit profile names the kernel's own functions: the 8250 driver's port I/O, virtio-mmio's
     // notification (the PIT is in KVM: its port I/O never reaches kvmscope).
     let profile = kvmscope().args(["stats", "--by", "symbol"]).arg(&trace).output().unwrap();

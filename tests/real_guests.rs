@@ -171,6 +171,8 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
     assert!(io_count(&s, 0xcf9, "out") >= 1, "reset through the reset control register: {}", run.stderr);
     assert!(run.stdout.starts_with("SeaBIOS (version 1.16"), "{}", run.stdout);
 
+    explains_seabios(&args);
+
     // --debugcon FILE takes the same bytes to a file.
     let file = std::env::temp_dir().join(format!("kvmscope-seabios-{}.log", std::process::id()));
     let run = run_alone(&[&args[..], &["--debugcon", file.to_str().unwrap(), "--timeout", "120"]].concat());
@@ -178,6 +180,50 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
     let _ = std::fs::remove_file(&file);
     assert!(log.starts_with("SeaBIOS (version") && log.contains("bridge not found"), "--debugcon file:\n{log}");
     assert!(!run.stdout.contains("SeaBIOS"), "with --debugcon the log still went to stdout:\n{}", run.stdout);
+}
+
+/// SeaBIOS's exits until it waits for its timer, recorded and explained: each port and MMIO access
+/// named by device and register, the values as its datasheet reads them.
+fn explains_seabios(args: &[&str]) {
+    let trace = std::env::temp_dir().join(format!("kvmscope-seabios-{}.trace", std::process::id()));
+    let run = run_alone(&[args, &["--timeout", "120", "--record", trace.to_str().unwrap()]].concat());
+    assert!(run.stderr.contains("kvmscope: recorded"), "{}", run.stderr);
+    let jsonl = kvmscope().args(["export", "--format", "jsonl"]).arg(&trace).output().unwrap();
+    let jsonl = String::from_utf8_lossy(&jsonl.stdout);
+    let mut explained = Vec::new();
+    for r in jsonl.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()) {
+        if r["reason"] == "io" || r["reason"] == "mmio" {
+            let x = r["explain"].as_str().filter(|x| !x.is_empty());
+            explained.push(x.unwrap_or_else(|| panic!("an exit without an explanation: {r}")).to_string());
+        }
+    }
+    for want in [
+        // The PCI scan: an address as lspci writes it, then nothing there.
+        "PCI configuration (mechanism #1): CONFIG_ADDRESS write 0x80000000: select 00:00.0 register 0x00 (VENDOR_ID)",
+        "PCI configuration (mechanism #1): VENDOR_ID read 0xffff: no device at 00:00.0",
+        // The PIC programmed in order, the CMOS by name, QEMU's bytes too.
+        "8259 PIC (master): ICW1 write 0x11: initialise: edge-triggered, cascaded, ICW4 follows",
+        "8259 PIC (master): ICW2 write 0x08: IRQ 0-7 at vectors 0x08-0x0f",
+        "8259 PIC (slave): ICW2 write 0x70: IRQ 8-15 at vectors 0x70-0x77",
+        "CMOS RTC/NVRAM: INDEX write 0xdf: select CPUS (0x5f: QEMU: the number of CPUs less one); NMI disabled",
+        // Its SMP scan: INIT and STARTUP to every other CPU.
+        "local APIC: ICR_LO write 0x000c4500: INIT to all excluding self (physical destination, edge)",
+        "local APIC: ICR_LO write 0x000c4610: STARTUP at 0x10000 to all excluding self (physical destination, edge)",
+        "QEMU fw_cfg: SELECTOR write 0x0000: select SIGNATURE",
+        "QEMU debug console (0x402): DATA write 0x53: print 'S'",
+        "ATA primary channel: STATUS read 0xff: all ones: nothing drives the bus (no controller or drive)",
+    ] {
+        assert!(explained.iter().any(|x| x == want), "no exit explained as {want:?}");
+    }
+    let coverage = kvmscope().args(["stats", "--by", "register", "--json"]).arg(&trace).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&coverage.stdout).unwrap();
+    let pic = rows["by_register"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["device"] == "8259 PIC (master)" && r["register"] == "ICW1");
+    assert!(pic.is_some_and(|r| r["writes"] == 1), "{rows}");
+    let _ = std::fs::remove_file(&trace);
 }
 
 /// Debian's kernel, to the end of what this host lets it do (about 3 minutes here): its ACPI tables
@@ -192,8 +238,10 @@ fn debian_cloud_kernel_finds_both_cpus_through_acpi_and_runs_until_the_host_stop
     }
     let Some(dir) = images(test) else { return };
     let kernel = dir.join("vmlinux");
+    let trace = std::env::temp_dir().join(format!("kvmscope-debian-{}.trace", std::process::id()));
     let args = ["--kernel", kernel.to_str().unwrap(), "--cpus", "2", "--mem", "512M", "--summary", "json"];
-    let cmdline = ["--cmdline", "console=ttyS0 reboot=k panic=-1", "--timeout", "900"];
+    let cmdline =
+        ["--cmdline", "console=ttyS0 reboot=k panic=-1", "--timeout", "900", "--record", trace.to_str().unwrap()];
     let pvm = is_pvm();
     // Where user mode runs, the kernel gets to mounting its (missing) root: stop there.
     let milestone = if pvm { "no milestone: the run ends by itself" } else { "VFS: Unable to mount root fs" };
@@ -211,6 +259,20 @@ fn debian_cloud_kernel_finds_both_cpus_through_acpi_and_runs_until_the_host_stop
         assert!(log.contains(line), "no {line:?} in the kernel's log; its last lines:\n{tail}\n{}", run.stderr);
     }
     assert!(!log.contains("A valid RSDP was not found"), "{log}");
+    // Its port and MMIO accesses, every one with a device (or "no known device"): the UART, the RTC.
+    let coverage = kvmscope().args(["stats", "--by", "register", "--json"]).arg(&trace).output().unwrap();
+    let _ = std::fs::remove_file(&trace);
+    let rows: serde_json::Value = serde_json::from_slice(&coverage.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&coverage.stderr)));
+    let rows = rows["by_register"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["device"].as_str().is_some_and(|d| !d.is_empty())), "{rows:?}");
+    for (device, register) in [("16550 UART (COM1)", "THR"), ("16550 UART (COM1)", "LSR"), ("CMOS RTC/NVRAM", "INDEX")]
+    {
+        assert!(
+            rows.iter().any(|r| r["device"] == device && r["register"] == register),
+            "no {device} {register}: {rows:?}"
+        );
+    }
     if pvm {
         let s = run.summary();
         let finished = s["by_reason"]["internal_error"].as_u64().unwrap_or(0);

@@ -86,15 +86,26 @@ fn exports_round_trip() {
         live["io"].as_array().unwrap().iter().find(|e| e["port"] == 0x3f8 && e["dir"] == "out").unwrap()["count"]
     );
     assert!(lines.iter().any(|l| l["insn"]["text"] == "out dx,al"));
+    // Every port and MMIO row says what it touched; COM1's transmit register by name.
+    for l in lines.iter().filter(|l| l["reason"] == "io" || l["reason"] == "mmio") {
+        assert!(l["explain"].as_str().is_some_and(|x| !x.is_empty()), "explained: {l}");
+        assert!(l["register"].is_string(), "{l}");
+    }
+    let thr = lines.iter().find(|l| l["port"] == 0x3f8 && l["dir"] == "out").unwrap();
+    assert_eq!(thr["register"], "THR", "{thr}");
+    assert!(thr["explain"].as_str().unwrap().starts_with("16550 UART (COM1): THR write"), "{thr}");
     let csv_path = temp("export.csv");
     let csv = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "csv", "-o", csv_path.to_str().unwrap()]);
     assert_eq!(csv.status, 0, "{}", csv.stderr);
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert!(csv.starts_with("record,seq,vcpu,t_ns,rip,reason,"));
+    assert!(csv.lines().next().unwrap().ends_with(",register,explain"));
     assert_eq!(csv.lines().count(), exits + 1);
+    assert!(csv.lines().any(|l| l.contains(",THR,") && l.contains("16550 UART (COM1)")), "{csv}");
     let chrome = kvmscope_out(&["export", trace.to_str().unwrap(), "--format", "chrome"]);
     let events: Vec<serde_json::Value> = serde_json::from_str(&chrome.stdout).unwrap();
     assert_eq!(events.iter().filter(|e| e["ph"] == "X").count(), exits);
+    assert!(events.iter().any(|e| e["args"]["register"] == "THR" && e["args"]["explain"].is_string()));
     assert_eq!(events.iter().filter(|e| e["ph"] == "M" && e["name"] == "thread_name").count(), 1, "one track per vCPU");
     let processes: Vec<&str> =
         events.iter().filter(|e| e["name"] == "process_name").filter_map(|e| e["args"]["name"].as_str()).collect();
@@ -107,6 +118,35 @@ fn exports_round_trip() {
         "{}",
         folded.stderr
     );
+}
+
+#[test]
+fn register_coverage_of_a_recording() {
+    if !kvm_or_skip("register_coverage_of_a_recording") {
+        return;
+    }
+    let trace = temp("coverage.trace");
+    record("hello.elf", &trace, &[]);
+    let text = kvmscope_out(&["stats", "--by", "register", trace.to_str().unwrap()]);
+    assert_eq!(text.status, 0, "{}", text.stderr);
+    let header = text.stdout.lines().find(|l| l.starts_with("DEVICE")).expect("a table");
+    for column in ["REGISTER", "READS", "WRITES", "VALUES", "FIRST", "LAST"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(text.stdout.lines().any(|l| l.contains("16550 UART (COM1)") && l.contains("THR")), "{}", text.stdout);
+    let json = kvmscope_out(&["stats", "--by", "register", "--json", trace.to_str().unwrap()]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let rows = rows["by_register"].as_array().expect("rows");
+    let thr = rows.iter().find(|r| r["register"] == "THR").expect("COM1's THR");
+    assert!(thr["writes"].as_u64().unwrap() > 10 && thr["reads"] == 0, "{thr}");
+    assert!(thr["first_seq"].as_u64() <= thr["last_seq"].as_u64(), "{thr}");
+    // The hello guest polls LSR before each byte: read, never written, one value or few.
+    let lsr = rows.iter().find(|r| r["register"] == "LSR").expect("COM1's LSR");
+    assert!(lsr["reads"].as_u64().unwrap() > 0 && lsr["writes"] == 0, "{lsr}");
+    // The same breakdown in the run's own summary, by address.
+    let stats = kvmscope_out(&["stats", "--json", trace.to_str().unwrap()]);
+    let s: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+    assert!(s["by_register"].as_array().is_some_and(|r| r.iter().any(|r| r["register"] == "THR")), "{s}");
 }
 
 #[test]

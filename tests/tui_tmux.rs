@@ -171,6 +171,48 @@ fn tui_pause_step_help_break_and_quit() {
     t.assert_restored();
 }
 
+#[test]
+fn the_exit_inspector_opens_on_the_exit_under_the_cursor() {
+    if !kvm_or_skip("the_exit_inspector_opens_on_the_exit_under_the_cursor") {
+        return;
+    }
+    let Some(t) = Tmux::start("inspect", 160, 45) else { return };
+    t.wait_for(&["RUNNING", "demo: round"], "the demo guest runs");
+    // The exits screen: the device/register column says what each access touched.
+    t.keys(&["2"]);
+    t.wait_for(&["device/register", "COM1 LSR", "POST"], "the exits pane explains the exits");
+    // Frozen, the arrows move a cursor; Enter opens the inspector on its exit.
+    t.keys(&["f", "Up", "Up", "Enter"]);
+    let s = t.wait_for(&["Exit #", "any other key closes", "reason", "device", "why"], "Enter opens the inspector");
+    assert!(s.contains("instruction") && s.contains("rip"), "{s}");
+    assert!(s.contains("in-kernel   not followed (run with --kernel-events"), "{s}");
+    t.keys(&["Escape"]);
+    t.wait_until(|s| !s.contains("any other key closes") && s.contains("device/register"), "any key closes it");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0");
+    t.assert_restored();
+    drop(t);
+
+    // With --kernel-events (root: tracefs), the inspector says what KVM did in the kernel for the
+    // exit: its vCPU thread's events, or that they came too fast to keep one by one (an emulating
+    // host makes one per guest kernel instruction).
+    let demo = common::guest("demo.elf");
+    let args = format!("run --kernel-events --kernel {}", demo.display());
+    let Some(t) = Tmux::start_with("inspect-kernel", 160, 45, &args) else { return };
+    t.wait_for(&["RUNNING", "demo: round"], "the demo guest runs");
+    t.keys(&["2", "f", "Up", "Enter"]);
+    let s = t.wait_for(&["Exit #", "in-kernel"], "the inspector");
+    let line = s.lines().find(|l| l.contains("in-kernel")).unwrap_or_default();
+    assert!(!line.contains("not followed"), "{s}");
+    let followed = ["µs kvm_", "too many events then", "no event of its vCPU's thread"];
+    assert!(followed.iter().any(|f| s.contains(f)), "the in-kernel events around the exit: {s}");
+    // (Escape and q apart: together a terminal reads them as Alt-q.)
+    t.keys(&["Escape"]);
+    t.wait_until(|s| !s.contains("any other key closes"), "Escape closes the inspector");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0");
+}
+
 impl Tmux {
     /// kvmscope's pid: the child of the shell the session runs.
     fn kvmscope_pid(&self) -> i32 {
@@ -275,6 +317,11 @@ fn replay_steps_through_a_recording() {
     // The profile names the guest's functions from the recorded image, as `stats --by symbol`.
     t.keys(&["5"]);
     t.wait_for(&["Profile by guest function", "putc"], "the profile screen names the recorded guest's functions");
+    // The inspector opens on the replay's current exit, as on a live one.
+    t.keys(&["2", "Enter"]);
+    t.wait_for(&["Exit #", "POST diagnostic port", "why"], "Enter inspects the current exit of a replay");
+    t.keys(&["Escape"]);
+    t.wait_until(|s| !s.contains("any other key closes"), "and closes");
     // What a recording does not hold is said, not shown as a live guest's.
     t.keys(&["1"]);
     t.wait_until(

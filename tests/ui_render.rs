@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvmscope::debug::{Stop, StopReason};
 use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
+use kvmscope::trace::{KernelLine, KernelLineKind};
 use kvmscope::ui::app::{App, InputMode};
 use kvmscope::ui::panes::memory::MemoryTarget;
 use kvmscope::ui::reader;
@@ -692,4 +693,80 @@ fn a_replay_says_what_a_recording_holds() {
     app.on_key(KeyEvent::from(KeyCode::Char('4')));
     let (text, _) = screen(&mut app, 160, 45);
     assert!(text.contains("not their queues"), "{text}");
+}
+
+fn pio(seq: u64, port: u16, dir: Dir, size: u8, data: u64, text: &str) -> ExitEvent {
+    ExitEvent {
+        kind: ExitKind::Io { port, dir, size, count: 1, data },
+        device: None,
+        insn: Some(Arc::new(Insn { addr: 0x10_0004, bytes: vec![0xef], text: text.into() })),
+        ..out_event(seq)
+    }
+}
+
+#[test]
+fn the_exit_inspector_opens_on_the_row_under_the_cursor() {
+    let mut app = App::new("test");
+    app.focus = PaneId::Exits;
+    // A PCI configuration read: the data port names what the address port selected.
+    app.exits.push([
+        pio(0, 0xcf8, Dir::Out, 4, 0x8000_0800, "out dx,eax"),
+        pio(1, 0xcfc, Dir::In, 4, 0x7000_8086, "in eax,dx"),
+        out_event(2),
+    ]);
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("device/register"), "{text}");
+    assert!(text.contains("PCI CONFIG_ADDRESS") || text.contains("CONFIG_ADDRESS"), "the column: {text}");
+    // Up scrolls back a row and puts the cursor there; Up again moves it to the data read.
+    app.on_key(KeyEvent::from(KeyCode::Up));
+    app.on_key(KeyEvent::from(KeyCode::Up));
+    assert_eq!(app.exits.selected, Some(1));
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert_eq!(app.input, InputMode::Inspect);
+    let (text, _) = screen(&mut app, 160, 45);
+    for want in [
+        "Exit #1",
+        "reason",
+        "in 0x0cfc 4=0x70008086",
+        "in eax,dx",
+        "VENDOR_ID",
+        "00:01.0",
+        "vendor 0x8086",
+        "why",
+        "nothing claims this port",
+        "latched (00:01.0 register 0x00)",
+        "not recorded for this exit",
+        "not followed (run with --kernel-events",
+    ] {
+        assert!(text.contains(want), "the inspector shows {want:?}:\n{text}");
+    }
+    // Any other key closes it; at 80x24 it still fits and scrolls.
+    app.on_key(KeyEvent::from(KeyCode::Char('x')));
+    assert_eq!(app.input, InputMode::Normal);
+    assert!(app.inspector.is_none());
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    let (small, _) = screen(&mut app, 80, 24);
+    assert!(small.contains("Exit #1") && small.contains("VENDOR_ID"), "{small}");
+    app.on_key(KeyEvent::from(KeyCode::Esc));
+
+    // With --kernel-events: its vCPU's events since its previous exit, timed against it.
+    app.kernel_lines = Some(Default::default());
+    let line = |thread: &str, t_ns: u64, text: &str| KernelLine {
+        thread: thread.into(),
+        t_ns: Some(t_ns),
+        text: text.into(),
+        kind: KernelLineKind::Event,
+    };
+    app.push_kernel(vec![
+        line("vcpu0", 0, "kvm_pio: pio_write at 0xcf8 size 4 count 1 val 0x80000800"),
+        line("vcpu0", 1200, "kvm_exit: reason IO_INSTRUCTION rip 0x100004"),
+        line("vcpu0", 1300, "kvm_pio: pio_read at 0xcfc size 4 count 1"),
+        line("vcpu1", 1300, "kvm_pio: pio_read at 0x60 size 1 count 1"),
+    ]);
+    app.on_key(KeyEvent::from(KeyCode::Enter));
+    let (text, _) = screen(&mut app, 160, 45);
+    assert!(text.contains("in-kernel") && text.contains("+0.3 µs kvm_pio: pio_read at 0xcfc"), "{text}");
+    assert!(text.contains("+0.2 µs kvm_exit: reason IO_INSTRUCTION"), "{text}");
+    assert!(!text.contains("0xcf8 size 4"), "before its previous exit: {text}");
+    assert!(!text.contains("at 0x60"), "another vCPU's: {text}");
 }

@@ -37,7 +37,7 @@ fn command_name(c: u8) -> &'static str {
 
 fn status(v: u8) -> String {
     if v == 0xff {
-        return "0xff: nothing drives the bus (no controller or drive)".into();
+        return "all ones: nothing drives the bus (no controller or drive)".into();
     }
     let bits = [(0, "ERR"), (3, "DRQ"), (4, "DSC"), (5, "DF"), (6, "DRDY"), (7, "BSY")];
     bit_names(v as u64, &bits)
@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(t.explain(&out(0x1f7, 1, 0xec)).summary, "COMMAND write 0xec: IDENTIFY DEVICE");
         assert_eq!(
             t.explain(&inp(0x1f7, 1, 0xff)).summary,
-            "STATUS read 0xff: 0xff: nothing drives the bus (no controller or drive)"
+            "STATUS read 0xff: all ones: nothing drives the bus (no controller or drive)"
         );
         assert_eq!(t.explain(&inp(0x177, 1, 0x50)).summary, "STATUS read 0x50: DSC|DRDY");
         assert_eq!(t.explain(&out(0x3f6, 1, 0x04)).device, "ATA primary channel");

@@ -120,6 +120,9 @@ pub fn tag(device: &str) -> String {
         "ATA primary channel" => "ATA0".into(),
         "ATA secondary channel" => "ATA1".into(),
         "local APIC" => "LAPIC".into(),
+        d if d.starts_with("virtio-mmio slot") => {
+            d.replace("virtio-mmio slot ", "virtio").replace(" (empty)", "-empty")
+        }
         d if d.starts_with("virtio-mmio") => inner(d).unwrap_or_else(|| d.replace("virtio-mmio ", "virtio")),
         d if d.starts_with("parallel port") => inner(d).unwrap_or_else(|| "LPT".into()),
         "System Control Port A" => "port92".into(),
@@ -215,6 +218,13 @@ impl Explainer {
             _ => Explanation::new(NO_MMIO_DEVICE, "", &a, ""),
         }
     }
+}
+
+/// What `--trace` appends to each exit's line: the device and the access in words, explained in
+/// the order the lines are printed.
+pub fn trace_note() -> crate::sink::printer::Annotate {
+    let mut explainer = Explainer::default();
+    Box::new(move |e| explainer.explain(e).map(|x| format!("{}: {}", x.device, x.summary)))
 }
 
 /// The device and register at a port (`port`) or an MMIO address, as an access there with no

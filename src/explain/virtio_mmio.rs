@@ -90,10 +90,13 @@ impl VirtioMmio {
     pub fn explain(&mut self, a: &Access, device: Option<&str>) -> Explanation {
         let index = ((a.at - BASE) / crate::vmm::virtio::MMIO_STRIDE) as usize;
         let offset = (a.at - BASE) % crate::vmm::virtio::MMIO_STRIDE;
-        let name = match device {
-            Some(d) => format!("virtio-mmio #{index} ({d})"),
-            None => format!("virtio-mmio #{index}"),
+        let Some(d) = device else {
+            // kvmscope's window for device #index, with no device there in this run.
+            let what =
+                if a.write { "no device here: the write went nowhere" } else { "no device here: read as all ones" };
+            return Explanation::new(format!("virtio-mmio slot #{index} (empty)"), register(offset), a, what);
         };
+        let name = format!("virtio-mmio #{index} ({d})");
         let (id, queues) = kind(device);
         let sel = &mut self.devices[index.min(crate::vmm::virtio::MAX_DEVICES - 1)];
         let reg = register(offset);
@@ -200,5 +203,9 @@ mod tests {
             "QueueSel write 0x00000001: select queue 1 (transmitq)"
         );
         assert_eq!(m.explain(&inp(BASE + 0x100, 4, 2048), blk).register, "Config.capacity");
+        // A slot with no device in this run: said, not explained as a device that is not there.
+        let empty = m.explain(&out(BASE + 0x3000, 4, 0x45), None);
+        assert_eq!(empty.device, "virtio-mmio slot #3 (empty)");
+        assert_eq!(empty.summary, "MagicValue write 0x00000045: no device here: the write went nowhere");
     }
 }

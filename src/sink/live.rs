@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use super::ExitSink;
 use crate::sync::lock;
+use crate::trace::KernelLine;
 use crate::trace::{DeviceEvent, ExitEvent};
 
 /// Device events kept for the view between two frames at most.
@@ -22,7 +23,7 @@ pub struct LiveFeed {
     tx: SyncSender<ExitEvent>,
     dropped: AtomicU64,
     devices: Mutex<VecDeque<DeviceEvent>>,
-    kernel: Mutex<VecDeque<String>>,
+    kernel: Mutex<VecDeque<KernelLine>>,
 }
 
 impl LiveFeed {
@@ -38,7 +39,7 @@ impl LiveFeed {
     }
 
     /// The in-kernel event lines that arrived since the last call, oldest first.
-    pub fn take_kernel_lines(&self) -> Vec<String> {
+    pub fn take_kernel_lines(&self) -> Vec<KernelLine> {
         lock(&self.kernel).drain(..).collect()
     }
 
@@ -58,12 +59,12 @@ impl ExitSink for LiveFeed {
         }
     }
 
-    fn on_kernel(&self, line: &str) {
+    fn on_kernel(&self, line: &KernelLine) {
         let mut q = lock(&self.kernel);
         if q.len() == DEVICE_CAPACITY {
             q.pop_front();
         }
-        q.push_back(line.to_string());
+        q.push_back(line.clone());
     }
 
     fn on_device(&self, event: &DeviceEvent) {

@@ -6,6 +6,7 @@ pub mod live;
 pub mod printer;
 
 use crate::debug::Stop;
+use crate::trace::KernelLine;
 use crate::trace::{DeviceEvent, ExitEvent, StackSample};
 
 /// A consumer of exit events.
@@ -21,7 +22,7 @@ pub trait ExitSink: Send + Sync {
 
     /// Called for in-kernel events (`--kernel-events`), on the trace reader's thread: each event's
     /// line while they are few, a line of rates each second when they are many.
-    fn on_kernel(&self, _line: &str) {}
+    fn on_kernel(&self, _line: &KernelLine) {}
 
     /// Called for each device event (virtio queues), on the device's worker thread or a vCPU's.
     fn on_device(&self, _event: &DeviceEvent) {}

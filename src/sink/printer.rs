@@ -7,19 +7,22 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::ExitSink;
-use crate::explain::{Explainer, Explanation};
 use crate::sync::lock;
 use crate::trace::{DeviceEvent, ExitEvent};
 
+/// Says what an exit means in words (the device and the access), in the order exits are printed:
+/// the printer knows nothing of devices, the caller gives it this (`explain::trace_note`).
+pub type Annotate = Box<dyn FnMut(&ExitEvent) -> Option<String> + Send>;
+
 /// One line per exit: sequence, vCPU, time, RIP, reason, payload, instruction, what it means
-/// (`explained`: the device and the access in words), handling time.
-pub fn line(e: &ExitEvent, explained: Option<&Explanation>) -> String {
+/// (`note`: the device and the access in words), handling time.
+pub fn line(e: &ExitEvent, note: Option<&str>) -> String {
     let insn = match &e.insn {
         Some(i) if i.addr == e.rip => format!("  {}", i.text),
         Some(i) => format!("  {} @{:#x}", i.text, i.addr),
         None => String::new(),
     };
-    let explained = explained.map_or(String::new(), |x| format!("  | {}: {}", x.device, x.summary));
+    let explained = note.map_or(String::new(), |n| format!("  | {n}"));
     format!(
         "#{:<8} vcpu{} {:>12.6}s rip {:#018x} {:<14} {}{}{explained}  [{}ns]",
         e.seq,
@@ -50,7 +53,7 @@ pub struct TracePrinter<W: Write + Send> {
 struct Lines<W> {
     out: W,
     /// Explains each exit, in the order they are printed.
-    explainer: Explainer,
+    annotate: Option<Annotate>,
     /// Device events not yet printed, oldest first, with when each came.
     held: VecDeque<(DeviceEvent, Instant)>,
     /// Writing failed (the reader went away): nothing more is formatted.
@@ -79,7 +82,12 @@ impl<W: Write> Lines<W> {
 
 impl<W: Write + Send> TracePrinter<W> {
     pub fn new(out: W) -> Self {
-        Self { out: Mutex::new(Lines { out, explainer: Explainer::default(), held: VecDeque::new(), failed: false }) }
+        Self::annotated(out, None)
+    }
+
+    /// A printer whose exit lines end with what `annotate` says of each exit.
+    pub fn annotated(out: W, annotate: Option<Annotate>) -> Self {
+        Self { out: Mutex::new(Lines { out, annotate, held: VecDeque::new(), failed: false }) }
     }
 
     /// Prints the device events that have waited long enough (call it now and then).
@@ -101,13 +109,13 @@ impl<W: Write + Send> ExitSink for TracePrinter<W> {
         let mut out = lock(&self.out);
         out.release(|e, _| e.t_ns < event.t_ns);
         if !out.failed {
-            let explained = out.explainer.explain(event);
-            out.write(&line(event, explained.as_ref()));
+            let note = out.annotate.as_mut().and_then(|a| a(event));
+            out.write(&line(event, note.as_deref()));
         }
     }
 
-    fn on_kernel(&self, line: &str) {
-        lock(&self.out).write(&format!("{:<9} {line}", "kernel"));
+    fn on_kernel(&self, line: &crate::trace::KernelLine) {
+        lock(&self.out).write(&format!("{:<9} {}", "kernel", line.text));
     }
 
     fn on_device(&self, event: &DeviceEvent) {

@@ -15,7 +15,7 @@ use super::panes::code::CodePane;
 use super::panes::console::ConsolePane;
 use super::panes::device_events::DeviceEventsPane;
 use super::panes::exits::ExitsPane;
-use super::panes::inspector::Inspector;
+use super::panes::inspector::{Inspector, KernelAround};
 use super::panes::memmap::MemMapPane;
 use super::panes::memory::{MemoryPane, MemoryTarget};
 use super::panes::profile::ProfilePane;
@@ -24,6 +24,7 @@ use super::panes::stats::StatsPane;
 use super::panes::virtio::VirtioPane;
 use super::screen::{PaneId, Screen};
 use crate::debug::{ExitSpec, Stop};
+use crate::trace::{KernelLine, KernelLineKind};
 use crate::vmm::RunEnd;
 
 /// The longest `:` or `/` line; what is typed beyond it is dropped, with a note.
@@ -126,6 +127,31 @@ pub struct App {
     pub inspector: Option<Inspector>,
     /// Recorded call stacks by exit (a replay of a `--stacks` recording).
     pub stacks: std::collections::HashMap<u64, Vec<u64>>,
+    /// The latest in-kernel events (`--kernel-events`), for the inspector; `None` when not followed.
+    pub kernel_lines: Option<std::collections::VecDeque<KernelLine>>,
+}
+
+/// In-kernel events kept for the inspector.
+pub const KERNEL_LINES: usize = 4096;
+
+/// Whether the stream showed the events of (`from`, `to`] only in part: a stretch from a
+/// [`KernelLineKind::Throttled`] mark to the next [`KernelLineKind::Rates`] overlaps it.
+fn throttled_within(kept: &std::collections::VecDeque<KernelLine>, from: u64, to: u64) -> bool {
+    let mut stretch_from = None;
+    for l in kept {
+        let Some(t) = l.t_ns else { continue };
+        match l.kind {
+            KernelLineKind::Throttled if t <= to => stretch_from = Some(t),
+            KernelLineKind::Rates if stretch_from.is_some() => {
+                if t > from {
+                    return true;
+                }
+                stretch_from = None;
+            }
+            _ => {}
+        }
+    }
+    stretch_from.is_some()
 }
 
 impl App {
@@ -157,6 +183,7 @@ impl App {
             gdb: None,
             inspector: None,
             stacks: Default::default(),
+            kernel_lines: None,
         }
     }
 
@@ -482,6 +509,19 @@ impl App {
         Vec::new()
     }
 
+    /// Takes in-kernel events: to the device events pane, and kept for the inspector.
+    pub fn push_kernel(&mut self, lines: Vec<KernelLine>) {
+        self.devices.push_kernel(lines.iter().map(|l| l.text.clone()));
+        if let Some(kept) = &mut self.kernel_lines {
+            for l in lines {
+                if kept.len() == KERNEL_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(l);
+            }
+        }
+    }
+
     /// Opens the exit inspector on the exit under the exits pane's cursor (or the newest).
     pub fn open_inspector(&mut self) {
         let Some((e, x)) = self.exits.chosen().and_then(|seq| self.exits.find(seq)) else {
@@ -489,7 +529,28 @@ impl App {
             return;
         };
         let stack = self.stacks.get(&e.seq).map(Vec::as_slice);
-        self.inspector = Some(Inspector::of(e, x, &self.profile.symbols, stack));
+        let kernel = self.kernel_lines.as_ref().map(|kept| {
+            // Its vCPU's events since that vCPU's previous exit (KVM's handling of this one).
+            let since = self.exits.previous_on_vcpu(e).map_or(e.t_ns.saturating_sub(1_000_000), |p| p.t_ns);
+            let (thread, end) = (format!("vcpu{}", e.vcpu), e.t_ns + e.cost_ns);
+            let around = |l: &&KernelLine| l.t_ns.is_some_and(|t| t > since && t <= end);
+            KernelAround {
+                lines: kept
+                    .iter()
+                    .filter(|l| l.kind == KernelLineKind::Event && l.thread == thread)
+                    .filter(around)
+                    .cloned()
+                    .collect(),
+                timed: kept.iter().any(|l| l.t_ns.is_some()),
+                kept_since: kept.front().and_then(|l| l.t_ns),
+                throttled: throttled_within(kept, since, end),
+            }
+        });
+        let mut inspector = Inspector::of(e, x, &self.profile.symbols, stack, kernel.as_ref());
+        if matches!(self.state, RunState::Replay(_)) {
+            inspector.set("in-kernel", "a recording keeps their counts only (`kvmscope stats`)");
+        }
+        self.inspector = Some(inspector);
         self.input = InputMode::Inspect;
     }
 
@@ -664,6 +725,15 @@ mod tests {
         app.exits.push((0..(HISTORY as u64 + 100)).map(|i| io(i, 0x80)));
         assert_eq!(app.exits.all().len(), HISTORY);
         assert_eq!(app.exits.all().front().unwrap().seq, 100);
+        // Frozen, the rows shown stay however many exits come: the newer are counted, not kept.
+        app.on_key(key(KeyCode::Char('f')));
+        let last = HISTORY as u64 + 100;
+        app.exits.push((last..last + 2 * HISTORY as u64).map(|i| io(i, 0x80)));
+        assert_eq!(app.exits.visible().count(), HISTORY);
+        assert_eq!(app.exits.unkept, 2 * HISTORY as u64);
+        app.on_key(key(KeyCode::Char('f')));
+        app.exits.push([io(10 * HISTORY as u64, 0x80)]);
+        assert_eq!(app.exits.all().back().unwrap().seq, 10 * HISTORY as u64, "following again");
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     };
     let mut app = App::new(title);
     app.gdb = gdb;
+    if launched.kernel_event_counts().is_some() {
+        app.kernel_lines = Some(Default::default());
+    }
     app.memmap.symbols = symbols.clone();
     app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
@@ -134,7 +137,7 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             app.memmap.show(controller.memory_map(), Instant::now());
         }
         app.devices.push(feed.take_device_events());
-        app.devices.push_kernel(feed.take_kernel_lines());
+        app.push_kernel(feed.take_kernel_lines());
         if app.screen == screen::Screen::Devices && app.virtio.due(Instant::now()) {
             app.virtio.show(controller.virtio(), Instant::now());
         }

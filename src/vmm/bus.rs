@@ -31,6 +31,14 @@ pub trait BusDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     /// Takes a guest write; may ask the VM to end.
     fn write(&mut self, offset: u64, data: &[u8]) -> Option<VmRequest>;
+    /// The state a snapshot keeps of this device (`Null`: none, the device keeps no state).
+    fn save(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Takes back a state [`BusDevice::save`] gave; says why not, for one it cannot take.
+    fn restore(&mut self, _state: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Errors building a bus.
@@ -96,6 +104,23 @@ impl Bus {
         match self.find(addr) {
             Some(r) => (Some(r.name), lock(&r.device).write(addr - r.base, data)),
             None => (None, None),
+        }
+    }
+
+    /// Each device's state that is not `Null`, as (name, base, state).
+    pub fn save(&self) -> Vec<(&'static str, u64, serde_json::Value)> {
+        self.ranges
+            .iter()
+            .map(|r| (r.name, r.base, lock(&r.device).save()))
+            .filter(|(_, _, state)| !state.is_null())
+            .collect()
+    }
+
+    /// Gives the device `name` at `base` its saved state.
+    pub fn restore(&self, name: &str, base: u64, state: &serde_json::Value) -> Result<(), String> {
+        match self.ranges.iter().find(|r| r.name == name && r.base == base) {
+            Some(r) => lock(&r.device).restore(state),
+            None => Err("this VM has no such device (was it run with other options?)".into()),
         }
     }
 

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 
 use crate::sink::ExitSink;
 use crate::sync::lock;
+use crate::trace::{KernelLine, KernelLineKind};
 
 /// The mapping events of KVM's MMU enabled where the host has them (`kvmmmu:`): on a VT-x/AMD-V
 /// host the SPTE events fire; on PVM (a shadow MMU) `kvm_mmu_get_page` and the emulator's page
@@ -52,6 +53,14 @@ pub const EVENTS: &[&str] = &[
 
 /// The busiest guest RIPs a recording keeps (in its last sample).
 pub const RECORDED_RIPS: usize = 4096;
+
+/// The monotonic clock now, in nanoseconds (the `mono` trace clock's).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which lives across the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 /// What the tracepoints counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,6 +140,10 @@ pub struct KernelEvents {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
     counts: Arc<Mutex<KernelCounts>>,
+    /// The VM's start on the monotonic clock (0 until known, or where the trace clock is another).
+    start_ns: Arc<AtomicU64>,
+    /// Whether the instance's trace clock is the monotonic clock, so event times can be placed.
+    mono: bool,
     /// The events this host has, of [`EVENTS`].
     pub enabled: Vec<&'static str>,
 }
@@ -194,6 +207,8 @@ impl KernelEvents {
             // SAFETY: gettid has no preconditions.
             write(&dir.join("set_event_pid"), &unsafe { libc::gettid() }.to_string())?;
             write(&dir.join("options/event-fork"), "1")?;
+            // The monotonic clock, so that each event can be placed among the exits.
+            let mono = write(&dir.join("trace_clock"), "mono").is_ok();
             let all = EVENTS.iter().map(|e| ("kvm", *e)).chain(MMU_EVENTS.iter().map(|e| ("kvmmmu", *e)));
             let enabled: Vec<&'static str> = all
                 .filter(|(system, e)| write(&dir.join(format!("events/{system}/{e}/enable")), "1").is_ok())
@@ -206,9 +221,9 @@ impl KernelEvents {
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&path)
                 .map_err(|source| KernelEventsError::Tracefs { path, source })?;
-            Ok::<_, KernelEventsError>((enabled, pipe))
+            Ok::<_, KernelEventsError>((enabled, pipe, mono))
         })();
-        let (enabled, pipe) = match started {
+        let (enabled, pipe, mono) = match started {
             Ok(s) => s,
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -216,12 +231,22 @@ impl KernelEvents {
             }
         };
         let (stop, counts) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(KernelCounts::default())));
-        let (s, c) = (stop.clone(), counts.clone());
+        let start_ns = Arc::new(AtomicU64::new(0));
+        let (s, c, t) = (stop.clone(), counts.clone(), start_ns.clone());
         let reader = std::thread::Builder::new()
             .name("kvm-trace".into())
-            .spawn(move || read_pipe(pipe, &s, &c, &sinks))
+            .spawn(move || read_pipe(pipe, &s, &c, &t, &sinks))
             .map_err(KernelEventsError::Thread)?;
-        Ok(Self { dir, stop, reader: Some(reader), counts, enabled })
+        Ok(Self { dir, stop, reader: Some(reader), counts, start_ns, mono, enabled })
+    }
+
+    /// Tells the reader when the VM started (its exits' time 0), so that the events it hands
+    /// the views carry times on the exits' clock.
+    pub fn set_start(&self, started: std::time::Instant) {
+        if self.mono {
+            let start = monotonic_ns().saturating_sub(started.elapsed().as_nanos() as u64);
+            self.start_ns.store(start.max(1), Ordering::Release);
+        }
     }
 
     /// What has been counted so far.
@@ -290,15 +315,24 @@ struct Stream<'a> {
     in_second: u64,
     /// Counts at the start of this second, for its rates.
     at_second: BTreeMap<String, u64>,
+    /// The time of the latest event, where known.
+    last_t: Option<u64>,
 }
 
 impl Stream<'_> {
-    fn line(&mut self, line: &str) {
+    fn line(&mut self, line: &str, start_ns: Option<u64>) {
         self.in_second += 1;
-        if self.in_second <= STREAM_RATE {
-            let event = line.find(": kvm_").map_or(line.trim(), |i| &line[i + 2..]);
+        if self.in_second <= STREAM_RATE + 1 {
+            let line = KernelLine::parse(line, start_ns);
+            self.last_t = line.t_ns.or(self.last_t);
+            let line = if self.in_second <= STREAM_RATE {
+                line
+            } else {
+                let text = format!("over {STREAM_RATE} events this second: counted, not shown one by one");
+                KernelLine::note(KernelLineKind::Throttled, line.t_ns, text)
+            };
             for s in self.sinks {
-                s.on_kernel(event.trim_end());
+                s.on_kernel(&line);
             }
         }
     }
@@ -318,6 +352,7 @@ impl Stream<'_> {
             rates.sort_by_key(|r| std::cmp::Reverse(r.0));
             let shown: Vec<String> = rates.iter().map(|(n, k)| format!("{k} {n}/s")).collect();
             let line = format!("{} events/s, too many to show one by one: {}", self.in_second, shown.join(", "));
+            let line = KernelLine::note(KernelLineKind::Rates, self.last_t, line);
             for s in self.sinks {
                 s.on_kernel(&line);
             }
@@ -327,10 +362,17 @@ impl Stream<'_> {
 }
 
 /// Reads `trace_pipe` until told to stop (then until it is empty), counting each line.
-fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCounts>, sinks: &[Arc<dyn ExitSink>]) {
+fn read_pipe(
+    mut pipe: std::fs::File,
+    stop: &AtomicBool,
+    counts: &Mutex<KernelCounts>,
+    start_ns: &AtomicU64,
+    sinks: &[Arc<dyn ExitSink>],
+) {
     let mut buf = vec![0u8; 1 << 16];
     let mut partial = String::new();
-    let mut stream = Stream { sinks, second: std::time::Instant::now(), in_second: 0, at_second: BTreeMap::new() };
+    let mut stream =
+        Stream { sinks, second: std::time::Instant::now(), in_second: 0, at_second: BTreeMap::new(), last_t: None };
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let mut fds = [libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
@@ -347,10 +389,11 @@ fn read_pipe(mut pipe: std::fs::File, stop: &AtomicBool, counts: &Mutex<KernelCo
             Ok(n) => {
                 partial.push_str(&String::from_utf8_lossy(&buf[..n]));
                 let mut c = lock(counts);
+                let start = Some(start_ns.load(Ordering::Acquire)).filter(|&t| t != 0);
                 while let Some(i) = partial.find('\n') {
                     c.parse_line(&partial[..i]);
                     if !sinks.is_empty() {
-                        stream.line(&partial[..i]);
+                        stream.line(&partial[..i], start);
                     }
                     partial.drain(..=i);
                 }
@@ -377,8 +420,8 @@ mod tests {
     struct Lines(Mutex<Vec<String>>);
     impl ExitSink for Lines {
         fn on_exit(&self, _: &crate::trace::ExitEvent) {}
-        fn on_kernel(&self, line: &str) {
-            lock(&self.0).push(line.to_string());
+        fn on_kernel(&self, line: &KernelLine) {
+            lock(&self.0).push(line.text.clone());
         }
     }
 
@@ -386,20 +429,26 @@ mod tests {
     fn few_events_stream_one_by_one_many_as_rates() {
         let lines = Arc::new(Lines::default());
         let sinks: Vec<Arc<dyn ExitSink>> = vec![lines.clone()];
-        let mut stream =
-            Stream { sinks: &sinks, second: std::time::Instant::now(), in_second: 0, at_second: BTreeMap::new() };
+        let mut stream = Stream {
+            sinks: &sinks,
+            second: std::time::Instant::now(),
+            in_second: 0,
+            at_second: BTreeMap::new(),
+            last_t: None,
+        };
         let mut counts = KernelCounts::default();
         let line = "  vcpu0-1 [000] ..... 1.0: kvm_pio: pio_write at 0x80 size 1 count 1 val 0x1 ";
         for _ in 0..1500 {
             counts.parse_line(line);
-            stream.line(line);
+            stream.line(line, None);
         }
         stream.second -= std::time::Duration::from_secs(2);
         stream.tick(&counts);
         let got = lock(&lines.0);
-        assert_eq!(got.len(), STREAM_RATE as usize + 1);
+        assert_eq!(got.len(), STREAM_RATE as usize + 2);
         assert_eq!(got[0], "kvm_pio: pio_write at 0x80 size 1 count 1 val 0x1");
-        assert!(got[1000].starts_with("1500 events/s, too many to show one by one: kvm_pio 1500/s"), "{}", got[1000]);
+        assert_eq!(got[1000], "over 1000 events this second: counted, not shown one by one");
+        assert!(got[1001].starts_with("1500 events/s, too many to show one by one: kvm_pio 1500/s"), "{}", got[1000]);
     }
 
     #[test]

@@ -556,7 +556,9 @@ impl RunningVm {
         }
         shared.virtio.stop();
         if let Ok(mut s) = self.serial.lock() {
-            let _ = s.writer_mut().flush();
+            if let Some(w) = s.writer_mut() {
+                let _ = w.flush();
+            }
         }
         let per_vcpu: Vec<Counters> = (0..shared.counters.len()).map(|i| shared.counters_of(i).clone()).collect();
         let kvm = shared.kvm_counts();

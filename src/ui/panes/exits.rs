@@ -16,7 +16,7 @@ use super::{frame, hard_wrap, scroll_rows};
 use crate::debug::ExitSpec;
 use crate::explain::coverage::Coverage;
 use crate::explain::{Explainer, Explanation};
-use crate::trace::ExitEvent;
+use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::ui::theme::Theme;
 
 /// Events the exit list keeps for scrolling back.
@@ -36,6 +36,8 @@ pub struct ExitsPane {
     pub coverage: Coverage,
     /// Events the live feed dropped because the view was behind.
     pub dropped: u64,
+    /// Events not kept because the history was full of frozen rows.
+    pub unkept: u64,
     /// Rows scrolled back from the newest (0 = follow the newest). While scrolled back the view
     /// holds still: rows that arrive add to it.
     pub scroll: usize,
@@ -57,20 +59,21 @@ impl ExitsPane {
     }
 
     fn push_explained(&mut self, e: ExitEvent, x: Option<Explanation>) {
+        if let (Some(x), ExitKind::Io { dir, data, .. } | ExitKind::Mmio { dir, data, .. }) = (&x, &e.kind) {
+            self.coverage.record(&e, x, *dir == Dir::Out, *data);
+        }
         if self.events.len() == HISTORY {
+            // Frozen, the rows held stay: the newest are counted, not kept.
+            if self.frozen.is_some_and(|f| self.events.front().is_some_and(|o| o.seq <= f)) {
+                self.unkept += 1;
+                return;
+            }
             self.events.pop_front();
             self.explained.pop_front();
         }
         // Scrolled back: the rows shown stay where they are.
         if self.scroll > 0 && self.shows(&e) {
             self.scroll += 1;
-        }
-        if let (
-            Some(x),
-            crate::trace::ExitKind::Io { dir, data, .. } | crate::trace::ExitKind::Mmio { dir, data, .. },
-        ) = (&x, &e.kind)
-        {
-            self.coverage.record(&e, x, *dir == crate::trace::Dir::Out, *data);
         }
         self.events.push_back(e);
         self.explained.push_back(x);
@@ -92,6 +95,12 @@ impl ExitsPane {
     pub fn find(&self, seq: u64) -> Option<(&ExitEvent, Option<&Explanation>)> {
         let i = self.events.binary_search_by_key(&seq, |e| e.seq).ok()?;
         Some((&self.events[i], self.explained[i].as_ref()))
+    }
+
+    /// The exit before `e` on `e`'s vCPU, if it is kept.
+    pub fn previous_on_vcpu(&self, e: &ExitEvent) -> Option<&ExitEvent> {
+        let i = self.events.binary_search_by_key(&e.seq, |x| x.seq).ok()?;
+        self.events.range(..i).rev().find(|x| x.vcpu == e.vcpu)
     }
 
     /// The exit the inspector opens on: the one under the cursor, else the newest shown.
@@ -149,6 +158,7 @@ impl ExitsPane {
             Some(_) => None,
             None => Some(self.events.back().map_or(0, |e| e.seq)),
         };
+        self.unkept = 0;
         self.frozen.is_some()
     }
 
@@ -166,7 +176,7 @@ impl ExitsPane {
     /// The keys this pane takes; false for any other. Following the newest, Up scrolls back a
     /// row and puts the cursor on the bottom one; scrolled back or frozen, the arrows move it.
     pub fn on_key(&mut self, code: KeyCode) -> bool {
-        let held = self.scroll > 0 || self.frozen.is_some();
+        let held = self.scroll > 0 || self.frozen.is_some() || self.selected.is_some();
         match (code, scroll_rows(code)) {
             (KeyCode::Up | KeyCode::Down, _) if held => self.move_cursor(code == KeyCode::Up),
             (KeyCode::Up, _) => {
@@ -217,6 +227,9 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
     }
     if pane.frozen.is_some() {
         title.push_str("[frozen] ");
+        if pane.unkept > 0 {
+            title.push_str(&format!("[{} newer not kept: history full] ", pane.unkept));
+        }
     } else if pane.scroll > 0 {
         title.push_str(&format!("[{} back] ", pane.scroll));
     }

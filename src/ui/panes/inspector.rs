@@ -12,7 +12,24 @@ use super::frame;
 use crate::decode::symbols::Symbols;
 use crate::explain::{Explanation, why};
 use crate::trace::ExitEvent;
+use crate::trace::KernelLine;
 use crate::ui::theme::Theme;
+
+/// The in-kernel events around one exit (`--kernel-events`).
+#[derive(Debug, Clone, Default)]
+pub struct KernelAround {
+    /// Its vCPU's events between its previous exit and its handling's end.
+    pub lines: Vec<KernelLine>,
+    /// Whether the events carry times at all (the trace clock could be set).
+    pub timed: bool,
+    /// The oldest event still kept.
+    pub kept_since: Option<u64>,
+    /// Whether events came too fast to be kept one by one while it happened.
+    pub throttled: bool,
+}
+
+/// In-kernel events shown for one exit at most.
+const KERNEL_SHOWN: usize = 24;
 
 /// An open inspector: its lines, and how far it is scrolled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +48,15 @@ fn located(addr: u64, symbols: &Symbols) -> String {
 }
 
 impl Inspector {
-    /// The inspector on exit `e`, explained by `x`; `stack` is its recorded call stack, if any.
-    pub fn of(e: &ExitEvent, x: Option<&Explanation>, symbols: &Symbols, stack: Option<&[u64]>) -> Self {
+    /// The inspector on exit `e`, explained by `x`; `stack` is its recorded call stack, if any;
+    /// `kernel` the in-kernel events around it, where they are followed.
+    pub fn of(
+        e: &ExitEvent,
+        x: Option<&Explanation>,
+        symbols: &Symbols,
+        stack: Option<&[u64]>,
+        kernel: Option<&KernelAround>,
+    ) -> Self {
         let mut lines: Vec<(String, String)> = Vec::new();
         let mut add = |k: &str, v: String| lines.push((k.to_string(), v));
         add(
@@ -80,7 +104,48 @@ impl Inspector {
             }
             None => add("stack", "not recorded for this exit (record with --stacks)".into()),
         }
+        match kernel {
+            None => add("in-kernel", "not followed (run with --kernel-events, as root)".into()),
+            Some(k) if !k.timed => add("in-kernel", "events carry no time on this host (no mono trace clock)".into()),
+            Some(k) if k.lines.is_empty() && k.kept_since.is_none_or(|t| t > e.t_ns) => {
+                add("in-kernel", "its events are no longer kept (the latest 4096 are)".into())
+            }
+            Some(k) if k.lines.is_empty() && k.throttled => add(
+                "in-kernel",
+                "too many events then to keep one by one (their rates are in the device events pane)".into(),
+            ),
+            Some(k) if k.lines.is_empty() => {
+                add("in-kernel", "no event of its vCPU's thread since its previous exit".into())
+            }
+            Some(k) => {
+                let skipped = k.lines.len().saturating_sub(KERNEL_SHOWN);
+                let mut notes = Vec::new();
+                if k.throttled {
+                    notes.push("some only: too many events then to keep each one".to_string());
+                }
+                if skipped > 0 {
+                    notes.push(format!("… {skipped} earlier events"));
+                }
+                let events = k.lines.iter().skip(skipped).map(|l| {
+                    let when =
+                        l.t_ns.map_or(String::new(), |t| format!("{:+.1} µs ", (t as f64 - e.t_ns as f64) / 1e3));
+                    format!("{when}{}", l.text)
+                });
+                for (i, line) in notes.into_iter().chain(events).enumerate() {
+                    add(if i == 0 { "in-kernel" } else { "" }, line);
+                }
+            }
+        }
         Self { seq: e.seq, lines, scroll: 0 }
+    }
+}
+
+impl Inspector {
+    /// Replaces the value of the line named `key`.
+    pub fn set(&mut self, key: &str, value: &str) {
+        if let Some(line) = self.lines.iter_mut().find(|(k, _)| k == key) {
+            line.1 = value.to_string();
+        }
     }
 }
 
@@ -89,10 +154,12 @@ pub fn render(f: &mut Frame, area: Rect, inspector: &Inspector, theme: &Theme) {
     let w = area.width.min(110);
     let h = area.height.min(inspector.lines.len() as u16 + 2).max(3);
     let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
+    // The names in one column, as wide as the longest (a field's name is indented under its value).
+    let keys = inspector.lines.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0).min(24);
     let lines: Vec<Line> = inspector
         .lines
         .iter()
-        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<12} "), theme.dim()), Span::raw(v.clone())]))
+        .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<keys$} "), theme.dim()), Span::raw(v.clone())]))
         .collect();
     f.render_widget(Clear, r);
     let title = format!(" Exit #{} — arrows scroll, any other key closes ", inspector.seq);

@@ -93,6 +93,18 @@ impl BusDevice for Cmos {
         data.fill(value);
     }
 
+    fn save(&self) -> serde_json::Value {
+        serde_json::json!({ "index": self.index, "nvram": self.nvram.to_vec() })
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        let index = state["index"].as_u64().ok_or("no index")?;
+        let nvram: Vec<u8> = serde_json::from_value(state["nvram"].clone()).map_err(|e| e.to_string())?;
+        self.nvram = nvram.try_into().map_err(|_| "the NVRAM is not 128 bytes")?;
+        self.index = index as u8;
+        Ok(())
+    }
+
     fn write(&mut self, offset: u64, data: &[u8]) -> Option<VmRequest> {
         let &value = data.first()?;
         match offset {

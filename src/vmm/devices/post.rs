@@ -15,6 +15,15 @@ impl BusDevice for PostCode {
         data.fill(self.last);
     }
 
+    fn save(&self) -> serde_json::Value {
+        serde_json::json!(self.last)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        self.last = state.as_u64().filter(|&v| v <= 0xff).ok_or("not a byte")? as u8;
+        Ok(())
+    }
+
     fn write(&mut self, _offset: u64, data: &[u8]) -> Option<VmRequest> {
         if let Some(&b) = data.first() {
             self.last = b;

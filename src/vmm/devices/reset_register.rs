@@ -40,6 +40,15 @@ impl BusDevice for ResetRegister {
         data.fill(self.value);
     }
 
+    fn save(&self) -> serde_json::Value {
+        serde_json::json!(self.value)
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        self.value = state.as_u64().filter(|&v| v <= 0xff).ok_or("not a byte")? as u8 & self.keeps;
+        Ok(())
+    }
+
     fn write(&mut self, _offset: u64, data: &[u8]) -> Option<VmRequest> {
         let &v = data.first()?;
         self.value = v & self.keeps;
