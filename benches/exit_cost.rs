@@ -130,6 +130,7 @@ fn kvmscope_run(looking: Looking) -> f64 {
         trap_msrs: if msr_filter { vec![0x277] } else { Vec::new() },
         dirty_log,
         irqchip: false,
+        machine_args: Vec::new(),
     };
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);

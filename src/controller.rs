@@ -71,6 +71,8 @@ pub enum ControlError {
     Slots(#[from] SlotError),
     #[error(transparent)]
     Msr(#[from] crate::vmm::msr::MsrError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::vmm::snapshot::SnapshotError),
 }
 
 /// The client side: what the UI and the gdb stub call.
@@ -89,6 +91,11 @@ impl Controller {
 
     fn debug(&self) -> &DebugState {
         &self.shared.debug
+    }
+
+    /// What the vCPU threads share (for the time-travel side of the controller).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Asks every vCPU to park.

@@ -22,6 +22,8 @@ pub mod gdb;
 pub mod guests;
 /// Running without the UI.
 pub mod headless;
+/// The `run` options that shape the machine, which a snapshot keeps.
+pub mod machine_args;
 /// The VM's memory map as KVM and kvmscope laid it out.
 pub mod memory_view;
 /// One-line notices during a run: on stderr, or in the TUI's status line.
@@ -38,6 +40,8 @@ pub mod sink;
 pub mod summary;
 /// Locks that survive a panicked holder.
 pub mod sync;
+/// Going back in time: checkpoints, snapshots to a file, the timeline.
+pub mod time_travel;
 /// Exit events and their exact counters.
 pub mod trace;
 /// The terminal UI.

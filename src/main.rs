@@ -49,8 +49,15 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// A kernel recognised by its content: multiboot (ELF32 or a.out kludge) or a 64-bit ELF.
-    #[arg(long, value_name = "FILE", conflicts_with = "image", required_unless_present = "image")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "demo"], required_unless_present_any = ["image", "demo", "restore"])]
     kernel: Option<PathBuf>,
+    /// The built-in demo guest (what `kvmscope` with no arguments runs).
+    #[arg(long, conflicts_with = "image")]
+    demo: bool,
+    /// Start from a snapshot (`monitor snapshot FILE`, `:snapshot FILE`): the machine it was
+    /// taken of, in the state it was in; the other options say how to look at it.
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
     /// A raw binary, loaded at --load and entered at --entry in --mode.
     #[arg(long, value_name = "FILE", requires_all = ["load", "entry", "mode"])]
     image: Option<PathBuf>,
@@ -205,7 +212,29 @@ fn parse_mem(text: &str) -> Result<u64, String> {
     kvmscope::vmm::memory::parse_mem(text).map_err(|e| e.to_string())
 }
 
+/// `run --restore FILE`'s arguments: the snapshot's machine options, and this command line's others.
+fn restore_args(snapshot: &std::path::Path) -> Result<(RunArgs, Vec<String>), String> {
+    let header = kvmscope::vmm::snapshot::file::read_header(snapshot).map_err(|e| e.to_string())?;
+    let here: Vec<String> = std::env::args().skip_while(|a| a != "run").skip(1).collect();
+    let args = kvmscope::machine_args::for_restore(&header.machine_args, &here)?;
+    let argv = ["kvmscope".to_string(), "run".to_string()].into_iter().chain(args);
+    match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
+        Some(Command::Run(a)) => Ok((*a, header.machine_args)),
+        _ => Err("the snapshot's options are not a run".into()),
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
+    let (args, machine_args) = match &args.restore {
+        Some(path) => match restore_args(path) {
+            Ok(a) => a,
+            Err(e) => {
+                kvmscope::say!("kvmscope: --restore {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => (args, kvmscope::machine_args::of_this_run()),
+    };
     let image = match (args.kernel, args.image) {
         (Some(kernel), _) => Image::Kernel(kernel),
         (None, Some(path)) => Image::Raw {
@@ -214,7 +243,7 @@ fn run(args: RunArgs) -> ExitCode {
             entry: args.entry.unwrap_or_default(),
             mode: args.mode.unwrap_or(BootMode::Real),
         },
-        (None, None) => unreachable!("clap requires --kernel or --image"),
+        (None, None) => Image::Demo,
     };
     // A FIFO with a reader, a terminal or a file: opened without waiting for a reader to come.
     let debugcon: Option<Box<dyn std::io::Write + Send>> = match &args.debugcon {
@@ -245,6 +274,7 @@ fn run(args: RunArgs) -> ExitCode {
         trap_msrs: args.trap_msr.map(|m| m.0).unwrap_or_default(),
         dirty_log: args.dirty_log,
         irqchip: args.irqchip,
+        machine_args,
     };
     let limits = RunLimits {
         timeout: args.timeout,
@@ -284,6 +314,7 @@ fn run(args: RunArgs) -> ExitCode {
             symbols: args.symbols,
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,
+            restore: args.restore.clone(),
         };
         return tui(config, session, title);
     }
@@ -310,6 +341,7 @@ fn run(args: RunArgs) -> ExitCode {
             symbols: args.symbols,
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,
+            restore: args.restore.clone(),
         },
         summary: args.summary,
         summary_file,
@@ -433,6 +465,7 @@ fn main() -> ExitCode {
                 trap_msrs: Vec::new(),
                 dirty_log: false,
                 irqchip: false,
+                machine_args: vec!["--demo".into(), "--mem".into(), "64M".into()],
                 image: Image::Demo,
                 mem_size: 64 << 20,
                 cmdline: String::new(),

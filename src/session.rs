@@ -34,6 +34,8 @@ pub struct Session {
     pub kernel_events: bool,
     /// `--record-kernel-events`: and keep their counts in the recording.
     pub record_kernel_events: bool,
+    /// `--restore FILE`: the state to start from (the VM is built from its options first).
+    pub restore: Option<PathBuf>,
 }
 
 /// Errors setting up or finishing a run.
@@ -126,7 +128,10 @@ pub fn launch(
         None => None,
     };
     let (dirty_log, irqchip, ioeventfd) = (config.dirty_log, config.irqchip, config.virtio.ioeventfd);
-    let vm = Vm::new(config)?;
+    let mut vm = Vm::new(config)?;
+    if let Some(path) = &session.restore {
+        vm.restore(path).map_err(VmError::from)?;
+    }
     let mut devices = Vec::new();
     if irqchip && !vm.boot.is_linux() {
         devices

@@ -9,7 +9,6 @@ use super::exit_breakpoints::ExitBreakpoint;
 use crate::trace::ExitEvent;
 
 /// What a parked vCPU is told to do.
-#[derive(Debug)]
 pub enum VcpuCommand {
     /// Run on (the pause flag is already down).
     Resume,
@@ -17,6 +16,25 @@ pub enum VcpuCommand {
     Step,
     /// Load these registers; the answer says whether KVM took them.
     SetRegs { regs: Box<kvm_regs>, sregs: Box<kvm_sregs>, reply: Sender<Result<(), kvm_ioctls::Error>> },
+    /// Let KVM finish the instruction under way (the pending completion of a port or MMIO read
+    /// lives in KVM, outside the registers): a state read or written after it is whole. The
+    /// answer says whether the run goes on.
+    Settle { reply: Sender<bool> },
+    /// Run this on the vCPU's thread with its fd (a checkpoint reading or writing its whole
+    /// state); the stop is published again after, with the registers it leaves.
+    WithFd(Box<dyn FnOnce(&kvm_ioctls::VcpuFd) + Send>),
+}
+
+impl std::fmt::Debug for VcpuCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VcpuCommand::Resume => "Resume",
+            VcpuCommand::Step => "Step",
+            VcpuCommand::SetRegs { .. } => "SetRegs",
+            VcpuCommand::Settle { .. } => "Settle",
+            VcpuCommand::WithFd(_) => "WithFd",
+        })
+    }
 }
 
 /// Why a vCPU stopped.

@@ -26,7 +26,11 @@ kvmscope monitor commands:
   info mem|tlb|mtree   QEMU's: mapped ranges by protection, every page, the memory tree
   virtio [NAME]        the virtio devices: status, features, queues (QEMU's info virtio-*);
                        with NAME, its chains in flight and last requests, descriptor by descriptor
-  probe                what this host's KVM does for a debugger, and what kvmscope uses";
+  probe                what this host's KVM does for a debugger, and what kvmscope uses
+  checkpoint           take a checkpoint of the stopped guest (in memory)
+  checkpoints          list them: number, exit, time, size
+  restore N            go back to checkpoint N (then `flushregs`, or step, to see it)
+  snapshot FILE        write the stopped guest's whole state to FILE (`run --restore FILE`)";
 
 impl MonitorCmd for GdbTarget {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {
@@ -155,6 +159,30 @@ impl MonitorCmd for GdbTarget {
                 Ok(h) => outputln!(out, "{h}"),
                 Err(e) => outputln!(out, "error: {e}"),
             },
+            "checkpoint" => match self.controller.checkpoint(true) {
+                Ok(id) => outputln!(out, "checkpoint #{id} at exit {}", self.controller.position()),
+                Err(e) => outputln!(out, "error: {e}"),
+            },
+            "checkpoints" => {
+                for line in self.controller.checkpoints().to_string().lines() {
+                    outputln!(out, "{line}");
+                }
+            }
+            "restore" => match rest.parse::<u32>() {
+                Ok(id) => match self.controller.restore_checkpoint(id) {
+                    Ok(at) => {
+                        outputln!(out, "back at checkpoint #{id}: exit {at}");
+                        outputln!(out, "(gdb still shows the registers it read before: `flushregs` reads them again)");
+                    }
+                    Err(e) => outputln!(out, "error: {e}"),
+                },
+                Err(_) => outputln!(out, "error: usage: monitor restore N (monitor checkpoints lists them)"),
+            },
+            "snapshot" if !rest.is_empty() => match self.controller.snapshot(std::path::Path::new(rest)) {
+                Ok(bytes) => outputln!(out, "wrote {rest} ({bytes} bytes) at exit {}", self.controller.position()),
+                Err(e) => outputln!(out, "error: {e}"),
+            },
+            "snapshot" => outputln!(out, "error: usage: monitor snapshot FILE"),
             other => outputln!(out, "unknown monitor command {other:?}; try `monitor help`"),
         }
         Ok(())

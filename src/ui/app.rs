@@ -65,6 +65,11 @@ pub enum Action {
     },
     /// Trap exactly these MSRs from now on.
     TrapMsrs(Vec<u32>),
+    /// Take a checkpoint; list them; go back to one; write a snapshot file.
+    Checkpoint,
+    ListCheckpoints,
+    Restore(u32),
+    Snapshot(std::path::PathBuf),
     /// Replay: move to the exit with this sequence number, or the first at or after this time (ns).
     Goto(u64),
     GotoTime(u64),
@@ -413,6 +418,10 @@ impl App {
             Ok(Command::Goto(seq)) => vec![Action::Goto(seq)],
             Ok(Command::Time(t)) => vec![Action::GotoTime(t)],
             Ok(Command::TrapMsrs(msrs)) => vec![Action::TrapMsrs(msrs)],
+            Ok(Command::Checkpoint) => vec![Action::Checkpoint],
+            Ok(Command::Checkpoints) => vec![Action::ListCheckpoints],
+            Ok(Command::Restore(id)) => vec![Action::Restore(id)],
+            Ok(Command::Snapshot(path)) => vec![Action::Snapshot(path)],
             Ok(Command::Cpu(n)) => {
                 self.select_vcpu(n);
                 Vec::new()

@@ -47,6 +47,14 @@ pub enum Command {
     Cpu(usize),
     /// `:help` — the help overlay.
     Help,
+    /// `:checkpoint` — take a checkpoint of the stopped guest.
+    Checkpoint,
+    /// `:checkpoints` — list them.
+    Checkpoints,
+    /// `:restore N` — go back to checkpoint N.
+    Restore(u32),
+    /// `:snapshot FILE` — write the stopped guest's whole state to a file.
+    Snapshot(std::path::PathBuf),
 }
 
 /// Default length of a memory view.
@@ -117,6 +125,13 @@ pub fn parse(line: &str) -> Result<Command, String> {
         },
         "cpu" => rest.parse().map(Command::Cpu).map_err(|_| "usage: :cpu N (a vCPU's index, from 0)".to_string()),
         "help" | "h" => no_args(Command::Help),
+        "checkpoint" | "cp" => no_args(Command::Checkpoint),
+        "checkpoints" => no_args(Command::Checkpoints),
+        "restore" => {
+            rest.parse().map(Command::Restore).map_err(|_| "usage: :restore N (:checkpoints lists them)".into())
+        }
+        "snapshot" if !rest.is_empty() => Ok(Command::Snapshot(rest.into())),
+        "snapshot" => Err("usage: :snapshot FILE".into()),
         "goto" | "g" => parse_number(rest).map(Command::Goto).map_err(|_| "usage: :goto SEQ".to_string()),
         "time" | "t" => match rest.trim_end_matches('s').parse::<f64>() {
             Ok(t) if t >= 0.0 && t.is_finite() => Ok(Command::Time((t * 1e9) as u64)),

@@ -273,6 +273,30 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             Err(e) => app.say(e.to_string(), true),
         },
         Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
+        Action::Checkpoint => match controller.checkpoint(true) {
+            Ok(id) => app.say(format!("checkpoint #{id} at exit {}", controller.position()), false),
+            Err(e) => app.say(format!(":checkpoint: {e}"), true),
+        },
+        Action::ListCheckpoints => {
+            let list = controller.checkpoints().to_string();
+            app.say(list.lines().collect::<Vec<_>>().join("; "), false)
+        }
+        Action::Restore(id) => match controller.restore_checkpoint(id) {
+            Ok(at) => app.say(format!("back at checkpoint #{id}: exit {at}; space runs on from here"), false),
+            Err(e) => app.say(format!(":restore: {e}"), true),
+        },
+        Action::Snapshot(path) => match controller.snapshot(&path) {
+            Ok(bytes) => app.say(
+                format!(
+                    "wrote {} ({}) at exit {}",
+                    path.display(),
+                    crate::vmm::memory::human_size(bytes),
+                    controller.position()
+                ),
+                false,
+            ),
+            Err(e) => app.say(format!(":snapshot: {e}"), true),
+        },
         Action::SerialInput(bytes) => {
             launched.type_input(&bytes);
         }

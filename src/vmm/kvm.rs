@@ -41,13 +41,16 @@ pub enum VmError {
     /// `--trap-msr` could not be had.
     #[error("--trap-msr: {0}")]
     Msr(#[from] super::msr::MsrError),
+    /// `--restore FILE` could not be read or put back.
+    #[error("--restore: {0}")]
+    Restore(#[from] super::snapshot::SnapshotError),
 }
 
 impl VmError {
     /// Whether the user's input (image, sizes, addresses) is at fault, as opposed to the host.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            VmError::Memory(_) | VmError::Loader(_) => true,
+            VmError::Memory(_) | VmError::Loader(_) | VmError::Restore(_) => true,
             VmError::Virtio(e) => e.is_bad_input(),
             _ => false,
         }

@@ -23,6 +23,7 @@ pub mod outcome;
 pub mod probe;
 pub mod shared;
 pub mod slots;
+pub mod snapshot;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

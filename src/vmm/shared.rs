@@ -85,9 +85,26 @@ pub struct Shared {
     /// `--self-profile`: the stage times of the vCPUs whose loops have ended, merged (`None`: the
     /// loops do not time their stages).
     pub stage_times: Option<Mutex<StageTimes>>,
+    /// KVM's list of the MSRs that make a vCPU's state (`KVM_GET_MSR_INDEX_LIST`), for checkpoints.
+    pub msr_list: Vec<u32>,
+    /// KVM models the PIC, IOAPIC, local APIC and PIT (their state is KVM's to save).
+    pub irqchip: bool,
+    /// The checkpoints taken so far.
+    pub checkpoints: Mutex<super::snapshot::checkpoints::Checkpoints>,
+    /// Exits counted before the present history began: going back to a checkpoint starts a new
+    /// one, and the position on it is `seq - timeline_offset` (sequence numbers only grow).
+    pub timeline_offset: AtomicU64,
+    /// The run's machine options, as given (a snapshot names them, to build the machine again).
+    pub machine_args: Vec<String>,
 }
 
 impl Shared {
+    /// Where the VM is on the present history: exits since it started, those of abandoned
+    /// futures not counted.
+    pub fn position(&self) -> u64 {
+        self.seq.load(Ordering::Acquire) - self.timeline_offset.load(Ordering::Acquire)
+    }
+
     /// Whether the run is ending.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)

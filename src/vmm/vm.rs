@@ -72,6 +72,8 @@ pub struct VmConfig {
     /// `--irqchip`: the in-kernel PIC, IOAPIC, local APIC and PIT for a guest that is not Linux
     /// (Linux guests always have them), as firmware such as SeaBIOS expects of a PC.
     pub irqchip: bool,
+    /// The `run` options that shaped this machine, as given: a snapshot keeps them.
+    pub machine_args: Vec<String>,
 }
 
 /// What a finished run leaves behind.
@@ -142,6 +144,13 @@ pub struct Vm {
     dirty_log: bool,
     /// KVM's own counters of this VM, or why there are none.
     kvm_stats: Result<VmStats, StatsError>,
+    /// The MSRs KVM says make a vCPU's state.
+    msr_list: Vec<u32>,
+    /// KVM models the interrupt controllers and the PIT.
+    irqchip: bool,
+    machine_args: Vec<String>,
+    /// The first exit's sequence number (a restored snapshot's position).
+    first_seq: u64,
 }
 
 /// Set by SIGINT/SIGTERM; polled by the run loop.
@@ -342,7 +351,12 @@ impl Vm {
             let vcpus = vcpus.iter().map(KvmStats::open).collect::<Result<Vec<_>, _>>()?;
             Ok(VmStats { vm, vcpus })
         });
+        let msr_list = kvm.get_msr_index_list().map(|l| l.as_slice().to_vec()).unwrap_or_default();
         Ok(Self {
+            msr_list,
+            irqchip,
+            machine_args: config.machine_args.clone(),
+            first_seq: 0,
             _kvm: kvm,
             _fd: fd,
             ram,
@@ -363,6 +377,26 @@ impl Vm {
             trapped_msrs: config.trap_msrs.clone(),
             dirty_log: config.dirty_log,
         })
+    }
+
+    /// Puts the state of the snapshot at `path` into this VM, built from the snapshot's options,
+    /// before its vCPUs first run; its exits are numbered on from the snapshot's.
+    pub fn restore(&mut self, path: &std::path::Path) -> Result<(), super::snapshot::SnapshotError> {
+        use super::snapshot::{self, SnapshotError};
+        let (header, state) = snapshot::file::read(path)?;
+        if state.machine.vcpus.len() != self.vcpus.len() {
+            return Err(SnapshotError::Vcpus { snapshot: state.machine.vcpus.len(), vm: self.vcpus.len() });
+        }
+        snapshot::restore_ram(&self.ram, &state.ram)?;
+        if let (Some(chips), true) = (&state.machine.chips, self.irqchip) {
+            chips.restore(&self._fd).map_err(SnapshotError::Chips)?;
+        }
+        snapshot::restore_devices(&self.pio, &self.mmio, &state.machine.devices)?;
+        for (vcpu, (fd, s)) in self.vcpus.iter().zip(&state.machine.vcpus).enumerate() {
+            s.restore(fd).map_err(|source| SnapshotError::Vcpu { vcpu, source })?;
+        }
+        self.first_seq = header.seq;
+        Ok(())
     }
 
     /// Runs every vCPU on its own thread until the run ends; `sinks` see every exit.
@@ -393,6 +427,10 @@ impl Vm {
             msr_exits,
             trapped_msrs,
             dirty_log,
+            msr_list,
+            irqchip,
+            machine_args,
+            first_seq,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let clock = Clock::start();
@@ -400,7 +438,7 @@ impl Vm {
             ram: ram.clone(),
             buses: Buses { pio, mmio },
             clock,
-            seq: OwnLine(AtomicU64::new(0)),
+            seq: OwnLine(AtomicU64::new(first_seq)),
             stopping: AtomicBool::new(false),
             max_exits: limits.max_exits.unwrap_or(u64::MAX),
             stacks_every: limits.stacks_every.filter(|&n| n > 0),
@@ -420,6 +458,11 @@ impl Vm {
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
             stage_times: limits.self_profile.then(Mutex::default),
+            msr_list,
+            irqchip,
+            checkpoints: Mutex::default(),
+            timeline_offset: AtomicU64::new(0),
+            machine_args,
         });
         if limits.start_paused {
             shared.debug.raise_pause();

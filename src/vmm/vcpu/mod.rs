@@ -307,6 +307,22 @@ impl Vcpu {
                         self.publish_stop(s.reason, s.event);
                     }
                 }
+                Ok(VcpuCommand::Settle { reply }) => {
+                    let going_on = matches!(self.complete_instruction(), Next::Continue);
+                    let _ = reply.send(going_on);
+                    if let Some(s) = self.shared.debug.stop_of(index) {
+                        self.publish_stop(s.reason, s.event);
+                    }
+                    if !going_on {
+                        break false;
+                    }
+                }
+                Ok(VcpuCommand::WithFd(f)) => {
+                    f(&self.fd);
+                    if let Some(s) = self.shared.debug.stop_of(index) {
+                        self.publish_stop(s.reason, s.event);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) if !self.shared.is_stopping() => {}
                 Err(_) => break false,
             }

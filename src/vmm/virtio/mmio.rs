@@ -452,4 +452,109 @@ impl BusDevice for Transport {
         }
         None
     }
+
+    /// The transport's registers and each queue's place in its rings (the rings themselves are in
+    /// guest RAM, which a snapshot keeps too).
+    fn save(&self) -> serde_json::Value {
+        let queues: Vec<QueueSnapshot> = self.queues.iter().map(|q| QueueSnapshot::from(q.state())).collect();
+        let state = TransportSnapshot {
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            config_generation: self.config_generation,
+            size_refused: self.size_refused.clone(),
+            queues,
+        };
+        serde_json::to_value(state).unwrap_or_default()
+    }
+
+    /// Takes back a saved state; the worker looks at every queue again after (a notification
+    /// the guest made before the state was saved is not lost).
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        let s: TransportSnapshot = serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+        if s.queues.len() != self.queues.len() || s.size_refused.len() != self.queues.len() {
+            return Err(format!("{} queues in the state, {} on this device", s.queues.len(), self.queues.len()));
+        }
+        let mut queues = Vec::new();
+        for (i, q) in s.queues.iter().enumerate() {
+            let q = Queue::try_from(q.to_state()).map_err(|e| format!("queue {i}: {e}"))?;
+            queues.push(q);
+        }
+        self.queues = queues;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.queue_sel = s.queue_sel;
+        self.status = s.status;
+        self.interrupt_status = s.interrupt_status;
+        self.config_generation = s.config_generation;
+        self.size_refused = s.size_refused;
+        for fd in &self.notify {
+            let _ = fd.write(1);
+        }
+        Ok(())
+    }
+}
+
+/// A transport's state in a snapshot.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TransportSnapshot {
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    queue_sel: u32,
+    status: u32,
+    interrupt_status: u32,
+    config_generation: u32,
+    size_refused: Vec<Option<u32>>,
+    queues: Vec<QueueSnapshot>,
+}
+
+/// virtio-queue's `QueueState`, as a snapshot keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct QueueSnapshot {
+    max_size: u16,
+    next_avail: u16,
+    next_used: u16,
+    event_idx: bool,
+    size: u16,
+    ready: bool,
+    desc: u64,
+    avail: u64,
+    used: u64,
+}
+
+impl From<virtio_queue::QueueState> for QueueSnapshot {
+    fn from(q: virtio_queue::QueueState) -> Self {
+        Self {
+            max_size: q.max_size,
+            next_avail: q.next_avail,
+            next_used: q.next_used,
+            event_idx: q.event_idx_enabled,
+            size: q.size,
+            ready: q.ready,
+            desc: q.desc_table,
+            avail: q.avail_ring,
+            used: q.used_ring,
+        }
+    }
+}
+
+impl QueueSnapshot {
+    fn to_state(&self) -> virtio_queue::QueueState {
+        virtio_queue::QueueState {
+            max_size: self.max_size,
+            next_avail: self.next_avail,
+            next_used: self.next_used,
+            event_idx_enabled: self.event_idx,
+            size: self.size,
+            ready: self.ready,
+            desc_table: self.desc,
+            avail_ring: self.avail,
+            used_ring: self.used,
+        }
+    }
 }

@@ -1,0 +1,222 @@
+//! Checkpoints in memory: numbered states to go back to. The newest keeps all of RAM; each older
+//! one keeps only the pages where it differs from the one after it (reverse deltas, as a backup
+//! tool keeps increments), found by comparing RAM page by page with the newest when a checkpoint
+//! is taken. Memory for them is bounded: past the budget the oldest are thinned, every other one
+//! merged into its neighbour, so that the timeline keeps points far back, fewer of them.
+
+use std::collections::BTreeMap;
+
+use super::{MachineState, RamImage};
+
+/// A page of guest RAM.
+pub const PAGE: usize = 4096;
+
+/// Bytes checkpoints may hold, the newest's full RAM included (the budget the oldest are thinned to).
+pub const DEFAULT_BUDGET: u64 = 2 << 30;
+
+/// One checkpoint: where on the timeline, and what it holds.
+pub struct Checkpoint {
+    pub id: u32,
+    /// The exit sequence number at which it was taken (the next exit's number).
+    pub seq: u64,
+    /// Time since the VM started.
+    pub t_ns: u64,
+    /// Whether the user asked for it (kept when thinning) or kvmscope took it on its own.
+    pub manual: bool,
+    pub machine: MachineState,
+    /// The pages (by guest-physical address) whose content differs in the next newer checkpoint,
+    /// as they were here. Empty for the newest, whose RAM is [`Checkpoints::newest_ram`].
+    delta: BTreeMap<u64, Box<[u8]>>,
+}
+
+impl Checkpoint {
+    /// Bytes this checkpoint keeps of its own.
+    pub fn size(&self) -> u64 {
+        (self.delta.len() * PAGE) as u64
+    }
+}
+
+/// Every checkpoint of a run, oldest first.
+pub struct Checkpoints {
+    list: Vec<Checkpoint>,
+    /// The newest checkpoint's RAM, whole.
+    newest_ram: RamImage,
+    next_id: u32,
+    pub budget: u64,
+    /// Checkpoints merged away to stay in the budget.
+    pub thinned: u64,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self { list: Vec::new(), newest_ram: Vec::new(), next_id: 1, budget: DEFAULT_BUDGET, thinned: 0 }
+    }
+}
+
+/// The pages of `old` that differ in `new` (same ranges), as they are in `old`.
+fn differing_pages(old: &RamImage, new: &RamImage) -> BTreeMap<u64, Box<[u8]>> {
+    let mut out = BTreeMap::new();
+    for ((gpa, a), (_, b)) in old.iter().zip(new) {
+        for (i, (pa, pb)) in a.chunks(PAGE).zip(b.chunks(PAGE)).enumerate() {
+            if pa != pb {
+                out.insert(gpa + (i * PAGE) as u64, pa.into());
+            }
+        }
+    }
+    out
+}
+
+/// Writes `pages` over `ram`.
+fn apply(ram: &mut RamImage, pages: &BTreeMap<u64, Box<[u8]>>) {
+    for (&at, page) in pages {
+        if let Some((gpa, bytes)) = ram.iter_mut().find(|(gpa, b)| at >= *gpa && at - gpa < b.len() as u64) {
+            let off = (at - *gpa) as usize;
+            let end = (off + page.len()).min(bytes.len());
+            bytes[off..end].copy_from_slice(&page[..end - off]);
+        }
+    }
+}
+
+impl Checkpoints {
+    /// Adds a checkpoint of `machine` and `ram` taken at exit `seq`; its number.
+    pub fn add(&mut self, seq: u64, t_ns: u64, manual: bool, machine: MachineState, ram: RamImage) -> u32 {
+        if let Some(newest) = self.list.last_mut() {
+            newest.delta = differing_pages(&self.newest_ram, &ram);
+        }
+        self.newest_ram = ram;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.list.push(Checkpoint { id, seq, t_ns, manual, machine, delta: BTreeMap::new() });
+        self.thin();
+        id
+    }
+
+    /// Every checkpoint, oldest first.
+    pub fn list(&self) -> &[Checkpoint] {
+        &self.list
+    }
+
+    /// Checkpoint `id`, if it is kept.
+    pub fn get(&self, id: u32) -> Option<&Checkpoint> {
+        self.list.iter().find(|c| c.id == id)
+    }
+
+    /// The newest checkpoint taken at or before exit `seq`.
+    pub fn at_or_before(&self, seq: u64) -> Option<&Checkpoint> {
+        self.list.iter().rev().find(|c| c.seq <= seq)
+    }
+
+    /// Checkpoint `id`'s RAM, whole: the newest's, with the older ones' pages put back down to it.
+    pub fn ram_of(&self, id: u32) -> Option<RamImage> {
+        let at = self.list.iter().position(|c| c.id == id)?;
+        let mut ram = self.newest_ram.clone();
+        for c in self.list[at..].iter().rev() {
+            apply(&mut ram, &c.delta);
+        }
+        Some(ram)
+    }
+
+    /// Drops the checkpoints after `id` (going back to it makes them another future).
+    pub fn truncate_after(&mut self, id: u32) {
+        let Some(at) = self.list.iter().position(|c| c.id == id) else { return };
+        if at + 1 == self.list.len() {
+            return;
+        }
+        if let Some(ram) = self.ram_of(id) {
+            self.newest_ram = ram;
+        }
+        self.list.truncate(at + 1);
+        if let Some(c) = self.list.last_mut() {
+            c.delta.clear();
+        }
+    }
+
+    /// Bytes held: the newest's RAM and every delta.
+    pub fn size(&self) -> u64 {
+        self.newest_ram.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
+            + self.list.iter().map(Checkpoint::size).sum::<u64>()
+    }
+
+    /// Merges old checkpoints away until the size is within the budget: of the automatic ones,
+    /// every other from the oldest (a checkpoint's delta goes into the one before it).
+    fn thin(&mut self) {
+        while self.size() > self.budget && self.list.len() > 2 {
+            // The oldest automatic checkpoint that has an older neighbour to merge into, else the
+            // oldest if kvmscope took it.
+            let automatic = |i: &usize| !self.list[*i].manual;
+            let Some(victim) = (1..self.list.len() - 1).find(automatic).or_else(|| Some(0).filter(automatic)) else {
+                // Only checkpoints the user took are left to thin: they stay, over the budget.
+                break;
+            };
+            let removed = self.list.remove(victim);
+            if victim > 0 {
+                // The older neighbour's delta led to the removed one; now it leads to the next:
+                // its pages win, the removed one's fill in the rest.
+                let older = &mut self.list[victim - 1].delta;
+                for (at, page) in removed.delta {
+                    older.entry(at).or_insert(page);
+                }
+            }
+            self.thinned += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> MachineState {
+        MachineState { vcpus: Vec::new(), chips: None, devices: Vec::new() }
+    }
+
+    fn ram(fill: &[(usize, u8)]) -> RamImage {
+        let mut bytes = vec![0u8; 8 * PAGE];
+        for &(page, v) in fill {
+            bytes[page * PAGE..(page + 1) * PAGE].fill(v);
+        }
+        vec![(0x1000, bytes)]
+    }
+
+    #[test]
+    fn older_checkpoints_keep_only_the_pages_that_changed_and_come_back_whole() {
+        let mut c = Checkpoints::default();
+        let a = c.add(10, 1, true, machine(), ram(&[(0, 1)]));
+        let b = c.add(20, 2, false, machine(), ram(&[(0, 2), (3, 7)]));
+        let d = c.add(30, 3, false, machine(), ram(&[(0, 2), (3, 8), (5, 9)]));
+        assert_eq!(c.get(a).unwrap().size(), (2 * PAGE) as u64, "pages 0 and 3 differ from b");
+        assert_eq!(c.get(b).unwrap().size(), (2 * PAGE) as u64, "pages 3 and 5 differ from d");
+        assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
+        assert_eq!(c.ram_of(b).unwrap(), ram(&[(0, 2), (3, 7)]));
+        assert_eq!(c.ram_of(d).unwrap(), ram(&[(0, 2), (3, 8), (5, 9)]));
+        assert_eq!(c.at_or_before(25).map(|k| k.id), Some(b));
+        assert!(c.at_or_before(5).is_none());
+        // Going back to b: d is another future now.
+        c.truncate_after(b);
+        assert_eq!(c.list().len(), 2);
+        assert_eq!(c.ram_of(b).unwrap(), ram(&[(0, 2), (3, 7)]));
+        assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
+    }
+
+    #[test]
+    fn over_the_budget_automatic_checkpoints_merge_and_the_rest_stay_exact() {
+        let mut c = Checkpoints { budget: (8 + 3) as u64 * PAGE as u64, ..Default::default() };
+        let mut kept_by_user = 0;
+        for i in 0..8u64 {
+            let fill: Vec<(usize, u8)> = if i == 0 { Vec::new() } else { vec![(i as usize, i as u8)] };
+            let id = c.add(i * 10, i, i == 3, machine(), ram(&fill));
+            if i == 3 {
+                kept_by_user = id;
+            }
+            let all_but_newest_manual = c.list()[..c.list().len() - 1].iter().all(|k| k.manual);
+            assert!(c.size() <= c.budget || all_but_newest_manual, "{} > {}", c.size(), c.budget);
+        }
+        assert!(c.thinned > 0);
+        assert!(c.get(kept_by_user).is_some(), "a checkpoint the user took stays");
+        for k in c.list() {
+            let i = k.seq / 10;
+            let want = if i == 0 { ram(&[]) } else { ram(&[(i as usize, i as u8)]) };
+            assert_eq!(c.ram_of(k.id).unwrap(), want, "checkpoint at {}", k.seq);
+        }
+    }
+}
