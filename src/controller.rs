@@ -73,6 +73,8 @@ pub enum ControlError {
     Msr(#[from] crate::vmm::msr::MsrError),
     #[error(transparent)]
     Snapshot(#[from] crate::vmm::snapshot::SnapshotError),
+    #[error("{0}")]
+    TimeTravel(String),
 }
 
 /// The client side: what the UI and the gdb stub call.

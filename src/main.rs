@@ -162,6 +162,10 @@ struct RunArgs {
     /// debugger) and print where an exit's time goes with the summary.
     #[arg(long, requires = "headless")]
     self_profile: bool,
+    /// At a stop you hold (gdb, the TUI), take a checkpoint to go back from when the newest is
+    /// this many guest exits back (0: only those you take).
+    #[arg(long, value_name = "EXITS", default_value_t = kvmscope::vmm::snapshot::checkpoints::AUTO_EVERY)]
+    checkpoint_every: u64,
 }
 
 fn parse_disk(text: &str) -> Result<DiskSpec, String> {
@@ -282,6 +286,7 @@ fn run(args: RunArgs) -> ExitCode {
         start_paused: args.gdb_wait,
         stacks_every: args.stacks,
         self_profile: args.self_profile,
+        checkpoint_every: Some(args.checkpoint_every),
     };
     let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {

@@ -18,11 +18,11 @@ pub enum VcpuCommand {
     SetRegs { regs: Box<kvm_regs>, sregs: Box<kvm_sregs>, reply: Sender<Result<(), kvm_ioctls::Error>> },
     /// Let KVM finish the instruction under way (the pending completion of a port or MMIO read
     /// lives in KVM, outside the registers): a state read or written after it is whole. The
-    /// answer says whether the run goes on.
+    /// answer (after the stop is published again) says whether the run goes on.
     Settle { reply: Sender<bool> },
     /// Run this on the vCPU's thread with its fd (a checkpoint reading or writing its whole
-    /// state); the stop is published again after, with the registers it leaves.
-    WithFd(Box<dyn FnOnce(&kvm_ioctls::VcpuFd) + Send>),
+    /// state); the stop is published again after, with the registers it leaves, then `done`.
+    WithFd { run: Box<dyn FnOnce(&kvm_ioctls::VcpuFd) + Send>, done: Sender<()> },
 }
 
 impl std::fmt::Debug for VcpuCommand {
@@ -32,7 +32,7 @@ impl std::fmt::Debug for VcpuCommand {
             VcpuCommand::Step => "Step",
             VcpuCommand::SetRegs { .. } => "SetRegs",
             VcpuCommand::Settle { .. } => "Settle",
-            VcpuCommand::WithFd(_) => "WithFd",
+            VcpuCommand::WithFd { .. } => "WithFd",
         })
     }
 }
@@ -54,6 +54,15 @@ pub enum StopReason {
     Watchpoint { gva: u64, kind: WatchKind },
     /// The run ended: the state the vCPU left.
     Ended,
+    /// Going forward again reached this position of the timeline (guest exits since the start).
+    Reached(u64),
+    /// Going forward again, the guest left the history at this position: the exit it made there
+    /// is not the one it made the first time.
+    Diverged { position: u64, was: String, now: String },
+    /// Going back found no earlier stop: this is as far back as the checkpoints reach.
+    TimelineStart(u64),
+    /// Going back could not be done (said why); the guest is where it ended up.
+    TravelFailed(String),
 }
 
 impl StopReason {
@@ -64,6 +73,7 @@ impl StopReason {
             StopReason::SwBreakpoint(_) => "breakpoint".into(),
             StopReason::HwBreakpoint(_) => "hardware breakpoint".into(),
             StopReason::Watchpoint { .. } => "watchpoint".into(),
+            StopReason::Diverged { position, .. } => format!("left the history at exit {position}"),
             other => other.to_string(),
         }
     }
@@ -79,6 +89,12 @@ impl std::fmt::Display for StopReason {
             StopReason::HwBreakpoint(a) => write!(f, "hardware breakpoint at {a:#x}"),
             StopReason::Watchpoint { gva, kind } => write!(f, "{kind:?} watchpoint at {gva:#x}"),
             StopReason::Ended => write!(f, "run ended"),
+            StopReason::Reached(p) => write!(f, "at exit {p} of the timeline"),
+            StopReason::Diverged { position, was, now } => {
+                write!(f, "left the history at exit {position}: it was {was}, now {now}")
+            }
+            StopReason::TimelineStart(p) => write!(f, "at the first checkpoint (exit {p}): no earlier stop"),
+            StopReason::TravelFailed(why) => write!(f, "could not go back: {why}"),
         }
     }
 }

@@ -33,6 +33,14 @@ pub fn stop_reason(s: &Stop) -> MultiThreadStopReason<u64> {
         }
         StopReason::ExitBreakpoint(_) => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
         StopReason::Pause => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT },
+        StopReason::Reached(_) => MultiThreadStopReason::DoneStep,
+        StopReason::Diverged { .. } | StopReason::TravelFailed(_) => {
+            MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP }
+        }
+        StopReason::TimelineStart(_) => MultiThreadStopReason::ReplayLog {
+            tid: Some(tid),
+            pos: gdbstub::target::ext::base::reverse_exec::ReplayLogPosition::Begin,
+        },
         // Never a parked vCPU's reason: the state left at the end is not offered as a stop.
         StopReason::Ended => MultiThreadStopReason::Exited(0),
     }
@@ -61,6 +69,10 @@ impl BlockingEventLoop for GdbEventLoop {
                 return Ok(Event::TargetStopped(MultiThreadStopReason::Exited(status as u8)));
             }
             if let Some(stop) = target.controller.wait_for_stop(target.resumed_at, Duration::from_millis(10)) {
+                // The user holds the guest now: a checkpoint if one is due, to go back from.
+                if let Some(Err(e)) = target.controller.auto_checkpoint() {
+                    crate::notice::say(format!("automatic checkpoint: {e}"));
+                }
                 return Ok(Event::TargetStopped(stop_reason(&stop)));
             }
         }

@@ -30,7 +30,8 @@ kvmscope monitor commands:
   checkpoint           take a checkpoint of the stopped guest (in memory)
   checkpoints          list them: number, exit, time, size
   restore N            go back to checkpoint N (then `flushregs`, or step, to see it)
-  snapshot FILE        write the stopped guest's whole state to FILE (`run --restore FILE`)";
+  snapshot FILE        write the stopped guest's whole state to FILE (`run --restore FILE`)
+  timeline             where the guest is (exits, steps since), how far back it can go";
 
 impl MonitorCmd for GdbTarget {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {
@@ -183,6 +184,22 @@ impl MonitorCmd for GdbTarget {
                 Err(e) => outputln!(out, "error: {e}"),
             },
             "snapshot" => outputln!(out, "error: usage: monitor snapshot FILE"),
+            "timeline" => {
+                let c = self.controller.checkpoints();
+                outputln!(out, "at {}", self.controller.place());
+                match c.checkpoints.first() {
+                    Some(first) => outputln!(
+                        out,
+                        "{} checkpoint(s), the first at exit {}: reverse-stepi and reverse-continue go back that far",
+                        c.checkpoints.len(),
+                        first.position
+                    ),
+                    None => outputln!(out, "no checkpoints yet: nothing to go back to"),
+                }
+                if let Some(why) = self.controller.travel_note() {
+                    outputln!(out, "the last going back failed: {why}");
+                }
+            }
             other => outputln!(out, "unknown monitor command {other:?}; try `monitor help`"),
         }
         Ok(())

@@ -162,6 +162,10 @@ fn serve_session(session: Session, packets: Arc<std::sync::atomic::AtomicU64>, c
     // gdb expects a stopped target when it attaches.
     controller.pause();
     controller.wait_all_stopped(Duration::from_secs(5));
+    // Somewhere to go back to from the start (`--gdb-wait`: the guest's first instruction).
+    if let Some(Err(e)) = controller.auto_checkpoint() {
+        crate::notice::say(format!("automatic checkpoint: {e}"));
+    }
     let mut target = GdbTarget::new(controller.clone(), controller.vcpus(), packets);
     match GdbStub::new(session).run_blocking::<GdbEventLoop>(&mut target) {
         Ok(DisconnectReason::Kill) => controller.end_run(crate::vmm::RunEnd::Quit),

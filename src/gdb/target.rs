@@ -10,6 +10,7 @@ use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
     MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
+use gdbstub::target::ext::base::reverse_exec::{ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps};
 use gdbstub::target::ext::breakpoints::BreakpointsOps;
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
@@ -209,6 +210,40 @@ impl MultiThreadResume for GdbTarget {
 
     fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, Tid, Self>> {
+        Some(self)
+    }
+
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, Tid, Self>> {
+        Some(self)
+    }
+}
+
+impl GdbTarget {
+    /// Goes back in time by `how`; the stop it ends at is gdb's answer. What cannot be done is a
+    /// SIGTRAP where the guest ended up, said on kvmscope's side and by `monitor timeline`.
+    fn travel(&mut self, how: fn(&Controller) -> Result<crate::time_travel::Place, ControlError>) {
+        let since = self.controller.stop_serial();
+        if let Err(e) = how(&self.controller) {
+            self.controller.travel_failed(&e.to_string());
+        }
+        self.resumed_at = since;
+    }
+}
+
+impl ReverseStep<Tid> for GdbTarget {
+    fn reverse_step(&mut self, _tid: Tid) -> Result<(), Self::Error> {
+        self.travel(Controller::reverse_step);
+        Ok(())
+    }
+}
+
+impl ReverseCont<Tid> for GdbTarget {
+    fn reverse_cont(&mut self) -> Result<(), Self::Error> {
+        self.travel(Controller::reverse_continue);
+        Ok(())
     }
 }
 

@@ -24,6 +24,7 @@ pub mod probe;
 pub mod shared;
 pub mod slots;
 pub mod snapshot;
+pub mod timeline;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

@@ -91,20 +91,18 @@ pub struct Shared {
     pub irqchip: bool,
     /// The checkpoints taken so far.
     pub checkpoints: Mutex<super::snapshot::checkpoints::Checkpoints>,
-    /// Exits counted before the present history began: going back to a checkpoint starts a new
-    /// one, and the position on it is `seq - timeline_offset` (sequence numbers only grow).
-    pub timeline_offset: AtomicU64,
+    /// Where the VM is in the guest's own exits, and their history once a checkpoint exists.
+    pub timeline: super::timeline::Timeline,
     /// The run's machine options, as given (a snapshot names them, to build the machine again).
     pub machine_args: Vec<String>,
+    /// At a stop the user holds, a checkpoint is taken when the newest is this many exits back
+    /// (0: never on its own).
+    pub checkpoint_every: u64,
+    /// Set while the guest goes over its past again: its console output was written already.
+    pub output_mutes: Vec<Arc<AtomicBool>>,
 }
 
 impl Shared {
-    /// Where the VM is on the present history: exits since it started, those of abandoned
-    /// futures not counted.
-    pub fn position(&self) -> u64 {
-        self.seq.load(Ordering::Acquire) - self.timeline_offset.load(Ordering::Acquire)
-    }
-
     /// Whether the run is ending.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)

@@ -109,6 +109,8 @@ pub struct RunLimits {
     pub stacks_every: Option<u64>,
     /// `--self-profile`: time the stages of the vCPU loop.
     pub self_profile: bool,
+    /// `--checkpoint-every N`: exits between automatic checkpoints at the user's stops.
+    pub checkpoint_every: Option<u64>,
 }
 
 /// A built VM, ready to run.
@@ -151,6 +153,8 @@ pub struct Vm {
     machine_args: Vec<String>,
     /// The first exit's sequence number (a restored snapshot's position).
     first_seq: u64,
+    /// The guest's output is dropped while these are set (going over its past again).
+    output_mutes: Vec<Arc<AtomicBool>>,
 }
 
 /// Set by SIGINT/SIGTERM; polled by the run loop.
@@ -291,6 +295,7 @@ impl Vm {
         }
         let input_to_virtio = virtio.has_console() && config.cmdline.contains("console=hvc");
         let debugcon = config.debugcon.map(SharedWriter::new).unwrap_or_else(|| console.clone());
+        let output_mutes = vec![console.muted.clone(), debugcon.muted.clone()];
         let serial = Arc::new(Mutex::new(Serial::with_irq(out(&console, "serial"), irq)));
         let console_out = console.clone();
         let mut pio = Bus::default();
@@ -357,6 +362,7 @@ impl Vm {
             irqchip,
             machine_args: config.machine_args.clone(),
             first_seq: 0,
+            output_mutes,
             _kvm: kvm,
             _fd: fd,
             ram,
@@ -431,6 +437,7 @@ impl Vm {
             irqchip,
             machine_args,
             first_seq,
+            output_mutes,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
         let clock = Clock::start();
@@ -461,7 +468,9 @@ impl Vm {
             msr_list,
             irqchip,
             checkpoints: Mutex::default(),
-            timeline_offset: AtomicU64::new(0),
+            timeline: super::timeline::Timeline::new(first_seq),
+            checkpoint_every: limits.checkpoint_every.unwrap_or(super::snapshot::checkpoints::AUTO_EVERY),
+            output_mutes,
             machine_args,
         });
         if limits.start_paused {

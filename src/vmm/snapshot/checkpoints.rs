@@ -11,14 +11,20 @@ use super::{MachineState, RamImage};
 /// A page of guest RAM.
 pub const PAGE: usize = 4096;
 
+/// Exits between the checkpoints kvmscope takes on its own at the user's stops (`--checkpoint-every`).
+pub const AUTO_EVERY: u64 = 10_000;
+
 /// Bytes checkpoints may hold, the newest's full RAM included (the budget the oldest are thinned to).
 pub const DEFAULT_BUDGET: u64 = 2 << 30;
 
 /// One checkpoint: where on the timeline, and what it holds.
 pub struct Checkpoint {
     pub id: u32,
-    /// The exit sequence number at which it was taken (the next exit's number).
+    /// Its place on the timeline: the guest exits before it ...
     pub seq: u64,
+    /// ... and the instructions single-stepped since the last of them (`u64::MAX`: not known,
+    /// the guest ran freely to it).
+    pub steps: u64,
     /// Time since the VM started.
     pub t_ns: u64,
     /// Whether the user asked for it (kept when thinning) or kvmscope took it on its own.
@@ -79,14 +85,21 @@ fn apply(ram: &mut RamImage, pages: &BTreeMap<u64, Box<[u8]>>) {
 
 impl Checkpoints {
     /// Adds a checkpoint of `machine` and `ram` taken at exit `seq`; its number.
-    pub fn add(&mut self, seq: u64, t_ns: u64, manual: bool, machine: MachineState, ram: RamImage) -> u32 {
+    pub fn add(
+        &mut self,
+        (seq, steps): (u64, u64),
+        t_ns: u64,
+        manual: bool,
+        machine: MachineState,
+        ram: RamImage,
+    ) -> u32 {
         if let Some(newest) = self.list.last_mut() {
             newest.delta = differing_pages(&self.newest_ram, &ram);
         }
         self.newest_ram = ram;
         let id = self.next_id;
         self.next_id += 1;
-        self.list.push(Checkpoint { id, seq, t_ns, manual, machine, delta: BTreeMap::new() });
+        self.list.push(Checkpoint { id, seq, steps, t_ns, manual, machine, delta: BTreeMap::new() });
         self.thin();
         id
     }
@@ -104,6 +117,12 @@ impl Checkpoints {
     /// The newest checkpoint taken at or before exit `seq`.
     pub fn at_or_before(&self, seq: u64) -> Option<&Checkpoint> {
         self.list.iter().rev().find(|c| c.seq <= seq)
+    }
+
+    /// The newest checkpoint from which `steps` instructions after exit `seq` can be counted:
+    /// one before that exit, or at it with a known number of steps no more than `steps`.
+    pub fn anchor_for(&self, seq: u64, steps: u64) -> Option<&Checkpoint> {
+        self.list.iter().rev().find(|c| c.seq < seq || (c.seq == seq && c.steps != u64::MAX && c.steps <= steps))
     }
 
     /// Checkpoint `id`'s RAM, whole: the newest's, with the older ones' pages put back down to it.
@@ -181,9 +200,9 @@ mod tests {
     #[test]
     fn older_checkpoints_keep_only_the_pages_that_changed_and_come_back_whole() {
         let mut c = Checkpoints::default();
-        let a = c.add(10, 1, true, machine(), ram(&[(0, 1)]));
-        let b = c.add(20, 2, false, machine(), ram(&[(0, 2), (3, 7)]));
-        let d = c.add(30, 3, false, machine(), ram(&[(0, 2), (3, 8), (5, 9)]));
+        let a = c.add((10, 0), 1, true, machine(), ram(&[(0, 1)]));
+        let b = c.add((20, 0), 2, false, machine(), ram(&[(0, 2), (3, 7)]));
+        let d = c.add((30, 0), 3, false, machine(), ram(&[(0, 2), (3, 8), (5, 9)]));
         assert_eq!(c.get(a).unwrap().size(), (2 * PAGE) as u64, "pages 0 and 3 differ from b");
         assert_eq!(c.get(b).unwrap().size(), (2 * PAGE) as u64, "pages 3 and 5 differ from d");
         assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
@@ -204,7 +223,7 @@ mod tests {
         let mut kept_by_user = 0;
         for i in 0..8u64 {
             let fill: Vec<(usize, u8)> = if i == 0 { Vec::new() } else { vec![(i as usize, i as u8)] };
-            let id = c.add(i * 10, i, i == 3, machine(), ram(&fill));
+            let id = c.add((i * 10, 0), i, i == 3, machine(), ram(&fill));
             if i == 3 {
                 kept_by_user = id;
             }

@@ -127,7 +127,7 @@ pub fn restore_ram(ram: &GuestRam, image: &RamImage) -> Result<(), SnapshotError
     Ok(())
 }
 
-/// A whole state: the machine and its RAM, taken before exit `seq`.
+/// A whole state: the machine and its RAM, taken after `seq` guest exits (its timeline position).
 pub struct VmState {
     pub machine: MachineState,
     pub ram: RamImage,
@@ -145,18 +145,22 @@ fn with_vcpu<T: Send + 'static>(
     f: impl FnOnce(&kvm_ioctls::VcpuFd) -> T + Send + 'static,
 ) -> Result<T, SnapshotError> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let (done, finished) = std::sync::mpsc::channel();
     let run = Box::new(move |fd: &kvm_ioctls::VcpuFd| {
         let _ = tx.send(f(fd));
     });
-    if !shared.debug.command(vcpu, VcpuCommand::WithFd(run)) {
+    if !shared.debug.command(vcpu, VcpuCommand::WithFd { run, done }) {
         return Err(SnapshotError::Running);
     }
-    rx.recv_timeout(ANSWER).map_err(|_| SnapshotError::Guest(format!("vCPU {vcpu} did not answer")))
+    let silent = || SnapshotError::Guest(format!("vCPU {vcpu} did not answer"));
+    let answer = rx.recv_timeout(ANSWER).map_err(|_| silent())?;
+    finished.recv_timeout(ANSWER).map_err(|_| silent())?;
+    Ok(answer)
 }
 
 /// Every vCPU parked, each with the instruction it was in finished (KVM holds a pending port or
 /// MMIO read's completion outside the registers).
-fn settle(shared: &Shared) -> Result<(), SnapshotError> {
+pub fn settle(shared: &Shared) -> Result<(), SnapshotError> {
     let n = shared.debug.vcpus();
     if (0..n).any(|i| shared.debug.stop_of(i).is_none()) {
         return Err(SnapshotError::Running);
@@ -194,7 +198,7 @@ pub fn capture(shared: &Shared) -> Result<VmState, SnapshotError> {
     for bp in shared.debug.breakpoints().sw_all() {
         poke(&mut ram, bp.gpa, bp.original);
     }
-    let seq = shared.seq.load(std::sync::atomic::Ordering::Acquire);
+    let seq = shared.timeline.position();
     let t_ns = shared.clock.ns_since_start(shared.clock.now());
     Ok(VmState { machine: MachineState { vcpus, chips, devices }, ram, seq, t_ns })
 }

@@ -259,19 +259,25 @@ impl Vcpu {
             }
         }
         lap(&mut self.profile, Stage::Sinks);
+        let timeline_stop = shared.timeline.on_exit(&event);
         let at_limit = event.seq + 1 >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
         // exit breakpoint stops before the exit takes its usual effect (which may end the run).
         let (outcome, next) = match self.debugger.on_exit(&self.fd, shared, &event, regs, sregs) {
             DebugOutcome::None => {
                 let next = self.decide(&event, translated.request, regs.rflags);
-                match shared.debug.exit_breakpoint_hit(&event) {
-                    Some(bp) => (DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)), next),
-                    None => (DebugOutcome::None, next),
+                match (shared.debug.exit_breakpoint_hit(&event), timeline_stop) {
+                    (Some(bp), _) => (DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)), next),
+                    // Going forward again: there, or off the history.
+                    (None, Some(reason)) => (DebugOutcome::Stop(reason), next),
+                    (None, None) => (DebugOutcome::None, next),
                 }
             }
             other => (other, Next::Continue),
         };
+        if matches!(outcome, DebugOutcome::Stop(StopReason::Step)) {
+            shared.timeline.on_step();
+        }
         if let DebugOutcome::Stop(reason) = outcome {
             self.shared.pause_all();
             if !self.park(reason, Some(event.clone())) {
@@ -293,13 +299,20 @@ impl Vcpu {
     /// is ending instead.
     fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
         self.parks += 1;
+        self.shared.timeline.on_park(event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit));
         self.debugger.state = VcpuState::Parked;
         let index = self.index as usize;
         self.publish_stop(reason, event);
         let resumed = loop {
             match self.commands.recv_timeout(Duration::from_millis(50)) {
-                Ok(VcpuCommand::Resume) => break self.debugger.leave_park(&self.fd, &self.shared, false),
-                Ok(VcpuCommand::Step) => break self.debugger.leave_park(&self.fd, &self.shared, true),
+                Ok(VcpuCommand::Resume) => {
+                    self.shared.timeline.on_leave_park(false);
+                    break self.debugger.leave_park(&self.fd, &self.shared, false);
+                }
+                Ok(VcpuCommand::Step) => {
+                    self.shared.timeline.on_leave_park(true);
+                    break self.debugger.leave_park(&self.fd, &self.shared, true);
+                }
                 Ok(VcpuCommand::SetRegs { regs, sregs, reply }) => {
                     let r = self.fd.set_regs(&regs).and_then(|_| self.fd.set_sregs(&sregs));
                     let _ = reply.send(r);
@@ -307,21 +320,24 @@ impl Vcpu {
                         self.publish_stop(s.reason, s.event);
                     }
                 }
+                // The stop is published again before the answer: whoever waits for the next stop
+                // after it does not take this one for it.
                 Ok(VcpuCommand::Settle { reply }) => {
                     let going_on = matches!(self.complete_instruction(), Next::Continue);
-                    let _ = reply.send(going_on);
                     if let Some(s) = self.shared.debug.stop_of(index) {
                         self.publish_stop(s.reason, s.event);
                     }
+                    let _ = reply.send(going_on);
                     if !going_on {
                         break false;
                     }
                 }
-                Ok(VcpuCommand::WithFd(f)) => {
-                    f(&self.fd);
+                Ok(VcpuCommand::WithFd { run, done }) => {
+                    run(&self.fd);
                     if let Some(s) = self.shared.debug.stop_of(index) {
                         self.publish_stop(s.reason, s.event);
                     }
+                    let _ = done.send(());
                 }
                 Err(RecvTimeoutError::Timeout) if !self.shared.is_stopping() => {}
                 Err(_) => break false,
