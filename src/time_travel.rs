@@ -6,8 +6,9 @@ use std::path::Path;
 
 use crate::controller::{ControlError, Controller};
 use crate::sync::lock;
+use crate::vmm::live_state;
+use crate::vmm::snapshot::SnapshotError;
 use crate::vmm::snapshot::file::{self, SnapshotHeader};
-use crate::vmm::snapshot::{self, SnapshotError};
 
 /// One checkpoint as the views list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,7 @@ impl Controller {
     /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
     pub fn checkpoint(&self, manual: bool) -> Result<u32, ControlError> {
         let shared = self.shared();
-        let state = snapshot::capture(shared)?;
+        let state = live_state::capture(shared)?;
         shared.timeline.keep_history();
         let place = (state.seq, shared.timeline.steps());
         Ok(lock(&shared.checkpoints).add(place, state.t_ns, manual, state.machine, state.ram))
@@ -114,7 +115,7 @@ impl Controller {
     /// Writes the stopped VM's whole state to `path`; the bytes written.
     pub fn snapshot(&self, path: &Path) -> Result<u64, ControlError> {
         let shared = self.shared();
-        let state = snapshot::capture(shared)?;
+        let state = live_state::capture(shared)?;
         let position = state.seq;
         let header = SnapshotHeader {
             kvmscope: env!("CARGO_PKG_VERSION").to_string(),
@@ -133,7 +134,7 @@ impl Controller {
     /// its vCPUs first run or while they are stopped.
     pub fn restore_snapshot(&self, path: &Path) -> Result<u64, ControlError> {
         let (header, state) = file::read(path).map_err(SnapshotError::from)?;
-        snapshot::restore(self.shared(), &state.machine, &state.ram)?;
+        live_state::restore(self.shared(), &state.machine, &state.ram)?;
         self.shared().timeline.set_place(header.seq, 0);
         self.shared().timeline.truncate(header.seq);
         Ok(header.seq)
@@ -211,7 +212,7 @@ impl Controller {
             let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
             (k.machine.clone(), c.ram_of(id).ok_or(SnapshotError::NoCheckpoint(id))?, (k.seq, k.steps))
         };
-        snapshot::restore(shared, &machine, &ram)?;
+        live_state::restore(shared, &machine, &ram)?;
         shared.timeline.set_place(place.0, place.1);
         Ok(place.0)
     }
@@ -270,7 +271,7 @@ impl Controller {
                 return result;
             }
         }
-        snapshot::settle(self.shared())?;
+        live_state::settle(self.shared())?;
         self.shared().timeline.set_place(exits, 0);
         Ok(None)
     }

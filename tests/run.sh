@@ -19,4 +19,5 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
-cargo test --locked "$@"
+# Every test binary runs even when one fails, so a run shows all that is wrong at once.
+cargo test --locked --no-fail-fast "$@"

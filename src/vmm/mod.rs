@@ -15,6 +15,7 @@ pub mod kvm;
 pub mod kvm_stats;
 pub mod layout;
 pub mod linux;
+pub mod live_state;
 pub mod loader;
 pub mod memory;
 pub mod mptable;

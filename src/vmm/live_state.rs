@@ -1,0 +1,116 @@
+//! Taking and putting back the whole state of a running VM: its vCPUs parked and settled, each
+//! asked on its own thread for what KVM holds, then the chips, devices and RAM (`snapshot` holds
+//! the state's parts; this is where they meet the live machine).
+
+use super::shared::Shared;
+use super::snapshot::{
+    KernelChips, MachineState, RamImage, SnapshotError, VcpuSnapshot, VmState, restore_devices, restore_ram,
+    save_devices, save_ram,
+};
+use crate::debug::VcpuCommand;
+use crate::decode::PhysRead;
+
+/// How long a parked vCPU has to answer.
+const ANSWER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `f` with parked vCPU `vcpu`'s fd, on its thread; its answer.
+fn with_vcpu<T: Send + 'static>(
+    shared: &Shared,
+    vcpu: usize,
+    f: impl FnOnce(&kvm_ioctls::VcpuFd) -> T + Send + 'static,
+) -> Result<T, SnapshotError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done, finished) = std::sync::mpsc::channel();
+    let run = Box::new(move |fd: &kvm_ioctls::VcpuFd| {
+        let _ = tx.send(f(fd));
+    });
+    if !shared.debug.command(vcpu, VcpuCommand::WithFd { run, done }) {
+        return Err(SnapshotError::Running);
+    }
+    let silent = || SnapshotError::Guest(format!("vCPU {vcpu} did not answer"));
+    let answer = rx.recv_timeout(ANSWER).map_err(|_| silent())?;
+    finished.recv_timeout(ANSWER).map_err(|_| silent())?;
+    Ok(answer)
+}
+
+/// Every vCPU parked, each with the instruction it was in finished (KVM holds a pending port or
+/// MMIO read's completion outside the registers).
+pub fn settle(shared: &Shared) -> Result<(), SnapshotError> {
+    let n = shared.debug.vcpus();
+    if (0..n).any(|i| shared.debug.stop_of(i).is_none()) {
+        return Err(SnapshotError::Running);
+    }
+    for vcpu in 0..n {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if !shared.debug.command(vcpu, VcpuCommand::Settle { reply: tx }) {
+            return Err(SnapshotError::Running);
+        }
+        match rx.recv_timeout(ANSWER) {
+            Ok(true) => {}
+            Ok(false) => return Err(SnapshotError::Guest("the run ended".into())),
+            Err(_) => return Err(SnapshotError::Guest(format!("vCPU {vcpu} did not answer"))),
+        }
+    }
+    Ok(())
+}
+
+/// Takes the whole state of a VM whose vCPUs are all parked.
+pub fn capture(shared: &Shared) -> Result<VmState, SnapshotError> {
+    settle(shared)?;
+    let mut vcpus = Vec::new();
+    for vcpu in 0..shared.debug.vcpus() {
+        let (msrs, lapic) = (shared.msr_list.clone(), shared.irqchip);
+        let state = with_vcpu(shared, vcpu, move |fd| VcpuSnapshot::capture(fd, &msrs, lapic))?;
+        vcpus.push(state.map_err(|source| SnapshotError::Vcpu { vcpu, source })?);
+    }
+    let chips = match shared.irqchip {
+        true => Some(KernelChips::capture(&shared.vm).map_err(SnapshotError::Chips)?),
+        false => None,
+    };
+    let devices = save_devices(&shared.buses);
+    let mut ram = save_ram(&shared.ram);
+    // The guest's own bytes under kvmscope's int3s.
+    for bp in shared.debug.breakpoints().sw_all() {
+        poke(&mut ram, bp.gpa, bp.original);
+    }
+    let seq = shared.timeline.position();
+    let t_ns = shared.clock.ns_since_start(shared.clock.now());
+    Ok(VmState { machine: MachineState { vcpus, chips, devices }, ram, seq, t_ns })
+}
+
+/// Puts a state back into a VM whose vCPUs are all parked: RAM (kvmscope's int3s planted again
+/// over it), the in-kernel chips, the devices, then each vCPU.
+pub fn restore(shared: &Shared, machine: &MachineState, ram: &RamImage) -> Result<(), SnapshotError> {
+    let n = shared.debug.vcpus();
+    if machine.vcpus.len() != n {
+        return Err(SnapshotError::Vcpus { snapshot: machine.vcpus.len(), vm: n });
+    }
+    settle(shared)?;
+    restore_ram(&shared.ram, ram)?;
+    {
+        let mut bps = shared.debug.breakpoints();
+        let planted: Vec<u64> = bps.sw_all().map(|b| b.gpa).collect();
+        for gpa in planted {
+            let mut byte = [0u8];
+            shared.ram.read_phys(gpa, &mut byte);
+            bps.replace_original(gpa, byte[0]);
+            shared.ram.write(gpa, &[0xcc]);
+        }
+    }
+    if let (Some(chips), true) = (&machine.chips, shared.irqchip) {
+        chips.restore(&shared.vm).map_err(SnapshotError::Chips)?;
+    }
+    restore_devices(&shared.buses.pio, &shared.buses.mmio, &machine.devices)?;
+    for (vcpu, state) in machine.vcpus.iter().enumerate() {
+        let state = state.clone();
+        with_vcpu(shared, vcpu, move |fd| state.restore(fd))?.map_err(|source| SnapshotError::Vcpu { vcpu, source })?;
+    }
+    Ok(())
+}
+
+/// Sets one byte of a RAM image.
+fn poke(ram: &mut RamImage, gpa: u64, byte: u8) {
+    if let Some((start, bytes)) = ram.iter_mut().find(|(s, b)| gpa >= *s && gpa - s < b.len() as u64) {
+        bytes[(gpa - *start) as usize] = byte;
+    }
+}
