@@ -29,6 +29,8 @@ pub struct CheckpointList {
     pub bytes: u64,
     pub budget: u64,
     pub thinned: u64,
+    /// Bytes the writable disks' undo logs keep for them.
+    pub disk_undo: u64,
 }
 
 impl std::fmt::Display for CheckpointList {
@@ -50,10 +52,15 @@ impl std::fmt::Display for CheckpointList {
         }
         write!(
             f,
-            "{} held of a {} budget{}",
+            "{} held of a {} budget{}{}",
             human_size(self.bytes),
             human_size(self.budget),
-            if self.thinned > 0 { format!(", {} older thinned away", self.thinned) } else { String::new() }
+            if self.thinned > 0 { format!(", {} older thinned away", self.thinned) } else { String::new() },
+            if self.disk_undo > 0 {
+                format!("; the disks' undo logs {}", human_size(self.disk_undo))
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -70,7 +77,14 @@ impl Controller {
         let state = live_state::capture(shared)?;
         shared.timeline.keep_history();
         let place = (state.seq, shared.timeline.steps());
-        Ok(lock(&shared.checkpoints).add(place, state.t_ns, manual, state.machine, state.ram))
+        let mut checkpoints = lock(&shared.checkpoints);
+        let id = checkpoints.add(place, state.t_ns, manual, state.machine, state.ram);
+        checkpoints.mark_disks(id, shared.virtio.mark_disks());
+        // Thinning may have dropped the oldest: the disks need not go back further than what is left.
+        if let Some(oldest) = checkpoints.list().first() {
+            shared.virtio.forget_disks_before(&oldest.disks);
+        }
+        Ok(id)
     }
 
     /// At a stop the user holds: takes a checkpoint of kvmscope's own when there is none yet or
@@ -99,6 +113,7 @@ impl Controller {
             bytes: c.size(),
             budget: c.budget,
             thinned: c.thinned,
+            disk_undo: self.shared().virtio.disk_undo_bytes(),
         }
     }
 
@@ -207,12 +222,17 @@ impl Controller {
     /// Puts the VM in checkpoint `id`'s state, keeping what came after it; its position.
     fn put_back(&self, id: u32) -> Result<u64, ControlError> {
         let shared = self.shared();
-        let (machine, ram, place) = {
+        let (machine, ram, place, disks) = {
             let c = lock(&shared.checkpoints);
             let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
-            (k.machine.clone(), c.ram_of(id).ok_or(SnapshotError::NoCheckpoint(id))?, (k.seq, k.steps))
+            let ram = c.ram_of(id).ok_or(SnapshotError::NoCheckpoint(id))?;
+            (k.machine.clone(), ram, (k.seq, k.steps), k.disks.clone())
         };
         live_state::restore(shared, &machine, &ram)?;
+        shared
+            .virtio
+            .rewind_disks(&disks)
+            .map_err(|e| travel(format!("the disks could not be taken back with the checkpoint: {e}")))?;
         shared.timeline.set_place(place.0, place.1);
         Ok(place.0)
     }
@@ -465,13 +485,34 @@ impl Controller {
         Ok(place)
     }
 
-    /// Back to just after exit `exits` (its instruction finished): the TUI's "go back to here".
+    /// Back to just after exit `exits` (its instruction finished).
     pub fn go_back_to_exit(&self, exits: u64) -> Result<(), ControlError> {
         self.one_vcpu()?;
         let _muted = self.replaying();
-        self.go_to(Place { exits, steps: 0 })?;
+        *lock(&self.shared().timeline.note) = None;
+        if let Err(e) = self.go_to(Place { exits, steps: 0 }) {
+            self.travel_failed(&e.to_string());
+            return Err(e);
+        }
         self.restate(StopReason::Reached(exits));
         Ok(())
+    }
+
+    /// The TUI's "go back to here": to just after the exit the views number `seq`, where it
+    /// is on the timeline kept; the place reached.
+    pub fn go_back_to(&self, seq: u64) -> Result<Place, ControlError> {
+        if !self.is_paused() {
+            return Err(travel("pause the guest first (space)"));
+        }
+        let Some(exits) = self.shared().timeline.position_of(seq) else {
+            let why = match lock(&self.shared().checkpoints).list().first() {
+                Some(c) => format!("it is not on the timeline kept (the first checkpoint is at exit {})", c.seq),
+                None => "there is no checkpoint to go back from (--checkpoint-every, :checkpoint)".to_string(),
+            };
+            return Err(travel(why));
+        };
+        self.go_back_to_exit(exits)?;
+        Ok(self.place())
     }
 }
 

@@ -171,6 +171,50 @@ fn a_snapshot_with_a_disk_comes_back_with_the_disk_as_it_was() {
 }
 
 #[test]
+fn a_disk_goes_back_with_the_checkpoint_and_the_guest_writes_it_again() {
+    if !gdb_or_skip("a_disk_goes_back_with_the_checkpoint_and_the_guest_writes_it_again") {
+        return;
+    }
+    let (disk, zero) = (temp("undo.img"), temp("undo-zero.img"));
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(&zero, vec![0u8; 1 << 20]).unwrap();
+    let args = ["--disk", disk.to_str().unwrap(), "--virtio", "rng,console"];
+    let (_, whole_status, _) = uninterrupted("virtio.elf", &args);
+    assert_eq!(whole_status, 99);
+    let written = std::fs::read(&disk).unwrap();
+    assert_ne!(written, vec![0u8; 1 << 20], "the guest writes its disk");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let compare =
+        format!("shell cmp -s {} {} && echo DISK-AS-AT-START || echo DISK-WRITTEN", disk.display(), zero.display());
+    let stub = Stub::start_with("virtio.elf", true, "0", &args);
+    let out = stub.gdb(
+        None,
+        &[
+            "set remotetimeout 60",
+            // Past the driver's writes (checkpoint #1 was taken at gdb's attach, at exit 0).
+            "monitor break-exit mmio 0xd0000050 nth 3",
+            "continue",
+            "monitor checkpoint",
+            &compare,
+            "monitor checkpoints",
+            "monitor restore 1",
+            &compare,
+            "monitor delete-exit",
+            "continue",
+        ],
+    );
+    let (status, _, stderr) = stub.finish();
+    let said: Vec<&str> = out.lines().filter(|l| l.starts_with("DISK-")).collect();
+    assert_eq!(said, ["DISK-WRITTEN", "DISK-AS-AT-START"], "{out}");
+    assert!(out.contains("the disks' undo logs"), "the log's size is shown: {out}");
+    assert_eq!(status, 99, "the guest ran again from the start and every check passed: {stderr}");
+    assert_eq!(std::fs::read(&disk).unwrap(), written, "and wrote its disk again");
+    for f in [disk, zero] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
 fn checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed() {
     if !gdb_or_skip("checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed") {
         return;

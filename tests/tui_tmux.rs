@@ -213,6 +213,46 @@ fn the_exit_inspector_opens_on_the_exit_under_the_cursor() {
     assert_eq!(t.wait_status(), "EXIT=0");
 }
 
+#[test]
+fn the_tui_goes_back_to_an_exit_and_runs_on_from_there() {
+    if !kvm_or_skip("the_tui_goes_back_to_an_exit_and_runs_on_from_there") {
+        return;
+    }
+    let Some(t) = Tmux::start("back", 160, 45) else { return };
+    t.wait_for(&["RUNNING", "demo: round"], "the demo guest runs");
+    t.keys(&["Space"]);
+    t.wait_for(&["PAUSED vCPU 0 at", " · "], "paused, the status line says where on the timeline");
+    t.keys(&[":checkpoints", "Enter"]);
+    t.wait_for(&["#1   at exit 0", "automatic"], "a checkpoint was taken at the start");
+    // An exit some rows up the list, its number read from the inspector.
+    t.keys(&["2", "f", "Up", "Up", "Up", "Up", "Up", "Enter"]);
+    let s = t.wait_for(&["Exit #", "b goes back to here"], "the inspector");
+    let seq: u64 = s
+        .split("Exit #")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the exit's number: {s}"));
+    t.keys(&["b"]);
+    let s = t.wait_for(&[&format!("back at exit #{seq} (exit ")], "b goes back to that exit");
+    let place = s.split(&format!("back at exit #{seq} (")).nth(1).and_then(|r| r.split(')').next()).unwrap();
+    assert!(s.contains("PAUSED vCPU 0 at") && s.contains(&format!(" · {place}")), "{s}");
+    // From there: a checkpoint of the user's, then on, then back to it.
+    t.keys(&[":checkpoint", "Enter"]);
+    t.wait_for(&[&format!("checkpoint #2 at {place}")], ":checkpoint where the guest was put back");
+    t.keys(&["Space"]);
+    t.wait_for(&["RUNNING"], "it runs on from the past");
+    t.keys(&["Space"]);
+    t.wait_for(&["PAUSED vCPU 0 at"], "paused again");
+    t.keys(&[":restore 2", "Enter"]);
+    t.wait_for(&["back at checkpoint #2"], ":restore goes back");
+    t.keys(&[":goto 999999999", "Enter"]);
+    t.wait_for(&["going back to exit #999999999: ", "not on the timeline kept"], "an exit never made is said");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0");
+    t.assert_restored();
+}
+
 impl Tmux {
     /// kvmscope's pid: the child of the shell the session runs.
     fn kvmscope_pid(&self) -> i32 {

@@ -70,7 +70,8 @@ pub enum Action {
     ListCheckpoints,
     Restore(u32),
     Snapshot(std::path::PathBuf),
-    /// Replay: move to the exit with this sequence number, or the first at or after this time (ns).
+    /// Move to the exit with this sequence number: in a replay, the view; in a live run, the
+    /// machine (back to just after it). Replay: or the first exit at or after this time (ns).
     Goto(u64),
     GotoTime(u64),
 }
@@ -107,6 +108,8 @@ pub struct App {
     pub stops: Vec<Option<Stop>>,
     /// The selected vCPU's stop, which the views show; `None` while it runs.
     pub stop: Option<Stop>,
+    /// Where a stopped live guest is on its timeline ("exit 1234 + 3 instructions").
+    pub place: Option<String>,
     pub exits: ExitsPane,
     pub stats: StatsPane,
     pub registers: RegistersPane,
@@ -170,6 +173,7 @@ impl App {
             vcpu: 0,
             stops: Vec::new(),
             stop: None,
+            place: None,
             exits: ExitsPane::default(),
             stats: StatsPane::default(),
             registers: RegistersPane::default(),
@@ -305,6 +309,12 @@ impl App {
                     (Some(i), Some(rows)) => {
                         i.scroll = (i.scroll as i32 - rows.clamp(-1000, 1000) as i32).clamp(0, u16::MAX as i32) as u16;
                         self.input = InputMode::Inspect;
+                    }
+                    // "Go back to here": the machine as it was just after this exit.
+                    (Some(i), None) if key.code == KeyCode::Char('b') => {
+                        let seq = i.seq;
+                        self.inspector = None;
+                        return vec![Action::Goto(seq)];
                     }
                     _ => self.inspector = None,
                 }

@@ -46,7 +46,7 @@ pub enum UiError {
 }
 
 /// Boots the VM and runs the UI until the user quits; prints the summary; returns the exit status.
-pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32, UiError> {
+pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<i32, UiError> {
     // From here on, notices (gdb attached, a feature that could not start) go to the status line.
     crate::notice::hold();
     let gdb = session.gdb.as_ref().map(|g| g.describe.clone());
@@ -61,6 +61,10 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
     config.console = Box::new(console.clone());
     let (feed, events) = LiveFeed::new(LIVE_CAPACITY);
     let feed = Arc::new(feed);
+    // A checkpoint before the first instruction, so that every exit the view shows can be gone
+    // back to (`--checkpoint-every 0` leaves it out; with `--gdb-wait` gdb's attach takes it).
+    let checkpoint_at_start = !session.limits.start_paused && session.limits.checkpoint_every != Some(0);
+    session.limits.start_paused |= checkpoint_at_start;
     let mut launched = match session::launch(config, session, vec![feed.clone()], |_| {}) {
         Ok(l) => l,
         Err(e) => {
@@ -68,6 +72,14 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
             return Err(e.into());
         }
     };
+    if checkpoint_at_start {
+        let controller = &launched.controller;
+        controller.wait_all_stopped(Duration::from_secs(5));
+        if let Some(Err(e)) = controller.auto_checkpoint() {
+            crate::notice::say(format!("no checkpoint at the start: {e}"));
+        }
+        controller.resume();
+    }
     let title = format!("{title} ({}, {} mode)", launched.info.format, launched.info.mode).to_lowercase();
     let mut guard = match terminal::TerminalGuard::enter() {
         Ok(g) => g,
@@ -107,6 +119,13 @@ pub fn run(mut config: VmConfig, session: Session, title: String) -> Result<i32,
         app.stats.update(controller.counters(), Instant::now());
         app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
         app.set_stops(&controller.stops(), controller.is_paused());
+        app.place = (app.state == RunState::Paused).then(|| controller.place().to_string());
+        if app.state == RunState::Paused {
+            // Somewhere to go back to near each stop the user holds (see `--checkpoint-every`).
+            if let Some(Err(e)) = controller.auto_checkpoint() {
+                app.say(format!("automatic checkpoint: {e}"), true);
+            }
+        }
         (app.console.sources, app.console.input_to) = launched.console_sources();
         app.stats.virtio = controller.device_counters();
         if app.stats.kernel.due(Instant::now()) {
@@ -272,33 +291,49 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             }
             Err(e) => app.say(e.to_string(), true),
         },
-        Action::Goto(_) | Action::GotoTime(_) => app.say(":goto and :time work in `kvmscope replay`", true),
-        Action::Checkpoint => match controller.checkpoint(true) {
-            Ok(id) => app.say(format!("checkpoint #{id} at exit {}", controller.position()), false),
-            Err(e) => app.say(format!(":checkpoint: {e}"), true),
-        },
+        Action::Goto(_) | Action::Checkpoint | Action::Restore(_) | Action::Snapshot(_) => {
+            let (text, error) = travel(action, controller);
+            // The stops going back (or settling the vCPUs) made are this message's to tell.
+            app.set_stops(&controller.stops(), controller.is_paused());
+            app.say(text, error);
+        }
+        Action::GotoTime(_) => app.say(":time works in `kvmscope replay`; :goto SEQ goes back to an exit", true),
         Action::ListCheckpoints => {
             let list = controller.checkpoints().to_string();
             app.say(list.lines().collect::<Vec<_>>().join("; "), false)
         }
-        Action::Restore(id) => match controller.restore_checkpoint(id) {
-            Ok(at) => app.say(format!("back at checkpoint #{id}: exit {at}; space runs on from here"), false),
-            Err(e) => app.say(format!(":restore: {e}"), true),
-        },
-        Action::Snapshot(path) => match controller.snapshot(&path) {
-            Ok(bytes) => app.say(
-                format!(
-                    "wrote {} ({}) at exit {}",
-                    path.display(),
-                    crate::vmm::memory::human_size(bytes),
-                    controller.position()
-                ),
-                false,
-            ),
-            Err(e) => app.say(format!(":snapshot: {e}"), true),
-        },
         Action::SerialInput(bytes) => {
             launched.type_input(&bytes);
         }
+    }
+}
+
+/// Carries out a going-back action: its message, and whether it is an error.
+fn travel(action: Action, controller: &crate::controller::Controller) -> (String, bool) {
+    let said = match action {
+        Action::Goto(seq) => controller
+            .go_back_to(seq)
+            .map(|place| format!("back at exit #{seq} ({place}); space runs on from here"))
+            .map_err(|e| format!("going back to exit #{seq}: {e}")),
+        Action::Checkpoint => controller
+            .checkpoint(true)
+            .map(|id| format!("checkpoint #{id} at {}", controller.place()))
+            .map_err(|e| format!(":checkpoint: {e}")),
+        Action::Restore(id) => controller
+            .restore_checkpoint(id)
+            .map(|at| format!("back at checkpoint #{id}: exit {at}; space runs on from here"))
+            .map_err(|e| format!(":restore: {e}")),
+        Action::Snapshot(path) => controller
+            .snapshot(&path)
+            .map(|bytes| {
+                let size = crate::vmm::memory::human_size(bytes);
+                format!("wrote {} ({size}) at {}", path.display(), controller.place())
+            })
+            .map_err(|e| format!(":snapshot: {e}")),
+        _ => return (String::new(), false),
+    };
+    match said {
+        Ok(text) => (text, false),
+        Err(text) => (text, true),
     }
 }

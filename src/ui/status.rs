@@ -21,7 +21,8 @@ fn state(app: &App, theme: &Theme) -> (String, Style) {
         RunState::Pausing => ("PAUSING".to_string(), theme.warn()),
         RunState::Paused => {
             let at = app.stop.as_ref().map(|s| format!(" vCPU {} at {:#x}", s.vcpu, s.regs.rip)).unwrap_or_default();
-            (format!("PAUSED{at}"), theme.warn())
+            let place = app.place.as_ref().map(|p| format!(" · {p}")).unwrap_or_default();
+            (format!("PAUSED{at}{place}"), theme.warn())
         }
         RunState::Ended(end) => (format!("ENDED: {} (status {})", end.name(), end.status()), theme.error()),
         RunState::Replay(Some((name, status))) => {

@@ -67,6 +67,7 @@ pub fn capture(shared: &Shared) -> Result<VmState, SnapshotError> {
         true => Some(KernelChips::capture(&shared.vm).map_err(SnapshotError::Chips)?),
         false => None,
     };
+    shared.virtio.settle();
     let devices = save_devices(&shared.buses);
     let mut ram = save_ram(&shared.ram);
     // The guest's own bytes under kvmscope's int3s.

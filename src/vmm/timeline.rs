@@ -58,6 +58,9 @@ struct History {
     /// The position of the first exit kept, less one.
     base: u64,
     exits: VecDeque<ExitMark>,
+    /// Each kept exit's sequence number (the views' name for it) and its position, in the order
+    /// they happened: going back and forward again gives the same positions new numbers.
+    seqs: VecDeque<(u64, u64)>,
 }
 
 /// The timeline of one VM.
@@ -87,7 +90,7 @@ impl Timeline {
             free: AtomicBool::new(false),
             keeping: AtomicBool::new(false),
             run_to: AtomicU64::new(UNKNOWN),
-            history: Mutex::new(History { base: position, exits: VecDeque::new() }),
+            history: Mutex::new(History { base: position, ..History::default() }),
             note: Mutex::new(None),
         }
     }
@@ -115,6 +118,10 @@ impl Timeline {
         if self.keeping.load(Ordering::Acquire) {
             let mark = ExitMark::of(e);
             let mut h = lock(&self.history);
+            if h.seqs.len() == HISTORY {
+                h.seqs.pop_front();
+            }
+            h.seqs.push_back((e.seq, position));
             let end = h.base + h.exits.len() as u64;
             if position <= h.base {
                 // Before the history kept: nothing to check against.
@@ -176,6 +183,7 @@ impl Timeline {
             let mut h = lock(&self.history);
             h.base = self.position();
             h.exits.clear();
+            h.seqs.clear();
         }
     }
 
@@ -195,6 +203,13 @@ impl Timeline {
     pub fn history_end(&self) -> u64 {
         let h = lock(&self.history);
         h.base + h.exits.len() as u64
+    }
+
+    /// The position exit number `seq` was made at, if the history kept it.
+    pub fn position_of(&self, seq: u64) -> Option<u64> {
+        let h = lock(&self.history);
+        let i = h.seqs.partition_point(|&(s, _)| s < seq);
+        h.seqs.get(i).filter(|&&(s, _)| s == seq).map(|&(_, p)| p)
     }
 
     /// Forgets the history after `position` (the user chose another future).
@@ -270,5 +285,17 @@ mod tests {
         let diverged = t.on_exit(&out(0x3f8, 21));
         assert!(matches!(diverged, Some(StopReason::Diverged { position: 2, .. })), "{diverged:?}");
         assert_eq!(t.history_end(), 2, "the new path is the history");
+    }
+
+    #[test]
+    fn an_exits_number_names_its_position_on_either_pass() {
+        let t = Timeline::new(0);
+        t.keep_history();
+        for (seq, rip) in [(5, 10), (6, 20), (9, 30)] {
+            t.on_exit(&ExitEvent { seq, ..out(0x80, rip) });
+        }
+        t.set_place(1, 0);
+        t.on_exit(&ExitEvent { seq: 12, ..out(0x80, 20) });
+        assert_eq!([5, 6, 9, 12, 7].map(|s| t.position_of(s)), [Some(1), Some(2), Some(3), Some(2), None]);
     }
 }

@@ -162,7 +162,7 @@ pub fn render(f: &mut Frame, area: Rect, inspector: &Inspector, theme: &Theme) {
         .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<keys$} "), theme.dim()), Span::raw(v.clone())]))
         .collect();
     f.render_widget(Clear, r);
-    let title = format!(" Exit #{} — arrows scroll, any other key closes ", inspector.seq);
+    let title = format!(" Exit #{} — arrows scroll, b goes back to here, any other key closes ", inspector.seq);
     f.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((inspector.scroll, 0)).block(frame(title, true, theme)),
         r,

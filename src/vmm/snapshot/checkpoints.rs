@@ -30,6 +30,8 @@ pub struct Checkpoint {
     /// Whether the user asked for it (kept when thinning) or kvmscope took it on its own.
     pub manual: bool,
     pub machine: MachineState,
+    /// Its mark in each writable disk's undo log (the disks go back with it).
+    pub disks: Vec<u64>,
     /// The pages (by guest-physical address) whose content differs in the next newer checkpoint,
     /// as they were here. Empty for the newest, whose RAM is [`Checkpoints::newest_ram`].
     delta: BTreeMap<u64, Box<[u8]>>,
@@ -99,9 +101,16 @@ impl Checkpoints {
         self.newest_ram = ram;
         let id = self.next_id;
         self.next_id += 1;
-        self.list.push(Checkpoint { id, seq, steps, t_ns, manual, machine, delta: BTreeMap::new() });
+        self.list.push(Checkpoint { id, seq, steps, t_ns, manual, machine, disks: Vec::new(), delta: BTreeMap::new() });
         self.thin();
         id
+    }
+
+    /// Sets checkpoint `id`'s marks in the disks' undo logs.
+    pub fn mark_disks(&mut self, id: u32, marks: Vec<u64>) {
+        if let Some(c) = self.list.iter_mut().find(|c| c.id == id) {
+            c.disks = marks;
+        }
     }
 
     /// Every checkpoint, oldest first.

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
@@ -14,7 +15,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::ioctl_ior_nr;
 
 use super::chain::{Desc, read_buffer, write_buffer};
+use super::undo::UndoLog;
 use super::{Completion, VirtioDevice};
+use crate::sync::lock;
 
 /// Bytes per sector, as the spec counts them.
 const SECTOR: u64 = 512;
@@ -101,6 +104,8 @@ pub struct Block {
     id: Vec<u8>,
     /// The image's (device, inode): the same file given twice is found by it.
     pub identity: (u64, u64),
+    /// What writes overwrite, kept for going back to a checkpoint (writable disks).
+    undo: Option<Arc<Mutex<UndoLog>>>,
 }
 
 /// What the request header says.
@@ -145,7 +150,25 @@ impl Block {
         let name = spec.path.file_name().map_or(Path::new("disk").as_os_str(), |n| n).to_string_lossy();
         let id = name.as_bytes()[..name.len().min(ID_BYTES)].to_vec();
         let identity = (meta.dev(), meta.ino());
-        Ok(Self { file, read_only: spec.read_only, sectors: len / SECTOR, tail: len % SECTOR, id, identity })
+        Ok(Self {
+            file,
+            read_only: spec.read_only,
+            sectors: len / SECTOR,
+            tail: len % SECTOR,
+            id,
+            identity,
+            undo: None,
+        })
+    }
+
+    /// The disk's undo log (made on first asking): what its writes overwrite, from the first mark.
+    pub fn undo_log(&mut self) -> std::io::Result<Arc<Mutex<UndoLog>>> {
+        if let Some(undo) = &self.undo {
+            return Ok(undo.clone());
+        }
+        let undo = Arc::new(Mutex::new(UndoLog::new(self.file.try_clone()?)));
+        self.undo = Some(undo.clone());
+        Ok(undo)
     }
 
     /// Capacity in 512-byte sectors.
@@ -239,6 +262,9 @@ impl Block {
                     let d = Desc { addr, len: len as u32, flags: 0, next: 0 };
                     if !read_buffer(mem, &d, &mut buf) {
                         return Err(RequestError::NotRam { addr, len });
+                    }
+                    if let Some(undo) = &self.undo {
+                        lock(undo).before_write(offset, len).map_err(host("read for the undo log"))?;
                     }
                     self.file.write_all_at(&buf, offset).map_err(host("write"))?;
                     offset += len;

@@ -137,6 +137,11 @@ impl Transport {
         &self.mem
     }
 
+    /// Queues the device has.
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
     /// The eventfd of each queue, for the worker and for `KVM_IOEVENTFD`.
     pub fn notify_fds(&self) -> &[Arc<EventFd>] {
         &self.notify

@@ -20,6 +20,7 @@ pub mod mmio;
 pub mod rng;
 pub mod set;
 pub mod stats;
+pub mod undo;
 pub mod view;
 pub mod worker;
 

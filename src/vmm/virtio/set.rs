@@ -12,6 +12,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::blk::{Block, DiskError, DiskSpec};
 use super::console::{Console, Input};
 use super::rng::Rng;
+use super::undo::UndoLog;
 use super::view::DeviceView;
 use super::worker::Worker;
 use super::{MAX_DEVICES, MMIO_STRIDE, Transport, VirtioDevice, slot};
@@ -95,6 +96,8 @@ pub struct VirtioSet {
     console_input: Option<(Input, Arc<EventFd>)>,
     workers: Mutex<Vec<Worker>>,
     ioeventfd: bool,
+    /// The writable disks' undo logs, in `--disk` order.
+    undo_logs: Vec<Arc<Mutex<UndoLog>>>,
 }
 
 impl VirtioSet {
@@ -119,6 +122,7 @@ impl VirtioSet {
             config.extra.clone().unwrap_or_else(|| if linux { vec![Extra::Rng, Extra::Console] } else { vec![] });
         let mut devices: Vec<(&'static str, Box<dyn VirtioDevice>)> = Vec::new();
         let mut opened: Vec<((u64, u64), bool)> = Vec::new();
+        let mut undo_logs = Vec::new();
         for (spec, name) in config.disks.iter().zip(DISK_NAMES) {
             // The same image twice: two writable disks over one file would corrupt it.
             let twice = |spec: &DiskSpec| {
@@ -135,7 +139,11 @@ impl VirtioSet {
                 }
                 None => {}
             }
-            let disk = Block::open(spec)?;
+            let mut disk = Block::open(spec)?;
+            if !spec.read_only {
+                let undo = disk.undo_log().map_err(|source| DiskError::Open { path: spec.path.clone(), source })?;
+                undo_logs.push(undo);
+            }
             if disk.tail() > 0 {
                 crate::notice::say(format!(
                     "--disk {}: its last {} (less than a 512-byte sector) is not part of the disk the guest sees",
@@ -146,7 +154,7 @@ impl VirtioSet {
             opened.push((disk.identity, spec.read_only));
             devices.push((name, Box::new(disk)));
         }
-        let mut set = Self { ioeventfd: config.ioeventfd, ..Self::default() };
+        let mut set = Self { ioeventfd: config.ioeventfd, undo_logs, ..Self::default() };
         if extra.contains(&Extra::Rng) {
             devices.push(("virtio-rng", Box::new(Rng)));
         }
@@ -181,6 +189,49 @@ impl VirtioSet {
             set.entries.push(Entry { transport: Arc::new(Mutex::new(transport)), base, irq, wake });
         }
         Ok(set)
+    }
+
+    /// Completes what the drivers have made available (the vCPUs are parked, so nothing new
+    /// comes): a state taken after holds no request half done, and the disks' marks come after
+    /// every write the state's RAM has seen.
+    pub fn settle(&self) {
+        for e in &self.entries {
+            let mut t = lock(&e.transport);
+            let since = t.events.now_ns();
+            for q in 0..t.queue_count() {
+                // Bounded: a queue whose index the guest moved without chains stops in rounds.
+                for _ in 0..1024 {
+                    if !t.process_queue(q, since) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A mark in each writable disk's undo log (a checkpoint is taken).
+    pub fn mark_disks(&self) -> Vec<u64> {
+        self.undo_logs.iter().map(|u| lock(u).mark()).collect()
+    }
+
+    /// Each writable disk as it was at `marks` (a checkpoint is restored).
+    pub fn rewind_disks(&self, marks: &[u64]) -> std::io::Result<()> {
+        for (undo, &mark) in self.undo_logs.iter().zip(marks) {
+            lock(undo).rewind(mark)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets what only a rewind to before `marks` would need (older checkpoints are gone).
+    pub fn forget_disks_before(&self, marks: &[u64]) {
+        for (undo, &mark) in self.undo_logs.iter().zip(marks) {
+            lock(undo).forget_before(mark);
+        }
+    }
+
+    /// Bytes the disks' undo logs keep.
+    pub fn disk_undo_bytes(&self) -> u64 {
+        self.undo_logs.iter().map(|u| lock(u).bytes()).sum()
     }
 
     /// Puts every device's registers on the MMIO bus.
