@@ -163,7 +163,8 @@ struct RunArgs {
     #[arg(long, requires = "headless")]
     self_profile: bool,
     /// At a stop you hold (gdb, the TUI), take a checkpoint to go back from when the newest is
-    /// this many guest exits back (0: only those you take).
+    /// this many guest exits back; the TUI also takes one before the first instruction (0: only
+    /// those you take).
     #[arg(long, value_name = "EXITS", default_value_t = kvmscope::vmm::snapshot::checkpoints::AUTO_EVERY)]
     checkpoint_every: u64,
 }

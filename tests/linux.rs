@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::gdb_stub::gdb_or_skip;
 use common::*;
 
 /// Builds (or finds) the test kernel; its directory.
@@ -183,4 +184,54 @@ fn gdb_stops_the_kernel_at_start_kernel() {
     });
     assert_eq!(text.as_deref(), Some("-rw"), "info mem covers start_kernel: {out}");
     assert_eq!(status, Some(130));
+}
+
+#[test]
+fn a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone() {
+    if !gdb_or_skip("a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone") {
+        return;
+    }
+    let Some(dir) = kernel_dir("a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone") else {
+        return;
+    };
+    let vmlinux = dir.join("vmlinux");
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut child = kvmscope()
+        .args(["run", "--headless", "--summary", "none", "--gdb", "0", "--gdb-wait", "--checkpoint-every", "0"])
+        .arg("--kernel")
+        .arg(&vmlinux)
+        .args(["--cmdline", CMDLINE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+    let addr = loop {
+        let line = lines.next().expect("kvmscope announces the stub").unwrap();
+        if let Some(rest) = line.split("target remote ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let out = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "set remotetimeout 120", "-ex"])
+        .arg(format!("file {}", vmlinux.display()))
+        .args(["-ex", &format!("target remote {addr}"), "-ex", "hbreak start_kernel", "-ex", "continue"])
+        // Checkpoint #1 was taken at gdb's attach; #2 at start_kernel.
+        .args(["-ex", "monitor checkpoint", "-ex", "delete", "-ex", "hbreak trap_init", "-ex", "continue"])
+        .args(["-ex", "p/x $rsp", "-ex", "monitor restore 2", "-ex", "flushregs", "-ex", "bt 1"])
+        .args(["-ex", "continue", "-ex", "p/x $rsp", "-ex", "monitor checkpoints", "-ex", "kill"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let _ = child.wait();
+    assert!(out.contains("Breakpoint 1, start_kernel () at init/main.c"), "{out}");
+    assert!(out.contains("checkpoint #2 at "), "{out}");
+    assert!(out.contains("back at checkpoint #2"), "{out}");
+    assert!(out.contains("#0  start_kernel () at init/main.c"), "back at start_kernel: {out}");
+    let milestones = out.matches("Breakpoint 2, trap_init () at").count();
+    assert_eq!(milestones, 2, "trap_init reached again after the restore: {out}");
+    let rsps: Vec<&str> = out.lines().filter(|l| l.starts_with('$')).collect();
+    assert_eq!(rsps.len(), 2, "{out}");
+    assert_eq!(rsps[0].split(" = ").nth(1), rsps[1].split(" = ").nth(1), "the same stack both times: {out}");
 }

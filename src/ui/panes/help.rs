@@ -18,7 +18,8 @@ Keys
              5 profile (exits by guest function; t sorts by exits or time)
   /          filter exits: io PORT | mmio ADDR[-END] | reason NAME
   f          freeze the exit view (the guest runs on); arrows then move a row
-  Enter      inspect the exit under the cursor: device, register, fields, why
+  Enter      inspect the exit under the cursor: device, register, fields, why;
+             there b goes back in time to just after that exit (paused)
   o          sort stats by rate or total  x  stats by port, register, or not
   arrows     scroll the focused pane (pgup/pgdn home/end; the stats pane too)
   ?          this help (arrows scroll it, any other key closes it)
@@ -35,6 +36,8 @@ Commands
   :virtio [NAME]  the virtio devices (one in full), on the devices screen
   :trap msr LIST  trap these MSRs' rdmsr/wrmsr (names, numbers; `none` stops)
   :filter SPEC    :sort rate|total
+  :checkpoint  :checkpoints  :restore N   take, list, go back to checkpoints
+  :goto SEQ       back to just after exit SEQ   :snapshot FILE  the whole VM
   Replay: n/p or arrows step, :goto SEQ, :time SECS";
 
 /// Rows `text` takes wrapped at `width` columns (exact where no line is longer: the lines are
