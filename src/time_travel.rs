@@ -74,11 +74,17 @@ impl Controller {
     /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
     pub fn checkpoint(&self, manual: bool) -> Result<u32, ControlError> {
         let shared = self.shared();
-        let state = live_state::capture(shared)?;
+        let (machine, seq, t_ns) = live_state::capture_machine(shared)?;
+        let planted = live_state::planted_originals(shared);
         shared.timeline.keep_history();
-        let place = (state.seq, shared.timeline.steps());
+        let place = (seq, shared.timeline.steps());
         let mut checkpoints = lock(&shared.checkpoints);
-        let id = checkpoints.add(place, state.t_ns, manual, state.machine, state.ram);
+        // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
+        let ram = unsafe { shared.ram.slices() };
+        let id = checkpoints.add(place, t_ns, manual, machine, &ram);
+        for (gpa, byte) in planted {
+            checkpoints.poke_newest(gpa, byte);
+        }
         checkpoints.mark_disks(id, shared.virtio.mark_disks());
         // Thinning may have dropped the oldest: the disks need not go back further than what is left.
         if let Some(oldest) = checkpoints.list().first() {
@@ -130,29 +136,46 @@ impl Controller {
     /// Writes the stopped VM's whole state to `path`; the bytes written.
     pub fn snapshot(&self, path: &Path) -> Result<u64, ControlError> {
         let shared = self.shared();
-        let state = live_state::capture(shared)?;
-        let position = state.seq;
+        let (machine, seq, t_ns) = live_state::capture_machine(shared)?;
         let header = SnapshotHeader {
             kvmscope: env!("CARGO_PKG_VERSION").to_string(),
             machine_args: shared.machine_args.clone(),
             mem_size: shared.ram.map.size(),
             cpus: self.vcpus() as u32,
             disks: disks_of(&shared.machine_args),
-            seq: position,
-            t_ns: state.t_ns,
+            seq,
+            t_ns,
             ram: shared.ram.host_ranges().iter().map(|&(gpa, len, _)| (gpa, len)).collect(),
         };
-        Ok(file::write(path, &header, &state).map_err(SnapshotError::from)?)
+        // RAM is written from where it is, with the guest's own bytes under kvmscope's int3s
+        // for the while.
+        let planted = live_state::planted_originals(shared);
+        for &(gpa, byte) in &planted {
+            shared.ram.write(gpa, &[byte]);
+        }
+        // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
+        let written = file::write(path, &header, &machine, &unsafe { shared.ram.slices() });
+        for &(gpa, _) in &planted {
+            shared.ram.write(gpa, &[0xcc]);
+        }
+        Ok(written.map_err(SnapshotError::from)?)
     }
 
     /// Puts the state a snapshot file holds into this VM (built from the same options), before
     /// its vCPUs first run or while they are stopped.
     pub fn restore_snapshot(&self, path: &Path) -> Result<u64, ControlError> {
-        let (header, state) = file::read(path).map_err(SnapshotError::from)?;
-        live_state::restore(self.shared(), &state.machine, &state.ram)?;
-        self.shared().timeline.set_place(header.seq, 0);
-        self.shared().timeline.truncate(header.seq);
-        Ok(header.seq)
+        let snap = file::read(path).map_err(SnapshotError::from)?;
+        live_state::restore_with(self.shared(), &snap.machine, |guest| {
+            // SAFETY: every vCPU is parked and the virtio workers settled (restore_with).
+            match snap.write_ram(&mut unsafe { guest.slices_mut() }) {
+                true => Ok(()),
+                false => Err(crate::vmm::snapshot::memory_mismatch(guest, &snap.header)),
+            }
+        })?;
+        let seq = snap.header.seq;
+        self.shared().timeline.set_place(seq, 0);
+        self.shared().timeline.truncate(seq);
+        Ok(seq)
     }
 }
 
@@ -222,13 +245,16 @@ impl Controller {
     /// Puts the VM in checkpoint `id`'s state, keeping what came after it; its position.
     fn put_back(&self, id: u32) -> Result<u64, ControlError> {
         let shared = self.shared();
-        let (machine, ram, place, disks) = {
+        let (place, disks) = {
             let c = lock(&shared.checkpoints);
             let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
-            let ram = c.ram_of(id).ok_or(SnapshotError::NoCheckpoint(id))?;
-            (k.machine.clone(), ram, (k.seq, k.steps), k.disks.clone())
+            live_state::restore_with(shared, &k.machine, |guest| {
+                // SAFETY: every vCPU is parked and the virtio workers settled (restore_with).
+                let mut ram = unsafe { guest.slices_mut() };
+                c.restore_into(id, &mut ram).map(|_| ()).ok_or(SnapshotError::NoCheckpoint(id))
+            })?;
+            ((k.seq, k.steps), k.disks.clone())
         };
-        live_state::restore(shared, &machine, &ram)?;
         shared
             .virtio
             .rewind_disks(&disks)

@@ -187,11 +187,11 @@ fn gdb_stops_the_kernel_at_start_kernel() {
 }
 
 #[test]
-fn a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone() {
-    if !gdb_or_skip("a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone") {
+fn a_checkpoint_at_start_kernel_brings_the_boot_to_setup_arch_again() {
+    if !gdb_or_skip("a_checkpoint_at_start_kernel_brings_the_boot_to_setup_arch_again") {
         return;
     }
-    let Some(dir) = kernel_dir("a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone") else {
+    let Some(dir) = kernel_dir("a_checkpoint_at_start_kernel_brings_the_boot_to_setup_arch_again") else {
         return;
     };
     let vmlinux = dir.join("vmlinux");
@@ -217,20 +217,22 @@ fn a_checkpoint_at_start_kernel_brings_the_boot_back_to_the_same_milestone() {
         .args(["-batch", "-nx", "-ex", "set remotetimeout 120", "-ex"])
         .arg(format!("file {}", vmlinux.display()))
         .args(["-ex", &format!("target remote {addr}"), "-ex", "hbreak start_kernel", "-ex", "continue"])
-        // Checkpoint #1 was taken at gdb's attach; #2 at start_kernel.
-        .args(["-ex", "monitor checkpoint", "-ex", "delete", "-ex", "hbreak trap_init", "-ex", "continue"])
-        .args(["-ex", "p/x $rsp", "-ex", "monitor restore 2", "-ex", "flushregs", "-ex", "bt 1"])
+        // With --checkpoint-every 0 the only checkpoint is this one. From start_kernel to
+        // setup_arch the kernel prints its banner (earlyprintk: an exit per character).
+        .args(["-ex", "monitor checkpoint", "-ex", "delete", "-ex", "hbreak setup_arch", "-ex", "continue"])
+        .args(["-ex", "p/x $rsp", "-ex", "monitor restore 1", "-ex", "maintenance flush register-cache"])
+        .args(["-ex", "bt 1"])
         .args(["-ex", "continue", "-ex", "p/x $rsp", "-ex", "monitor checkpoints", "-ex", "kill"])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let _ = child.wait();
     assert!(out.contains("Breakpoint 1, start_kernel () at init/main.c"), "{out}");
-    assert!(out.contains("checkpoint #2 at "), "{out}");
-    assert!(out.contains("back at checkpoint #2"), "{out}");
+    assert!(out.contains("checkpoint #1 at exit "), "{out}");
+    assert!(out.contains("back at checkpoint #1"), "{out}");
     assert!(out.contains("#0  start_kernel () at init/main.c"), "back at start_kernel: {out}");
-    let milestones = out.matches("Breakpoint 2, trap_init () at").count();
-    assert_eq!(milestones, 2, "trap_init reached again after the restore: {out}");
+    let milestones = out.matches(", setup_arch (").count();
+    assert_eq!(milestones, 2, "setup_arch reached again after the restore: {out}");
     let rsps: Vec<&str> = out.lines().filter(|l| l.starts_with('$')).collect();
     assert_eq!(rsps.len(), 2, "{out}");
     assert_eq!(rsps[0].split(" = ").nth(1), rsps[1].split(" = ").nth(1), "the same stack both times: {out}");

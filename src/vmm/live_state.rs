@@ -2,11 +2,9 @@
 //! asked on its own thread for what KVM holds, then the chips, devices and RAM (`snapshot` holds
 //! the state's parts; this is where they meet the live machine).
 
+use super::memory::GuestRam;
 use super::shared::Shared;
-use super::snapshot::{
-    KernelChips, MachineState, RamImage, SnapshotError, VcpuSnapshot, VmState, restore_devices, restore_ram,
-    save_devices, save_ram,
-};
+use super::snapshot::{KernelChips, MachineState, SnapshotError, VcpuSnapshot, restore_devices, save_devices};
 use crate::debug::VcpuCommand;
 use crate::decode::PhysRead;
 
@@ -54,8 +52,9 @@ pub fn settle(shared: &Shared) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Takes the whole state of a VM whose vCPUs are all parked.
-pub fn capture(shared: &Shared) -> Result<VmState, SnapshotError> {
+/// Takes the state of a VM whose vCPUs are all parked, but for its RAM: the machine, and where
+/// on the timeline (exits) and when (ns since the start) it is.
+pub fn capture_machine(shared: &Shared) -> Result<(MachineState, u64, u64), SnapshotError> {
     settle(shared)?;
     let mut vcpus = Vec::new();
     for vcpu in 0..shared.debug.vcpus() {
@@ -69,25 +68,31 @@ pub fn capture(shared: &Shared) -> Result<VmState, SnapshotError> {
     };
     shared.virtio.settle();
     let devices = save_devices(&shared.buses);
-    let mut ram = save_ram(&shared.ram);
-    // The guest's own bytes under kvmscope's int3s.
-    for bp in shared.debug.breakpoints().sw_all() {
-        poke(&mut ram, bp.gpa, bp.original);
-    }
     let seq = shared.timeline.position();
     let t_ns = shared.clock.ns_since_start(shared.clock.now());
-    Ok(VmState { machine: MachineState { vcpus, chips, devices }, ram, seq, t_ns })
+    Ok((MachineState { vcpus, chips, devices }, seq, t_ns))
 }
 
-/// Puts a state back into a VM whose vCPUs are all parked: RAM (kvmscope's int3s planted again
-/// over it), the in-kernel chips, the devices, then each vCPU.
-pub fn restore(shared: &Shared, machine: &MachineState, ram: &RamImage) -> Result<(), SnapshotError> {
+/// The guest's own bytes under kvmscope's int3s, as (guest-physical address, byte).
+pub fn planted_originals(shared: &Shared) -> Vec<(u64, u8)> {
+    shared.debug.breakpoints().sw_all().map(|bp| (bp.gpa, bp.original)).collect()
+}
+
+/// Puts a state back into a VM whose vCPUs are all parked: RAM by `write_ram` (a checkpoint
+/// writes only the pages that differ), kvmscope's int3s planted again over it, the in-kernel
+/// chips, the devices, then each vCPU.
+pub fn restore_with(
+    shared: &Shared,
+    machine: &MachineState,
+    write_ram: impl FnOnce(&GuestRam) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
     let n = shared.debug.vcpus();
     if machine.vcpus.len() != n {
         return Err(SnapshotError::Vcpus { snapshot: machine.vcpus.len(), vm: n });
     }
     settle(shared)?;
-    restore_ram(&shared.ram, ram)?;
+    shared.virtio.settle();
+    write_ram(&shared.ram)?;
     {
         let mut bps = shared.debug.breakpoints();
         let planted: Vec<u64> = bps.sw_all().map(|b| b.gpa).collect();
@@ -107,11 +112,4 @@ pub fn restore(shared: &Shared, machine: &MachineState, ram: &RamImage) -> Resul
         with_vcpu(shared, vcpu, move |fd| state.restore(fd))?.map_err(|source| SnapshotError::Vcpu { vcpu, source })?;
     }
     Ok(())
-}
-
-/// Sets one byte of a RAM image.
-fn poke(ram: &mut RamImage, gpa: u64, byte: u8) {
-    if let Some((start, bytes)) = ram.iter_mut().find(|(s, b)| gpa >= *s && gpa - s < b.len() as u64) {
-        bytes[(gpa - *start) as usize] = byte;
-    }
 }

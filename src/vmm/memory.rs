@@ -194,6 +194,32 @@ impl GuestRam {
         &self.host
     }
 
+    /// RAM as (guest-physical, bytes) per range, to compare and copy pages in place.
+    ///
+    /// # Safety
+    /// Nothing may write guest RAM while the slices live: every vCPU parked and the virtio
+    /// workers settled (what taking and restoring a state arranges).
+    pub unsafe fn slices(&self) -> Vec<(u64, &[u8])> {
+        // SAFETY: each range stays mapped as long as `self`; the caller keeps writers away.
+        self.host
+            .iter()
+            .map(|&(gpa, len, host)| (gpa, unsafe { std::slice::from_raw_parts(host as *const u8, len as usize) }))
+            .collect()
+    }
+
+    /// RAM as (guest-physical, bytes) per range, to write pages in place.
+    ///
+    /// # Safety
+    /// As [`GuestRam::slices`], and no other slice of this RAM may live meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slices_mut(&self) -> Vec<(u64, &mut [u8])> {
+        // SAFETY: as in `slices`; the ranges do not overlap, so the slices are disjoint.
+        self.host
+            .iter()
+            .map(|&(gpa, len, host)| (gpa, unsafe { std::slice::from_raw_parts_mut(host as *mut u8, len as usize) }))
+            .collect()
+    }
+
     /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         self.map.is_ram(addr, data.len() as u64) && self.mem.write_slice(data, GuestAddress(addr)).is_ok()

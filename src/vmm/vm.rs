@@ -389,11 +389,15 @@ impl Vm {
     /// before its vCPUs first run; its exits are numbered on from the snapshot's.
     pub fn restore(&mut self, path: &std::path::Path) -> Result<(), super::snapshot::SnapshotError> {
         use super::snapshot::{self, SnapshotError};
-        let (header, state) = snapshot::file::read(path)?;
+        let snap = snapshot::file::read(path)?;
+        let (header, state) = (&snap.header, &snap);
         if state.machine.vcpus.len() != self.vcpus.len() {
             return Err(SnapshotError::Vcpus { snapshot: state.machine.vcpus.len(), vm: self.vcpus.len() });
         }
-        snapshot::restore_ram(&self.ram, &state.ram)?;
+        // SAFETY: no vCPU has run yet and no virtio worker has started.
+        if !snap.write_ram(&mut unsafe { self.ram.slices_mut() }) {
+            return Err(snapshot::memory_mismatch(&self.ram, &snap.header));
+        }
         if let (Some(chips), true) = (&state.machine.chips, self.irqchip) {
             chips.restore(&self._fd).map_err(SnapshotError::Chips)?;
         }

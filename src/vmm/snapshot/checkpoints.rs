@@ -61,17 +61,22 @@ impl Default for Checkpoints {
     }
 }
 
-/// The pages of `old` that differ in `new` (same ranges), as they are in `old`.
-fn differing_pages(old: &RamImage, new: &RamImage) -> BTreeMap<u64, Box<[u8]>> {
-    let mut out = BTreeMap::new();
-    for ((gpa, a), (_, b)) in old.iter().zip(new) {
-        for (i, (pa, pb)) in a.chunks(PAGE).zip(b.chunks(PAGE)).enumerate() {
-            if pa != pb {
-                out.insert(gpa + (i * PAGE) as u64, pa.into());
+/// RAM as the checkpoints read and write it: (guest-physical address, bytes) per range.
+pub type RamSlices<'a> = [(u64, &'a [u8])];
+
+/// Brings `newest` up to `now` (same ranges), page by page; the pages that changed, as they
+/// were in `newest`. Only those are copied: a checkpoint after few writes costs a read of RAM.
+fn advance(newest: &mut RamImage, now: &RamSlices) -> BTreeMap<u64, Box<[u8]>> {
+    let mut changed = BTreeMap::new();
+    for ((gpa, kept), (_, bytes)) in newest.iter_mut().zip(now) {
+        for (i, (old, new)) in kept.chunks_mut(PAGE).zip(bytes.chunks(PAGE)).enumerate() {
+            if old != new {
+                changed.insert(*gpa + (i * PAGE) as u64, Box::from(&*old));
+                old.copy_from_slice(new);
             }
         }
     }
-    out
+    changed
 }
 
 /// Writes `pages` over `ram`.
@@ -93,12 +98,14 @@ impl Checkpoints {
         t_ns: u64,
         manual: bool,
         machine: MachineState,
-        ram: RamImage,
+        ram: &RamSlices,
     ) -> u32 {
-        if let Some(newest) = self.list.last_mut() {
-            newest.delta = differing_pages(&self.newest_ram, &ram);
+        let same_ranges = self.newest_ram.len() == ram.len()
+            && self.newest_ram.iter().zip(ram).all(|((a, x), (b, y))| a == b && x.len() == y.len());
+        match self.list.last_mut() {
+            Some(newest) if same_ranges => newest.delta = advance(&mut self.newest_ram, ram),
+            _ => self.newest_ram = ram.iter().map(|&(gpa, bytes)| (gpa, bytes.to_vec())).collect(),
         }
-        self.newest_ram = ram;
         let id = self.next_id;
         self.next_id += 1;
         self.list.push(Checkpoint { id, seq, steps, t_ns, manual, machine, disks: Vec::new(), delta: BTreeMap::new() });
@@ -144,14 +151,47 @@ impl Checkpoints {
         Some(ram)
     }
 
+    /// Sets one byte of the newest checkpoint's RAM (the guest's own byte under an int3 of
+    /// kvmscope's).
+    pub fn poke_newest(&mut self, gpa: u64, byte: u8) {
+        let range = self.newest_ram.iter_mut().find(|(s, b)| gpa >= *s && gpa - s < b.len() as u64);
+        if let Some((start, bytes)) = range {
+            bytes[(gpa - *start) as usize] = byte;
+        }
+    }
+
+    /// Writes checkpoint `id`'s RAM into `ram` (same ranges), only the pages that differ: going
+    /// back a short way writes little. The pages written, or `None` for no such checkpoint.
+    pub fn restore_into(&self, id: u32, ram: &mut [(u64, &mut [u8])]) -> Option<usize> {
+        let at = self.list.iter().position(|c| c.id == id)?;
+        // A page's content at `id`: the delta of the oldest checkpoint from `id` on that has it,
+        // else the newest's.
+        let mut pages: std::collections::HashMap<u64, &[u8]> = std::collections::HashMap::new();
+        for c in self.list[at..].iter().rev() {
+            pages.extend(c.delta.iter().map(|(&gpa, page)| (gpa, &page[..])));
+        }
+        let mut written = 0;
+        for ((gpa, dst), (_, newest)) in ram.iter_mut().zip(&self.newest_ram) {
+            for (i, (page, kept)) in dst.chunks_mut(PAGE).zip(newest.chunks(PAGE)).enumerate() {
+                let want = pages.get(&(*gpa + (i * PAGE) as u64)).copied().unwrap_or(kept);
+                if *page != *want {
+                    page.copy_from_slice(&want[..page.len()]);
+                    written += 1;
+                }
+            }
+        }
+        Some(written)
+    }
+
     /// Drops the checkpoints after `id` (going back to it makes them another future).
     pub fn truncate_after(&mut self, id: u32) {
         let Some(at) = self.list.iter().position(|c| c.id == id) else { return };
         if at + 1 == self.list.len() {
             return;
         }
-        if let Some(ram) = self.ram_of(id) {
-            self.newest_ram = ram;
+        // The newest's RAM becomes `id`'s, in place.
+        for c in self.list[at..].iter().rev() {
+            apply(&mut self.newest_ram, &c.delta);
         }
         self.list.truncate(at + 1);
         if let Some(c) = self.list.last_mut() {
@@ -198,6 +238,10 @@ mod tests {
         MachineState { vcpus: Vec::new(), chips: None, devices: Vec::new() }
     }
 
+    fn slices(ram: &RamImage) -> Vec<(u64, &[u8])> {
+        ram.iter().map(|(gpa, b)| (*gpa, &b[..])).collect()
+    }
+
     fn ram(fill: &[(usize, u8)]) -> RamImage {
         let mut bytes = vec![0u8; 8 * PAGE];
         for &(page, v) in fill {
@@ -209,9 +253,9 @@ mod tests {
     #[test]
     fn older_checkpoints_keep_only_the_pages_that_changed_and_come_back_whole() {
         let mut c = Checkpoints::default();
-        let a = c.add((10, 0), 1, true, machine(), ram(&[(0, 1)]));
-        let b = c.add((20, 0), 2, false, machine(), ram(&[(0, 2), (3, 7)]));
-        let d = c.add((30, 0), 3, false, machine(), ram(&[(0, 2), (3, 8), (5, 9)]));
+        let a = c.add((10, 0), 1, true, machine(), &slices(&ram(&[(0, 1)])));
+        let b = c.add((20, 0), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
+        let d = c.add((30, 0), 3, false, machine(), &slices(&ram(&[(0, 2), (3, 8), (5, 9)])));
         assert_eq!(c.get(a).unwrap().size(), (2 * PAGE) as u64, "pages 0 and 3 differ from b");
         assert_eq!(c.get(b).unwrap().size(), (2 * PAGE) as u64, "pages 3 and 5 differ from d");
         assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
@@ -227,12 +271,26 @@ mod tests {
     }
 
     #[test]
+    fn restoring_writes_only_the_pages_that_differ() {
+        let mut c = Checkpoints::default();
+        let a = c.add((10, 0), 1, true, machine(), &slices(&ram(&[(0, 1)])));
+        c.add((20, 0), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
+        let mut guest = ram(&[(0, 2), (3, 7), (6, 5)]);
+        let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert_eq!(c.restore_into(a, &mut view), Some(3), "pages 0, 3 and 6");
+        assert_eq!(guest, ram(&[(0, 1)]));
+        let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert_eq!(c.restore_into(a, &mut view), Some(0), "already there");
+        assert_eq!(c.restore_into(99, &mut view), None);
+    }
+
+    #[test]
     fn over_the_budget_automatic_checkpoints_merge_and_the_rest_stay_exact() {
         let mut c = Checkpoints { budget: (8 + 3) as u64 * PAGE as u64, ..Default::default() };
         let mut kept_by_user = 0;
         for i in 0..8u64 {
             let fill: Vec<(usize, u8)> = if i == 0 { Vec::new() } else { vec![(i as usize, i as u8)] };
-            let id = c.add((i * 10, 0), i, i == 3, machine(), ram(&fill));
+            let id = c.add((i * 10, 0), i, i == 3, machine(), &slices(&ram(&fill)));
             if i == 3 {
                 kept_by_user = id;
             }

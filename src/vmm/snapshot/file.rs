@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{MachineState, RamImage, VmState};
+use super::checkpoints::RamSlices;
+use super::{MachineState, RamImage};
 
 const MAGIC: &[u8; 18] = b"KVMSCOPE-SNAPSHOT\0";
 /// The format this build writes and reads.
@@ -85,9 +86,9 @@ pub enum FileError {
     Damaged { path: PathBuf, offset: u64, what: String },
 }
 
-/// Writes `state` with `header` to `path` (through a temporary file beside it, renamed at the
-/// end: a snapshot is whole or not there).
-pub fn write(path: &Path, header: &SnapshotHeader, state: &VmState) -> Result<u64, FileError> {
+/// Writes `machine` and `ram` with `header` to `path` (through a temporary file beside it,
+/// renamed at the end: a snapshot is whole or not there). RAM is read where it is, not copied.
+pub fn write(path: &Path, header: &SnapshotHeader, machine: &MachineState, ram: &RamSlices) -> Result<u64, FileError> {
     let io = |source| FileError::Io { path: path.to_path_buf(), source };
     let tmp = path.with_extension(format!("partial-{}", std::process::id()));
     let file = std::fs::File::create(&tmp).map_err(io)?;
@@ -110,9 +111,9 @@ pub fn write(path: &Path, header: &SnapshotHeader, state: &VmState) -> Result<u6
         out.write_all(MAGIC)?;
         out.write_all(&VERSION.to_le_bytes())?;
         section(&mut out, HEADER, &[&serde_json::to_vec(header)?])?;
-        section(&mut out, MACHINE, &[&serde_json::to_vec(&state.machine)?])?;
-        for (gpa, bytes) in &state.ram {
-            for (at, run) in nonzero_runs(*gpa, bytes) {
+        section(&mut out, MACHINE, &[&serde_json::to_vec(machine)?])?;
+        for &(gpa, bytes) in ram {
+            for (at, run) in nonzero_runs(gpa, bytes) {
                 section(&mut out, RAM, &[&at.to_le_bytes(), run])?;
             }
         }
@@ -137,12 +138,57 @@ pub fn read_header(path: &Path) -> Result<SnapshotHeader, FileError> {
     serde_json::from_slice(&payload).map_err(|e| r.damaged(&format!("header: {e}")))
 }
 
-/// Reads the snapshot at `path` whole, every section checked.
-pub fn read(path: &Path) -> Result<(SnapshotHeader, VmState), FileError> {
+/// A snapshot as read: RAM as the runs of pages that are not zeros.
+pub struct Snapshot {
+    pub header: SnapshotHeader,
+    pub machine: MachineState,
+    runs: Vec<(u64, Vec<u8>)>,
+}
+
+impl Snapshot {
+    /// Writes the snapshot's RAM into `ram` (the ranges its header lists): its runs, and zeros
+    /// elsewhere — only the pages that differ are written, so a fresh VM's untouched RAM stays
+    /// untouched. False when the ranges are not the snapshot's.
+    pub fn write_ram(&self, ram: &mut [(u64, &mut [u8])]) -> bool {
+        let same = ram.len() == self.header.ram.len()
+            && ram.iter().zip(&self.header.ram).all(|((a, x), (b, len))| a == b && x.len() as u64 == *len);
+        if !same {
+            return false;
+        }
+        let mut runs = self.runs.iter().peekable();
+        for (gpa, bytes) in ram.iter_mut() {
+            for (i, page) in bytes.chunks_mut(PAGE).enumerate() {
+                let at = *gpa + (i * PAGE) as u64;
+                while runs.peek().is_some_and(|(s, b)| s + b.len() as u64 <= at) {
+                    runs.next();
+                }
+                let want = match runs.peek() {
+                    Some((s, b)) if *s <= at => &b[(at - s) as usize..][..page.len()],
+                    _ => &ZEROS[..page.len()],
+                };
+                if *page != *want {
+                    page.copy_from_slice(want);
+                }
+            }
+        }
+        true
+    }
+
+    /// The snapshot's RAM, whole.
+    pub fn ram(&self) -> RamImage {
+        let mut image: RamImage = self.header.ram.iter().map(|&(gpa, len)| (gpa, vec![0u8; len as usize])).collect();
+        let mut view: Vec<(u64, &mut [u8])> = image.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        self.write_ram(&mut view);
+        image
+    }
+}
+
+/// Reads the snapshot at `path`, every section checked.
+pub fn read(path: &Path) -> Result<Snapshot, FileError> {
     let mut r = SectionReader::open(path)?;
     let mut header: Option<SnapshotHeader> = None;
     let mut machine: Option<MachineState> = None;
-    let mut runs: RamImage = Vec::new();
+    let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
         let (kind, payload) = r.next()?;
         match kind {
@@ -151,9 +197,20 @@ pub fn read(path: &Path) -> Result<(SnapshotHeader, VmState), FileError> {
                 machine = Some(serde_json::from_slice(&payload).map_err(|e| r.damaged(&format!("machine state: {e}")))?)
             }
             RAM => {
-                let (gpa, bytes) = payload.split_at_checked(8).ok_or_else(|| r.damaged("a RAM section too short"))?;
-                let gpa = u64::from_le_bytes(gpa.try_into().unwrap_or_default());
-                runs.push((gpa, bytes.to_vec()));
+                let ranges = header.as_ref().map(|h| h.ram.as_slice()).unwrap_or_default();
+                if payload.len() < 8 + PAGE || (payload.len() - 8) % PAGE != 0 {
+                    return Err(r.damaged("a RAM section that is not whole pages"));
+                }
+                let mut payload = payload;
+                let gpa = u64::from_le_bytes(payload[..8].try_into().unwrap_or_default());
+                payload.drain(..8);
+                let end = gpa.checked_add(payload.len() as u64);
+                let inside = end.is_some_and(|end| ranges.iter().any(|&(s, l)| gpa >= s && end <= s + l));
+                let ordered = runs.last().is_none_or(|(s, b)| s + b.len() as u64 <= gpa);
+                if !inside || !ordered || gpa % PAGE as u64 != 0 {
+                    return Err(r.damaged(&format!("RAM at {gpa:#x} outside the machine's RAM or out of order")));
+                }
+                runs.push((gpa, payload));
             }
             END => break,
             other => return Err(r.damaged(&format!("unknown section kind {other}"))),
@@ -161,18 +218,7 @@ pub fn read(path: &Path) -> Result<(SnapshotHeader, VmState), FileError> {
     }
     let header = header.ok_or_else(|| r.damaged("no header"))?;
     let machine = machine.ok_or_else(|| r.damaged("no machine state"))?;
-    // RAM: zeros, with the sections written over them.
-    let mut ram: RamImage = header.ram.iter().map(|&(gpa, len)| (gpa, vec![0u8; len as usize])).collect();
-    for (at, bytes) in runs {
-        let range = ram.iter_mut().find(|(gpa, b)| at >= *gpa && at - gpa + bytes.len() as u64 <= b.len() as u64);
-        let Some((gpa, image)) = range else {
-            return Err(r.damaged(&format!("RAM at {at:#x} outside the machine's RAM")));
-        };
-        let off = (at - *gpa) as usize;
-        image[off..off + bytes.len()].copy_from_slice(&bytes);
-    }
-    let (seq, t_ns) = (header.seq, header.t_ns);
-    Ok((header, VmState { machine, ram, seq, t_ns }))
+    Ok(Snapshot { header, machine, runs })
 }
 
 /// Reads sections one by one, checking each.
@@ -230,7 +276,7 @@ impl SectionReader {
 mod tests {
     use super::*;
 
-    fn state() -> (SnapshotHeader, VmState) {
+    fn state() -> (SnapshotHeader, MachineState, RamImage) {
         let header = SnapshotHeader {
             kvmscope: "test".into(),
             machine_args: vec!["--kernel".into(), "x.elf".into()],
@@ -245,7 +291,11 @@ mod tests {
         let mut low = vec![0u8; 3 * 4096];
         low[5000] = 1;
         let ram = vec![(0, low), (0x10_0000, vec![2u8; 4096])];
-        (header, VmState { machine, ram, seq: 42, t_ns: 7 })
+        (header, machine, ram)
+    }
+
+    fn slices(ram: &RamImage) -> Vec<(u64, &[u8])> {
+        ram.iter().map(|(g, b)| (*g, &b[..])).collect()
     }
 
     fn temp(name: &str) -> PathBuf {
@@ -254,12 +304,17 @@ mod tests {
 
     #[test]
     fn a_snapshot_reads_back_as_written() {
-        let (header, state) = state();
+        let (header, machine, ram) = state();
         let path = temp("ok");
-        write(&path, &header, &state).unwrap();
-        let (h, s) = read(&path).unwrap();
-        assert_eq!(h, header);
-        assert_eq!(s.ram, state.ram);
+        write(&path, &header, &machine, &slices(&ram)).unwrap();
+        let s = read(&path).unwrap();
+        assert_eq!(s.header, header);
+        assert_eq!(s.ram(), ram);
+        // Into RAM that holds something else: every page as it was.
+        let mut other: RamImage = ram.iter().map(|(g, b)| (*g, vec![9u8; b.len()])).collect();
+        let mut view: Vec<(u64, &mut [u8])> = other.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert!(s.write_ram(&mut view));
+        assert_eq!(other, ram);
         assert_eq!(read_header(&path).unwrap(), header);
         let _ = std::fs::remove_file(path);
     }
@@ -275,9 +330,9 @@ mod tests {
 
     #[test]
     fn damage_of_every_kind_is_named() {
-        let (header, state) = state();
+        let (header, machine, ram) = state();
         let path = temp("bad");
-        write(&path, &header, &state).unwrap();
+        write(&path, &header, &machine, &slices(&ram)).unwrap();
         let good = std::fs::read(&path).unwrap();
         // Truncated anywhere past the magic: damaged, with the offset.
         for cut in [30, 200, good.len() - 5] {

@@ -108,26 +108,10 @@ pub fn restore_devices(pio: &Bus, mmio: &Bus, states: &[DeviceState]) -> Result<
 /// Guest RAM, range by range, as (guest-physical start, bytes).
 pub type RamImage = Vec<(u64, Vec<u8>)>;
 
-/// Copies all of guest RAM.
-pub fn save_ram(ram: &GuestRam) -> RamImage {
-    ram.copy_out()
-}
-
-/// Writes a RAM image back; its ranges must be this VM's.
-pub fn restore_ram(ram: &GuestRam, image: &RamImage) -> Result<(), SnapshotError> {
-    if !ram.copy_in(image) {
-        use super::memory::human_size;
-        let have: u64 = ram.host_ranges().iter().map(|r| r.1).sum();
-        let want: u64 = image.iter().map(|(_, b)| b.len() as u64).sum();
-        return Err(SnapshotError::Memory { snapshot: human_size(want), vm: human_size(have) });
-    }
-    Ok(())
-}
-
-/// A whole state: the machine and its RAM, taken after `seq` guest exits (its timeline position).
-pub struct VmState {
-    pub machine: MachineState,
-    pub ram: RamImage,
-    pub seq: u64,
-    pub t_ns: u64,
+/// The error for a snapshot whose RAM is not this VM's.
+pub fn memory_mismatch(ram: &GuestRam, header: &file::SnapshotHeader) -> SnapshotError {
+    use super::memory::human_size;
+    let have: u64 = ram.host_ranges().iter().map(|r| r.1).sum();
+    let want: u64 = header.ram.iter().map(|r| r.1).sum();
+    SnapshotError::Memory { snapshot: human_size(want), vm: human_size(have) }
 }
