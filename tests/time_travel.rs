@@ -215,6 +215,39 @@ fn a_disk_goes_back_with_the_checkpoint_and_the_guest_writes_it_again() {
 }
 
 #[test]
+fn going_back_a_read_of_the_clock_gets_the_value_it_read_the_first_time() {
+    if !gdb_or_skip("going_back_a_read_of_the_clock_gets_the_value_it_read_the_first_time") {
+        return;
+    }
+    let stub = Stub::start("clock.elf", true);
+    let out = stub.gdb(
+        None,
+        &[
+            "set remotetimeout 60",
+            // Stopped after the third POST write: AL holds the third reading of the seconds.
+            "monitor break-exit io 0x80 nth 3",
+            "continue",
+            "p/x $al",
+            "shell sleep 1.2",
+            // From the checkpoint at gdb's attach, forward again past three clock reads: a second
+            // later each read must get what it got then, or AL would hold another value.
+            "reverse-stepi",
+            "stepi",
+            "p/x $al",
+            "monitor timeline",
+            "monitor delete-exit",
+            "continue",
+        ],
+    );
+    let (status, _, stderr) = stub.finish();
+    let (vals, _) = values(&out);
+    assert_eq!(vals.len(), 2, "{out}");
+    assert_eq!(vals[0], vals[1], "the same seconds as the first time: {out}");
+    assert!(!out.contains("diverged") && !out.contains("another path"), "{out}");
+    assert_eq!(status, 3, "{stderr}");
+}
+
+#[test]
 fn checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed() {
     if !gdb_or_skip("checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed") {
         return;

@@ -244,6 +244,16 @@ pub struct ExitEvent {
     pub cost_ns: u64,
 }
 
+impl ExitKind {
+    /// Sets what a port, MMIO or MSR read returned.
+    pub fn set_read(&mut self, value: u64) {
+        match self {
+            ExitKind::Io { data, .. } | ExitKind::Mmio { data, .. } | ExitKind::Msr { data, .. } => *data = value,
+            _ => {}
+        }
+    }
+}
+
 impl ExitEvent {
     /// A short human description of the payload: port or address, direction and data.
     pub fn detail(&self) -> String {

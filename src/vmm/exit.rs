@@ -23,6 +23,48 @@ pub struct RunDetail {
     pub hardware_reason: u64,
 }
 
+/// Gives a port, MMIO or MSR read `value` instead of what the device answered (going forward
+/// again over the history: what it read the first time). False when the exit is no such read.
+///
+/// # Safety
+/// `run` points to a vCPU's mapped `kvm_run` after `KVM_RUN` returned for this exit, before the
+/// next `KVM_RUN`; no reference into it lives (kvm-ioctls' `VcpuExit` is gone).
+pub unsafe fn answer_read(run: *mut kvm_run, value: u64) -> bool {
+    // SAFETY: as the caller promises; each member written is the one `exit_reason` makes valid,
+    // and KVM reads it at the next KVM_RUN.
+    unsafe {
+        let reason = std::ptr::addr_of!((*run).exit_reason).read();
+        let union = std::ptr::addr_of_mut!((*run).__bindgen_anon_1);
+        match reason {
+            kvm_bindings::KVM_EXIT_IO => {
+                let io = std::ptr::addr_of!((*union).io).read();
+                if io.direction != kvm_bindings::KVM_EXIT_IO_IN as u8 || io.count != 1 || io.size > 8 {
+                    return false;
+                }
+                let data = (run as *mut u8).add(io.data_offset as usize);
+                std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), data, io.size as usize);
+                true
+            }
+            kvm_bindings::KVM_EXIT_MMIO => {
+                let mmio = std::ptr::addr_of_mut!((*union).mmio);
+                if (*mmio).is_write != 0 || (*mmio).len > 8 {
+                    return false;
+                }
+                let data = std::ptr::addr_of_mut!((*mmio).data) as *mut u8;
+                std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), data, (*mmio).len as usize);
+                true
+            }
+            kvm_bindings::KVM_EXIT_X86_RDMSR => {
+                let msr = std::ptr::addr_of_mut!((*union).msr);
+                (*msr).data = value;
+                (*msr).error = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 impl RunDetail {
     /// Reads the detail of the exit `run` describes.
     ///

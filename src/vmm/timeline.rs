@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::debug::StopReason;
 use crate::sync::lock;
-use crate::trace::{ExitEvent, ExitKind};
+use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::bus::RAM_DEVICE;
 
 /// Not known: the guest ran freely since its last exit.
@@ -20,25 +20,36 @@ pub const UNKNOWN: u64 = u64::MAX;
 /// Exits the history keeps at most (32 bytes each); older ones are no longer checked.
 const HISTORY: usize = 8 << 20;
 
-/// What identifies an exit along the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What identifies an exit along the history, and what a read returned the first time.
+#[derive(Debug, Clone, Copy)]
 pub struct ExitMark {
     pub vcpu: u32,
     pub reason: &'static str,
     /// The port, MMIO address or MSR (0 for other exits).
     pub at: u64,
     pub rip: u64,
+    /// The value a port, MMIO or MSR read gave the guest (a single port read, not `rep ins`).
+    pub read: Option<u64>,
 }
 
 impl ExitMark {
     pub fn of(e: &ExitEvent) -> Self {
-        let at = match e.kind {
-            ExitKind::Io { port, .. } => port as u64,
-            ExitKind::Mmio { addr, .. } => addr,
-            ExitKind::Msr { index, .. } => index as u64,
-            _ => 0,
+        let (at, read) = match e.kind {
+            ExitKind::Io { port, dir: Dir::In, count: 1, data, .. } => (port as u64, Some(data)),
+            ExitKind::Io { port, .. } => (port as u64, None),
+            ExitKind::Mmio { addr, dir: Dir::In, data, .. } => (addr, Some(data)),
+            ExitKind::Mmio { addr, .. } => (addr, None),
+            ExitKind::Msr { index, dir: Dir::In, data } => (index as u64, Some(data)),
+            ExitKind::Msr { index, .. } => (index as u64, None),
+            _ => (0, None),
         };
-        Self { vcpu: e.vcpu, reason: e.kind.reason(), at, rip: e.rip }
+        Self { vcpu: e.vcpu, reason: e.kind.reason(), at, rip: e.rip, read }
+    }
+
+    /// The same exit: the same vCPU, reason, place and instruction (what it read may differ:
+    /// going forward again gives it the first value).
+    fn same_exit(&self, other: &ExitMark) -> bool {
+        (self.vcpu, self.reason, self.at, self.rip) == (other.vcpu, other.reason, other.at, other.rip)
     }
 }
 
@@ -128,7 +139,7 @@ impl Timeline {
             } else if position <= end {
                 let at = (position - h.base - 1) as usize;
                 let was = h.exits[at];
-                if was != mark {
+                if !was.same_exit(&mark) {
                     // Another path from here on: it is the history now.
                     h.exits.truncate(at);
                     h.exits.push_back(mark);
@@ -146,6 +157,20 @@ impl Timeline {
             stop = Some(StopReason::Reached(position));
         }
         stop
+    }
+
+    /// Going forward again over the history: what exit `e` (about to be counted) read the first
+    /// time, when it is the same exit and read something else now — the value to give the guest
+    /// instead, so that it takes the same path (a clock, a status register, typed input).
+    pub fn first_read(&self, e: &ExitEvent) -> Option<u64> {
+        if !self.keeping.load(Ordering::Acquire) || !is_guest_exit(e) {
+            return None;
+        }
+        let mark = ExitMark::of(e);
+        let position = self.position() + 1;
+        let h = lock(&self.history);
+        let was = h.exits.get(position.checked_sub(h.base + 1)? as usize)?;
+        (was.same_exit(&mark) && was.read != mark.read).then_some(was.read).flatten()
     }
 
     /// A single step of the debugger's completed (an exit it made resets the count instead).
@@ -285,6 +310,20 @@ mod tests {
         let diverged = t.on_exit(&out(0x3f8, 21));
         assert!(matches!(diverged, Some(StopReason::Diverged { position: 2, .. })), "{diverged:?}");
         assert_eq!(t.history_end(), 2, "the new path is the history");
+    }
+
+    #[test]
+    fn going_forward_again_a_read_gets_what_it_read_the_first_time() {
+        let t = Timeline::new(0);
+        t.keep_history();
+        let read =
+            |data| ExitEvent { kind: ExitKind::Io { port: 0x71, dir: Dir::In, size: 1, count: 1, data }, ..out(0, 7) };
+        t.on_exit(&read(0x26));
+        assert_eq!(t.first_read(&read(0x30)), None, "at the end of the history: nothing to give");
+        t.set_place(0, 0);
+        assert_eq!(t.first_read(&read(0x30)), Some(0x26), "the clock moved on: the first value");
+        assert_eq!(t.first_read(&read(0x26)), None, "the same value: nothing to change");
+        assert_eq!(t.on_exit(&read(0x26)), None, "and the exit is the same exit");
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl Vcpu {
             _ => None,
         };
         lap(&mut self.profile, Stage::Decode);
-        let event = ExitEvent {
+        let mut event = ExitEvent {
             seq: shared.next_seq(),
             vcpu: self.index,
             t_ns: shared.clock.ns_since_start(t_exit),
@@ -243,6 +243,14 @@ impl Vcpu {
             insn,
             cost_ns: shared.clock.ns_between(t_exit, shared.clock.now()),
         };
+        // Going forward again over the history: a read gets the value it got the first time.
+        if let Some(first) = shared.timeline.first_read(&event) {
+            // SAFETY: `run` is this vCPU's kvm_run, KVM_RUN returned for this exit, and the
+            // `VcpuExit` that borrowed it is gone.
+            if unsafe { super::exit::answer_read(self.run, first) } {
+                event.kind.set_read(first);
+            }
+        }
         shared.counters_of(self.index as usize).record(&event);
         lap(&mut self.profile, Stage::Count);
         for sink in &shared.sinks {
