@@ -36,6 +36,9 @@ enum Command {
     Export(kvmscope::analysis::export::ExportArgs),
     /// Draw a recorded run's call stacks (`run --stacks`) as a flame graph SVG.
     Flamegraph(kvmscope::analysis::folded::FlamegraphArgs),
+    /// What changed between two recorded runs (like `perf diff`): exits by reason, port, device
+    /// register, guest function, MSR or virtio queue, with counts and handling time in both.
+    Diff(kvmscope::analysis::diff::DiffArgs),
     /// Browse a recorded run in the TUI.
     Replay {
         /// The trace file.
@@ -445,6 +448,7 @@ fn main() -> ExitCode {
         Some(Command::Stats(args)) => analysis_status(kvmscope::analysis::stats::run(&args)),
         Some(Command::Export(args)) => analysis_status(kvmscope::analysis::export::run(&args)),
         Some(Command::Flamegraph(args)) => analysis_status(kvmscope::analysis::folded::flamegraph(&args)),
+        Some(Command::Diff(args)) => analysis_status(kvmscope::analysis::diff::run(&args)),
         Some(Command::Replay { file, symbols }) => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {

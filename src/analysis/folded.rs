@@ -59,7 +59,12 @@ pub fn fold(trace: &Path, symbols: Option<&Path>) -> Result<Vec<String>, Analysi
 #[derive(Debug, Args)]
 pub struct FlamegraphArgs {
     /// The trace file (recorded with `--stacks`).
-    pub file: PathBuf,
+    #[arg(required_unless_present = "diff", conflicts_with = "diff")]
+    pub file: Option<PathBuf>,
+    /// A differential flame graph of two recordings instead: the NEW run's stacks, coloured by
+    /// how much more (red) or less (blue) often each was sampled than in the OLD run.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub diff: Option<Vec<PathBuf>>,
     /// Write the SVG here.
     #[arg(long, short, value_name = "FILE.svg")]
     pub output: PathBuf,
@@ -68,17 +73,42 @@ pub struct FlamegraphArgs {
     pub symbols: Option<PathBuf>,
 }
 
-/// `kvmscope flamegraph`: the recording's stacks as a flame graph.
-pub fn flamegraph(args: &FlamegraphArgs) -> Result<(), AnalysisError> {
-    let lines = fold(&args.file, args.symbols.as_deref())?;
+/// The folded lines of a recording, none being an error.
+fn stacks_of(trace: &Path, symbols: Option<&Path>) -> Result<Vec<String>, AnalysisError> {
+    let lines = fold(trace, symbols)?;
     if lines.is_empty() {
-        return Err(AnalysisError::NoStacks(args.file.clone()));
+        return Err(AnalysisError::NoStacks(trace.to_path_buf()));
     }
+    Ok(lines)
+}
+
+/// `kvmscope flamegraph`: the recording's stacks as a flame graph, or two recordings' as a
+/// differential one (inferno's, as `difffolded.pl` makes them).
+pub fn flamegraph(args: &FlamegraphArgs) -> Result<(), AnalysisError> {
+    let mut options = inferno::flamegraph::Options::default();
+    options.count_name = "exits".into();
+    let lines = match (&args.file, args.diff.as_deref()) {
+        (_, Some([old, new])) => {
+            let (before, after) = (stacks_of(old, args.symbols.as_deref())?, stacks_of(new, args.symbols.as_deref())?);
+            let mut folded = Vec::new();
+            inferno::differential::from_readers(
+                inferno::differential::Options::default(),
+                before.join("\n").as_bytes(),
+                after.join("\n").as_bytes(),
+                &mut folded,
+            )
+            .map_err(AnalysisError::Write)?;
+            options.title = format!("exits: {} against {}", new.display(), old.display());
+            String::from_utf8_lossy(&folded).lines().map(str::to_string).collect()
+        }
+        (Some(file), _) => {
+            options.title = "guest code paths that make exits".into();
+            stacks_of(file, args.symbols.as_deref())?
+        }
+        _ => return Err(AnalysisError::Usage("flamegraph needs a recording, or --diff OLD NEW".into())),
+    };
     let file = std::fs::File::create(&args.output)
         .map_err(|source| AnalysisError::Create { path: args.output.clone(), source })?;
-    let mut options = inferno::flamegraph::Options::default();
-    options.title = "guest code paths that make exits".into();
-    options.count_name = "exits".into();
     inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), std::io::BufWriter::new(file))
         .map_err(AnalysisError::Write)
 }

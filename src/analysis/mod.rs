@@ -1,5 +1,6 @@
 //! Working with recordings after the run: statistics and exports.
 
+pub mod diff;
 pub mod export;
 pub mod folded;
 pub mod guest_image;
@@ -31,6 +32,9 @@ pub enum AnalysisError {
     /// The report was printed, but what was asked for holds no exit.
     #[error("{0}")]
     NothingSelected(String),
+    /// Arguments that do not make a request.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl AnalysisError {
@@ -42,7 +46,8 @@ impl AnalysisError {
             | AnalysisError::Create { .. }
             | AnalysisError::Symbols(_)
             | AnalysisError::Selection(_)
-            | AnalysisError::NoStacks(_) => 2,
+            | AnalysisError::NoStacks(_)
+            | AnalysisError::Usage(_) => 2,
             AnalysisError::Write(_) | AnalysisError::NothingSelected(_) => 1,
         }
     }
