@@ -138,8 +138,8 @@ mod tests {
         let first = log.mark();
         write(&mut log, &file, 0, 2, 1);
         let second = log.mark();
-        write(&mut log, &file, 1, 2, 2);
         let at_second = std::fs::read(&path).unwrap();
+        write(&mut log, &file, 1, 2, 2);
         log.forget_before(second);
         assert_eq!(log.bytes(), 2 * 512);
         write(&mut log, &file, 3, 1, 3);
