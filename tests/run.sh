@@ -19,5 +19,11 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
+# DuckDB's Python package reads what the Parquet export writes, as an independent reader.
+if ! python3 -c 'import duckdb' 2>/dev/null; then
+    echo "tests/run.sh: installing duckdb (pip)"
+    python3 -m pip install -q --disable-pip-version-check duckdb || echo "tests/run.sh: could not install duckdb" >&2
+fi
+
 # Every test binary runs even when one fails, so a run shows all that is wrong at once.
 cargo test --locked --no-fail-fast "$@"

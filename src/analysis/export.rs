@@ -24,6 +24,8 @@ pub enum Format {
     /// Collapsed call stacks (`--stacks` recordings), one `outer;...;inner;[reason] COUNT` line
     /// per distinct stack: the input of flame-graph tools.
     Folded,
+    /// Apache Parquet (typed columns, exits and device events as rows; needs -o or --partition).
+    Parquet,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +41,18 @@ pub struct ExportArgs {
     /// recorded guest image.
     #[arg(long, value_name = "FILE")]
     pub symbols: Option<PathBuf>,
+    /// Parquet: add the run's columns (run_id, guest_image, guest_sha256, cmdline,
+    /// kvmscope_version, host, started_unix_secs), so that many runs are one table.
+    #[arg(long)]
+    pub run_columns: bool,
+    /// Parquet: the run's id in those columns (default: the guest image's name, the start time
+    /// and a hash of the recording's header).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Parquet: write a Hive-style dataset, `DIR/run=ID/part-0.parquet` (with the run's columns);
+    /// a folder of runs, from many machines, reads as one table.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub partition: Option<PathBuf>,
 }
 
 /// The kind-specific fields of an exit, by name.
@@ -204,6 +218,21 @@ pub fn device_chrome(d: &DeviceEvent, tid: usize) -> Value {
 
 /// Runs the command.
 pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
+    if args.format == Format::Parquet {
+        let req = super::parquet::ParquetRequest {
+            trace: &args.file,
+            output: args.output.as_deref(),
+            partition: args.partition.as_deref(),
+            run_columns: args.run_columns,
+            run_id: args.run_id.as_deref(),
+        };
+        let (path, rows) = super::parquet::export(&req)?;
+        crate::say!("kvmscope: wrote {} rows to {}", rows, path.display());
+        return Ok(());
+    }
+    if args.run_columns || args.run_id.is_some() || args.partition.is_some() {
+        return Err(AnalysisError::Usage("--run-columns, --run-id and --partition are for --format parquet".into()));
+    }
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(File::create(p).map_err(|source| AnalysisError::Create { path: p.clone(), source })?),
         None => Box::new(std::io::stdout().lock()),
@@ -240,7 +269,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
             write(&mut out, &format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")));
             first = false;
         }
-        Format::Jsonl | Format::Folded => {}
+        Format::Jsonl | Format::Folded | Format::Parquet => {}
     }
     let mut explainer = Explainer::default();
     let read = super::read_all_warning(&args.file, |r| {
@@ -262,7 +291,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
                         write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)));
                         first = false;
                     }
-                    Format::Folded => {}
+                    Format::Folded | Format::Parquet => {}
                 }
                 return;
             }
@@ -281,7 +310,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
                 write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e, x.as_ref())));
                 first = false;
             }
-            Format::Folded => {}
+            Format::Folded | Format::Parquet => {}
         }
     });
     if args.format == Format::Chrome {

@@ -4,6 +4,7 @@ pub mod diff;
 pub mod export;
 pub mod folded;
 pub mod guest_image;
+pub mod parquet;
 pub mod profile;
 pub mod stats;
 

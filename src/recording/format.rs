@@ -50,6 +50,9 @@ pub struct TraceHeader {
     /// Seconds since the Unix epoch when the run started.
     pub start_unix_secs: u64,
     pub vcpus: u32,
+    /// The host's name (`uname -n`); empty in recordings made before it was kept.
+    #[serde(default)]
+    pub host_name: String,
 }
 
 /// One record of a trace.

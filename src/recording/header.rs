@@ -11,16 +11,26 @@ use crate::vmm::Image;
 /// What the recording of the built-in demo guest names as its image.
 pub const DEMO_IMAGE: &str = "demo (built in)";
 
-/// The running kernel's release (`uname -r`).
-pub fn host_kernel() -> String {
+/// One field of `uname(2)`: the running kernel's release, or the host's name.
+fn uname(field: fn(&libc::utsname) -> &[libc::c_char; 65]) -> String {
     // SAFETY: uname fills the zeroed struct; the fields are NUL-terminated C strings.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         if libc::uname(&mut u) != 0 {
             return "unknown".into();
         }
-        std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy().into_owned()
+        std::ffi::CStr::from_ptr(field(&u).as_ptr()).to_string_lossy().into_owned()
     }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn host_kernel() -> String {
+    uname(|u| &u.release)
+}
+
+/// The host's name (`uname -n`).
+pub fn host_name() -> String {
+    uname(|u| &u.nodename)
 }
 
 /// The header for a run of `image`: the image by its absolute path (the recording is read from
@@ -45,5 +55,6 @@ pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
         command_line: std::env::args().collect(),
         start_unix_secs: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         vcpus,
+        host_name: host_name(),
     }
 }

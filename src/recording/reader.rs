@@ -132,6 +132,7 @@ mod tests {
             command_line: Vec::new(),
             start_unix_secs: 0,
             vcpus: 1,
+            host_name: String::new(),
         }
     }
 

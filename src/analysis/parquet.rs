@@ -1,0 +1,410 @@
+//! `kvmscope export --format parquet`: a recording as one Parquet table for DuckDB, Polars,
+//! pandas, Spark or Trino. One row per exit (`record` = `exit`) or device event (`device`), with
+//! typed columns — integers as (unsigned) integers, null where a field does not apply, strings
+//! dictionary-encoded by the writer — and, on request, the run's own columns (its id, guest image
+//! and hash, command line, kvmscope's version, host, start time), so that many runs, exported into
+//! a Hive-style directory (`--partition DIR` writes `DIR/run=ID/part-0.parquet`), read as one
+//! table. Written in row groups while the recording is read: memory stays flat.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use sha2::{Digest, Sha256};
+
+use super::AnalysisError;
+use super::export::explained;
+use crate::explain::{Explainer, Explanation};
+use crate::recording::{Record, TraceHeader};
+use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
+
+/// Rows per row group: large enough for good compression, small enough to keep memory flat.
+const ROW_GROUP: usize = 65_536;
+
+/// A column's type: its physical type and what the values are.
+#[derive(Clone, Copy)]
+enum Kind {
+    U64,
+    U32,
+    U16,
+    U8,
+    Text,
+}
+
+impl Kind {
+    fn schema(self) -> &'static str {
+        match self {
+            Kind::U64 => "INT64 {} (INTEGER(64,false))",
+            Kind::U32 => "INT32 {} (INTEGER(32,false))",
+            Kind::U16 => "INT32 {} (INTEGER(16,false))",
+            Kind::U8 => "INT32 {} (INTEGER(8,false))",
+            Kind::Text => "BYTE_ARRAY {} (UTF8)",
+        }
+    }
+}
+
+/// The exit and device event columns, in the file's order: (name, type, never null).
+const COLUMNS: &[(&str, Kind, bool)] = &[
+    ("record", Kind::Text, true),
+    ("seq", Kind::U64, false),
+    ("vcpu", Kind::U32, false),
+    ("t_ns", Kind::U64, true),
+    ("rip", Kind::U64, false),
+    ("reason", Kind::Text, true),
+    ("port", Kind::U16, false),
+    ("addr", Kind::U64, false),
+    ("msr", Kind::U32, false),
+    ("msr_name", Kind::Text, false),
+    ("dir", Kind::Text, false),
+    ("size", Kind::U8, false),
+    ("data", Kind::U64, false),
+    ("cost_ns", Kind::U64, false),
+    ("device", Kind::Text, false),
+    ("queue", Kind::U16, false),
+    ("insn_addr", Kind::U64, false),
+    ("insn_bytes", Kind::Text, false),
+    ("insn_text", Kind::Text, false),
+    ("register", Kind::Text, false),
+    ("explain", Kind::Text, false),
+    ("event", Kind::Text, false),
+    ("latency_ns", Kind::U64, false),
+];
+
+/// The run's columns (`--run-columns`, `--partition`): the same value on every row.
+const RUN_COLUMNS: &[&str] =
+    &["run_id", "guest_image", "guest_sha256", "cmdline", "kvmscope_version", "host", "started_unix_secs"];
+
+/// One cell.
+#[derive(Clone)]
+enum Cell {
+    Int(Option<u64>),
+    Text(Option<String>),
+}
+
+/// What the run's columns hold, and the id it is known by.
+pub struct RunInfo {
+    pub id: String,
+    cells: Vec<Cell>,
+}
+
+impl RunInfo {
+    /// From a recording's header; `id` chosen by the user, or one made from the header (the
+    /// guest image's name and the start time, and a hash of the whole header: two recordings
+    /// share it only if they say the same of themselves).
+    pub fn of(header: &TraceHeader, id: Option<&str>) -> Self {
+        let json = serde_json::to_vec(header).unwrap_or_default();
+        let hash: String = Sha256::digest(&json).iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let image = Path::new(&header.guest_image).file_stem().map(|s| s.to_string_lossy().into_owned());
+        let image: String = image
+            .unwrap_or_else(|| "guest".into())
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        let id = id.map_or_else(|| format!("{image}-{}-{hash}", header.start_unix_secs), str::to_string);
+        let text = |s: &str| Cell::Text(Some(s.to_string()));
+        let cells = vec![
+            text(&id),
+            text(&header.guest_image),
+            text(&header.guest_sha256),
+            text(&header.command_line.join(" ")),
+            text(&header.kvmscope_version),
+            text(&header.host_name),
+            Cell::Int(Some(header.start_unix_secs)),
+        ];
+        Self { id, cells }
+    }
+}
+
+/// The Parquet schema: the columns, and the run's when `run` is set.
+fn schema(run: bool) -> String {
+    let mut fields: Vec<String> = COLUMNS
+        .iter()
+        .map(|&(name, kind, required)| {
+            let rep = if required { "REQUIRED" } else { "OPTIONAL" };
+            format!("  {rep} {};", kind.schema().replace("{}", name))
+        })
+        .collect();
+    if run {
+        for &name in RUN_COLUMNS {
+            let kind = if name == "started_unix_secs" { Kind::U64 } else { Kind::Text };
+            fields.push(format!("  REQUIRED {};", kind.schema().replace("{}", name)));
+        }
+    }
+    format!("message kvmscope_exit {{\n{}\n}}", fields.join("\n"))
+}
+
+/// An exit's cells, in [`COLUMNS`]' order.
+fn exit_cells(e: &ExitEvent, x: Option<&Explanation>) -> Vec<Cell> {
+    let (int, text) = (|v: u64| Cell::Int(Some(v)), |s: &str| Cell::Text(Some(s.to_string())));
+    let (null_int, null_text) = (Cell::Int(None), Cell::Text(None));
+    let (mut port, mut addr, mut msr, mut msr_name, mut dir, mut size, mut data) = (
+        null_int.clone(),
+        null_int.clone(),
+        null_int.clone(),
+        null_text.clone(),
+        null_text.clone(),
+        null_int.clone(),
+        null_int.clone(),
+    );
+    match &e.kind {
+        ExitKind::Io { port: p, dir: d, size: s, data: v, .. } => {
+            (port, dir, size, data) = (int(*p as u64), text(d.io_name()), int(*s as u64), int(*v));
+        }
+        ExitKind::Mmio { addr: a, dir: d, len, data: v } => {
+            (addr, dir, size, data) = (int(*a), text(d.mmio_name()), int(*len as u64), int(*v));
+        }
+        ExitKind::Msr { index, dir: d, data: v } => {
+            msr = int(*index as u64);
+            msr_name = Cell::Text(crate::trace::msr::name(*index).map(str::to_string));
+            (dir, size, data) = (text(d.mmio_name()), int(8), int(*v));
+        }
+        _ => {}
+    }
+    let insn = e.insn.as_ref();
+    vec![
+        text("exit"),
+        int(e.seq),
+        int(e.vcpu as u64),
+        int(e.t_ns),
+        int(e.rip),
+        text(e.kind.reason()),
+        port,
+        addr,
+        msr,
+        msr_name,
+        dir,
+        size,
+        data,
+        int(e.cost_ns),
+        Cell::Text(e.device.map(str::to_string)),
+        null_int.clone(),
+        Cell::Int(insn.map(|i| i.addr)),
+        Cell::Text(insn.map(|i| i.hex().replace(' ', ""))),
+        Cell::Text(insn.map(|i| i.text.clone())),
+        Cell::Text(x.map(|x| x.register.clone())),
+        Cell::Text(x.map(explained)),
+        null_text,
+        null_int,
+    ]
+}
+
+/// A device event's cells, in [`COLUMNS`]' order: its reason is `virtio_KIND`.
+fn device_cells(d: &DeviceEvent) -> Vec<Cell> {
+    let latency = match d.kind {
+        DeviceEventKind::Completed { latency_ns, .. } => Some(latency_ns),
+        _ => None,
+    };
+    let mut cells = vec![Cell::Int(None); COLUMNS.len()];
+    for (i, &(name, kind, _)) in COLUMNS.iter().enumerate() {
+        cells[i] = match (name, kind) {
+            ("record", _) => Cell::Text(Some("device".into())),
+            ("t_ns", _) => Cell::Int(Some(d.t_ns)),
+            ("reason", _) => Cell::Text(Some(format!("virtio_{}", d.kind.name()))),
+            ("device", _) => Cell::Text(Some(d.device.clone())),
+            ("queue", _) => Cell::Int(d.queue.map(u64::from)),
+            ("event", _) => Cell::Text(Some(d.to_string())),
+            ("latency_ns", _) => Cell::Int(latency),
+            (_, Kind::Text) => Cell::Text(None),
+            _ => Cell::Int(None),
+        };
+    }
+    cells
+}
+
+/// Rows buffered for the next row group, column by column.
+struct Table {
+    writer: SerializedFileWriter<File>,
+    kinds: Vec<(Kind, bool)>,
+    ints: Vec<Vec<i64>>,
+    texts: Vec<Vec<ByteArray>>,
+    defs: Vec<Vec<i16>>,
+    rows: usize,
+    run: Option<Vec<Cell>>,
+    written: u64,
+}
+
+impl Table {
+    fn create(path: &Path, run: Option<&RunInfo>) -> Result<Self, AnalysisError> {
+        let create = |source| AnalysisError::Create { path: path.to_path_buf(), source };
+        let schema =
+            Arc::new(parse_message_type(&schema(run.is_some())).map_err(|e| create(std::io::Error::other(e)))?);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(format!("kvmscope {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let file = File::create(path).map_err(create)?;
+        let writer =
+            SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| create(std::io::Error::other(e)))?;
+        let mut kinds: Vec<(Kind, bool)> = COLUMNS.iter().map(|&(_, k, r)| (k, r)).collect();
+        if run.is_some() {
+            kinds.extend(
+                RUN_COLUMNS.iter().map(|&n| (if n == "started_unix_secs" { Kind::U64 } else { Kind::Text }, true)),
+            );
+        }
+        let n = kinds.len();
+        Ok(Self {
+            writer,
+            kinds,
+            ints: vec![Vec::new(); n],
+            texts: vec![Vec::new(); n],
+            defs: vec![Vec::new(); n],
+            rows: 0,
+            run: run.map(|r| r.cells.clone()),
+            written: 0,
+        })
+    }
+
+    fn push(&mut self, mut cells: Vec<Cell>) -> Result<(), AnalysisError> {
+        if let Some(run) = &self.run {
+            cells.extend(run.iter().cloned());
+        }
+        for (i, cell) in cells.into_iter().enumerate() {
+            let present = match cell {
+                Cell::Int(Some(v)) => {
+                    self.ints[i].push(v as i64);
+                    true
+                }
+                Cell::Text(Some(s)) => {
+                    self.texts[i].push(ByteArray::from(s.into_bytes()));
+                    true
+                }
+                _ => false,
+            };
+            self.defs[i].push(i16::from(present));
+        }
+        self.rows += 1;
+        if self.rows == ROW_GROUP { self.flush() } else { Ok(()) }
+    }
+
+    /// Writes the rows buffered as a row group.
+    fn flush(&mut self) -> Result<(), AnalysisError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let err = |e: parquet::errors::ParquetError| AnalysisError::Write(std::io::Error::other(e));
+        let mut group = self.writer.next_row_group().map_err(err)?;
+        let mut i = 0;
+        while let Some(mut column) = group.next_column().map_err(err)? {
+            let (kind, required) = self.kinds[i];
+            let defs = (!required).then_some(&self.defs[i][..]);
+            match kind {
+                Kind::Text => {
+                    column.typed::<ByteArrayType>().write_batch(&self.texts[i], defs, None).map_err(err)?;
+                }
+                Kind::U64 => {
+                    column.typed::<Int64Type>().write_batch(&self.ints[i], defs, None).map_err(err)?;
+                }
+                Kind::U32 | Kind::U16 | Kind::U8 => {
+                    let narrow: Vec<i32> = self.ints[i].iter().map(|&v| v as i32).collect();
+                    column.typed::<Int32Type>().write_batch(&narrow, defs, None).map_err(err)?;
+                }
+            }
+            column.close().map_err(err)?;
+            self.ints[i].clear();
+            self.texts[i].clear();
+            self.defs[i].clear();
+            i += 1;
+        }
+        group.close().map_err(err)?;
+        self.written += self.rows as u64;
+        self.rows = 0;
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<u64, AnalysisError> {
+        self.flush()?;
+        self.writer.close().map_err(|e| AnalysisError::Write(std::io::Error::other(e)))?;
+        Ok(self.written)
+    }
+}
+
+/// Where `export --format parquet` writes, and what with.
+pub struct ParquetRequest<'a> {
+    pub trace: &'a Path,
+    /// The file to write (`-o`), or the directory of a partitioned dataset (`--partition`).
+    pub output: Option<&'a Path>,
+    pub partition: Option<&'a Path>,
+    pub run_columns: bool,
+    pub run_id: Option<&'a str>,
+}
+
+/// Exports a recording; the file written and the rows in it.
+pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
+    let header = crate::recording::TraceReader::open(req.trace)?.header.clone();
+    let run =
+        (req.run_columns || req.partition.is_some() || req.run_id.is_some()).then(|| RunInfo::of(&header, req.run_id));
+    let path = match (req.partition, req.output, &run) {
+        (Some(dir), _, Some(run)) => {
+            let dir = dir.join(format!("run={}", run.id));
+            std::fs::create_dir_all(&dir).map_err(|source| AnalysisError::Create { path: dir.clone(), source })?;
+            dir.join("part-0.parquet")
+        }
+        (None, Some(file), _) => file.to_path_buf(),
+        _ => {
+            return Err(AnalysisError::Usage(
+                "--format parquet writes a file: give -o FILE.parquet or --partition DIR".into(),
+            ));
+        }
+    };
+    let mut table = Table::create(&path, run.as_ref())?;
+    let mut explainer = Explainer::default();
+    let mut failed: Option<AnalysisError> = None;
+    super::read_all_warning(req.trace, |r| {
+        if failed.is_some() {
+            return;
+        }
+        let cells = match r {
+            Record::Exit(e) => {
+                let x = explainer.explain(&e);
+                exit_cells(&e, x.as_ref())
+            }
+            Record::Device(d) => device_cells(&d),
+            _ => return,
+        };
+        if let Err(e) = table.push(cells) {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let rows = table.close()?;
+    Ok((path, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_parses_and_every_row_fills_every_column() {
+        for run in [false, true] {
+            let s = parse_message_type(&schema(run)).unwrap();
+            let n = COLUMNS.len() + if run { RUN_COLUMNS.len() } else { 0 };
+            assert_eq!(s.get_fields().len(), n);
+        }
+        let e = ExitEvent {
+            seq: 1,
+            vcpu: 0,
+            t_ns: 5,
+            rip: 0x1000,
+            kind: ExitKind::Io { port: 0x3f8, dir: crate::trace::Dir::Out, size: 1, count: 1, data: 0x41 },
+            device: Some("serial"),
+            insn: None,
+            cost_ns: 3,
+        };
+        assert_eq!(exit_cells(&e, None).len(), COLUMNS.len());
+        let d = DeviceEvent {
+            t_ns: 9,
+            device: "virtio-blk0".into(),
+            queue: Some(0),
+            kind: DeviceEventKind::Completed { head: 1, written: 1, latency_ns: 7, status: "ok".into() },
+        };
+        assert_eq!(device_cells(&d).len(), COLUMNS.len());
+    }
+}

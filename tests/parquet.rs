@@ -1,0 +1,162 @@
+//! Parquet exports read by an independent reader, DuckDB (its Python package, which tests/run.sh
+//! installs): the rows, types and per-reason sums of a recording of the virtio guest (exits and
+//! device events) against `stats --json` and the JSON Lines export, and a partitioned directory of
+//! three runs read as one table.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// Whether DuckDB's Python package is there (tests/run.sh installs it); a skip says so, except
+/// under KVMSCOPE_REQUIRE_KVM=1 (CI), where it is a failure.
+fn duckdb_or_skip(test: &str) -> bool {
+    let ok = Command::new("python3").args(["-c", "import duckdb"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("KVMSCOPE_REQUIRE_KVM").as_deref() != Ok("1"),
+            "{test}: python3 with duckdb is needed (tests/run.sh installs it)"
+        );
+        eprintln!("SKIPPED {test}: python3 cannot import duckdb");
+    }
+    ok
+}
+
+/// One SQL query's rows, as JSON (DuckDB in Python).
+fn query(sql: &str) -> Vec<serde_json::Value> {
+    let script = "import duckdb, json, sys\n\
+                  rel = duckdb.sql(sys.argv[1])\n\
+                  cols = rel.columns\n\
+                  print(json.dumps([dict(zip(cols, [str(v) if isinstance(v, int) and v > 2**53 else v for v in r])) for r in rel.fetchall()], default=str))";
+    let out = Command::new("python3").args(["-c", script, sql]).output().unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("kvmscope-pq-{}-{name}", std::process::id()))
+}
+
+fn kvmscope_ok(args: &[&str]) -> String {
+    let out = kvmscope().args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn record(name: &str, args: &[&str]) -> PathBuf {
+    let trace = temp(&format!("{name}.trace"));
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--record", trace.to_str().unwrap()]);
+    run_headless(&all);
+    trace
+}
+
+fn sql_path(p: &Path) -> String {
+    p.display().to_string().replace('\'', "''")
+}
+
+#[test]
+fn parquet_holds_every_exit_and_event_with_the_stats_sums_and_typed_columns() {
+    if !kvm_or_skip("parquet_holds_every_exit_and_event_with_the_stats_sums_and_typed_columns")
+        || !duckdb_or_skip("parquet_holds_every_exit_and_event_with_the_stats_sums_and_typed_columns")
+    {
+        return;
+    }
+    let disk = temp("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let virtio = guest("virtio.elf");
+    let trace = record(
+        "virtio",
+        &["--kernel", virtio.to_str().unwrap(), "--disk", disk.to_str().unwrap(), "--virtio", "rng,console"],
+    );
+    let file = temp("virtio.parquet");
+    kvmscope_ok(&["export", "--format", "parquet", trace.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    let stats: serde_json::Value =
+        serde_json::from_str(&kvmscope_ok(&["stats", "--json", trace.to_str().unwrap()])).unwrap();
+    let f = sql_path(&file);
+
+    let exits = query(&format!("select count(*) as n from '{f}' where record = 'exit'"));
+    assert_eq!(exits[0]["n"], stats["exits"], "every exit is a row");
+    let by_reason = query(&format!(
+        "select reason, count(*) as n, sum(cost_ns)::BIGINT as ns from '{f}' where record = 'exit' group by reason"
+    ));
+    assert!(!by_reason.is_empty());
+    for r in &by_reason {
+        let reason = r["reason"].as_str().unwrap();
+        assert_eq!(r["n"], stats["by_reason"][reason], "{reason}");
+        assert_eq!(r["ns"], stats["time_by_reason"][reason]["total_ns"], "{reason}: summed handling time");
+    }
+    // Device events: as many as the JSON Lines export has.
+    let jsonl = kvmscope_ok(&["export", "--format", "jsonl", trace.to_str().unwrap()]);
+    let device_lines = jsonl.lines().filter(|l| l.contains("\"record\":\"device\"")).count();
+    assert!(device_lines > 0);
+    let devices = query(&format!("select count(*) as n from '{f}' where record = 'device' and reason like 'virtio_%'"));
+    assert_eq!(devices[0]["n"], device_lines as u64);
+    // Types as documented.
+    let types = query(&format!("select column_name, column_type from (describe select * from '{f}')"));
+    let type_of = |c: &str| types.iter().find(|r| r["column_name"] == c).map(|r| r["column_type"].clone()).unwrap();
+    for (c, t) in [("t_ns", "UBIGINT"), ("seq", "UBIGINT"), ("vcpu", "UINTEGER"), ("port", "USMALLINT")] {
+        assert_eq!(type_of(c), t, "{c}");
+    }
+    for (c, t) in [("addr", "UBIGINT"), ("size", "UTINYINT"), ("reason", "VARCHAR"), ("explain", "VARCHAR")] {
+        assert_eq!(type_of(c), t, "{c}");
+    }
+    // Null where a field does not apply; the explanation where it does.
+    let nulls =
+        query(&format!("select count(*) as n from '{f}' where reason = 'io' and (port is null or addr is not null)"));
+    assert_eq!(nulls[0]["n"], 0);
+    let thr =
+        query(&format!("select count(*) as n from '{f}' where register = 'THR' and explain like '16550 UART (COM1)%'"));
+    assert!(thr[0]["n"].as_u64().unwrap() > 0, "{thr:?}");
+    for p in [disk, trace, file] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn three_runs_partitioned_are_one_table() {
+    if !kvm_or_skip("three_runs_partitioned_are_one_table") || !duckdb_or_skip("three_runs_partitioned_are_one_table") {
+        return;
+    }
+    let hello = guest("hello.elf");
+    let dir = temp("dataset");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut expected = Vec::new();
+    for (i, cmdline) in ["a", "bb", "ccccc"].iter().enumerate() {
+        let trace = record(&format!("run{i}"), &["--kernel", hello.to_str().unwrap(), "--cmdline", cmdline]);
+        let id = format!("run-{i}");
+        kvmscope_ok(&[
+            "export",
+            "--format",
+            "parquet",
+            trace.to_str().unwrap(),
+            "--partition",
+            dir.to_str().unwrap(),
+            "--run-id",
+            &id,
+        ]);
+        let stats: serde_json::Value =
+            serde_json::from_str(&kvmscope_ok(&["stats", "--json", trace.to_str().unwrap()])).unwrap();
+        expected.push((id, stats["exits"].as_u64().unwrap()));
+        let _ = std::fs::remove_file(trace);
+    }
+    let d = sql_path(&dir);
+    let rows = query(&format!(
+        "select run, run_id, any_value(cmdline) as cmdline, count(*) as n from read_parquet('{d}/*/*.parquet', hive_partitioning = true) \
+         where record = 'exit' group by run, run_id order by run"
+    ));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (r, (id, exits)) in rows.iter().zip(&expected) {
+        assert_eq!((r["run"].as_str(), r["run_id"].as_str()), (Some(id.as_str()), Some(id.as_str())));
+        assert_eq!(r["n"], *exits, "{id}");
+        assert!(r["cmdline"].as_str().unwrap().contains("--cmdline"), "{r}");
+    }
+    // Longer command lines print more: the same query across the runs sees it.
+    assert!(expected[0].1 < expected[1].1 && expected[1].1 < expected[2].1);
+    let _ = std::fs::remove_dir_all(&dir);
+    // Without a place to write, a clear refusal.
+    let out = kvmscope().args(["export", "--format", "parquet", "/nonexistent.trace"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
