@@ -66,6 +66,12 @@ fn diff_finds_exactly_what_a_longer_command_line_adds() {
     let io = lines.iter().find(|l| l.trim_end().ends_with(" io")).unwrap_or_else(|| panic!("{out}"));
     assert!(io.contains("+18"), "{out}");
 
+    // A run against itself: no change anywhere.
+    let (_, out, _) = diff(&["--by", "port", "--json", o, o]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["change"] == 0 && r["total_ns_change"] == 0), "{json}");
+
     // A file that is not there is named, with status 2.
     let (status, _, err) = diff(&[o, "/nonexistent/trace"]);
     assert_eq!(status, 2);

@@ -75,6 +75,12 @@ const COLUMNS: &[(&str, Kind, bool)] = &[
     ("latency_ns", Kind::U64, false),
 ];
 
+/// Distinct values a text column remembers (then it starts again).
+const INTERNED: usize = 4096;
+
+/// Columns stored as deltas rather than dictionaries.
+const DELTA_COLUMNS: &[&str] = &["seq", "t_ns", "cost_ns", "data"];
+
 /// The run's columns (`--run-columns`, `--partition`): the same value on every row.
 const RUN_COLUMNS: &[&str] =
     &["run_id", "guest_image", "guest_sha256", "cmdline", "kvmscope_version", "host", "started_unix_secs"];
@@ -226,6 +232,8 @@ struct Table {
     rows: usize,
     run: Option<Vec<Cell>>,
     written: u64,
+    /// Each text column's recent values.
+    interned: Vec<std::collections::HashMap<String, ByteArray>>,
 }
 
 impl Table {
@@ -233,10 +241,16 @@ impl Table {
         let create = |source| AnalysisError::Create { path: path.to_path_buf(), source };
         let schema =
             Arc::new(parse_message_type(&schema(run.is_some())).map_err(|e| create(std::io::Error::other(e)))?);
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(format!("kvmscope {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        // Counters that grow (sequence, time, handling time, a loop's data) are stored as deltas,
+        // the rest dictionary-encoded.
+        let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+        for name in DELTA_COLUMNS {
+            let col = parquet::schema::types::ColumnPath::from(*name);
+            props = props
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, parquet::basic::Encoding::DELTA_BINARY_PACKED);
+        }
+        let props = props.set_created_by(format!("kvmscope {}", env!("CARGO_PKG_VERSION"))).build();
         let file = File::create(path).map_err(create)?;
         let writer =
             SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| create(std::io::Error::other(e)))?;
@@ -256,6 +270,7 @@ impl Table {
             rows: 0,
             run: run.map(|r| r.cells.clone()),
             written: 0,
+            interned: vec![Default::default(); n],
         })
     }
 
@@ -270,7 +285,20 @@ impl Table {
                     true
                 }
                 Cell::Text(Some(s)) => {
-                    self.texts[i].push(ByteArray::from(s.into_bytes()));
+                    // Most texts repeat (reasons, devices, instructions): one buffer each.
+                    let seen = &mut self.interned[i];
+                    let value = match seen.get(&s) {
+                        Some(v) => v.clone(),
+                        None => {
+                            if seen.len() >= INTERNED {
+                                seen.clear();
+                            }
+                            let v = ByteArray::from(s.as_bytes().to_vec());
+                            seen.insert(s, v.clone());
+                            v
+                        }
+                    };
+                    self.texts[i].push(value);
                     true
                 }
                 _ => false,
