@@ -106,3 +106,25 @@ fn a_differential_flame_graph_of_two_runs() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+#[test]
+fn diff_by_queue_counts_each_virtio_queues_events() {
+    if !kvm_or_skip("diff_by_queue_counts_each_virtio_queues_events") {
+        return;
+    }
+    let disk = std::env::temp_dir().join(format!("kvmscope-diff-disk-{}.img", std::process::id()));
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let virtio = guest("virtio.elf");
+    let args = ["--kernel", virtio.to_str().unwrap(), "--disk", disk.to_str().unwrap(), "--virtio", "rng,console"];
+    let (old, new) = (record("q-old", &args), record("q-new", &args));
+    let (status, out, err) = diff(&["--by", "queue", "--json", old.to_str().unwrap(), new.to_str().unwrap()]);
+    assert_eq!(status, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let completed = row(&json, "virtio-blk0 queue 0 completed");
+    assert!(completed["old"]["count"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(completed["change"], 0, "the same guest twice makes the same requests: {json}");
+    for f in [old, new, disk] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
