@@ -127,4 +127,3 @@ fn diff_by_queue_counts_each_virtio_queues_events() {
         let _ = std::fs::remove_file(f);
     }
 }
-

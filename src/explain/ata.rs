@@ -4,7 +4,7 @@
 use super::{Access, Explanation, bit_names};
 
 /// Which drive each channel has selected.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ata {
     drive: [u8; 2],
 }

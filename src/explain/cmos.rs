@@ -5,7 +5,7 @@
 use super::{Access, Explanation, bit_names, field};
 
 /// The index register's value, as far as the accesses showed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Cmos {
     index: Option<u8>,
 }

@@ -5,7 +5,7 @@
 use super::{Access, Explanation, field};
 
 /// The selected key and how far into its item the reads are.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FwCfg {
     key: Option<u16>,
     offset: u64,

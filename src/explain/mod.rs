@@ -157,7 +157,7 @@ pub fn field(name: &str, meaning: impl Into<String>) -> (String, String) {
 }
 
 /// Explains the exits of one run, in the order they happened: the per-device state lives here.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Explainer {
     uart: uart::Uarts,
     pic: pic::Pics,

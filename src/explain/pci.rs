@@ -6,7 +6,7 @@
 use super::{Access, Explanation, bit_names, field};
 
 /// The latched CONFIG_ADDRESS.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Pci {
     address: Option<u32>,
 }

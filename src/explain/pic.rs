@@ -26,7 +26,7 @@ struct Pic {
 }
 
 /// Both PICs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Pics {
     pics: [Pic; 2],
 }

@@ -19,7 +19,7 @@ struct Channel {
 }
 
 /// The three channels.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Pit {
     channels: [Channel; 3],
 }

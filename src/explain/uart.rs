@@ -15,7 +15,7 @@ struct Uart {
 }
 
 /// The four COM ports' state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Uarts {
     ports: [Uart; 4],
 }

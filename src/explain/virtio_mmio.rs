@@ -17,7 +17,7 @@ struct Selects {
 }
 
 /// Every device's selectors.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VirtioMmio {
     devices: [Selects; crate::vmm::virtio::MAX_DEVICES],
 }

@@ -2,6 +2,7 @@
 
 pub mod format;
 pub mod header;
+pub mod index;
 pub mod reader;
 pub mod writer;
 

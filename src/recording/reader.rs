@@ -71,48 +71,75 @@ impl TraceReader {
     /// Calls `each` for every record, in order. Stops at the first damaged chunk with an error
     /// naming its offset (what came before was delivered), or at a clean end of file.
     pub fn for_each(&mut self, mut each: impl FnMut(Record)) -> Result<(), ReadError> {
-        let path = self.path.clone();
-        let damaged = |offset: u64, what: String| ReadError::Format {
-            path: path.clone(),
-            error: FormatError::Damaged { offset, what },
-        };
-        let mut head = [0u8; CHUNK_HEADER];
-        loop {
-            let at = self.offset;
-            let n = read_full(&mut self.file, &mut head)
-                .map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
-            if n == 0 {
-                return Ok(());
-            }
-            if n < CHUNK_HEADER {
-                return Err(damaged(at, format!("the file ends inside a chunk header ({n} of {CHUNK_HEADER} bytes)")));
-            }
-            let frame = ChunkFrame::parse(&head).map_err(|what| damaged(at, what.to_string()))?;
-            let (len, count) = (frame.len, frame.records);
-            let mut payload = vec![0u8; len];
-            let m = read_full(&mut self.file, &mut payload)
-                .map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
-            if m < len {
-                return Err(damaged(at, format!("the file ends inside a chunk ({m} of {len} bytes)")));
-            }
-            if !frame.checks(&payload, self.version) {
-                return Err(damaged(at, "the chunk's checksum does not match".into()));
-            }
-            let mut records = Vec::with_capacity(count as usize);
-            let mut dec = ChunkDecoder::new(&payload);
-            loop {
-                match dec.next_record() {
-                    Ok(Some(r)) => records.push(r),
-                    Ok(None) => break,
-                    Err(what) => return Err(damaged(at, what.to_string())),
-                }
-            }
-            if records.len() != count as usize {
-                return Err(damaged(at, format!("the chunk holds {} records, its header says {count}", records.len())));
-            }
+        while let Some((_, records)) = self.next_chunk()? {
             records.into_iter().for_each(&mut each);
-            self.offset = at + (CHUNK_HEADER + len) as u64;
         }
+        Ok(())
+    }
+
+    /// The next chunk's records and its offset in the file; `None` at a clean end of file.
+    pub fn next_chunk(&mut self) -> Result<Option<(u64, Vec<Record>)>, ReadError> {
+        let at = self.offset;
+        match self.read_chunk()? {
+            Some((len, records)) => {
+                self.offset = at + (CHUNK_HEADER + len) as u64;
+                Ok(Some((at, records)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The records of the chunk at `offset` (one [`TraceReader::next_chunk`] gave), read again.
+    pub fn chunk_at(&mut self, offset: u64) -> Result<Vec<Record>, ReadError> {
+        use std::io::Seek;
+        self.file
+            .seek(std::io::SeekFrom::Start(offset))
+            .map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
+        self.offset = offset;
+        let records = self.read_chunk()?.map(|(_, r)| r);
+        records.ok_or_else(|| self.damaged(offset, "no chunk there".into()))
+    }
+
+    fn damaged(&self, offset: u64, what: String) -> ReadError {
+        ReadError::Format { path: self.path.clone(), error: FormatError::Damaged { offset, what } }
+    }
+
+    /// Reads and checks the chunk at the file's position: its payload length and records.
+    fn read_chunk(&mut self) -> Result<Option<(usize, Vec<Record>)>, ReadError> {
+        let at = self.offset;
+        let mut head = [0u8; CHUNK_HEADER];
+        let n =
+            read_full(&mut self.file, &mut head).map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < CHUNK_HEADER {
+            return Err(self.damaged(at, format!("the file ends inside a chunk header ({n} of {CHUNK_HEADER} bytes)")));
+        }
+        let frame = ChunkFrame::parse(&head).map_err(|what| self.damaged(at, what.to_string()))?;
+        let (len, count) = (frame.len, frame.records);
+        let mut payload = vec![0u8; len];
+        let m = read_full(&mut self.file, &mut payload)
+            .map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
+        if m < len {
+            return Err(self.damaged(at, format!("the file ends inside a chunk ({m} of {len} bytes)")));
+        }
+        if !frame.checks(&payload, self.version) {
+            return Err(self.damaged(at, "the chunk's checksum does not match".into()));
+        }
+        let mut records = Vec::with_capacity(count as usize);
+        let mut dec = ChunkDecoder::new(&payload);
+        loop {
+            match dec.next_record() {
+                Ok(Some(r)) => records.push(r),
+                Ok(None) => break,
+                Err(what) => return Err(self.damaged(at, what.to_string())),
+            }
+        }
+        if records.len() != count as usize {
+            return Err(self.damaged(at, format!("the chunk holds {} records, its header says {count}", records.len())));
+        }
+        Ok(Some((len, records)))
     }
 }
 

@@ -1,7 +1,9 @@
 //! `kvmscope replay FILE`: the TUI over a recording. The same exit, stats, code, registers and
 //! console panes, at a cursor that steps forward and back through the exits (`n`/`p`, arrows),
-//! jumps (`:goto SEQ`, `:time SECS`, Home/End) and follows the filter (`/`).
+//! jumps (`:goto SEQ`, `:time SECS`, Home/End) and follows the filter (`/`). The exits are read
+//! from the file as the cursor needs them: a recording larger than memory replays.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,12 +16,19 @@ use super::{terminal, view};
 use crate::analysis::profile::RipProfile;
 use crate::explain::{Explainer, Explanation};
 use crate::recording::format::StopRecord;
-use crate::recording::{ReadError, Record, TraceHeader};
+use crate::recording::index::{ExitIndex, Indexed};
+use crate::recording::{ReadError, Record, TraceHeader, TraceReader};
 use crate::trace::{Counters, DeviceCounters, DeviceEvent, ExitEvent};
 
-/// A recording in memory, and where the cursor is.
+/// Explainer states kept, one every this many exits passed: going back explains again from the
+/// nearest one before, not from the start.
+const EXPLAINER_EVERY: usize = 65_536;
+
+/// A recording, and where the cursor is. The exits stay on disk (an index of the recording's
+/// chunks finds any of them); what else the recording holds — console output, stops, device
+/// events, stacks — is in memory.
 pub struct Replay {
-    pub exits: Vec<ExitEvent>,
+    exits: ExitIndex,
     pub console: Vec<(u64, Vec<u8>)>,
     pub stops: Vec<StopRecord>,
     pub devices: Vec<DeviceEvent>,
@@ -31,44 +40,66 @@ pub struct Replay {
     counted: usize,
     counters: Counters,
     profile: RipProfile,
-    /// What each exit means, for the exits up to the furthest the cursor has been.
-    explained: Vec<Option<Explanation>>,
+    /// What the exits just before `explained_to` mean (the window the exits pane shows), by index.
+    explained: VecDeque<(usize, Option<Explanation>)>,
+    /// The explainer, having seen every exit before `explained_to` (device state follows the run).
     explainer: Explainer,
+    explained_to: usize,
+    /// The explainer as it was before exit N, every [`EXPLAINER_EVERY`] exits.
+    explainers: BTreeMap<usize, Explainer>,
     /// The recorded call stacks (`--stacks`), by the sequence number of their exit.
     pub stacks: std::collections::HashMap<u64, Vec<u64>>,
 }
 
 impl Replay {
-    /// Loads a recording; the damage, if any, is returned beside what is intact.
+    /// Opens a recording (one pass to index it); the damage, if any, is returned beside what is
+    /// intact.
     pub fn load(path: &Path) -> Result<(Self, Option<ReadError>), ReadError> {
-        let mut r = Replay {
-            exits: Vec::new(),
-            console: Vec::new(),
-            stops: Vec::new(),
-            devices: Vec::new(),
-            end: None,
-            header: TraceHeader::default(),
+        let (mut console, mut stops, mut devices, mut end) = (Vec::new(), Vec::new(), Vec::new(), None);
+        let mut stacks = std::collections::HashMap::new();
+        let Indexed { index, damage } = ExitIndex::build(path, |rec| match rec {
+            Record::Console { t_ns, bytes } => console.push((t_ns, bytes)),
+            Record::Stop(s) => stops.push(s),
+            Record::End { status, name, detail, .. } => end = Some((status, name, detail)),
+            Record::Device(d) => devices.push(d),
+            Record::Stack(st) => {
+                stacks.insert(st.seq, st.frames);
+            }
+            Record::Exit(_) | Record::Kvm { .. } | Record::Kernel { .. } | Record::Dirty { .. } => {}
+        })?;
+        let header = TraceReader::open(path)?.header;
+        let r = Replay {
+            exits: index,
+            console,
+            stops,
+            devices,
+            end,
+            header,
             cursor: 0,
             counted: 0,
             counters: Counters::default(),
             profile: RipProfile::default(),
-            explained: Vec::new(),
+            explained: VecDeque::new(),
             explainer: Explainer::default(),
-            stacks: Default::default(),
+            explained_to: 0,
+            explainers: BTreeMap::new(),
+            stacks,
         };
-        let recording = crate::analysis::read_all(path, |rec| match rec {
-            Record::Exit(e) => r.exits.push(e),
-            Record::Console { t_ns, bytes } => r.console.push((t_ns, bytes)),
-            Record::Stop(s) => r.stops.push(s),
-            Record::End { status, name, detail, .. } => r.end = Some((status, name, detail)),
-            Record::Device(d) => r.devices.push(d),
-            Record::Stack(st) => {
-                r.stacks.insert(st.seq, st.frames);
-            }
-            Record::Kvm { .. } | Record::Kernel { .. } | Record::Dirty { .. } => {}
-        })?;
-        r.header = recording.reader.header.clone();
-        Ok((r, recording.damage))
+        Ok((r, damage))
+    }
+
+    /// Exits in the recording.
+    pub fn len(&self) -> usize {
+        self.exits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exits.is_empty()
+    }
+
+    /// The exit at the cursor.
+    pub fn current(&mut self) -> Option<ExitEvent> {
+        self.exits.get(self.cursor)
     }
 
     /// Counts the exits up to and including the cursor (again from the start when it went back).
@@ -77,19 +108,50 @@ impl Replay {
         if upto < self.counted {
             (self.counters, self.profile, self.counted) = (Counters::default(), RipProfile::default(), 0);
         }
-        for e in &self.exits[self.counted..upto] {
-            self.counters.record(e);
-            self.profile.record(e);
-        }
+        let (counters, profile) = (&mut self.counters, &mut self.profile);
+        self.exits.for_range(self.counted, upto, |_, e| {
+            counters.record(e);
+            profile.record(e);
+            true
+        });
         self.counted = upto;
     }
 
-    /// Explains the exits up to the cursor (once each, in order: device state follows the run).
+    /// Explains the exits of the window up to the cursor, in order from the nearest kept state of
+    /// the explainer (device state follows the run).
     fn explain_to_cursor(&mut self) {
-        while self.explained.len() <= self.cursor.min(self.exits.len().saturating_sub(1)) {
-            let x = self.explainer.explain(&self.exits[self.explained.len()]);
-            self.explained.push(x);
+        let start = (self.cursor + 1).saturating_sub(HISTORY);
+        let have = |r: &Replay| r.explained.front().is_some_and(|(i, _)| *i <= start) && r.explained_to > r.cursor;
+        if have(self) {
+            return;
         }
+        if self.cursor < self.explained_to || self.explained.front().is_some_and(|(i, _)| *i > start) {
+            // Back: from the explainer kept nearest before the window.
+            let (at, explainer) =
+                self.explainers.range(..=start).next_back().map_or((0, Explainer::default()), |(k, x)| (*k, x.clone()));
+            (self.explainer, self.explained_to) = (explainer, at);
+            self.explained.clear();
+        }
+        let (from, to) = (self.explained_to, self.cursor + 1);
+        let (explainer, explained, explainers) = (&mut self.explainer, &mut self.explained, &mut self.explainers);
+        self.exits.for_range(from, to, |i, e| {
+            if i % EXPLAINER_EVERY == 0 {
+                explainers.entry(i).or_insert_with(|| explainer.clone());
+            }
+            let x = explainer.explain(e);
+            if i >= start {
+                // The window is contiguous: a jump forward leaves the older explanations behind.
+                if explained.back().is_some_and(|(k, _)| k + 1 != i) {
+                    explained.clear();
+                }
+                explained.push_back((i, x));
+                if explained.len() > 2 * HISTORY {
+                    explained.pop_front();
+                }
+            }
+            true
+        });
+        self.explained_to = to.max(self.explained_to);
     }
 
     /// Counters of the exits up to and including the cursor.
@@ -100,44 +162,44 @@ impl Replay {
 
     /// Moves to the next (or previous) exit that `keep` accepts.
     pub fn step(&mut self, forward: bool, keep: impl Fn(&ExitEvent) -> bool) {
-        let found = if forward {
-            (self.cursor + 1..self.exits.len()).find(|&i| keep(&self.exits[i]))
-        } else {
-            (0..self.cursor).rev().find(|&i| keep(&self.exits[i]))
-        };
-        if let Some(i) = found {
+        if let Some(i) = self.exits.find_from(self.cursor, forward, keep) {
             self.cursor = i;
         }
     }
 
     pub fn goto_seq(&mut self, seq: u64) -> bool {
-        match self.exits.binary_search_by_key(&seq, |e| e.seq) {
-            Ok(i) => {
+        match self.exits.find_seq(seq) {
+            Some(i) => {
                 self.cursor = i;
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
     pub fn goto_time(&mut self, t: u64) -> bool {
-        let i = self.exits.partition_point(|e| e.t_ns < t);
-        if i < self.exits.len() {
-            self.cursor = i;
-            true
-        } else {
-            false
+        match self.exits.find_time(t) {
+            Some(i) => {
+                self.cursor = i;
+                true
+            }
+            None => false,
         }
     }
 
     /// Fills the app's panes as they were at the cursor, as far as the recording holds them.
     pub fn show(&mut self, app: &mut App) {
-        let Some(now) = self.exits.get(self.cursor).cloned() else { return };
+        let Some(now) = self.exits.get(self.cursor) else { return };
         let start = (self.cursor + 1).saturating_sub(HISTORY);
         self.explain_to_cursor();
-        let window =
-            self.exits[start..=self.cursor].iter().cloned().zip(self.explained[start..=self.cursor].iter().cloned());
-        app.exits.replace(window);
+        let mut window = Vec::with_capacity(self.cursor + 1 - start);
+        self.exits.for_range(start, self.cursor + 1, |_, e| {
+            window.push(e.clone());
+            true
+        });
+        let (explained, first) = (&self.explained, self.explained.front().map_or(0, |f| f.0));
+        let x = |i: usize| i.checked_sub(first).and_then(|k| explained.get(k)).and_then(|(_, x)| x.clone());
+        app.exits.replace(window.into_iter().enumerate().map(|(k, e)| (e, x(start + k))));
         self.count_to_cursor();
         app.stats.counters = self.counters.clone();
         app.profile.profile = self.profile.clone();
@@ -196,7 +258,7 @@ impl ReplayError {
 pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
     let (mut replay, damage) = Replay::load(path)?;
     let damage = damage.map(|d| d.to_string());
-    if replay.exits.is_empty() {
+    if replay.is_empty() {
         let damage = damage.map(|d| format!(" ({d})")).unwrap_or_default();
         return Err(ReplayError::NoExits { path: path.to_path_buf(), damage });
     }
@@ -223,9 +285,9 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
     app.stacks = std::mem::take(&mut replay.stacks);
     replay.show(&mut app);
     while !app.quit {
-        let total = replay.exits.len();
-        app.title =
-            format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, replay.exits[replay.cursor].t_ns as f64 / 1e9);
+        let total = replay.len();
+        let t = replay.current().map_or(0, |e| e.t_ns);
+        app.title = format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, t as f64 / 1e9);
         // The terminal gone (a failed draw, input at its end) or a signal ends the replay.
         if guard.terminal.draw(|f| app.pane_rects = view::draw(f, &app)).is_err() || crate::vmm::vm::interrupted() {
             break;
@@ -300,4 +362,60 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         replay.show(&mut app);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::format::{ChunkEncoder, ChunkFrame, encode_header};
+    use crate::trace::{Dir, ExitKind};
+
+    /// A recording of `n` POST-code writes, in chunks of 1000.
+    fn recording(n: u64) -> PathBuf {
+        let mut bytes = encode_header(&TraceHeader { vcpus: 1, ..Default::default() });
+        for c in 0..n.div_ceil(1000) {
+            let mut enc = ChunkEncoder::default();
+            for seq in c * 1000..((c + 1) * 1000).min(n) {
+                let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq & 0xff };
+                let e = ExitEvent {
+                    seq,
+                    vcpu: 0,
+                    t_ns: seq,
+                    rip: 0x1000,
+                    kind,
+                    device: Some("post"),
+                    insn: None,
+                    cost_ns: 1,
+                };
+                enc.push(&Record::Exit(e));
+            }
+            bytes.extend_from_slice(&ChunkFrame::of(&enc.payload, enc.records).encode());
+            bytes.extend_from_slice(&enc.payload);
+        }
+        let path = std::env::temp_dir().join(format!("kvmscope-replay-{}.trace", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn every_exit_of_the_window_is_explained_after_any_jump() {
+        let path = recording(200_000);
+        let (mut r, damage) = Replay::load(&path).unwrap();
+        assert!(damage.is_none());
+        assert_eq!(r.len(), 200_000);
+        for (cursor, what) in [(0, "start"), (180_000, "far forward"), (70_000, "far back"), (69_990, "a step back")] {
+            r.cursor = cursor;
+            r.explain_to_cursor();
+            let start = (cursor + 1).saturating_sub(HISTORY);
+            for i in start..=cursor {
+                let x = r.explained.iter().find(|(k, _)| *k == i).map(|(_, x)| x.clone());
+                assert!(matches!(x, Some(Some(_))), "{what}: exit {i} at cursor {cursor}: {x:?}");
+            }
+        }
+        r.cursor = 199_999;
+        assert_eq!(r.counters().total.count, 200_000);
+        r.cursor = 10;
+        assert_eq!(r.counters().total.count, 11, "counted again from the start");
+        let _ = std::fs::remove_file(path);
+    }
 }
