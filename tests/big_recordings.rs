@@ -1,0 +1,97 @@
+//! Readers in flat memory: `stats`, `diff` and `export --format parquet` over a recording ten times
+//! longer must not take much more memory (peak RSS from the kernel's accounting of the child).
+//! The recordings are written here with the recorder's own chunk encoder — exits as the `spin`
+//! guest makes them, with an instruction and a device — so that a million exits take seconds, not
+//! the minutes a guest on this host would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kvmscope::recording::format::{ChunkEncoder, ChunkFrame, encode_header};
+use kvmscope::recording::{Record, TraceHeader};
+use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
+
+/// A recording of `n` POST-code writes, in chunks of 4096 exits.
+fn recording(name: &str, n: u64) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("kvmscope-big-{name}-{}.trace", std::process::id()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    use std::io::Write;
+    out.write_all(&encode_header(&TraceHeader { vcpus: 1, guest_image: "spin".into(), ..Default::default() })).unwrap();
+    let insn = Arc::new(Insn { addr: 0x100010, bytes: vec![0xe6, 0x80], text: "out 80h,al".into() });
+    for c in 0..n.div_ceil(4096) {
+        let mut enc = ChunkEncoder::default();
+        for seq in c * 4096..((c + 1) * 4096).min(n) {
+            let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq & 0xff };
+            let e = ExitEvent {
+                seq,
+                vcpu: 0,
+                t_ns: seq * 12_000,
+                rip: 0x100012,
+                kind,
+                device: Some("post"),
+                insn: Some(insn.clone()),
+                cost_ns: 1_500 + seq % 700,
+            };
+            enc.push(&Record::Exit(e));
+        }
+        out.write_all(&ChunkFrame::of(&enc.payload, enc.records).encode()).unwrap();
+        out.write_all(&enc.payload).unwrap();
+    }
+    path
+}
+
+/// Runs kvmscope with `args` to its end; its peak RSS in MiB.
+// wait4 reaps the child (std's `wait` would not give its rusage).
+#[allow(clippy::zombie_processes)]
+fn peak_mib(args: &[&str]) -> f64 {
+    let child = Command::new(env!("CARGO_BIN_EXE_kvmscope"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned; status and usage live across the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{args:?} failed");
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn readers_take_no_more_memory_for_a_recording_ten_times_longer() {
+    let (small, large) = (recording("small", 100_000), recording("large", 1_000_000));
+    let out = |p: &Path| p.with_extension("parquet");
+    for (what, args) in [
+        ("stats", vec!["stats"]),
+        ("stats --by register", vec!["stats", "--by", "register"]),
+        ("diff", vec!["diff"]),
+        ("export --format parquet", vec!["export", "--format", "parquet"]),
+    ] {
+        let run = |trace: &Path| {
+            let mut a: Vec<&str> = args.clone();
+            a.push(s(trace));
+            let target = out(trace);
+            match what {
+                "diff" => a.push(s(trace)),
+                "export --format parquet" => a.extend(["-o", target.to_str().unwrap()]),
+                _ => {}
+            }
+            peak_mib(&a)
+        };
+        let (a, b) = (run(&small), run(&large));
+        eprintln!("{what}: {a:.1} MiB for 100,000 exits, {b:.1} MiB for 1,000,000");
+        assert!(b < a + 16.0 && b < 100.0, "{what}: {a:.1} MiB for 100,000 exits, {b:.1} MiB for 1,000,000");
+    }
+    for p in [&small, &large] {
+        let _ = std::fs::remove_file(out(p));
+        let _ = std::fs::remove_file(p);
+    }
+}
