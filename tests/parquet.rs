@@ -144,12 +144,13 @@ fn three_runs_partitioned_are_one_table() {
     }
     let d = sql_path(&dir);
     let rows = query(&format!(
-        "select run, run_id, any_value(cmdline) as cmdline, count(*) as n from read_parquet('{d}/*/*.parquet', hive_partitioning = true) \
-         where record = 'exit' group by run, run_id order by run"
+        "select run, run_id, any_value(cmdline) as cmdline, any_value(guest_cmdline) as guest_cmdline, count(*) as n \
+         from read_parquet('{d}/*/*.parquet', hive_partitioning = true) where record = 'exit' group by run, run_id order by run"
     ));
     assert_eq!(rows.len(), 3, "{rows:?}");
-    for (r, (id, exits)) in rows.iter().zip(&expected) {
+    for ((r, (id, exits)), cmdline) in rows.iter().zip(&expected).zip(["a", "bb", "ccccc"]) {
         assert_eq!((r["run"].as_str(), r["run_id"].as_str()), (Some(id.as_str()), Some(id.as_str())));
+        assert_eq!(r["guest_cmdline"], cmdline, "{r}");
         assert_eq!(r["n"], *exits, "{id}");
         assert!(r["cmdline"].as_str().unwrap().contains("--cmdline"), "{r}");
     }

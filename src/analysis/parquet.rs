@@ -82,8 +82,16 @@ const INTERNED: usize = 4096;
 const DELTA_COLUMNS: &[&str] = &["seq", "t_ns", "cost_ns", "data"];
 
 /// The run's columns (`--run-columns`, `--partition`): the same value on every row.
-const RUN_COLUMNS: &[&str] =
-    &["run_id", "guest_image", "guest_sha256", "cmdline", "kvmscope_version", "host", "started_unix_secs"];
+const RUN_COLUMNS: &[&str] = &[
+    "run_id",
+    "guest_image",
+    "guest_sha256",
+    "guest_cmdline",
+    "cmdline",
+    "kvmscope_version",
+    "host",
+    "started_unix_secs",
+];
 
 /// One cell.
 #[derive(Clone)]
@@ -117,6 +125,7 @@ impl RunInfo {
             text(&id),
             text(&header.guest_image),
             text(&header.guest_sha256),
+            text(&guest_cmdline(&header.command_line)),
             text(&header.command_line.join(" ")),
             text(&header.kvmscope_version),
             text(&header.host_name),
@@ -124,6 +133,20 @@ impl RunInfo {
         ];
         Self { id, cells }
     }
+}
+
+/// The guest's (kernel's) command line, as kvmscope's command line gave it (`--cmdline X`).
+fn guest_cmdline(args: &[String]) -> String {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--cmdline=") {
+            return v.to_string();
+        }
+        if a == "--cmdline" {
+            return it.next().cloned().unwrap_or_default();
+        }
+    }
+    String::new()
 }
 
 /// The Parquet schema: the columns, and the run's when `run` is set.
