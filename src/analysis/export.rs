@@ -108,14 +108,10 @@ pub fn exit_json(e: &ExitEvent, x: Option<&Explanation>) -> Value {
             .map_or(Value::Null, |i| json!({"addr": i.addr, "bytes": i.hex().replace(' ', ""), "text": i.text})),
     );
     m.insert("register".into(), json!(x.map_or("", |x| x.register.as_str())));
-    m.insert("explain".into(), x.map_or(Value::Null, |x| json!(explained(x))));
+    m.insert("explain".into(), x.map_or(Value::Null, |x| json!(x.line())));
     Value::Object(m)
 }
 
-/// An explanation in one line: the device, then the access in words.
-pub fn explained(x: &Explanation) -> String {
-    format!("{}: {}", x.device, x.summary)
-}
 
 /// The CSV header row: `record` is `exit` or `device`; `port`, `addr` and `msr` are each set for
 /// their own kind of exit, with `dir` and `data` (an MSR's value).
@@ -144,7 +140,7 @@ pub fn exit_csv(e: &ExitEvent, x: Option<&Explanation>) -> String {
         (i.addr.to_string(), i.hex().replace(' ', ""), i.text.clone())
     });
     let (register, explain) =
-        x.map_or((String::new(), String::new()), |x| (csv_quote(&x.register), csv_quote(&explained(x))));
+        x.map_or((String::new(), String::new()), |x| (csv_quote(&x.register), csv_quote(&x.line())));
     format!(
         "exit,{},{},{},{},{},{port},{addr},{msr},{dir},{size},{data},{},{},{ia},{ib},{},{register},{explain}",
         e.seq,
@@ -163,7 +159,7 @@ pub fn exit_chrome(e: &ExitEvent, x: Option<&Explanation>) -> Value {
     let mut args = kind_fields(&e.kind);
     if let Some(x) = x {
         args.insert("register".into(), json!(x.register));
-        args.insert("explain".into(), json!(explained(x)));
+        args.insert("explain".into(), json!(x.line()));
     }
     args.insert("seq".into(), json!(e.seq));
     args.insert("rip".into(), json!(format!("{:#x}", e.rip)));

@@ -18,7 +18,6 @@ use parquet::schema::parser::parse_message_type;
 use sha2::{Digest, Sha256};
 
 use super::AnalysisError;
-use super::export::explained;
 use crate::explain::{Explainer, Explanation};
 use crate::recording::{Record, TraceHeader};
 use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
@@ -216,7 +215,7 @@ fn exit_cells(e: &ExitEvent, x: Option<&Explanation>) -> Vec<Cell> {
         Cell::Text(insn.map(|i| i.hex().replace(' ', ""))),
         Cell::Text(insn.map(|i| i.text.clone())),
         Cell::Text(x.map(|x| x.register.clone())),
-        Cell::Text(x.map(explained)),
+        Cell::Text(x.map(Explanation::line)),
         null_text,
         null_int,
     ]

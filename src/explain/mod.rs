@@ -97,6 +97,11 @@ impl Explanation {
         if self.register.is_empty() { tag } else { format!("{tag} {}", self.register) }
     }
 
+    /// The explanation in one line, as the exports carry it: the device, then the access in words.
+    pub fn line(&self) -> String {
+        format!("{}: {}", self.device, self.summary)
+    }
+
     /// What the access means, without the register and value it starts with ("THR empty|...").
     pub fn meaning(&self) -> &str {
         self.summary.split_once(": ").map_or("", |(_, m)| m)
