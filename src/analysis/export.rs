@@ -112,7 +112,6 @@ pub fn exit_json(e: &ExitEvent, x: Option<&Explanation>) -> Value {
     Value::Object(m)
 }
 
-
 /// The CSV header row: `record` is `exit` or `device`; `port`, `addr` and `msr` are each set for
 /// their own kind of exit, with `dir` and `data` (an MSR's value).
 pub const CSV_HEADER: &str = "record,seq,vcpu,t_ns,rip,reason,port,addr,msr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text,register,explain";
