@@ -224,37 +224,6 @@ impl GuestRam {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         self.map.is_ram(addr, data.len() as u64) && self.mem.write_slice(data, GuestAddress(addr)).is_ok()
     }
-
-    /// A copy of all of RAM, range by range, as (guest-physical start, bytes): one memcpy a
-    /// range, for a checkpoint of a guest whose vCPUs are stopped.
-    pub fn copy_out(&self) -> Vec<(u64, Vec<u8>)> {
-        self.host
-            .iter()
-            .map(|&(gpa, len, host)| {
-                let mut bytes = vec![0u8; len as usize];
-                // SAFETY: `host .. host + len` is a range `self.mem` keeps mapped; `bytes` is as
-                // long. The vCPUs are stopped (the caller's rule): nothing writes it meanwhile
-                // but a virtio worker finishing a request, whose bytes are then as they fall.
-                unsafe { std::ptr::copy_nonoverlapping(host as *const u8, bytes.as_mut_ptr(), len as usize) };
-                (gpa, bytes)
-            })
-            .collect()
-    }
-
-    /// Writes back a copy [`GuestRam::copy_out`] made; false (and nothing written) when its ranges
-    /// are not this RAM's.
-    pub fn copy_in(&self, image: &[(u64, Vec<u8>)]) -> bool {
-        let same = image.len() == self.host.len()
-            && image.iter().zip(&self.host).all(|((gpa, b), (s, l, _))| gpa == s && b.len() as u64 == *l);
-        if !same {
-            return false;
-        }
-        for ((_, bytes), &(_, len, host)) in image.iter().zip(&self.host) {
-            // SAFETY: as in `copy_out`, the other way: `len` bytes into a mapped range.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), host as *mut u8, len as usize) };
-        }
-        true
-    }
 }
 
 impl PhysRead for GuestMemoryMmap {

@@ -141,7 +141,9 @@ impl Checkpoints {
         self.list.iter().rev().find(|c| c.seq < seq || (c.seq == seq && c.steps != u64::MAX && c.steps <= steps))
     }
 
-    /// Checkpoint `id`'s RAM, whole: the newest's, with the older ones' pages put back down to it.
+    /// Checkpoint `id`'s RAM, whole: the newest's, with the older ones' pages put back down to it
+    /// (what [`Checkpoints::restore_into`] writes, for the tests to compare).
+    #[cfg(test)]
     pub fn ram_of(&self, id: u32) -> Option<RamImage> {
         let at = self.list.iter().position(|c| c.id == id)?;
         let mut ram = self.newest_ram.clone();

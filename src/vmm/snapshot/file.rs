@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoints::RamSlices;
-use super::{MachineState, RamImage};
+use super::MachineState;
+#[cfg(test)]
+use super::RamImage;
 
 const MAGIC: &[u8; 18] = b"KVMSCOPE-SNAPSHOT\0";
 /// The format this build writes and reads.
@@ -174,7 +176,8 @@ impl Snapshot {
         true
     }
 
-    /// The snapshot's RAM, whole.
+    /// The snapshot's RAM, whole (for the tests to compare).
+    #[cfg(test)]
     pub fn ram(&self) -> RamImage {
         let mut image: RamImage = self.header.ram.iter().map(|&(gpa, len)| (gpa, vec![0u8; len as usize])).collect();
         let mut view: Vec<(u64, &mut [u8])> = image.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
