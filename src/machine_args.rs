@@ -72,6 +72,12 @@ pub fn split(args: &[String]) -> (Vec<Given>, Vec<String>) {
     (machine, rest)
 }
 
+/// The values given to machine option `name` in `args` (`--disk` may come several times), read
+/// as [`split`] reads them.
+pub fn values_of(args: &[String], name: &str) -> Vec<String> {
+    split(args).0.into_iter().filter(|(n, _)| n == name).filter_map(|(_, v)| v).collect()
+}
+
 /// The machine options of this process's `run` command line, flattened (`--mem 256M ...`).
 pub fn of_this_run() -> Vec<String> {
     let args: Vec<String> = std::env::args().skip_while(|a| a != "run").skip(1).collect();

@@ -181,19 +181,8 @@ impl Controller {
 
 /// The disk images named in machine options (`--disk FILE[,ro]`).
 pub fn disks_of(args: &[String]) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let value = match a.strip_prefix("--disk=") {
-            Some(v) => Some(v.to_string()),
-            None if a == "--disk" => it.next().cloned(),
-            None => None,
-        };
-        if let Some(v) = value {
-            out.push(std::path::PathBuf::from(v.strip_suffix(",ro").unwrap_or(&v)));
-        }
-    }
-    out
+    let disks = crate::machine_args::values_of(args, "--disk");
+    disks.iter().map(|v| std::path::PathBuf::from(v.strip_suffix(",ro").unwrap_or(v))).collect()
 }
 
 /// How long one leg of going back may take (running forward from a checkpoint).

@@ -81,16 +81,21 @@ const INTERNED: usize = 4096;
 const DELTA_COLUMNS: &[&str] = &["seq", "t_ns", "cost_ns", "data"];
 
 /// The run's columns (`--run-columns`, `--partition`): the same value on every row.
-const RUN_COLUMNS: &[&str] = &[
-    "run_id",
-    "guest_image",
-    "guest_sha256",
-    "guest_cmdline",
-    "cmdline",
-    "kvmscope_version",
-    "host",
-    "started_unix_secs",
+const RUN_COLUMNS: &[(&str, Kind, bool)] = &[
+    ("run_id", Kind::Text, true),
+    ("guest_image", Kind::Text, true),
+    ("guest_sha256", Kind::Text, true),
+    ("guest_cmdline", Kind::Text, true),
+    ("cmdline", Kind::Text, true),
+    ("kvmscope_version", Kind::Text, true),
+    ("host", Kind::Text, true),
+    ("started_unix_secs", Kind::U64, true),
 ];
+
+/// The file's columns, in order: the exits', and the run's when `run` is set.
+fn columns(run: bool) -> impl Iterator<Item = &'static (&'static str, Kind, bool)> {
+    COLUMNS.iter().chain(if run { RUN_COLUMNS } else { &[] })
+}
 
 /// One cell.
 #[derive(Clone)]
@@ -124,7 +129,7 @@ impl RunInfo {
             text(&id),
             text(&header.guest_image),
             text(&header.guest_sha256),
-            text(&guest_cmdline(&header.command_line)),
+            text(&crate::machine_args::values_of(&header.command_line, "--cmdline").pop().unwrap_or_default()),
             text(&header.command_line.join(" ")),
             text(&header.kvmscope_version),
             text(&header.host_name),
@@ -134,35 +139,14 @@ impl RunInfo {
     }
 }
 
-/// The guest's (kernel's) command line, as kvmscope's command line gave it (`--cmdline X`).
-fn guest_cmdline(args: &[String]) -> String {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--cmdline=") {
-            return v.to_string();
-        }
-        if a == "--cmdline" {
-            return it.next().cloned().unwrap_or_default();
-        }
-    }
-    String::new()
-}
-
 /// The Parquet schema: the columns, and the run's when `run` is set.
 fn schema(run: bool) -> String {
-    let mut fields: Vec<String> = COLUMNS
-        .iter()
+    let fields: Vec<String> = columns(run)
         .map(|&(name, kind, required)| {
             let rep = if required { "REQUIRED" } else { "OPTIONAL" };
             format!("  {rep} {};", kind.schema().replace("{}", name))
         })
         .collect();
-    if run {
-        for &name in RUN_COLUMNS {
-            let kind = if name == "started_unix_secs" { Kind::U64 } else { Kind::Text };
-            fields.push(format!("  REQUIRED {};", kind.schema().replace("{}", name)));
-        }
-    }
     format!("message kvmscope_exit {{\n{}\n}}", fields.join("\n"))
 }
 
@@ -276,12 +260,7 @@ impl Table {
         let file = File::create(path).map_err(create)?;
         let writer =
             SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| create(std::io::Error::other(e)))?;
-        let mut kinds: Vec<(Kind, bool)> = COLUMNS.iter().map(|&(_, k, r)| (k, r)).collect();
-        if run.is_some() {
-            kinds.extend(
-                RUN_COLUMNS.iter().map(|&n| (if n == "started_unix_secs" { Kind::U64 } else { Kind::Text }, true)),
-            );
-        }
+        let kinds: Vec<(Kind, bool)> = columns(run.is_some()).map(|&(_, k, r)| (k, r)).collect();
         let n = kinds.len();
         Ok(Self {
             writer,

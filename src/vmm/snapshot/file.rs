@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoints::RamSlices;
 use super::MachineState;
 #[cfg(test)]
 use super::RamImage;
+use super::checkpoints::RamSlices;
 
 const MAGIC: &[u8; 18] = b"KVMSCOPE-SNAPSHOT\0";
 /// The format this build writes and reads.
