@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use kvmscope::recording::format::{ChunkEncoder, ChunkFrame, encode_header};
+use kvmscope::recording::format::{encode_chunk, encode_header};
 use kvmscope::recording::{Record, TraceHeader};
 use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
 
@@ -20,10 +20,9 @@ fn recording(name: &str, n: u64) -> PathBuf {
     out.write_all(&encode_header(&TraceHeader { vcpus: 1, guest_image: "spin".into(), ..Default::default() })).unwrap();
     let insn = Arc::new(Insn { addr: 0x100010, bytes: vec![0xe6, 0x80], text: "out 80h,al".into() });
     for c in 0..n.div_ceil(4096) {
-        let mut enc = ChunkEncoder::default();
-        for seq in c * 4096..((c + 1) * 4096).min(n) {
+        let exits = (c * 4096..((c + 1) * 4096).min(n)).map(|seq| {
             let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq & 0xff };
-            let e = ExitEvent {
+            Record::Exit(ExitEvent {
                 seq,
                 vcpu: 0,
                 t_ns: seq * 12_000,
@@ -32,11 +31,9 @@ fn recording(name: &str, n: u64) -> PathBuf {
                 device: Some("post"),
                 insn: Some(insn.clone()),
                 cost_ns: 1_500 + seq % 700,
-            };
-            enc.push(&Record::Exit(e));
-        }
-        out.write_all(&ChunkFrame::of(&enc.payload, enc.records).encode()).unwrap();
-        out.write_all(&enc.payload).unwrap();
+            })
+        });
+        out.write_all(&encode_chunk(&exits.collect::<Vec<_>>())).unwrap();
     }
     path
 }

@@ -162,6 +162,16 @@ pub enum FormatError {
     Damaged { offset: u64, what: String },
 }
 
+/// A chunk as it sits in a file, its frame then its records: a recording written without a run
+/// (the tests' long recordings).
+pub fn encode_chunk(records: &[Record]) -> Vec<u8> {
+    let mut enc = ChunkEncoder::default();
+    records.iter().for_each(|r| enc.push(r));
+    let mut bytes = ChunkFrame::of(&enc.payload, enc.records).encode().to_vec();
+    bytes.extend_from_slice(&enc.payload);
+    bytes
+}
+
 /// The framing of the file header: magic, version, length, JSON, CRC.
 pub fn encode_header(header: &TraceHeader) -> Vec<u8> {
     let json = serde_json::to_vec(header).unwrap_or_default();

@@ -75,6 +75,11 @@ impl ExitIndex {
         Ok(Indexed { index, damage })
     }
 
+    /// What the recording says about itself.
+    pub fn header(&self) -> &super::TraceHeader {
+        &self.reader.header
+    }
+
     /// Exits in the recording.
     pub fn len(&self) -> usize {
         self.len
@@ -184,18 +189,13 @@ impl ExitIndex {
 mod tests {
     use super::*;
     use crate::recording::TraceHeader;
-    use crate::recording::format::{ChunkEncoder, ChunkFrame, encode_header};
+    use crate::recording::format::{encode_chunk, encode_header};
     use crate::trace::{Dir, ExitKind};
 
     /// A recording of these chunks.
     fn write_chunks(name: &str, chunks: &[Vec<Record>]) -> std::path::PathBuf {
         let mut bytes = encode_header(&TraceHeader { vcpus: 1, ..Default::default() });
-        for records in chunks {
-            let mut enc = ChunkEncoder::default();
-            records.iter().for_each(|r| enc.push(r));
-            bytes.extend_from_slice(&ChunkFrame::of(&enc.payload, enc.records).encode());
-            bytes.extend_from_slice(&enc.payload);
-        }
+        chunks.iter().for_each(|records| bytes.extend(encode_chunk(records)));
         let path = std::env::temp_dir().join(format!("kvmscope-{name}-{}.trace", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         path

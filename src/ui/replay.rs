@@ -17,7 +17,7 @@ use crate::analysis::profile::RipProfile;
 use crate::explain::{Explainer, Explanation};
 use crate::recording::format::StopRecord;
 use crate::recording::index::{ExitIndex, Indexed};
-use crate::recording::{ReadError, Record, TraceHeader, TraceReader};
+use crate::recording::{ReadError, Record, TraceHeader};
 use crate::trace::{Counters, DeviceCounters, DeviceEvent, ExitEvent};
 
 /// Explainer states kept, one every this many exits passed: going back explains again from the
@@ -67,7 +67,7 @@ impl Replay {
             }
             Record::Exit(_) | Record::Kvm { .. } | Record::Kernel { .. } | Record::Dirty { .. } => {}
         })?;
-        let header = TraceReader::open(path)?.header;
+        let header = index.header().clone();
         let r = Replay {
             exits: index,
             console,
@@ -367,30 +367,21 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::format::{ChunkEncoder, ChunkFrame, encode_header};
+    use crate::recording::format::{encode_chunk, encode_header};
     use crate::trace::{Dir, ExitKind};
 
     /// A recording of `n` POST-code writes, in chunks of 1000.
     fn recording(n: u64) -> PathBuf {
         let mut bytes = encode_header(&TraceHeader { vcpus: 1, ..Default::default() });
+        let exit = |seq: u64| {
+            let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq & 0xff };
+            let e =
+                ExitEvent { seq, vcpu: 0, t_ns: seq, rip: 0x1000, kind, device: Some("post"), insn: None, cost_ns: 1 };
+            Record::Exit(e)
+        };
         for c in 0..n.div_ceil(1000) {
-            let mut enc = ChunkEncoder::default();
-            for seq in c * 1000..((c + 1) * 1000).min(n) {
-                let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq & 0xff };
-                let e = ExitEvent {
-                    seq,
-                    vcpu: 0,
-                    t_ns: seq,
-                    rip: 0x1000,
-                    kind,
-                    device: Some("post"),
-                    insn: None,
-                    cost_ns: 1,
-                };
-                enc.push(&Record::Exit(e));
-            }
-            bytes.extend_from_slice(&ChunkFrame::of(&enc.payload, enc.records).encode());
-            bytes.extend_from_slice(&enc.payload);
+            let records: Vec<Record> = (c * 1000..((c + 1) * 1000).min(n)).map(exit).collect();
+            bytes.extend(encode_chunk(&records));
         }
         let path = std::env::temp_dir().join(format!("kvmscope-replay-{}.trace", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
