@@ -38,6 +38,29 @@ fn virtio_count(summary: &serde_json::Value, device: &str, queue: u64, field: &s
     rows.iter().find(|r| r["device"] == device && r["queue"] == queue).map_or(0, |r| r[field].as_u64().unwrap())
 }
 
+/// The kernel held before its first instruction for gdb (`extra` options besides): the process,
+/// the address it announces for `target remote`, and its stderr (kept open while it runs).
+fn held_for_gdb(vmlinux: &Path, extra: &[&str]) -> (std::process::Child, String, impl Sized) {
+    let mut child = kvmscope()
+        .args(["run", "--headless", "--summary", "none", "--gdb", "0", "--gdb-wait", "--kernel"])
+        .arg(vmlinux)
+        .args(["--cmdline", CMDLINE])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
+    let addr = loop {
+        let line = lines.next().expect("kvmscope announces the stub").unwrap();
+        if let Some(rest) = line.split("target remote ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, addr, lines)
+}
+
 fn reached_init(run: &Run) -> bool {
     run.stdout.contains("kvmscope-initramfs: init is running") || run.stdout.contains("Run /init as init process")
 }
@@ -126,22 +149,7 @@ fn gdb_stops_the_kernel_at_start_kernel() {
     let Some(dir) = kernel_dir("gdb_stops_the_kernel_at_start_kernel") else { return };
     let vmlinux = dir.join("vmlinux");
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut child = kvmscope()
-        .args(["run", "--headless", "--summary", "none", "--gdb", "0", "--gdb-wait", "--kernel"])
-        .arg(&vmlinux)
-        .args(["--cmdline", CMDLINE])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
-    let addr = loop {
-        let line = lines.next().expect("kvmscope announces the stub").unwrap();
-        if let Some(rest) = line.split("target remote ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr, _stderr) = held_for_gdb(&vmlinux, &[]);
     let out = Command::new("gdb")
         .args(["-batch", "-nx", "-ex"])
         .arg(format!("file {}", vmlinux.display()))
@@ -196,23 +204,7 @@ fn a_checkpoint_at_start_kernel_brings_the_boot_to_setup_arch_again() {
     };
     let vmlinux = dir.join("vmlinux");
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut child = kvmscope()
-        .args(["run", "--headless", "--summary", "none", "--gdb", "0", "--gdb-wait", "--checkpoint-every", "0"])
-        .arg("--kernel")
-        .arg(&vmlinux)
-        .args(["--cmdline", CMDLINE])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(err));
-    let addr = loop {
-        let line = lines.next().expect("kvmscope announces the stub").unwrap();
-        if let Some(rest) = line.split("target remote ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr, _stderr) = held_for_gdb(&vmlinux, &["--checkpoint-every", "0"]);
     let out = Command::new("gdb")
         .args(["-batch", "-nx", "-ex", "set remotetimeout 120", "-ex"])
         .arg(format!("file {}", vmlinux.display()))
