@@ -5,10 +5,12 @@
 use std::path::Path;
 
 use crate::controller::{ControlError, Controller};
+use crate::debug::{Stop, StopReason};
 use crate::sync::lock;
 use crate::vmm::live_state;
 use crate::vmm::snapshot::SnapshotError;
 use crate::vmm::snapshot::file::{self, SnapshotHeader};
+use crate::vmm::timeline::UNKNOWN;
 
 /// One checkpoint as the views list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,9 +192,6 @@ const LEG: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Single steps taken at most to find an instruction between two exits.
 const MAX_STEPS: u64 = 1_000_000;
-
-use crate::debug::{Stop, StopReason};
-use crate::vmm::timeline::UNKNOWN;
 
 /// A place on the timeline: guest exits since the start, and instructions single-stepped since
 /// the last of them ([`UNKNOWN`]: the guest ran freely since).
