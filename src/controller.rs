@@ -73,8 +73,8 @@ pub enum ControlError {
     Msr(#[from] crate::vmm::msr::MsrError),
     #[error(transparent)]
     Snapshot(#[from] crate::vmm::snapshot::SnapshotError),
-    #[error("{0}")]
-    TimeTravel(String),
+    #[error(transparent)]
+    Travel(#[from] crate::time_travel::TravelError),
 }
 
 /// The client side: what the UI and the gdb stub call.
@@ -116,6 +116,8 @@ impl Controller {
         if !d.pause_requested() || d.stop_of(vcpu).is_none() {
             return Err(ControlError::NotPaused(vcpu));
         }
+        // A stop the guest ran freely to is named by its RAM as well: taken before it changes.
+        self.shared.timeline.mark_ram(|| self.ram_digest());
         if d.command(vcpu, VcpuCommand::Step) { Ok(()) } else { Err(ControlError::VcpuEnded) }
     }
 

@@ -269,7 +269,7 @@ fn checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed(
             "p *(int*)&counter",
             "monitor checkpoints",
             "monitor restore 2",
-            "flushregs",
+            "maintenance flush register-cache",
             "p *(int*)&counter",
             "info registers rip",
             "delete",
@@ -277,10 +277,10 @@ fn checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed(
         ],
     );
     let (status, stdout, stderr) = stub.finish();
-    assert!(out.contains("error: no checkpoint #99 (:checkpoints lists them)"), "{out}");
+    assert!(out.contains("error: no checkpoint #99 (monitor checkpoints lists them)"), "{out}");
     assert!(out.contains("No more reverse-execution history"), "nothing before the start: {out}");
-    assert!(out.contains("checkpoint #2 at exit 1"), "{out}");
-    assert!(out.contains("back at checkpoint #2: exit 1"), "{out}");
+    assert!(out.contains("checkpoint #2 at rip 0x20001e after exit 1"), "{out}");
+    assert!(out.contains("back at checkpoint #2: at rip 0x20001e after exit 1"), "{out}");
     let (vals, rips) = values(&out);
     assert_eq!(vals, ["1", "3", "1"], "the counter back as it was at the checkpoint: {out}");
     assert_eq!(rips, ["0x20001e"], "{out}");

@@ -91,6 +91,13 @@ impl ExitBreakpoints {
         stop
     }
 
+    /// Sets each breakpoint's matches from `hits` (by number; 0 for those it does not name).
+    pub fn set_hits(&mut self, hits: &[(u32, u64)]) {
+        for b in &mut self.list {
+            b.hits = hits.iter().find(|(id, _)| *id == b.id).map_or(0, |&(_, h)| h);
+        }
+    }
+
     pub fn list(&self) -> &[ExitBreakpoint] {
         &self.list
     }

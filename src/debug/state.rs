@@ -114,6 +114,17 @@ impl DebugState {
         lock(&self.exit_breakpoints).hit(e)
     }
 
+    /// Each exit breakpoint's matches so far, by number (a checkpoint keeps them).
+    pub fn exit_breakpoint_hits(&self) -> Vec<(u32, u64)> {
+        lock(&self.exit_breakpoints).list().iter().map(|b| (b.id, b.hits)).collect()
+    }
+
+    /// Sets the exit breakpoints' matches as a checkpoint kept them (those it does not name, set
+    /// since, count from 0): going back takes an Nth match's count back too.
+    pub fn set_exit_breakpoint_hits(&self, hits: &[(u32, u64)]) {
+        lock(&self.exit_breakpoints).set_hits(hits);
+    }
+
     /// One vCPU's stop (`None` while it runs).
     pub fn stop_of(&self, vcpu: usize) -> Option<Stop> {
         lock(&self.stops).get(vcpu).cloned().flatten()

@@ -10,6 +10,7 @@ use crate::debug::exit_breakpoints::{SYNTAX, parse_breakpoint, parse_breakpoint_
 use crate::debug::exit_spec::parse_number;
 use crate::decode::CpuMode;
 use crate::summary;
+use crate::vmm::snapshot::SnapshotError;
 use crate::vmm::virtio::view::virtio_text;
 
 const HELP: &str = "\
@@ -161,7 +162,7 @@ impl MonitorCmd for GdbTarget {
                 Err(e) => outputln!(out, "error: {e}"),
             },
             "checkpoint" => match self.controller.checkpoint(true) {
-                Ok(id) => outputln!(out, "checkpoint #{id} at exit {}", self.controller.position()),
+                Ok(id) => outputln!(out, "checkpoint #{id} {}", self.controller.place()),
                 Err(e) => outputln!(out, "error: {e}"),
             },
             "checkpoints" => {
@@ -172,27 +173,33 @@ impl MonitorCmd for GdbTarget {
             "restore" => match rest.parse::<u32>() {
                 Ok(id) => match self.controller.restore_checkpoint(id) {
                     Ok(at) => {
-                        outputln!(out, "back at checkpoint #{id}: exit {at}");
-                        outputln!(out, "(gdb still shows the registers it read before: `flushregs` reads them again)");
+                        outputln!(out, "back at checkpoint #{id}: {at}");
+                        outputln!(
+                            out,
+                            "(gdb still shows the registers it read before: `maintenance flush register-cache` reads them again)"
+                        );
+                    }
+                    Err(e @ ControlError::Snapshot(SnapshotError::NoCheckpoint(_))) => {
+                        outputln!(out, "error: {e} (monitor checkpoints lists them)")
                     }
                     Err(e) => outputln!(out, "error: {e}"),
                 },
                 Err(_) => outputln!(out, "error: usage: monitor restore N (monitor checkpoints lists them)"),
             },
             "snapshot" if !rest.is_empty() => match self.controller.snapshot(std::path::Path::new(rest)) {
-                Ok(bytes) => outputln!(out, "wrote {rest} ({bytes} bytes) at exit {}", self.controller.position()),
+                Ok(bytes) => outputln!(out, "wrote {rest} ({bytes} bytes) {}", self.controller.place()),
                 Err(e) => outputln!(out, "error: {e}"),
             },
             "snapshot" => outputln!(out, "error: usage: monitor snapshot FILE"),
             "timeline" => {
                 let c = self.controller.checkpoints();
-                outputln!(out, "at {}", self.controller.place());
+                outputln!(out, "{}", self.controller.place());
                 match c.checkpoints.first() {
                     Some(first) => outputln!(
                         out,
                         "{} checkpoint(s), the first at exit {}: reverse-stepi and reverse-continue go back that far",
                         c.checkpoints.len(),
-                        first.position
+                        first.position()
                     ),
                     None => outputln!(out, "no checkpoints yet: nothing to go back to"),
                 }

@@ -19,6 +19,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use super::arch::{KvmscopeRegs, KvmscopeX86_64};
 use crate::controller::{ControlError, Controller};
 use crate::debug::Stop;
+use crate::time_travel::{Place, TravelError};
 use crate::decode::regs;
 
 /// Why the target could not do what gdb asked (gdbstub reports it and ends the session).
@@ -45,6 +46,8 @@ pub struct GdbTarget {
     /// an error), and the packet whose first chunk was read.
     short_read_in: Option<u64>,
     read_in: Option<u64>,
+    /// A reverse command under way.
+    travel: Option<std::thread::JoinHandle<Result<Place, TravelError>>>,
 }
 
 /// gdb thread id of a vCPU (gdb counts from 1).
@@ -59,7 +62,7 @@ fn vcpu_of(tid: Tid) -> usize {
 impl GdbTarget {
     pub fn new(controller: Controller, vcpus: usize, packets: Arc<AtomicU64>) -> Self {
         let resumed_at = controller.stop_serial();
-        Self { controller, vcpus, step: None, resumed_at, packets, short_read_in: None, read_in: None }
+        Self { controller, vcpus, step: None, resumed_at, packets, short_read_in: None, read_in: None, travel: None }
     }
 
     fn stop(&self, tid: Tid) -> TargetResult<Stop, Self> {
@@ -222,14 +225,35 @@ impl MultiThreadResume for GdbTarget {
 }
 
 impl GdbTarget {
-    /// Goes back in time by `how`; the stop it ends at is gdb's answer. What cannot be done is a
-    /// SIGTRAP where the guest ended up, said on kvmscope's side and by `monitor timeline`.
-    fn travel(&mut self, how: fn(&Controller) -> Result<crate::time_travel::Place, ControlError>) {
-        let since = self.controller.stop_serial();
-        if let Err(e) = how(&self.controller) {
-            self.controller.travel_failed(&e.to_string());
+    /// Starts going back in time by `how`, on a thread of its own: the event loop goes on
+    /// reading gdb (its Ctrl-C cancels it) and reports the stop it ends at.
+    fn travel(&mut self, how: fn(&Controller) -> Result<Place, TravelError>) {
+        self.resumed_at = self.controller.stop_serial();
+        let controller = self.controller.clone();
+        let spawned = std::thread::Builder::new().name("kvmscope-reverse".into()).spawn(move || how(&controller));
+        match spawned {
+            Ok(handle) => self.travel = Some(handle),
+            Err(e) => crate::notice::say(format!("going back: no thread for it: {e}")),
         }
-        self.resumed_at = since;
+    }
+
+    /// The reverse command under way has finished (or there is none).
+    pub fn travel_done(&self) -> bool {
+        self.travel.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the reverse command under way; its outcome, if there was one.
+    pub fn finish_travel(&mut self) -> Option<Result<Place, TravelError>> {
+        let handle = self.travel.take()?;
+        Some(handle.join().unwrap_or_else(|_| Err(TravelError::Control("the reverse command failed".into()))))
+    }
+
+    /// Cancels the reverse command under way, if any: the guest stops where it is.
+    pub fn cancel_travel(&mut self) -> bool {
+        if self.travel.is_some() {
+            self.controller.cancel_travel();
+        }
+        self.travel.is_some()
     }
 }
 

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{self, Event};
 
 use crate::console::ConsoleBuffer;
+use crate::controller::ControlError;
 use crate::headless::print_report;
 use crate::session::{self, Launched, Session, SessionError};
 use crate::sink::live::{LIVE_CAPACITY, LiveFeed};
 use crate::summary::SummaryFormat;
+use crate::vmm::snapshot::SnapshotError;
 use crate::vmm::{RunEnd, VmConfig};
 use app::{Action, App, RunState};
 
@@ -317,17 +319,20 @@ fn travel(action: Action, controller: &crate::controller::Controller) -> (String
             .map_err(|e| format!("going back to exit #{seq}: {e}")),
         Action::Checkpoint => controller
             .checkpoint(true)
-            .map(|id| format!("checkpoint #{id} at {}", controller.place()))
+            .map(|id| format!("checkpoint #{id} {}", controller.place()))
             .map_err(|e| format!(":checkpoint: {e}")),
         Action::Restore(id) => controller
             .restore_checkpoint(id)
-            .map(|at| format!("back at checkpoint #{id}: exit {at}; space runs on from here"))
-            .map_err(|e| format!(":restore: {e}")),
+            .map(|at| format!("back at checkpoint #{id}: {at}; space runs on from here"))
+            .map_err(|e| match e {
+                ControlError::Snapshot(SnapshotError::NoCheckpoint(_)) => format!(":restore: {e} (:checkpoints lists them)"),
+                e => format!(":restore: {e}"),
+            }),
         Action::Snapshot(path) => controller
             .snapshot(&path)
             .map(|bytes| {
                 let size = crate::vmm::memory::human_size(bytes);
-                format!("wrote {} ({size}) at {}", path.display(), controller.place())
+                format!("wrote {} ({size}) {}", path.display(), controller.place())
             })
             .map_err(|e| format!(":snapshot: {e}")),
         _ => return (String::new(), false),

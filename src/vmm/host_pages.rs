@@ -16,6 +16,7 @@ pub enum HostPage {
 }
 
 const PAGEMAP_PRESENT: u64 = 1 << 63;
+const PAGEMAP_SWAPPED: u64 = 1 << 62;
 const PAGEMAP_PFN: u64 = (1 << 55) - 1;
 const KPF_HUGE: u64 = 1 << 17;
 const KPF_THP: u64 = 1 << 22;
@@ -56,6 +57,27 @@ pub fn host_page(hva: u64) -> Result<HostPage, PagemapError> {
     let frame = Some(entry & PAGEMAP_PFN).filter(|f| *f != 0);
     let huge = frame.and_then(|f| read_u64("/proc/kpageflags", f).ok()).map(|k| k & (KPF_HUGE | KPF_THP) != 0);
     Ok(HostPage::Present { frame, huge })
+}
+
+/// Which 4 KiB pages of a host range the host has ever given memory (present or swapped out): the
+/// others were never touched and read as zeros. `None` when the pagemap cannot be read (then
+/// every page must be looked at).
+pub fn touched_pages(hva: u64, len: u64) -> Option<Vec<bool>> {
+    let pagemap = File::open("/proc/self/pagemap").ok()?;
+    let pages = (len / 4096) as usize;
+    let mut touched = Vec::with_capacity(pages);
+    // In pieces of 64 Ki pages (512 KiB of pagemap), so a big guest needs no big buffer.
+    let mut entries = vec![0u8; 8 << 16];
+    for first in (0..pages).step_by(1 << 16) {
+        let n = (pages - first).min(1 << 16);
+        let buf = &mut entries[..n * 8];
+        pagemap.read_exact_at(buf, (hva / 4096 + first as u64) * 8).ok()?;
+        touched.extend(buf.chunks_exact(8).map(|e| {
+            let e = u64::from_le_bytes(e.try_into().unwrap_or_default());
+            e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED) != 0
+        }));
+    }
+    Some(touched)
 }
 
 /// How much of a host range is populated: (4 KiB pages present, of them in huge pages — sampled at

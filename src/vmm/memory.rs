@@ -169,6 +169,9 @@ impl fmt::Display for MemoryMap {
     }
 }
 
+/// A page of guest RAM.
+const PAGE: usize = 4096;
+
 /// Guest RAM, mapped, with its layout. Clones share the mapping.
 #[derive(Clone)]
 pub struct GuestRam {
@@ -218,6 +221,39 @@ impl GuestRam {
             .iter()
             .map(|&(gpa, len, host)| (gpa, unsafe { std::slice::from_raw_parts_mut(host as *mut u8, len as usize) }))
             .collect()
+    }
+
+    /// A digest of RAM's bytes, equal for equal contents (a CRC-32 and a sum of words per page,
+    /// with its address), reading `with` bytes in place of RAM's at their addresses (the guest's
+    /// own bytes under kvmscope's int3s). Pages the host never gave memory are zeros and all-zero
+    /// pages add nothing, so its cost follows what the guest touched, not the size of RAM.
+    pub fn digest(&self, with: &[(u64, u8)]) -> u64 {
+        let mut digest = 0u64;
+        let mut copy = [0u8; PAGE];
+        for &(gpa, len, host) in &self.host {
+            let touched = crate::vmm::host_pages::touched_pages(host, len);
+            for i in 0..(len as usize / PAGE) {
+                if touched.as_ref().is_some_and(|t| !t[i]) {
+                    continue;
+                }
+                let at = gpa + (i * PAGE) as u64;
+                // SAFETY: the page lies in a range `self.mem` keeps mapped; the guest may write it
+                // meanwhile (a digest of a running guest means little, but reads no unmapped byte).
+                unsafe { read_volatile_into((host + (i * PAGE) as u64) as *const u8, &mut copy) };
+                for &(addr, byte) in with.iter().filter(|(a, _)| *a >= at && a - at < PAGE as u64) {
+                    copy[(addr - at) as usize] = byte;
+                }
+                let words = copy.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()));
+                let (sum, any) = words.fold((0u64, 0u64), |(s, o), w| (s.wrapping_add(w), o | w));
+                if any == 0 {
+                    continue;
+                }
+                let crc = crc32fast::hash(&copy) as u64;
+                let page = (crc << 32 | (at >> 12) & 0xffff_ffff) ^ sum.rotate_left(17);
+                digest = digest.wrapping_add(page.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ at);
+            }
+        }
+        digest
     }
 
     /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).

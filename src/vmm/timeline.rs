@@ -1,24 +1,95 @@
 //! The guest's timeline: where the VM is, counted in the guest's own exits (not the debugger's
 //! single-step traps and breakpoints, nor the exits a watched page makes), and the instructions
-//! single-stepped since the last of them. Once a checkpoint exists it also keeps the history of
-//! those exits, so that going back and running forward again is checked exit by exit: if the
-//! guest takes another path (an interrupt at another instruction, a clock read), the run stops
-//! where it left the history and says so — never a silent wrong answer.
+//! single-stepped since the last of them — or since a stop the guest ran freely to, which is
+//! named by what it looked like there (its registers and a digest of RAM: a [`Landmark`]).
+//!
+//! Once a checkpoint exists the timeline also keeps the history of those exits, so that going
+//! back and running forward again is checked exit by exit: if the guest takes another path (an
+//! interrupt at another instruction, a clock read, a value no exit carries such as `rdtsc`), the
+//! run stops where it left the history and says so — never a silent wrong answer.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kvm_bindings::kvm_regs;
 
 use crate::debug::StopReason;
 use crate::sync::lock;
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::vmm::bus::RAM_DEVICE;
 
-/// Not known: the guest ran freely since its last exit.
+/// Not known: the guest is running freely.
 pub const UNKNOWN: u64 = u64::MAX;
 
-/// Exits the history keeps at most (32 bytes each); older ones are no longer checked.
+/// Exits the history keeps at most (48 bytes each); older ones are no longer checked.
 const HISTORY: usize = 8 << 20;
+
+/// A stop the guest ran freely to (a breakpoint, a pause): how many instructions after the last
+/// exit is not known, so it is named by the state there. Registers alone could repeat (a loop
+/// that only writes memory); with the RAM's digest two equal landmarks are the same state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Landmark {
+    pub regs: kvm_regs,
+    /// [`crate::vmm::memory::GuestRam::digest`] there, once taken (while the vCPU is parked
+    /// there, before it runs on).
+    pub ram: Option<u64>,
+}
+
+impl Landmark {
+    /// The same state: the same registers and, both taken, the same RAM.
+    pub fn same_as(&self, other: &Landmark) -> bool {
+        self.regs == other.regs && self.ram.is_some() && self.ram == other.ram
+    }
+}
+
+/// A place on the timeline: after exit `exits` (its instruction finished), or at a landmark the
+/// guest ran freely to after it, and then `steps` instructions single-stepped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    pub exits: u64,
+    pub mark: Option<Landmark>,
+    pub steps: u64,
+}
+
+impl Place {
+    /// Right after exit `exits`.
+    pub fn at_exit(exits: u64) -> Self {
+        Self { exits, mark: None, steps: 0 }
+    }
+
+    /// `n` instructions after this place.
+    pub fn plus(self, n: u64) -> Self {
+        Self { steps: self.steps + n, ..self }
+    }
+
+    /// Whether this place is known to come no later than `other` (when it cannot be told — a
+    /// landmark and a count of steps from the same exit — it is not).
+    pub fn known_not_after(&self, other: &Place) -> bool {
+        if self.exits != other.exits {
+            return self.exits < other.exits;
+        }
+        match (&self.mark, &other.mark) {
+            (None, None) => self.steps <= other.steps,
+            (None, Some(_)) => self.steps == 0,
+            (Some(a), Some(b)) => a.same_as(b) && self.steps <= other.steps,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.mark {
+            None => write!(f, "after exit {}", self.exits)?,
+            Some(m) => write!(f, "at rip {:#x} after exit {}", m.regs.rip, self.exits)?,
+        }
+        match self.steps {
+            0 | UNKNOWN => Ok(()),
+            s => write!(f, " + {s} instruction{}", if s == 1 { "" } else { "s" }),
+        }
+    }
+}
 
 /// What identifies an exit along the history, and what a read returned the first time.
 #[derive(Debug, Clone, Copy)]
@@ -30,10 +101,29 @@ pub struct ExitMark {
     pub rip: u64,
     /// The value a port, MMIO or MSR read gave the guest (a single port read, not `rep ins`).
     pub read: Option<u64>,
+    /// A digest of the general registers at the exit and of the value written: a difference
+    /// in data no exit carries (a TSC read, a random number) shows at the next exit.
+    pub data: u64,
+}
+
+/// The digest [`ExitMark::data`] keeps of the registers at an exit and the value it writes.
+pub fn data_digest(regs: &kvm_regs, e: &ExitEvent) -> u64 {
+    let written = match e.kind {
+        ExitKind::Io { dir: Dir::Out, data, .. }
+        | ExitKind::Mmio { dir: Dir::Out, data, .. }
+        | ExitKind::Msr { dir: Dir::Out, data, .. } => data,
+        _ => 0,
+    };
+    let r = regs;
+    let words = [
+        r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+        written,
+    ];
+    words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, w| (h ^ w).wrapping_mul(0x100_0000_01b3).rotate_left(29))
 }
 
 impl ExitMark {
-    pub fn of(e: &ExitEvent) -> Self {
+    pub fn of(e: &ExitEvent, data: u64) -> Self {
         let (at, read) = match e.kind {
             ExitKind::Io { port, dir: Dir::In, count: 1, data, .. } => (port as u64, Some(data)),
             ExitKind::Io { port, .. } => (port as u64, None),
@@ -43,7 +133,7 @@ impl ExitMark {
             ExitKind::Msr { index, .. } => (index as u64, None),
             _ => (0, None),
         };
-        Self { vcpu: e.vcpu, reason: e.kind.reason(), at, rip: e.rip, read }
+        Self { vcpu: e.vcpu, reason: e.kind.reason(), at, rip: e.rip, read, data }
     }
 
     /// The same exit: the same vCPU, reason, place and instruction (what it read may differ:
@@ -77,32 +167,51 @@ struct History {
 /// The timeline of one VM.
 pub struct Timeline {
     position: AtomicU64,
-    /// Instructions single-stepped since the last guest exit, or [`UNKNOWN`].
+    /// The stop the vCPU ran freely to since the last exit, if it did ([`Self::marked`] says
+    /// whether there is one without a lock, on the exit path).
+    mark: Mutex<Option<Landmark>>,
+    marked: AtomicBool,
+    /// Instructions single-stepped since the exit or the mark, or [`UNKNOWN`] while it runs freely.
     steps: AtomicU64,
+    /// Going over the past for the debugger (the legs of a reverse command): its exits are not
+    /// the guest's news.
+    replaying: AtomicBool,
+    /// Exits made again going over the past, which the counters and the recording leave out.
+    reexecuted: AtomicU64,
     /// A guest exit happened since the vCPU last left a park (the step under way made it).
     exited_in_step: AtomicBool,
     /// The vCPU left its last park to run freely (not to step).
     free: AtomicBool,
     /// Keeping the history (a checkpoint exists).
     keeping: AtomicBool,
+    /// The furthest position the guest has reached: exits up to it happened once already.
+    reached: AtomicU64,
     /// Stop when the position reaches this ([`UNKNOWN`]: nowhere).
     run_to: AtomicU64,
     history: Mutex<History>,
     /// Why the last going back failed, if it did.
     pub note: Mutex<Option<String>>,
+    /// The user asked the going back under way to stop where it is.
+    pub cancel: AtomicBool,
 }
 
 impl Timeline {
     pub fn new(position: u64) -> Self {
         Self {
             position: AtomicU64::new(position),
+            mark: Mutex::new(None),
+            marked: AtomicBool::new(false),
             steps: AtomicU64::new(0),
+            replaying: AtomicBool::new(false),
+            reexecuted: AtomicU64::new(0),
             exited_in_step: AtomicBool::new(false),
             free: AtomicBool::new(false),
             keeping: AtomicBool::new(false),
+            reached: AtomicU64::new(position),
             run_to: AtomicU64::new(UNKNOWN),
             history: Mutex::new(History { base: position, ..History::default() }),
             note: Mutex::new(None),
+            cancel: AtomicBool::new(false),
         }
     }
 
@@ -111,23 +220,56 @@ impl Timeline {
         self.position.load(Ordering::Acquire)
     }
 
-    /// Instructions single-stepped since the last guest exit, or [`UNKNOWN`].
-    pub fn steps(&self) -> u64 {
-        self.steps.load(Ordering::Acquire)
+    /// Where the VM is (while a vCPU runs freely, `steps` is [`UNKNOWN`]).
+    pub fn place(&self) -> Place {
+        let mark = *lock(&self.mark);
+        Place { exits: self.position(), mark, steps: self.steps.load(Ordering::Acquire) }
     }
 
-    /// Counts one exit (on its vCPU's thread). The stop it calls for, when going forward again
-    /// reaches the position asked for or leaves the history.
-    pub fn on_exit(&self, e: &ExitEvent) -> Option<StopReason> {
+    fn set_between(&self, mark: Option<Landmark>, steps: u64) {
+        let mut m = lock(&self.mark);
+        *m = mark;
+        self.marked.store(mark.is_some(), Ordering::Release);
+        self.steps.store(steps, Ordering::Release);
+    }
+
+    /// The debugger is going over the past (while `on`): the exits are not news.
+    pub fn set_replaying(&self, on: bool) {
+        self.replaying.store(on, Ordering::Release);
+    }
+
+    /// Whether the debugger is going over the past.
+    pub fn is_replaying(&self) -> bool {
+        self.replaying.load(Ordering::Acquire)
+    }
+
+    /// Exits made again going over the past, so far.
+    pub fn reexecuted(&self) -> u64 {
+        self.reexecuted.load(Ordering::Acquire)
+    }
+
+    /// Counts one exit (on its vCPU's thread), `data` its [`data_digest`]: the stop it calls for,
+    /// when going forward again reaches the position asked for or leaves the history, and
+    /// whether the exit is news — a guest exit at a position never reached before, or the
+    /// debugger's own trap outside a reverse command's legs — which the counters, the recording
+    /// and the views take (an exit made again going over the past is counted apart).
+    pub fn on_exit(&self, e: &ExitEvent, data: u64) -> (Option<StopReason>, bool) {
         if !is_guest_exit(e) {
-            return None;
+            return (None, !self.replaying.load(Ordering::Acquire));
         }
         let position = self.position.fetch_add(1, Ordering::AcqRel) + 1;
-        self.steps.store(0, Ordering::Release);
+        let mut new = self.reached.fetch_max(position, Ordering::AcqRel) < position;
+        // Stepping, the step ends with this exit; running freely, the guest goes on past it.
+        let steps = if self.free.load(Ordering::Acquire) { UNKNOWN } else { 0 };
+        if self.marked.load(Ordering::Acquire) {
+            self.set_between(None, steps);
+        } else {
+            self.steps.store(steps, Ordering::Release);
+        }
         self.exited_in_step.store(true, Ordering::Release);
         let mut stop = None;
         if self.keeping.load(Ordering::Acquire) {
-            let mark = ExitMark::of(e);
+            let mark = ExitMark::of(e, data);
             let mut h = lock(&self.history);
             if h.seqs.len() == HISTORY {
                 h.seqs.pop_front();
@@ -139,11 +281,23 @@ impl Timeline {
             } else if position <= end {
                 let at = (position - h.base - 1) as usize;
                 let was = h.exits[at];
-                if !was.same_exit(&mark) {
+                let diverged = if !was.same_exit(&mark) {
+                    Some((was.to_string(), mark.to_string()))
+                } else if was.data != mark.data {
+                    Some((
+                        format!("{was} with other registers or data written"),
+                        format!("the same exit, but the guest's registers or the value written differ (it read something no exit carries: rdtsc, rdrand, an interrupt's timing)"),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((was_text, now_text)) = diverged {
                     // Another path from here on: it is the history now.
                     h.exits.truncate(at);
                     h.exits.push_back(mark);
-                    stop = Some(StopReason::Diverged { position, was: was.to_string(), now: mark.to_string() });
+                    self.reached.store(position, Ordering::Release);
+                    new = true;
+                    stop = Some(StopReason::Diverged { position, was: was_text, now: now_text });
                 }
             } else {
                 if h.exits.len() == HISTORY {
@@ -156,7 +310,10 @@ impl Timeline {
         if stop.is_none() && self.run_to.load(Ordering::Acquire) == position {
             stop = Some(StopReason::Reached(position));
         }
-        stop
+        if !new {
+            self.reexecuted.fetch_add(1, Ordering::Relaxed);
+        }
+        (stop, new)
     }
 
     /// Going forward again over the history: what exit `e` (about to be counted) read the first
@@ -166,7 +323,7 @@ impl Timeline {
         if !self.keeping.load(Ordering::Acquire) || !is_guest_exit(e) {
             return None;
         }
-        let mark = ExitMark::of(e);
+        let mark = ExitMark::of(e, 0);
         let position = self.position() + 1;
         let h = lock(&self.history);
         let was = h.exits.get(position.checked_sub(h.base + 1)? as usize)?;
@@ -183,8 +340,8 @@ impl Timeline {
         }
     }
 
-    /// A vCPU leaves a park: to step (`step`) or to run freely (then the steps are not known
-    /// until the next exit).
+    /// A vCPU leaves a park: to step (`step`) or to run freely (then where it is is not known
+    /// until it stops or exits).
     pub fn on_leave_park(&self, step: bool) {
         self.exited_in_step.store(false, Ordering::Release);
         self.free.store(!step, Ordering::Release);
@@ -193,12 +350,25 @@ impl Timeline {
         }
     }
 
-    /// The vCPU parks; `at_exit`: right at a guest exit (an exit breakpoint, a position reached).
-    /// Elsewhere after running freely (a breakpoint, a pause), the steps since the exit are not
-    /// known.
-    pub fn on_park(&self, at_exit: bool) {
-        if self.free.load(Ordering::Acquire) && !at_exit {
-            self.steps.store(UNKNOWN, Ordering::Release);
+    /// The vCPU parks with `regs`; `at_exit`: right at a guest exit (an exit breakpoint, a
+    /// position reached). Elsewhere after running freely (a breakpoint, a pause) the place is
+    /// a new landmark, its RAM digest taken when it is needed.
+    pub fn on_park(&self, at_exit: bool, regs: &kvm_regs) {
+        if at_exit {
+            self.set_between(None, 0);
+        } else if self.free.load(Ordering::Acquire) && self.steps.load(Ordering::Acquire) == UNKNOWN {
+            self.set_between(Some(Landmark { regs: *regs, ram: None }), 0);
+        }
+    }
+
+    /// Sets the digest of RAM at the landmark the vCPU is parked on (steps 0), if it has none.
+    pub fn mark_ram(&self, digest: impl FnOnce() -> u64) {
+        let mut mark = lock(&self.mark);
+        if let Some(m) = mark.as_mut()
+            && m.ram.is_none()
+            && self.steps.load(Ordering::Acquire) == 0
+        {
+            m.ram = Some(digest());
         }
     }
 
@@ -212,11 +382,10 @@ impl Timeline {
         }
     }
 
-    /// The VM is put back at `position`, `steps` instructions after that exit ([`UNKNOWN`]: a
-    /// checkpoint the guest ran freely to).
-    pub fn set_place(&self, position: u64, steps: u64) {
-        self.position.store(position, Ordering::Release);
-        self.steps.store(steps, Ordering::Release);
+    /// The VM is put back at `place`.
+    pub fn set_place(&self, place: &Place) {
+        self.position.store(place.exits, Ordering::Release);
+        self.set_between(place.mark, place.steps);
     }
 
     /// Going forward, stop when the position reaches `position` ([`UNKNOWN`]: do not).
@@ -242,6 +411,7 @@ impl Timeline {
         let mut h = lock(&self.history);
         let keep = position.saturating_sub(h.base) as usize;
         h.exits.truncate(keep);
+        self.reached.store(position, Ordering::Release);
     }
 }
 
@@ -263,34 +433,55 @@ mod tests {
         }
     }
 
+    fn regs(rip: u64) -> kvm_regs {
+        kvm_regs { rip, ..Default::default() }
+    }
+
     #[test]
     fn positions_count_the_guests_exits_and_steps_since_the_last() {
         let t = Timeline::new(0);
-        assert_eq!(t.on_exit(&out(0x80, 1)), None);
+        assert_eq!(t.on_exit(&out(0x80, 1), 0), (None, true));
         assert_eq!(t.position(), 1);
         let step = ExitEvent { kind: ExitKind::Debug { exception: 1, pc: 0, dr6: 0, dr7: 0 }, ..out(0, 2) };
-        t.on_exit(&step);
+        t.on_exit(&step, 0);
         assert_eq!(t.position(), 1, "a debugger's trap is not the guest's exit");
         t.on_leave_park(true);
         t.on_step();
         t.on_step();
-        assert_eq!(t.steps(), 2);
+        assert_eq!(t.place(), Place::at_exit(1).plus(2));
         // A step whose instruction exits: the exit's count starts again at 0.
         t.on_leave_park(true);
-        t.on_exit(&out(0x80, 3));
+        t.on_exit(&out(0x80, 3), 0);
         t.on_step();
-        assert_eq!((t.position(), t.steps()), (2, 0));
+        assert_eq!(t.place(), Place::at_exit(2));
         t.on_leave_park(false);
-        assert_eq!(t.steps(), UNKNOWN);
-        // Running freely: an exit, then a breakpoint after it: how far after is not known.
-        t.on_exit(&out(0x80, 4));
-        t.on_park(false);
-        assert_eq!((t.position(), t.steps()), (3, UNKNOWN));
+        assert_eq!(t.place().steps, UNKNOWN);
+        // Running freely: an exit, then a breakpoint after it: a landmark, steps counted from it.
+        t.on_exit(&out(0x80, 4), 0);
+        t.on_park(false, &regs(0x44));
+        let place = t.place();
+        assert_eq!((place.exits, place.steps, place.mark.map(|m| m.regs.rip)), (3, 0, Some(0x44)));
+        t.mark_ram(|| 7);
+        t.on_leave_park(true);
+        t.on_step();
+        assert_eq!(t.place(), Place { exits: 3, mark: Some(Landmark { regs: regs(0x44), ram: Some(7) }), steps: 1 });
         // Parked right at an exit (an exit breakpoint): just after it.
         t.on_leave_park(false);
-        t.on_exit(&out(0x80, 5));
-        t.on_park(true);
-        assert_eq!((t.position(), t.steps()), (4, 0));
+        t.on_exit(&out(0x80, 5), 0);
+        t.on_park(true, &regs(5));
+        assert_eq!(t.place(), Place::at_exit(4));
+    }
+
+    #[test]
+    fn places_are_ordered_only_where_it_is_known() {
+        let mark = |rip, ram| Some(Landmark { regs: regs(rip), ram: Some(ram) });
+        let l = Place { exits: 3, mark: mark(0x10, 1), steps: 2 };
+        assert!(Place::at_exit(2).plus(50).known_not_after(&l));
+        assert!(Place::at_exit(3).known_not_after(&l), "an exit comes before the stops after it");
+        assert!(!Place::at_exit(3).plus(1).known_not_after(&l), "how far the landmark is from the exit is not known");
+        assert!(Place { steps: 1, ..l }.known_not_after(&l));
+        assert!(!Place { mark: mark(0x10, 2), ..l }.known_not_after(&l), "another RAM: another landmark");
+        assert!(!l.known_not_after(&Place::at_exit(3).plus(9)));
     }
 
     #[test]
@@ -298,18 +489,25 @@ mod tests {
         let t = Timeline::new(0);
         t.keep_history();
         for rip in [10, 20, 30] {
-            assert_eq!(t.on_exit(&out(0x80, rip)), None);
+            assert_eq!(t.on_exit(&out(0x80, rip), rip), (None, true));
         }
+        assert!(!t.is_new(3) && t.is_new(4));
         // Back to position 1, asked to stop at 3.
-        t.set_place(1, 0);
+        t.set_place(&Place::at_exit(1));
         t.run_to(3);
-        assert_eq!(t.on_exit(&out(0x80, 20)), None);
-        assert_eq!(t.on_exit(&out(0x80, 30)), Some(StopReason::Reached(3)));
+        assert_eq!(t.on_exit(&out(0x80, 20), 20), (None, false), "made again: not news");
+        assert_eq!(t.on_exit(&out(0x80, 30), 30).0, Some(StopReason::Reached(3)));
+        assert_eq!(t.reexecuted(), 2);
         // Back again, and this time the guest goes elsewhere at position 2.
-        t.set_place(1, 0);
-        let diverged = t.on_exit(&out(0x3f8, 21));
+        t.set_place(&Place::at_exit(1));
+        let (diverged, new) = t.on_exit(&out(0x3f8, 21), 21);
+        assert!(new, "another path: news");
         assert!(matches!(diverged, Some(StopReason::Diverged { position: 2, .. })), "{diverged:?}");
         assert_eq!(t.history_end(), 2, "the new path is the history");
+        // The same exit with other data (a TSC read went into a register): said too.
+        t.set_place(&Place::at_exit(1));
+        let diverged = t.on_exit(&out(0x3f8, 21), 99).0;
+        assert!(matches!(&diverged, Some(StopReason::Diverged { position: 2, now, .. }) if now.contains("rdtsc")));
     }
 
     #[test]
@@ -318,12 +516,12 @@ mod tests {
         t.keep_history();
         let read =
             |data| ExitEvent { kind: ExitKind::Io { port: 0x71, dir: Dir::In, size: 1, count: 1, data }, ..out(0, 7) };
-        t.on_exit(&read(0x26));
+        t.on_exit(&read(0x26), 0);
         assert_eq!(t.first_read(&read(0x30)), None, "at the end of the history: nothing to give");
-        t.set_place(0, 0);
+        t.set_place(&Place::at_exit(0));
         assert_eq!(t.first_read(&read(0x30)), Some(0x26), "the clock moved on: the first value");
         assert_eq!(t.first_read(&read(0x26)), None, "the same value: nothing to change");
-        assert_eq!(t.on_exit(&read(0x26)), None, "and the exit is the same exit");
+        assert_eq!(t.on_exit(&read(0x26), 0).0, None, "and the exit is the same exit");
     }
 
     #[test]
@@ -331,10 +529,10 @@ mod tests {
         let t = Timeline::new(0);
         t.keep_history();
         for (seq, rip) in [(5, 10), (6, 20), (9, 30)] {
-            t.on_exit(&ExitEvent { seq, ..out(0x80, rip) });
+            t.on_exit(&ExitEvent { seq, ..out(0x80, rip) }, 0);
         }
-        t.set_place(1, 0);
-        t.on_exit(&ExitEvent { seq: 12, ..out(0x80, 20) });
+        t.set_place(&Place::at_exit(1));
+        t.on_exit(&ExitEvent { seq: 12, ..out(0x80, 20) }, 0);
         assert_eq!([5, 6, 9, 12, 7].map(|s| t.position_of(s)), [Some(1), Some(2), Some(3), Some(2), None]);
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{MachineState, RamImage};
+use crate::vmm::timeline::Place;
 
 /// A page of guest RAM.
 pub const PAGE: usize = 4096;
@@ -20,11 +21,8 @@ pub const DEFAULT_BUDGET: u64 = 2 << 30;
 /// One checkpoint: where on the timeline, and what it holds.
 pub struct Checkpoint {
     pub id: u32,
-    /// Its place on the timeline: the guest exits before it ...
-    pub seq: u64,
-    /// ... and the instructions single-stepped since the last of them (`u64::MAX`: not known,
-    /// the guest ran freely to it).
-    pub steps: u64,
+    /// Its place on the timeline.
+    pub place: Place,
     /// Time since the VM started.
     pub t_ns: u64,
     /// Whether the user asked for it (kept when thinning) or kvmscope took it on its own.
@@ -32,12 +30,19 @@ pub struct Checkpoint {
     pub machine: MachineState,
     /// Its mark in each writable disk's undo log (the disks go back with it).
     pub disks: Vec<u64>,
+    /// The exit breakpoints' matches when it was taken, by number.
+    pub exit_hits: Vec<(u32, u64)>,
     /// The pages (by guest-physical address) whose content differs in the next newer checkpoint,
     /// as they were here. Empty for the newest, whose RAM is [`Checkpoints::newest_ram`].
     delta: BTreeMap<u64, Box<[u8]>>,
 }
 
 impl Checkpoint {
+    /// The guest exits before it.
+    pub fn seq(&self) -> u64 {
+        self.place.exits
+    }
+
     /// Bytes this checkpoint keeps of its own.
     pub fn size(&self) -> u64 {
         (self.delta.len() * PAGE) as u64
@@ -91,10 +96,10 @@ fn apply(ram: &mut RamImage, pages: &BTreeMap<u64, Box<[u8]>>) {
 }
 
 impl Checkpoints {
-    /// Adds a checkpoint of `machine` and `ram` taken at exit `seq`; its number.
+    /// Adds a checkpoint of `machine` and `ram` taken at `place`; its number.
     pub fn add(
         &mut self,
-        (seq, steps): (u64, u64),
+        place: Place,
         t_ns: u64,
         manual: bool,
         machine: MachineState,
@@ -108,7 +113,16 @@ impl Checkpoints {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.list.push(Checkpoint { id, seq, steps, t_ns, manual, machine, disks: Vec::new(), delta: BTreeMap::new() });
+        self.list.push(Checkpoint {
+            id,
+            place,
+            t_ns,
+            manual,
+            machine,
+            disks: Vec::new(),
+            exit_hits: Vec::new(),
+            delta: BTreeMap::new(),
+        });
         self.thin();
         id
     }
@@ -117,6 +131,13 @@ impl Checkpoints {
     pub fn mark_disks(&mut self, id: u32, marks: Vec<u64>) {
         if let Some(c) = self.list.iter_mut().find(|c| c.id == id) {
             c.disks = marks;
+        }
+    }
+
+    /// Sets checkpoint `id`'s exit breakpoint matches.
+    pub fn set_exit_hits(&mut self, id: u32, hits: Vec<(u32, u64)>) {
+        if let Some(c) = self.list.iter_mut().find(|c| c.id == id) {
+            c.exit_hits = hits;
         }
     }
 
@@ -130,15 +151,9 @@ impl Checkpoints {
         self.list.iter().find(|c| c.id == id)
     }
 
-    /// The newest checkpoint taken at or before exit `seq`.
-    pub fn at_or_before(&self, seq: u64) -> Option<&Checkpoint> {
-        self.list.iter().rev().find(|c| c.seq <= seq)
-    }
-
-    /// The newest checkpoint from which `steps` instructions after exit `seq` can be counted:
-    /// one before that exit, or at it with a known number of steps no more than `steps`.
-    pub fn anchor_for(&self, seq: u64, steps: u64) -> Option<&Checkpoint> {
-        self.list.iter().rev().find(|c| c.seq < seq || (c.seq == seq && c.steps != u64::MAX && c.steps <= steps))
+    /// The newest checkpoint known to be no later than `place`: where going to `place` starts.
+    pub fn anchor_for(&self, place: &Place) -> Option<&Checkpoint> {
+        self.list.iter().rev().find(|c| c.place.known_not_after(place))
     }
 
     /// Checkpoint `id`'s RAM, whole: the newest's, with the older ones' pages put back down to it
@@ -255,16 +270,16 @@ mod tests {
     #[test]
     fn older_checkpoints_keep_only_the_pages_that_changed_and_come_back_whole() {
         let mut c = Checkpoints::default();
-        let a = c.add((10, 0), 1, true, machine(), &slices(&ram(&[(0, 1)])));
-        let b = c.add((20, 0), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
-        let d = c.add((30, 0), 3, false, machine(), &slices(&ram(&[(0, 2), (3, 8), (5, 9)])));
+        let a = c.add(Place::at_exit(10), 1, true, machine(), &slices(&ram(&[(0, 1)])));
+        let b = c.add(Place::at_exit(20), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
+        let d = c.add(Place::at_exit(30), 3, false, machine(), &slices(&ram(&[(0, 2), (3, 8), (5, 9)])));
         assert_eq!(c.get(a).unwrap().size(), (2 * PAGE) as u64, "pages 0 and 3 differ from b");
         assert_eq!(c.get(b).unwrap().size(), (2 * PAGE) as u64, "pages 3 and 5 differ from d");
         assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
         assert_eq!(c.ram_of(b).unwrap(), ram(&[(0, 2), (3, 7)]));
         assert_eq!(c.ram_of(d).unwrap(), ram(&[(0, 2), (3, 8), (5, 9)]));
-        assert_eq!(c.at_or_before(25).map(|k| k.id), Some(b));
-        assert!(c.at_or_before(5).is_none());
+        assert_eq!(c.anchor_for(&Place::at_exit(25)).map(|k| k.id), Some(b));
+        assert!(c.anchor_for(&Place::at_exit(5)).is_none());
         // Going back to b: d is another future now.
         c.truncate_after(b);
         assert_eq!(c.list().len(), 2);
@@ -275,8 +290,8 @@ mod tests {
     #[test]
     fn restoring_writes_only_the_pages_that_differ() {
         let mut c = Checkpoints::default();
-        let a = c.add((10, 0), 1, true, machine(), &slices(&ram(&[(0, 1)])));
-        c.add((20, 0), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
+        let a = c.add(Place::at_exit(10), 1, true, machine(), &slices(&ram(&[(0, 1)])));
+        c.add(Place::at_exit(20), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
         let mut guest = ram(&[(0, 2), (3, 7), (6, 5)]);
         let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
         assert_eq!(c.restore_into(a, &mut view), Some(3), "pages 0, 3 and 6");
@@ -292,7 +307,7 @@ mod tests {
         let mut kept_by_user = 0;
         for i in 0..8u64 {
             let fill: Vec<(usize, u8)> = if i == 0 { Vec::new() } else { vec![(i as usize, i as u8)] };
-            let id = c.add((i * 10, 0), i, i == 3, machine(), &slices(&ram(&fill)));
+            let id = c.add(Place::at_exit(i * 10), i, i == 3, machine(), &slices(&ram(&fill)));
             if i == 3 {
                 kept_by_user = id;
             }
@@ -302,9 +317,9 @@ mod tests {
         assert!(c.thinned > 0);
         assert!(c.get(kept_by_user).is_some(), "a checkpoint the user took stays");
         for k in c.list() {
-            let i = k.seq / 10;
+            let i = k.seq() / 10;
             let want = if i == 0 { ram(&[]) } else { ram(&[(i as usize, i as u8)]) };
-            assert_eq!(c.ram_of(k.id).unwrap(), want, "checkpoint at {}", k.seq);
+            assert_eq!(c.ram_of(k.id).unwrap(), want, "checkpoint at {}", k.seq());
         }
     }
 }

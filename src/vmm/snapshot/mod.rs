@@ -78,7 +78,7 @@ pub enum SnapshotError {
     Guest(String),
     #[error("every vCPU must be stopped first (pause the guest)")]
     Running,
-    #[error("no checkpoint #{0} (:checkpoints lists them)")]
+    #[error("no checkpoint #{0}")]
     NoCheckpoint(u32),
     #[error(transparent)]
     File(#[from] file::FileError),

@@ -41,18 +41,50 @@ pub struct VcpuDebugger {
     /// Whether guest debugging is on in KVM.
     guest_debug_on: bool,
     /// A stop to make once the instruction under way completes (a read caught by a watchpoint
-    /// exits before the load finishes; gdb expects to see it done).
-    pending_stop: Option<StopReason>,
+    /// exits before the load finishes; gdb expects to see it done), with the exit that made it.
+    pending_stop: Option<(StopReason, Option<ExitEvent>)>,
+    /// The instruction a step executes exited (or kvmscope finished it for the host): the step
+    /// ends there. Where the exit leaves RIP past the instruction (an `out`, an MMIO write on an
+    /// emulating host), KVM's single-step trap would only come after the *next* instruction.
+    step_ends: bool,
 }
 
 impl VcpuDebugger {
     pub fn new(vcpu: u32) -> Self {
-        Self { vcpu, state: VcpuState::Running, generation: 0, guest_debug_on: false, pending_stop: None }
+        Self { vcpu, state: VcpuState::Running, generation: 0, guest_debug_on: false, pending_stop: None, step_ends: false }
     }
 
     /// The stop to make after the instruction under way, if any.
-    pub fn take_pending_stop(&mut self) -> Option<StopReason> {
+    pub fn take_pending_stop(&mut self) -> Option<(StopReason, Option<ExitEvent>)> {
         self.pending_stop.take()
+    }
+
+    /// Stops once the instruction under way is complete: a stop at a guest exit shows the
+    /// instruction done (a port read's value in its register), and a step from there executes
+    /// the next one instead of finishing this one.
+    pub fn stop_after_instruction(&mut self, reason: StopReason, event: Option<ExitEvent>) {
+        self.pending_stop = Some((reason, event));
+    }
+
+    /// An exit came while single-stepping: the step ends with its instruction.
+    pub fn end_step_at_exit(&mut self) {
+        if self.state.single_steps() {
+            self.step_ends = true;
+        }
+    }
+
+    /// Whether the step under way ends at the exit just handled (and forgets it).
+    pub fn take_step_end(&mut self) -> bool {
+        std::mem::take(&mut self.step_ends)
+    }
+
+    /// Ends the step under way as its trap would (a breakpoint stepped off is planted again):
+    /// the stop to make, if the step was the user's. `None` when no step is under way.
+    pub fn finish_step(&mut self, fd: &VcpuFd, shared: &Shared) -> Option<DebugOutcome> {
+        if !self.state.single_steps() {
+            return None;
+        }
+        Some(self.on_debug_trap(fd, shared, 0))
     }
 
     /// Reloads the guest-debug settings when the controller changed breakpoints.
@@ -112,6 +144,7 @@ impl VcpuDebugger {
             (sw_gpa.is_some() || bps.hw_exec_at(regs.rip)).then_some(sw_gpa)
         };
         self.state = VcpuState::leave_park(step, over);
+        self.step_ends = false;
         self.apply(fd, shared, 0).is_ok()
     }
 
@@ -168,7 +201,7 @@ impl VcpuDebugger {
                 match (hit, dir) {
                     (Some(w), Dir::Out) => DebugOutcome::Stop(StopReason::Watchpoint { gva: w.gva, kind: w.kind }),
                     (Some(w), Dir::In) => {
-                        self.pending_stop = Some(StopReason::Watchpoint { gva: w.gva, kind: w.kind });
+                        self.pending_stop = Some((StopReason::Watchpoint { gva: w.gva, kind: w.kind }, None));
                         DebugOutcome::Handled
                     }
                     (None, _) => DebugOutcome::Handled,
@@ -234,16 +267,25 @@ impl VcpuDebugger {
                 Some(Completion::Done(done, fpu))
                     if fpu.is_none_or(|f| set_x87_sse(fd, &f)) && fd.set_regs(&done).is_ok() =>
                 {
+                    self.end_step_at_exit();
                     DebugOutcome::Handled
                 }
-                Some(Completion::Fault(vector)) if inject_fault(fd, vector) => DebugOutcome::Handled,
+                Some(Completion::Fault(vector)) if inject_fault(fd, vector) => {
+                    self.end_step_at_exit();
+                    DebugOutcome::Handled
+                }
                 _ => DebugOutcome::None,
             };
         }
         if let Some(bp) = shared.debug.breakpoints().sw_at(gpa) {
             return DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva));
         }
-        if inject_breakpoint(fd, regs) { DebugOutcome::Handled } else { DebugOutcome::None }
+        if inject_breakpoint(fd, regs) {
+            self.end_step_at_exit();
+            DebugOutcome::Handled
+        } else {
+            DebugOutcome::None
+        }
     }
 }
 

@@ -149,16 +149,11 @@ impl Vcpu {
                 break Some((RunEnd::VmmError(e), None));
             }
             let mut next = self.run_once();
-            if let (Next::Continue, Some(reason)) = (&next, self.debugger.take_pending_stop()) {
-                let parks = self.parks;
-                next = self.complete_instruction();
-                // Completing it may have stopped already (the write of a read-modify-write).
-                if matches!(next, Next::Continue) && self.parks == parks {
-                    self.shared.pause_all();
-                    if !self.park(reason, None) {
-                        break None;
-                    }
-                }
+            if matches!(next, Next::Continue) {
+                next = match self.finish_instruction() {
+                    Some(next) => next,
+                    None => break None,
+                };
             }
             if let Next::End(end) = next {
                 let crash = end.is_crash().then(|| Box::new(self.crash_report()));
@@ -172,6 +167,36 @@ impl Vcpu {
             lock(times).merge(&p.times());
         }
         end
+    }
+
+    /// After an exit that leaves a stop for once its instruction is done (an exit breakpoint, a
+    /// place reached, a watched read, a step whose instruction exited): completes the
+    /// instruction, then stops. `None` when the run is ending instead.
+    fn finish_instruction(&mut self) -> Option<Next> {
+        let pending = self.debugger.take_pending_stop();
+        let step_ends = self.debugger.take_step_end();
+        if pending.is_none() && !step_ends {
+            return Some(Next::Continue);
+        }
+        let parks = self.parks;
+        let next = self.complete_instruction();
+        // Completing it may have stopped already (the write of a read-modify-write, the step's
+        // own trap on a host that completes the instruction in KVM_RUN).
+        if !matches!(next, Next::Continue) || self.parks != parks {
+            return Some(next);
+        }
+        // A step under way ends with this instruction, whatever else stops here.
+        let step = self.debugger.finish_step(&self.fd, &self.shared);
+        if step.is_some() {
+            self.shared.timeline.on_step();
+        }
+        let (reason, event) = match (pending, step) {
+            (Some(pending), _) => pending,
+            (None, Some(DebugOutcome::Stop(reason))) => (reason, None),
+            _ => return Some(Next::Continue),
+        };
+        self.shared.pause_all();
+        self.park(reason, event).then_some(Next::Continue)
     }
 
     /// One `KVM_RUN` and the handling of its exit.
@@ -251,12 +276,18 @@ impl Vcpu {
                 event.kind.set_read(first);
             }
         }
-        shared.counters_of(self.index as usize).record(&event);
-        lap(&mut self.profile, Stage::Count);
-        for sink in &shared.sinks {
-            sink.on_exit(&event);
+        let (timeline_stop, news) = shared.timeline.on_exit(&event, crate::vmm::timeline::data_digest(regs, &event));
+        // An exit made again going over the past was counted, recorded and shown the first time.
+        if news {
+            shared.counters_of(self.index as usize).record(&event);
         }
-        if let (Some(every), Some(sregs)) = (shared.stacks_every, sregs)
+        lap(&mut self.profile, Stage::Count);
+        if news {
+            for sink in &shared.sinks {
+                sink.on_exit(&event);
+            }
+        }
+        if let (Some(every), Some(sregs), true) = (shared.stacks_every, sregs, news)
             && event.seq % every == 0
         {
             let frames = frame_pointer_walk(&shared.ram, &CpuMode::from(sregs), regs.rip, regs.rbp);
@@ -267,24 +298,41 @@ impl Vcpu {
             }
         }
         lap(&mut self.profile, Stage::Sinks);
-        let timeline_stop = shared.timeline.on_exit(&event);
         let at_limit = event.seq + 1 >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
         // exit breakpoint stops before the exit takes its usual effect (which may end the run).
         let (outcome, next) = match self.debugger.on_exit(&self.fd, shared, &event, regs, sregs) {
             DebugOutcome::None => {
                 let next = self.decide(&event, translated.request, regs.rflags);
-                match (shared.debug.exit_breakpoint_hit(&event), timeline_stop) {
-                    (Some(bp), _) => (DebugOutcome::Stop(StopReason::ExitBreakpoint(bp)), next),
+                let stop = match (shared.debug.exit_breakpoint_hit(&event), timeline_stop) {
+                    (Some(bp), _) => Some(StopReason::ExitBreakpoint(bp)),
                     // Going forward again: there, or off the history.
-                    (None, Some(reason)) => (DebugOutcome::Stop(reason), next),
-                    (None, None) => (DebugOutcome::None, next),
+                    (None, reason) => reason,
+                };
+                match stop {
+                    // Once the instruction is complete, unless the exit ends the run.
+                    Some(reason) if matches!(next, Next::Continue) => {
+                        self.debugger.stop_after_instruction(reason, Some(event.clone()));
+                        (DebugOutcome::Handled, next)
+                    }
+                    Some(reason) => (DebugOutcome::Stop(reason), next),
+                    None => (DebugOutcome::None, next),
                 }
             }
             other => (other, Next::Continue),
         };
-        if matches!(outcome, DebugOutcome::Stop(StopReason::Step)) {
-            shared.timeline.on_step();
+        // A step whose instruction exited ends with it: where the exit leaves RIP past the
+        // instruction, KVM's own step trap would come one instruction late.
+        let trap = matches!(event.kind, ExitKind::Debug { .. } | ExitKind::Breakpoint { .. });
+        match &outcome {
+            DebugOutcome::Stop(StopReason::Step) => shared.timeline.on_step(),
+            // A watched page's write stopped the step: the instruction is done.
+            DebugOutcome::Stop(_) if !trap && self.debugger.finish_step(&self.fd, shared).is_some() => {
+                shared.timeline.on_step()
+            }
+            DebugOutcome::Stop(_) => {}
+            _ if !trap && matches!(next, Next::Continue) => self.debugger.end_step_at_exit(),
+            _ => {}
         }
         if let DebugOutcome::Stop(reason) = outcome {
             self.shared.pause_all();
@@ -307,7 +355,8 @@ impl Vcpu {
     /// is ending instead.
     fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
         self.parks += 1;
-        self.shared.timeline.on_park(event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit));
+        let regs = self.fd.get_regs().unwrap_or_default();
+        self.shared.timeline.on_park(event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit), &regs);
         self.debugger.state = VcpuState::Parked;
         let index = self.index as usize;
         self.publish_stop(reason, event);
@@ -373,8 +422,10 @@ impl Vcpu {
         let sregs = self.fd.get_sregs().unwrap_or_default();
         let fpu = self.fd.get_fpu().unwrap_or_default();
         let stop = Stop { vcpu: self.index, reason, regs, sregs, fpu, event, serial: 0 };
-        for sink in &self.shared.sinks {
-            sink.on_stop(&stop);
+        if !self.shared.timeline.is_replaying() {
+            for sink in &self.shared.sinks {
+                sink.on_stop(&stop);
+            }
         }
         self.shared.debug.set_stop(self.index as usize, Some(stop));
     }

@@ -1,0 +1,293 @@
+//! Going back in time, the controller's side: checkpoints taken and restored while the guest is
+//! stopped (`:checkpoint`, `monitor checkpoint`), snapshots written to a file, and the timeline
+//! place they are put on. Going forward again exactly to a place is `forward`; the reverse
+//! commands built on it (reverse-stepi, reverse-continue, "go back to this exit") are `reverse`.
+
+mod forward;
+mod reverse;
+
+use std::path::Path;
+
+use crate::controller::{ControlError, Controller};
+use crate::sync::lock;
+use crate::vmm::live_state;
+use crate::vmm::snapshot::SnapshotError;
+use crate::vmm::snapshot::file::{self, SnapshotHeader};
+pub use crate::vmm::timeline::{Landmark, Place};
+
+/// Why going back in time could not be done; the guest is then where it ended up, which the
+/// stop says.
+#[derive(Debug, thiserror::Error)]
+pub enum TravelError {
+    #[error("going back follows one vCPU; this VM has {0}")]
+    ManyVcpus(usize),
+    #[error("no checkpoint before the present to go back from (--checkpoint-every, :checkpoint, monitor checkpoint)")]
+    NoCheckpoint,
+    #[error("{0} is before the first checkpoint")]
+    BeforeFirstCheckpoint(Place),
+    #[error("pause the guest first (space)")]
+    Running,
+    #[error("the run ended while going forward again")]
+    RunEnded,
+    #[error("going forward again took longer than {0} s")]
+    TooLong(u64),
+    #[error("interrupted by the user at {0}")]
+    Cancelled(Place),
+    #[error("{0}")]
+    Diverged(String),
+    #[error("going forward again, exit {next} came before the stop at {place}: the guest took another path")]
+    LandmarkLost { place: Place, next: u64 },
+    #[error("stepping from {0} did not come back to the present (more than {1} instructions, or another path)")]
+    PresentLost(Place, u64),
+    #[error("it is not on the timeline kept (the first checkpoint is at exit {0})")]
+    NotKept(u64),
+    #[error("the disks could not be taken back with the checkpoint: {0}")]
+    Disks(String),
+    #[error("the breakpoint's stop was not found again")]
+    StopLost,
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("{0}")]
+    Control(String),
+}
+
+impl TravelError {
+    /// Whether the guest is still where it was before the command (nothing was re-executed).
+    pub fn left_in_place(&self) -> bool {
+        matches!(self, TravelError::ManyVcpus(_) | TravelError::NoCheckpoint | TravelError::Running)
+    }
+}
+
+impl From<ControlError> for TravelError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Travel(t) => t,
+            ControlError::Snapshot(s) => TravelError::Snapshot(s),
+            other => TravelError::Control(other.to_string()),
+        }
+    }
+}
+
+/// One checkpoint as the views list it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    pub id: u32,
+    /// Where on the timeline it was taken.
+    pub place: Place,
+    pub t_ns: u64,
+    pub manual: bool,
+    /// Bytes it keeps of its own (the pages where it differs from the next).
+    pub size: u64,
+}
+
+impl CheckpointInfo {
+    /// Exits since the VM started when it was taken.
+    pub fn position(&self) -> u64 {
+        self.place.exits
+    }
+}
+
+/// The checkpoints, and what they hold in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckpointList {
+    pub checkpoints: Vec<CheckpointInfo>,
+    pub bytes: u64,
+    pub budget: u64,
+    pub thinned: u64,
+    /// Bytes the writable disks' undo logs keep for them.
+    pub disk_undo: u64,
+}
+
+impl std::fmt::Display for CheckpointList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::vmm::memory::human_size;
+        if self.checkpoints.is_empty() {
+            return write!(f, "no checkpoints (:checkpoint or monitor checkpoint takes one)");
+        }
+        for c in &self.checkpoints {
+            writeln!(
+                f,
+                "#{:<3} {:<34} {:>10.6}s  {:<9} {}",
+                c.id,
+                c.place.to_string(),
+                c.t_ns as f64 / 1e9,
+                if c.manual { "taken" } else { "automatic" },
+                human_size(c.size)
+            )?;
+        }
+        write!(
+            f,
+            "{} held of a {} budget{}{}",
+            human_size(self.bytes),
+            human_size(self.budget),
+            if self.thinned > 0 { format!(", {} older thinned away", self.thinned) } else { String::new() },
+            if self.disk_undo > 0 {
+                format!("; the disks' undo logs {}", human_size(self.disk_undo))
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+impl Controller {
+    /// Where the VM is on its timeline: exits since it started, along the present history.
+    pub fn position(&self) -> u64 {
+        self.shared().timeline.position()
+    }
+
+    /// Where the VM is: exits, the stop it ran freely to since the last, steps since.
+    pub fn place(&self) -> Place {
+        self.shared().timeline.place()
+    }
+
+    /// Where the stopped VM is, with the RAM digest of the landmark it stands on taken if it had
+    /// none: a place that can be found again.
+    pub(crate) fn present(&self) -> Place {
+        let t = &self.shared().timeline;
+        t.mark_ram(|| self.ram_digest());
+        t.place()
+    }
+
+    /// A digest of guest RAM as the guest sees it (its own bytes under kvmscope's int3s), for
+    /// the stopped VM (see [`crate::vmm::memory::GuestRam::digest`]).
+    pub fn ram_digest(&self) -> u64 {
+        let shared = self.shared();
+        shared.ram.digest(&live_state::planted_originals(shared))
+    }
+
+    /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
+    pub fn checkpoint(&self, manual: bool) -> Result<u32, ControlError> {
+        let shared = self.shared();
+        let (machine, _, t_ns) = live_state::capture_machine(shared)?;
+        let place = self.present();
+        let planted = live_state::planted_originals(shared);
+        shared.timeline.keep_history();
+        let exit_hits = shared.debug.exit_breakpoint_hits();
+        let mut checkpoints = lock(&shared.checkpoints);
+        // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
+        let ram = unsafe { shared.ram.slices() };
+        let id = checkpoints.add(place, t_ns, manual, machine, &ram);
+        for (gpa, byte) in planted {
+            checkpoints.poke_newest(gpa, byte);
+        }
+        checkpoints.mark_disks(id, shared.virtio.mark_disks());
+        checkpoints.set_exit_hits(id, exit_hits);
+        // Thinning may have dropped the oldest: the disks need not go back further than what is left.
+        if let Some(oldest) = checkpoints.list().first() {
+            shared.virtio.forget_disks_before(&oldest.disks);
+        }
+        Ok(id)
+    }
+
+    /// At a stop the user holds: takes a checkpoint of kvmscope's own when there is none yet or
+    /// the newest is [`crate::vmm::snapshot::checkpoints::AUTO_EVERY`] exits back or more, so that
+    /// going back is never far from one. `None` when none was due.
+    pub fn auto_checkpoint(&self) -> Option<Result<u32, ControlError>> {
+        let shared = self.shared();
+        let every = shared.checkpoint_every;
+        if every == 0 || self.is_ending() {
+            return None;
+        }
+        let newest = lock(&shared.checkpoints).list().last().map(|c| c.seq());
+        let due = newest.is_none_or(|at| shared.timeline.position() >= at + every);
+        due.then(|| self.checkpoint(false))
+    }
+
+    /// The checkpoints kept.
+    pub fn checkpoints(&self) -> CheckpointList {
+        let c = lock(&self.shared().checkpoints);
+        CheckpointList {
+            checkpoints: c
+                .list()
+                .iter()
+                .map(|k| CheckpointInfo { id: k.id, place: k.place, t_ns: k.t_ns, manual: k.manual, size: k.size() })
+                .collect(),
+            bytes: c.size(),
+            budget: c.budget,
+            thinned: c.thinned,
+            disk_undo: self.shared().virtio.disk_undo_bytes(),
+        }
+    }
+
+    /// Puts the stopped VM back in checkpoint `id`'s state; the checkpoints after it are
+    /// dropped (running on makes another future). Its place.
+    pub fn restore_checkpoint(&self, id: u32) -> Result<Place, ControlError> {
+        let shared = self.shared();
+        let place = self.put_back(id)?;
+        lock(&shared.checkpoints).truncate_after(id);
+        shared.timeline.truncate(place.exits);
+        Ok(place)
+    }
+
+    /// Puts the VM in checkpoint `id`'s state, keeping what came after it; its place.
+    pub(crate) fn put_back(&self, id: u32) -> Result<Place, ControlError> {
+        let shared = self.shared();
+        let (place, disks, hits) = {
+            let c = lock(&shared.checkpoints);
+            let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
+            live_state::restore_with(shared, &k.machine, |guest| {
+                // SAFETY: every vCPU is parked and the virtio workers settled (restore_with).
+                let mut ram = unsafe { guest.slices_mut() };
+                c.restore_into(id, &mut ram).map(|_| ()).ok_or(SnapshotError::NoCheckpoint(id))
+            })?;
+            (k.place, k.disks.clone(), k.exit_hits.clone())
+        };
+        shared.virtio.rewind_disks(&disks).map_err(|e| TravelError::Disks(e.to_string()))?;
+        // An exit breakpoint's Nth match is counted along the timeline: its count goes back too.
+        shared.debug.set_exit_breakpoint_hits(&hits);
+        shared.timeline.set_place(&place);
+        Ok(place)
+    }
+
+    /// Writes the stopped VM's whole state to `path`; the bytes written.
+    pub fn snapshot(&self, path: &Path) -> Result<u64, ControlError> {
+        let shared = self.shared();
+        let (machine, seq, t_ns) = live_state::capture_machine(shared)?;
+        let header = SnapshotHeader {
+            kvmscope: env!("CARGO_PKG_VERSION").to_string(),
+            machine_args: shared.machine_args.clone(),
+            mem_size: shared.ram.map.size(),
+            cpus: self.vcpus() as u32,
+            disks: disks_of(&shared.machine_args),
+            seq,
+            t_ns,
+            ram: shared.ram.host_ranges().iter().map(|&(gpa, len, _)| (gpa, len)).collect(),
+        };
+        // RAM is written from where it is, with the guest's own bytes under kvmscope's int3s
+        // for the while.
+        let planted = live_state::planted_originals(shared);
+        for &(gpa, byte) in &planted {
+            shared.ram.write(gpa, &[byte]);
+        }
+        // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
+        let written = file::write(path, &header, &machine, &unsafe { shared.ram.slices() });
+        for &(gpa, _) in &planted {
+            shared.ram.write(gpa, &[0xcc]);
+        }
+        Ok(written.map_err(SnapshotError::from)?)
+    }
+
+    /// Puts the state a snapshot file holds into this VM (built from the same options), before
+    /// its vCPUs first run or while they are stopped.
+    pub fn restore_snapshot(&self, path: &Path) -> Result<u64, ControlError> {
+        let snap = file::read(path).map_err(SnapshotError::from)?;
+        live_state::restore_with(self.shared(), &snap.machine, |guest| {
+            // SAFETY: every vCPU is parked and the virtio workers settled (restore_with).
+            match snap.write_ram(&mut unsafe { guest.slices_mut() }) {
+                true => Ok(()),
+                false => Err(crate::vmm::snapshot::memory_mismatch(guest, &snap.header)),
+            }
+        })?;
+        let seq = snap.header.seq;
+        self.shared().timeline.set_place(&Place::at_exit(seq));
+        self.shared().timeline.truncate(seq);
+        Ok(seq)
+    }
+}
+
+/// The disk images named in machine options (`--disk FILE[,ro]`).
+pub fn disks_of(args: &[String]) -> Vec<std::path::PathBuf> {
+    let disks = crate::machine_args::values_of(args, "--disk");
+    disks.iter().map(|v| std::path::PathBuf::from(v.strip_suffix(",ro").unwrap_or(v))).collect()
+}
