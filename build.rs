@@ -1,6 +1,7 @@
 //! Builds the project's own guests from assets/guests with the machine's GNU toolchain (gcc as the
 //! assembler driver, ld). The name says the kind: `*.mb.S` multiboot ELF32, `*.elf64.S` 64-bit ELF,
-//! `*.raw16.S` a raw real-mode binary loaded at 0x7c00, `*.mb.c` a multiboot ELF32 from freestanding C.
+//! `*.raw16.S` a raw real-mode binary loaded at 0x7c00, `*.mb.c` a multiboot ELF32 from freestanding C,
+//! `*.elf64.c` a 64-bit ELF from freestanding C built for gdb (-O0 -g).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,8 @@ fn build(src: &Path, out: &Path, dir: &Path) {
         (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-T".into(), dir.join("multiboot.ld").display().to_string()])
     } else if let Some(s) = name.strip_suffix(".elf64.S") {
         (s, "-m64", vec!["-m".into(), "elf_x86_64".into(), "-T".into(), dir.join("elf64.ld").display().to_string()])
+    } else if let Some(s) = name.strip_suffix(".elf64.c") {
+        (s, "-m64", vec!["-m".into(), "elf_x86_64".into(), "-T".into(), dir.join("elf64.ld").display().to_string()])
     } else if let Some(s) = name.strip_suffix(".mb.c") {
         (s, "-m32", vec!["-m".into(), "elf_i386".into(), "-T".into(), dir.join("multiboot.ld").display().to_string()])
     } else if let Some(s) = name.strip_suffix(".raw16.S") {
@@ -26,7 +29,21 @@ fn build(src: &Path, out: &Path, dir: &Path) {
     let obj = out.join(format!("{stem}.o"));
     let image = out.join(if name.ends_with(".raw16.S") { format!("{stem}.bin") } else { format!("{stem}.elf") });
     // Freestanding C: no libc, no stack protector, no position independence, integer registers only.
-    let c_flags: &[&str] = if name.ends_with(".c") {
+    // The 64-bit C guests are gdb's, at the source level: no optimisation, debug information.
+    let c_flags: &[&str] = if name.ends_with(".elf64.c") {
+        &[
+            "-ffreestanding",
+            "-fno-pic",
+            "-fno-stack-protector",
+            "-mgeneral-regs-only",
+            "-mno-red-zone",
+            "-fno-asynchronous-unwind-tables",
+            "-O0",
+            "-g",
+            "-Wall",
+            "-Werror",
+        ]
+    } else if name.ends_with(".c") {
         &[
             "-ffreestanding",
             "-fno-pic",

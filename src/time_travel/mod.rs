@@ -150,10 +150,15 @@ impl Controller {
     }
 
     /// A digest of guest RAM as the guest sees it (its own bytes under kvmscope's int3s), for
-    /// the stopped VM (see [`crate::vmm::memory::GuestRam::digest`]).
+    /// the stopped VM (see [`crate::vmm::memory::GuestRam::digest`]); 0 while it runs.
     pub fn ram_digest(&self) -> u64 {
         let shared = self.shared();
-        shared.ram.digest(&live_state::planted_originals(shared))
+        if self.stops().iter().any(Option::is_none) {
+            return 0;
+        }
+        shared.virtio.settle();
+        // SAFETY: every vCPU is parked and the virtio workers settled.
+        unsafe { shared.ram.digest(&live_state::planted_originals(shared)) }
     }
 
     /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
