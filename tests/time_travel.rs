@@ -110,7 +110,7 @@ fn a_snapshot_taken_in_gdb_and_restored_finishes_as_an_uninterrupted_run() {
             "kill",
         ],
     );
-    assert!(out.contains("wrote ") && out.contains("at exit 40"), "{out}");
+    assert!(out.contains("wrote ") && out.contains("after exit 40"), "{out}");
     let (_, before, _) = stub.finish();
     let run = kvmscope().args(["run", "--headless", "--summary", "json", "--restore"]).arg(&snap).output().unwrap();
     let run: Run = run.into();

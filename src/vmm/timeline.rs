@@ -491,7 +491,6 @@ mod tests {
         for rip in [10, 20, 30] {
             assert_eq!(t.on_exit(&out(0x80, rip), rip), (None, true));
         }
-        assert!(!t.is_new(3) && t.is_new(4));
         // Back to position 1, asked to stop at 3.
         t.set_place(&Place::at_exit(1));
         t.run_to(3);
