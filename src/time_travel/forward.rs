@@ -255,7 +255,9 @@ impl Controller {
         }
         if let Some(mark) = &target.mark {
             let on_it = timeline.place().mark.is_some_and(|m| m.same_as(mark));
-            if !on_it && let Some(stop) = self.forward_to_mark(target.exits, mark, count_end && target.steps == 0, hit)? {
+            // A stop at the landmark itself is before the target when steps follow it.
+            let count_mark = count_end || target.steps > 0;
+            if !on_it && let Some(stop) = self.forward_to_mark(target.exits, mark, count_mark, hit)? {
                 return Ok(Some(stop));
             }
         }
