@@ -223,7 +223,7 @@ fn the_tui_goes_back_to_an_exit_and_runs_on_from_there() {
     t.keys(&["Space"]);
     t.wait_for(&["PAUSED vCPU 0 at", " · "], "paused, the status line says where on the timeline");
     t.keys(&[":checkpoints", "Enter"]);
-    t.wait_for(&["#1   at exit 0", "automatic"], "a checkpoint was taken at the start");
+    t.wait_for(&["#1   after exit 0", "automatic"], "a checkpoint was taken at the start");
     // An exit some rows up the list, its number read from the inspector.
     t.keys(&["2", "f", "Up", "Up", "Up", "Up", "Up", "Enter"]);
     let s = t.wait_for(&["Exit #", "b goes back to here"], "the inspector");
@@ -234,12 +234,12 @@ fn the_tui_goes_back_to_an_exit_and_runs_on_from_there() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the exit's number: {s}"));
     t.keys(&["b"]);
-    let s = t.wait_for(&[&format!("back at exit #{seq} (exit ")], "b goes back to that exit");
+    let s = t.wait_for(&[&format!("back at exit #{seq} (after exit ")], "b goes back to that exit");
     let place = s.split(&format!("back at exit #{seq} (")).nth(1).and_then(|r| r.split(')').next()).unwrap();
     assert!(s.contains("PAUSED vCPU 0 at") && s.contains(&format!(" · {place}")), "{s}");
     // From there: a checkpoint of the user's, then on, then back to it.
     t.keys(&[":checkpoint", "Enter"]);
-    t.wait_for(&[&format!("checkpoint #2 at {place}")], ":checkpoint where the guest was put back");
+    t.wait_for(&[&format!("checkpoint #2 {place}")], ":checkpoint where the guest was put back");
     t.keys(&["Space"]);
     t.wait_for(&["RUNNING"], "it runs on from the past");
     t.keys(&["Space"]);
