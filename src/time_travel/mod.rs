@@ -43,6 +43,8 @@ pub enum TravelError {
     NotKept(u64),
     #[error("the disks could not be taken back with the checkpoint: {0}")]
     Disks(String),
+    #[error("checkpoint {0}")]
+    Budget(crate::vmm::snapshot::checkpoints::OverBudget),
     #[error("the breakpoint's stop was not found again")]
     StopLost,
     #[error(transparent)]
@@ -161,8 +163,16 @@ impl Controller {
         unsafe { shared.ram.digest(&live_state::planted_originals(shared)) }
     }
 
+    /// Forgets the checkpoints of a future the guest has left (it took another path since).
+    pub(crate) fn prune_future(&self) {
+        if let Some(exits) = self.shared().timeline.take_left_at() {
+            lock(&self.shared().checkpoints).drop_from(exits);
+        }
+    }
+
     /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
     pub fn checkpoint(&self, manual: bool) -> Result<u32, ControlError> {
+        self.prune_future();
         let shared = self.shared();
         let (machine, _, t_ns) = live_state::capture_machine(shared)?;
         let place = self.present();
@@ -172,7 +182,7 @@ impl Controller {
         let mut checkpoints = lock(&shared.checkpoints);
         // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
         let ram = unsafe { shared.ram.slices() };
-        let id = checkpoints.add(place, t_ns, manual, machine, &ram);
+        let id = checkpoints.add(place, t_ns, manual, machine, &ram).map_err(TravelError::Budget)?;
         for (gpa, byte) in planted {
             checkpoints.poke_newest(gpa, byte);
         }
@@ -201,12 +211,19 @@ impl Controller {
 
     /// The checkpoints kept.
     pub fn checkpoints(&self) -> CheckpointList {
+        self.prune_future();
         let c = lock(&self.shared().checkpoints);
         CheckpointList {
             checkpoints: c
                 .list()
                 .iter()
-                .map(|k| CheckpointInfo { id: k.id, place: k.place, t_ns: k.t_ns, manual: k.manual, size: k.size() })
+                .map(|k| CheckpointInfo {
+                    id: k.id,
+                    place: k.place,
+                    t_ns: k.t_ns,
+                    manual: k.manual,
+                    size: c.own_size(k.id),
+                })
                 .collect(),
             bytes: c.size(),
             budget: c.budget,
@@ -218,9 +235,10 @@ impl Controller {
     /// Puts the stopped VM back in checkpoint `id`'s state; the checkpoints after it are
     /// dropped (running on makes another future). Its place.
     pub fn restore_checkpoint(&self, id: u32) -> Result<Place, ControlError> {
+        self.prune_future();
         let shared = self.shared();
         let place = self.put_back(id)?;
-        lock(&shared.checkpoints).truncate_after(id);
+        lock(&shared.checkpoints).keep_not_after(id);
         shared.timeline.truncate(place.exits);
         Ok(place)
     }

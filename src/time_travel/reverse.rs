@@ -43,6 +43,7 @@ impl Controller {
         if !self.is_paused() || self.stops().first().cloned().flatten().is_none() {
             return Err(TravelError::Running);
         }
+        self.prune_future();
         let t = &self.shared().timeline;
         *lock(&t.note) = None;
         t.cancel.store(false, std::sync::atomic::Ordering::Release);

@@ -193,6 +193,9 @@ pub struct Timeline {
     pub note: Mutex<Option<String>>,
     /// The user asked the going back under way to stop where it is.
     pub cancel: AtomicBool,
+    /// The guest left the history at this exit ([`UNKNOWN`]: it has not since last asked): the
+    /// checkpoints from there on belong to a future that is gone.
+    left_at: AtomicU64,
 }
 
 impl Timeline {
@@ -212,6 +215,7 @@ impl Timeline {
             history: Mutex::new(History { base: position, ..History::default() }),
             note: Mutex::new(None),
             cancel: AtomicBool::new(false),
+            left_at: AtomicU64::new(UNKNOWN),
         }
     }
 
@@ -296,6 +300,7 @@ impl Timeline {
                     h.exits.truncate(at);
                     h.exits.push_back(mark);
                     self.reached.store(position, Ordering::Release);
+                    self.left_at.fetch_min(position, Ordering::AcqRel);
                     new = true;
                     stop = Some(StopReason::Diverged { position, was: was_text, now: now_text });
                 }
@@ -404,6 +409,12 @@ impl Timeline {
         let h = lock(&self.history);
         let i = h.seqs.partition_point(|&(s, _)| s < seq);
         h.seqs.get(i).filter(|&&(s, _)| s == seq).map(|&(_, p)| p)
+    }
+
+    /// Where the guest left the history since this was last asked, if it did: the checkpoints
+    /// from that exit on are of another future.
+    pub fn take_left_at(&self) -> Option<u64> {
+        Some(self.left_at.swap(UNKNOWN, Ordering::AcqRel)).filter(|&p| p != UNKNOWN)
     }
 
     /// Forgets the history after `position` (the user chose another future).

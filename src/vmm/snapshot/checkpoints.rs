@@ -1,12 +1,18 @@
-//! Checkpoints in memory: numbered states to go back to. The newest keeps all of RAM; each older
-//! one keeps only the pages where it differs from the one after it (reverse deltas, as a backup
-//! tool keeps increments), found by comparing RAM page by page with the newest when a checkpoint
-//! is taken. Memory for them is bounded: past the budget the oldest are thinned, every other one
-//! merged into its neighbour, so that the timeline keeps points far back, fewer of them.
+//! Checkpoints in memory: numbered states to go back to. The newest keeps the pages of RAM that
+//! are not zeros; each older one keeps only the pages where it differs from the one after it
+//! (reverse deltas, as a backup tool keeps increments), found by comparing RAM page by page with
+//! the newest when a checkpoint is taken — only the pages the host has given the guest, so that
+//! a checkpoint of a big guest that touched little costs little. Memory for them is bounded: past
+//! the budget the oldest automatic ones are thinned, every other one merged into its neighbour,
+//! so that the timeline keeps points far back, fewer of them; a checkpoint that cannot fit even
+//! so is refused.
 
 use std::collections::BTreeMap;
 
-use super::{MachineState, RamImage};
+use super::MachineState;
+#[cfg(test)]
+use super::RamImage;
+use crate::vmm::host_pages::touched_pages;
 use crate::vmm::timeline::Place;
 
 /// A page of guest RAM.
@@ -15,8 +21,27 @@ pub const PAGE: usize = 4096;
 /// Exits between the checkpoints kvmscope takes on its own at the user's stops (`--checkpoint-every`).
 pub const AUTO_EVERY: u64 = 10_000;
 
-/// Bytes checkpoints may hold, the newest's full RAM included (the budget the oldest are thinned to).
+/// Bytes checkpoints may hold, the newest's pages included (the budget the oldest are thinned to).
 pub const DEFAULT_BUDGET: u64 = 2 << 30;
+
+/// Pages by guest-physical address; an empty page stands for a page of zeros.
+type Pages = BTreeMap<u64, Box<[u8]>>;
+
+static ZEROS: [u8; PAGE] = [0; PAGE];
+
+/// A checkpoint could not be kept.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused: it would hold {} of a {} budget{}",
+    crate::vmm::memory::human_size(*needed),
+    crate::vmm::memory::human_size(*budget),
+    if *only_manual { " and only checkpoints you took are left to thin (:restore or monitor restore drops those after it)" } else { "" }
+)]
+pub struct OverBudget {
+    pub needed: u64,
+    pub budget: u64,
+    pub only_manual: bool,
+}
 
 /// One checkpoint: where on the timeline, and what it holds.
 pub struct Checkpoint {
@@ -32,9 +57,9 @@ pub struct Checkpoint {
     pub disks: Vec<u64>,
     /// The exit breakpoints' matches when it was taken, by number.
     pub exit_hits: Vec<(u32, u64)>,
-    /// The pages (by guest-physical address) whose content differs in the next newer checkpoint,
-    /// as they were here. Empty for the newest, whose RAM is [`Checkpoints::newest_ram`].
-    delta: BTreeMap<u64, Box<[u8]>>,
+    /// The pages whose content differs in the next newer checkpoint, as they were here. Empty
+    /// for the newest, whose RAM is [`Checkpoints::newest`].
+    delta: Pages,
 }
 
 impl Checkpoint {
@@ -45,15 +70,19 @@ impl Checkpoint {
 
     /// Bytes this checkpoint keeps of its own.
     pub fn size(&self) -> u64 {
-        (self.delta.len() * PAGE) as u64
+        pages_size(&self.delta)
     }
 }
 
-/// Every checkpoint of a run, oldest first.
+fn pages_size(pages: &Pages) -> u64 {
+    pages.values().map(|p| p.len() as u64).sum()
+}
+
+/// Every checkpoint of a run, oldest first (in the order they were taken).
 pub struct Checkpoints {
     list: Vec<Checkpoint>,
-    /// The newest checkpoint's RAM, whole.
-    newest_ram: RamImage,
+    /// The newest checkpoint's RAM: its pages that are not zeros.
+    newest: Pages,
     next_id: u32,
     pub budget: u64,
     /// Checkpoints merged away to stay in the budget.
@@ -62,41 +91,63 @@ pub struct Checkpoints {
 
 impl Default for Checkpoints {
     fn default() -> Self {
-        Self { list: Vec::new(), newest_ram: Vec::new(), next_id: 1, budget: DEFAULT_BUDGET, thinned: 0 }
+        Self { list: Vec::new(), newest: Pages::new(), next_id: 1, budget: DEFAULT_BUDGET, thinned: 0 }
     }
 }
 
 /// RAM as the checkpoints read and write it: (guest-physical address, bytes) per range.
 pub type RamSlices<'a> = [(u64, &'a [u8])];
 
-/// Brings `newest` up to `now` (same ranges), page by page; the pages that changed, as they
-/// were in `newest`. Only those are copied: a checkpoint after few writes costs a read of RAM.
-fn advance(newest: &mut RamImage, now: &RamSlices) -> BTreeMap<u64, Box<[u8]>> {
-    let mut changed = BTreeMap::new();
-    for ((gpa, kept), (_, bytes)) in newest.iter_mut().zip(now) {
-        for (i, (old, new)) in kept.chunks_mut(PAGE).zip(bytes.chunks(PAGE)).enumerate() {
-            if old != new {
-                changed.insert(*gpa + (i * PAGE) as u64, Box::from(&*old));
-                old.copy_from_slice(new);
+/// Each page of `bytes` that may not be zeros: the ones the host has given memory (the others
+/// were never touched), every one when that cannot be told.
+fn maybe_nonzero(bytes: &[u8]) -> Vec<bool> {
+    let pages = bytes.len() / PAGE;
+    touched_pages(bytes.as_ptr() as u64, bytes.len() as u64).unwrap_or_else(|| vec![true; pages])
+}
+
+/// Sets page `at` of `pages` to `content` (zeros: none kept).
+fn set_page(pages: &mut Pages, at: u64, content: &[u8]) {
+    if content.is_empty() || content == ZEROS {
+        pages.remove(&at);
+    } else {
+        pages.insert(at, Box::from(content));
+    }
+}
+
+/// Brings `newest` up to `now`, page by page; the pages that changed, as they were in `newest`.
+/// Only those are copied: a checkpoint after few writes costs a read of what the guest touched.
+fn advance(newest: &mut Pages, now: &RamSlices) -> Pages {
+    let mut changed = Pages::new();
+    for &(gpa, bytes) in now {
+        let touched = maybe_nonzero(bytes);
+        for (i, page) in bytes.chunks(PAGE).enumerate() {
+            let at = gpa + (i * PAGE) as u64;
+            let kept = newest.get(&at);
+            let page: &[u8] = if touched.get(i).copied().unwrap_or(true) { page } else { &ZEROS[..page.len()] };
+            let same = match kept {
+                Some(old) => **old == *page,
+                None => page == &ZEROS[..page.len()],
+            };
+            if !same {
+                changed.insert(at, kept.cloned().unwrap_or_default());
+                set_page(newest, at, page);
             }
         }
     }
     changed
 }
 
-/// Writes `pages` over `ram`.
-fn apply(ram: &mut RamImage, pages: &BTreeMap<u64, Box<[u8]>>) {
-    for (&at, page) in pages {
-        if let Some((gpa, bytes)) = ram.iter_mut().find(|(gpa, b)| at >= *gpa && at - gpa < b.len() as u64) {
-            let off = (at - *gpa) as usize;
-            let end = (off + page.len()).min(bytes.len());
-            bytes[off..end].copy_from_slice(&page[..end - off]);
-        }
+/// Writes `delta` over `pages`.
+fn apply(pages: &mut Pages, delta: &Pages) {
+    for (&at, page) in delta {
+        set_page(pages, at, page);
     }
 }
 
 impl Checkpoints {
-    /// Adds a checkpoint of `machine` and `ram` taken at `place`; its number.
+    /// Adds a checkpoint of `machine` and `ram` taken at `place`; its number. Past the budget
+    /// the oldest automatic ones are thinned; if it still does not fit it is refused (and
+    /// nothing changes).
     pub fn add(
         &mut self,
         place: Place,
@@ -104,12 +155,10 @@ impl Checkpoints {
         manual: bool,
         machine: MachineState,
         ram: &RamSlices,
-    ) -> u32 {
-        let same_ranges = self.newest_ram.len() == ram.len()
-            && self.newest_ram.iter().zip(ram).all(|((a, x), (b, y))| a == b && x.len() == y.len());
-        match self.list.last_mut() {
-            Some(newest) if same_ranges => newest.delta = advance(&mut self.newest_ram, ram),
-            _ => self.newest_ram = ram.iter().map(|&(gpa, bytes)| (gpa, bytes.to_vec())).collect(),
+    ) -> Result<u32, OverBudget> {
+        let delta = advance(&mut self.newest, ram);
+        if let Some(newest) = self.list.last_mut() {
+            newest.delta = delta;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -121,10 +170,19 @@ impl Checkpoints {
             machine,
             disks: Vec::new(),
             exit_hits: Vec::new(),
-            delta: BTreeMap::new(),
+            delta: Pages::new(),
         });
         self.thin();
-        id
+        if self.size() > self.budget {
+            let refused = OverBudget {
+                needed: self.size(),
+                budget: self.budget,
+                only_manual: self.list[..self.list.len() - 1].iter().all(|c| c.manual),
+            };
+            self.remove(id);
+            return Err(refused);
+        }
+        Ok(id)
     }
 
     /// Sets checkpoint `id`'s marks in the disks' undo logs.
@@ -153,17 +211,38 @@ impl Checkpoints {
 
     /// The newest checkpoint known to be no later than `place`: where going to `place` starts.
     pub fn anchor_for(&self, place: &Place) -> Option<&Checkpoint> {
-        self.list.iter().rev().find(|c| c.place.known_not_after(place))
+        let before = self.list.iter().filter(|c| c.place.known_not_after(place));
+        before.max_by(|a, b| match (a.place.known_not_after(&b.place), b.place.known_not_after(&a.place)) {
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            _ => a.id.cmp(&b.id),
+        })
     }
 
-    /// Checkpoint `id`'s RAM, whole: the newest's, with the older ones' pages put back down to it
-    /// (what [`Checkpoints::restore_into`] writes, for the tests to compare).
-    #[cfg(test)]
-    pub fn ram_of(&self, id: u32) -> Option<RamImage> {
-        let at = self.list.iter().position(|c| c.id == id)?;
-        let mut ram = self.newest_ram.clone();
+    /// Checkpoint `id`'s pages: the newest's, with the newer ones' deltas put back down to it.
+    fn pages_of<'a>(&'a self, at: usize) -> impl Fn(u64) -> Option<&'a [u8]> + 'a {
+        let mut deltas: std::collections::HashMap<u64, &[u8]> = std::collections::HashMap::new();
         for c in self.list[at..].iter().rev() {
-            apply(&mut ram, &c.delta);
+            deltas.extend(c.delta.iter().map(|(&gpa, page)| (gpa, &page[..])));
+        }
+        move |gpa| match deltas.get(&gpa) {
+            Some(page) => Some(*page).filter(|p| !p.is_empty()),
+            None => self.newest.get(&gpa).map(|p| &p[..]),
+        }
+    }
+
+    /// Checkpoint `id`'s RAM, whole, in ranges like `shape` (for the tests to compare).
+    #[cfg(test)]
+    pub fn ram_of(&self, id: u32, shape: &RamImage) -> Option<RamImage> {
+        let at = self.list.iter().position(|c| c.id == id)?;
+        let page_of = self.pages_of(at);
+        let mut ram = shape.iter().map(|(gpa, b)| (*gpa, vec![0u8; b.len()])).collect::<RamImage>();
+        for (gpa, bytes) in &mut ram {
+            for (i, page) in bytes.chunks_mut(PAGE).enumerate() {
+                if let Some(want) = page_of(*gpa + (i * PAGE) as u64) {
+                    page.copy_from_slice(&want[..page.len()]);
+                }
+            }
         }
         Some(ram)
     }
@@ -171,27 +250,26 @@ impl Checkpoints {
     /// Sets one byte of the newest checkpoint's RAM (the guest's own byte under an int3 of
     /// kvmscope's).
     pub fn poke_newest(&mut self, gpa: u64, byte: u8) {
-        let range = self.newest_ram.iter_mut().find(|(s, b)| gpa >= *s && gpa - s < b.len() as u64);
-        if let Some((start, bytes)) = range {
-            bytes[(gpa - *start) as usize] = byte;
-        }
+        let at = gpa & !(PAGE as u64 - 1);
+        let page = self.newest.entry(at).or_insert_with(|| Box::from(&ZEROS[..]));
+        page[(gpa - at) as usize] = byte;
     }
 
     /// Writes checkpoint `id`'s RAM into `ram` (same ranges), only the pages that differ: going
-    /// back a short way writes little. The pages written, or `None` for no such checkpoint.
+    /// back a short way writes little, and a page the guest never touched that was zeros then is
+    /// not even read. The pages written, or `None` for no such checkpoint.
     pub fn restore_into(&self, id: u32, ram: &mut [(u64, &mut [u8])]) -> Option<usize> {
         let at = self.list.iter().position(|c| c.id == id)?;
-        // A page's content at `id`: the delta of the oldest checkpoint from `id` on that has it,
-        // else the newest's.
-        let mut pages: std::collections::HashMap<u64, &[u8]> = std::collections::HashMap::new();
-        for c in self.list[at..].iter().rev() {
-            pages.extend(c.delta.iter().map(|(&gpa, page)| (gpa, &page[..])));
-        }
+        let page_of = self.pages_of(at);
         let mut written = 0;
-        for ((gpa, dst), (_, newest)) in ram.iter_mut().zip(&self.newest_ram) {
-            for (i, (page, kept)) in dst.chunks_mut(PAGE).zip(newest.chunks(PAGE)).enumerate() {
-                let want = pages.get(&(*gpa + (i * PAGE) as u64)).copied().unwrap_or(kept);
-                if *page != *want {
+        for (gpa, dst) in ram.iter_mut() {
+            let touched = maybe_nonzero(dst);
+            for (i, page) in dst.chunks_mut(PAGE).enumerate() {
+                let want = page_of(*gpa + (i * PAGE) as u64).unwrap_or(&ZEROS[..]);
+                if !touched.get(i).copied().unwrap_or(true) && want == ZEROS {
+                    continue;
+                }
+                if *page != want[..page.len()] {
                     page.copy_from_slice(&want[..page.len()]);
                     written += 1;
                 }
@@ -200,26 +278,58 @@ impl Checkpoints {
         Some(written)
     }
 
-    /// Drops the checkpoints after `id` (going back to it makes them another future).
-    pub fn truncate_after(&mut self, id: u32) {
-        let Some(at) = self.list.iter().position(|c| c.id == id) else { return };
-        if at + 1 == self.list.len() {
-            return;
-        }
-        // The newest's RAM becomes `id`'s, in place.
-        for c in self.list[at..].iter().rev() {
-            apply(&mut self.newest_ram, &c.delta);
-        }
-        self.list.truncate(at + 1);
-        if let Some(c) = self.list.last_mut() {
-            c.delta.clear();
+    /// Drops the checkpoints not known to come before `id` on the timeline (going back to it
+    /// and running on makes another future).
+    pub fn keep_not_after(&mut self, id: u32) {
+        let Some(place) = self.get(id).map(|c| c.place) else { return };
+        let later: Vec<u32> =
+            self.list.iter().filter(|c| c.id != id && !c.place.known_not_after(&place)).map(|c| c.id).collect();
+        for id in later.into_iter().rev() {
+            self.remove(id);
         }
     }
 
-    /// Bytes held: the newest's RAM and every delta.
+    /// Drops the checkpoints taken at exit `exits` or later: the guest took another path from
+    /// there, so they belong to a future that is gone.
+    pub fn drop_from(&mut self, exits: u64) {
+        let gone: Vec<u32> = self.list.iter().filter(|c| c.place.exits >= exits).map(|c| c.id).collect();
+        for id in gone.into_iter().rev() {
+            self.remove(id);
+        }
+    }
+
+    /// Removes checkpoint `id`, keeping every other one whole.
+    fn remove(&mut self, id: u32) {
+        let Some(at) = self.list.iter().position(|c| c.id == id) else { return };
+        let removed = self.list.remove(at);
+        if at == self.list.len() {
+            // The newest: the one before becomes it, its RAM back where the newest's was.
+            if let Some(c) = self.list.last_mut() {
+                apply(&mut self.newest, &std::mem::take(&mut c.delta));
+            } else {
+                self.newest.clear();
+            }
+        } else if at > 0 {
+            // The older neighbour's delta led to the removed one; now it leads to the next:
+            // its pages win, the removed one's fill in the rest.
+            let older = &mut self.list[at - 1].delta;
+            for (gpa, page) in removed.delta {
+                older.entry(gpa).or_insert(page);
+            }
+        }
+    }
+
+    /// Bytes checkpoint `id` keeps of its own: its delta, or for the newest its pages.
+    pub fn own_size(&self, id: u32) -> u64 {
+        match self.list.last() {
+            Some(newest) if newest.id == id => pages_size(&self.newest),
+            _ => self.get(id).map_or(0, Checkpoint::size),
+        }
+    }
+
+    /// Bytes held: the newest's pages and every delta.
     pub fn size(&self) -> u64 {
-        self.newest_ram.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
-            + self.list.iter().map(Checkpoint::size).sum::<u64>()
+        pages_size(&self.newest) + self.list.iter().map(Checkpoint::size).sum::<u64>()
     }
 
     /// Merges old checkpoints away until the size is within the budget: of the automatic ones,
@@ -230,18 +340,10 @@ impl Checkpoints {
             // oldest if kvmscope took it.
             let automatic = |i: &usize| !self.list[*i].manual;
             let Some(victim) = (1..self.list.len() - 1).find(automatic).or_else(|| Some(0).filter(automatic)) else {
-                // Only checkpoints the user took are left to thin: they stay, over the budget.
+                // Only checkpoints the user took are left to thin.
                 break;
             };
-            let removed = self.list.remove(victim);
-            if victim > 0 {
-                // The older neighbour's delta led to the removed one; now it leads to the next:
-                // its pages win, the removed one's fill in the rest.
-                let older = &mut self.list[victim - 1].delta;
-                for (at, page) in removed.delta {
-                    older.entry(at).or_insert(page);
-                }
-            }
+            self.remove(self.list[victim].id);
             self.thinned += 1;
         }
     }
@@ -267,31 +369,41 @@ mod tests {
         vec![(0x1000, bytes)]
     }
 
+    fn add(c: &mut Checkpoints, exits: u64, manual: bool, fill: &[(usize, u8)]) -> Result<u32, OverBudget> {
+        c.add(Place::at_exit(exits), exits, manual, machine(), &slices(&ram(fill)))
+    }
+
     #[test]
     fn older_checkpoints_keep_only_the_pages_that_changed_and_come_back_whole() {
         let mut c = Checkpoints::default();
-        let a = c.add(Place::at_exit(10), 1, true, machine(), &slices(&ram(&[(0, 1)])));
-        let b = c.add(Place::at_exit(20), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
-        let d = c.add(Place::at_exit(30), 3, false, machine(), &slices(&ram(&[(0, 2), (3, 8), (5, 9)])));
-        assert_eq!(c.get(a).unwrap().size(), (2 * PAGE) as u64, "pages 0 and 3 differ from b");
-        assert_eq!(c.get(b).unwrap().size(), (2 * PAGE) as u64, "pages 3 and 5 differ from d");
-        assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
-        assert_eq!(c.ram_of(b).unwrap(), ram(&[(0, 2), (3, 7)]));
-        assert_eq!(c.ram_of(d).unwrap(), ram(&[(0, 2), (3, 8), (5, 9)]));
+        let shape = ram(&[]);
+        let a = add(&mut c, 10, true, &[(0, 1)]).unwrap();
+        let b = add(&mut c, 20, false, &[(0, 2), (3, 7)]).unwrap();
+        let d = add(&mut c, 30, false, &[(0, 2), (3, 8), (5, 9)]).unwrap();
+        assert_eq!(c.get(a).unwrap().size(), PAGE as u64, "page 0 differs from b (page 3 was zeros: kept as such)");
+        assert_eq!(c.get(b).unwrap().size(), PAGE as u64, "page 3 differs from d, page 5 was zeros");
+        assert_eq!(c.size(), 5 * PAGE as u64, "the newest's three pages that are not zeros, and two");
+        assert_eq!(c.ram_of(a, &shape).unwrap(), ram(&[(0, 1)]));
+        assert_eq!(c.ram_of(b, &shape).unwrap(), ram(&[(0, 2), (3, 7)]));
+        assert_eq!(c.ram_of(d, &shape).unwrap(), ram(&[(0, 2), (3, 8), (5, 9)]));
         assert_eq!(c.anchor_for(&Place::at_exit(25)).map(|k| k.id), Some(b));
         assert!(c.anchor_for(&Place::at_exit(5)).is_none());
         // Going back to b: d is another future now.
-        c.truncate_after(b);
+        c.keep_not_after(b);
         assert_eq!(c.list().len(), 2);
-        assert_eq!(c.ram_of(b).unwrap(), ram(&[(0, 2), (3, 7)]));
-        assert_eq!(c.ram_of(a).unwrap(), ram(&[(0, 1)]));
+        assert_eq!(c.ram_of(b, &shape).unwrap(), ram(&[(0, 2), (3, 7)]));
+        assert_eq!(c.ram_of(a, &shape).unwrap(), ram(&[(0, 1)]));
+        // The guest took another path from exit 15: b is gone, a stays.
+        c.drop_from(15);
+        assert_eq!(c.list().iter().map(|k| k.id).collect::<Vec<_>>(), [a]);
+        assert_eq!(c.ram_of(a, &shape).unwrap(), ram(&[(0, 1)]));
     }
 
     #[test]
     fn restoring_writes_only_the_pages_that_differ() {
         let mut c = Checkpoints::default();
-        let a = c.add(Place::at_exit(10), 1, true, machine(), &slices(&ram(&[(0, 1)])));
-        c.add(Place::at_exit(20), 2, false, machine(), &slices(&ram(&[(0, 2), (3, 7)])));
+        let a = add(&mut c, 10, true, &[(0, 1)]).unwrap();
+        add(&mut c, 20, false, &[(0, 2), (3, 7)]).unwrap();
         let mut guest = ram(&[(0, 2), (3, 7), (6, 5)]);
         let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
         assert_eq!(c.restore_into(a, &mut view), Some(3), "pages 0, 3 and 6");
@@ -302,24 +414,49 @@ mod tests {
     }
 
     #[test]
-    fn over_the_budget_automatic_checkpoints_merge_and_the_rest_stay_exact() {
-        let mut c = Checkpoints { budget: (8 + 3) as u64 * PAGE as u64, ..Default::default() };
+    fn a_big_guest_that_touched_little_costs_little() {
+        // 1 GiB of zeros the allocator never touched, and one page written.
+        let mut big = vec![0u8; 1 << 30];
+        big[5 * PAGE] = 1;
+        let mut c = Checkpoints::default();
+        let id = c.add(Place::at_exit(0), 0, false, machine(), &[(0, &big[..])]).unwrap();
+        assert_eq!(c.size(), PAGE as u64, "one page kept");
+        big[5 * PAGE] = 2;
+        let mut view = [(0, &mut big[..])];
+        assert_eq!(c.restore_into(id, &mut view), Some(1));
+        assert_eq!(big[5 * PAGE], 1);
+    }
+
+    #[test]
+    fn over_the_budget_automatic_checkpoints_merge_and_manual_ones_are_refused() {
+        let mut c = Checkpoints { budget: 14 * PAGE as u64, ..Default::default() };
+        let shape = ram(&[]);
+        // Checkpoint i rewrites page i % 8 with i + 1: the RAM it keeps is each page's last write.
+        let ram_after = |i: u64| -> Vec<(usize, u8)> {
+            (0..=i).map(|j| ((j % 8) as usize, j as u8 + 1)).collect::<BTreeMap<_, _>>().into_iter().collect()
+        };
         let mut kept_by_user = 0;
-        for i in 0..8u64 {
-            let fill: Vec<(usize, u8)> = if i == 0 { Vec::new() } else { vec![(i as usize, i as u8)] };
-            let id = c.add(Place::at_exit(i * 10), i, i == 3, machine(), &slices(&ram(&fill)));
+        for i in 0..16u64 {
+            let id = add(&mut c, i * 10, i == 3, &ram_after(i)).unwrap();
             if i == 3 {
                 kept_by_user = id;
             }
-            let all_but_newest_manual = c.list()[..c.list().len() - 1].iter().all(|k| k.manual);
-            assert!(c.size() <= c.budget || all_but_newest_manual, "{} > {}", c.size(), c.budget);
+            assert!(c.size() <= c.budget, "{} > {}", c.size(), c.budget);
         }
         assert!(c.thinned > 0);
         assert!(c.get(kept_by_user).is_some(), "a checkpoint the user took stays");
         for k in c.list() {
-            let i = k.seq() / 10;
-            let want = if i == 0 { ram(&[]) } else { ram(&[(i as usize, i as u8)]) };
-            assert_eq!(c.ram_of(k.id).unwrap(), want, "checkpoint at {}", k.seq());
+            let want = ram(&ram_after(k.seq() / 10));
+            assert_eq!(c.ram_of(k.id, &shape).unwrap(), want, "checkpoint at {}", k.seq());
         }
+        // Only the user's are left and a new one does not fit: refused, nothing changed.
+        let mut c = Checkpoints { budget: 4 * PAGE as u64, ..Default::default() };
+        add(&mut c, 0, true, &[(0, 1), (1, 1)]).unwrap();
+        add(&mut c, 10, true, &[(0, 2), (1, 2)]).unwrap();
+        let before = (c.list().len(), c.size());
+        let refused = add(&mut c, 20, true, &[(0, 3), (1, 3), (2, 3)]).unwrap_err();
+        assert!(refused.only_manual && refused.needed > refused.budget, "{refused}");
+        assert_eq!((c.list().len(), c.size()), before);
+        assert_eq!(c.ram_of(c.list()[1].id, &shape).unwrap(), ram(&[(0, 2), (1, 2)]));
     }
 }
