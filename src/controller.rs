@@ -176,6 +176,17 @@ impl Controller {
         self.shared.is_stopping()
     }
 
+    /// Keeps the guest's own end as a stop to go back from, instead of ending the run (see
+    /// [`crate::vmm::shared::Shared::hold_end`]).
+    pub fn hold_guest_end(&self, on: bool) {
+        self.shared.hold_end.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The guest's end kept so, once (`None` if it has not ended).
+    pub fn take_held_end(&self) -> Option<crate::vmm::vcpu::VcpuEnd> {
+        crate::sync::lock(&self.shared.held_end).take()
+    }
+
     /// kvmscope's exit status, once the run has ended.
     pub fn end_status(&self) -> Option<i32> {
         self.shared.end_status()

@@ -89,13 +89,31 @@ pub fn flatten(given: &[Given]) -> Vec<String> {
     given.iter().flat_map(|(n, v)| std::iter::once(n.clone()).chain(v.clone())).collect()
 }
 
+/// Whether two values of machine option `name` say the same (`--mem 256M` and `--mem 262144K`).
+fn same_value(name: &str, a: &Option<String>, b: &Option<String>) -> bool {
+    match (name, a, b) {
+        ("--mem", Some(a), Some(b)) => {
+            matches!((crate::vmm::memory::parse_mem(a), crate::vmm::memory::parse_mem(b)), (Ok(x), Ok(y)) if x == y)
+        }
+        ("--cpus", Some(a), Some(b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(x), Ok(y)) if x == y),
+        _ => a == b,
+    }
+}
+
 /// The `run` arguments that restore a snapshot: its machine options, then `view` (this command
-/// line's other options). A machine option given here must say what the snapshot's does.
-pub fn for_restore(snapshot: &[String], here: &[String]) -> Result<Vec<String>, String> {
-    let (theirs, _) = split(snapshot);
+/// line's other options). A machine option given here must say what the snapshot's does;
+/// `effective` are the values the snapshot's machine had without them being given (`--mem`,
+/// `--cpus` at their defaults).
+pub fn for_restore(snapshot: &[String], here: &[String], effective: &[Given]) -> Result<Vec<String>, String> {
+    let (mut theirs, _) = split(snapshot);
+    for (name, value) in effective {
+        if !theirs.iter().any(|(n, _)| n == name) {
+            theirs.push((name.clone(), value.clone()));
+        }
+    }
     let (mine, view) = split(here);
     for (name, value) in &mine {
-        let same = theirs.iter().filter(|(n, _)| n == name).any(|(_, v)| v == value);
+        let same = theirs.iter().filter(|(n, _)| n == name).any(|(_, v)| same_value(name, v, value));
         if !same {
             let had: Vec<String> = theirs
                 .iter()
@@ -135,14 +153,21 @@ mod tests {
     #[test]
     fn a_restore_takes_the_snapshots_machine_and_refuses_another() {
         let snap = args("--kernel /k.elf --mem 256M --cpus 1");
-        let run = for_restore(&snap, &args("--headless --gdb 1234")).unwrap();
+        let run = for_restore(&snap, &args("--headless --gdb 1234"), &[]).unwrap();
         assert_eq!(run, args("--kernel /k.elf --mem 256M --cpus 1 --headless --gdb 1234"));
-        assert!(for_restore(&snap, &args("--mem 256M --headless")).is_ok(), "the same value is fine");
-        let e = for_restore(&snap, &args("--mem 512M")).unwrap_err();
+        assert!(for_restore(&snap, &args("--mem 256M --headless"), &[]).is_ok(), "the same value is fine");
+        assert!(for_restore(&snap, &args("--mem 262144K"), &[]).is_ok(), "the same size, said otherwise");
+        let e = for_restore(&snap, &args("--mem 512M"), &[]).unwrap_err();
         assert!(e.starts_with("--mem 512M: the snapshot's machine has 256M"), "{e}");
-        let e = for_restore(&snap, &args("--cpus 2")).unwrap_err();
+        let e = for_restore(&snap, &args("--cpus 2"), &[]).unwrap_err();
         assert!(e.contains("has 1"), "{e}");
-        let e = for_restore(&snap, &args("--irqchip")).unwrap_err();
+        let e = for_restore(&snap, &args("--irqchip"), &[]).unwrap_err();
         assert!(e.starts_with("--irqchip: the snapshot's machine has none"), "{e}");
+        // A machine run with the defaults: giving them is no change.
+        let bare = args("--kernel /k.elf");
+        let defaults = [("--mem".to_string(), Some("256M".to_string())), ("--cpus".to_string(), Some("1".to_string()))];
+        assert!(for_restore(&bare, &args("--mem 256M --cpus 1"), &defaults).is_ok());
+        let e = for_restore(&bare, &args("--mem 1G"), &defaults).unwrap_err();
+        assert!(e.starts_with("--mem 1G: the snapshot's machine has 256M"), "{e}");
     }
 }

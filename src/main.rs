@@ -224,7 +224,11 @@ fn parse_mem(text: &str) -> Result<u64, String> {
 fn restore_args(snapshot: &std::path::Path) -> Result<(RunArgs, Vec<String>), String> {
     let header = kvmscope::vmm::snapshot::file::read_header(snapshot).map_err(|e| e.to_string())?;
     let here: Vec<String> = std::env::args().skip_while(|a| a != "run").skip(1).collect();
-    let args = kvmscope::machine_args::for_restore(&header.machine_args, &here)?;
+    let effective = [
+        ("--mem".to_string(), Some(format!("{}M", header.mem_size >> 20))),
+        ("--cpus".to_string(), Some(header.cpus.to_string())),
+    ];
+    let args = kvmscope::machine_args::for_restore(&header.machine_args, &here, &effective)?;
     let argv = ["kvmscope".to_string(), "run".to_string()].into_iter().chain(args);
     match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
         Some(Command::Run(a)) => Ok((*a, header.machine_args)),

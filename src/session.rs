@@ -298,10 +298,15 @@ impl Launched {
 
     /// Ends the run with `end` if it still goes on, closes the recording (saying what it holds)
     /// and returns the report.
-    pub fn finish(mut self, end: RunEnd) -> Result<RunReport, SessionError> {
+    pub fn finish(self, end: RunEnd) -> Result<RunReport, SessionError> {
+        self.finish_with((end, None))
+    }
+
+    /// [`Self::finish`] with a vCPU's end and its crash report (a guest's end the TUI kept).
+    pub fn finish_with(mut self, end: crate::vmm::vcpu::VcpuEnd) -> Result<RunReport, SessionError> {
         let mut report = match self.report.take() {
             Some(report) => report,
-            None => self.running.finish((end, None)),
+            None => self.running.finish(end),
         };
         report.kernel = self.kernel.take().map(KernelEvents::finish);
         if let (Some((recorder, _)), Some(counts), true) = (&self.recording, &report.kernel, self.record_kernel_events)

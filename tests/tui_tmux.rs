@@ -253,6 +253,30 @@ fn the_tui_goes_back_to_an_exit_and_runs_on_from_there() {
     t.assert_restored();
 }
 
+#[test]
+fn the_tui_goes_back_from_the_guests_end() {
+    if !kvm_or_skip("the_tui_goes_back_from_the_guests_end") {
+        return;
+    }
+    // gdbtest prints five dots and ends through isa-debug-exit (status 11).
+    let guest = common::guest("gdbtest.elf");
+    let Some(t) = Tmux::start_with("end", 160, 45, &format!("run --kernel {}", guest.display())) else { return };
+    t.wait_for(&["guest run ended", "status 11", "b in the exit inspector or :goto SEQ goes back"], "the end is kept");
+    t.keys(&["Space"]);
+    t.wait_for(&["the guest has ended: b in the exit inspector"], "running past the end is refused");
+    // The third dot's exit, from the top of the list.
+    t.keys(&["Home", "Up", "Up", "Up", "Enter"]);
+    let s = t.wait_for(&["Exit #", "b goes back to here"], "the inspector");
+    let seq: u64 = s.split("Exit #").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
+    t.keys(&["b"]);
+    t.wait_for(&[&format!("back at exit #{seq} (after exit "), "PAUSED vCPU 0 at"], "back from the end");
+    t.keys(&["Space"]);
+    t.wait_for(&["guest run ended", "status 11"], "run on to the end again");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=11", "the run ends as the guest ended it");
+    t.assert_restored();
+}
+
 impl Tmux {
     /// kvmscope's pid: the child of the shell the session runs.
     fn kvmscope_pid(&self) -> i32 {

@@ -253,15 +253,22 @@ impl App {
         }
     }
 
-    /// The run ended; `finals` is the state each vCPU left, still there to be looked at.
-    pub fn set_ended(&mut self, end: RunEnd, finals: Vec<Option<Stop>>) {
-        self.say(format!("guest run ended: {end} (status {}) — q quits", end.status()), end.is_crash());
+    /// The run ended; `finals` is the state each vCPU left, still there to be looked at;
+    /// `kept`: the guest's end is kept, and its past can be gone back to.
+    pub fn set_ended(&mut self, end: RunEnd, finals: Vec<Option<Stop>>, kept: bool) {
+        let then = if kept { "b in the exit inspector or :goto SEQ goes back, q quits" } else { "q quits" };
+        self.say(format!("guest run ended: {end} (status {}) — {then}", end.status()), end.is_crash());
         self.state = RunState::Ended(end);
         if self.vcpu >= finals.len() || finals[self.vcpu].is_none() {
             self.vcpu = finals.iter().position(Option::is_some).unwrap_or(0);
         }
         self.show_stop(finals.get(self.vcpu).cloned().flatten());
         self.stops = finals;
+    }
+
+    /// Gone back from the guest's end: stopped in its past.
+    pub fn leave_end(&mut self) {
+        self.state = RunState::Paused;
     }
 
     /// Follows vCPU `n` in the registers, code and memory panes (`:cpu N`).
@@ -311,10 +318,20 @@ impl App {
                         self.input = InputMode::Inspect;
                     }
                     // "Go back to here": the machine as it was just after this exit.
-                    (Some(i), None) if key.code == KeyCode::Char('b') => {
+                    (Some(i), None) if key.code == KeyCode::Char('b') && i.can_go_back => {
                         let seq = i.seq;
                         self.inspector = None;
                         return vec![Action::Goto(seq)];
+                    }
+                    (Some(i), None) if key.code == KeyCode::Char('b') => {
+                        let seq = i.seq;
+                        self.inspector = None;
+                        self.say(
+                            format!(
+                                "a recording holds the exits, not the machine: it cannot go back to exit #{seq} (a live run can: b in `kvmscope run`'s inspector)"
+                            ),
+                            true,
+                        );
                     }
                     _ => self.inspector = None,
                 }
@@ -568,6 +585,7 @@ impl App {
         let mut inspector = Inspector::of(e, x, &self.profile.symbols, stack, kernel.as_ref());
         if matches!(self.state, RunState::Replay(_)) {
             inspector.set("in-kernel", "a recording keeps their counts only (`kvmscope stats`)");
+            inspector.can_go_back = false;
         }
         self.inspector = Some(inspector);
         self.input = InputMode::Inspect;

@@ -65,7 +65,8 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
     let feed = Arc::new(feed);
     // A checkpoint before the first instruction, so that every exit the view shows can be gone
     // back to (`--checkpoint-every 0` leaves it out; with `--gdb-wait` gdb's attach takes it).
-    let checkpoint_at_start = !session.limits.start_paused && session.limits.checkpoint_every != Some(0);
+    let checkpoints_on = session.limits.checkpoint_every != Some(0);
+    let checkpoint_at_start = !session.limits.start_paused && checkpoints_on;
     session.limits.start_paused |= checkpoint_at_start;
     let mut launched = match session::launch(config, session, vec![feed.clone()], |_| {}) {
         Ok(l) => l,
@@ -74,6 +75,8 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
             return Err(e.into());
         }
     };
+    // With a history to go back over, the guest's own end is kept as a stop.
+    launched.controller.hold_guest_end(checkpoints_on);
     if checkpoint_at_start {
         let controller = &launched.controller;
         controller.wait_all_stopped(Duration::from_secs(5));
@@ -99,6 +102,8 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
     app.memmap.symbols = symbols.clone();
     app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
+    // The guest's end, while the TUI keeps it to go back from.
+    let mut held: Option<crate::vmm::vcpu::VcpuEnd> = None;
     while !app.quit {
         // Ctrl-C, SIGTERM and SIGHUP (the terminal went away) end the UI in every state, the
         // ended one included.
@@ -108,7 +113,15 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         if let Some(report) = launched.poll(Duration::ZERO) {
             app.quit |= report.end == RunEnd::Interrupted;
             let end = report.end.clone();
-            app.set_ended(end, launched.controller.final_states());
+            app.set_ended(end, launched.controller.final_states(), false);
+        }
+        // The guest's own end, kept to go back from.
+        if let Some(end) = launched.controller.take_held_end() {
+            app.set_ended(end.0.clone(), launched.controller.stops(), true);
+            held = Some(end);
+        }
+        if !matches!(app.state, RunState::Ended(_)) {
+            held = None;
         }
         for line in crate::notice::take() {
             app.say(line, false);
@@ -206,8 +219,12 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         }
     }
     drop(guard);
-    let end = if crate::vmm::vm::interrupted() { RunEnd::Interrupted } else { RunEnd::Quit };
-    let report = launched.finish(end);
+    let report = match held {
+        // Quit at the guest's end: the run ended as the guest ended it.
+        Some(end) if !crate::vmm::vm::interrupted() => launched.finish_with(end),
+        _ if crate::vmm::vm::interrupted() => launched.finish(RunEnd::Interrupted),
+        _ => launched.finish(RunEnd::Quit),
+    };
     release_notices();
     let report = report?;
     // Where the terminal is gone with the summary, there is nobody to tell.
@@ -227,6 +244,12 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
     let controller = &launched.controller;
     if !launched.is_running() && !matches!(action, Action::Quit | Action::ShowChain { .. }) {
         app.say("the run has ended: its registers, memory and page tables can still be looked at; q quits", true);
+        return;
+    }
+    // The guest ended, its end kept: the past can be gone back to, the end not run past.
+    let at_end = matches!(app.state, RunState::Ended(_));
+    if at_end && matches!(action, Action::TogglePause | Action::Pause | Action::Resume | Action::Step) {
+        app.say("the guest has ended: b in the exit inspector or :goto SEQ goes back to an exit; q quits", true);
         return;
     }
     match action {
@@ -294,7 +317,11 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             Err(e) => app.say(e.to_string(), true),
         },
         Action::Goto(_) | Action::Checkpoint | Action::Restore(_) | Action::Snapshot(_) => {
+            let goes_back = matches!(action, Action::Goto(_) | Action::Restore(_));
             let (text, error) = travel(action, controller);
+            if at_end && goes_back && !error {
+                app.leave_end();
+            }
             // The stops going back (or settling the vCPUs) made are this message's to tell.
             app.set_stops(&controller.stops(), controller.is_paused());
             app.say(text, error);

@@ -84,6 +84,18 @@ impl RunEnd {
     pub fn is_crash(&self) -> bool {
         matches!(self, RunEnd::TripleFault { .. } | RunEnd::GuestError { .. })
     }
+
+    /// Whether the guest ended the run itself (not a limit, the user or kvmscope).
+    pub fn is_guests(&self) -> bool {
+        matches!(
+            self,
+            RunEnd::DebugExit { .. }
+                | RunEnd::Halted { .. }
+                | RunEnd::GuestReset { .. }
+                | RunEnd::TripleFault { .. }
+                | RunEnd::GuestError { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for RunEnd {

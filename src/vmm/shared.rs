@@ -100,6 +100,11 @@ pub struct Shared {
     pub checkpoint_every: u64,
     /// Set while the guest goes over its past again: its console output was written already.
     pub output_mutes: Vec<Arc<AtomicBool>>,
+    /// Keep the guest's own end (a halt, the debug-exit port, a crash) as a stop to go back
+    /// from, instead of ending the run (the TUI, with time travel on and one vCPU).
+    pub hold_end: AtomicBool,
+    /// The end kept so, until the owner takes it.
+    pub held_end: Mutex<Option<super::vcpu::VcpuEnd>>,
 }
 
 impl Shared {

@@ -476,6 +476,8 @@ impl Vm {
             checkpoint_every: limits.checkpoint_every.unwrap_or(super::snapshot::checkpoints::AUTO_EVERY),
             output_mutes,
             machine_args,
+            hold_end: AtomicBool::new(false),
+            held_end: Mutex::new(None),
         });
         if limits.start_paused {
             shared.debug.raise_pause();

@@ -37,6 +37,8 @@ pub struct Inspector {
     pub seq: u64,
     pub lines: Vec<(String, String)>,
     pub scroll: u16,
+    /// The machine can be taken back to this exit (a live run; a recording cannot).
+    pub can_go_back: bool,
 }
 
 /// A code address with the guest symbol it is in, where the guest has symbols.
@@ -136,7 +138,7 @@ impl Inspector {
                 }
             }
         }
-        Self { seq: e.seq, lines, scroll: 0 }
+        Self { seq: e.seq, lines, scroll: 0, can_go_back: true }
     }
 }
 
@@ -162,7 +164,8 @@ pub fn render(f: &mut Frame, area: Rect, inspector: &Inspector, theme: &Theme) {
         .map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<keys$} "), theme.dim()), Span::raw(v.clone())]))
         .collect();
     f.render_widget(Clear, r);
-    let title = format!(" Exit #{} — arrows scroll, b goes back to here, any other key closes ", inspector.seq);
+    let back = if inspector.can_go_back { "b goes back to here, " } else { "" };
+    let title = format!(" Exit #{} — arrows scroll, {back}any other key closes ", inspector.seq);
     f.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((inspector.scroll, 0)).block(frame(title, true, theme)),
         r,

@@ -157,7 +157,16 @@ impl Vcpu {
             }
             if let Next::End(end) = next {
                 let crash = end.is_crash().then(|| Box::new(self.crash_report()));
-                break Some((end, crash));
+                if !self.hold_end(&end) {
+                    break Some((end, crash));
+                }
+                // The guest's end, kept as a stop to go back from: the owner hears of it, and
+                // the run goes on if the user goes back and runs on from there.
+                *lock(&self.shared.held_end) = Some((end, crash));
+                self.shared.pause_all();
+                if !self.park(StopReason::Ended, None) {
+                    break lock(&self.shared.held_end).take();
+                }
             }
         };
         self.debugger.state = VcpuState::Ended;
@@ -197,6 +206,15 @@ impl Vcpu {
         };
         self.shared.pause_all();
         self.park(reason, event).then_some(Next::Continue)
+    }
+
+    /// Whether to keep the guest's `end` as a stop (see [`Shared::hold_end`]): one it made
+    /// itself, with a checkpoint to go back to.
+    fn hold_end(&self, end: &RunEnd) -> bool {
+        self.shared.hold_end.load(std::sync::atomic::Ordering::Acquire)
+            && end.is_guests()
+            && self.shared.debug.vcpus() == 1
+            && !lock(&self.shared.checkpoints).list().is_empty()
     }
 
     /// One `KVM_RUN` and the handling of its exit.
