@@ -18,7 +18,7 @@ use crate::debug::exit_spec::{ExitSpec, SpecError};
 use crate::debug::{DebugState, ExitBreakpoint, Stop, StopReason, VcpuCommand};
 use crate::decode::page_map::{PageMap, page_map};
 use crate::decode::paging::{self, Translation, WalkError};
-use crate::decode::regs::{CR4_PAE, EFER_LMA};
+use crate::decode::regs::{CR0_PE, CR4_PAE, EFER_LMA};
 use crate::decode::{CpuMode, PhysRead};
 use crate::memory_view::{MemoryMapView, SlotView};
 use crate::trace::Counters;
@@ -56,6 +56,10 @@ pub enum ControlError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Probe(#[from] VmError),
+    #[error(
+        "in real mode this host runs int3 itself, so breakpoints there are hardware ones, and all 4 debug registers are in use"
+    )]
+    RealModeBreakpoints,
     #[error("{0} are unavailable on this host (see kvmscope probe)")]
     Unavailable(&'static str),
     #[error("{what} watchpoints are unavailable on this host: it fires no DR7 watchpoints{also} (see kvmscope probe)")]
@@ -388,10 +392,22 @@ impl Controller {
         rx.recv_timeout(Duration::from_secs(5)).map_err(|_| ControlError::NoAnswer)?.map_err(ControlError::Registers)
     }
 
-    /// Plants a software breakpoint at a guest-virtual address.
+    /// Plants a software breakpoint at a guest-virtual address. Where the host emulates `int3`
+    /// itself in real mode (the guest's own vector table would take it), a guest in real mode
+    /// gets a hardware one instead.
     pub fn add_sw_breakpoint(&self, gva: u64) -> Result<(), ControlError> {
-        if self.host()?.use_sw_breakpoints == Mechanism::Unavailable {
+        let mechanism = self.host()?.use_sw_breakpoints;
+        if mechanism == Mechanism::Unavailable {
             return Err(ControlError::Unavailable("software breakpoints"));
+        }
+        if mechanism == Mechanism::Int3EmulationFailure && self.mode(0)?.cr0 & CR0_PE == 0 {
+            if self.debug().breakpoints().hw_exec_at(gva) {
+                return Ok(());
+            }
+            return self.add_hw_breakpoint(gva).map_err(|e| match e {
+                ControlError::Breakpoint(_) => ControlError::RealModeBreakpoints,
+                e => e,
+            });
         }
         let t = self.translate_mapped(0, gva)?;
         let mut bps = self.debug().breakpoints();
@@ -407,9 +423,11 @@ impl Controller {
         Ok(())
     }
 
-    /// Removes a software breakpoint, putting the original byte back; false when there was none.
+    /// Removes a software breakpoint, putting the original byte back (or the hardware one that
+    /// stood for it in real mode); false when there was none.
     pub fn remove_sw_breakpoint(&self, gva: u64) -> bool {
-        let Some(bp) = self.debug().breakpoints().remove_sw(gva) else { return false };
+        let removed = self.debug().breakpoints().remove_sw(gva);
+        let Some(bp) = removed else { return self.remove_hw_breakpoint(gva) };
         self.shared.ram.write(bp.gpa, &[bp.original]);
         self.debug().breakpoints_changed();
         true

@@ -1,16 +1,24 @@
 //! Going back must land where going forward was, state for state: the harness in
-//! `common::reverse` on the project's guests — every kind of exit, a C guest, real mode, a guest
-//! that reads the clock — from their entry, from a breakpoint the guest ran freely to, and from
-//! an exit breakpoint.
+//! `common::reverse` on the project's guests — every kind of exit, instructions kvmscope finishes
+//! for the host, a C guest built for gdb, real mode and a switch to protected mode, trapped MSRs,
+//! a guest that reads the clock — from their entry, from a breakpoint the guest ran freely to,
+//! and from an exit breakpoint.
 
 mod common;
 
 use common::reverse::{Guest, Start, check};
 use common::*;
+use kvmscope::vmm::loader::BootMode;
 
 fn checked(name: &str, guest: Guest, start: Start, steps: usize, probes: usize) -> usize {
     let report = check(&guest, start, steps, probes, 0x5eed ^ steps as u64);
-    assert!(report.failures.is_empty(), "{name}: {} of {} states differ:\n{}", report.failures.len(), report.compared, report.failures.join("\n"));
+    assert!(
+        report.failures.is_empty(),
+        "{name}: {} of {} checks failed:\n{}",
+        report.failures.len(),
+        report.compared,
+        report.failures.join("\n")
+    );
     eprintln!("{name}: {} states compared", report.compared);
     report.compared
 }
@@ -22,14 +30,53 @@ fn every_kind_of_exit_forward_and_back() {
     }
     let guest = || Guest { trap_msrs: vec![0x277], ..Guest::kernel("stepping.elf") };
     checked("stepping from its entry", guest(), Start::Entry, 120, 8);
-    checked("stepping from an exit breakpoint", guest(), Start::ExitBreakpoint { spec: "mmio 0xe0001004", nth: 2 }, 60, 6);
+    checked(
+        "stepping from an exit breakpoint",
+        guest(),
+        Start::ExitBreakpoint { spec: "mmio 0xe0001004", nth: 2 },
+        60,
+        6,
+    );
 }
 
 #[test]
-fn gdbtest_from_a_breakpoint_it_ran_to() {
-    if !kvm_or_skip("gdbtest_from_a_breakpoint_it_ran_to") {
+fn instructions_kvmscope_finishes_for_the_host() {
+    if !kvm_or_skip("instructions_kvmscope_finishes_for_the_host") {
         return;
     }
-    // `bump` is at 0x20001e (assets/guests/gdbtest.elf64.S).
-    checked("gdbtest from bump's third call", Guest::kernel("gdbtest.elf"), Start::Breakpoint { gva: 0x20001e, hits: 3 }, 20, 6);
+    // The guest takes a #BP through its own IDT: its frames go on the stack, which a write
+    // watchpoint would keep read-only.
+    let guest = || Guest { watch_stack: false, ..Guest::kernel("emulate.elf") };
+    checked("emulate from its entry (int3, popcnt, stac/clac, iretq)", guest(), Start::Entry, 70, 6);
+    checked("emulate from a breakpoint", guest(), Start::Breakpoint { gva: 0x2000a4, hits: 1 }, 60, 6);
+}
+
+#[test]
+fn gdbtest_and_the_c_guest_from_breakpoints_they_ran_to() {
+    if !kvm_or_skip("gdbtest_and_the_c_guest_from_breakpoints_they_ran_to") {
+        return;
+    }
+    // `bump` is at 0x20001e (assets/guests/gdbtest.elf64.S); the C guest's `bump` at 0x200028.
+    checked(
+        "gdbtest from bump's third call",
+        Guest::kernel("gdbtest.elf"),
+        Start::Breakpoint { gva: 0x20001e, hits: 3 },
+        20,
+        6,
+    );
+    checked("bump.c from its entry", Guest::kernel("bump.elf"), Start::Entry, 100, 6);
+    checked("bump.c from bump(4)", Guest::kernel("bump.elf"), Start::Breakpoint { gva: 0x200028, hits: 5 }, 60, 8);
+}
+
+#[test]
+fn real_mode_a_mode_switch_msrs_and_the_clock() {
+    if !kvm_or_skip("real_mode_a_mode_switch_msrs_and_the_clock") {
+        return;
+    }
+    let raw = |file: &str| Guest::raw(guest(file), 0x7c00, BootMode::Real);
+    checked("real mode", raw("real.bin"), Start::Entry, 12, 4);
+    checked("real to protected mode", raw("modeswitch.bin"), Start::Entry, 14, 4);
+    let msr = Guest { trap_msrs: vec![0x1b, 0x277], ..Guest::kernel("msr.elf") };
+    checked("trapped MSRs", msr, Start::Entry, 16, 4);
+    checked("the clock, read again going forward", Guest::kernel("clock.elf"), Start::Entry, 22, 4);
 }

@@ -267,7 +267,8 @@ fn the_tui_goes_back_from_the_guests_end() {
     // The third dot's exit, from the top of the list.
     t.keys(&["Home", "Up", "Up", "Up", "Enter"]);
     let s = t.wait_for(&["Exit #", "b goes back to here"], "the inspector");
-    let seq: u64 = s.split("Exit #").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
+    let seq: u64 =
+        s.split("Exit #").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
     t.keys(&["b"]);
     t.wait_for(&[&format!("back at exit #{seq} (after exit "), "PAUSED vCPU 0 at"], "back from the end");
     t.keys(&["Space"]);

@@ -11,9 +11,9 @@ use gdbstub::target::ext::base::reverse_exec::ReplayLogPosition;
 
 use super::connection::Session;
 use super::target::{GdbTarget, TargetFailure, tid_of};
-use crate::time_travel::TravelError;
 use crate::debug::breakpoints::WatchKind;
 use crate::debug::{Stop, StopReason};
+use crate::time_travel::TravelError;
 
 /// The event loop type gdbstub drives.
 pub enum GdbEventLoop {}
@@ -39,7 +39,9 @@ pub fn stop_reason(s: &Stop) -> MultiThreadStopReason<u64> {
         StopReason::Diverged { .. } => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
         // Where the history kept ends, going back (the first checkpoint) or forward again (a
         // path that leaves it): gdb says "No more reverse-execution history".
-        StopReason::TimelineStart(_) => MultiThreadStopReason::ReplayLog { tid: Some(tid), pos: ReplayLogPosition::Begin },
+        StopReason::TimelineStart(_) => {
+            MultiThreadStopReason::ReplayLog { tid: Some(tid), pos: ReplayLogPosition::Begin }
+        }
         StopReason::TravelFailed(_) => MultiThreadStopReason::ReplayLog { tid: Some(tid), pos: ReplayLogPosition::End },
         // Never a parked vCPU's reason: the state left at the end is not offered as a stop.
         StopReason::Ended => MultiThreadStopReason::Exited(0),

@@ -19,8 +19,8 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use super::arch::{KvmscopeRegs, KvmscopeX86_64};
 use crate::controller::{ControlError, Controller};
 use crate::debug::Stop;
-use crate::time_travel::{Place, TravelError};
 use crate::decode::regs;
+use crate::time_travel::{Place, TravelError};
 
 /// Why the target could not do what gdb asked (gdbstub reports it and ends the session).
 #[derive(Debug, thiserror::Error)]

@@ -202,7 +202,8 @@ impl Controller {
         count_mark: bool,
         hit: OnHit,
     ) -> Result<Option<Stop>, TravelError> {
-        let lost = || TravelError::LandmarkLost { place: Place { exits, mark: Some(*mark), steps: 0 }, next: exits + 1 };
+        let lost =
+            || TravelError::LandmarkLost { place: Place { exits, mark: Some(*mark), steps: 0 }, next: exits + 1 };
         if !self.is_at(mark) {
             let lookout = Lookout::plant(self, mark.regs.rip)?;
             let lookout_at = lookout.as_ref().map(|l| l.gva);

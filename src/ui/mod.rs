@@ -352,7 +352,9 @@ fn travel(action: Action, controller: &crate::controller::Controller) -> (String
             .restore_checkpoint(id)
             .map(|at| format!("back at checkpoint #{id}: {at}; space runs on from here"))
             .map_err(|e| match e {
-                ControlError::Snapshot(SnapshotError::NoCheckpoint(_)) => format!(":restore: {e} (:checkpoints lists them)"),
+                ControlError::Snapshot(SnapshotError::NoCheckpoint(_)) => {
+                    format!(":restore: {e} (:checkpoints lists them)")
+                }
                 e => format!(":restore: {e}"),
             }),
         Action::Snapshot(path) => controller

@@ -149,9 +149,14 @@ impl std::fmt::Display for ExitMark {
     }
 }
 
-/// Whether an exit is the guest's own doing (the debugger's traps and watched pages are not).
+/// Whether an exit counts on the timeline: the guest's own I/O and events. The debugger's traps
+/// and watched pages do not, nor an instruction the host could not emulate (kvmscope finishes it,
+/// or delivers the exception it raises, or the run ends there): the guest's instruction is
+/// counted in steps like any other, so a place "just after an exit" is never one with an
+/// exception half delivered.
 pub fn is_guest_exit(e: &ExitEvent) -> bool {
-    !matches!(e.kind, ExitKind::Debug { .. } | ExitKind::Breakpoint { .. }) && e.device != Some(RAM_DEVICE)
+    !matches!(e.kind, ExitKind::Debug { .. } | ExitKind::Breakpoint { .. } | ExitKind::InternalError { .. })
+        && e.device != Some(RAM_DEVICE)
 }
 
 #[derive(Default)]
@@ -290,7 +295,9 @@ impl Timeline {
                 } else if was.data != mark.data {
                     Some((
                         format!("{was} with other registers or data written"),
-                        format!("the same exit, but the guest's registers or the value written differ (it read something no exit carries: rdtsc, rdrand, an interrupt's timing)"),
+                        format!(
+                            "the same exit, but the guest's registers or the value written differ (it read something no exit carries: rdtsc, rdrand, an interrupt's timing)"
+                        ),
                     ))
                 } else {
                     None

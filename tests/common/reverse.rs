@@ -25,12 +25,22 @@ pub struct Guest {
     pub trap_msrs: Vec<u32>,
     pub irqchip: bool,
     pub cmdline: String,
+    /// Watch stack bytes too: not for a guest that takes exceptions, whose frames the CPU pushes
+    /// on a page a write watchpoint keeps read-only (the delivery fails, the guest triple-faults).
+    pub watch_stack: bool,
 }
 
 impl Guest {
     /// One of the project's guests, by file name.
     pub fn kernel(file: &str) -> Self {
-        Guest { image: Image::Kernel(super::guest(file)), mem_mib: 256, trap_msrs: Vec::new(), irqchip: false, cmdline: String::new() }
+        Guest {
+            image: Image::Kernel(super::guest(file)),
+            mem_mib: 256,
+            trap_msrs: Vec::new(),
+            irqchip: false,
+            cmdline: String::new(),
+            watch_stack: true,
+        }
     }
 
     /// A raw image loaded and entered at `at` in `mode`.
@@ -234,7 +244,13 @@ impl Rng {
 fn written(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<(u64, u64)> {
     let mut bytes = [0u8; 15];
     let n = c.read_memory(0, state.regs.rip, &mut bytes).ok()?;
-    let bitness = if sregs.cs.l != 0 { 64 } else if sregs.cs.db != 0 { 32 } else { 16 };
+    let bitness = if sregs.cs.l != 0 {
+        64
+    } else if sregs.cs.db != 0 {
+        32
+    } else {
+        16
+    };
     let rip = state.regs.rip;
     let insn = Decoder::with_ip(bitness, &bytes[..n], rip, DecoderOptions::NONE).decode();
     if insn.has_rep_prefix() || insn.has_repne_prefix() || insn.is_string_instruction() {
@@ -280,6 +296,48 @@ fn written(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<(u64, u64
     (addr % len == 0).then_some((addr, len))
 }
 
+/// Where the instruction at `state` may leave RIP when it executes once: after it, at its
+/// branch target, at the return address on the stack (`ret`, `iret`), or on it again (a `rep`
+/// string instruction between iterations). `None` where that cannot be told (an exception, an
+/// interrupt, an indirect jump, a far transfer).
+fn successors(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<Vec<u64>> {
+    use iced_x86::{FlowControl, Mnemonic};
+    let mut bytes = [0u8; 15];
+    let n = c.read_memory(0, state.regs.rip, &mut bytes).ok()?;
+    let bitness = if sregs.cs.l != 0 {
+        64
+    } else if sregs.cs.db != 0 {
+        32
+    } else {
+        16
+    };
+    let insn = Decoder::with_ip(bitness, &bytes[..n], state.regs.rip, DecoderOptions::NONE).decode();
+    let width = bitness as u64 / 8;
+    let stack_word = |at: u64| {
+        let mut w = [0u8; 8];
+        c.read_memory(0, at, &mut w[..width as usize]).ok()?;
+        Some(u64::from_le_bytes(w))
+    };
+    let next = insn.next_ip();
+    let mut out = match insn.flow_control() {
+        FlowControl::Next => vec![next],
+        FlowControl::UnconditionalBranch | FlowControl::Call if insn.is_call_near() || insn.is_jmp_short_or_near() => {
+            vec![insn.near_branch_target()]
+        }
+        FlowControl::ConditionalBranch => vec![next, insn.near_branch_target()],
+        FlowControl::Return if matches!(insn.mnemonic(), Mnemonic::Ret) => vec![stack_word(state.regs.rsp)?],
+        FlowControl::Return if matches!(insn.mnemonic(), Mnemonic::Iretq | Mnemonic::Iretd) && bitness == 64 => {
+            vec![stack_word(state.regs.rsp)?]
+        }
+        _ => return None,
+    };
+    if insn.has_rep_prefix() || insn.has_repne_prefix() {
+        out.push(state.regs.rip);
+    }
+    // A `hlt` with interrupts to come, an exiting instruction's step: never a jump elsewhere.
+    Some(out)
+}
+
 /// The check on one guest: `steps` steps from `start`, then reverse-stepi back and forward
 /// again, then `probes` reverse-continues to random breakpoints and watchpoints.
 pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64) -> Report {
@@ -291,7 +349,22 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
     let mut states = vec![State::of(&c)];
     for _ in 0..steps {
         step(&c);
-        states.push(State::of(&c));
+        let (now, sregs) = State::of(&c);
+        // Each step executes one instruction: it lands where that instruction leads.
+        let (was, was_sregs) = states.last().expect("the start");
+        if let Some(next) = successors(&c, was, was_sregs)
+            && !next.contains(&now.regs.rip)
+        {
+            report.failures.push(format!(
+                "step {} from {:#x} landed at {:#x}, not at {:x?} (more than one instruction)",
+                states.len(),
+                was.regs.rip,
+                now.regs.rip,
+                next
+            ));
+        }
+        report.compared += 1;
+        states.push((now, sregs));
     }
     let n = states.len() - 1;
     // Back, one instruction at a time.
@@ -323,30 +396,42 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
         let pick = if probe == 0 { 0 } else { rng.below(n) };
         let (expected, undo): (Option<usize>, Box<dyn Fn(&Controller)>) = if watch {
             // A write to RAM (MMIO cannot be watched).
-            let candidates = (pick..n).chain(0..pick).filter_map(|i| written(&c, &states[i].0, &states[i].1));
-            let Some((addr, len)) = candidates.filter(|&(a, l)| c.add_watchpoint(a, l, WatchKind::Write).is_ok()).next()
+            let on_stack = |i: usize, a: u64| a >> 12 == states[i].0.regs.rsp >> 12;
+            let candidates = (pick..n).chain(0..pick).filter_map(|i| {
+                written(&c, &states[i].0, &states[i].1).filter(|&(a, _)| guest.watch_stack || !on_stack(i, a))
+            });
+            let Some((addr, len)) =
+                candidates.filter(|&(a, l)| c.add_watchpoint(a, l, WatchKind::Write).is_ok()).next()
             else {
                 continue;
             };
             let last = (0..n).rev().find(|&i| {
                 written(&c, &states[i].0, &states[i].1).is_some_and(|(a, l)| a < addr + len && addr < a + l)
             });
-            (last, Box::new(move |c: &Controller| {
-                let _ = c.remove_watchpoint(addr, len, WatchKind::Write);
-            }))
+            (
+                last,
+                Box::new(move |c: &Controller| {
+                    let _ = c.remove_watchpoint(addr, len, WatchKind::Write);
+                }),
+            )
         } else {
             let rip = states[pick].0.regs.rip;
             let last = (0..n).rev().find(|&i| states[i].0.regs.rip == rip);
             c.add_sw_breakpoint(rip).unwrap();
-            (last, Box::new(move |c: &Controller| {
-                c.remove_sw_breakpoint(rip);
-            }))
+            (
+                last,
+                Box::new(move |c: &Controller| {
+                    c.remove_sw_breakpoint(rip);
+                }),
+            )
         };
         let what = if watch { "watchpoint" } else { "breakpoint" };
         let r = c.reverse_continue();
         trace(&format!("reverse-continue to a {what} (expected state {expected:?}) -> {r:?}"));
         match (r, expected) {
-            (Ok(_), Some(i)) => report.expect(&format!("reverse-continue to a {what} (state {i})"), &State::of(&c).0, &states[i].0),
+            (Ok(_), Some(i)) => {
+                report.expect(&format!("reverse-continue to a {what} (state {i})"), &State::of(&c).0, &states[i].0)
+            }
             (Err(e), _) => report.failures.push(format!("reverse-continue to a {what}: {e}")),
             (Ok(_), None) => {}
         }

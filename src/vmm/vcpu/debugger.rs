@@ -8,7 +8,8 @@ use kvm_bindings::{
 };
 use kvm_ioctls::VcpuFd;
 
-use super::state::{StepTrap, VcpuState};
+use super::backstop;
+use super::state::{StepOver, StepTrap, VcpuState};
 use crate::debug::StopReason;
 use crate::debug::breakpoints::HwKind;
 use crate::decode::paging::gpa_of;
@@ -19,6 +20,16 @@ use crate::vmm::bus::RAM_DEVICE;
 use crate::vmm::emulate::{self, Completion, X87Sse};
 use crate::vmm::outcome::VmmFailure;
 use crate::vmm::shared::Shared;
+
+/// How a step whose instruction made an exit ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// Once KVM completes the instruction (a port or MMIO read's value into its register).
+    OnceCompleted,
+    /// At once: kvmscope finished the instruction (or raised its exception) itself; a run of
+    /// KVM now would only stand in the way of the exception it is to deliver.
+    Now,
+}
 
 /// What a debug-related exit means.
 pub enum DebugOutcome {
@@ -46,12 +57,27 @@ pub struct VcpuDebugger {
     /// The instruction a step executes exited (or kvmscope finished it for the host): the step
     /// ends there. Where the exit leaves RIP past the instruction (an `out`, an MMIO write on an
     /// emulating host), KVM's single-step trap would only come after the *next* instruction.
-    step_ends: bool,
+    step_ends: Option<StepEnd>,
+    /// Where the step under way must end if the host's trap does not come in time (see
+    /// `backstop`): a hardware breakpoint there for the step.
+    backstop: Option<u64>,
+    /// The step under way delivers an exception: it runs to the handler's backstop without the
+    /// host's single-step (whose trap flag would be pushed into the guest's frame).
+    to_backstop_only: bool,
 }
 
 impl VcpuDebugger {
     pub fn new(vcpu: u32) -> Self {
-        Self { vcpu, state: VcpuState::Running, generation: 0, guest_debug_on: false, pending_stop: None, step_ends: false }
+        Self {
+            vcpu,
+            state: VcpuState::Running,
+            generation: 0,
+            guest_debug_on: false,
+            pending_stop: None,
+            step_ends: None,
+            backstop: None,
+            to_backstop_only: false,
+        }
     }
 
     /// The stop to make after the instruction under way, if any.
@@ -66,16 +92,41 @@ impl VcpuDebugger {
         self.pending_stop = Some((reason, event));
     }
 
-    /// An exit came while single-stepping: the step ends with its instruction.
+    /// An exit came while single-stepping: the step ends with its instruction, once KVM has
+    /// completed it.
     pub fn end_step_at_exit(&mut self) {
-        if self.state.single_steps() {
-            self.step_ends = true;
+        // (Not while the step runs to an exception handler's backstop: it ends there.)
+        if self.state.single_steps() && self.step_ends.is_none() && !self.to_backstop_only {
+            self.step_ends = Some(StepEnd::OnceCompleted);
         }
     }
 
-    /// Whether the step under way ends at the exit just handled (and forgets it).
-    pub fn take_step_end(&mut self) -> bool {
-        std::mem::take(&mut self.step_ends)
+    /// kvmscope finished the step's instruction itself (set the registers, or raised the
+    /// exception it makes): the step ends now, with nothing left for KVM to complete.
+    fn end_step_now(&mut self) {
+        if self.state.single_steps() {
+            self.step_ends = Some(StepEnd::Now);
+        }
+    }
+
+    /// kvmscope raised exception `vector` in the guest during a step: the user's step ends at the
+    /// handler's first instruction, reached without the host's single-step (its trap flag would
+    /// go into the exception frame); a step off a breakpoint before running on ends now.
+    fn step_into_handler(&mut self, fd: &VcpuFd, shared: &Shared, sregs: &kvm_sregs, vector: u8) {
+        let users =
+            matches!(self.state, VcpuState::Stepping | VcpuState::SteppingOver(StepOver { then_park: true, .. }));
+        match backstop::handler_of(&shared.ram, sregs, vector).filter(|_| users) {
+            Some(handler) => {
+                (self.backstop, self.to_backstop_only) = (Some(handler), true);
+                let _ = self.apply(fd, shared, 0);
+            }
+            None => self.end_step_now(),
+        }
+    }
+
+    /// How the step under way ends at the exit just handled, if it does (and forgets it).
+    pub fn take_step_end(&mut self) -> Option<StepEnd> {
+        self.step_ends.take()
     }
 
     /// Ends the step under way as its trap would (a breakpoint stepped off is planted again):
@@ -84,6 +135,7 @@ impl VcpuDebugger {
         if !self.state.single_steps() {
             return None;
         }
+        (self.backstop, self.to_backstop_only) = (None, false);
         Some(self.on_debug_trap(fd, shared, 0))
     }
 
@@ -101,8 +153,17 @@ impl VcpuDebugger {
         let mut arch = kvm_guest_debug_arch::default();
         {
             let bps = d.breakpoints();
-            let (addrs, dr7) = bps.debug_registers();
-            if dr7 != 0 && !self.state.lifts_breakpoints() {
+            let (mut addrs, mut dr7) = bps.debug_registers();
+            if self.state.lifts_breakpoints() {
+                dr7 = 0;
+            }
+            // The step's backstop, in a slot the user's breakpoints leave free.
+            let free = (0..4).find(|i| dr7 & (3 << (2 * i)) == 0);
+            if let (Some(at), true, Some(i)) = (self.backstop, self.state.single_steps(), free) {
+                addrs[i] = at;
+                dr7 |= 1 << (2 * i);
+            }
+            if dr7 != 0 {
                 control |= KVM_GUESTDBG_USE_HW_BP;
                 arch.debugreg[..4].copy_from_slice(&addrs);
                 arch.debugreg[7] = dr7;
@@ -111,7 +172,7 @@ impl VcpuDebugger {
                 control |= KVM_GUESTDBG_USE_SW_BP;
             }
         }
-        if self.state.single_steps() {
+        if self.state.single_steps() && !self.to_backstop_only {
             control |= KVM_GUESTDBG_SINGLESTEP;
         }
         if control == 0 && !self.guest_debug_on {
@@ -144,7 +205,12 @@ impl VcpuDebugger {
             (sw_gpa.is_some() || bps.hw_exec_at(regs.rip)).then_some(sw_gpa)
         };
         self.state = VcpuState::leave_park(step, over);
-        self.step_ends = false;
+        self.step_ends = None;
+        self.to_backstop_only = false;
+        self.backstop = match self.state.single_steps() {
+            true => backstop::after_flags_reload(&shared.ram, &regs, &sregs),
+            false => None,
+        };
         self.apply(fd, shared, 0).is_ok()
     }
 
@@ -165,8 +231,18 @@ impl VcpuDebugger {
             _ => return None,
         };
         let (gpa, _) = gpa_of(&shared.ram, &mode, linear).ok()?;
+        if self.stepping_over(gpa) {
+            // The guest's own int3 under one of kvmscope's: it is the guest's to take.
+            return None;
+        }
         let bp = shared.debug.breakpoints().sw_at(gpa)?;
         Some(ExitKind::Breakpoint { gva: bp.gva, via })
+    }
+
+    /// Whether the vCPU is stepping over kvmscope's int3 at `gpa` (the guest's own byte is in
+    /// place meanwhile).
+    fn stepping_over(&self, gpa: u64) -> bool {
+        matches!(self.state, VcpuState::SteppingOver(StepOver { sw_gpa: Some(g), .. }) if g == gpa)
     }
 
     /// What an exit means to the debugger.
@@ -184,7 +260,8 @@ impl VcpuDebugger {
             ExitKind::Debug { exception: 3, pc, .. } => {
                 // KVM caught an int3 (USE_SW_BP): ours is a breakpoint; the guest's own goes back to it.
                 let gpa = sregs.and_then(|s| gpa_of(&shared.ram, &CpuMode::from(s), pc).ok()).map(|(gpa, _)| gpa);
-                match gpa.and_then(|g| shared.debug.breakpoints().sw_at(g)) {
+                let ours = gpa.filter(|&g| !self.stepping_over(g));
+                match ours.and_then(|g| shared.debug.breakpoints().sw_at(g)) {
                     Some(bp) => DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva)),
                     None => {
                         let _ = self.apply(fd, shared, KVM_GUESTDBG_INJECT_BP);
@@ -215,6 +292,9 @@ impl VcpuDebugger {
     fn on_debug_trap(&mut self, fd: &VcpuFd, shared: &Shared, dr6: u64) -> DebugOutcome {
         let (state, trap) = self.state.on_step_trap();
         self.state = state;
+        if trap != StepTrap::NotOurs {
+            (self.backstop, self.to_backstop_only) = (None, false);
+        }
         match trap {
             StepTrap::SteppedOver { replant, then_park } => {
                 if let Some(gpa) = replant {
@@ -267,21 +347,23 @@ impl VcpuDebugger {
                 Some(Completion::Done(done, fpu))
                     if fpu.is_none_or(|f| set_x87_sse(fd, &f)) && fd.set_regs(&done).is_ok() =>
                 {
-                    self.end_step_at_exit();
+                    self.end_step_now();
                     DebugOutcome::Handled
                 }
                 Some(Completion::Fault(vector)) if inject_fault(fd, vector) => {
-                    self.end_step_at_exit();
+                    self.step_into_handler(fd, shared, sregs, vector);
                     DebugOutcome::Handled
                 }
                 _ => DebugOutcome::None,
             };
         }
-        if let Some(bp) = shared.debug.breakpoints().sw_at(gpa) {
+        if !self.stepping_over(gpa)
+            && let Some(bp) = shared.debug.breakpoints().sw_at(gpa)
+        {
             return DebugOutcome::Stop(StopReason::SwBreakpoint(bp.gva));
         }
         if inject_breakpoint(fd, regs) {
-            self.end_step_at_exit();
+            self.step_into_handler(fd, shared, sregs, 3);
             DebugOutcome::Handled
         } else {
             DebugOutcome::None

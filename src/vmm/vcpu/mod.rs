@@ -3,6 +3,7 @@
 //! debugger (`debugger`) and the run's end rules have their say. The loop's state is explicit
 //! (`state`): running, parked, stepping, stepping over a breakpoint, ended.
 
+pub mod backstop;
 pub mod debugger;
 pub mod profile;
 pub mod state;
@@ -29,7 +30,7 @@ use crate::sync::lock;
 use crate::trace::stage_times::Stage;
 use crate::trace::{Dir, ExitEvent, ExitKind, StackSample};
 use crate::vmm::bus::RAM_DEVICE;
-use debugger::{DebugOutcome, VcpuDebugger};
+use debugger::{DebugOutcome, StepEnd, VcpuDebugger};
 use profile::StageClock;
 use state::VcpuState;
 
@@ -184,15 +185,17 @@ impl Vcpu {
     fn finish_instruction(&mut self) -> Option<Next> {
         let pending = self.debugger.take_pending_stop();
         let step_ends = self.debugger.take_step_end();
-        if pending.is_none() && !step_ends {
+        if pending.is_none() && step_ends.is_none() {
             return Some(Next::Continue);
         }
-        let parks = self.parks;
-        let next = self.complete_instruction();
-        // Completing it may have stopped already (the write of a read-modify-write, the step's
-        // own trap on a host that completes the instruction in KVM_RUN).
-        if !matches!(next, Next::Continue) || self.parks != parks {
-            return Some(next);
+        if pending.is_some() || step_ends == Some(StepEnd::OnceCompleted) {
+            let parks = self.parks;
+            let next = self.complete_instruction();
+            // Completing it may have stopped already (the write of a read-modify-write, the
+            // step's own trap on a host that completes the instruction in KVM_RUN).
+            if !matches!(next, Next::Continue) || self.parks != parks {
+                return Some(next);
+            }
         }
         // A step under way ends with this instruction, whatever else stops here.
         let step = self.debugger.finish_step(&self.fd, &self.shared);
@@ -319,25 +322,30 @@ impl Vcpu {
         let at_limit = event.seq + 1 >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
         // exit breakpoint stops before the exit takes its usual effect (which may end the run).
-        let (outcome, next) = match self.debugger.on_exit(&self.fd, shared, &event, regs, sregs) {
-            DebugOutcome::None => {
-                let next = self.decide(&event, translated.request, regs.rflags);
-                let stop = match (shared.debug.exit_breakpoint_hit(&event), timeline_stop) {
-                    (Some(bp), _) => Some(StopReason::ExitBreakpoint(bp)),
-                    // Going forward again: there, or off the history.
-                    (None, reason) => reason,
-                };
-                match stop {
-                    // Once the instruction is complete, unless the exit ends the run.
-                    Some(reason) if matches!(next, Next::Continue) => {
-                        self.debugger.stop_after_instruction(reason, Some(event.clone()));
-                        (DebugOutcome::Handled, next)
-                    }
-                    Some(reason) => (DebugOutcome::Stop(reason), next),
-                    None => (DebugOutcome::None, next),
-                }
+        let debugged = self.debugger.on_exit(&self.fd, shared, &event, regs, sregs);
+        let next = match debugged {
+            DebugOutcome::None => self.decide(&event, translated.request, regs.rflags),
+            _ => Next::Continue,
+        };
+        // The exit is still the guest's when the debugger had work with it (an instruction
+        // kvmscope finished for the host): exit breakpoints see it, and going forward again
+        // stops there.
+        let guest_stop = match debugged {
+            DebugOutcome::Stop(_) => None,
+            _ => match (shared.debug.exit_breakpoint_hit(&event), timeline_stop) {
+                (Some(bp), _) => Some(StopReason::ExitBreakpoint(bp)),
+                // Going forward again: there, or off the history.
+                (None, reason) => reason,
+            },
+        };
+        let (outcome, next) = match (debugged, guest_stop) {
+            // Once the instruction is complete, unless the exit ends the run.
+            (_, Some(reason)) if matches!(next, Next::Continue) => {
+                self.debugger.stop_after_instruction(reason, Some(event.clone()));
+                (DebugOutcome::Handled, next)
             }
-            other => (other, Next::Continue),
+            (_, Some(reason)) => (DebugOutcome::Stop(reason), next),
+            (debugged, None) => (debugged, next),
         };
         // A step whose instruction exited ends with it: where the exit leaves RIP past the
         // instruction, KVM's own step trap would come one instruction late.
