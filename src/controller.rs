@@ -57,7 +57,7 @@ pub enum ControlError {
     #[error(transparent)]
     Probe(#[from] VmError),
     #[error(
-        "in real mode this host runs int3 itself, so breakpoints there are hardware ones, and all 4 debug registers are in use"
+        "where real-mode code runs (below 1 MiB) this host runs int3 itself, so breakpoints there are hardware ones, and all 4 debug registers are in use"
     )]
     RealModeBreakpoints,
     #[error("{0} are unavailable on this host (see kvmscope probe)")]
@@ -80,6 +80,9 @@ pub enum ControlError {
     #[error(transparent)]
     Travel(#[from] crate::time_travel::TravelError),
 }
+
+/// Real-mode code runs below this address (1 MiB).
+const REAL_MODE_LIMIT: u64 = 0x10_0000;
 
 /// The client side: what the UI and the gdb stub call.
 #[derive(Clone)]
@@ -393,14 +396,16 @@ impl Controller {
     }
 
     /// Plants a software breakpoint at a guest-virtual address. Where the host emulates `int3`
-    /// itself in real mode (the guest's own vector table would take it), a guest in real mode
-    /// gets a hardware one instead.
+    /// itself in real mode (the guest's own vector table would take it), a breakpoint where
+    /// real-mode code can run — below 1 MiB, or anywhere while the guest is in real mode — is a
+    /// hardware one instead.
     pub fn add_sw_breakpoint(&self, gva: u64) -> Result<(), ControlError> {
         let mechanism = self.host()?.use_sw_breakpoints;
         if mechanism == Mechanism::Unavailable {
             return Err(ControlError::Unavailable("software breakpoints"));
         }
-        if mechanism == Mechanism::Int3EmulationFailure && self.mode(0)?.cr0 & CR0_PE == 0 {
+        let real_mode_code = gva < REAL_MODE_LIMIT || self.mode(0)?.cr0 & CR0_PE == 0;
+        if mechanism == Mechanism::Int3EmulationFailure && real_mode_code {
             if self.debug().breakpoints().hw_exec_at(gva) {
                 return Ok(());
             }
