@@ -78,7 +78,7 @@ pub enum ControlError {
     #[error(transparent)]
     Snapshot(#[from] crate::vmm::snapshot::SnapshotError),
     #[error(transparent)]
-    Travel(#[from] crate::time_travel::TravelError),
+    Travel(#[from] crate::vmm::timeline::TravelError),
 }
 
 /// Real-mode code runs below this address (1 MiB).

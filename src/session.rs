@@ -308,6 +308,12 @@ impl Launched {
             Some(report) => report,
             None => self.running.finish(end),
         };
+        let again = self.controller.reexecuted();
+        if again > 0 {
+            crate::notice::say(format!(
+                "{again} exits were made again going back in time: the summary and the recording count each once"
+            ));
+        }
         report.kernel = self.kernel.take().map(KernelEvents::finish);
         if let (Some((recorder, _)), Some(counts), true) = (&self.recording, &report.kernel, self.record_kernel_events)
         {

@@ -220,7 +220,7 @@ fn a_checkpoint_at_start_kernel_brings_the_boot_to_setup_arch_again() {
     let out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let _ = child.wait();
     assert!(out.contains("Breakpoint 1, start_kernel () at init/main.c"), "{out}");
-    assert!(out.contains("checkpoint #1 at exit "), "{out}");
+    assert!(out.contains("checkpoint #1 at rip ") && out.contains(" after exit "), "{out}");
     assert!(out.contains("back at checkpoint #1"), "{out}");
     assert!(out.contains("#0  start_kernel () at init/main.c"), "back at start_kernel: {out}");
     let milestones = out.matches(", setup_arch (").count();

@@ -12,6 +12,9 @@ use kvmscope::vmm::loader::BootMode;
 
 fn checked(name: &str, guest: Guest, start: Start, steps: usize, probes: usize) -> usize {
     let report = check(&guest, start, steps, probes, 0x5eed ^ steps as u64);
+    if let Some(said) = &report.said {
+        eprintln!("{name}: kvmscope said the guest left the history: {said}");
+    }
     assert!(
         report.failures.is_empty(),
         "{name}: {} of {} checks failed:\n{}",
@@ -79,4 +82,38 @@ fn real_mode_a_mode_switch_msrs_and_the_clock() {
     let msr = Guest { trap_msrs: vec![0x1b, 0x277], ..Guest::kernel("msr.elf") };
     checked("trapped MSRs", msr, Start::Entry, 16, 4);
     checked("the clock, read again going forward", Guest::kernel("clock.elf"), Start::Entry, 22, 4);
+}
+
+#[test]
+fn seabios_in_real_mode() {
+    let test = "seabios_in_real_mode";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let Some(dir) = script_dir(test, "assets/real/fetch.sh", "fetching Debian's packages") else { return };
+    let bios = || Guest::raw_at(dir.join("bios.bin"), 0xe0000, 0xffff0, BootMode::Real);
+    checked("SeaBIOS from its reset vector", bios(), Start::Entry, 150, 6);
+    // Its POST, a few hundred exits in: the CMOS, the PIC, PCI probes.
+    let far = Guest { checkpoint_window: true, ..bios() };
+    checked("SeaBIOS in its POST", far, Start::ExitBreakpoint { spec: "io 0x402", nth: 20 }, 150, 6);
+}
+
+#[test]
+fn the_projects_linux_with_one_vcpu_until_it_diverges() {
+    let test = "the_projects_linux_with_one_vcpu_until_it_diverges";
+    if !kvm_or_skip(test) {
+        return;
+    }
+    let Some(dir) = script_dir(test, "assets/linux/build.sh", "building the test kernel") else { return };
+    let linux = Guest {
+        image: kvmscope::vmm::Image::Kernel(dir.join("vmlinux")),
+        cmdline: "console=ttyS0 earlyprintk=serial".into(),
+        may_diverge: true,
+        checkpoint_window: true,
+        // Its interrupts and exceptions go on the stack a watchpoint would keep read-only.
+        watch_stack: false,
+        ..Guest::kernel("hello.elf")
+    };
+    // Early in the boot, its first lines on the serial port.
+    checked("Linux at its first console lines", linux, Start::ExitBreakpoint { spec: "io 0x3f8", nth: 200 }, 200, 6);
 }

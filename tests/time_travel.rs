@@ -14,15 +14,6 @@ fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("kvmscope-tt-{}-{name}", std::process::id()))
 }
 
-/// The values gdb printed (`$N = V`) in order, and the `rip` lines' addresses.
-fn values(out: &str) -> (Vec<String>, Vec<String>) {
-    let vals =
-        out.lines().filter_map(|l| l.split_once(" = ").filter(|(k, _)| k.starts_with('$'))).map(|(_, v)| v.to_string());
-    let rips =
-        out.lines().filter(|l| l.starts_with("rip ")).filter_map(|l| l.split_whitespace().nth(1)).map(String::from);
-    (vals.collect(), rips.collect())
-}
-
 #[test]
 fn gdb_goes_back_over_breakpoints_steps_and_a_watchpoint_then_runs_to_the_end() {
     if !gdb_or_skip("gdb_goes_back_over_breakpoints_steps_and_a_watchpoint_then_runs_to_the_end") {
@@ -67,7 +58,7 @@ fn gdb_goes_back_over_breakpoints_steps_and_a_watchpoint_then_runs_to_the_end() 
     );
     let (status, stdout, stderr) = stub.finish();
     assert!(out.contains("1 checkpoint(s), the first at exit 0"), "one taken as gdb attached:\n{out}");
-    let (vals, rips) = values(&out);
+    let (vals, rips) = printed(&out);
     // Third hit: counter 2; back to the second: 1.
     assert_eq!(vals[..2], ["2", "1"], "{out}");
     // stepi then reverse-stepi: the same place and registers.
@@ -240,7 +231,7 @@ fn going_back_a_read_of_the_clock_gets_the_value_it_read_the_first_time() {
         ],
     );
     let (status, _, stderr) = stub.finish();
-    let (vals, _) = values(&out);
+    let (vals, _) = printed(&out);
     assert_eq!(vals.len(), 2, "{out}");
     assert_eq!(vals[0], vals[1], "the same seconds as the first time: {out}");
     assert!(!out.contains("diverged") && !out.contains("another path"), "{out}");
@@ -281,7 +272,7 @@ fn checkpoints_in_gdb_go_back_and_bad_requests_are_refused_with_the_vm_unharmed(
     assert!(out.contains("No more reverse-execution history"), "nothing before the start: {out}");
     assert!(out.contains("checkpoint #2 at rip 0x20001e after exit 1"), "{out}");
     assert!(out.contains("back at checkpoint #2: at rip 0x20001e after exit 1"), "{out}");
-    let (vals, rips) = values(&out);
+    let (vals, rips) = printed(&out);
     assert_eq!(vals, ["1", "3", "1"], "the counter back as it was at the checkpoint: {out}");
     assert_eq!(rips, ["0x20001e"], "{out}");
     assert_eq!(status, 11, "{stderr}");

@@ -16,6 +16,8 @@
  *                     device refuses each as the spec allows; success exits with 0x32 (status 101)
  *   bench             then time 20000 reads of 4 KiB with the TSC, print
  *                     "virtio-bench reads 20000 cycles HEX", and exit with 0x33 (status 103)
+ *   rounds            then five rounds: fill sector 2 with the round's number N, write it, and
+ *                     write N to the POST port 0x80; exit with 0x34 (status 105)
  */
 #include <stdint.h>
 
@@ -436,6 +438,18 @@ static inline u64 rdtsc(void) {
     return ((u64)hi << 32) | lo;
 }
 
+/* Five rounds: sector 2 filled with the round's number, written, then the number to the POST port
+ * (an exit to stop at between rounds). */
+static void rounds(void) {
+    for (u32 n = 1; n <= 5; n++) {
+        memset(out_buf, (int)n, 512);
+        check(blk_request(1 /* OUT */, 2, out_buf, 512, 0) == 0, 50, "rounds: write");
+        outb(0x80, (u8)n);
+    }
+    puts("virtio: five rounds written\n");
+    exit_with(0x34);
+}
+
 static void bench(void) {
     u64 start = rdtsc();
     for (u32 i = 0; i < BENCH_READS; i++)
@@ -453,6 +467,8 @@ void guest_main(u32 magic, u32 *info) {
     test_blk(find(ID_BLOCK), cmdline);
     if (has_word(cmdline, "bench"))
         bench();
+    if (has_word(cmdline, "rounds"))
+        rounds();
     test_rng(find(ID_RNG));
     test_console(find(ID_CONSOLE));
     if (has_word(cmdline, "hostile")) {

@@ -202,7 +202,11 @@ enum Fit {
     No,
     /// It could have: the right kind of access, but its address could not be worked out.
     Unsure,
-    /// It did: the exit's port, or the exit's guest-physical address, under the exit's registers.
+    /// It could have, had the host split its access: the exit's address, but a wider operand
+    /// (a 16-byte store exits as two 8-byte writes).
+    Split,
+    /// It did: the exit's port, or the exit's guest-physical address and length, under the
+    /// exit's registers (and for a `mov` store, the value it writes).
     Yes,
 }
 
@@ -370,7 +374,7 @@ impl InsnDecoder {
         let i = decoder.decode();
         match *kind {
             ExitKind::Io { port, dir, size, .. } => io_fit(&i, port, dir, size as usize, at),
-            ExitKind::Mmio { addr, dir, len, .. } => {
+            ExitKind::Mmio { addr, dir, len, data } => {
                 let info = self.info.info(&i);
                 let writes_reg = |reg: Register| {
                     reg != Register::None
@@ -415,9 +419,13 @@ impl InsnDecoder {
                     // The access lies in the operand; an instruction that moves its own address
                     // register (push, stos, movs ...) may show it one step on, when RIP is past.
                     let slack = if writes_reg(m.base()) || writes_reg(m.index()) { size } else { 0 };
-                    if addr.wrapping_sub(gpa.wrapping_sub(slack)) < size + 2 * slack {
-                        return Fit::Yes;
+                    if addr.wrapping_sub(gpa.wrapping_sub(slack)) >= size + 2 * slack {
+                        continue;
                     }
+                    if dir == Dir::Out && !stores(&i, data, len, at, long) {
+                        continue;
+                    }
+                    fit = fit.max(if size == len as u64 { Fit::Yes } else { Fit::Split });
                 }
                 fit
             }
@@ -429,6 +437,23 @@ impl InsnDecoder {
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+}
+
+/// Whether a store could have written `data` (`len` bytes): a `mov` writes its source register's
+/// or immediate's value; other instructions are not checked.
+fn stores(i: &Instruction, data: u64, len: u8, at: ExitRegs, long: bool) -> bool {
+    if i.mnemonic() != Mnemonic::Mov || i.op_count() != 2 {
+        return true;
+    }
+    let mask = if len >= 8 { u64::MAX } else { (1u64 << (len * 8)) - 1 };
+    let value = match i.op1_kind() {
+        OpKind::Register => at.value(i.op1_register(), long),
+        OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate32to64 => {
+            Some(i.immediate(1))
+        }
+        _ => None,
+    };
+    value.is_none_or(|v| v & mask == data & mask)
 }
 
 /// How well a port instruction agrees with a port exit: direction, size, and the port in its
@@ -561,6 +586,42 @@ mod tests {
         // And when neither could have written there, no instruction rather than a wrong one.
         let neither = regs(0x10_0252, |r| (r.rax, r.rsp) = (0x5000, 0x8000));
         assert_eq!(decode(&mut InsnDecoder::default(), &mem, &neither, &mmio(0xd000_0050, Dir::Out, 4)), None);
+    }
+
+    /// Decodes `kind` at `r` in 64-bit mode (identity paging is not needed: the test memory is
+    /// read as physical when paging is off).
+    fn decode64(d: &mut InsnDecoder, mem: &Flat, r: &kvm_regs, kind: &ExitKind) -> Option<(u64, String)> {
+        let mode = CpuMode { cr0: 1, efer: crate::decode::regs::EFER_LMA, cs_l: true, ..Default::default() };
+        let sregs = kvm_sregs::default();
+        d.decode_exit(mem, &mode, ExitRegs { regs: r, sregs: &sregs }, kind).map(|i| (i.addr, i.text.clone()))
+    }
+
+    #[test]
+    fn an_mmio_access_is_the_instruction_of_its_size_whatever_a_shorter_suffix_decodes_to() {
+        let base = 0xd000_0000u64;
+        let with = |r: &mut kvm_regs| (r.rbx, r.rax, r.r8) = (base, 0x1122_3344_5566_7788, 0x99aa_bbcc_ddee_ff00);
+        // (bytes before RIP, exit direction and length, data, the instruction it must be).
+        let cases: &[(&[u8], Dir, u8, u64, &str)] = &[
+            (&[0x88, 0x03], Dir::Out, 1, 0x88, "mov [rbx],al"),
+            (&[0x66, 0x89, 0x03], Dir::Out, 2, 0x7788, "mov [rbx],ax"),
+            (&[0x89, 0x03], Dir::Out, 4, 0x5566_7788, "mov [rbx],eax"),
+            (&[0x48, 0x89, 0x03], Dir::Out, 8, 0x1122_3344_5566_7788, "mov [rbx],rax"),
+            (&[0x44, 0x89, 0x03], Dir::Out, 4, 0xddee_ff00, "mov [rbx],r8d"),
+            (&[0x66, 0x44, 0x89, 0x03], Dir::Out, 2, 0xff00, "mov [rbx],r8w"),
+            (&[0x66, 0xc7, 0x03, 0x34, 0x12], Dir::Out, 2, 0x1234, "mov word ptr [rbx],1234h"),
+            (&[0x8a, 0x03], Dir::In, 1, 0, "mov al,[rbx]"),
+            (&[0x66, 0x8b, 0x03], Dir::In, 2, 0, "mov ax,[rbx]"),
+            (&[0x8b, 0x03], Dir::In, 4, 0, "mov eax,[rbx]"),
+            (&[0x48, 0x8b, 0x03], Dir::In, 8, 0, "mov rax,[rbx]"),
+            (&[0x66, 0x67, 0x8b, 0x03], Dir::In, 2, 0, "mov ax,[ebx]"),
+        ];
+        for &(bytes, dir, len, data, want) in cases {
+            let mem = code(0x1000, bytes);
+            let rip = 0x1000 + bytes.len() as u64;
+            let kind = ExitKind::Mmio { addr: base, dir, len, data };
+            let got = decode64(&mut InsnDecoder::default(), &mem, &regs(rip, with), &kind);
+            assert_eq!(got, Some((0x1000, want.into())), "{bytes:02x?}, {len} bytes {dir:?}");
+        }
     }
 
     #[test]

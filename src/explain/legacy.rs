@@ -92,6 +92,24 @@ pub fn explain(a: &Access) -> Option<Explanation> {
     }
 }
 
+/// A DMA channel's mode byte: how it transfers (demand, single, block, cascade), which way, and
+/// its auto-initialise and decrement bits.
+fn dma_mode(channel: u64, v: u64) -> String {
+    let mode = ["demand", "single", "block", "cascade"][(v >> 6 & 3) as usize];
+    if v >> 6 & 3 == 3 {
+        return format!("channel {channel}: cascade mode (another controller's requests pass through)");
+    }
+    let transfer = ["verify", "write to memory", "read from memory", "(invalid transfer)"][(v >> 2 & 3) as usize];
+    let mut s = format!("channel {channel}: {mode} mode, {transfer}");
+    if v & 0x10 != 0 {
+        s.push_str(", auto-initialise");
+    }
+    if v & 0x20 != 0 {
+        s.push_str(", address decrements");
+    }
+    s
+}
+
 /// The 8237 DMA controllers: #1 (channels 0-3) at 0x00-0x0f, #2 (channels 4-7) at 0xc0-0xde in
 /// steps of two.
 fn dma(a: &Access) -> Explanation {
@@ -121,7 +139,7 @@ fn dma(a: &Access) -> Explanation {
             "SINGLE_MASK",
             format!("{} channel {}", if a.value & 4 != 0 { "mask" } else { "unmask" }, first + (a.value & 3)),
         ),
-        0xb => ("MODE", format!("channel {}", first + (a.value & 3))),
+        0xb => ("MODE", dma_mode(first + (a.value & 3), a.value)),
         0xc => ("CLEAR_FLIP_FLOP", "the next address/count byte is the low one".into()),
         0xd => {
             if a.write {
@@ -151,6 +169,11 @@ mod tests {
         assert_eq!(s(out(0x80, 1, 0x33)), "POST_CODE write 0x33: POST code 0x33");
         assert_eq!(s(out(0x0a, 1, 0x06)), "SINGLE_MASK write 0x06: mask channel 2");
         assert_eq!(s(out(0xd4, 1, 0x04)), "SINGLE_MASK write 0x04: mask channel 4");
+        assert_eq!(
+            s(out(0xd6, 1, 0xc0)),
+            "MODE write 0xc0: channel 4: cascade mode (another controller's requests pass through)"
+        );
+        assert_eq!(s(out(0x0b, 1, 0x56)), "MODE write 0x56: channel 2: single mode, write to memory, auto-initialise");
         assert!(explain(&out(0x1234, 1, 0)).is_none());
     }
 }

@@ -182,10 +182,12 @@ impl Explainer {
     pub fn explain(&mut self, e: &ExitEvent) -> Option<Explanation> {
         match e.kind {
             ExitKind::Io { port, dir, size, data, .. } => {
-                Some(self.port(Access { at: port as u64, write: dir == Dir::Out, size, value: data }))
+                let a = Access { at: port as u64, write: dir == Dir::Out, size, value: data };
+                Some(if unanswered(&a, e.device) { nothing_answered(a, true) } else { self.port(a) })
             }
             ExitKind::Mmio { addr, dir, len, data } => {
-                Some(self.mmio(Access { at: addr, write: dir == Dir::Out, size: len, value: data }, e.device))
+                let a = Access { at: addr, write: dir == Dir::Out, size: len, value: data };
+                Some(if unanswered(&a, e.device) { nothing_answered(a, false) } else { self.mmio(a, e.device) })
             }
             _ => None,
         }
@@ -225,6 +227,26 @@ impl Explainer {
     }
 }
 
+/// Whether a read got all ones because no device in this VM took it (none claimed the exit):
+/// the value is the bus floating, not a register's.
+fn unanswered(a: &Access, device: Option<&str>) -> bool {
+    let ones = if a.size >= 8 { u64::MAX } else { (1u64 << (8 * a.size.max(1) as u32)) - 1 };
+    !a.write && device.is_none() && a.value == ones
+}
+
+/// A read nothing answered: the device and register a PC has there, and that the all ones
+/// are not their value (the device's state is not touched).
+fn nothing_answered(a: Access, port: bool) -> Explanation {
+    // The names as a first access of this size there has them (the value is not the device's).
+    let mut x = Explainer::default();
+    let named = if port { x.port(a) } else { x.mmio(a, None) };
+    let (device, register) = (named.device, named.register);
+    let absent =
+        if device == NO_PORT_DEVICE || device == NO_MMIO_DEVICE { "" } else { " (this VM has no such device)" };
+    Explanation::new(device, register, &a, format!("all ones: nothing answered{absent}"))
+        .with_state("no device in this VM took the read: the bus floats high")
+}
+
 /// What `--trace` appends to each exit's line: the device and the access in words, explained in
 /// the order the lines are printed.
 pub fn trace_note() -> crate::sink::printer::Annotate {
@@ -235,9 +257,15 @@ pub fn trace_note() -> crate::sink::printer::Annotate {
 /// The device and register at a port (`port`) or an MMIO address, as an access there with no
 /// history before it names them: for tables counted by address, where the values are gone.
 pub fn register_at(at: u64, port: bool, write: bool) -> (String, String) {
+    register_of(at, port, write, None)
+}
+
+/// [`register_at`], for an MMIO address that device model `device` took (a virtio device's
+/// name on the bus): every output names it as the trace does.
+pub fn register_of(at: u64, port: bool, write: bool, device: Option<&str>) -> (String, String) {
     let a = Access { at, write, size: if port { 1 } else { 4 }, value: 0 };
     let mut x = Explainer::default();
-    let e = if port { x.port(a) } else { x.mmio(a, None) };
+    let e = if port { x.port(a) } else { x.mmio(a, device) };
     (e.device, e.register)
 }
 
@@ -251,6 +279,36 @@ pub(crate) mod tests {
 
     pub fn inp(at: u64, size: u8, value: u64) -> Access {
         Access { at, write: false, size, value }
+    }
+
+    fn unclaimed_read(at: u64, port: bool, size: u8, value: u64) -> ExitEvent {
+        let kind = match port {
+            true => ExitKind::Io { port: at as u16, dir: Dir::In, size, count: 1, data: value },
+            false => ExitKind::Mmio { addr: at, dir: Dir::In, len: size, data: value },
+        };
+        ExitEvent { seq: 0, vcpu: 0, t_ns: 0, rip: 0, kind, device: None, insn: None, cost_ns: 0 }
+    }
+
+    #[test]
+    fn all_ones_that_nothing_answered_are_said_first_not_decoded() {
+        let mut x = Explainer::default();
+        for (at, port, size, register) in [
+            (0xfee0_00f0u64, false, 4, "SVR"),
+            (0xfee0_0030, false, 4, "VERSION"),
+            (0x64, true, 1, "STATUS"),
+            (0x2f9, true, 1, "IER"),
+            (0xcf8, true, 4, "CONFIG_ADDRESS"),
+            (0x510, true, 2, "SELECTOR"),
+        ] {
+            let ones = (1u64 << (8 * size)) - 1;
+            let e = x.explain(&unclaimed_read(at, port, size, ones)).unwrap();
+            assert_eq!(e.register, register, "{at:#x}");
+            assert!(e.meaning().starts_with("all ones: nothing answered"), "{at:#x}: {}", e.summary);
+            assert!(e.fields.is_empty(), "{at:#x}: no fields decoded from the bus floating: {:?}", e.fields);
+        }
+        // A device that answered all ones is decoded as its value.
+        let answered = ExitEvent { device: Some("com1"), ..unclaimed_read(0x3f9, true, 1, 0xff) };
+        assert!(!x.explain(&answered).unwrap().summary.contains("nothing answered"));
     }
 
     #[test]

@@ -77,16 +77,13 @@ impl Uarts {
         let out = match (a.at - base, a.write, dlab) {
             (0, true, false) => e("THR", format!("transmit {}", char_text(v))),
             (0, false, false) => e("RBR", format!("received {}", char_text(v))),
-            (0, w, true) => {
-                if w {
-                    u.dll = v;
-                }
+            // Written or read back, the latch holds this byte (a driver reads what a firmware set).
+            (0, _, true) => {
+                u.dll = v;
                 e("DLL", divisor(u))
             }
-            (1, w, true) => {
-                if w {
-                    u.dlm = v;
-                }
+            (1, _, true) => {
+                u.dlm = v;
                 e("DLM", divisor(u))
             }
             (1, _, false) => {
@@ -181,6 +178,11 @@ mod tests {
         // With DLAB set, offsets 0 and 1 are the divisor: 1 is 115200 baud, 12 is 9600.
         assert_eq!(u.explain(&out(0x3f8, 1, 12)).summary, "DLL write 0x0c: divisor 12: 9600 baud");
         assert_eq!(u.explain(&out(0x3f9, 1, 0)).register, "DLM");
+        // Read back (memtest86+ reads what the firmware latched): the pair is kept.
+        let mut v = Uarts::default();
+        v.explain(&out(0x3fb, 1, 0x80));
+        assert_eq!(v.explain(&inp(0x3f8, 1, 0x0c)).summary, "DLL read 0x0c: divisor 12: 9600 baud");
+        assert_eq!(v.explain(&inp(0x3f9, 1, 0x00)).summary, "DLM read 0x00: divisor 12: 9600 baud");
         assert_eq!(u.explain(&out(0x3fb, 1, 0x03)).summary, "LCR write 0x03: 8N1");
         assert_eq!(u.explain(&out(0x3f9, 1, 0x01)).summary, "IER write 0x01: interrupts on: received data");
         assert_eq!(u.explain(&inp(0x3fa, 1, 0xc1)).summary, "IIR read 0xc1: no interrupt pending, FIFOs on");

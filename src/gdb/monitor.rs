@@ -30,9 +30,11 @@ kvmscope monitor commands:
   probe                what this host's KVM does for a debugger, and what kvmscope uses
   checkpoint           take a checkpoint of the stopped guest (in memory)
   checkpoints          list them: number, exit, time, size
-  restore N            go back to checkpoint N (then `flushregs`, or step, to see it)
+  restore N            go back to checkpoint N (then `maintenance flush register-cache`, or a
+                       step, for gdb to see it)
   snapshot FILE        write the stopped guest's whole state to FILE (`run --restore FILE`)
-  timeline             where the guest is (exits, steps since), how far back it can go";
+  timeline             where the guest is (exits, the stop it ran to, steps since), how far back it
+                       can go, and why the last going back failed";
 
 impl MonitorCmd for GdbTarget {
     fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {

@@ -167,7 +167,12 @@ fn serve_session(session: Session, packets: Arc<std::sync::atomic::AtomicU64>, c
         crate::notice::say(format!("automatic checkpoint: {e}"));
     }
     let mut target = GdbTarget::new(controller.clone(), controller.vcpus(), packets);
-    match GdbStub::new(session).run_blocking::<GdbEventLoop>(&mut target) {
+    let ended = GdbStub::new(session).run_blocking::<GdbEventLoop>(&mut target);
+    // A reverse command still under way stops where it has got to, before anything else.
+    if target.cancel_travel() {
+        let _ = target.finish_travel();
+    }
+    match ended {
         Ok(DisconnectReason::Kill) => controller.end_run(crate::vmm::RunEnd::Quit),
         Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {}
         Ok(DisconnectReason::Disconnect) => {

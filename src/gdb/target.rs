@@ -257,6 +257,16 @@ impl GdbTarget {
     }
 }
 
+/// A session that ends (gdb detached, killed, or gone) stops the reverse command it started: the
+/// guest is left where it has got to, stopped, for the next gdb.
+impl Drop for GdbTarget {
+    fn drop(&mut self) {
+        if self.cancel_travel() {
+            let _ = self.finish_travel();
+        }
+    }
+}
+
 impl ReverseStep<Tid> for GdbTarget {
     fn reverse_step(&mut self, _tid: Tid) -> Result<(), Self::Error> {
         self.travel(Controller::reverse_step);

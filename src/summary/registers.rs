@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{micros, percent};
-use crate::explain::register_at;
+use crate::explain::{register_at, register_of};
 use crate::trace::counters::MmioBucket;
 use crate::trace::{Counters, Dir, Stat};
 
@@ -24,8 +24,10 @@ fn rows(counters: &Counters) -> Rows {
     }
     for ((bucket, dir), s) in counters.mmio_sorted() {
         let named = match bucket {
-            MmioBucket::Addr(a) => register_at(a, false, dir == Dir::Out),
-            MmioBucket::Page(p) => (register_at(p, false, dir == Dir::Out).0, "(per page)".into()),
+            MmioBucket::Addr(a) => register_of(a, false, dir == Dir::Out, counters.mmio_device(a)),
+            MmioBucket::Page(p) => {
+                (register_of(p, false, dir == Dir::Out, counters.mmio_device(p)).0, "(per page)".into())
+            }
             MmioBucket::Other => ("(more addresses)".into(), String::new()),
         };
         add(named, dir, &s);

@@ -71,6 +71,11 @@ impl Drop for Lookout<'_> {
     }
 }
 
+/// The linear address of a stop's instruction (what breakpoints are set on).
+fn code_of(stop: &Stop) -> u64 {
+    crate::decode::CpuMode::from(&stop.sregs).code_linear(stop.regs.rip)
+}
+
 impl Controller {
     /// Whether the user has an execution breakpoint at `gva`.
     pub(crate) fn breakpoint_at(&self, gva: u64) -> bool {
@@ -85,7 +90,7 @@ impl Controller {
         match &stop.reason {
             StopReason::SwBreakpoint(a) | StopReason::HwBreakpoint(a) => Some(*a) != lookout,
             StopReason::Watchpoint { .. } | StopReason::ExitBreakpoint(_) => true,
-            StopReason::Step => self.breakpoint_at(stop.regs.rip),
+            StopReason::Step => self.breakpoint_at(code_of(stop)),
             _ => false,
         }
     }
@@ -93,9 +98,9 @@ impl Controller {
     /// vCPU 0's stop, as an arrival at the breakpoint under it.
     fn arrival(&self) -> Option<Stop> {
         let stop = self.shared().debug.stop_of(0)?;
-        let rip = stop.regs.rip;
-        let hw = self.shared().debug.breakpoints().hw_exec_at(rip);
-        let reason = if hw { StopReason::HwBreakpoint(rip) } else { StopReason::SwBreakpoint(rip) };
+        let at = code_of(&stop);
+        let hw = self.shared().debug.breakpoints().hw_exec_at(at);
+        let reason = if hw { StopReason::HwBreakpoint(at) } else { StopReason::SwBreakpoint(at) };
         Some(Stop { reason, ..stop })
     }
 
@@ -205,7 +210,7 @@ impl Controller {
         let lost =
             || TravelError::LandmarkLost { place: Place { exits, mark: Some(*mark), steps: 0 }, next: exits + 1 };
         if !self.is_at(mark) {
-            let lookout = Lookout::plant(self, mark.regs.rip)?;
+            let lookout = Lookout::plant(self, mark.code)?;
             let lookout_at = lookout.as_ref().map(|l| l.gva);
             let _run_to = RunTo::new(self, exits + 1);
             loop {
@@ -245,7 +250,7 @@ impl Controller {
             }
             // The exit's instruction may end on a breakpoint: an arrival there, which running
             // freely from the exit would have stopped at.
-            let rip = self.shared().debug.stop_of(0).map(|s| s.regs.rip);
+            let rip = self.shared().debug.stop_of(0).map(|s| code_of(&s));
             if (beyond || count_end)
                 && rip.is_some_and(|r| self.breakpoint_at(r))
                 && let Some(arrival) = self.arrival()

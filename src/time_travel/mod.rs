@@ -13,52 +13,7 @@ use crate::sync::lock;
 use crate::vmm::live_state;
 use crate::vmm::snapshot::SnapshotError;
 use crate::vmm::snapshot::file::{self, SnapshotHeader};
-pub use crate::vmm::timeline::{Landmark, Place};
-
-/// Why going back in time could not be done; the guest is then where it ended up, which the
-/// stop says.
-#[derive(Debug, thiserror::Error)]
-pub enum TravelError {
-    #[error("going back follows one vCPU; this VM has {0}")]
-    ManyVcpus(usize),
-    #[error("no checkpoint before the present to go back from (--checkpoint-every, :checkpoint, monitor checkpoint)")]
-    NoCheckpoint,
-    #[error("{0} is before the first checkpoint")]
-    BeforeFirstCheckpoint(Place),
-    #[error("pause the guest first (space)")]
-    Running,
-    #[error("the run ended while going forward again")]
-    RunEnded,
-    #[error("going forward again took longer than {0} s")]
-    TooLong(u64),
-    #[error("interrupted by the user at {0}")]
-    Cancelled(Place),
-    #[error("{0}")]
-    Diverged(String),
-    #[error("going forward again, exit {next} came before the stop at {place}: the guest took another path")]
-    LandmarkLost { place: Place, next: u64 },
-    #[error("stepping from {0} did not come back to the present (more than {1} instructions, or another path)")]
-    PresentLost(Place, u64),
-    #[error("it is not on the timeline kept (the first checkpoint is at exit {0})")]
-    NotKept(u64),
-    #[error("the disks could not be taken back with the checkpoint: {0}")]
-    Disks(String),
-    #[error("checkpoint {0}")]
-    Budget(crate::vmm::snapshot::checkpoints::OverBudget),
-    #[error("the breakpoint's stop was not found again")]
-    StopLost,
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    #[error("{0}")]
-    Control(String),
-}
-
-impl TravelError {
-    /// Whether the guest is still where it was before the command (nothing was re-executed).
-    pub fn left_in_place(&self) -> bool {
-        matches!(self, TravelError::ManyVcpus(_) | TravelError::NoCheckpoint | TravelError::Running)
-    }
-}
+pub use crate::vmm::timeline::{Landmark, Place, TravelError};
 
 impl From<ControlError> for TravelError {
     fn from(e: ControlError) -> Self {
@@ -138,6 +93,11 @@ impl Controller {
         self.shared().timeline.position()
     }
 
+    /// Exits the guest made again going over its past (counted and recorded once, the first time).
+    pub fn reexecuted(&self) -> u64 {
+        self.shared().timeline.reexecuted()
+    }
+
     /// Where the VM is: exits, the stop it ran freely to since the last, steps since.
     pub fn place(&self) -> Place {
         self.shared().timeline.place()
@@ -189,8 +149,8 @@ impl Controller {
         checkpoints.mark_disks(id, shared.virtio.mark_disks());
         checkpoints.set_exit_hits(id, exit_hits);
         // Thinning may have dropped the oldest: the disks need not go back further than what is left.
-        if let Some(oldest) = checkpoints.list().first() {
-            shared.virtio.forget_disks_before(&oldest.disks);
+        if let Some(marks) = checkpoints.list().first().and_then(|c| c.disks.as_deref()) {
+            shared.virtio.forget_disks_before(marks);
         }
         Ok(id)
     }
@@ -243,9 +203,20 @@ impl Controller {
         Ok(place)
     }
 
-    /// Puts the VM in checkpoint `id`'s state, keeping what came after it; its place.
+    /// Puts the VM in checkpoint `id`'s state, keeping what came after it; its place. One whose
+    /// disk marks were lost is reached from a checkpoint before it, going forward (the guest
+    /// writes its disks again on the way), and marked again there.
     pub(crate) fn put_back(&self, id: u32) -> Result<Place, ControlError> {
         let shared = self.shared();
+        let lost = lock(&shared.checkpoints).get(id).ok_or(SnapshotError::NoCheckpoint(id))?.disks.is_none();
+        if lost {
+            let place = lock(&shared.checkpoints).get(id).map(|k| k.place).ok_or(SnapshotError::NoCheckpoint(id))?;
+            let _quiet = reverse::OverThePast::new(self);
+            self.go_to(&place)?;
+            let marks = shared.virtio.mark_disks();
+            lock(&shared.checkpoints).mark_disks(id, marks);
+            return Ok(place);
+        }
         let (place, disks, hits) = {
             let c = lock(&shared.checkpoints);
             let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
@@ -254,9 +225,10 @@ impl Controller {
                 let mut ram = unsafe { guest.slices_mut() };
                 c.restore_into(id, &mut ram).map(|_| ()).ok_or(SnapshotError::NoCheckpoint(id))
             })?;
-            (k.place, k.disks.clone(), k.exit_hits.clone())
+            (k.place, k.disks.clone().unwrap_or_default(), k.exit_hits.clone())
         };
         shared.virtio.rewind_disks(&disks).map_err(|e| TravelError::Disks(e.to_string()))?;
+        lock(&shared.checkpoints).lose_disk_marks_after(&place);
         // An exit breakpoint's Nth match is counted along the timeline: its count goes back too.
         shared.debug.set_exit_breakpoint_hits(&hits);
         shared.timeline.set_place(&place);

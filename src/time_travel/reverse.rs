@@ -11,10 +11,10 @@ use crate::sync::lock;
 
 /// While a reverse command goes over the past: the guest's output dropped and its exits not
 /// news (see [`crate::vmm::timeline::Timeline::on_exit`]).
-struct OverThePast<'a>(&'a Controller);
+pub(super) struct OverThePast<'a>(&'a Controller);
 
 impl<'a> OverThePast<'a> {
-    fn new(c: &'a Controller) -> Self {
+    pub(super) fn new(c: &'a Controller) -> Self {
         for m in &c.shared().output_mutes {
             m.store(true, std::sync::atomic::Ordering::Release);
         }
@@ -88,7 +88,7 @@ impl Controller {
             true => k.exits < place.exits,
             false => k.known_not_after(place) && k != place,
         };
-        c.list().iter().rev().find(|k| usable(&k.place)).map(|k| (k.id, k.place))
+        c.list().iter().rev().find(|k| k.disks.is_some() && usable(&k.place)).map(|k| (k.id, k.place))
     }
 
     /// The place of the instruction before `now`: `None` at the start of what the checkpoints
@@ -169,10 +169,17 @@ impl Controller {
     pub fn reverse_continue(&self) -> Result<Place, TravelError> {
         self.going_back(|| {
             let now = self.present();
+            // The checkpoints back from the present, each known to come before the one after
+            // it: the ends of the intervals searched, newest first.
             let starts: Vec<(u32, Place)> = {
                 let c = lock(&self.shared().checkpoints);
-                let before = |p: &Place| p.known_not_after(&now) && *p != now;
-                c.list().iter().rev().filter(|k| before(&k.place)).map(|k| (k.id, k.place)).collect()
+                let mut chain: Vec<(u32, Place)> = Vec::new();
+                let mut end = now;
+                while let Some(k) = c.before(&end) {
+                    chain.push((k.id, k.place));
+                    end = k.place;
+                }
+                chain
             };
             let Some(&(first, _)) = starts.last() else { return Err(TravelError::NoCheckpoint) };
             // From each checkpoint back, the user's stops up to the present (or the checkpoint

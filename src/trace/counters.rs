@@ -109,6 +109,9 @@ pub struct Counters {
     /// How many `Addr` and `Page` buckets there are.
     mmio_addrs: usize,
     mmio_pages: usize,
+    /// The device model that took MMIO accesses, by page (the name the bus gave it): a table
+    /// counted by address names its rows with it, as the trace names each exit.
+    mmio_devices: FxHashMap<u64, &'static str>,
 }
 
 impl Counters {
@@ -125,6 +128,9 @@ impl Counters {
                 None => {
                     let bucket = self.bucket_for(MmioBucket::Addr(addr), dir);
                     self.by_mmio.entry((bucket, dir)).or_default().add(ns);
+                    if let Some(device) = event.device {
+                        self.mmio_devices.entry(addr & !0xfff).or_insert(device);
+                    }
                 }
             },
             _ => {}
@@ -172,6 +178,14 @@ impl Counters {
             let bucket = self.bucket_for(bucket, dir);
             self.by_mmio.entry((bucket, dir)).or_default().merge(s);
         }
+        for (&page, &device) in &other.mmio_devices {
+            self.mmio_devices.entry(page).or_insert(device);
+        }
+    }
+
+    /// The device model that took MMIO accesses at `addr`, if one did.
+    pub fn mmio_device(&self, addr: u64) -> Option<&'static str> {
+        self.mmio_devices.get(&(addr & !0xfff)).copied()
     }
 
     /// Reasons sorted by name, for stable output.

@@ -31,6 +31,8 @@ const HISTORY: usize = 8 << 20;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Landmark {
     pub regs: kvm_regs,
+    /// The linear address of its instruction (RIP through the code segment's base).
+    pub code: u64,
     /// [`crate::vmm::memory::GuestRam::digest`] there, once taken (while the vCPU is parked
     /// there, before it runs on).
     pub ram: Option<u64>,
@@ -88,6 +90,51 @@ impl std::fmt::Display for Place {
             0 | UNKNOWN => Ok(()),
             s => write!(f, " + {s} instruction{}", if s == 1 { "" } else { "s" }),
         }
+    }
+}
+
+/// Why going back in time could not be done; the guest is then where it ended up, which the
+/// stop says.
+#[derive(Debug, thiserror::Error)]
+pub enum TravelError {
+    #[error("going back follows one vCPU; this VM has {0}")]
+    ManyVcpus(usize),
+    #[error("no checkpoint before the present to go back from (--checkpoint-every, :checkpoint, monitor checkpoint)")]
+    NoCheckpoint,
+    #[error("{0} is before the first checkpoint")]
+    BeforeFirstCheckpoint(Place),
+    #[error("pause the guest first (space)")]
+    Running,
+    #[error("the run ended while going forward again")]
+    RunEnded,
+    #[error("going forward again took longer than {0} s")]
+    TooLong(u64),
+    #[error("interrupted by the user at {0}")]
+    Cancelled(Place),
+    #[error("{0}")]
+    Diverged(String),
+    #[error("going forward again, exit {next} came before the stop at {place}: the guest took another path")]
+    LandmarkLost { place: Place, next: u64 },
+    #[error("stepping from {0} did not come back to the present (more than {1} instructions, or another path)")]
+    PresentLost(Place, u64),
+    #[error("it is not on the timeline kept (the first checkpoint is at exit {0})")]
+    NotKept(u64),
+    #[error("the disks could not be taken back with the checkpoint: {0}")]
+    Disks(String),
+    #[error("checkpoint {0}")]
+    Budget(crate::vmm::snapshot::checkpoints::OverBudget),
+    #[error("the breakpoint's stop was not found again")]
+    StopLost,
+    #[error(transparent)]
+    Snapshot(#[from] crate::vmm::snapshot::SnapshotError),
+    #[error("{0}")]
+    Control(String),
+}
+
+impl TravelError {
+    /// Whether the guest is still where it was before the command (nothing was re-executed).
+    pub fn left_in_place(&self) -> bool {
+        matches!(self, TravelError::ManyVcpus(_) | TravelError::NoCheckpoint | TravelError::Running)
     }
 }
 
@@ -362,14 +409,14 @@ impl Timeline {
         }
     }
 
-    /// The vCPU parks with `regs`; `at_exit`: right at a guest exit (an exit breakpoint, a
-    /// position reached). Elsewhere after running freely (a breakpoint, a pause) the place is
-    /// a new landmark, its RAM digest taken when it is needed.
-    pub fn on_park(&self, at_exit: bool, regs: &kvm_regs) {
+    /// The vCPU parks with `regs`, its instruction at linear address `code`; `at_exit`: right at
+    /// a guest exit (an exit breakpoint, a position reached). Elsewhere after running freely (a
+    /// breakpoint, a pause) the place is a new landmark, its RAM digest taken when it is needed.
+    pub fn on_park(&self, at_exit: bool, regs: &kvm_regs, code: u64) {
         if at_exit {
             self.set_between(None, 0);
         } else if self.free.load(Ordering::Acquire) && self.steps.load(Ordering::Acquire) == UNKNOWN {
-            self.set_between(Some(Landmark { regs: *regs, ram: None }), 0);
+            self.set_between(Some(Landmark { regs: *regs, code, ram: None }), 0);
         }
     }
 
@@ -476,23 +523,26 @@ mod tests {
         assert_eq!(t.place().steps, UNKNOWN);
         // Running freely: an exit, then a breakpoint after it: a landmark, steps counted from it.
         t.on_exit(&out(0x80, 4), 0);
-        t.on_park(false, &regs(0x44));
+        t.on_park(false, &regs(0x44), 0x44);
         let place = t.place();
         assert_eq!((place.exits, place.steps, place.mark.map(|m| m.regs.rip)), (3, 0, Some(0x44)));
         t.mark_ram(|| 7);
         t.on_leave_park(true);
         t.on_step();
-        assert_eq!(t.place(), Place { exits: 3, mark: Some(Landmark { regs: regs(0x44), ram: Some(7) }), steps: 1 });
+        assert_eq!(
+            t.place(),
+            Place { exits: 3, mark: Some(Landmark { regs: regs(0x44), code: 0x44, ram: Some(7) }), steps: 1 }
+        );
         // Parked right at an exit (an exit breakpoint): just after it.
         t.on_leave_park(false);
         t.on_exit(&out(0x80, 5), 0);
-        t.on_park(true, &regs(5));
+        t.on_park(true, &regs(5), 5);
         assert_eq!(t.place(), Place::at_exit(4));
     }
 
     #[test]
     fn places_are_ordered_only_where_it_is_known() {
-        let mark = |rip, ram| Some(Landmark { regs: regs(rip), ram: Some(ram) });
+        let mark = |rip, ram| Some(Landmark { regs: regs(rip), code: rip, ram: Some(ram) });
         let l = Place { exits: 3, mark: mark(0x10, 1), steps: 2 };
         assert!(Place::at_exit(2).plus(50).known_not_after(&l));
         assert!(Place::at_exit(3).known_not_after(&l), "an exit comes before the stops after it");

@@ -315,7 +315,7 @@ impl Vm {
             pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;
         }
         for (name, port) in [("debugcon", debugcon::QEMU_PORT), ("port-e9", debugcon::BOCHS_PORT)] {
-            let device = DebugCon::new(port, out(&debugcon, "debugcon"));
+            let device = DebugCon::new(out(&debugcon, "debugcon"));
             pio.insert(name, port as u64, 1, Arc::new(Mutex::new(device)))?;
         }
         let mut mmio = Bus::default();

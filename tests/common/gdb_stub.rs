@@ -29,16 +29,10 @@ impl Stub {
     /// On `listen`, with more arguments for `kvmscope run`.
     pub fn start_with(guest_file: &str, wait: bool, listen: &str, extra: &[&str]) -> Stub {
         let mut cmd = kvmscope();
-        cmd.args([
-            "run",
-            "--headless",
-            "--kernel",
-            guest(guest_file).to_str().unwrap(),
-            "--gdb",
-            listen,
-            "--summary",
-            "none",
-        ]);
+        cmd.args(["run", "--headless", "--kernel", guest(guest_file).to_str().unwrap(), "--gdb", listen]);
+        if !extra.contains(&"--summary") {
+            cmd.args(["--summary", "none"]);
+        }
         if wait {
             cmd.arg("--gdb-wait");
         }
@@ -105,4 +99,20 @@ pub fn gdb_or_skip(test: &str) -> bool {
         return false;
     }
     true
+}
+
+/// The values gdb printed (`$N = V`) in order, and the addresses of its `info registers rip` lines.
+pub fn printed(out: &str) -> (Vec<String>, Vec<String>) {
+    let vals =
+        out.lines().filter_map(|l| l.split_once(" = ").filter(|(k, _)| k.starts_with('$'))).map(|(_, v)| v.to_string());
+    let rips =
+        out.lines().filter(|l| l.starts_with("rip ")).filter_map(|l| l.split_whitespace().nth(1)).map(String::from);
+    (vals.collect(), rips.collect())
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
 }

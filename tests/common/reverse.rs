@@ -28,6 +28,12 @@ pub struct Guest {
     /// Watch stack bytes too: not for a guest that takes exceptions, whose frames the CPU pushes
     /// on a page a write watchpoint keeps read-only (the delivery fails, the guest triple-faults).
     pub watch_stack: bool,
+    /// Inputs no exit carries (the in-kernel timer's interrupts) may make going forward again
+    /// leave the history: then kvmscope must say so, and the check ends there.
+    pub may_diverge: bool,
+    /// A checkpoint where the window starts, as gdb's stop would take one (a window far from the
+    /// guest's start).
+    pub checkpoint_window: bool,
 }
 
 impl Guest {
@@ -40,12 +46,19 @@ impl Guest {
             irqchip: false,
             cmdline: String::new(),
             watch_stack: true,
+            may_diverge: false,
+            checkpoint_window: false,
         }
     }
 
     /// A raw image loaded and entered at `at` in `mode`.
     pub fn raw(path: std::path::PathBuf, at: u64, mode: BootMode) -> Self {
-        Guest { image: Image::Raw { path, load: at, entry: at, mode }, ..Guest::kernel("hello.elf") }
+        Self::raw_at(path, at, at, mode)
+    }
+
+    /// A raw image loaded at `load`, entered at `entry` in `mode`.
+    pub fn raw_at(path: std::path::PathBuf, load: u64, entry: u64, mode: BootMode) -> Self {
+        Guest { image: Image::Raw { path, load, entry, mode }, ..Guest::kernel("hello.elf") }
     }
 }
 
@@ -131,6 +144,8 @@ impl State {
 pub struct Report {
     pub compared: usize,
     pub failures: Vec<String>,
+    /// Where kvmscope said the guest left the history (a guest that may), ending the check.
+    pub said: Option<String>,
 }
 
 impl Report {
@@ -239,11 +254,16 @@ impl Rng {
     }
 }
 
+/// The linear address of `offset` in the code segment (real and protected mode have a base).
+fn code_linear(sregs: &kvm_sregs, offset: u64) -> u64 {
+    if sregs.cs.l != 0 { offset } else { sregs.cs.base.wrapping_add(offset) }
+}
+
 /// The guest-virtual bytes the instruction at `state` writes, if it plainly does (no string
 /// instruction, no conditional write): (address, length 1, 2, 4 or 8).
 fn written(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<(u64, u64)> {
     let mut bytes = [0u8; 15];
-    let n = c.read_memory(0, state.regs.rip, &mut bytes).ok()?;
+    let n = c.read_memory(0, code_linear(sregs, state.regs.rip), &mut bytes).ok()?;
     let bitness = if sregs.cs.l != 0 {
         64
     } else if sregs.cs.db != 0 {
@@ -303,7 +323,7 @@ fn written(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<(u64, u64
 fn successors(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<Vec<u64>> {
     use iced_x86::{FlowControl, Mnemonic};
     let mut bytes = [0u8; 15];
-    let n = c.read_memory(0, state.regs.rip, &mut bytes).ok()?;
+    let n = c.read_memory(0, code_linear(sregs, state.regs.rip), &mut bytes).ok()?;
     let bitness = if sregs.cs.l != 0 {
         64
     } else if sregs.cs.db != 0 {
@@ -315,6 +335,7 @@ fn successors(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<Vec<u6
     let width = bitness as u64 / 8;
     let stack_word = |at: u64| {
         let mut w = [0u8; 8];
+        let at = if bitness == 64 { at } else { sregs.ss.base.wrapping_add(at & 0xffff_ffff) };
         c.read_memory(0, at, &mut w[..width as usize]).ok()?;
         Some(u64::from_le_bytes(w))
     };
@@ -344,6 +365,9 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
     let launched = launch(guest);
     let c = launched.controller.clone();
     go_to_start(&c, &start);
+    if guest.checkpoint_window {
+        c.checkpoint(false).expect("a checkpoint where the window starts");
+    }
     let mut report = Report::default();
     // Forward, keeping every state.
     let mut states = vec![State::of(&c)];
@@ -372,7 +396,10 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
         let r = c.reverse_step();
         trace(&format!("reverse-stepi -> {r:?}"));
         if let Err(e) = r {
-            report.failures.push(format!("reverse-stepi to state {k}: {e}"));
+            match said(guest, &e.to_string()) {
+                true => report.said = Some(format!("reverse-stepi to state {k}: {e}")),
+                false => report.failures.push(format!("reverse-stepi to state {k}: {e}")),
+            }
             return finish(launched, report);
         }
         report.expect(&format!("reverse-stepi to state {k} of {n}"), &State::of(&c).0, &states[k].0);
@@ -415,8 +442,12 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
                 }),
             )
         } else {
-            let rip = states[pick].0.regs.rip;
-            let last = (0..n).rev().find(|&i| states[i].0.regs.rip == rip);
+            // Breakpoints are linear addresses: RIP through the code segment's base.
+            let code = |i: usize| {
+                states[i].0.regs.rip.wrapping_add(if states[i].1.cs.l == 0 { states[i].1.cs.base } else { 0 })
+            };
+            let rip = code(pick);
+            let last = (0..n).rev().find(|&i| code(i) == rip);
             c.add_sw_breakpoint(rip).unwrap();
             (
                 last,
@@ -431,6 +462,10 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
         match (r, expected) {
             (Ok(_), Some(i)) => {
                 report.expect(&format!("reverse-continue to a {what} (state {i})"), &State::of(&c).0, &states[i].0)
+            }
+            (Err(e), _) if said(guest, &e.to_string()) => {
+                report.said = Some(format!("reverse-continue to a {what}: {e}"));
+                break;
             }
             (Err(e), _) => report.failures.push(format!("reverse-continue to a {what}: {e}")),
             (Ok(_), None) => {}
@@ -447,6 +482,12 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
         }
     }
     finish(launched, report)
+}
+
+/// Whether a reverse command's failure is kvmscope saying the guest left the history, which
+/// `guest` may.
+fn said(guest: &Guest, error: &str) -> bool {
+    guest.may_diverge && (error.contains("left the history") || error.contains("another path"))
 }
 
 fn finish(launched: Launched, report: Report) -> Report {

@@ -53,8 +53,10 @@ pub struct Checkpoint {
     /// Whether the user asked for it (kept when thinning) or kvmscope took it on its own.
     pub manual: bool,
     pub machine: MachineState,
-    /// Its mark in each writable disk's undo log (the disks go back with it).
-    pub disks: Vec<u64>,
+    /// Its mark in each writable disk's undo log (the disks go back with it); `None` once lost
+    /// (the disks were taken back to before it since, and its mark with them): it is then
+    /// reached by going forward from a checkpoint before it, which writes the disks again.
+    pub disks: Option<Vec<u64>>,
     /// The exit breakpoints' matches when it was taken, by number.
     pub exit_hits: Vec<(u32, u64)>,
     /// The pages whose content differs in the next newer checkpoint, as they were here. Empty
@@ -168,7 +170,7 @@ impl Checkpoints {
             t_ns,
             manual,
             machine,
-            disks: Vec::new(),
+            disks: Some(Vec::new()),
             exit_hits: Vec::new(),
             delta: Pages::new(),
         });
@@ -188,7 +190,17 @@ impl Checkpoints {
     /// Sets checkpoint `id`'s marks in the disks' undo logs.
     pub fn mark_disks(&mut self, id: u32, marks: Vec<u64>) {
         if let Some(c) = self.list.iter_mut().find(|c| c.id == id) {
-            c.disks = marks;
+            c.disks = Some(marks);
+        }
+    }
+
+    /// The disks were taken back to `place`: the marks of the checkpoints not known before it
+    /// point into what the undo logs no longer hold.
+    pub fn lose_disk_marks_after(&mut self, place: &Place) {
+        for c in &mut self.list {
+            if !c.place.known_not_after(place) && c.disks.as_ref().is_some_and(|d| !d.is_empty()) {
+                c.disks = None;
+            }
         }
     }
 
@@ -211,7 +223,17 @@ impl Checkpoints {
 
     /// The newest checkpoint known to be no later than `place`: where going to `place` starts.
     pub fn anchor_for(&self, place: &Place) -> Option<&Checkpoint> {
-        let before = self.list.iter().filter(|c| c.place.known_not_after(place));
+        self.newest_among(|c| c.place.known_not_after(place))
+    }
+
+    /// The newest checkpoint known to come before `place`, not at it.
+    pub fn before(&self, place: &Place) -> Option<&Checkpoint> {
+        self.newest_among(|c| c.place.known_not_after(place) && c.place != *place)
+    }
+
+    /// The newest on the timeline of the usable checkpoints `pick` takes.
+    fn newest_among(&self, pick: impl Fn(&Checkpoint) -> bool) -> Option<&Checkpoint> {
+        let before = self.list.iter().filter(|c| c.disks.is_some() && pick(c));
         before.max_by(|a, b| match (a.place.known_not_after(&b.place), b.place.known_not_after(&a.place)) {
             (true, false) => std::cmp::Ordering::Less,
             (false, true) => std::cmp::Ordering::Greater,

@@ -382,7 +382,9 @@ impl Vcpu {
     fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
         self.parks += 1;
         let regs = self.fd.get_regs().unwrap_or_default();
-        self.shared.timeline.on_park(event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit), &regs);
+        let code = CpuMode::from(&self.fd.get_sregs().unwrap_or_default()).code_linear(regs.rip);
+        let at_exit = event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit);
+        self.shared.timeline.on_park(at_exit, &regs, code);
         self.debugger.state = VcpuState::Parked;
         let index = self.index as usize;
         self.publish_stop(reason, event);
