@@ -202,7 +202,7 @@ impl VcpuDebugger {
                 shared.ram.write(bp.gpa, &[bp.original]);
             }
             let sw_gpa = sw.map(|b| b.gpa);
-            (sw_gpa.is_some() || bps.hw_exec_at(regs.rip)).then_some(sw_gpa)
+            (sw_gpa.is_some() || bps.hw_exec_at(mode.code_linear(regs.rip))).then_some(sw_gpa)
         };
         self.state = VcpuState::leave_park(step, over);
         self.step_ends = None;
