@@ -14,7 +14,8 @@
 //! KVM on the same guest, where `qemu-system-x86_64` is installed); the floor with KVM_SYNC_REGS on
 //! (what KVM's copy of the registers costs) and, as well, on a thread of its own (the floor of any
 //! VMM that looks at every exit, against which kvmscope's own work shows); the TUI attached and
-//! `--record` against headless.
+//! `--record` against headless; the port exits as console bytes (COM1), with `--record` against
+//! without (each byte is also a console record).
 //! `cargo bench --bench exit_cost -- all` adds what the optional features cost: `--stacks`, an MSR
 //! filter, `--kernel-events`, `--dirty-log`, the TUI's memory screen.
 
@@ -109,18 +110,20 @@ struct Looking {
     dirty_log: bool,
     /// With `ui`: the memory screen shows, as in the TUI's loop (map read every second, dirty log on).
     memory_screen: bool,
+    /// The guest's port exits are bytes to the serial port (`console` on its command line).
+    console: bool,
 }
 
 /// kvmscope's own headless path: classify, dispatch, decode, time and count every exit, and what
 /// `looking` adds.
 fn kvmscope_run(looking: Looking) -> f64 {
-    let Looking { ui, record, stacks, msr_filter, kernel_events, dirty_log, memory_screen } = looking;
+    let Looking { ui, record, stacks, msr_filter, kernel_events, dirty_log, memory_screen, console } = looking;
     let capture = Capture::default();
     let config = VmConfig {
         debugcon: None,
         image: Image::Kernel(guest_path("bench.elf")),
         mem_size: MEM,
-        cmdline: String::new(),
+        cmdline: if console { "console".into() } else { String::new() },
         cpus: 1,
         console: Box::new(capture.clone()),
         initrd: None,
@@ -208,6 +211,7 @@ const BINARY: &str = "kvmscope run --headless";
 const IN_PROCESS: &str = "headless, in-process";
 const TUI: &str = "TUI attached (exits screen)";
 const RECORD: &str = "--record";
+const CONSOLE: &str = "console bytes (port exits to COM1)";
 const QEMU: &str = "QEMU -enable-kvm";
 
 /// One way of running the bench guest, and what it is compared with.
@@ -260,6 +264,12 @@ fn main() {
         variant(IN_PROCESS, Some((BINARY, None)), scope(Looking::default())),
         variant(TUI, Some((IN_PROCESS, Some(1.05))), scope(Looking { ui: true, ..Default::default() })),
         variant(RECORD, Some((IN_PROCESS, Some(1.05))), scope(Looking { record: true, ..Default::default() })),
+        variant(CONSOLE, Some((IN_PROCESS, None)), scope(Looking { console: true, ..Default::default() })),
+        variant(
+            "console bytes, --record",
+            Some((CONSOLE, Some(1.05))),
+            scope(Looking { console: true, record: true, ..Default::default() }),
+        ),
     ];
     if all {
         let record = |more: Looking| scope(Looking { record: true, ..more });

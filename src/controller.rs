@@ -190,7 +190,7 @@ impl Controller {
     }
 
     /// The guest's end kept so, once (`None` if it has not ended).
-    pub fn take_held_end(&self) -> Option<crate::vmm::vcpu::VcpuEnd> {
+    pub fn take_held_end(&self) -> Option<crate::vmm::outcome::VcpuEnd> {
         crate::sync::lock(&self.shared.held_end).take()
     }
 

@@ -303,7 +303,7 @@ impl Launched {
     }
 
     /// [`Self::finish`] with a vCPU's end and its crash report (a guest's end the TUI kept).
-    pub fn finish_with(mut self, end: crate::vmm::vcpu::VcpuEnd) -> Result<RunReport, SessionError> {
+    pub fn finish_with(mut self, end: crate::vmm::outcome::VcpuEnd) -> Result<RunReport, SessionError> {
         let mut report = match self.report.take() {
             Some(report) => report,
             None => self.running.finish(end),

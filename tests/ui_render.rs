@@ -770,3 +770,20 @@ fn the_exit_inspector_opens_on_the_row_under_the_cursor() {
     assert!(!text.contains("0xcf8 size 4"), "before its previous exit: {text}");
     assert!(!text.contains("at 0x60"), "another vCPU's: {text}");
 }
+
+#[test]
+fn page_up_keeps_the_exits_cursor_on_a_row_shown() {
+    let mut app = App::new("test");
+    app.focus = PaneId::Exits;
+    app.exits.push((0..300).map(out_event));
+    screen(&mut app, 160, 45);
+    app.on_key(KeyEvent::from(KeyCode::Up));
+    for _ in 0..3 {
+        app.on_key(KeyEvent::from(KeyCode::PageUp));
+    }
+    let (text, _) = screen(&mut app, 160, 45);
+    let selected = app.exits.selected.expect("a cursor");
+    let shown = |seq: u64| text.lines().any(|l| l.trim_start_matches('│').starts_with(&format!("{seq} ")));
+    assert!(shown(selected), "the cursor's exit #{selected} is on screen:\n{text}");
+    assert_eq!(app.exits.chosen(), Some(selected), "Enter inspects it");
+}

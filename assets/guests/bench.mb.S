@@ -2,7 +2,8 @@
  * bench: measures exits from inside the guest. It reads the TSC, makes 100000 port exits (`out` to the
  * POST port 0x80) and 100000 MMIO exits (writes to the unclaimed page at 0xd0000000), reads the TSC
  * again and prints "tsc-cycles <hex>\n" on the serial port, then exits through isa-debug-exit with
- * 0. Boot time and host noise stay outside the measured window.
+ * 0. Boot time and host noise stay outside the measured window. With `console` on its command line
+ * the port exits are bytes to the serial port (a guest printing), "x" each.
  */
     .code32
     .section .multiboot, "a"
@@ -15,13 +16,25 @@
     .globl _start
 _start:
     mov $stack_top, %esp
+    /* The port: POST, or COM1 with `console` on the command line (multiboot info flag 2). */
+    mov $0x80, %edx
+    testl $4, (%ebx)
+    jz 0f
+    mov 16(%ebx), %esi
+    cmpb $'c', (%esi)
+    jne 0f
+    mov $0x3f8, %edx
+0:  mov $'x', %al
     /* One warm-up exit, so the VMM's first-time work (decoder tables, caches) is not measured. */
-    out %al, $0x80
+    out %al, %dx
+    push %edx
     rdtsc
     mov %eax, %esi
     mov %edx, %edi
+    pop %edx
+    mov $'x', %al
     mov $EXITS, %ecx
-1:  out %al, $0x80
+1:  out %al, %dx
     dec %ecx
     jnz 1b
     mov $EXITS, %ecx
@@ -66,7 +79,7 @@ puthex32:
 
     .section .rodata
 label:
-    .asciz "tsc-cycles "
+    .asciz "\ntsc-cycles "
 hexdigits:
     .ascii "0123456789abcdef"
 

@@ -27,6 +27,8 @@ fn char_text(b: u8) -> String {
     match b {
         b'\n' => "'\\n'".into(),
         b'\r' => "'\\r'".into(),
+        b'\'' => "'\\''".into(),
+        b'\\' => "'\\\\'".into(),
         0x20..=0x7e => format!("'{}'", b as char),
         _ => format!("byte {b:#04x}"),
     }

@@ -189,7 +189,12 @@ impl MonitorCmd for GdbTarget {
                 Err(_) => outputln!(out, "error: usage: monitor restore N (monitor checkpoints lists them)"),
             },
             "snapshot" if !rest.is_empty() => match self.controller.snapshot(std::path::Path::new(rest)) {
-                Ok(bytes) => outputln!(out, "wrote {rest} ({bytes} bytes) {}", self.controller.place()),
+                Ok(bytes) => outputln!(
+                    out,
+                    "wrote {rest} ({}) {}",
+                    crate::vmm::memory::data_size(bytes),
+                    self.controller.place()
+                ),
                 Err(e) => outputln!(out, "error: {e}"),
             },
             "snapshot" => outputln!(out, "error: usage: monitor snapshot FILE"),

@@ -26,8 +26,10 @@ const QUEUE: usize = 256;
 /// Exits a vCPU collects before handing them to the writer in one go (one wake-up per batch, not
 /// per exit); the writer also collects partial batches every 100 ms.
 const BATCH: usize = 256;
-/// Per-vCPU batch buffers (vCPU n uses buffer n % BUFFERS).
+/// Per-vCPU batch buffers (vCPU n uses buffer n % BUFFERS), and one for the console.
 const BUFFERS: usize = 64;
+/// The console's batch buffer (the last: a VM with 64 vCPUs shares it with the 64th).
+const CONSOLE_BUFFER: usize = BUFFERS - 1;
 
 type Buffers = Arc<Vec<Mutex<Vec<Record>>>>;
 /// A chunk is written when its payload reaches this size...
@@ -117,9 +119,22 @@ impl Recorder {
         self.send(Record::Dirty { t_ns: self.t_ns(), pages });
     }
 
-    /// Guest console output.
+    /// Guest console output: batched like exits (a byte at a time, one hand-over each would wake
+    /// the writer for every byte the guest prints).
     pub fn console(&self, bytes: &[u8]) {
-        self.send(Record::Console { t_ns: self.t_ns(), bytes: bytes.to_vec() });
+        self.batch(CONSOLE_BUFFER, Record::Console { t_ns: self.t_ns(), bytes: bytes.to_vec() });
+    }
+
+    /// Adds `r` to batch buffer `slot`, handing the batch over when it is full (the writer takes
+    /// partial ones every [`CHUNK_AGE`]).
+    fn batch(&self, slot: usize, r: Record) {
+        let mut buf = lock(&self.buffers[slot % BUFFERS]);
+        buf.push(r);
+        if buf.len() >= BATCH {
+            let batch = std::mem::take(&mut *buf);
+            drop(buf);
+            let _ = self.tx.send(batch);
+        }
     }
 
     /// Writes the end record, stamped `elapsed` into the run (when the run ended, which the
@@ -142,13 +157,7 @@ impl Recorder {
 
 impl ExitSink for Recorder {
     fn on_exit(&self, event: &ExitEvent) {
-        let mut buf = lock(&self.buffers[event.vcpu as usize % BUFFERS]);
-        buf.push(Record::Exit(event.clone()));
-        if buf.len() >= BATCH {
-            let batch = std::mem::take(&mut *buf);
-            drop(buf);
-            let _ = self.tx.send(batch);
-        }
+        self.batch(event.vcpu as usize, Record::Exit(event.clone()));
     }
 
     fn on_stop(&self, stop: &Stop) {

@@ -130,7 +130,7 @@ impl Controller {
                     return Err(TravelError::RunEnded);
                 }
                 return Err(match self.cancelled() {
-                    true => TravelError::Cancelled(self.place()),
+                    true => TravelError::Cancelled(Box::new(self.place())),
                     false => TravelError::TooLong(LEG.as_secs()),
                 });
             }
@@ -140,7 +140,7 @@ impl Controller {
     /// Resumes and waits for the next stop.
     fn run_leg(&self) -> Result<Stop, TravelError> {
         if self.cancelled() {
-            return Err(TravelError::Cancelled(self.place()));
+            return Err(TravelError::Cancelled(Box::new(self.place())));
         }
         let since = self.stop_serial();
         self.resume();
@@ -151,7 +151,7 @@ impl Controller {
     /// instruction made: either way exactly one instruction).
     pub(super) fn step_once(&self) -> Result<Stop, TravelError> {
         if self.cancelled() {
-            return Err(TravelError::Cancelled(self.place()));
+            return Err(TravelError::Cancelled(Box::new(self.place())));
         }
         let since = self.stop_serial();
         self.step(0)?;
@@ -207,8 +207,10 @@ impl Controller {
         count_mark: bool,
         hit: OnHit,
     ) -> Result<Option<Stop>, TravelError> {
-        let lost =
-            || TravelError::LandmarkLost { place: Place { exits, mark: Some(*mark), steps: 0 }, next: exits + 1 };
+        let lost = || TravelError::LandmarkLost {
+            place: Box::new(Place { exits, mark: Some(*mark), steps: 0 }),
+            next: exits + 1,
+        };
         if !self.is_at(mark) {
             let lookout = Lookout::plant(self, mark.code)?;
             let lookout_at = lookout.as_ref().map(|l| l.gva);
@@ -291,7 +293,7 @@ impl Controller {
     /// Goes to `target`: from the newest checkpoint known not after it, forward.
     pub(super) fn go_to(&self, target: &Place) -> Result<(), TravelError> {
         let anchor = lock(&self.shared().checkpoints).anchor_for(target).map(|k| k.id);
-        let id = anchor.ok_or(TravelError::BeforeFirstCheckpoint(*target))?;
+        let id = anchor.ok_or_else(|| TravelError::BeforeFirstCheckpoint(Box::new(*target)))?;
         self.put_back(id)?;
         self.reach(target, false, &mut |_| false)?;
         Ok(())

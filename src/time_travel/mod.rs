@@ -57,7 +57,7 @@ pub struct CheckpointList {
 
 impl std::fmt::Display for CheckpointList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::vmm::memory::human_size;
+        use crate::vmm::memory::{data_size, human_size};
         if self.checkpoints.is_empty() {
             return write!(f, "no checkpoints (:checkpoint or monitor checkpoint takes one)");
         }
@@ -69,17 +69,17 @@ impl std::fmt::Display for CheckpointList {
                 c.place.to_string(),
                 c.t_ns as f64 / 1e9,
                 if c.manual { "taken" } else { "automatic" },
-                human_size(c.size)
+                data_size(c.size)
             )?;
         }
         write!(
             f,
             "{} held of a {} budget{}{}",
-            human_size(self.bytes),
+            data_size(self.bytes),
             human_size(self.budget),
             if self.thinned > 0 { format!(", {} older thinned away", self.thinned) } else { String::new() },
             if self.disk_undo > 0 {
-                format!("; the disks' undo logs {}", human_size(self.disk_undo))
+                format!("; the disks' undo logs {}", data_size(self.disk_undo))
             } else {
                 String::new()
             }

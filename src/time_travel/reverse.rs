@@ -134,7 +134,7 @@ impl Controller {
                 break;
             }
         }
-        Err(TravelError::PresentLost(base, MAX_STEPS))
+        Err(TravelError::PresentLost(Box::new(base), MAX_STEPS))
     }
 
     /// Back one instruction (gdb's `reverse-stepi`; the stop is published as a step). Where the

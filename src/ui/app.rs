@@ -108,6 +108,9 @@ pub struct App {
     pub stops: Vec<Option<Stop>>,
     /// The selected vCPU's stop, which the views show; `None` while it runs.
     pub stop: Option<Stop>,
+    /// The newest stop seen (its serial): a newer one selects its vCPU, the same one again does
+    /// not undo the user's `:cpu N`.
+    newest_seen: u64,
     /// Where a stopped live guest is on its timeline ("exit 1234 + 3 instructions").
     pub place: Option<String>,
     pub exits: ExitsPane,
@@ -173,6 +176,7 @@ impl App {
             vcpu: 0,
             stops: Vec::new(),
             stop: None,
+            newest_seen: 0,
             place: None,
             exits: ExitsPane::default(),
             stats: StatsPane::default(),
@@ -225,9 +229,9 @@ impl App {
         if self.state.is_over() {
             return;
         }
-        let shown = self.stop.as_ref().map_or(0, |s| s.serial);
-        let newest = stops.iter().flatten().max_by_key(|s| s.serial).filter(|s| s.serial > shown).cloned();
+        let newest = stops.iter().flatten().max_by_key(|s| s.serial).filter(|s| s.serial > self.newest_seen).cloned();
         if let Some(stop) = &newest {
+            self.newest_seen = stop.serial;
             self.vcpu = stop.vcpu as usize;
             if let Some(e) = &stop.event {
                 self.say(format!("vCPU {} {}: {}", stop.vcpu, stop.reason, e.detail()), false);
@@ -247,8 +251,9 @@ impl App {
                 (true, false) => RunState::Pausing,
             },
         );
-        // "pausing ..." is over once every vCPU has parked.
-        if was == RunState::Pausing && self.state == RunState::Paused && newest.is_none() {
+        // "pausing ..." is over once every vCPU has parked (a stop at an exit says so itself).
+        let told = newest.as_ref().is_some_and(|s| s.event.is_some());
+        if was == RunState::Pausing && self.state == RunState::Paused && !told {
             self.say(format!("paused: all {} vCPUs stopped", stops.len()), false);
         }
     }
@@ -280,16 +285,14 @@ impl App {
         }
         self.vcpu = n;
         let stop = self.stops.get(n).cloned().flatten();
-        let running = stop.is_none() && !self.state.is_over();
+        let note = match (&stop, &self.state) {
+            (Some(_), _) => "",
+            (None, RunState::Running) => " (running: pause to read its registers)",
+            (None, RunState::Paused | RunState::Pausing) => " (not parked yet: its registers come when it stops)",
+            (None, _) => "",
+        };
         self.show_stop(stop);
-        self.say(
-            if running {
-                format!("vCPU {n} selected (running: pause to read its registers)")
-            } else {
-                format!("vCPU {n} selected")
-            },
-            false,
-        );
+        self.say(format!("vCPU {n} selected{note}"), false);
     }
 
     /// Shows another screen; focus stays on a pane it holds, else goes to its first.
@@ -639,6 +642,35 @@ mod tests {
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn parked(vcpu: u32, serial: u64) -> Option<Stop> {
+        Some(Stop {
+            vcpu,
+            reason: crate::debug::StopReason::Pause,
+            regs: Default::default(),
+            sregs: Default::default(),
+            fpu: Default::default(),
+            event: None,
+            serial,
+        })
+    }
+
+    #[test]
+    fn a_vcpu_chosen_stays_chosen_until_a_newer_stop() {
+        let mut app = App::new("t");
+        let stops = [parked(0, 5), parked(1, 6)];
+        app.set_stops(&stops, true);
+        assert_eq!(app.vcpu, 1, "the newest stop's vCPU");
+        app.select_vcpu(0);
+        app.set_stops(&stops, true);
+        assert_eq!((app.vcpu, app.stop.as_ref().map(|s| s.vcpu)), (0, Some(0)), ":cpu 0 holds");
+        app.set_stops(&[parked(0, 5), parked(1, 7)], true);
+        assert_eq!(app.vcpu, 1, "a new stop on vCPU 1 shows it");
+        app.set_stops(&[parked(0, 5), None], true);
+        app.select_vcpu(1);
+        let said = app.current_message().map(|(m, _)| m.to_string()).unwrap_or_default();
+        assert!(said.contains("not parked yet"), "{said}");
     }
 
     fn typed(app: &mut App, text: &str) -> Vec<Action> {

@@ -103,7 +103,7 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
     app.profile.symbols = symbols;
     let mut next_frame = Instant::now();
     // The guest's end, while the TUI keeps it to go back from.
-    let mut held: Option<crate::vmm::vcpu::VcpuEnd> = None;
+    let mut held: Option<crate::vmm::outcome::VcpuEnd> = None;
     while !app.quit {
         // Ctrl-C, SIGTERM and SIGHUP (the terminal went away) end the UI in every state, the
         // ended one included.
@@ -176,7 +176,6 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
             app.virtio.show(controller.virtio(), Instant::now());
         }
         if guard
-            .terminal
             .draw(|f| {
                 let placed = view::draw(f, &app);
                 app.pane_rects = placed;
@@ -360,7 +359,7 @@ fn travel(action: Action, controller: &crate::controller::Controller) -> (String
         Action::Snapshot(path) => controller
             .snapshot(&path)
             .map(|bytes| {
-                let size = crate::vmm::memory::human_size(bytes);
+                let size = crate::vmm::memory::data_size(bytes);
                 format!("wrote {} ({size}) {}", path.display(), controller.place())
             })
             .map_err(|e| format!(":snapshot: {e}")),

@@ -289,7 +289,7 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         let t = replay.current().map_or(0, |e| e.t_ns);
         app.title = format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, t as f64 / 1e9);
         // The terminal gone (a failed draw, input at its end) or a signal ends the replay.
-        if guard.terminal.draw(|f| app.pane_rects = view::draw(f, &app)).is_err() || crate::vmm::vm::interrupted() {
+        if guard.draw(|f| app.pane_rects = view::draw(f, &app)).is_err() || crate::vmm::vm::interrupted() {
             break;
         }
         match event::poll(Duration::from_millis(200)) {

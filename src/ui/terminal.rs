@@ -10,7 +10,8 @@ use ratatui::crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, d
 
 /// Raw mode, the alternate screen and mouse capture, undone when dropped.
 pub struct TerminalGuard {
-    pub terminal: Terminal<CrosstermBackend<Stdout>>,
+    /// `None` only while dropping.
+    terminal: Option<Terminal<CrosstermBackend<Stdout>>>,
 }
 
 /// Puts the terminal back as it was (safe to call more than once).
@@ -33,12 +34,27 @@ impl TerminalGuard {
             return Err(e);
         }
         let terminal = Terminal::new(CrosstermBackend::new(stdout())).inspect_err(|_| restore())?;
-        Ok(Self { terminal })
+        Ok(Self { terminal: Some(terminal) })
+    }
+
+    /// Draws a frame; an error when the terminal is gone.
+    pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> std::io::Result<()> {
+        match self.terminal.as_mut() {
+            Some(t) => t.draw(f).map(|_| ()),
+            None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+        }
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
+        // ratatui shows the cursor when its terminal is dropped and prints an error where the
+        // terminal is gone (closed window): shown here, and a gone terminal dropped quietly.
+        if let Some(mut t) = self.terminal.take()
+            && t.show_cursor().is_err()
+        {
+            std::mem::forget(t);
+        }
     }
 }

@@ -50,6 +50,17 @@ pub fn human_size(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// An amount of data for a person: bytes below a KiB, else KiB, MiB or GiB with one decimal
+/// (`27.6 KiB`) — always with its unit.
+pub fn data_size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1 << 10 => format!("{b} bytes"),
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b < 1 << 30 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+    }
+}
+
 /// Parses `--mem`: a size kvmscope can build, in whole pages.
 pub fn parse_mem(text: &str) -> Result<u64, MemoryError> {
     let size = parse_size(text)?;

@@ -138,3 +138,6 @@ pub struct CrashReport {
     /// The vCPU's last exits, oldest first.
     pub last_exits: Vec<ExitEvent>,
 }
+
+/// How a vCPU thread ended: the run's end as this vCPU saw it, with a crash report when it crashed.
+pub type VcpuEnd = (RunEnd, Option<Box<CrashReport>>);

@@ -104,7 +104,7 @@ pub struct Shared {
     /// from, instead of ending the run (the TUI, with time travel on and one vCPU).
     pub hold_end: AtomicBool,
     /// The end kept so, until the owner takes it.
-    pub held_end: Mutex<Option<super::vcpu::VcpuEnd>>,
+    pub held_end: Mutex<Option<super::outcome::VcpuEnd>>,
 }
 
 impl Shared {

@@ -102,7 +102,7 @@ pub enum TravelError {
     #[error("no checkpoint before the present to go back from (--checkpoint-every, :checkpoint, monitor checkpoint)")]
     NoCheckpoint,
     #[error("{0} is before the first checkpoint")]
-    BeforeFirstCheckpoint(Place),
+    BeforeFirstCheckpoint(Box<Place>),
     #[error("pause the guest first (space)")]
     Running,
     #[error("the run ended while going forward again")]
@@ -110,13 +110,13 @@ pub enum TravelError {
     #[error("going forward again took longer than {0} s")]
     TooLong(u64),
     #[error("interrupted by the user at {0}")]
-    Cancelled(Place),
+    Cancelled(Box<Place>),
     #[error("{0}")]
     Diverged(String),
     #[error("going forward again, exit {next} came before the stop at {place}: the guest took another path")]
-    LandmarkLost { place: Place, next: u64 },
+    LandmarkLost { place: Box<Place>, next: u64 },
     #[error("stepping from {0} did not come back to the present (more than {1} instructions, or another path)")]
-    PresentLost(Place, u64),
+    PresentLost(Box<Place>, u64),
     #[error("it is not on the timeline kept (the first checkpoint is at exit {0})")]
     NotKept(u64),
     #[error("the disks could not be taken back with the checkpoint: {0}")]
@@ -342,9 +342,9 @@ impl Timeline {
                 } else if was.data != mark.data {
                     Some((
                         format!("{was} with other registers or data written"),
-                        format!(
-                            "the same exit, but the guest's registers or the value written differ (it read something no exit carries: rdtsc, rdrand, an interrupt's timing)"
-                        ),
+                        "the same exit, but the guest's registers or the value written differ (it read something \
+                         no exit carries: rdtsc, rdrand, an interrupt's timing)"
+                            .to_string(),
                     ))
                 } else {
                     None

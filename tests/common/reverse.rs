@@ -359,6 +359,9 @@ fn successors(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<Vec<u6
     Some(out)
 }
 
+/// What takes a probe's breakpoint or watchpoint away again.
+type Undo = Box<dyn Fn(&Controller)>;
+
 /// The check on one guest: `steps` steps from `start`, then reverse-stepi back and forward
 /// again, then `probes` reverse-continues to random breakpoints and watchpoints.
 pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64) -> Report {
@@ -421,15 +424,13 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
         // The first probe: a breakpoint where the window starts (a landmark, when the guest ran
         // to it), which stepping from there passed.
         let pick = if probe == 0 { 0 } else { rng.below(n) };
-        let (expected, undo): (Option<usize>, Box<dyn Fn(&Controller)>) = if watch {
+        let (expected, undo): (Option<usize>, Undo) = if watch {
             // A write to RAM (MMIO cannot be watched).
             let on_stack = |i: usize, a: u64| a >> 12 == states[i].0.regs.rsp >> 12;
-            let candidates = (pick..n).chain(0..pick).filter_map(|i| {
+            let mut candidates = (pick..n).chain(0..pick).filter_map(|i| {
                 written(&c, &states[i].0, &states[i].1).filter(|&(a, _)| guest.watch_stack || !on_stack(i, a))
             });
-            let Some((addr, len)) =
-                candidates.filter(|&(a, l)| c.add_watchpoint(a, l, WatchKind::Write).is_ok()).next()
-            else {
+            let Some((addr, len)) = candidates.find(|&(a, l)| c.add_watchpoint(a, l, WatchKind::Write).is_ok()) else {
                 continue;
             };
             let last = (0..n).rev().find(|&i| {

@@ -132,6 +132,21 @@ impl ExitsPane {
         }
     }
 
+    /// A cursor the view scrolled away from moves to the nearest row shown: Enter inspects an
+    /// exit on screen.
+    fn keep_cursor_in_view(&mut self) {
+        let Some(selected) = self.selected else { return };
+        let seqs: Vec<u64> = self.visible().map(|e| e.seq).collect();
+        if seqs.is_empty() {
+            return;
+        }
+        let rows = self.rows_shown.get().max(1);
+        let bottom = seqs.len() - 1 - self.scroll.min(seqs.len() - 1);
+        let top = bottom.saturating_sub(rows - 1);
+        let at = seqs.iter().position(|&s| s == selected).unwrap_or(bottom);
+        self.selected = Some(seqs[at.clamp(top, bottom)]);
+    }
+
     /// Every event kept, oldest first.
     pub fn all(&self) -> &VecDeque<ExitEvent> {
         &self.events
@@ -184,7 +199,10 @@ impl ExitsPane {
                 self.selected = None;
                 self.move_cursor(true);
             }
-            (_, Some(rows)) => self.scroll_by(rows),
+            (_, Some(rows)) => {
+                self.scroll_by(rows);
+                self.keep_cursor_in_view();
+            }
             (KeyCode::End, None) => {
                 self.scroll = 0;
                 self.selected = None;

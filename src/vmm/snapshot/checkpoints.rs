@@ -33,7 +33,7 @@ static ZEROS: [u8; PAGE] = [0; PAGE];
 #[derive(Debug, thiserror::Error)]
 #[error(
     "refused: it would hold {} of a {} budget{}",
-    crate::vmm::memory::human_size(*needed),
+    crate::vmm::memory::data_size(*needed),
     crate::vmm::memory::human_size(*budget),
     if *only_manual { " and only checkpoints you took are left to thin (:restore or monitor restore drops those after it)" } else { "" }
 )]

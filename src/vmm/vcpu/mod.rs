@@ -37,8 +37,7 @@ use state::VcpuState;
 /// Exits kept per vCPU for a crash report.
 const RECENT_EXITS: usize = 16;
 
-/// How a vCPU thread ended: the run's end as this vCPU saw it, with a crash report when it crashed.
-pub type VcpuEnd = (RunEnd, Option<Box<CrashReport>>);
+pub use super::outcome::VcpuEnd;
 
 /// A vCPU and what its thread keeps between exits.
 pub struct Vcpu {
