@@ -71,6 +71,23 @@ fn build(src: &Path, out: &Path, dir: &Path) {
     run(Command::new("ld").args(&ld_args).args(["-nostdlib", "--build-id=none", "-o"]).arg(&image).arg(&obj));
 }
 
+/// The first sentence of a source's header comment ("hello: a multiboot guest that ..."), on one line.
+fn summary(src: &Path) -> String {
+    let text = std::fs::read_to_string(src).unwrap_or_default();
+    let body: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("/*"))
+        .skip(1)
+        .take_while(|l| !l.contains("*/"))
+        .map(|l| l.trim_start().trim_start_matches('*').trim())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = body.join(" ");
+    let first = joined.split_once(". ").map_or(joined.as_str(), |(s, _)| s);
+    let first = first.split_once(": ").map_or(first, |(_, rest)| rest);
+    first.trim_end_matches('.').replace('\t', " ")
+}
+
 fn main() {
     let dir = PathBuf::from("assets/guests");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests");
@@ -78,9 +95,19 @@ fn main() {
     println!("cargo:rerun-if-changed=assets/guests");
     let mut sources: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     sources.sort();
+    // `kvmscope guests` lists them: file, then what the source's header says.
+    let mut index = String::new();
     for src in sources {
         println!("cargo:rerun-if-changed={}", src.display());
         build(&src, &out, &dir);
+        let name = src.file_name().unwrap().to_str().unwrap();
+        let built = [(".raw16.S", ".bin"), (".mb.S", ".elf"), (".elf64.S", ".elf"), (".mb.c", ".elf"), (".elf64.c", ".elf")]
+            .iter()
+            .find_map(|(from, to)| name.strip_suffix(from).map(|stem| format!("{stem}{to}")));
+        if let Some(file) = built {
+            index.push_str(&format!("{file}\t{name}\t{}\n", summary(&src)));
+        }
     }
+    std::fs::write(out.join("index.tsv"), index).unwrap();
     println!("cargo:rustc-env=KVMSCOPE_GUEST_DIR={}", out.display());
 }

@@ -12,3 +12,61 @@ pub fn guest_path(file: &str) -> PathBuf {
 
 /// The built-in demo guest, run by `kvmscope` with no arguments.
 pub const DEMO: &[u8] = include_bytes!(concat!(env!("KVMSCOPE_GUEST_DIR"), "/demo.elf"));
+
+/// What build.rs wrote of each guest: its file, its source, and the first sentence of the
+/// source's header.
+const INDEX: &str = include_str!(concat!(env!("KVMSCOPE_GUEST_DIR"), "/index.tsv"));
+
+/// One of the project's guests, as `kvmscope guests` lists it.
+pub struct GuestInfo {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub about: &'static str,
+}
+
+impl GuestInfo {
+    /// The `run` options that boot it (a raw real-mode image is loaded at 0x7c00).
+    pub fn run_args(&self) -> String {
+        let path = guest_path(self.file);
+        match self.source.ends_with(".raw16.S") {
+            true => format!("--image {} --load 0x7c00 --entry 0x7c00 --mode real", path.display()),
+            false => format!("--kernel {}", path.display()),
+        }
+    }
+}
+
+/// Every guest built with this binary.
+pub fn list() -> Vec<GuestInfo> {
+    INDEX
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some(GuestInfo { file: f.next()?, source: f.next()?, about: f.next().unwrap_or("") })
+        })
+        .collect()
+}
+
+/// `kvmscope guests`: each guest, what it does, and the command that runs it.
+pub fn listing() -> String {
+    let mut out = format!(
+        "The project's test and demo guests (sources in assets/guests, built into {GUEST_DIR}):\n"
+    );
+    for g in list() {
+        out.push_str(&format!("\n{:<16} {}\n{:<16} kvmscope run {}\n", g.file, g.about, "", g.run_args()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_guest_is_listed_with_what_it_does_and_how_to_run_it() {
+        let list = super::list();
+        let hello = list.iter().find(|g| g.file == "hello.elf").expect("hello is listed");
+        assert!(hello.about.contains("multiboot"), "{}", hello.about);
+        let real = list.iter().find(|g| g.file == "real.bin").expect("real is listed");
+        assert!(real.run_args().contains("--mode real"));
+        assert!(list.iter().all(|g| !g.about.is_empty()), "every source has a header");
+        assert!(super::listing().contains("kvmscope run --kernel"));
+    }
+}

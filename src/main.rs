@@ -32,13 +32,15 @@ enum Command {
     },
     /// Statistics of a recorded run (the run's summary and more).
     Stats(kvmscope::analysis::stats::StatsArgs),
-    /// Export a recorded run as JSON Lines, CSV, a Chrome/Perfetto trace or folded stacks.
+    /// Export a recorded run as JSON Lines, CSV, a Chrome/Perfetto trace, folded stacks or Parquet.
     Export(kvmscope::analysis::export::ExportArgs),
     /// Draw a recorded run's call stacks (`run --stacks`) as a flame graph SVG.
     Flamegraph(kvmscope::analysis::folded::FlamegraphArgs),
     /// What changed between two recorded runs (like `perf diff`): exits by reason, port, device
     /// register, guest function, MSR or virtio queue, with counts and handling time in both.
     Diff(kvmscope::analysis::diff::DiffArgs),
+    /// List the project's test and demo guests: what each does, and the command that runs it.
+    Guests,
     /// Browse a recorded run in the TUI.
     Replay {
         /// The trace file.
@@ -453,6 +455,7 @@ fn main() -> ExitCode {
         Some(Command::Export(args)) => analysis_status(kvmscope::analysis::export::run(&args)),
         Some(Command::Flamegraph(args)) => analysis_status(kvmscope::analysis::folded::flamegraph(&args)),
         Some(Command::Diff(args)) => analysis_status(kvmscope::analysis::diff::run(&args)),
+        Some(Command::Guests) => emit(&kvmscope::guests::listing()),
         Some(Command::Replay { file, symbols }) => {
             use std::io::IsTerminal;
             if !std::io::stdout().is_terminal() {

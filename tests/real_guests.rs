@@ -154,6 +154,16 @@ fn seabios_writes_its_banner_to_the_debug_console_and_runs_its_post() {
     assert!(run.stdout.starts_with("SeaBIOS (version 1.16"), "no banner first on the debug console:\n{}", run.stdout);
     assert!(run.stdout.contains("\nBUILD: gcc:"), "no build line:\n{}", run.stdout);
     assert!(run.stdout.contains("Unable to unlock ram - bridge not found"), "{}", run.stdout);
+    // Its whole log: port 0x402 reads back 0xe9, so SeaBIOS keeps writing it after its check.
+    for later in [
+        "Running on KVM",
+        "Found 1 cpu(s)",
+        "Scan for VGA option rom",
+        "Found 1 serial ports",
+        "Press ESC for boot menu.",
+    ] {
+        assert!(run.stdout.contains(later), "SeaBIOS's later log line {later:?} is missing:\n{}", run.stdout);
+    }
     // Past its SMP scan (the CMOS says one CPU) and through its probes of the parallel and serial
     // ports, SeaBIOS waits for a timer interrupt no device of a raw image raises: the run ends there
     // (a halt that nothing can wake).
