@@ -101,9 +101,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", src.display());
         build(&src, &out, &dir);
         let name = src.file_name().unwrap().to_str().unwrap();
-        let built = [(".raw16.S", ".bin"), (".mb.S", ".elf"), (".elf64.S", ".elf"), (".mb.c", ".elf"), (".elf64.c", ".elf")]
-            .iter()
-            .find_map(|(from, to)| name.strip_suffix(from).map(|stem| format!("{stem}{to}")));
+        let built =
+            [(".raw16.S", ".bin"), (".mb.S", ".elf"), (".elf64.S", ".elf"), (".mb.c", ".elf"), (".elf64.c", ".elf")]
+                .iter()
+                .find_map(|(from, to)| name.strip_suffix(from).map(|stem| format!("{stem}{to}")));
         if let Some(file) = built {
             index.push_str(&format!("{file}\t{name}\t{}\n", summary(&src)));
         }

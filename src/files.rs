@@ -21,6 +21,8 @@ pub enum FileError {
     TooLarge { what: &'static str, path: PathBuf, size: u64, cap: u64 },
     #[error("{what} {}: a FIFO with no reader at its other end", path.display())]
     NoReader { what: &'static str, path: PathBuf },
+    #[error("{what} {}: is the file being read ({}): writing it would destroy it", path.display(), input.display())]
+    IsInput { what: &'static str, path: PathBuf, input: PathBuf },
 }
 
 /// What kind of file `meta` describes, in words.
@@ -114,6 +116,86 @@ pub fn create_regular(path: &Path, what: &'static str) -> Result<File, FileError
     Ok(file)
 }
 
+/// An output written whole or not at all: into a temporary file beside its path, renamed over
+/// the path by [`Output::commit`]; dropped before that (an error, a full disk), the temporary
+/// file goes and whatever was at the path stays. The path must be a regular file or nothing (a
+/// symbolic link is followed to its file), and never a file the command reads.
+pub struct Output {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    what: &'static str,
+    done: bool,
+}
+
+/// (device, inode) of an existing file.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Output {
+    /// Starts writing `path` (for `what`), refusing it if it is one of `inputs`.
+    pub fn create(path: &Path, what: &'static str, inputs: &[&Path]) -> Result<Self, FileError> {
+        let io = |source| FileError::Io { what, path: path.to_path_buf(), source };
+        // A link is written through: its target is what gets replaced.
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).map_err(io)?,
+            _ => path.to_path_buf(),
+        };
+        if let Ok(meta) = std::fs::metadata(&path)
+            && !meta.is_file()
+        {
+            return Err(FileError::NotRegular { what, path, kind: kind_of(&meta) });
+        }
+        if let Some(me) = identity(&path)
+            && let Some(input) = inputs.iter().find(|i| identity(i) == Some(me))
+        {
+            return Err(FileError::IsInput { what, path, input: input.to_path_buf() });
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.kvmscope-{}.partial", std::process::id()));
+        let file = open_nonblocking(&tmp, OpenOptions::new().write(true).create_new(true), what)?;
+        Ok(Self { file, tmp, path, what, done: false })
+    }
+
+    /// The file being written.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The path it is written to at the end.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Puts the written file in its place.
+    pub fn commit(mut self) -> Result<(), FileError> {
+        let io = |source| FileError::Io { what: self.what, path: self.path.clone(), source };
+        self.file.sync_data().map_err(io)?;
+        std::fs::rename(&self.tmp, &self.path).map_err(io)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +211,54 @@ mod tests {
         // SAFETY: mkfifo with a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         path
+    }
+
+    #[test]
+    fn an_output_is_whole_or_not_there_and_never_an_input() {
+        use std::io::Write;
+        let input = temp("out-input");
+        std::fs::write(&input, b"recording").unwrap();
+        let e = Output::create(&input, "-o", &[&input]).err().expect("the input refused");
+        assert!(e.to_string().contains("is the file being read"), "{e}");
+        // The same file by another name (a hard link) too.
+        let link = temp("out-link");
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(&input, &link).unwrap();
+        assert!(Output::create(&link, "-o", &[&input]).is_err());
+        assert_eq!(std::fs::read(&input).unwrap(), b"recording", "untouched");
+        // Written and committed: there; dropped half way: the old file stays, no leftovers.
+        let out = temp("out-file");
+        std::fs::write(&out, b"old").unwrap();
+        let mut o = Output::create(&out, "-o", &[&input]).unwrap();
+        o.write_all(b"half").unwrap();
+        drop(o);
+        assert_eq!(std::fs::read(&out).unwrap(), b"old");
+        let mut o = Output::create(&out, "-o", &[&input]).unwrap();
+        o.write_all(b"new").unwrap();
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        let leftovers = std::fs::read_dir(std::env::temp_dir()).unwrap().flatten().filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(&format!("kvmscope-files-{}-out-file.kvmscope", std::process::id()))
+        });
+        assert_eq!(leftovers.count(), 0);
+        // A FIFO or a device is refused, not replaced.
+        let f = fifo("out-fifo");
+        assert!(Output::create(&f, "-o", &[]).err().unwrap().to_string().contains("is a FIFO"));
+        assert!(Output::create(Path::new("/dev/null"), "-o", &[]).err().unwrap().to_string().contains("device"));
+        // A symbolic link writes its file.
+        let sym = temp("out-sym");
+        let _ = std::fs::remove_file(&sym);
+        std::os::unix::fs::symlink(&out, &sym).unwrap();
+        let mut o = Output::create(&sym, "-o", &[]).unwrap();
+        o.write_all(b"through").unwrap();
+        o.commit().unwrap();
+        assert!(std::fs::symlink_metadata(&sym).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert_eq!(std::fs::read(&out).unwrap(), b"through");
+        for p in [input, link, out, f, sym] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     #[test]

@@ -48,9 +48,7 @@ pub fn list() -> Vec<GuestInfo> {
 
 /// `kvmscope guests`: each guest, what it does, and the command that runs it.
 pub fn listing() -> String {
-    let mut out = format!(
-        "The project's test and demo guests (sources in assets/guests, built into {GUEST_DIR}):\n"
-    );
+    let mut out = format!("The project's test and demo guests (sources in assets/guests, built into {GUEST_DIR}):\n");
     for g in list() {
         out.push_str(&format!("\n{:<16} {}\n{:<16} kvmscope run {}\n", g.file, g.about, "", g.run_args()));
     }

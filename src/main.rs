@@ -458,6 +458,11 @@ fn main() -> ExitCode {
         Some(Command::Guests) => emit(&kvmscope::guests::listing()),
         Some(Command::Replay { file, symbols }) => {
             use std::io::IsTerminal;
+            // The recording first: a file that cannot be read is said before anything else.
+            if let Err(e) = kvmscope::recording::TraceReader::open(&file) {
+                kvmscope::say!("kvmscope: {e}");
+                return ExitCode::from(2);
+            }
             if !std::io::stdout().is_terminal() {
                 kvmscope::say!(
                     "kvmscope: replay needs a terminal; use `kvmscope stats` or `kvmscope export` without one"

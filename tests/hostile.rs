@@ -100,6 +100,40 @@ fn odd_files_for_every_path_option_are_refused_at_once() {
     let trace = temp("names-a-fifo.trace");
     let rec = run_args(&["run", "--headless", "--kernel", hello, "--record", trace.to_str().unwrap()]);
     assert_eq!(rec.status, 33, "{}", rec.stderr);
+    // Every command that reads a recording or writes a file: a FIFO (no writer, no reader), a
+    // device or a directory refused at once, the recording itself never written over.
+    let t = trace.to_str().unwrap();
+    let out = temp("out.svg");
+    let o = out.to_str().unwrap();
+    let reading: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["stats", f], "is a FIFO"),
+        (vec!["stats", "/dev/zero"], "is a character device"),
+        (vec!["export", "--format", "jsonl", f], "is a FIFO"),
+        (vec!["export", "--format", "parquet", f, "-o", o], "is a FIFO"),
+        (vec!["diff", f, t], "is a FIFO"),
+        (vec!["diff", t, dir], "is a directory"),
+        (vec!["flamegraph", f, "-o", o], "is a FIFO"),
+        (vec!["replay", f], "is a FIFO"),
+        (vec!["export", "--format", "jsonl", t, "-o", f], "is a FIFO"),
+        (vec!["export", "--format", "csv", t, "-o", "/dev/null"], "is a character device"),
+        (vec!["export", "--format", "folded", t, "-o", dir], "is a directory"),
+        (vec!["flamegraph", t, "-o", f], "is a FIFO"),
+        (vec!["run", "--headless", "--restore", f], "is a FIFO"),
+    ];
+    let size = std::fs::metadata(&trace).unwrap().len();
+    for format in ["jsonl", "csv", "chrome", "folded", "parquet"] {
+        let run = run_args(&["export", "--format", format, t, "-o", t]);
+        assert_eq!(run.status, 2, "export -o its own input ({format}): {}", run.stderr);
+        assert!(run.stderr.contains("is the file being read"), "{format}: {}", run.stderr);
+        assert_eq!(std::fs::metadata(&trace).unwrap().len(), size, "the recording is untouched ({format})");
+    }
+    for (args, want) in reading {
+        let run = run_args(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{args:?}: want {want:?} in {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    let _ = std::fs::remove_file(&out);
     for named in [f, "/dev/zero"] {
         let crafted = retarget(&trace, named);
         for cmd in [&["stats", "--by", "symbol"][..], &["export", "--format", "folded"]] {

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::AnalysisError;
 use crate::explain::{Explainer, Explanation};
+use crate::files::Output;
 use crate::recording::Record;
 use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
 
@@ -228,8 +229,19 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     if args.run_columns || args.run_id.is_some() || args.partition.is_some() {
         return Err(AnalysisError::Usage("--run-columns, --run-id and --partition are for --format parquet".into()));
     }
-    let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(File::create(p).map_err(|source| AnalysisError::Create { path: p.clone(), source })?),
+    // A file is written whole or not at all, and never over the recording it reads.
+    let mut output = args.output.as_deref().map(|p| Output::create(p, "-o", &[&args.file])).transpose()?;
+    let written = write_records(args, output.as_mut().map(Output::file));
+    match (written, output) {
+        (Ok(()), Some(output)) => Ok(output.commit()?),
+        (result, _) => result,
+    }
+}
+
+/// Writes the export of `args.file` to `file`, or stdout.
+fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), AnalysisError> {
+    let out: Box<dyn Write + '_> = match file {
+        Some(f) => Box::new(f),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 16, out);
@@ -237,7 +249,7 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     let mut seen_vcpus = std::collections::BTreeSet::new();
     let mut devices: Vec<String> = Vec::new();
     let mut first = true;
-    let mut write = |out: &mut BufWriter<Box<dyn Write>>, text: &str| {
+    let mut write = |out: &mut BufWriter<Box<dyn Write + '_>>, text: &str| {
         if failed.is_none() {
             if let Err(e) = out.write_all(text.as_bytes()) {
                 failed = Some(e);

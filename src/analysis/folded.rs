@@ -85,6 +85,10 @@ fn stacks_of(trace: &Path, symbols: Option<&Path>) -> Result<Vec<String>, Analys
 /// `kvmscope flamegraph`: the recording's stacks as a flame graph, or two recordings' as a
 /// differential one (inferno's, as `difffolded.pl` makes them).
 pub fn flamegraph(args: &FlamegraphArgs) -> Result<(), AnalysisError> {
+    // Whole or not there, never over a recording it reads; refused before any work.
+    let inputs: Vec<&std::path::Path> =
+        args.file.iter().chain(args.diff.iter().flatten()).map(|p| p.as_path()).collect();
+    let mut output = crate::files::Output::create(&args.output, "-o", &inputs)?;
     let mut options = inferno::flamegraph::Options::default();
     options.count_name = "exits".into();
     let lines = match (&args.file, args.diff.as_deref()) {
@@ -107,8 +111,11 @@ pub fn flamegraph(args: &FlamegraphArgs) -> Result<(), AnalysisError> {
         }
         _ => return Err(AnalysisError::Usage("flamegraph needs a recording, or --diff OLD NEW".into())),
     };
-    let file = std::fs::File::create(&args.output)
-        .map_err(|source| AnalysisError::Create { path: args.output.clone(), source })?;
-    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), std::io::BufWriter::new(file))
-        .map_err(AnalysisError::Write)
+    inferno::flamegraph::from_lines(
+        &mut options,
+        lines.iter().map(String::as_str),
+        std::io::BufWriter::new(output.file()),
+    )
+    .map_err(AnalysisError::Write)?;
+    Ok(output.commit()?)
 }

@@ -23,6 +23,9 @@ pub enum AnalysisError {
     Create { path: PathBuf, source: std::io::Error },
     #[error("cannot write the output: {0}")]
     Write(std::io::Error),
+    /// A file named for the output (or an input) cannot be used as one.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// The guest's symbols could not be had.
     #[error(transparent)]
     Symbols(#[from] guest_image::GuestImageError),
@@ -45,6 +48,7 @@ impl AnalysisError {
         match self {
             AnalysisError::Read(_)
             | AnalysisError::Create { .. }
+            | AnalysisError::File(_)
             | AnalysisError::Symbols(_)
             | AnalysisError::Selection(_)
             | AnalysisError::NoStacks(_)

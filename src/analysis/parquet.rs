@@ -6,7 +6,6 @@
 //! a Hive-style directory (`--partition DIR` writes `DIR/run=ID/part-0.parquet`), read as one
 //! table. Written in row groups while the recording is read: memory stays flat.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::AnalysisError;
 use crate::explain::{Explainer, Explanation};
+use crate::files::Output;
 use crate::recording::{Record, TraceHeader};
 use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
 
@@ -122,6 +122,8 @@ impl RunInfo {
             .unwrap_or_else(|| "guest".into())
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            // A directory name (`run=ID`) must fit in 255 bytes.
+            .take(64)
             .collect();
         let id = id.map_or_else(|| format!("{image}-{}-{hash}", header.start_unix_secs), str::to_string);
         let text = |s: &str| Cell::Text(Some(s.to_string()));
@@ -230,7 +232,7 @@ fn device_cells(d: &DeviceEvent) -> Vec<Cell> {
 
 /// Rows buffered for the next row group, column by column.
 struct Table {
-    writer: SerializedFileWriter<File>,
+    writer: SerializedFileWriter<Output>,
     kinds: Vec<(Kind, bool)>,
     ints: Vec<Vec<i64>>,
     texts: Vec<Vec<ByteArray>>,
@@ -243,7 +245,7 @@ struct Table {
 }
 
 impl Table {
-    fn create(path: &Path, run: Option<&RunInfo>) -> Result<Self, AnalysisError> {
+    fn create(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<Self, AnalysisError> {
         let create = |source| AnalysisError::Create { path: path.to_path_buf(), source };
         let schema =
             Arc::new(parse_message_type(&schema(run.is_some())).map_err(|e| create(std::io::Error::other(e)))?);
@@ -257,7 +259,8 @@ impl Table {
                 .set_column_encoding(col, parquet::basic::Encoding::DELTA_BINARY_PACKED);
         }
         let props = props.set_created_by(format!("kvmscope {}", env!("CARGO_PKG_VERSION"))).build();
-        let file = File::create(path).map_err(create)?;
+        // Whole or not there (DuckDB refuses a dataset with a cut file), never over its input.
+        let file = Output::create(path, "parquet output", &[trace])?;
         let writer =
             SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| create(std::io::Error::other(e)))?;
         let kinds: Vec<(Kind, bool)> = columns(run.is_some()).map(|&(_, k, r)| (k, r)).collect();
@@ -347,7 +350,8 @@ impl Table {
 
     fn close(mut self) -> Result<u64, AnalysisError> {
         self.flush()?;
-        self.writer.close().map_err(|e| AnalysisError::Write(std::io::Error::other(e)))?;
+        let output = self.writer.into_inner().map_err(|e| AnalysisError::Write(std::io::Error::other(e)))?;
+        output.commit()?;
         Ok(self.written)
     }
 }
@@ -370,8 +374,16 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
     let path = match (req.partition, req.output, &run) {
         (Some(dir), _, Some(run)) => {
             let dir = dir.join(format!("run={}", run.id));
+            let part = dir.join("part-0.parquet");
+            if part.exists() {
+                return Err(AnalysisError::Usage(format!(
+                    "{} holds run {} already: give another --run-id, or remove it to export it again",
+                    dir.display(),
+                    run.id
+                )));
+            }
             std::fs::create_dir_all(&dir).map_err(|source| AnalysisError::Create { path: dir.clone(), source })?;
-            dir.join("part-0.parquet")
+            part
         }
         (None, Some(file), _) => file.to_path_buf(),
         _ => {
@@ -380,7 +392,7 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
             ));
         }
     };
-    let mut table = Table::create(&path, run.as_ref())?;
+    let mut table = Table::create(&path, req.trace, run.as_ref())?;
     let mut explainer = Explainer::default();
     let mut failed: Option<AnalysisError> = None;
     super::read_all_warning(req.trace, |r| {

@@ -53,7 +53,12 @@ impl TraceReader {
     pub fn open(path: &Path) -> Result<Self, ReadError> {
         let io = |source| ReadError::Io { path: path.to_path_buf(), source };
         let format = |error| ReadError::Format { path: path.to_path_buf(), error };
-        let mut file = BufReader::new(File::open(path).map_err(io)?);
+        // A regular file: a FIFO with no writer, or a device, is refused at once, never waited on.
+        let file = crate::files::open_regular(path, "recording").map_err(|e| match e {
+            crate::files::FileError::Io { source, .. } => io(source),
+            other => io(std::io::Error::other(other.to_string())),
+        })?;
+        let mut file = BufReader::new(file);
         let mut fixed = [0u8; HEADER_FIXED];
         let n = read_full(&mut file, &mut fixed).map_err(io)?;
         if n < MAGIC.len() || &fixed[..MAGIC.len()] != MAGIC {

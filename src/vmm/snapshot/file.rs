@@ -92,11 +92,15 @@ pub enum FileError {
 /// renamed at the end: a snapshot is whole or not there). RAM is read where it is, not copied.
 pub fn write(path: &Path, header: &SnapshotHeader, machine: &MachineState, ram: &RamSlices) -> Result<u64, FileError> {
     let io = |source| FileError::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+    // Whole or not there; what is at the path must be a regular file (a device, a FIFO is
+    // refused: `monitor snapshot /dev/null` must not replace /dev/null).
+    let mut output = crate::files::Output::create(path, "snapshot", &[]).map_err(|e| match e {
+        crate::files::FileError::Io { source, .. } => io(source),
+        other => io(std::io::Error::other(other.to_string())),
+    })?;
+    let mut out = BufWriter::with_capacity(1 << 20, output.file());
     let mut written = 0u64;
-    let mut section = |out: &mut BufWriter<std::fs::File>, kind: u8, parts: &[&[u8]]| -> std::io::Result<()> {
+    let mut section = |out: &mut BufWriter<&mut std::fs::File>, kind: u8, parts: &[&[u8]]| -> std::io::Result<()> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let mut crc = crc32fast::Hasher::new();
         parts.iter().for_each(|p| crc.update(p));
@@ -120,13 +124,11 @@ pub fn write(path: &Path, header: &SnapshotHeader, machine: &MachineState, ram: 
             }
         }
         section(&mut out, END, &[])?;
-        out.flush()?;
-        out.get_ref().sync_all()
+        out.flush()
     })();
-    if let Err(e) = result.and_then(|_| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
+    drop(out);
+    result.map_err(io)?;
+    output.commit().map_err(|e| io(std::io::Error::other(e.to_string())))?;
     Ok(written + MAGIC.len() as u64 + 4)
 }
 
@@ -235,8 +237,9 @@ struct SectionReader {
 impl SectionReader {
     fn open(path: &Path) -> Result<Self, FileError> {
         let io = |source| FileError::Io { path: path.to_path_buf(), source };
-        let file = crate::files::open_nonblocking(path, std::fs::OpenOptions::new().read(true), "--restore")
-            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        // A regular file: a FIFO or a device is refused at once, never waited on.
+        let file =
+            crate::files::open_regular(path, "snapshot").map_err(|e| io(std::io::Error::other(e.to_string())))?;
         let len = file.metadata().map_err(io)?.len();
         let mut input = BufReader::with_capacity(1 << 20, file);
         let mut head = [0u8; 22];
