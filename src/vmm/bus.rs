@@ -35,10 +35,24 @@ pub trait BusDevice: Send {
     fn save(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
-    /// Takes back a state [`BusDevice::save`] gave; says why not, for one it cannot take.
-    fn restore(&mut self, _state: &serde_json::Value) -> Result<(), String> {
+    /// Takes back a state [`BusDevice::save`] gave, checked as strictly as a guest's access
+    /// (a snapshot file may have been crafted); says why not, for one it cannot take.
+    fn restore(&mut self, _state: &serde_json::Value) -> Result<(), StateError> {
         Ok(())
     }
+}
+
+/// Why a device cannot take a saved state.
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("its state does not read as one: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("{what} {value} is out of range ({allowed})")]
+    OutOfRange { what: &'static str, value: u64, allowed: &'static str },
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("this VM has no such device (was it run with other options?)")]
+    NoDevice,
 }
 
 /// Errors building a bus.
@@ -117,10 +131,10 @@ impl Bus {
     }
 
     /// Gives the device `name` at `base` its saved state.
-    pub fn restore(&self, name: &str, base: u64, state: &serde_json::Value) -> Result<(), String> {
+    pub fn restore(&self, name: &str, base: u64, state: &serde_json::Value) -> Result<(), StateError> {
         match self.ranges.iter().find(|r| r.name == name && r.base == base) {
             Some(r) => lock(&r.device).restore(state),
-            None => Err("this VM has no such device (was it run with other options?)".into()),
+            None => Err(StateError::NoDevice),
         }
     }
 

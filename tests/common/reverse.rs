@@ -34,6 +34,8 @@ pub struct Guest {
     /// A checkpoint where the window starts, as gdb's stop would take one (a window far from the
     /// guest's start).
     pub checkpoint_window: bool,
+    /// Its virtio devices.
+    pub virtio: kvmscope::vmm::virtio::VirtioConfig,
 }
 
 impl Guest {
@@ -48,6 +50,7 @@ impl Guest {
             watch_stack: true,
             may_diverge: false,
             checkpoint_window: false,
+            virtio: Default::default(),
         }
     }
 
@@ -209,7 +212,7 @@ pub fn launch(guest: &Guest) -> Launched {
         initrd: None,
         host_workarounds: true,
         cpu_features: Vec::new(),
-        virtio: Default::default(),
+        virtio: guest.virtio.clone(),
         trap_msrs: guest.trap_msrs.clone(),
         dirty_log: false,
         irqchip: guest.irqchip,

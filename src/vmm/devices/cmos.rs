@@ -7,7 +7,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::vmm::bus::{BusDevice, VmRequest};
+use serde::Deserialize;
+
+use crate::vmm::bus::{BusDevice, StateError, VmRequest};
 
 pub const PORT: u16 = 0x70;
 pub const SIZE: u64 = 2;
@@ -24,6 +26,14 @@ const STATUS_D: u8 = 0x80;
 pub struct Cmos {
     index: u8,
     nvram: [u8; 128],
+}
+
+/// The CMOS as a snapshot keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CmosState {
+    index: u8,
+    nvram: Vec<u8>,
 }
 
 impl Cmos {
@@ -94,14 +104,21 @@ impl BusDevice for Cmos {
     }
 
     fn save(&self) -> serde_json::Value {
-        serde_json::json!({ "index": self.index, "nvram": self.nvram.to_vec() })
+        serde_json::to_value(CmosState { index: self.index, nvram: self.nvram.to_vec() }).unwrap_or_default()
     }
 
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        let index = state["index"].as_u64().ok_or("no index")?;
-        let nvram: Vec<u8> = serde_json::from_value(state["nvram"].clone()).map_err(|e| e.to_string())?;
-        self.nvram = nvram.try_into().map_err(|_| "the NVRAM is not 128 bytes")?;
-        self.index = index as u8;
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), StateError> {
+        let s = CmosState::deserialize(state)?;
+        if s.index >= 0x80 {
+            return Err(StateError::OutOfRange { what: "index", value: s.index as u64, allowed: "0-127" });
+        }
+        let len = s.nvram.len() as u64;
+        self.nvram = s.nvram.try_into().map_err(|_| StateError::OutOfRange {
+            what: "NVRAM bytes",
+            value: len,
+            allowed: "128",
+        })?;
+        self.index = s.index;
         Ok(())
     }
 

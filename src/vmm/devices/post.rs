@@ -1,6 +1,8 @@
 //! Port 0x80, the POST diagnostic port: writes are accepted silently, a read returns the last code.
 
-use crate::vmm::bus::{BusDevice, VmRequest};
+use serde::Deserialize;
+
+use crate::vmm::bus::{BusDevice, StateError, VmRequest};
 
 pub const PORT: u16 = 0x80;
 
@@ -19,8 +21,8 @@ impl BusDevice for PostCode {
         serde_json::json!(self.last)
     }
 
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        self.last = state.as_u64().filter(|&v| v <= 0xff).ok_or("not a byte")? as u8;
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), StateError> {
+        self.last = u8::deserialize(state)?;
         Ok(())
     }
 

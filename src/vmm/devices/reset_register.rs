@@ -8,7 +8,7 @@
 //!   (reset CPU) resets; bit 1 ("system reset" = hard) only says which reset, and is kept. SeaBIOS
 //!   resets this way; without it the write went nowhere and the guest fell into a triple fault.
 
-use crate::vmm::bus::{BusDevice, VmRequest};
+use crate::vmm::bus::{BusDevice, StateError, VmRequest};
 
 pub const PORT92: u16 = 0x92;
 pub const RESET_CONTROL: u16 = 0xcf9;
@@ -44,8 +44,8 @@ impl BusDevice for ResetRegister {
         serde_json::json!(self.value)
     }
 
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        self.value = state.as_u64().filter(|&v| v <= 0xff).ok_or("not a byte")? as u8 & self.keeps;
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), StateError> {
+        self.value = <u8 as serde::Deserialize>::deserialize(state)? & self.keeps;
         Ok(())
     }
 

@@ -4,7 +4,9 @@ use std::io::Write;
 
 use vm_superio::Trigger;
 
-use crate::vmm::bus::{BusDevice, VmRequest};
+use serde::Deserialize;
+
+use crate::vmm::bus::{BusDevice, StateError, VmRequest};
 
 /// COM1.
 pub const PORT: u16 = 0x3f8;
@@ -38,6 +40,7 @@ pub struct Serial<W: Write + Send> {
 
 /// The UART's registers and input FIFO, as a snapshot keeps them (vm-superio's `SerialState`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UartState {
     dll: u8,
     dlm: u8,
@@ -106,13 +109,14 @@ impl<W: Write + Send> BusDevice for Serial<W> {
         serde_json::to_value(state).unwrap_or_default()
     }
 
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        let s: UartState = serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), StateError> {
+        let s = UartState::deserialize(state)?;
         // Checked before the old UART is taken apart: vm-superio refuses only an overfull FIFO.
         if s.input.len() > FIFO {
-            return Err(format!("{} bytes of input: more than its {FIFO}-byte FIFO holds", s.input.len()));
+            let value = s.input.len() as u64;
+            return Err(StateError::OutOfRange { what: "bytes of input", value, allowed: "at most the 64-byte FIFO" });
         }
-        let Some(old) = self.uart.take() else { return Err("the UART is gone".into()) };
+        let Some(old) = self.uart.take() else { return Err(StateError::Mismatch("the UART is gone".into())) };
         let irq = IrqLine(old.interrupt_evt().0.as_ref().and_then(|e| e.try_clone().ok()));
         let out = old.into_writer();
         let state = vm_superio::serial::SerialState {
@@ -128,7 +132,7 @@ impl<W: Write + Send> BusDevice for Serial<W> {
             in_buffer: s.input,
         };
         self.uart = vm_superio::Serial::from_state(&state, irq, vm_superio::serial::NoEvents, out).ok();
-        self.uart.as_ref().map(|_| ()).ok_or_else(|| "vm-superio refused the state".into())
+        self.uart.as_ref().map(|_| ()).ok_or_else(|| StateError::Mismatch("vm-superio refused the state".into()))
     }
 }
 

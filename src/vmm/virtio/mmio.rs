@@ -21,7 +21,9 @@ use super::features::{
 };
 use super::stats::{Done, EventOut, Recent};
 use crate::trace::{DeviceEventKind, NotifyPath};
-use crate::vmm::bus::{BusDevice, VmRequest};
+use serde::Deserialize;
+
+use crate::vmm::bus::{BusDevice, StateError, VmRequest};
 
 /// "virt", little-endian.
 const MAGIC: u32 = 0x7472_6976;
@@ -478,14 +480,15 @@ impl BusDevice for Transport {
 
     /// Takes back a saved state; the worker looks at every queue again after (a notification
     /// the guest made before the state was saved is not lost).
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        let s: TransportSnapshot = serde_json::from_value(state.clone()).map_err(|e| e.to_string())?;
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), StateError> {
+        let s = TransportSnapshot::deserialize(state)?;
         if s.queues.len() != self.queues.len() || s.size_refused.len() != self.queues.len() {
-            return Err(format!("{} queues in the state, {} on this device", s.queues.len(), self.queues.len()));
+            let (theirs, mine) = (s.queues.len(), self.queues.len());
+            return Err(StateError::Mismatch(format!("{theirs} queues in the state, {mine} on this device")));
         }
         let mut queues = Vec::new();
         for (i, q) in s.queues.iter().enumerate() {
-            let q = Queue::try_from(q.to_state()).map_err(|e| format!("queue {i}: {e}"))?;
+            let q = Queue::try_from(q.to_state()).map_err(|e| StateError::Mismatch(format!("queue {i}: {e}")))?;
             queues.push(q);
         }
         self.queues = queues;
@@ -506,6 +509,7 @@ impl BusDevice for Transport {
 
 /// A transport's state in a snapshot.
 #[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TransportSnapshot {
     device_features_sel: u32,
     driver_features_sel: u32,
