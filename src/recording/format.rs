@@ -639,19 +639,44 @@ impl ChunkEncoder {
     }
 }
 
+/// Distinct device names kept at most: a real VM has a handful; past this (a crafted recording
+/// naming a new device per exit) further names read as [`OTHER_DEVICE`].
+const MAX_DEVICE_NAMES: usize = 4096;
+
+/// What a device name past [`MAX_DEVICE_NAMES`] reads as.
+pub const OTHER_DEVICE: &str = "(more device names than kvmscope keeps)";
+
 /// Device names as `'static` strings: the known ones map to kvmscope's own, others are leaked once
-/// per distinct name (a trace holds a handful).
+/// per distinct name (a trace holds a handful), found by hash, at most `cap` of them.
+struct Interner {
+    names: std::collections::HashSet<&'static str>,
+    cap: usize,
+}
+
+impl Interner {
+    fn new(cap: usize) -> Self {
+        let known = ["serial", "debug-exit", "post", crate::vmm::bus::RAM_DEVICE, OTHER_DEVICE];
+        Self { names: known.into_iter().collect(), cap }
+    }
+
+    fn intern(&mut self, name: &str) -> &'static str {
+        if let Some(n) = self.names.get(name) {
+            return n;
+        }
+        if self.names.len() >= self.cap {
+            return OTHER_DEVICE;
+        }
+        let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+        self.names.insert(leaked);
+        leaked
+    }
+}
+
+/// The process's device names (see [`Interner`]).
 fn intern(name: &str) -> &'static str {
     use std::sync::{Mutex, OnceLock};
-    static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| Mutex::new(vec!["serial", "debug-exit", "post", crate::vmm::bus::RAM_DEVICE]));
-    let mut names = lock(names);
-    if let Some(n) = names.iter().find(|n| **n == name) {
-        return n;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.push(leaked);
-    leaked
+    static NAMES: OnceLock<Mutex<Interner>> = OnceLock::new();
+    lock(NAMES.get_or_init(|| Mutex::new(Interner::new(MAX_DEVICE_NAMES)))).intern(name)
 }
 
 /// Decodes the records of one chunk payload.
@@ -908,6 +933,17 @@ impl<'a> ChunkDecoder<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_names_are_found_by_hash_and_bounded() {
+        let mut names = Interner::new(8);
+        let serial = names.intern("serial");
+        assert!(std::ptr::eq(serial, names.intern("serial")), "the same name, the same string");
+        let mine: Vec<&str> = (0..20).map(|i| names.intern(&format!("dev{i}"))).collect();
+        assert_eq!(mine[0], "dev0");
+        assert_eq!(mine[19], OTHER_DEVICE, "past the bound, names are not kept");
+        assert_eq!(names.names.len(), 8);
+    }
+
     use std::sync::Arc;
 
     use super::*;

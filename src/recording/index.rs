@@ -30,6 +30,9 @@ pub struct ExitIndex {
     chunks: Vec<ChunkExits>,
     len: usize,
     cache: VecDeque<(usize, Arc<Vec<ExitEvent>>)>,
+    /// The file changed since it was indexed (a chunk no longer reads as it did): the exits are
+    /// cut where it stopped agreeing.
+    pub changed: bool,
 }
 
 /// An index, and the damage that ended the pass early (everything before it is indexed).
@@ -71,7 +74,7 @@ impl ExitIndex {
                 Err(e) => return Err(e),
             }
         };
-        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new() };
+        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
         Ok(Indexed { index, damage })
     }
 
@@ -111,6 +114,12 @@ impl ExitIndex {
                 })
                 .collect(),
         );
+        // Not what the pass found: the file changed. What came before still holds; from here on
+        // the index is cut to what this chunk still gives.
+        if exits.len() != self.chunks[c].count {
+            self.changed = true;
+            self.len = self.len.min(self.chunks[c].first + exits.len());
+        }
         self.cache.push_front((c, exits.clone()));
         self.cache.truncate(CACHED);
         exits
@@ -156,7 +165,7 @@ impl ExitIndex {
             let c = self.chunk_of(end - 1)?;
             let first = self.chunks[c].first;
             let exits = self.exits_of(c);
-            if let Some(k) = (0..end - first).rev().find(|&k| keep(&exits[k])) {
+            if let Some(k) = (0..end - first).rev().find(|&k| exits.get(k).is_some_and(&keep)) {
                 return Some(first + k);
             }
             end = first;
@@ -204,6 +213,27 @@ mod tests {
     fn exit(seq: u64) -> Record {
         let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq };
         Record::Exit(ExitEvent { seq, vcpu: 0, t_ns: 10 * seq, rip: 0, kind, device: None, insn: None, cost_ns: 1 })
+    }
+
+    #[test]
+    fn a_file_that_shrinks_under_the_index_is_read_as_far_as_it_agrees() {
+        let chunks: Vec<Vec<Record>> = (0..4u64).map(|c| (c * 100..(c + 1) * 100).map(exit).collect()).collect();
+        let path = write_chunks("shrinks", &chunks);
+        let Indexed { mut index, .. } = ExitIndex::build(&path, |_| {}).unwrap();
+        assert_eq!(index.len(), 400);
+        // Recorded again over it, shorter (another `run --record` to the same file).
+        let again = write_chunks("shrinks", &chunks[..1]);
+        assert_eq!(again, path);
+        assert_eq!(index.get(50).map(|e| e.seq), Some(50), "the first chunk still agrees");
+        assert_eq!(index.get(250), None, "a chunk no longer there");
+        assert_eq!(index.find_from(399, false, |_| true).map(|i| i < 100), Some(true), "back to what is there");
+        let mut seen = 0;
+        index.for_range(0, 400, |_, _| {
+            seen += 1;
+            true
+        });
+        assert!(index.changed && seen <= 400);
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

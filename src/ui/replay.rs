@@ -93,6 +93,15 @@ impl Replay {
         self.exits.len()
     }
 
+    /// Whether the file changed on disk since it was opened (its exits are cut where it stopped
+    /// agreeing with what was read); the cursor is kept on an exit that is still there.
+    pub fn changed(&mut self) -> bool {
+        if self.exits.changed {
+            self.cursor = self.cursor.min(self.exits.len().saturating_sub(1));
+        }
+        self.exits.changed
+    }
+
     pub fn is_empty(&self) -> bool {
         self.exits.is_empty()
     }
@@ -284,7 +293,20 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
     }
     app.stacks = std::mem::take(&mut replay.stacks);
     replay.show(&mut app);
+    let mut said_changed = false;
     while !app.quit {
+        if !said_changed && replay.changed() {
+            said_changed = true;
+            app.say(
+                format!(
+                    "{} changed on disk since it was opened: shown as far as it still agrees ({} exits)",
+                    path.display(),
+                    replay.len()
+                ),
+                true,
+            );
+            replay.show(&mut app);
+        }
         let total = replay.len();
         let t = replay.current().map_or(0, |e| e.t_ns);
         app.title = format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, t as f64 / 1e9);
