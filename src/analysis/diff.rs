@@ -69,8 +69,8 @@ pub struct Tally {
 
 impl Tally {
     fn add(&mut self, ns: u64) {
-        self.count += 1;
-        self.total_ns += ns;
+        self.count = self.count.saturating_add(1);
+        self.total_ns = self.total_ns.saturating_add(ns);
     }
 
     fn mean_ns(&self) -> f64 {
@@ -78,11 +78,28 @@ impl Tally {
     }
 }
 
+/// Groups kept at most per run: past it (a guest touching a million addresses), the exits of
+/// further groups are counted together in one row, [`OTHER_GROUPS`], as `stats` bounds its
+/// per-address counters.
+const MAX_GROUPS: usize = 1 << 16;
+
+/// The row the groups past [`MAX_GROUPS`] are counted in.
+pub const OTHER_GROUPS: &str = "(further groups, counted together)";
+
 /// One run, grouped.
 #[derive(Debug, Default)]
 pub struct Grouped {
     pub groups: BTreeMap<String, Tally>,
     pub exits: u64,
+}
+
+impl Grouped {
+    /// Counts an exit (or event) costing `ns` in group `key`.
+    fn add(&mut self, key: String, ns: u64) {
+        let full = self.groups.len() >= MAX_GROUPS;
+        let key = if full && !self.groups.contains_key(&key) { OTHER_GROUPS.to_string() } else { key };
+        self.groups.entry(key).or_default().add(ns);
+    }
 }
 
 /// The key of an exit for `by` (`None`: the exit is not in that grouping); `symbol` names RIPs.
@@ -128,12 +145,12 @@ pub fn group(path: &Path, by: DiffBy) -> Result<Grouped, AnalysisError> {
         Record::Exit(e) => {
             out.exits += 1;
             if let Some(k) = key_of(by, &e, &mut explainer, &symbol) {
-                out.groups.entry(k).or_default().add(e.cost_ns);
+                out.add(k, e.cost_ns);
             }
         }
         Record::Device(d) if by == DiffBy::Queue => {
             let queue = d.queue.map_or(String::new(), |q| format!(" queue {q}"));
-            out.groups.entry(format!("{}{queue} {}", d.device, d.kind.name())).or_default().add(0);
+            out.add(format!("{}{queue} {}", d.device, d.kind.name()), 0);
         }
         _ => {}
     })?;
@@ -150,7 +167,7 @@ pub struct Row {
 
 impl Row {
     fn change(&self) -> i64 {
-        self.new.count as i64 - self.old.count as i64
+        (self.new.count as i128 - self.old.count as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     /// The relative change of the count, in percent (`None` for a group the old run had not).
@@ -159,7 +176,7 @@ impl Row {
     }
 
     fn time_change_ns(&self) -> i64 {
-        self.new.total_ns as i64 - self.old.total_ns as i64
+        (self.new.total_ns as i128 - self.old.total_ns as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 }
 
@@ -229,11 +246,13 @@ fn text(args: &DiffArgs, old: &Grouped, new: &Grouped, rows: &[Row]) -> String {
 
 fn to_json(args: &DiffArgs, old: &Grouped, new: &Grouped, rows: &[Row]) -> serde_json::Value {
     let tally = |t: &Tally| json!({ "count": t.count, "total_ns": t.total_ns, "mean_ns": t.mean_ns() });
+    let shown = if args.limit == 0 { rows.len() } else { args.limit.min(rows.len()) };
     json!({
         "by": args.by.name(),
         "old": { "file": args.old.display().to_string(), "exits": old.exits },
         "new": { "file": args.new.display().to_string(), "exits": new.exits },
-        "rows": rows.iter().map(|r| json!({
+        "more_rows": rows.len() - shown,
+        "rows": rows[..shown].iter().map(|r| json!({
             "key": r.key,
             "old": tally(&r.old),
             "new": tally(&r.new),
@@ -274,5 +293,19 @@ mod tests {
         assert_eq!(rows[1].change_pct(), None, "the old run had no msr exits");
         assert_eq!(rows[2].change(), -5);
         assert_eq!(rows[3].time_change_ns(), 3000, "same count, more time: last, but there");
+    }
+
+    #[test]
+    fn groups_are_bounded_and_times_saturate() {
+        let mut g = Grouped::default();
+        for i in 0..MAX_GROUPS + 100 {
+            g.add(format!("mmio {i:#x}"), u64::MAX / 2);
+        }
+        assert_eq!(g.groups.len(), MAX_GROUPS + 1, "the rest counted together");
+        assert_eq!(g.groups[OTHER_GROUPS].count, 100);
+        assert_eq!(g.groups[OTHER_GROUPS].total_ns, u64::MAX, "saturated, not wrapped");
+        let row =
+            Row { key: "x".into(), old: Tally { count: 0, total_ns: 0 }, new: Tally { count: 1, total_ns: u64::MAX } };
+        assert_eq!(row.time_change_ns(), i64::MAX);
     }
 }

@@ -249,10 +249,13 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
     let mut seen_vcpus = std::collections::BTreeSet::new();
     let mut devices: Vec<String> = Vec::new();
     let mut first = true;
+    // Set when the output has gone (`export | head`): reading stops there.
+    let gone = std::cell::Cell::new(false);
     let mut write = |out: &mut BufWriter<Box<dyn Write + '_>>, text: &str| {
         if failed.is_none() {
             if let Err(e) = out.write_all(text.as_bytes()) {
                 failed = Some(e);
+                gone.set(true);
             }
         }
     };
@@ -279,7 +282,7 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
         Format::Jsonl | Format::Folded | Format::Parquet => {}
     }
     let mut explainer = Explainer::default();
-    let read = super::read_all_warning(&args.file, |r| {
+    let mut each = |r: Record| {
         let e = match r {
             Record::Exit(e) => e,
             Record::Device(d) => {
@@ -319,6 +322,10 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
             }
             Format::Folded | Format::Parquet => {}
         }
+    };
+    let read = super::read_while(&args.file, |r| {
+        each(r);
+        !gone.get()
     });
     if args.format == Format::Chrome {
         write(&mut out, "\n]\n");

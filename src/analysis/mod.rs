@@ -72,9 +72,17 @@ pub struct Recording {
 
 /// Reads every record of a recording into `each`. A damaged file gives what is intact and says
 /// where the damage is; a file that cannot be read at all is an error.
-pub fn read_all(path: &Path, each: impl FnMut(Record)) -> Result<Recording, ReadError> {
+pub fn read_all(path: &Path, mut each: impl FnMut(Record)) -> Result<Recording, ReadError> {
+    read_while(path, |r| {
+        each(r);
+        true
+    })
+}
+
+/// Like [`read_all`], stopping where `each` says to (its output has gone).
+pub fn read_while(path: &Path, each: impl FnMut(Record) -> bool) -> Result<Recording, ReadError> {
     let mut reader = TraceReader::open(path)?;
-    match reader.for_each(each) {
+    match reader.for_each_while(each) {
         Ok(()) => Ok(Recording { reader, damage: None }),
         Err(e @ ReadError::Format { .. }) => Ok(Recording { reader, damage: Some(e) }),
         Err(e) => Err(e),

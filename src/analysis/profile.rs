@@ -25,17 +25,33 @@ pub struct FunctionRow {
     pub reasons: BTreeMap<&'static str, u64>,
 }
 
+/// Distinct RIPs kept at most: past it (a guest exiting from a million places), exits from
+/// further RIPs are counted together under [`OTHER_RIPS`].
+const MAX_RIPS: usize = 1 << 16;
+
+/// Where the RIPs past [`MAX_RIPS`] are counted (no code lives at the top of the address space).
+const OTHER_RIPS: u64 = u64::MAX;
+
+/// What that row is called.
+const OTHER_RIPS_NAME: &str = "(further addresses, counted together)";
+
 impl RipProfile {
+    /// The entry `rip` is counted in.
+    fn entry(&mut self, rip: u64) -> &mut (Stat, BTreeMap<&'static str, u64>) {
+        let full = self.by_rip.len() >= MAX_RIPS && !self.by_rip.contains_key(&rip);
+        self.by_rip.entry(if full { OTHER_RIPS } else { rip }).or_default()
+    }
+
     /// Counts `n` events of `reason` at `rip` that have no handling time (in-kernel events).
     pub fn add_count(&mut self, rip: u64, reason: &'static str, n: u64) {
-        let (stat, reasons) = self.by_rip.entry(rip).or_default();
+        let (stat, reasons) = self.entry(rip);
         stat.count += n;
         *reasons.entry(reason).or_default() += n;
         self.total.count += n;
     }
 
     pub fn record(&mut self, e: &ExitEvent) {
-        let (stat, reasons) = self.by_rip.entry(e.rip).or_default();
+        let (stat, reasons) = self.entry(e.rip);
         stat.add(e.cost_ns);
         *reasons.entry(e.kind.reason()).or_default() += 1;
         self.total.add(e.cost_ns);
@@ -45,7 +61,7 @@ impl RipProfile {
     pub fn by_function(&self, symbols: &Symbols) -> Vec<FunctionRow> {
         let mut rows: BTreeMap<String, FunctionRow> = BTreeMap::new();
         for (&rip, (stat, reasons)) in &self.by_rip {
-            let function = symbols.name_or_addr(rip);
+            let function = if rip == OTHER_RIPS { OTHER_RIPS_NAME.to_string() } else { symbols.name_or_addr(rip) };
             let row = rows.entry(function.clone()).or_insert_with(|| FunctionRow {
                 function,
                 exits: Stat::default(),
@@ -94,6 +110,19 @@ impl RipProfile {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn distinct_rips_are_bounded() {
+        let mut p = RipProfile::default();
+        for rip in 0..(MAX_RIPS as u64 + 10) {
+            p.add_count(rip, "io", 1);
+        }
+        assert_eq!(p.by_rip.len(), MAX_RIPS + 1);
+        let rows = p.by_function(&Symbols::default());
+        let other = rows.iter().find(|r| r.function == OTHER_RIPS_NAME).expect("the rest together");
+        assert_eq!(other.exits.count, 10);
+        assert_eq!(p.total.count, MAX_RIPS as u64 + 10);
+    }
+
     use super::*;
     use crate::trace::{Dir, ExitKind};
 

@@ -76,8 +76,21 @@ impl TraceReader {
     /// Calls `each` for every record, in order. Stops at the first damaged chunk with an error
     /// naming its offset (what came before was delivered), or at a clean end of file.
     pub fn for_each(&mut self, mut each: impl FnMut(Record)) -> Result<(), ReadError> {
+        self.for_each_while(|r| {
+            each(r);
+            true
+        })
+    }
+
+    /// Like [`TraceReader::for_each`], stopping at the first record `each` answers false to (its
+    /// output has gone: `export | head`).
+    pub fn for_each_while(&mut self, mut each: impl FnMut(Record) -> bool) -> Result<(), ReadError> {
         while let Some((_, records)) = self.next_chunk()? {
-            records.into_iter().for_each(&mut each);
+            for r in records {
+                if !each(r) {
+                    return Ok(());
+                }
+            }
         }
         Ok(())
     }

@@ -46,7 +46,7 @@ pub struct Shared {
     pub seq: OwnLine<AtomicU64>,
     /// Set when the run is ending: vCPU threads leave their loop at the next chance.
     pub stopping: AtomicBool,
-    /// `--max-exits`, or `u64::MAX`.
+    /// The sequence number that ends the run (`--max-exits` after the first), or `u64::MAX`.
     pub max_exits: u64,
     /// `--stacks`: a call stack on one exit in this many.
     pub stacks_every: Option<u64>,

@@ -451,7 +451,8 @@ impl Vm {
             clock,
             seq: OwnLine(AtomicU64::new(first_seq)),
             stopping: AtomicBool::new(false),
-            max_exits: limits.max_exits.unwrap_or(u64::MAX),
+            // As a sequence number: a restored run counts from where its snapshot was.
+            max_exits: limits.max_exits.map_or(u64::MAX, |n| first_seq.saturating_add(n)),
             stacks_every: limits.stacks_every.filter(|&n| n > 0),
             counters: vcpus.iter().map(|_| Mutex::new(Counters::default())).collect(),
             sinks,

@@ -318,7 +318,7 @@ impl Vcpu {
             }
         }
         lap(&mut self.profile, Stage::Sinks);
-        let at_limit = event.seq + 1 >= shared.max_exits;
+        let at_limit = event.seq.saturating_add(1) >= shared.max_exits;
         // A debugger's stop or handled trap is not the guest's doing: the run goes on after it. An
         // exit breakpoint stops before the exit takes its usual effect (which may end the run).
         let debugged = self.debugger.on_exit(&self.fd, shared, &event, regs, sregs);
