@@ -34,6 +34,7 @@ const MACHINE_OPTIONS: &[MachineOption] = &[
     opt("--irqchip", false, false),
     opt("--trap-msr", true, false),
     opt("--ioeventfd", false, false),
+    opt("--net", true, false),
 ];
 
 /// An option and its value (`None` for a flag).

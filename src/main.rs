@@ -9,7 +9,7 @@ use kvmscope::headless::{self, HeadlessOptions};
 use kvmscope::session::{Session, SessionError};
 use kvmscope::summary::SummaryFormat;
 use kvmscope::vmm::loader::BootMode;
-use kvmscope::vmm::virtio::{DiskSpec, Extra, VirtioConfig};
+use kvmscope::vmm::virtio::{DiskSpec, Extra, NetSpec, VirtioConfig};
 use kvmscope::vmm::{Image, RunLimits, VmConfig};
 
 /// A small KVM virtual machine monitor built to be looked into: every vmexit, live.
@@ -127,6 +127,13 @@ struct RunArgs {
     /// A raw disk image as a virtio-blk device (`FILE` or `FILE,ro`); may be given several times.
     #[arg(long, value_name = "FILE[,ro]", value_parser = parse_disk)]
     disk: Vec<DiskSpec>,
+    /// A virtio-net card on a TAP device, made (as root) if it does not exist; a random locally
+    /// administered MAC unless one is given.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC]", value_parser = parse_net)]
+    net: Option<NetSpec>,
+    /// Write every frame of the network card, both ways, to this pcap file (tcpdump, Wireshark).
+    #[arg(long, value_name = "FILE", requires = "net")]
+    pcap: Option<PathBuf>,
     /// Other virtio devices: rng, console, none (default: rng,console for Linux, none otherwise).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     virtio: Option<Vec<Extra>>,
@@ -176,6 +183,10 @@ struct RunArgs {
 
 fn parse_disk(text: &str) -> Result<DiskSpec, String> {
     DiskSpec::parse(text)
+}
+
+fn parse_net(text: &str) -> Result<NetSpec, String> {
+    NetSpec::parse(text)
 }
 
 fn parse_stacks(text: &str) -> Result<u64, String> {
@@ -284,7 +295,7 @@ fn run(args: RunArgs) -> ExitCode {
         initrd: args.initrd,
         host_workarounds: !args.no_host_workarounds,
         cpu_features: args.cpu_features.map(|f| f.0).unwrap_or_default(),
-        virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd },
+        virtio: VirtioConfig { disks: args.disk, extra: args.virtio, ioeventfd: args.ioeventfd, net: args.net },
         trap_msrs: args.trap_msr.map(|m| m.0).unwrap_or_default(),
         dirty_log: args.dirty_log,
         irqchip: args.irqchip,
@@ -326,6 +337,7 @@ fn run(args: RunArgs) -> ExitCode {
             limits,
             gdb,
             record,
+            pcap: args.pcap.clone(),
             symbols: args.symbols,
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,
@@ -353,6 +365,7 @@ fn run(args: RunArgs) -> ExitCode {
             limits,
             gdb,
             record,
+            pcap: args.pcap.clone(),
             symbols: args.symbols,
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,

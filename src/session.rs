@@ -15,6 +15,7 @@ use crate::gdb::GdbServer;
 use crate::recording::writer::{RecordError, WriteStats};
 use crate::recording::{Recorder, RecordingConsole, header};
 use crate::sink::ExitSink;
+use crate::sink::pcap::PcapSink;
 use crate::vmm::devices::Serial;
 use crate::vmm::kernel_events::KernelEvents;
 use crate::vmm::vm::catch_interrupts;
@@ -28,6 +29,8 @@ pub struct Session {
     pub gdb: Option<GdbServer>,
     /// `--record FILE`.
     pub record: Option<PathBuf>,
+    /// `--pcap FILE`: the network card's frames, both ways.
+    pub pcap: Option<PathBuf>,
     /// `--symbols FILE`: the guest's symbols for the views, where the image has none.
     pub symbols: Option<PathBuf>,
     /// `--kernel-events`: follow KVM's tracepoints for this VM (root, tracefs).
@@ -48,6 +51,10 @@ pub enum SessionError {
     /// `--symbols` gave none.
     #[error("--{0}")]
     Symbols(#[from] crate::decode::symbols::SymbolsError),
+    #[error("{0}")]
+    Pcap(#[from] crate::files::FileError),
+    #[error("--pcap needs a network card (--net tap=NAME)")]
+    PcapWithoutNet,
 }
 
 impl SessionError {
@@ -55,9 +62,10 @@ impl SessionError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             SessionError::Vm(e) => e.is_bad_input(),
-            SessionError::Record(RecordError::Create { .. } | RecordError::NotAFile(_)) | SessionError::Symbols(_) => {
-                true
-            }
+            SessionError::Record(RecordError::Create { .. } | RecordError::NotAFile(_))
+            | SessionError::Symbols(_)
+            | SessionError::Pcap(_)
+            | SessionError::PcapWithoutNet => true,
             SessionError::Record(_) => false,
         }
     }
@@ -92,6 +100,8 @@ pub struct Launched {
     running: RunningVm,
     report: Option<RunReport>,
     recording: Option<(Arc<Recorder>, PathBuf)>,
+    /// `--pcap`'s file.
+    pcap: Option<(Arc<PcapSink>, PathBuf)>,
     /// The gdb stub's thread, joined at the end so gdb hears how the run ended.
     gdb: Option<JoinHandle<()>>,
     /// The thread that records KVM's own counters every [`KVM_SAMPLE`], while recording.
@@ -124,6 +134,19 @@ pub fn launch(
             config.console = Box::new(RecordingConsole { inner, recorder: recorder.clone() });
             sinks.push(recorder.clone());
             Some(recorder)
+        }
+        None => None,
+    };
+    let pcap = match &session.pcap {
+        Some(_) if config.virtio.net.is_none() => return Err(SessionError::PcapWithoutNet),
+        Some(path) => {
+            if session.record.as_ref().is_some_and(|r| r == path) {
+                let input = std::io::Error::other("it is the --record file too");
+                return Err(crate::files::FileError::Io { what: "--pcap", path: path.clone(), source: input }.into());
+            }
+            let sink = Arc::new(PcapSink::create(path)?);
+            sinks.push(sink.clone());
+            Some((sink, path.clone()))
         }
         None => None,
     };
@@ -235,6 +258,7 @@ pub fn launch(
         running,
         report: None,
         recording,
+        pcap,
         gdb,
         kvm_sampler,
         kernel,
@@ -327,6 +351,12 @@ impl Launched {
         }
         if let Some(sampler) = self.dirty_sampler.take() {
             let _ = sampler.join();
+        }
+        if let Some((pcap, path)) = self.pcap {
+            match pcap.finish() {
+                Ok(frames) => crate::notice::say(format!("wrote {frames} frames to {}", path.display())),
+                Err(e) => crate::notice::say(format!("--pcap {}: cannot write: {e}", path.display())),
+            }
         }
         if let Some((recorder, path)) = self.recording {
             if let Ok(counts) = &report.kvm {

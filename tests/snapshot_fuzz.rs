@@ -57,6 +57,7 @@ fn crafted_device_and_vcpu_states_are_refused_or_restored_never_a_panic() {
             disks: vec![DiskSpec::parse(disk.to_str().unwrap()).unwrap()],
             extra: Some(vec![Extra::Rng, Extra::Console]),
             ioeventfd: false,
+            net: None,
         },
         ..Guest::kernel("virtio.elf")
     };

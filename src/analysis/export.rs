@@ -27,6 +27,8 @@ pub enum Format {
     Folded,
     /// Apache Parquet (typed columns, exits and device events as rows; needs -o or --partition).
     Parquet,
+    /// The network card's frames, both ways, as a pcap file (tcpdump -r, Wireshark).
+    Pcap,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +184,9 @@ pub fn exit_chrome(e: &ExitEvent, x: Option<&Explanation>) -> Value {
 pub fn device_json(d: &DeviceEvent) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or_default();
     v["record"] = json!("device");
+    if let DeviceEventKind::Frame { len, bytes, .. } = &d.kind {
+        v["summary"] = json!(crate::trace::frame::summary(bytes, *len as usize));
+    }
     v
 }
 
@@ -229,6 +234,9 @@ pub fn run(args: &ExportArgs) -> Result<(), AnalysisError> {
     if args.run_columns || args.run_id.is_some() || args.partition.is_some() {
         return Err(AnalysisError::Usage("--run-columns, --run-id and --partition are for --format parquet".into()));
     }
+    if args.format == Format::Pcap && args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(AnalysisError::Usage("a pcap file is binary: give -o FILE, or pipe it (| tcpdump -r -)".into()));
+    }
     // A file is written whole or not at all, and never over the recording it reads.
     let mut output = args.output.as_deref().map(|p| Output::create(p, "-o", &[&args.file])).transpose()?;
     let written = write_records(args, output.as_mut().map(Output::file));
@@ -259,6 +267,9 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
             }
         }
     };
+    if args.format == Format::Pcap {
+        return write_pcap(&args.file, out, &gone);
+    }
     if args.format == Format::Folded {
         let lines = super::folded::fold(&args.file, args.symbols.as_deref())?;
         if lines.is_empty() {
@@ -279,7 +290,7 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
             write(&mut out, &format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")));
             first = false;
         }
-        Format::Jsonl | Format::Folded | Format::Parquet => {}
+        Format::Jsonl | Format::Folded | Format::Parquet | Format::Pcap => {}
     }
     let mut explainer = Explainer::default();
     let mut each = |r: Record| {
@@ -301,7 +312,7 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
                         write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)));
                         first = false;
                     }
-                    Format::Folded | Format::Parquet => {}
+                    Format::Folded | Format::Parquet | Format::Pcap => {}
                 }
                 return;
             }
@@ -320,7 +331,7 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
                 write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e, x.as_ref())));
                 first = false;
             }
-            Format::Folded | Format::Parquet => {}
+            Format::Folded | Format::Parquet | Format::Pcap => {}
         }
     };
     let read = super::read_while(&args.file, |r| {
@@ -337,6 +348,43 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
         return Err(AnalysisError::Write(e));
     }
     read?;
+    Ok(())
+}
+
+/// The recording's frames as a pcap file, stamped from the run's start as `--pcap` stamps them.
+fn write_pcap(
+    path: &std::path::Path,
+    out: BufWriter<Box<dyn Write + '_>>,
+    gone: &std::cell::Cell<bool>,
+) -> Result<(), AnalysisError> {
+    let mut reader = crate::recording::reader::TraceReader::open(path)?;
+    let mut pcap =
+        crate::sink::pcap::PcapWriter::new(out, reader.header.start_unix_secs).map_err(AnalysisError::Write)?;
+    let mut failed = None;
+    let read = reader.for_each_while(|r| {
+        if let Record::Device(d) = r
+            && let Err(e) = pcap.event(&d)
+        {
+            failed = Some(e);
+            gone.set(true);
+        }
+        !gone.get()
+    });
+    if let Some(e) = failed.or_else(|| pcap.flush().err()) {
+        return Err(AnalysisError::Write(e));
+    }
+    match read {
+        Err(e @ crate::recording::reader::ReadError::Format { .. }) => {
+            crate::say!("kvmscope: warning: {e}; the frames before it are written");
+        }
+        other => other?,
+    }
+    if pcap.frames == 0 {
+        return Err(AnalysisError::Usage(format!(
+            "{}: no network frames recorded (record a run with --net tap=NAME)",
+            path.display()
+        )));
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! ```
 //! The chunk's CRC-32 covers its length, its record count and its payload (version 2 on); in
 //! version 1 traces, still read, it covers the payload alone. Version 3 added device events and
-//! call stacks; version 4 the breakpoint exit kind.
+//! call stacks; version 4 the breakpoint exit kind; version 5 network frames.
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -20,14 +20,15 @@ use kvm_bindings::kvm_sregs;
 use crate::debug::{Stop, StopReason};
 use crate::decode::regs;
 use crate::sync::lock;
-use crate::trace::{DeviceEvent, DeviceEventKind, Dir, ExitEvent, ExitKind, Insn, NotifyPath, StackSample};
+use crate::trace::device::SNAPLEN;
+use crate::trace::{DeviceEvent, DeviceEventKind, Dir, ExitEvent, ExitKind, FrameDir, Insn, NotifyPath, StackSample};
 use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 
 /// The file's first bytes.
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
 /// The format version this kvmscope writes, and the newest it reads (it reads every older one).
-/// Version 3 added device events; version 4 the breakpoint exit kind.
-pub const VERSION: u16 = 4;
+/// Version 3 added device events; version 4 the breakpoint exit kind; version 5 network frames.
+pub const VERSION: u16 = 5;
 /// A chunk's first bytes.
 pub const CHUNK_MAGIC: &[u8; 4] = b"CHNK";
 /// Bytes of a chunk's framing before the payload.
@@ -440,6 +441,18 @@ fn device_event(p: &mut Vec<u8>, d: &DeviceEvent) {
             p.push(4);
             put_bytes(p, problem.as_bytes());
         }
+        DeviceEventKind::Frame { dir, len, bytes } => {
+            p.push(5);
+            p.push(u8::from(*dir == FrameDir::Tx));
+            put_varint(p, *len as u64);
+            put_bytes(p, bytes);
+        }
+        DeviceEventKind::Dropped { dir, len, why } => {
+            p.push(6);
+            p.push(u8::from(*dir == FrameDir::Tx));
+            put_varint(p, *len as u64);
+            put_bytes(p, why.as_bytes());
+        }
     }
 }
 
@@ -831,6 +844,14 @@ impl<'a> ChunkDecoder<'a> {
         }
     }
 
+    fn frame_dir(&mut self) -> Result<FrameDir, DecodeError> {
+        match self.byte()? {
+            0 => Ok(FrameDir::Rx),
+            1 => Ok(FrameDir::Tx),
+            _ => Err(DecodeError::Field("frame direction")),
+        }
+    }
+
     /// A device event: time, device, queue (0: none, else index + 1), kind tag, the kind's fields.
     fn device_event(&mut self) -> Result<DeviceEvent, DecodeError> {
         let t_ns = self.varint()?;
@@ -854,6 +875,15 @@ impl<'a> ChunkDecoder<'a> {
             },
             3 => DeviceEventKind::Interrupt,
             4 => DeviceEventKind::Error { problem: self.string()? },
+            5 => {
+                let (dir, len) = (self.frame_dir()?, self.u32()?);
+                let bytes = self.bytes()?;
+                if bytes.len() > SNAPLEN || bytes.len() > len as usize {
+                    return Err(DecodeError::Field("frame length"));
+                }
+                DeviceEventKind::Frame { dir, len, bytes: bytes.to_vec() }
+            }
+            6 => DeviceEventKind::Dropped { dir: self.frame_dir()?, len: self.u32()?, why: self.string()? },
             _ => return Err(DecodeError::Field("device event kind")),
         };
         Ok(DeviceEvent { t_ns, device, queue, kind })
@@ -1006,6 +1036,8 @@ mod tests {
             (Some(0), DeviceEventKind::Completed { head: 7, written: 4097, latency_ns: 12_345, status: "ok".into() }),
             (Some(1), DeviceEventKind::Interrupt),
             (None, DeviceEventKind::Error { problem: "queue size 3 refused".into() }),
+            (Some(1), DeviceEventKind::Frame { dir: FrameDir::Tx, len: 60, bytes: vec![0xff; 60] }),
+            (Some(0), DeviceEventKind::Dropped { dir: FrameDir::Rx, len: 1514, why: "no receive buffers".into() }),
         ] {
             records.push(Record::Device(DeviceEvent { t_ns: 12, device: "virtio-blk0".into(), queue, kind }));
         }

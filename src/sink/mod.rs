@@ -3,6 +3,7 @@
 //! recorder queues).
 
 pub mod live;
+pub mod pcap;
 pub mod printer;
 
 use crate::debug::Stop;

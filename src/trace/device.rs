@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+pub use super::frame::FrameDir;
+
 /// How a queue notification reached the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +40,24 @@ pub enum DeviceEventKind {
     Interrupt,
     /// The driver broke a rule; what the device did about it.
     Error { problem: String },
+    /// A frame went through a network device: its length on the wire and its bytes (all of them,
+    /// up to [`SNAPLEN`]).
+    Frame {
+        dir: FrameDir,
+        len: u32,
+        #[serde(serialize_with = "hex")]
+        bytes: Vec<u8>,
+    },
+    /// A frame of `len` bytes the device could not deliver or send, and why.
+    Dropped { dir: FrameDir, len: u32, why: String },
+}
+
+/// Bytes of a frame kept at most (pcap's usual snapshot length): a GSO frame is at most 64 KiB.
+pub const SNAPLEN: usize = 65_536;
+
+fn hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    s.serialize_str(&text)
 }
 
 impl DeviceEventKind {
@@ -49,6 +69,8 @@ impl DeviceEventKind {
             DeviceEventKind::Completed { .. } => "completed",
             DeviceEventKind::Interrupt => "interrupt",
             DeviceEventKind::Error { .. } => "error",
+            DeviceEventKind::Frame { .. } => "frame",
+            DeviceEventKind::Dropped { .. } => "dropped",
         }
     }
 }
@@ -91,6 +113,12 @@ impl std::fmt::Display for DeviceEvent {
             }
             DeviceEventKind::Interrupt => write!(f, " interrupt"),
             DeviceEventKind::Error { problem } => write!(f, " error: {problem}"),
+            DeviceEventKind::Frame { dir, len, bytes } => {
+                write!(f, " {} frame: {}", dir.name(), super::frame::summary(bytes, *len as usize))
+            }
+            DeviceEventKind::Dropped { dir, len, why } => {
+                write!(f, " {} dropped a {}-byte frame: {why}", dir.name(), len)
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::counters::Stat;
-use super::device::{DeviceEvent, DeviceEventKind, NotifyPath};
+use super::device::{DeviceEvent, DeviceEventKind, FrameDir, NotifyPath};
 
 /// Counts of one queue (or, with no queue, of the device's own events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +21,11 @@ pub struct QueueCounts {
     pub errors: u64,
     /// From notification to publication in the used ring, per completed request.
     pub latency: Stat,
+    /// A network queue's frames, their bytes, and the frames it dropped; which way they went.
+    pub frames: u64,
+    pub frame_bytes: u64,
+    pub drops: u64,
+    pub frame_dir: Option<FrameDir>,
 }
 
 impl QueueCounts {
@@ -36,6 +41,10 @@ impl QueueCounts {
         self.interrupts += o.interrupts;
         self.errors += o.errors;
         self.latency.merge(&o.latency);
+        self.frames += o.frames;
+        self.frame_bytes += o.frame_bytes;
+        self.drops += o.drops;
+        self.frame_dir = self.frame_dir.or(o.frame_dir);
     }
 }
 
@@ -58,6 +67,15 @@ impl DeviceCounters {
             }
             DeviceEventKind::Interrupt => row.interrupts += 1,
             DeviceEventKind::Error { .. } => row.errors += 1,
+            DeviceEventKind::Frame { dir, len, .. } => {
+                row.frames += 1;
+                row.frame_bytes += *len as u64;
+                row.frame_dir = Some(*dir);
+            }
+            DeviceEventKind::Dropped { dir, .. } => {
+                row.drops += 1;
+                row.frame_dir = Some(*dir);
+            }
         }
     }
 
@@ -104,6 +122,9 @@ impl DeviceCounters {
                     "interrupts": c.interrupts,
                     "errors": c.errors,
                     "latency": { "min_ns": c.latency.min_ns, "avg_ns": c.latency.avg_ns(), "max_ns": c.latency.max_ns },
+                    "frames": c.frames,
+                    "frame_bytes": c.frame_bytes,
+                    "drops": c.drops,
                 })
             })
             .collect();
@@ -135,6 +156,16 @@ impl DeviceCounters {
                 c.latency.avg_ns() as f64 / 1000.0
             );
         }
+        for ((device, _), c) in self.rows.iter().filter(|(_, c)| c.frame_dir.is_some()) {
+            let dir = c.frame_dir.map_or("", FrameDir::name);
+            let _ = writeln!(
+                s,
+                "{device} {dir}: {} frames, {}, {} dropped",
+                c.frames,
+                super::device::bytes(c.frame_bytes),
+                c.drops
+            );
+        }
         let saved = self.exits_saved();
         if saved > 0 {
             let _ = writeln!(s, "{saved} notifications arrived by ioeventfd: {saved} userspace exits saved");
@@ -163,5 +194,9 @@ mod tests {
         assert_eq!(c.exits_saved(), 3);
         assert!(c.text().contains("3 userspace exits saved"));
         assert_eq!(c.json()[1]["notifies_ioeventfd"], 3);
+        let net = |queue, kind| DeviceEvent { t_ns: 0, device: "virtio-net".into(), queue, kind };
+        c.record(&net(Some(0), DeviceEventKind::Frame { dir: FrameDir::Rx, len: 98, bytes: vec![0; 98] }));
+        c.record(&net(Some(0), DeviceEventKind::Dropped { dir: FrameDir::Rx, len: 60, why: "no buffers".into() }));
+        assert!(c.text().contains("virtio-net rx: 1 frames, 98 bytes, 1 dropped"), "{}", c.text());
     }
 }

@@ -95,7 +95,8 @@ pub fn render(f: &mut Frame, area: Rect, pane: &DeviceEventsPane, focused: bool,
         let spans = match row {
             Row::Device(e) => {
                 let style = match e.kind {
-                    DeviceEventKind::Error { .. } => theme.error(),
+                    DeviceEventKind::Error { .. } | DeviceEventKind::Dropped { .. } => theme.error(),
+                    DeviceEventKind::Frame { .. } => theme.reason("frame"),
                     DeviceEventKind::Notify { .. } => theme.reason("mmio"),
                     DeviceEventKind::Interrupt => theme.reason("io"),
                     _ => theme.instruction(),

@@ -1,7 +1,7 @@
 //! Names for the bits a virtio view decodes: device status, and the feature bits common to all
 //! devices and those of each device kvmscope has, as the spec names them.
 
-use virtio_bindings::virtio_ids::{VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG};
+use virtio_bindings::virtio_ids::{VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET, VIRTIO_ID_RNG};
 
 /// `VIRTIO_F_RING_INDIRECT_DESC`.
 pub const F_INDIRECT_DESC: u64 = 1 << 28;
@@ -56,6 +56,27 @@ pub fn feature_name(device_id: u32, bit: u32) -> String {
         (VIRTIO_ID_BLOCK, 12) => Some("BLK_MQ"),
         (VIRTIO_ID_BLOCK, 13) => Some("BLK_DISCARD"),
         (VIRTIO_ID_BLOCK, 14) => Some("BLK_WRITE_ZEROES"),
+        (VIRTIO_ID_NET, 0) => Some("NET_CSUM"),
+        (VIRTIO_ID_NET, 1) => Some("NET_GUEST_CSUM"),
+        (VIRTIO_ID_NET, 2) => Some("NET_CTRL_GUEST_OFFLOADS"),
+        (VIRTIO_ID_NET, 3) => Some("NET_MTU"),
+        (VIRTIO_ID_NET, 5) => Some("NET_MAC"),
+        (VIRTIO_ID_NET, 7) => Some("NET_GUEST_TSO4"),
+        (VIRTIO_ID_NET, 8) => Some("NET_GUEST_TSO6"),
+        (VIRTIO_ID_NET, 9) => Some("NET_GUEST_ECN"),
+        (VIRTIO_ID_NET, 10) => Some("NET_GUEST_UFO"),
+        (VIRTIO_ID_NET, 11) => Some("NET_HOST_TSO4"),
+        (VIRTIO_ID_NET, 12) => Some("NET_HOST_TSO6"),
+        (VIRTIO_ID_NET, 13) => Some("NET_HOST_ECN"),
+        (VIRTIO_ID_NET, 14) => Some("NET_HOST_UFO"),
+        (VIRTIO_ID_NET, 15) => Some("NET_MRG_RXBUF"),
+        (VIRTIO_ID_NET, 16) => Some("NET_STATUS"),
+        (VIRTIO_ID_NET, 17) => Some("NET_CTRL_VQ"),
+        (VIRTIO_ID_NET, 18) => Some("NET_CTRL_RX"),
+        (VIRTIO_ID_NET, 19) => Some("NET_CTRL_VLAN"),
+        (VIRTIO_ID_NET, 21) => Some("NET_GUEST_ANNOUNCE"),
+        (VIRTIO_ID_NET, 22) => Some("NET_MQ"),
+        (VIRTIO_ID_NET, 23) => Some("NET_CTRL_MAC_ADDR"),
         (VIRTIO_ID_CONSOLE, 0) => Some("CONSOLE_SIZE"),
         (VIRTIO_ID_CONSOLE, 1) => Some("CONSOLE_MULTIPORT"),
         (VIRTIO_ID_CONSOLE, 2) => Some("CONSOLE_EMERG_WRITE"),
@@ -75,6 +96,7 @@ pub fn device_name(device_id: u32) -> &'static str {
         VIRTIO_ID_BLOCK => "virtio-blk",
         VIRTIO_ID_RNG => "virtio-rng",
         VIRTIO_ID_CONSOLE => "virtio-serial",
+        VIRTIO_ID_NET => "virtio-net",
         _ => "virtio",
     }
 }

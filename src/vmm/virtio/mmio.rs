@@ -101,6 +101,12 @@ impl Transport {
         self.name
     }
 
+    /// Links the device to its events and its worker's `wake` (before the run).
+    pub fn connect_device(&mut self, wake: Arc<EventFd>) {
+        let link = super::DeviceLink { name: self.name, events: self.events.clone(), wake };
+        self.device.connect(link);
+    }
+
     pub fn device(&self) -> &dyn VirtioDevice {
         &*self.device
     }
@@ -337,8 +343,12 @@ impl Transport {
             }
         }
         self.status = new;
-        if new & STATUS_DRIVER_OK != 0 && old & STATUS_DRIVER_OK == 0 && new & STATUS_FEATURES_OK == 0 {
-            self.needs_reset(None, "DRIVER_OK set without FEATURES_OK".into());
+        if new & STATUS_DRIVER_OK != 0 && old & STATUS_DRIVER_OK == 0 {
+            if new & STATUS_FEATURES_OK == 0 {
+                self.needs_reset(None, "DRIVER_OK set without FEATURES_OK".into());
+            } else if let Some(problem) = self.device.activate(self.driver_features) {
+                self.problem(None, problem);
+            }
         }
     }
 

@@ -9,7 +9,7 @@
 //!
 //! Layout, fixed so that the project's own guests find the devices without a firmware: device `i`
 //! has its registers at `MMIO_BASE + i * MMIO_STRIDE` and interrupt `FIRST_IRQ + i`; the disks come
-//! first in `--disk` order, then the entropy device, then the console. Linux guests are told on their
+//! first in `--disk` order, then the entropy device, then the console, then the network card. Linux guests are told on their
 //! command line (`virtio_mmio.device=4K@ADDR:IRQ`).
 
 pub mod blk;
@@ -17,18 +17,24 @@ pub mod chain;
 pub mod console;
 pub mod features;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 pub mod set;
 pub mod stats;
+pub mod tap;
 pub mod undo;
 pub mod view;
 pub mod worker;
 
+use std::sync::Arc;
+
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
 
 pub use blk::DiskSpec;
 pub use chain::Desc;
 pub use mmio::Transport;
+pub use net::NetSpec;
 pub use set::{Extra, VirtioConfig, VirtioError, VirtioSet};
 pub use view::DeviceView;
 
@@ -63,6 +69,15 @@ impl Completion {
     }
 }
 
+/// What a device that acts on its own (input from the host) needs of its transport: where its
+/// events go, and how to wake its worker when input has come.
+#[derive(Clone)]
+pub struct DeviceLink {
+    pub name: &'static str,
+    pub events: stats::EventOut,
+    pub wake: Arc<EventFd>,
+}
+
 /// One kind of virtio device: its identity, features, configuration space, and what a request on
 /// one of its queues means. Called with the transport locked, on the device's worker thread.
 pub trait VirtioDevice: Send {
@@ -84,8 +99,26 @@ pub trait VirtioDevice: Send {
     fn ready_for(&self, _queue: u16) -> bool {
         true
     }
+    /// What a chain the driver has made available asks for, decoded for the views (by default
+    /// as [`VirtioDevice::describe`] says it).
+    fn inspect(&self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String {
+        self.describe(queue, chain, mem)
+    }
+    /// The device's link to its transport and worker, given once before the run.
+    fn connect(&mut self, _link: DeviceLink) {}
+    /// The driver has set the device up (DRIVER_OK) with `driver_features`; what went wrong, if
+    /// anything did.
+    fn activate(&mut self, _driver_features: u64) -> Option<String> {
+        None
+    }
     /// Forgets in-flight work on a device reset.
     fn reset(&mut self) {}
+    /// The run is over: threads of its own end.
+    fn stop(&mut self) {}
+    /// A line the device adds to a queue's view (a receive queue's waiting input).
+    fn queue_note(&self, _queue: u16) -> Option<String> {
+        None
+    }
     /// What the device line says of it besides its kind (a disk's capacity).
     fn about(&self) -> Option<String> {
         None

@@ -11,7 +11,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::blk::{Block, DiskError, DiskSpec};
 use super::console::{Console, Input};
+use super::net::{Net, NetSpec};
 use super::rng::Rng;
+use super::tap::TapError;
 use super::undo::UndoLog;
 use super::view::DeviceView;
 use super::worker::Worker;
@@ -52,12 +54,21 @@ pub enum VirtioError {
     Ioeventfd { name: &'static str, source: kvm_ioctls::Error },
     #[error("cannot start a virtio device's worker thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Tap(#[from] TapError),
 }
 
 impl VirtioError {
     /// Whether the user's options are at fault (rather than the host).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, VirtioError::TooManyDisks(_) | VirtioError::Disk(_) | VirtioError::NoneWithOthers(_))
+        matches!(
+            self,
+            VirtioError::TooManyDisks(_)
+                | VirtioError::Disk(_)
+                | VirtioError::NoneWithOthers(_)
+                | VirtioError::Tap(TapError::BadName(_) | TapError::NoRights { .. } | TapError::Busy { .. })
+                | VirtioError::Tap(TapError::NotATap { .. })
+        )
     }
 }
 
@@ -80,6 +91,8 @@ pub struct VirtioConfig {
     pub extra: Option<Vec<Extra>>,
     /// Queue notifications through `KVM_IOEVENTFD` instead of trapped MMIO writes.
     pub ioeventfd: bool,
+    /// `--net tap=NAME[,mac=MAC]`: a network card on a TAP.
+    pub net: Option<NetSpec>,
 }
 
 struct Entry {
@@ -162,6 +175,9 @@ impl VirtioSet {
         if extra.contains(&Extra::Console) {
             devices.push(("virtio-console", Box::new(Console::new(console(), input.clone()))));
         }
+        if let Some(spec) = &config.net {
+            devices.push(("virtio-net", Box::new(Net::open(spec)?)));
+        }
         debug_assert!(devices.len() <= MAX_DEVICES);
         let eventfd = VirtioError::EventFd;
         for (index, (name, device)) in devices.into_iter().enumerate() {
@@ -183,6 +199,8 @@ impl VirtioSet {
                 }
             }
             let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(eventfd)?);
+            let mut transport = transport;
+            transport.connect_device(wake.clone());
             if is_console {
                 set.console_input = Some((input.clone(), wake.clone()));
             }
@@ -294,10 +312,13 @@ impl VirtioSet {
         Ok(())
     }
 
-    /// Stops the workers (the run is over).
+    /// Stops the workers and the devices' own threads (the run is over).
     pub fn stop(&self) {
         for mut w in lock(&self.workers).drain(..) {
             w.stop();
+        }
+        for e in &self.entries {
+            lock(&e.transport).device_mut().stop();
         }
     }
 

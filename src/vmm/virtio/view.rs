@@ -55,6 +55,8 @@ pub struct QueueView {
     /// The last requests completed, oldest first.
     pub recent: Vec<Done>,
     pub pending: Vec<PendingChain>,
+    /// What the device adds about the queue (a receive queue's waiting frames).
+    pub note: Option<String>,
 }
 
 /// One device.
@@ -164,6 +166,9 @@ impl DeviceView {
                 c.completed,
                 c.errors
             )));
+            if let Some(note) = &q.note {
+                out.push(ViewLine::plain(format!("    {note}")));
+            }
             if let Some((n, i)) = rates(q.index) {
                 out.push(ViewLine::plain(format!("    now: {n:.0} notifications/s, {i:.0} interrupts/s")));
             }
@@ -272,6 +277,7 @@ fn queue_view(t: &Transport, index: usize, q: &Queue, counts: QueueCounts) -> Qu
         counts,
         recent: t.recent()[index].0.iter().cloned().collect(),
         pending: if in_flight > 0 && in_flight <= q.size() { pending(t, index, q) } else { Vec::new() },
+        note: t.device().queue_note(index as u16),
     }
 }
 
@@ -284,7 +290,7 @@ fn pending(t: &Transport, index: usize, q: &Queue) -> Vec<PendingChain> {
         .map(|chain| {
             let head = chain.head_index();
             match read_chain(chain, mem) {
-                Ok(descs) => PendingChain { head, request: t.device().describe(index as u16, &descs, mem), descs },
+                Ok(descs) => PendingChain { head, request: t.device().inspect(index as u16, &descs, mem), descs },
                 Err(why) => PendingChain { head, request: why.to_string(), descs: Vec::new() },
             }
         })
