@@ -9,6 +9,11 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v ld >/dev/null || need+=(binutils)
 command -v tmux >/dev/null || need+=(tmux)
 command -v gdb >/dev/null || need+=(gdb)
+# The network tests: namespaces and TAPs (ip), a peer that pings, an independent pcap reader.
+command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "tests/run.sh: installing ${need[*]}"

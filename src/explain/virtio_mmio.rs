@@ -65,6 +65,7 @@ fn kind(device: Option<&str>) -> (u32, &'static [&'static str]) {
         Some(d) if d.starts_with("virtio-blk") => (2, &["requestq"]),
         Some("virtio-rng") => (4, &["requestq"]),
         Some("virtio-console") => (3, &["receiveq", "transmitq"]),
+        Some("virtio-net") => (1, &["receiveq0", "transmitq0"]),
         _ => (0, &[]),
     }
 }
@@ -77,6 +78,8 @@ fn config_field(id: u32, offset: u64) -> &'static str {
         (2, 0x0c..=0x0f) => "seg_max",
         (2, 0x10..=0x13) => "geometry",
         (2, 0x14..=0x17) => "blk_size",
+        (1, 0x00..=0x05) => "mac",
+        (1, 0x06..=0x07) => "status (link up)",
         (3, 0x00..=0x01) => "cols",
         (3, 0x02..=0x03) => "rows",
         (3, 0x04..=0x07) => "max_nr_ports",

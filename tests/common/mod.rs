@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gdb_stub;
+pub mod netns;
 pub mod reverse;
 
 use std::path::PathBuf;
