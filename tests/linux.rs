@@ -123,15 +123,42 @@ fn linux_vmlinux_boots_to_init_on_two_cpus() {
 }
 
 #[test]
-fn linux_bzimage_of_the_same_kernel_boots() {
-    if !kvm_or_skip("linux_bzimage_of_the_same_kernel_boots") {
+fn linux_bzimage_logs_through_virtio_console_and_netconsole() {
+    if !kvm_or_skip("linux_bzimage_logs") || !common::netns::root_or_skip("linux_bzimage_logs") {
         return;
     }
-    let Some(dir) = kernel_dir("linux_bzimage_of_the_same_kernel_boots") else { return };
+    let Some(dir) = kernel_dir("linux_bzimage_logs") else { return };
     // The kernel's console is virtio-console this time: its log arrives through the device.
     // (What the kernel prints before the virtio console is probed is lost, as under QEMU: hvc0
-    // has no backend yet.)
-    let run = boot(&dir, "bzImage", "1", "console=hvc0 reboot=k panic=-1", &[]);
+    // has no backend yet.) Its network card is on a TAP in a namespace of the test's own, where a
+    // UDP listener takes what netconsole sends.
+    let ns = common::netns::Netns::new("netconsole");
+    ns.tap("tap0", "10.0.2.2/24");
+    let log = ns.udp_listener("10.0.2.2:6666");
+    let (pcap, trace) = (
+        std::env::temp_dir().join(format!("kvmscope-netconsole-{}.pcap", std::process::id())),
+        std::env::temp_dir().join(format!("kvmscope-netconsole-{}.trace", std::process::id())),
+    );
+    let cmdline = "console=hvc0 reboot=k panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off \
+                   netconsole=6665@10.0.2.15/eth0,6666@10.0.2.2/";
+    let run = {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let (kernel, initrd) = (dir.join("bzImage"), dir.join("initramfs.cpio"));
+        let out = ns
+            .command(env!("CARGO_BIN_EXE_kvmscope"))
+            .args(["run", "--headless", "--kernel"])
+            .arg(&kernel)
+            .arg("--initrd")
+            .arg(&initrd)
+            .args(["--cmdline", cmdline, "--mem", "256M", "--timeout", "900", "--summary", "json"])
+            .args(["--net", "tap=tap0,mac=52:54:00:12:34:56", "--pcap"])
+            .arg(&pcap)
+            .arg("--record")
+            .arg(&trace)
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
     let tail: String =
         run.stdout.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     assert!(reached_init(&run), "console tail:\n{tail}\nstderr: {}", run.stderr);
@@ -139,6 +166,20 @@ fn linux_bzimage_of_the_same_kernel_boots() {
     let sent = virtio_count(&s, "virtio-console", 1, "completed");
     assert!(sent > 10, "the log went through virtio-console's transmit queue: {}", s["virtio"]);
     assert_eq!(io_count(&s, 0x3f8, "out"), 0, "and not through the UART");
+    assert!(run.stdout.contains("IP-Config: Complete:"), "ip= configured the card:\n{tail}");
+    // netconsole: the kernel's lines arrived over UDP, the last before init among them.
+    let lines: Vec<String> = log.try_iter().collect();
+    let all = lines.concat();
+    assert!(all.contains("Run /init as init process"), "netconsole's datagrams:\n{all}");
+    // The same datagrams, as frames: in the pcap (tcpdump reads it) and the recording.
+    let out = Command::new("tcpdump").args(["-r", pcap.to_str().unwrap(), "-n", "udp port 6666"]).output().unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout);
+    let udp = frames.lines().filter(|l| l.contains("10.0.2.15.6665 > 10.0.2.2.6666: UDP")).count();
+    assert!(udp >= lines.len() && udp > 0, "{udp} frames for {} datagrams:\n{frames}", lines.len());
+    let stats = kvmscope().args(["stats", "--json"]).arg(&trace).output().unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(virtio_count(&stats, "virtio-net", 1, "frames") >= udp as u64, "{}", stats["virtio"]);
+    let _ = (std::fs::remove_file(pcap), std::fs::remove_file(trace));
 }
 
 #[test]

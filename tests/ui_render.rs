@@ -506,6 +506,56 @@ fn the_devices_screen_shows_virtqueues_events_and_opens_a_buffer() {
 }
 
 #[test]
+fn a_network_cards_frames_show_in_tcpdumps_words_with_their_counts() {
+    use kvmscope::trace::{DeviceEvent, DeviceEventKind, FrameDir};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    let mut app = App::new("test");
+    let mut arp = vec![0xff; 6];
+    arp.extend([0x02, 0xd4, 0x8c, 0x24, 0xb7, 0x25, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend([0x02, 0xd4, 0x8c, 0x24, 0xb7, 0x25, 10, 0, 2, 2, 0, 0, 0, 0, 0, 0, 10, 0, 2, 15]);
+    let event = |queue, kind| DeviceEvent { t_ns: 2_000_000, device: "virtio-net".into(), queue: Some(queue), kind };
+    let frame = event(0, DeviceEventKind::Frame { dir: FrameDir::Rx, len: 42, bytes: arp });
+    let drop = event(0, DeviceEventKind::Dropped { dir: FrameDir::Rx, len: 90, why: "no receive buffers".into() });
+    app.devices.push([frame.clone(), drop.clone()]);
+    let mut counters = kvmscope::trace::DeviceCounters::default();
+    counters.record(&frame);
+    counters.record(&drop);
+    app.stats.virtio = counters;
+    app.on_key(KeyEvent::from(KeyCode::Char('4')));
+    app.on_key(KeyEvent::from(KeyCode::Tab)); // the events pane: on 80x24, the one shown
+    for (w, h) in [(160, 45), (80, 24)] {
+        let (text, _) = screen(&mut app, w, h);
+        // The events pane's rows, joined: a long line wraps at the pane's edge.
+        let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        let header = lines
+            .iter()
+            .position(|l| String::from_iter(l.iter()).contains("┌ Device and in-kernel events"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let col = String::from_iter(lines[header].iter()).split("┌ Device").next().unwrap().chars().count();
+        let width = lines[header][col..].iter().position(|&c| c == '┐').unwrap();
+        let pane: String = lines[header + 1..]
+            .iter()
+            .take_while(|l| l.get(col) == Some(&'│'))
+            .flat_map(|l| l[col + 1..col + width].iter().filter(|c| !c.is_whitespace()))
+            .collect();
+        for want in [
+            "virtio-net q0 rx frame: 02:d4:8c:24:b7:25 > ff:ff:ff:ff:ff:ff, length 42: ARP, Request who-has 10.0.2.15 \
+             tell 10.0.2.2, length 28",
+            "virtio-net q0 rx dropped a 90-byte frame: no receive buffers",
+        ] {
+            let want: String = want.chars().filter(|c| !c.is_whitespace()).collect();
+            assert!(pane.contains(&want), "{want:?} at {w}x{h} in:\n{text}");
+        }
+    }
+    app.on_key(KeyEvent::from(KeyCode::Char('1')));
+    let (text, _) = screen(&mut app, 160, 45);
+    for (row, count) in [("received (42 bytes)", " 1 "), ("sent (0 bytes)", " 0 "), ("dropped", " 1 ")] {
+        let line = text.lines().find(|l| l.contains(row)).unwrap_or_else(|| panic!("{row:?} in:\n{text}"));
+        assert!(line.contains(count), "{row:?} counts {count}: {line}");
+    }
+}
+
+#[test]
 fn the_profile_screen_ranks_guest_functions_by_exits_or_time() {
     use kvmscope::decode::symbols::Symbols;
     use ratatui::crossterm::event::{KeyCode, KeyEvent};

@@ -57,6 +57,33 @@ impl Netns {
         Command::new("ip").args(["-n", &self.name, "link", "show", name]).output().is_ok_and(|o| o.status.success())
     }
 
+    /// A UDP socket bound to `addr` inside the namespace, on a thread of its own: each datagram
+    /// arrives on the receiver as text (until the receiver is dropped, or an hour has passed).
+    pub fn udp_listener(&self, addr: &str) -> std::sync::mpsc::Receiver<String> {
+        let (path, addr) = (format!("/run/netns/{}", self.name), addr.to_string());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (bound_tx, bound) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("the namespace's file");
+            // SAFETY: setns on this thread with a namespace file it holds open.
+            let entered = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            let socket = std::net::UdpSocket::bind(&addr).expect("bind in the namespace");
+            socket.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+            bound_tx.send(()).unwrap();
+            let mut buf = [0u8; 2048];
+            for _ in 0..3600 {
+                if let Ok(n) = socket.recv(&mut buf)
+                    && tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        bound.recv().expect("the listener is bound");
+        rx
+    }
+
     /// `COMMAND ARGS` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

@@ -13,7 +13,7 @@ use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 use super::frame;
 use crate::explain::coverage::Coverage;
 use crate::summary::{busiest, kvm_shown, micros, percent};
-use crate::trace::{Counters, DeviceCounters, Stat};
+use crate::trace::{Counters, DeviceCounters, FrameDir, Stat};
 use crate::ui::command::SortBy;
 use crate::ui::theme::Theme;
 use crate::vmm::kvm_stats::{KvmCounts, Reading, StatsError, rates, value};
@@ -337,6 +337,23 @@ fn sections(pane: &StatsPane, coverage: &Coverage, fit: usize, theme: &Theme) ->
         rows.push(StatsRow::new(vec![" trapped (an exit each)".into(), trapped.to_string(), trapped_share]));
         let saved = one_place(percent(eventfd, notifies));
         rows.push(StatsRow::new(vec![" by ioeventfd (exits saved)".into(), eventfd.to_string(), saved]));
+        let net: Vec<_> = pane.virtio.rows.values().filter(|c| c.frame_dir.is_some()).collect();
+        if !net.is_empty() {
+            rows.push(StatsRow::new(vec!["network frames".into()]).styled(theme.header()));
+            for dir in [FrameDir::Rx, FrameDir::Tx] {
+                let (frames, bytes) = net
+                    .iter()
+                    .filter(|c| c.frame_dir == Some(dir))
+                    .fold((0, 0), |(f, b), c| (f + c.frames, b + c.frame_bytes));
+                let name = if dir == FrameDir::Rx { "received" } else { "sent" };
+                rows.push(StatsRow::new(vec![
+                    format!(" {name} ({})", crate::vmm::memory::data_size(bytes)),
+                    frames.to_string(),
+                ]));
+            }
+            let drops: u64 = net.iter().map(|c| c.drops).sum();
+            rows.push(StatsRow::new(vec![" dropped".into(), drops.to_string()]));
+        }
     }
     if !rows.is_empty() {
         out.push(Section { header: &["In KVM", "Total", "%", "CurAvg/s"], rows, times: 0 });
