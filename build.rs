@@ -88,6 +88,17 @@ fn summary(src: &Path) -> String {
     first.trim_end_matches('.').replace('\t', " ")
 }
 
+/// The options a guest needs besides its image, from a header line `Run with: OPTIONS`.
+fn run_with(src: &Path) -> String {
+    let text = std::fs::read_to_string(src).unwrap_or_default();
+    let header = text.lines().take_while(|l| !l.contains("*/"));
+    header
+        .filter_map(|l| l.trim_start().trim_start_matches('*').trim().strip_prefix("Run with: "))
+        .next()
+        .unwrap_or("")
+        .replace('\t', " ")
+}
+
 fn main() {
     let dir = PathBuf::from("assets/guests");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests");
@@ -95,7 +106,8 @@ fn main() {
     println!("cargo:rerun-if-changed=assets/guests");
     let mut sources: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     sources.sort();
-    // `kvmscope guests` lists them: file, then what the source's header says.
+    // `kvmscope guests` lists them: file, source, what the source's header says, the options it
+    // needs.
     let mut index = String::new();
     for src in sources {
         println!("cargo:rerun-if-changed={}", src.display());
@@ -106,7 +118,7 @@ fn main() {
                 .iter()
                 .find_map(|(from, to)| name.strip_suffix(from).map(|stem| format!("{stem}{to}")));
         if let Some(file) = built {
-            index.push_str(&format!("{file}\t{name}\t{}\n", summary(&src)));
+            index.push_str(&format!("{file}\t{name}\t{}\t{}\n", summary(&src), run_with(&src)));
         }
     }
     std::fs::write(out.join("index.tsv"), index).unwrap();

@@ -13,8 +13,8 @@ pub fn guest_path(file: &str) -> PathBuf {
 /// The built-in demo guest, run by `kvmscope` with no arguments.
 pub const DEMO: &[u8] = include_bytes!(concat!(env!("KVMSCOPE_GUEST_DIR"), "/demo.elf"));
 
-/// What build.rs wrote of each guest: its file, its source, and the first sentence of the
-/// source's header.
+/// What build.rs wrote of each guest: its file, its source, the first sentence of the source's
+/// header, and the options it needs (its header's `Run with:` line).
 const INDEX: &str = include_str!(concat!(env!("KVMSCOPE_GUEST_DIR"), "/index.tsv"));
 
 /// One of the project's guests, as `kvmscope guests` lists it.
@@ -22,16 +22,19 @@ pub struct GuestInfo {
     pub file: &'static str,
     pub source: &'static str,
     pub about: &'static str,
+    /// Options it needs besides its image (`--net tap=tap0`).
+    pub options: &'static str,
 }
 
 impl GuestInfo {
     /// The `run` options that boot it (a raw real-mode image is loaded at 0x7c00).
     pub fn run_args(&self) -> String {
         let path = guest_path(self.file);
-        match self.source.ends_with(".raw16.S") {
+        let image = match self.source.ends_with(".raw16.S") {
             true => format!("--image {} --load 0x7c00 --entry 0x7c00 --mode real", path.display()),
             false => format!("--kernel {}", path.display()),
-        }
+        };
+        if self.options.is_empty() { image } else { format!("{image} {}", self.options) }
     }
 }
 
@@ -40,8 +43,9 @@ pub fn list() -> Vec<GuestInfo> {
     INDEX
         .lines()
         .filter_map(|l| {
-            let mut f = l.splitn(3, '\t');
-            Some(GuestInfo { file: f.next()?, source: f.next()?, about: f.next().unwrap_or("") })
+            let mut f = l.splitn(4, '\t');
+            let (file, source) = (f.next()?, f.next()?);
+            Some(GuestInfo { file, source, about: f.next().unwrap_or(""), options: f.next().unwrap_or("") })
         })
         .collect()
 }
@@ -66,5 +70,7 @@ mod tests {
         assert!(real.run_args().contains("--mode real"));
         assert!(list.iter().all(|g| !g.about.is_empty()), "every source has a header");
         assert!(super::listing().contains("kvmscope run --kernel"));
+        let net = list.iter().find(|g| g.file == "net.elf").expect("net is listed");
+        assert!(net.run_args().ends_with("net.elf --net tap=tap0"), "{}", net.run_args());
     }
 }

@@ -15,6 +15,8 @@
  *   peer=A.B.C.D      the address pingpong pings (default 10.0.2.2)
  *
  * A failed check N exits with N (status 2N+1).
+ *
+ * Run with: --net tap=tap0
  */
 #include <stdint.h>
 

@@ -18,6 +18,9 @@
  *                     "virtio-bench reads 20000 cycles HEX", and exit with 0x33 (status 103)
  *   rounds            then five rounds: fill sector 2 with the round's number N, write it, and
  *                     write N to the POST port 0x80; exit with 0x34 (status 105)
+ *
+ * Its disk: 1 MiB or more of zeros (truncate -s 1M disk.img).
+ * Run with: --disk disk.img --virtio rng,console
  */
 #include <stdint.h>
 
