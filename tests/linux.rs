@@ -179,6 +179,21 @@ fn linux_bzimage_logs_through_virtio_console_and_netconsole() {
     let stats = kvmscope().args(["stats", "--json"]).arg(&trace).output().unwrap();
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert!(virtio_count(&stats, "virtio-net", 1, "frames") >= udp as u64, "{}", stats["virtio"]);
+    // Linux took the offloads (handed to the TAP without a complaint).
+    let net_rows = s["virtio"].as_array().unwrap().iter().filter(|r| r["device"] == "virtio-net");
+    assert_eq!(net_rows.map(|r| r["errors"].as_u64().unwrap()).sum::<u64>(), 0, "{}", s["virtio"]);
+    let jsonl = kvmscope().args(["export", "--format", "jsonl"]).arg(&trace).output().unwrap();
+    let accepted = String::from_utf8_lossy(&jsonl.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| r["explain"].as_str().map(str::to_string))
+        .find(|x| {
+            x.starts_with("virtio-mmio #") && x.contains("(virtio-net): DriverFeatures write") && x.contains("NET_")
+        })
+        .expect("the driver's features, explained");
+    for feature in ["NET_GUEST_CSUM", "NET_MAC", "NET_GUEST_TSO4", "NET_STATUS"] {
+        assert!(accepted.contains(feature), "{feature} in {accepted}");
+    }
     let _ = (std::fs::remove_file(pcap), std::fs::remove_file(trace));
 }
 
