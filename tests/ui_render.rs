@@ -755,6 +755,66 @@ fn pio(seq: u64, port: u16, dir: Dir, size: u8, data: u64, text: &str) -> ExitEv
 }
 
 #[test]
+fn nothing_is_cut_and_rows_of_a_kind_take_one_height_at_any_size() {
+    let mut app = App::new("test");
+    app.gdb = Some("target remote 127.0.0.1:1234".into());
+    let mut events = Vec::new();
+    for i in 0..12 {
+        events.push(pio(3 * i, 0x3f8, Dir::Out, 1, 0x41, "out dx,al"));
+        events.push(pio(3 * i + 1, 0x80, Dir::Out, 1, 0x12, "out 80h,al"));
+        events.push(mmio_event(3 * i + 2, 0));
+    }
+    app.exits.push(events);
+    let words = [
+        "seq",
+        "cpu",
+        "reason",
+        "rip",
+        "port/address",
+        "data",
+        "addr",
+        "device/register",
+        "device",
+        "dev",
+        "instruction",
+        "insn",
+    ];
+    for (w, h) in [(80, 24), (160, 45), (220, 50)] {
+        let (text, _) = screen(&mut app, w, h);
+        let status: String = text.lines().rev().take(3).collect::<Vec<_>>().join(" ");
+        assert!(status.contains("gdb: target remote 127.0.0.1:1234"), "the stub's address whole at {w}x{h}:\n{text}");
+        // The exits pane: its heading's words whole, its rows without blank lines, each kind of
+        // row one height.
+        let lines: Vec<&str> = text.lines().collect();
+        let title = lines.iter().position(|l| l.contains("┌ Exits")).expect("the exits pane");
+        let inside = |l: &str| -> String {
+            let start = l.find('│').map_or(0, |i| i + '│'.len_utf8());
+            l[start..].split('│').next().unwrap_or("").trim_end().to_string()
+        };
+        let header = inside(lines[title + 1]);
+        for word in header.split_whitespace() {
+            assert!(words.contains(&word), "heading {word:?} cut at {w}x{h}: {header:?}");
+        }
+        let body: Vec<String> = lines[title + 2..].iter().take_while(|l| !l.contains('└')).map(|l| inside(l)).collect();
+        let first = body.iter().position(|l| !l.is_empty()).unwrap_or(0);
+        let last = body.iter().rposition(|l| !l.is_empty()).unwrap_or(0);
+        let rows = &body[first..=last];
+        assert!(rows.iter().all(|l| !l.trim().is_empty()), "a blank line among the rows at {w}x{h}:\n{text}");
+        let starts: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].split_whitespace().next().is_some_and(|t| t.parse::<u64>().is_ok()))
+            .collect();
+        let mut height_of: std::collections::HashMap<String, usize> = Default::default();
+        for pair in starts.windows(2) {
+            let kind = rows[pair[0]].split_whitespace().nth(5).unwrap_or("").to_string();
+            let height = pair[1] - pair[0];
+            let seen = *height_of.entry(kind.clone()).or_insert(height);
+            assert_eq!(seen, height, "rows of {kind} take {seen} and {height} lines at {w}x{h}:\n{text}");
+        }
+        assert!(height_of.len() >= 3, "UART, POST and MMIO rows at {w}x{h}: {height_of:?}\n{text}");
+    }
+}
+
+#[test]
 fn the_exit_inspector_opens_on_the_row_under_the_cursor() {
     let mut app = App::new("test");
     app.focus = PaneId::Exits;

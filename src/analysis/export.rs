@@ -347,7 +347,9 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
     if let Some(e) = failed {
         return Err(AnalysisError::Write(e));
     }
-    read?;
+    if let Some(e) = read?.damage {
+        crate::say!("kvmscope: warning: {e}; what comes before it is used");
+    }
     Ok(())
 }
 

@@ -183,7 +183,8 @@ impl Explainer {
         match e.kind {
             ExitKind::Io { port, dir, size, data, .. } => {
                 let a = Access { at: port as u64, write: dir == Dir::Out, size, value: data };
-                Some(if unanswered(&a, e.device) { nothing_answered(a, true) } else { self.port(a) })
+                let floating = unanswered(&a, e.device) && !reads_the_floating_bus(port);
+                Some(if floating { nothing_answered(a, true) } else { self.port(a) })
             }
             ExitKind::Mmio { addr, dir, len, data } => {
                 let a = Access { at: addr, write: dir == Dir::Out, size: len, value: data };
@@ -232,6 +233,12 @@ impl Explainer {
 fn unanswered(a: &Access, device: Option<&str>) -> bool {
     let ones = if a.size >= 8 { u64::MAX } else { (1u64 << (8 * a.size.max(1) as u32)) - 1 };
     !a.write && device.is_none() && a.value == ones
+}
+
+/// Ports whose explainer reads all ones itself, as the absence it means there: PCI configuration
+/// data (no device at the latched address), the ATA channels (nothing drives the bus).
+fn reads_the_floating_bus(port: u16) -> bool {
+    matches!(port, 0xcfc..=0xcff | 0x1f0..=0x1f7 | 0x3f6 | 0x170..=0x177 | 0x376)
 }
 
 /// A read nothing answered: the device and register a PC has there, and that the all ones
@@ -307,6 +314,14 @@ pub(crate) mod tests {
             assert!(e.fields.is_empty(), "{at:#x}: no fields decoded from the bus floating: {:?}", e.fields);
         }
         // A device that answered all ones is decoded as its value.
+        // PCI configuration data and the ATA channels say what all ones mean there themselves.
+        let mut x = Explainer::default();
+        let select = ExitKind::Io { port: 0xcf8, dir: Dir::Out, size: 4, count: 1, data: 0x8000_0000 };
+        x.explain(&ExitEvent { kind: select, ..unclaimed_read(0xcf8, true, 4, 0) });
+        let vendor = x.explain(&unclaimed_read(0xcfc, true, 2, 0xffff)).unwrap();
+        assert_eq!(vendor.summary, "VENDOR_ID read 0xffff: no device at 00:00.0");
+        let ata = x.explain(&unclaimed_read(0x1f7, true, 1, 0xff)).unwrap();
+        assert!(ata.summary.contains("nothing drives the bus"), "{}", ata.summary);
         let answered = ExitEvent { device: Some("com1"), ..unclaimed_read(0x3f9, true, 1, 0xff) };
         assert!(!x.explain(&answered).unwrap().summary.contains("nothing answered"));
     }

@@ -137,24 +137,36 @@ impl DeviceCounters {
             return String::new();
         }
         let mut s = String::from("\nvirtio devices:\n");
-        let _ = writeln!(
-            s,
-            "{:>18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>12}",
-            "DEVICE", "QUEUE", "TRAPPED", "EVENTFD", "REQUESTS", "DONE", "INTERRUPTS", "ERRORS", "AVG LATENCY"
-        );
-        for ((device, queue), c) in &self.rows {
-            let q = queue.map_or("-".to_string(), |q| q.to_string());
-            let _ = writeln!(
-                s,
-                "{device:>18} {q:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7} {:>10.2}us",
-                c.notifies_trapped,
-                c.notifies_ioeventfd,
-                c.taken,
-                c.completed,
-                c.interrupts,
-                c.errors,
-                c.latency.avg_ns() as f64 / 1000.0
-            );
+        // Columns as wide as what they hold, so that the table fits narrow panes too.
+        let header =
+            ["DEVICE", "QUEUE", "TRAPPED", "EVENTFD", "REQUESTS", "DONE", "INTERRUPTS", "ERRORS", "AVG LATENCY"];
+        let rows: Vec<[String; 9]> = self
+            .rows
+            .iter()
+            .map(|((device, queue), c)| {
+                [
+                    device.clone(),
+                    queue.map_or("-".to_string(), |q| q.to_string()),
+                    c.notifies_trapped.to_string(),
+                    c.notifies_ioeventfd.to_string(),
+                    c.taken.to_string(),
+                    c.completed.to_string(),
+                    c.interrupts.to_string(),
+                    c.errors.to_string(),
+                    format!("{:.2}us", c.latency.avg_ns() as f64 / 1000.0),
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> =
+            (0..9).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+        let line = |cells: &[&str]| -> String {
+            let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+            padded.join(" ")
+        };
+        let _ = writeln!(s, "{}", line(&header));
+        for r in &rows {
+            let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+            let _ = writeln!(s, "{}", line(&cells));
         }
         for ((device, _), c) in self.rows.iter().filter(|(_, c)| c.frame_dir.is_some()) {
             let dir = c.frame_dir.map_or("", FrameDir::name);

@@ -219,8 +219,8 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
     }
     drop(guard);
     let report = match held {
-        // Quit at the guest's end: the run ended as the guest ended it.
-        Some(end) if !crate::vmm::vm::interrupted() => launched.finish_with(end),
+        // Quit (or Ctrl-C, SIGTERM, SIGHUP) at the guest's end: the run ended as the guest ended it.
+        Some(end) => launched.finish_with(end),
         _ if crate::vmm::vm::interrupted() => launched.finish(RunEnd::Interrupted),
         _ => launched.finish(RunEnd::Quit),
     };

@@ -51,25 +51,39 @@ fn lines<'a>(app: &App, width: u16, theme: &Theme) -> Vec<Line<'a>> {
     if app.exits.dropped > 0 {
         spans.push(Span::styled(format!(" view dropped {} ", app.exits.dropped), theme.warn()));
     }
-    let gdb = app.gdb.as_ref().map(|g| format!(" gdb: {g} ·")).unwrap_or_default();
-    let hint = if wide {
-        format!("{gdb} {} — ? help  space pause  s step  : command  q quit", app.title)
-    } else {
-        format!("{gdb} ? help")
-    };
+    let gdb = app.gdb.as_ref().map(|g| format!("gdb: {g}"));
     let len = |spans: &[Span]| spans.iter().map(|s| s.content.chars().count()).sum::<usize>();
-    let Some((text, error)) = app.current_message() else {
-        spans.push(Span::styled(hint, theme.dim()));
-        return vec![Line::from(spans)];
-    };
-    let message = Span::styled(format!(" {text}"), if error { theme.error() } else { theme.ok() });
-    if len(&spans) + message.content.chars().count() + 8 <= width as usize {
-        spans.extend([message, Span::styled("  ? help", theme.dim())]);
-        return vec![Line::from(spans)];
+    let width = width as usize;
+    // What goes on lines of its own below when it does not fit beside the rest: the gdb stub's
+    // address, the message of the moment.
+    let mut below: Vec<Span> = Vec::new();
+    let gdb_beside = gdb.as_ref().is_some_and(|g| len(&spans) + g.chars().count() + 12 <= width);
+    if let Some(g) = gdb {
+        match gdb_beside {
+            true => spans.push(Span::styled(format!(" {g} ·"), theme.dim())),
+            false => below.push(Span::styled(g, theme.dim())),
+        }
     }
-    spans.push(Span::styled(format!("{gdb} ? help"), theme.dim()));
-    let mut out = vec![Line::from(spans)];
-    out.extend(hard_wrap(vec![message], width as usize));
+    match app.current_message() {
+        Some((text, error)) => {
+            let message = Span::styled(format!(" {text}"), if error { theme.error() } else { theme.ok() });
+            if below.is_empty() && len(&spans) + message.content.chars().count() + 8 <= width {
+                spans.extend([message, Span::styled("  ? help", theme.dim())]);
+            } else {
+                spans.push(Span::styled(" ? help", theme.dim()));
+                below.push(message);
+            }
+        }
+        None if width >= 130 => spans.push(Span::styled(
+            format!(" {} — ? help  space pause  s step  : command  q quit", app.title),
+            theme.dim(),
+        )),
+        None => spans.push(Span::styled(" ? help", theme.dim())),
+    }
+    let mut out = hard_wrap(spans, width);
+    for span in below {
+        out.extend(hard_wrap(vec![span], width));
+    }
     out
 }
 

@@ -233,11 +233,59 @@ fn cells(e: &ExitEvent, x: Option<&Explanation>, wide: bool) -> [String; 7] {
     ]
 }
 
-const HEADER: [&str; 7] = ["seq", "cpu", "reason", "rip", "port/address  data", "device/register", "instruction"];
+/// Each column's heading, longest first: the longest that fits the column is shown.
+const HEADER: [&[&str]; 7] = [
+    &["seq"],
+    &["cpu"],
+    &["reason"],
+    &["rip"],
+    &["port/address  data", "addr  data", "addr"],
+    &["device/register", "device", "dev"],
+    &["instruction", "insn"],
+];
+
+/// An instruction's column is at least this wide, or instructions go on lines of their own.
+const MIN_INSN: usize = 20;
+
+/// How the rows are laid out at a pane's width — the same for every row shown, so that rows of
+/// one kind take one height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Every column on one line; a long instruction goes on within its column.
+    OneLine { insn: usize },
+    /// Seq to device on one line, the instruction below.
+    InsnBelow,
+    /// Seq to data on one line, the device and the instruction below.
+    TwoLines,
+}
+
+/// Column widths (what the cells hold, at least the shortest heading) and the shape they leave.
+fn layout(candidates: &[(u64, [String; 7])], width: usize) -> ([usize; 6], Shape) {
+    let mut widths: [usize; 6] = std::array::from_fn(|i| HEADER[i].iter().map(|h| h.len()).min().unwrap_or(0));
+    for (_, c) in candidates {
+        for (w, cell) in widths.iter_mut().zip(c.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let lead: usize = widths.iter().map(|w| w + 1).sum();
+    let shape = if lead + MIN_INSN <= width {
+        Shape::OneLine { insn: width - lead }
+    } else if lead <= width {
+        Shape::InsnBelow
+    } else {
+        Shape::TwoLines
+    };
+    (widths, shape)
+}
+
+/// The longest heading of column `i` that fits `room`.
+fn heading(i: usize, room: usize) -> &'static str {
+    HEADER[i].iter().find(|h| h.len() <= room).unwrap_or(HEADER[i].last().unwrap_or(&""))
+}
 
 /// Draws the list; `total` is the number of exits counted so far. Columns are as wide as what
-/// they hold (nothing is cut); where a row does not fit the width, its instruction goes on a line
-/// of its own below it.
+/// they hold (nothing is cut, headings included); at a width where the instruction has no room
+/// beside the rest, it goes below — for every row alike.
 pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: bool, theme: &Theme) {
     let mut title = format!(" Exits ({total}) ");
     if let Some(spec) = &pane.filter {
@@ -260,9 +308,8 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
     let room = inner.height.saturating_sub(1) as usize;
     let width = inner.width as usize;
     // The rows that can show, newest last; widths from them. From 140 columns the device column
-    // says what the access means too.
-    let wide = width >= 140;
-    let candidates: Vec<(u64, [String; 7])> = pane
+    // says what the access means too, where that leaves the instruction its column.
+    let shown: Vec<(&ExitEvent, Option<&Explanation>)> = pane
         .events
         .iter()
         .zip(&pane.explained)
@@ -270,16 +317,18 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
         .rev()
         .skip(pane.scroll)
         .take(room)
-        .map(|(e, x)| (e.seq, cells(e, x.as_ref(), wide)))
+        .map(|(e, x)| (e, x.as_ref()))
         .collect();
-    let mut widths: [usize; 6] = std::array::from_fn(|i| HEADER[i].len().min(if i >= 4 { 4 } else { 6 }));
-    for (_, c) in &candidates {
-        for (w, cell) in widths.iter_mut().zip(c.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
+    let cells_at =
+        |wide: bool| -> Vec<(u64, [String; 7])> { shown.iter().map(|(e, x)| (e.seq, cells(e, *x, wide))).collect() };
+    let mut candidates = cells_at(width >= 140);
+    let (mut widths, mut shape) = layout(&candidates, width);
+    if width >= 140 && !matches!(shape, Shape::OneLine { .. }) {
+        candidates = cells_at(false);
+        (widths, shape) = layout(&candidates, width);
     }
-    let lead: usize = widths.iter().sum::<usize>() + widths.len();
     let pad = |i: usize, text: &str| format!("{text:<w$} ", w = widths[i]);
+    let lead: usize = widths.iter().map(|w| w + 1).sum();
     let mut rows: Vec<Vec<Line>> = Vec::new();
     let mut used = 0;
     for (seq, c) in &candidates {
@@ -289,20 +338,41 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
             Span::styled(pad(2, &c[2]), theme.reason(&c[2])),
             Span::raw(pad(3, &c[3])),
             Span::raw(pad(4, &c[4])),
-            Span::styled(pad(5, &c[5]), theme.dim()),
         ];
-        if pane.selected == Some(*seq) {
-            spans = spans.into_iter().map(|s| s.style(theme.current())).collect();
-        }
-        let insn = Span::styled(c[6].clone(), theme.instruction());
-        let row = if lead + c[6].chars().count() <= width {
-            spans.push(insn);
-            hard_wrap(spans, width)
-        } else {
-            let mut row = hard_wrap(spans, width);
-            row.extend(hard_wrap(vec![Span::raw("  "), insn], width));
-            row
+        let device = Span::styled(pad(5, &c[5]), theme.dim());
+        let insn: Vec<char> = c[6].chars().collect();
+        let mut row = match shape {
+            Shape::OneLine { insn: room } => {
+                spans.push(device);
+                let mut chunks = insn.chunks(room.max(1)).map(|ch| ch.iter().collect::<String>());
+                spans.push(Span::styled(chunks.next().unwrap_or_default(), theme.instruction()));
+                let mut row = vec![Line::from(spans)];
+                row.extend(
+                    chunks
+                        .map(|ch| Line::from(vec![Span::raw(" ".repeat(lead)), Span::styled(ch, theme.instruction())])),
+                );
+                row
+            }
+            Shape::InsnBelow => {
+                spans.push(Span::styled(c[5].clone(), theme.dim()));
+                let mut row = hard_wrap(spans, width);
+                row.extend(hard_wrap(vec![Span::raw("  "), Span::styled(c[6].clone(), theme.instruction())], width));
+                row
+            }
+            Shape::TwoLines => {
+                let mut row = hard_wrap(spans, width);
+                let below = vec![
+                    Span::raw("  "),
+                    Span::styled(format!("{}  ", c[5]), theme.dim()),
+                    Span::styled(c[6].clone(), theme.instruction()),
+                ];
+                row.extend(hard_wrap(below, width));
+                row
+            }
         };
+        if pane.selected == Some(*seq) {
+            row = row.into_iter().map(|l| l.style(theme.current())).collect();
+        }
         if used + row.len() > room {
             break;
         }
@@ -310,9 +380,24 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
         rows.push(row);
     }
     pane.rows_shown.set(rows.len().max(1));
-    let header: String = (0..6).map(|i| pad(i, HEADER[i])).collect::<String>() + HEADER[6];
-    let mut lines = hard_wrap(vec![Span::styled(header, theme.header())], width);
-    lines.truncate(1);
+    let columns = match shape {
+        Shape::OneLine { .. } | Shape::InsnBelow => 6,
+        Shape::TwoLines => 5,
+    };
+    let mut labels: Vec<String> = (0..columns).map(|i| pad(i, heading(i, widths[i]))).collect();
+    if let Shape::OneLine { insn } = shape {
+        labels.push(heading(6, insn).to_string());
+    }
+    // Whole headings only: one that would be cut is left out, with those after it.
+    let mut header = String::new();
+    for label in labels {
+        if header.chars().count() + label.trim_end().chars().count() > width {
+            break;
+        }
+        header.push_str(&label);
+    }
+    let header = header.trim_end().to_string();
+    let mut lines = vec![Line::from(Span::styled(header, theme.header()))];
     lines.extend(rows.into_iter().rev().flatten());
     f.render_widget(Paragraph::new(lines), inner);
 }

@@ -437,8 +437,7 @@ pub fn render(f: &mut Frame, area: Rect, (pane, coverage): (&StatsPane, &Coverag
         let up = if scroll > 0 { "↑" } else { "" };
         let more = format!(" {up}{} more ", if scroll + visible < all { "↓" } else { "" });
         let w = more.chars().count() as u16;
-        let corner =
-            Rect { x: area.right().saturating_sub(w + 1), y: area.bottom().saturating_sub(1), width: w, height: 1 };
+        let corner = Rect { x: inner.right().saturating_sub(w + 1), y: inner.bottom(), width: w, height: 1 };
         f.render_widget(Paragraph::new(more).style(theme.dim()), corner);
     }
 }
