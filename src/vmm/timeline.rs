@@ -238,6 +238,9 @@ pub struct Timeline {
     keeping: AtomicBool,
     /// The furthest position the guest has reached: exits up to it happened once already.
     reached: AtomicU64,
+    /// Exits up to this position happened once already: going forward again, they are not news.
+    /// Set only when the VM is put back (not raced by vCPUs exiting side by side, as `reached` is).
+    known: AtomicU64,
     /// Stop when the position reaches this ([`UNKNOWN`]: nowhere).
     run_to: AtomicU64,
     history: Mutex<History>,
@@ -263,6 +266,7 @@ impl Timeline {
             free: AtomicBool::new(false),
             keeping: AtomicBool::new(false),
             reached: AtomicU64::new(position),
+            known: AtomicU64::new(position),
             run_to: AtomicU64::new(UNKNOWN),
             history: Mutex::new(History { base: position, ..History::default() }),
             note: Mutex::new(None),
@@ -314,7 +318,8 @@ impl Timeline {
             return (None, !self.replaying.load(Ordering::Acquire));
         }
         let position = self.position.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut new = self.reached.fetch_max(position, Ordering::AcqRel) < position;
+        self.reached.fetch_max(position, Ordering::AcqRel);
+        let mut new = position > self.known.load(Ordering::Acquire);
         // Stepping, the step ends with this exit; running freely, the guest goes on past it.
         let steps = if self.free.load(Ordering::Acquire) { UNKNOWN } else { 0 };
         if self.marked.load(Ordering::Acquire) {
@@ -354,6 +359,7 @@ impl Timeline {
                     h.exits.truncate(at);
                     h.exits.push_back(mark);
                     self.reached.store(position, Ordering::Release);
+                    self.known.store(position, Ordering::Release);
                     self.left_at.fetch_min(position, Ordering::AcqRel);
                     new = true;
                     stop = Some(StopReason::Diverged { position, was: was_text, now: now_text });
@@ -444,6 +450,7 @@ impl Timeline {
     /// The VM is put back at `place`.
     pub fn set_place(&self, place: &Place) {
         self.position.store(place.exits, Ordering::Release);
+        self.known.store(self.reached.load(Ordering::Acquire), Ordering::Release);
         self.set_between(place.mark, place.steps);
     }
 
@@ -477,6 +484,7 @@ impl Timeline {
         let keep = position.saturating_sub(h.base) as usize;
         h.exits.truncate(keep);
         self.reached.store(position, Ordering::Release);
+        self.known.store(position, Ordering::Release);
     }
 }
 
