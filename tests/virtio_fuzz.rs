@@ -9,11 +9,12 @@
 
 use kvmscope::trace::QueueCounts;
 use kvmscope::vmm::bus::BusDevice;
+use kvmscope::vmm::memory::Mem as GuestMemoryMmap;
 use kvmscope::vmm::virtio::blk::Block;
 use kvmscope::vmm::virtio::rng::Rng;
 use kvmscope::vmm::virtio::{DeviceView, DiskSpec, Transport, VirtioDevice};
 use virtio_queue::QueueT;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 /// Guest RAM of the fuzzed VM: 64 KiB at 0.
 const RAM: u64 = 0x10000;

@@ -139,7 +139,14 @@ impl Controller {
         let planted = live_state::planted_originals(shared);
         shared.timeline.keep_history();
         let exit_hits = shared.debug.exit_breakpoint_hits();
+        // From the first checkpoint on, KVM logs the guest's writes: the next checkpoint or
+        // restore looks only at the pages written since this one.
+        let logged = shared.log_for_checkpoints();
         let mut checkpoints = lock(&shared.checkpoints);
+        match logged {
+            Ok(()) => shared.written_into(&mut checkpoints),
+            Err(_) => checkpoints.forget_base(),
+        }
         // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
         let ram = unsafe { shared.ram.slices() };
         let id = checkpoints.add(place, t_ns, manual, machine, &ram).map_err(TravelError::Budget)?;
@@ -218,14 +225,18 @@ impl Controller {
             return Ok(place);
         }
         let (place, disks, hits) = {
-            let c = lock(&shared.checkpoints);
+            let mut c = lock(&shared.checkpoints);
             let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
-            live_state::restore_with(shared, &k.machine, |guest| {
+            let (machine, kept) =
+                (k.machine.clone(), (k.place, k.disks.clone().unwrap_or_default(), k.exit_hits.clone()));
+            live_state::restore_with(shared, &machine, |guest| {
+                // What was written since the last checkpoint or restore decides what is put back.
+                shared.written_into(&mut c);
                 // SAFETY: every vCPU is parked and the virtio workers settled (restore_with).
                 let mut ram = unsafe { guest.slices_mut() };
                 c.restore_into(id, &mut ram).map(|_| ()).ok_or(SnapshotError::NoCheckpoint(id))
             })?;
-            (k.place, k.disks.clone().unwrap_or_default(), k.exit_hits.clone())
+            kept
         };
         shared.virtio.rewind_disks(&disks).map_err(|e| TravelError::Disks(e.to_string()))?;
         lock(&shared.checkpoints).lose_disk_marks_after(&place);
@@ -274,6 +285,11 @@ impl Controller {
                 false => Err(crate::vmm::snapshot::memory_mismatch(guest, &snap.header)),
             }
         })?;
+        // RAM was written whole, past every log.
+        let mut checkpoints = lock(&self.shared().checkpoints);
+        self.shared().written_into(&mut checkpoints);
+        checkpoints.forget_base();
+        drop(checkpoints);
         let seq = snap.header.seq;
         self.shared().timeline.set_place(&Place::at_exit(seq));
         self.shared().timeline.truncate(seq);

@@ -5,8 +5,10 @@
 
 use std::fmt;
 
+use std::ops::Deref;
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::decode::PhysRead;
 
@@ -183,10 +185,15 @@ impl fmt::Display for MemoryMap {
 /// A page of guest RAM.
 const PAGE: usize = 4096;
 
+/// Guest memory as the VMM's own code reads and writes it: vm-memory's mmap backend with a dirty
+/// bitmap, so that every write kvmscope makes for the guest (a virtio device's DMA, a used ring,
+/// the debugger) is known beside those KVM logs for the guest itself.
+pub type Mem = vm_memory::GuestMemoryMmap<vm_memory::bitmap::AtomicBitmap>;
+
 /// Guest RAM, mapped, with its layout. Clones share the mapping.
 #[derive(Clone)]
 pub struct GuestRam {
-    pub mem: GuestMemoryMmap,
+    pub mem: Mem,
     pub map: MemoryMap,
     /// The mapped ranges as (guest-physical, length, host address), for reads on the exit path.
     host: Vec<(u64, u64, u64)>,
@@ -197,8 +204,7 @@ impl GuestRam {
     pub fn new(size: u64) -> Result<Self, MemoryError> {
         let map = MemoryMap::new(size)?;
         let ranges: Vec<(GuestAddress, usize)> = map.ram.iter().map(|&(s, l)| (GuestAddress(s), l as usize)).collect();
-        let mem =
-            GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
+        let mem = Mem::from_ranges(&ranges).map_err(|e| MemoryError::Map { size, reason: e.to_string() })?;
         let host = mem.iter().map(|r| (r.start_addr().0, r.len(), r.as_ptr() as u64)).collect();
         Ok(Self { mem, map, host })
     }
@@ -277,13 +283,32 @@ impl GuestRam {
         digest
     }
 
+    /// The guest-physical pages kvmscope itself wrote through [`GuestRam::mem`] since the last
+    /// call (devices' DMA, used rings, the debugger's writes): the dirty log KVM keeps cannot see
+    /// them. Writes through [`GuestRam::slices_mut`] are not among them (those put back a state).
+    pub fn take_written(&self) -> Vec<u64> {
+        let mut pages = Vec::new();
+        for region in self.mem.iter() {
+            let base = region.start_addr().0;
+            for (w, word) in region.deref().bitmap().get_and_reset().into_iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as u64;
+                    pages.push(base + (w as u64 * 64 + b) * PAGE as u64);
+                    bits &= bits - 1;
+                }
+            }
+        }
+        pages
+    }
+
     /// Writes `data` at guest-physical `addr` (false when it does not fit in RAM).
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         self.map.is_ram(addr, data.len() as u64) && self.mem.write_slice(data, GuestAddress(addr)).is_ok()
     }
 }
 
-impl PhysRead for GuestMemoryMmap {
+impl PhysRead for Mem {
     fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> bool {
         self.read_slice(buf, GuestAddress(gpa)).is_ok()
     }
@@ -364,6 +389,20 @@ impl PhysRead for GuestRam {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vmms_own_writes_are_known_once() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        assert!(ram.take_written().is_empty());
+        assert!(ram.write(0x1ffe, &[1, 2, 3, 4]));
+        assert!(ram.write(0x30_0000, &[5]));
+        assert_eq!(ram.take_written(), [0x1000, 0x2000, 0x30_0000]);
+        assert!(ram.take_written().is_empty(), "read and reset");
+        // A clone (as a virtio device holds) shares the log.
+        let mem = ram.mem.clone();
+        vm_memory::Bytes::write_slice(&mem, &[9], GuestAddress(0x5000)).unwrap();
+        assert_eq!(ram.take_written(), [0x5000]);
+    }
 
     #[test]
     fn mem_sizes_are_checked_and_said_as_given() {

@@ -15,6 +15,7 @@ use super::memory::GuestRam;
 use super::msr::MsrError;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, register};
+use super::snapshot::checkpoints::Checkpoints;
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
@@ -74,10 +75,13 @@ pub struct Shared {
     pub dirty_log_always: bool,
     /// What the dirty log has shown so far.
     pub dirty: Mutex<DirtyTracker>,
-    /// Pages dirtied since the dirty log was last read that KVM's bitmaps do not hold: writes
-    /// kvmscope completed for the guest (on a watched, read-only page), and what the bitmaps of
-    /// slots replaced since (a watchpoint set or lifted) had logged.
+    /// Pages dirtied since the views last read the dirty log that were read out of it meanwhile:
+    /// by a checkpoint, or with the bitmaps of slots replaced since (a watchpoint set or lifted).
     pub pending_dirty: Mutex<Vec<u64>>,
+    /// The dirty log is on for the views (`--dirty-log`, the memory screen).
+    pub log_for_views: AtomicBool,
+    /// The dirty log is on for the checkpoints (from the first one on).
+    pub log_for_checkpoints: AtomicBool,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
@@ -158,37 +162,84 @@ impl Shared {
         }
         if logged {
             // The old slots' bitmaps go with them: keep what they logged for the next reading.
-            let logged_so_far = dirty_pages(&self.vm, &slots)?;
-            lock(&self.pending_dirty).extend(logged_so_far);
+            self.keep_logged(dirty_pages(&self.vm, &slots)?);
         }
         apply(&self.vm, &slots, &new)?;
         *slots = new;
         Ok(())
     }
 
-    /// Whether the RAM slots are dirty-logged now (the slots say).
+    /// Whether the dirty log is on for the views (`--dirty-log`, the memory screen).
     pub fn dirty_logging(&self) -> bool {
-        lock(&self.slots).iter().any(|s| s.dirty_log)
+        self.log_for_views.load(Ordering::Acquire)
     }
 
-    /// Turns dirty logging of the RAM slots on or off while the guest runs.
+    /// Turns dirty logging for the views on or off while the guest runs (the slots stay logged
+    /// while checkpoints need them).
     pub fn set_dirty_logging(&self, on: bool) -> Result<(), SlotError> {
+        self.log_for_views.store(on, Ordering::Release);
+        self.relog()
+    }
+
+    /// Logs the guest's writes from now on for the checkpoints (KVM's dirty log), so that a
+    /// checkpoint or a restore looks only at the pages written since the last one.
+    pub fn log_for_checkpoints(&self) -> Result<(), SlotError> {
+        self.log_for_checkpoints.store(true, Ordering::Release);
+        self.relog()
+    }
+
+    /// Registers the RAM slots logged as the views and the checkpoints want them. Turning the
+    /// log on starts it empty: what was written before is not in it.
+    fn relog(&self) -> Result<(), SlotError> {
+        let on = self.dirty_logging() || self.log_for_checkpoints.load(Ordering::Acquire);
         let mut slots = lock(&self.slots);
         let new = log_dirty(slots.clone(), on);
         if *slots == new {
             return Ok(());
+        }
+        if !on {
+            self.keep_logged(dirty_pages(&self.vm, &slots)?);
         }
         register(&self.vm, &new)?;
         *slots = new;
         Ok(())
     }
 
-    /// Notes a guest write kvmscope completed itself at `gpa`, `len` bytes long, for the dirty log.
-    pub fn note_written(&self, gpa: u64, len: u64) {
+    /// Pages logged as written and read out of a log: kept for the views' next interval and for
+    /// the checkpoints.
+    fn keep_logged(&self, pages: Vec<u64>) {
+        lock(&self.checkpoints).note_written(&pages);
         if self.dirty_logging() {
-            let mut pages = lock(&self.pending_dirty);
-            let last = gpa.saturating_add(len.max(1) - 1) & !0xfff;
-            pages.extend((gpa & !0xfff..=last).step_by(0x1000));
+            lock(&self.pending_dirty).extend(pages);
+        }
+    }
+
+    /// The pages written since the last reading: those KVM logged for the guest and those
+    /// kvmscope wrote itself (devices, the debugger); `None` when KVM's log could not be read.
+    fn read_written(&self) -> Option<Vec<u64>> {
+        let slots = lock(&self.slots).clone();
+        let mut pages = match slots.iter().any(|s| s.dirty_log) {
+            true => dirty_pages(&self.vm, &slots).ok()?,
+            false => Vec::new(),
+        };
+        pages.extend(self.ram.take_written());
+        pages.sort_unstable();
+        pages.dedup();
+        Some(pages)
+    }
+
+    /// Reads the pages written since the last reading into `checkpoints` (locked by the caller)
+    /// and keeps them for the views' next interval.
+    pub fn written_into(&self, checkpoints: &mut Checkpoints) {
+        match self.read_written() {
+            Some(pages) => {
+                checkpoints.note_written(&pages);
+                if self.dirty_logging() {
+                    lock(&self.pending_dirty).extend(pages);
+                }
+            }
+            // A log that cannot be read: the next checkpoint or restore compares RAM whole.
+            None => checkpoints.forget_base(),
         }
     }
 
@@ -196,6 +247,9 @@ impl Shared {
     /// into the history; the pages it found.
     pub fn sample_dirty(&self) -> Result<usize, SlotError> {
         let mut pages = dirty_pages(&self.vm, &lock(&self.slots))?;
+        pages.extend(self.ram.take_written());
+        lock(&self.checkpoints).note_written(&pages);
+        // Read out of the log since the last interval (by a checkpoint, with replaced slots).
         pages.append(&mut lock(&self.pending_dirty));
         pages.sort_unstable();
         pages.dedup();

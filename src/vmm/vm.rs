@@ -417,6 +417,8 @@ impl Vm {
     /// Starts every vCPU on its own thread and returns at once.
     pub fn start(self, limits: RunLimits, sinks: Vec<Arc<dyn ExitSink>>) -> Result<RunningVm, VmError> {
         kick::install();
+        // What kvmscope wrote to build the machine (the image, boot tables) is no write of the run's.
+        let _ = self.ram.take_written();
         let Vm {
             _kvm,
             _fd,
@@ -467,6 +469,8 @@ impl Vm {
             dirty_log_always: dirty_log,
             dirty: Mutex::default(),
             pending_dirty: Mutex::default(),
+            log_for_views: AtomicBool::new(dirty_log),
+            log_for_checkpoints: AtomicBool::new(false),
             end_request: Mutex::new(None),
             ended: std::sync::OnceLock::new(),
             stage_times: limits.self_profile.then(Mutex::default),

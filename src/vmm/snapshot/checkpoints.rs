@@ -1,13 +1,16 @@
 //! Checkpoints in memory: numbered states to go back to. The newest keeps the pages of RAM that
 //! are not zeros; each older one keeps only the pages where it differs from the one after it
-//! (reverse deltas, as a backup tool keeps increments), found by comparing RAM page by page with
-//! the newest when a checkpoint is taken — only the pages the host has given the guest, so that
-//! a checkpoint of a big guest that touched little costs little. Memory for them is bounded: past
+//! (reverse deltas, as a backup tool keeps increments). Which pages to look at comes from the
+//! pages written since RAM was last a checkpoint's (KVM's dirty log and kvmscope's own writes,
+//! handed in by [`Checkpoints::note_written`]) and the deltas between that checkpoint and the
+//! one to take or restore: a checkpoint or a restore costs what the guest wrote, not the size of
+//! RAM. Where that is not known (the first checkpoint, after a snapshot file was read in) RAM is
+//! compared page by page — only the pages the host has given the guest. Memory for them is bounded: past
 //! the budget the oldest automatic ones are thinned, every other one merged into its neighbour,
 //! so that the timeline keeps points far back, fewer of them; a checkpoint that cannot fit even
 //! so is refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::MachineState;
 #[cfg(test)]
@@ -89,11 +92,24 @@ pub struct Checkpoints {
     pub budget: u64,
     /// Checkpoints merged away to stay in the budget.
     pub thinned: u64,
+    /// The checkpoint guest RAM was last made or put back from, when known: RAM is its RAM but
+    /// for the pages in `written`.
+    base: Option<u32>,
+    /// Pages written since RAM was `base`'s.
+    written: BTreeSet<u64>,
 }
 
 impl Default for Checkpoints {
     fn default() -> Self {
-        Self { list: Vec::new(), newest: Pages::new(), next_id: 1, budget: DEFAULT_BUDGET, thinned: 0 }
+        Self {
+            list: Vec::new(),
+            newest: Pages::new(),
+            next_id: 1,
+            budget: DEFAULT_BUDGET,
+            thinned: 0,
+            base: None,
+            written: BTreeSet::new(),
+        }
     }
 }
 
@@ -139,6 +155,31 @@ fn advance(newest: &mut Pages, now: &RamSlices) -> Pages {
     changed
 }
 
+/// [`advance`] over the pages `at` alone (RAM is known to be `newest`'s elsewhere).
+fn advance_pages(newest: &mut Pages, now: &RamSlices, at: &BTreeSet<u64>) -> Pages {
+    let mut changed = Pages::new();
+    for &gpa in at {
+        let Some(page) = page_in(now, gpa) else { continue };
+        let kept = newest.get(&gpa);
+        let same = match kept {
+            Some(old) => **old == *page,
+            None => page == &ZEROS[..page.len()],
+        };
+        if !same {
+            changed.insert(gpa, kept.cloned().unwrap_or_default());
+            set_page(newest, gpa, page);
+        }
+    }
+    changed
+}
+
+/// The page at `gpa` in `ram`, if RAM has it.
+fn page_in<'a>(ram: &RamSlices<'a>, gpa: u64) -> Option<&'a [u8]> {
+    let &(base, bytes) = ram.iter().find(|(base, bytes)| gpa >= *base && gpa - base < bytes.len() as u64)?;
+    let at = (gpa - base) as usize;
+    bytes.get(at..(at + PAGE).min(bytes.len()))
+}
+
 /// Writes `delta` over `pages`.
 fn apply(pages: &mut Pages, delta: &Pages) {
     for (&at, page) in delta {
@@ -158,7 +199,10 @@ impl Checkpoints {
         machine: MachineState,
         ram: &RamSlices,
     ) -> Result<u32, OverBudget> {
-        let delta = advance(&mut self.newest, ram);
+        let delta = match self.list.len().checked_sub(1).and_then(|newest| self.candidates(newest)) {
+            Some(pages) => advance_pages(&mut self.newest, ram, &pages),
+            None => advance(&mut self.newest, ram),
+        };
         if let Some(newest) = self.list.last_mut() {
             newest.delta = delta;
         }
@@ -174,6 +218,7 @@ impl Checkpoints {
             exit_hits: Vec::new(),
             delta: Pages::new(),
         });
+        (self.base, self.written) = (Some(id), BTreeSet::new());
         self.thin();
         if self.size() > self.budget {
             let refused = OverBudget {
@@ -185,6 +230,32 @@ impl Checkpoints {
             return Err(refused);
         }
         Ok(id)
+    }
+
+    /// Pages written since the last checkpoint taken or restored (KVM's dirty log, kvmscope's own
+    /// writes): the next one looks at those.
+    pub fn note_written(&mut self, pages: &[u64]) {
+        // Before the first checkpoint there is nothing to keep them for.
+        if self.base.is_some() {
+            self.written.extend(pages.iter().map(|p| p & !(PAGE as u64 - 1)));
+        }
+    }
+
+    /// RAM was changed in a way no log saw (a snapshot file read in): the next checkpoint or
+    /// restore compares it whole.
+    pub fn forget_base(&mut self) {
+        (self.base, self.written) = (None, BTreeSet::new());
+    }
+
+    /// The pages where RAM may differ from the checkpoint at `to` in the list: those written since
+    /// the base, and those where the base and it differ. `None` when the base is not known.
+    fn candidates(&self, to: usize) -> Option<BTreeSet<u64>> {
+        let base = self.list.iter().position(|c| Some(c.id) == self.base)?;
+        let mut pages = self.written.clone();
+        for c in &self.list[base.min(to)..base.max(to)] {
+            pages.extend(c.delta.keys());
+        }
+        Some(pages)
     }
 
     /// Sets checkpoint `id`'s marks in the disks' undo logs.
@@ -278,26 +349,50 @@ impl Checkpoints {
     }
 
     /// Writes checkpoint `id`'s RAM into `ram` (same ranges), only the pages that differ: going
-    /// back a short way writes little, and a page the guest never touched that was zeros then is
-    /// not even read. The pages written, or `None` for no such checkpoint.
-    pub fn restore_into(&self, id: u32, ram: &mut [(u64, &mut [u8])]) -> Option<usize> {
+    /// back a short way writes little. Where the pages that may differ are known (see
+    /// [`Checkpoints::note_written`]) only those are looked at; else every page the host has
+    /// given the guest. The pages written, or `None` for no such checkpoint.
+    pub fn restore_into(&mut self, id: u32, ram: &mut [(u64, &mut [u8])]) -> Option<usize> {
         let at = self.list.iter().position(|c| c.id == id)?;
+        let written = self.write_pages_of(at, ram);
+        (self.base, self.written) = (Some(id), BTreeSet::new());
+        Some(written)
+    }
+
+    /// The restore of the checkpoint at `at` in the list: the pages written.
+    fn write_pages_of(&self, at: usize, ram: &mut [(u64, &mut [u8])]) -> usize {
+        let candidates = self.candidates(at);
         let page_of = self.pages_of(at);
         let mut written = 0;
+        let mut put = |page: &mut [u8], want: &[u8]| {
+            if *page != want[..page.len()] {
+                page.copy_from_slice(&want[..page.len()]);
+                written += 1;
+            }
+        };
         for (gpa, dst) in ram.iter_mut() {
-            let touched = maybe_nonzero(dst);
-            for (i, page) in dst.chunks_mut(PAGE).enumerate() {
-                let want = page_of(*gpa + (i * PAGE) as u64).unwrap_or(&ZEROS[..]);
-                if !touched.get(i).copied().unwrap_or(true) && want == ZEROS {
-                    continue;
+            let range = *gpa..*gpa + dst.len() as u64;
+            match &candidates {
+                Some(pages) => {
+                    for &p in pages.range(range) {
+                        let from = (p - *gpa) as usize;
+                        let end = (from + PAGE).min(dst.len());
+                        put(&mut dst[from..end], page_of(p).unwrap_or(&ZEROS[..]));
+                    }
                 }
-                if *page != want[..page.len()] {
-                    page.copy_from_slice(&want[..page.len()]);
-                    written += 1;
+                None => {
+                    let touched = maybe_nonzero(dst);
+                    for (i, page) in dst.chunks_mut(PAGE).enumerate() {
+                        let want = page_of(*gpa + (i * PAGE) as u64).unwrap_or(&ZEROS[..]);
+                        if !touched.get(i).copied().unwrap_or(true) && want == ZEROS {
+                            continue;
+                        }
+                        put(page, want);
+                    }
                 }
             }
         }
-        Some(written)
+        written
     }
 
     /// Drops the checkpoints not known to come before `id` on the timeline (going back to it
@@ -324,6 +419,21 @@ impl Checkpoints {
     fn remove(&mut self, id: u32) {
         let Some(at) = self.list.iter().position(|c| c.id == id) else { return };
         let removed = self.list.remove(at);
+        if self.base == Some(id) {
+            // RAM was the removed one's: it is the one that takes its place (the newer one, or the
+            // older when it was the newest) but for the pages where the two differ.
+            let heir = self.list.get(at).map(|c| (c.id, &removed.delta)).or_else(|| {
+                let older = self.list.last()?;
+                Some((older.id, &older.delta))
+            });
+            match heir {
+                Some((heir, differ)) => {
+                    self.written.extend(differ.keys());
+                    self.base = Some(heir);
+                }
+                None => self.forget_base(),
+            }
+        }
         if at == self.list.len() {
             // The newest: the one before becomes it, its RAM back where the newest's was.
             if let Some(c) = self.list.last_mut() {
@@ -391,7 +501,14 @@ mod tests {
         vec![(0x1000, bytes)]
     }
 
+    /// Every page of the test RAM, as the dirty log gives them when all were written.
+    fn all_written(c: &mut Checkpoints) {
+        c.note_written(&(0..8).map(|p| 0x1000 + p * PAGE as u64).collect::<Vec<_>>());
+    }
+
+    /// A checkpoint of RAM filled as `fill` says, every page told written since the last.
     fn add(c: &mut Checkpoints, exits: u64, manual: bool, fill: &[(usize, u8)]) -> Result<u32, OverBudget> {
+        all_written(c);
         c.add(Place::at_exit(exits), exits, manual, machine(), &slices(&ram(fill)))
     }
 
@@ -427,12 +544,49 @@ mod tests {
         let a = add(&mut c, 10, true, &[(0, 1)]).unwrap();
         add(&mut c, 20, false, &[(0, 2), (3, 7)]).unwrap();
         let mut guest = ram(&[(0, 2), (3, 7), (6, 5)]);
+        all_written(&mut c);
         let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
         assert_eq!(c.restore_into(a, &mut view), Some(3), "pages 0, 3 and 6");
         assert_eq!(guest, ram(&[(0, 1)]));
         let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
         assert_eq!(c.restore_into(a, &mut view), Some(0), "already there");
         assert_eq!(c.restore_into(99, &mut view), None);
+    }
+
+    #[test]
+    fn with_the_written_pages_known_only_those_are_looked_at() {
+        let mut c = Checkpoints::default();
+        let shape = ram(&[]);
+        let a = add(&mut c, 10, false, &[(0, 1), (2, 4)]).unwrap();
+        // Page 1 written (told), page 5 changed behind the log's back (not told): only page 1
+        // is seen, which shows the log is what decides.
+        c.note_written(&[0x1000 + PAGE as u64 + 12]);
+        let now = ram(&[(0, 1), (1, 3), (2, 4), (5, 9)]);
+        let b = c.add(Place::at_exit(20), 20, false, machine(), &slices(&now)).unwrap();
+        assert!(c.ram_of(b, &shape).unwrap() == ram(&[(0, 1), (1, 3), (2, 4)]), "page 5 unseen");
+        assert_eq!(c.get(a).unwrap().size(), 0, "a differs from b at page 1, which was zeros");
+        // Back to a from b's RAM with page 6 written since: pages 1 (the delta) and 6 go back.
+        let mut guest = ram(&[(0, 1), (1, 3), (2, 4), (6, 8)]);
+        c.note_written(&[0x1000 + 6 * PAGE as u64]);
+        let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert_eq!(c.restore_into(a, &mut view), Some(2));
+        assert!(guest == ram(&[(0, 1), (2, 4)]));
+        // Forward to b again from a (RAM is a's): the delta between them is enough.
+        let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert_eq!(c.restore_into(b, &mut view), Some(1));
+        assert!(guest == ram(&[(0, 1), (1, 3), (2, 4)]));
+        // The base dropped (b, the newest, thinned away by going back to a): RAM is b's, which
+        // differs from a at page 1 — restoring a still finds it.
+        c.keep_not_after(a);
+        let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert_eq!(c.restore_into(a, &mut view), Some(1));
+        assert!(guest == ram(&[(0, 1), (2, 4)]));
+        // Not known (a snapshot read in): compared whole.
+        guest = ram(&[(7, 7)]);
+        c.forget_base();
+        let mut view: Vec<(u64, &mut [u8])> = guest.iter_mut().map(|(g, b)| (*g, &mut b[..])).collect();
+        assert_eq!(c.restore_into(a, &mut view), Some(3));
+        assert!(guest == ram(&[(0, 1), (2, 4)]));
     }
 
     #[test]
@@ -444,6 +598,7 @@ mod tests {
         let id = c.add(Place::at_exit(0), 0, false, machine(), &[(0, &big[..])]).unwrap();
         assert_eq!(c.size(), PAGE as u64, "one page kept");
         big[5 * PAGE] = 2;
+        c.note_written(&[5 * PAGE as u64]);
         let mut view = [(0, &mut big[..])];
         assert_eq!(c.restore_into(id, &mut view), Some(1));
         assert_eq!(big[5 * PAGE], 1);

@@ -28,8 +28,7 @@ use crate::decode::stack::frame_pointer_walk;
 use crate::decode::{CpuMode, ExitRegs, InsnDecoder};
 use crate::sync::lock;
 use crate::trace::stage_times::Stage;
-use crate::trace::{Dir, ExitEvent, ExitKind, StackSample};
-use crate::vmm::bus::RAM_DEVICE;
+use crate::trace::{ExitEvent, ExitKind, StackSample};
 use debugger::{DebugOutcome, StepEnd, VcpuDebugger};
 use profile::StageClock;
 use state::VcpuState;
@@ -239,12 +238,6 @@ impl Vcpu {
             }
             Err(source) => return Next::End(RunEnd::VmmError(VmmFailure::Run { vcpu: self.index, source })),
         };
-        // A write kvmscope completed on a watched page: KVM's dirty log does not see it.
-        if let (ExitKind::Mmio { addr, dir: Dir::Out, len, .. }, Some(RAM_DEVICE)) =
-            (&translated.kind, translated.device)
-        {
-            self.shared.note_written(*addr, *len as u64);
-        }
         if matches!(translated.kind, ExitKind::Msr { .. }) {
             // SAFETY: `run` is this vCPU's kvm_run, and its exit was this MSR access.
             unsafe { msr::complete(&self.fd, self.run, &mut translated.kind) };

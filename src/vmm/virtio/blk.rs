@@ -9,9 +9,9 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::vmm::memory::Mem;
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::ioctl_ior_nr;
 
 use super::chain::{Desc, read_buffer, write_buffer};
@@ -185,7 +185,7 @@ impl Block {
         self.read_only
     }
 
-    fn header(chain: &[Desc], mem: &GuestMemoryMmap) -> Option<Header> {
+    fn header(chain: &[Desc], mem: &Mem) -> Option<Header> {
         let first = chain.first().filter(|d| !d.device_writes() && d.len >= 16)?;
         let mut h = [0u8; 16];
         read_buffer(mem, first, &mut h).then(|| Header {
@@ -216,7 +216,7 @@ impl Block {
         v
     }
 
-    fn execute(&mut self, h: &Header, data: &[(u64, u64, bool)], mem: &GuestMemoryMmap) -> Result<u32, RequestError> {
+    fn execute(&mut self, h: &Header, data: &[(u64, u64, bool)], mem: &Mem) -> Result<u32, RequestError> {
         let total: u64 = data.iter().map(|d| d.1).sum();
         let check_range = |total: u64| -> Result<(), RequestError> {
             if total % SECTOR != 0 {
@@ -335,7 +335,7 @@ impl VirtioDevice for Block {
         data[..n].copy_from_slice(&config[start..start + n]);
     }
 
-    fn describe(&self, _queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String {
+    fn describe(&self, _queue: u16, chain: &[Desc], mem: &Mem) -> String {
         match Self::header(chain, mem) {
             Some(h) => {
                 let len: u64 = Self::data(chain).iter().map(|d| d.1).sum();
@@ -356,7 +356,7 @@ impl VirtioDevice for Block {
         Some(format!("{} sectors ({}), {rw}", self.sectors, crate::vmm::memory::human_size(bytes)))
     }
 
-    fn handle(&mut self, _queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+    fn handle(&mut self, _queue: u16, chain: &[Desc], mem: &Mem) -> Completion {
         let Some(status) = chain.last().filter(|d| d.device_writes() && d.len >= 1) else {
             let problem = Some("request without a device-writable status byte at its end".to_string());
             return Completion { written: 0, status: "no status byte".into(), problem };

@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 use virtio_queue::DescriptorChain;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+
+use crate::vmm::memory::Mem;
 
 /// One descriptor of a chain, as the guest wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,7 +56,7 @@ pub enum ChainError {
 }
 
 /// Walks and checks a chain the queue handed over. The error says what the driver got wrong.
-pub fn read_chain(chain: DescriptorChain<&GuestMemoryMmap>, mem: &GuestMemoryMmap) -> Result<Vec<Desc>, ChainError> {
+pub fn read_chain(chain: DescriptorChain<&Mem>, mem: &Mem) -> Result<Vec<Desc>, ChainError> {
     let descs: Vec<Desc> =
         chain.map(|d| Desc { addr: d.addr().0, len: d.len(), flags: d.flags(), next: d.next() }).collect();
     check(&descs, |addr, len| GuestMemoryBackend::check_range(mem, GuestAddress(addr), len as usize))
@@ -77,12 +79,12 @@ fn check(descs: &[Desc], in_ram: impl Fn(u64, u32) -> bool) -> Result<Vec<Desc>,
 }
 
 /// Reads a device-readable buffer.
-pub fn read_buffer(mem: &GuestMemoryMmap, d: &Desc, out: &mut [u8]) -> bool {
+pub fn read_buffer(mem: &Mem, d: &Desc, out: &mut [u8]) -> bool {
     vm_memory::Bytes::read_slice(mem, out, GuestAddress(d.addr)).is_ok()
 }
 
 /// Writes into a device-writable buffer.
-pub fn write_buffer(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) -> bool {
+pub fn write_buffer(mem: &Mem, addr: u64, data: &[u8]) -> bool {
     GuestMemoryBackend::check_range(mem, GuestAddress(addr), data.len())
         && vm_memory::Bytes::write_slice(mem, data, GuestAddress(addr)).is_ok()
 }

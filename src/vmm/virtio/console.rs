@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::vmm::memory::Mem;
 use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
-use vm_memory::GuestMemoryMmap;
 
 use super::chain::{Desc, read_buffer, write_buffer};
 use super::{Completion, VirtioDevice};
@@ -61,7 +61,7 @@ impl VirtioDevice for Console {
 
     fn read_config(&self, _offset: u64, _data: &mut [u8]) {}
 
-    fn describe(&self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String {
+    fn describe(&self, queue: u16, chain: &[Desc], mem: &Mem) -> String {
         if queue == RECEIVE {
             let room: u64 = chain.iter().filter(|d| d.device_writes()).map(|d| d.len as u64).sum();
             return format!("receive buffer of {room} bytes");
@@ -76,7 +76,7 @@ impl VirtioDevice for Console {
         format!("transmit {}", shown(&bytes))
     }
 
-    fn handle(&mut self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+    fn handle(&mut self, queue: u16, chain: &[Desc], mem: &Mem) -> Completion {
         let wrong_way = chain.iter().any(|d| d.device_writes() != (queue == RECEIVE));
         let problem = wrong_way.then(|| "a buffer in the wrong direction for this queue; skipped".to_string());
         if queue == RECEIVE {

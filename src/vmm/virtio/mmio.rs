@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+use crate::vmm::memory::Mem;
 use virtio_bindings::virtio_mmio::*;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::VirtioDevice;
@@ -40,7 +40,7 @@ const BUDGET: usize = 256;
 pub struct Transport {
     name: &'static str,
     device: Box<dyn VirtioDevice>,
-    mem: GuestMemoryMmap,
+    mem: Mem,
     queues: Vec<Queue>,
     /// The last requests completed, per queue.
     recent: Vec<Recent>,
@@ -69,7 +69,7 @@ impl Transport {
     pub fn new(
         name: &'static str,
         device: Box<dyn VirtioDevice>,
-        mem: GuestMemoryMmap,
+        mem: Mem,
         irq: Option<EventFd>,
     ) -> std::io::Result<Self> {
         let sizes = device.queue_sizes();
@@ -141,7 +141,7 @@ impl Transport {
         &self.recent
     }
 
-    pub fn memory(&self) -> &GuestMemoryMmap {
+    pub fn memory(&self) -> &Mem {
         &self.mem
     }
 

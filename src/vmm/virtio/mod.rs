@@ -28,7 +28,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use vm_memory::GuestMemoryMmap;
+use crate::vmm::memory::Mem;
 use vmm_sys_util::eventfd::EventFd;
 
 pub use blk::DiskSpec;
@@ -92,16 +92,16 @@ pub trait VirtioDevice: Send {
     /// Reads the device-specific configuration space.
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// What one chain asks for, in words, before it is carried out.
-    fn describe(&self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String;
+    fn describe(&self, queue: u16, chain: &[Desc], mem: &Mem) -> String;
     /// Carries out one request (a checked chain) taken from `queue`.
-    fn handle(&mut self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion;
+    fn handle(&mut self, queue: u16, chain: &[Desc], mem: &Mem) -> Completion;
     /// Whether the device takes chains from `queue` now (a receive queue only when it has input).
     fn ready_for(&self, _queue: u16) -> bool {
         true
     }
     /// What a chain the driver has made available asks for, decoded for the views (by default
     /// as [`VirtioDevice::describe`] says it).
-    fn inspect(&self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String {
+    fn inspect(&self, queue: u16, chain: &[Desc], mem: &Mem) -> String {
         self.describe(queue, chain, mem)
     }
     /// The device's link to its transport and worker, given once before the run.

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::vmm::memory::Mem;
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::*;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::chain::{Desc, read_buffer, write_buffer};
@@ -153,7 +153,7 @@ impl Net {
     }
 
     /// The bytes of a transmit chain's device-readable buffers, or why it is no frame.
-    fn gather(chain: &[Desc], mem: &GuestMemoryMmap, limit: usize) -> Result<Vec<u8>, String> {
+    fn gather(chain: &[Desc], mem: &Mem, limit: usize) -> Result<Vec<u8>, String> {
         let total: u64 = chain.iter().filter(|d| !d.device_writes()).map(|d| d.len as u64).sum();
         if total > MAX_FRAME as u64 && limit == usize::MAX {
             return Err(format!(
@@ -178,7 +178,7 @@ impl Net {
         Ok(bytes)
     }
 
-    fn transmit(&mut self, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+    fn transmit(&mut self, chain: &[Desc], mem: &Mem) -> Completion {
         let problem = chain
             .iter()
             .any(|d| d.device_writes())
@@ -208,7 +208,7 @@ impl Net {
         }
     }
 
-    fn receive(&mut self, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+    fn receive(&mut self, chain: &[Desc], mem: &Mem) -> Completion {
         let problem = chain
             .iter()
             .any(|d| !d.device_writes())
@@ -340,7 +340,7 @@ impl VirtioDevice for Net {
         }
     }
 
-    fn describe(&self, queue: u16, chain: &[Desc], _mem: &GuestMemoryMmap) -> String {
+    fn describe(&self, queue: u16, chain: &[Desc], _mem: &Mem) -> String {
         let (dir, total) = match queue {
             RECEIVE => ("receive buffer of", chain.iter().filter(|d| d.device_writes()).map(|d| d.len as u64).sum()),
             _ => ("transmit", chain.iter().filter(|d| !d.device_writes()).map(|d| d.len as u64).sum::<u64>()),
@@ -348,7 +348,7 @@ impl VirtioDevice for Net {
         format!("{dir} {}", crate::trace::device::bytes(total))
     }
 
-    fn inspect(&self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> String {
+    fn inspect(&self, queue: u16, chain: &[Desc], mem: &Mem) -> String {
         if queue == RECEIVE {
             return self.describe(queue, chain, mem);
         }
@@ -359,7 +359,7 @@ impl VirtioDevice for Net {
         }
     }
 
-    fn handle(&mut self, queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+    fn handle(&mut self, queue: u16, chain: &[Desc], mem: &Mem) -> Completion {
         if queue == RECEIVE { self.receive(chain, mem) } else { self.transmit(chain, mem) }
     }
 

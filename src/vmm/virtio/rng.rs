@@ -1,7 +1,7 @@
 //! virtio-rng: fills each buffer the driver offers with entropy from the host (`getrandom`).
 
+use crate::vmm::memory::Mem;
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
-use vm_memory::GuestMemoryMmap;
 
 use super::chain::{Desc, write_buffer};
 use super::{Completion, VirtioDevice};
@@ -32,12 +32,12 @@ impl VirtioDevice for Rng {
 
     fn read_config(&self, _offset: u64, _data: &mut [u8]) {}
 
-    fn describe(&self, _queue: u16, chain: &[Desc], _mem: &GuestMemoryMmap) -> String {
+    fn describe(&self, _queue: u16, chain: &[Desc], _mem: &Mem) -> String {
         let len: u64 = chain.iter().filter(|d| d.device_writes()).map(|d| d.len as u64).sum();
         format!("entropy {len} bytes")
     }
 
-    fn handle(&mut self, _queue: u16, chain: &[Desc], mem: &GuestMemoryMmap) -> Completion {
+    fn handle(&mut self, _queue: u16, chain: &[Desc], mem: &Mem) -> Completion {
         let mut written = 0u32;
         let mut problem = None;
         for d in chain {
