@@ -7,7 +7,12 @@
 //!   with the same bytes (`-device loader`) to a file (`migrate "exec:cat > FILE"`) and back
 //!   (`-incoming "exec:cat FILE"`), side by side;
 //! - `reverse-stepi` (the controller's, without gdb's round trip) as a function of the exits since
-//!   the checkpoint it goes back to.
+//!   the checkpoint it goes back to (checkpoints only where taken: `--checkpoint-every 0`);
+//! - with checkpoints while the guest runs (`--checkpoint-every 50ms`, the default): after a minute
+//!   of `spin` (`KVMSCOPE_BENCH_SECONDS`), `:goto` to random exits of that minute and a
+//!   reverse-stepi from each, how many checkpoints and what they hold;
+//! - what they cost going forward: the `bench` guest's cycles per exit and the project's Linux
+//!   boot to init (one vCPU; where the kernel builds), time travel on against off, side by side.
 //!
 //! `cargo bench --bench time_travel`.
 
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 use kvmscope::debug::ExitSpec;
 use kvmscope::guests::guest_path;
 use kvmscope::session::{self, Launched, Session};
+use kvmscope::vmm::snapshot::every::Every;
 use kvmscope::vmm::{Image, RunEnd, RunLimits, VmConfig};
 
 const MIB: u64 = 1 << 20;
@@ -41,14 +47,25 @@ fn random_bytes(len: u64) -> Vec<u8> {
 
 /// `spin` with `mem` of RAM, held before its first instruction.
 fn launch(mem: u64) -> Launched {
+    launch_with(Image::Kernel(guest_path("spin.elf")), mem, Every::Off, None, Box::new(std::io::sink()))
+}
+
+/// A guest held before its first instruction, checkpoints of kvmscope's own `every` interval.
+fn launch_with(
+    image: Image,
+    mem: u64,
+    every: Every,
+    initrd: Option<std::path::PathBuf>,
+    console: Box<dyn Write + Send>,
+) -> Launched {
     let config = VmConfig {
         debugcon: None,
-        image: Image::Kernel(guest_path("spin.elf")),
+        image,
         mem_size: mem,
-        cmdline: String::new(),
+        cmdline: if initrd.is_some() { LINUX_CMDLINE.into() } else { String::new() },
         cpus: 1,
-        console: Box::new(std::io::sink()),
-        initrd: None,
+        console,
+        initrd,
         host_workarounds: true,
         cpu_features: Vec::new(),
         virtio: Default::default(),
@@ -57,7 +74,7 @@ fn launch(mem: u64) -> Launched {
         irqchip: false,
         machine_args: vec!["--mem".into(), format!("{}M", mem / MIB)],
     };
-    let limits = RunLimits { start_paused: true, checkpoint_every: Some(0), ..Default::default() };
+    let limits = RunLimits { start_paused: true, checkpoint_every: every, ..Default::default() };
     let launched = session::launch(config, Session { limits, ..Default::default() }, Vec::new(), |_| {}).unwrap();
     assert!(launched.controller.wait_all_stopped(Duration::from_secs(10)));
     launched
@@ -241,6 +258,142 @@ fn reverse_stepi(l: &Launched, distance: u64, rounds: usize) -> f64 {
     times[times.len() / 2]
 }
 
+/// The project's Linux boots with this (its init powers off: the run ends).
+const LINUX_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+
+/// A reproducible pseudo-random number below `n` (xorshift).
+fn below(state: &mut u64, n: u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state % n.max(1)
+}
+
+/// Median and maximum.
+fn median_max(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Checkpoints while `spin` runs for `seconds`: then `:goto` to random exits of that time and a
+/// reverse-stepi from each. Prints the latencies, how many checkpoints and what they hold.
+fn while_running(seconds: u64) {
+    let l = launch_with(
+        Image::Kernel(guest_path("spin.elf")),
+        256 * MIB,
+        Every::Running(Duration::from_millis(50)),
+        None,
+        Box::new(std::io::sink()),
+    );
+    let c = &l.controller;
+    // Time travel on, as gdb's attach or the TUI's start turns it on.
+    c.checkpoint(false).unwrap();
+    let since = c.stop_serial();
+    c.resume();
+    std::thread::sleep(Duration::from_secs(seconds));
+    c.pause();
+    while c.wait_for_stop(since, Duration::from_millis(20)).is_none() {}
+    let end = c.position();
+    let list = c.checkpoints();
+    let (mut gotos, mut steps) = (Vec::new(), Vec::new());
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        let target = end - below(&mut seed, end);
+        let (_, t) = timed(|| c.go_back_to_exit(target).unwrap());
+        gotos.push(t);
+        let (_, t) = timed(|| c.reverse_step().unwrap());
+        steps.push(t);
+    }
+    let (goto_median, goto_max) = median_max(gotos);
+    let (step_median, step_max) = median_max(steps);
+    println!(
+        "  after {seconds} s of spin ({end} exits, {:.0} exits/s): {} checkpoints, {:.1} MiB held ({} thinned)",
+        end as f64 / seconds as f64,
+        list.checkpoints.len(),
+        list.bytes as f64 / MIB as f64,
+        list.thinned
+    );
+    println!(
+        "  :goto a random exit of that time  median {goto_median:>7.1} ms   max {goto_max:>7.1} ms   (target < 100 ms)"
+    );
+    println!(
+        "  reverse-stepi from there          median {step_median:>7.1} ms   max {step_max:>7.1} ms   (target < 100 ms)"
+    );
+    l.finish(RunEnd::Quit).unwrap();
+}
+
+/// Collects what the guest writes to its console.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `image` from its start to its end with time travel on (a first checkpoint, then
+/// kvmscope's own every 50 ms) or off; the seconds it took and what it wrote to the console.
+fn forward(image: Image, initrd: Option<std::path::PathBuf>, on: bool) -> (f64, String) {
+    let capture = Capture::default();
+    let every = if on { Every::Running(Duration::from_millis(50)) } else { Every::Off };
+    let l = launch_with(image, 256 * MIB, every, initrd, Box::new(capture.clone()));
+    if on {
+        l.controller.checkpoint(false).unwrap();
+    }
+    let t = Instant::now();
+    l.controller.resume();
+    l.wait().unwrap();
+    let console = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    (t.elapsed().as_secs_f64(), console)
+}
+
+/// The `bench` guest's cycles per exit (its 200,000 exits timed by its TSC).
+fn cycles_per_exit(console: &str) -> f64 {
+    let hex = console.lines().find_map(|l| l.strip_prefix("tsc-cycles ")).expect("the guest printed its count");
+    u64::from_str_radix(hex.trim(), 16).expect("hex count") as f64 / 200_000.0
+}
+
+/// What checkpoints while running cost going forward, on against off, rounds interleaved.
+fn forward_overhead() {
+    let bench = || Image::Kernel(guest_path("bench.elf"));
+    let mut ratios = Vec::new();
+    let (mut offs, mut ons) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let off = cycles_per_exit(&forward(bench(), None, false).1);
+        let on = cycles_per_exit(&forward(bench(), None, true).1);
+        ratios.push(on / off);
+        offs.push(off);
+        ons.push(on);
+    }
+    let (off, on, ratio) = (median_max(offs).0, median_max(ons).0, median_max(ratios).0);
+    println!(
+        "  bench guest, cycles per exit      off {off:>9.0}   on {on:>9.0}   on/off {ratio:.3}   (target <= 1.10)"
+    );
+    let built = Command::new("bash").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/linux/build.sh")).output();
+    let Some(dir) = built.ok().filter(|o| o.status.success()).and_then(|o| {
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.lines().last().map(|l| std::path::PathBuf::from(l.trim()))
+    }) else {
+        println!("  Linux boot: the test kernel did not build here (assets/linux/build.sh): not measured");
+        return;
+    };
+    let linux = || Image::Kernel(dir.join("bzImage"));
+    let initrd = || Some(dir.join("initramfs.cpio"));
+    let (off, console) = forward(linux(), initrd(), false);
+    assert!(console.contains("init is running"), "the kernel reached init: {console}");
+    let (on, console) = forward(linux(), initrd(), true);
+    assert!(console.contains("init is running"), "the kernel reached init with time travel on: {console}");
+    println!(
+        "  Linux boot to init and power-off  off {off:>8.2} s   on {on:>8.2} s   on/off {:.3}   (target <= 1.10)",
+        on / off
+    );
+}
+
 fn main() {
     if !std::path::Path::new("/dev/kvm").exists() {
         println!("time_travel: no /dev/kvm, nothing measured");
@@ -288,4 +441,11 @@ fn main() {
         println!("  {distance:>8} exits   {t:>8.1} ms   (target < 100 ms within 100,000 exits)");
     }
     l.finish(RunEnd::Quit).unwrap();
+    println!();
+    println!("  checkpoints while the guest runs (--checkpoint-every 50ms, 256 MiB), 20 random points");
+    let seconds = std::env::var("KVMSCOPE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    while_running(seconds);
+    println!();
+    println!("  going forward with checkpoints while running (on) and without (off), median of 5");
+    forward_overhead();
 }

@@ -174,11 +174,11 @@ struct RunArgs {
     /// debugger) and print where an exit's time goes with the summary.
     #[arg(long, requires = "headless")]
     self_profile: bool,
-    /// At a stop you hold (gdb, the TUI), take a checkpoint to go back from when the newest is
-    /// this many guest exits back; the TUI also takes one before the first instruction (0: only
-    /// those you take).
-    #[arg(long, value_name = "EXITS", default_value_t = kvmscope::vmm::snapshot::checkpoints::AUTO_EVERY)]
-    checkpoint_every: u64,
+    /// Once time travel is on (gdb attached, the TUI), take a checkpoint to go back from every so
+    /// many guest exits (10000) or so long of the guest running (50ms, 1s): while it runs, and at
+    /// the stops you hold. Going back re-executes at most one interval (0: only those you take).
+    #[arg(long, value_name = "EXITS|TIME", default_value_t = kvmscope::vmm::snapshot::every::DEFAULT)]
+    checkpoint_every: kvmscope::vmm::snapshot::every::Every,
 }
 
 fn parse_disk(text: &str) -> Result<DiskSpec, String> {
@@ -307,7 +307,7 @@ fn run(args: RunArgs) -> ExitCode {
         start_paused: args.gdb_wait,
         stacks_every: args.stacks,
         self_profile: args.self_profile,
-        checkpoint_every: Some(args.checkpoint_every),
+        checkpoint_every: args.checkpoint_every,
     };
     let record = args.record;
     let gdb = match args.gdb.as_ref().map(GdbServer::bind).transpose() {

@@ -150,6 +150,7 @@ fn a_long_reverse_command_answers_and_ctrl_c_or_gdb_leaving_stops_it() {
             "set remotetimeout 120",
             "break done",
             "continue",
+            "monitor checkpoints",
             "reverse-stepi",
             "info registers rip",
             "p *(long*)&counter",
@@ -161,11 +162,21 @@ fn a_long_reverse_command_answers_and_ctrl_c_or_gdb_leaving_stops_it() {
             "kill",
         ],
     );
-    stub.finish();
+    let (_, _, stderr) = stub.finish();
     let (vals, rips) = printed(&out);
     assert_eq!(rips, ["0x20002c"], "just before `done`, on the last jump: {out}");
     // 250,000 rounds back, before the store: the counter at 50,000, the marker not yet written.
     assert_eq!(vals, ["300000", "50000", "0"], "{out}");
+    // Checkpoints were taken while the guest ran (every 50 ms of running, by default) ...
+    let kept: u64 = out.lines().find_map(|l| l.split(" checkpoints: ").next()?.trim().parse().ok()).unwrap_or(0);
+    assert!(kept > 10, "checkpoints while running: {out}");
+    // ... so the reverse-stepi went forward from the last of them, not from the start, and the
+    // reverse-continue over the 250,000 exits back to the marker, not 300,000 twice.
+    let again: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("kvmscope: ")?.split(" exits were made again").next()?.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(again < 300_000, "exits made again: {again}\n{stderr}");
 
     // Ctrl-C during a reverse-continue that goes back to the start: it stops where it is.
     let stub = Stub::start("longrun.elf", true);
@@ -318,7 +329,17 @@ fn a_disk_goes_back_with_every_checkpoint_after_a_reverse_continue() {
     let disk = std::env::temp_dir().join(format!("kvmscope-rg-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     // The virtio guest's `rounds`: round N fills sector 2 with N, writes it, then writes N to port 0x80.
-    let args = ["--disk", disk.to_str().unwrap(), "--virtio", "rng,console", "--cmdline", "rounds"];
+    // Checkpoints by exits, none of kvmscope's own in these few hundred: the numbers are known.
+    let args = [
+        "--disk",
+        disk.to_str().unwrap(),
+        "--virtio",
+        "rng,console",
+        "--cmdline",
+        "rounds",
+        "--checkpoint-every",
+        "100000",
+    ];
     let sector2 = format!("shell od -An -tu1 -j1024 -N1 {}", disk.display());
     let stub = Stub::start_with("virtio.elf", true, "0", &args);
     let out = stub.gdb(

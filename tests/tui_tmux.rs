@@ -239,15 +239,61 @@ fn the_tui_goes_back_to_an_exit_and_runs_on_from_there() {
     assert!(s.contains("PAUSED vCPU 0 at") && s.contains(&format!(" · {place}")), "{s}");
     // From there: a checkpoint of the user's, then on, then back to it.
     t.keys(&[":checkpoint", "Enter"]);
-    t.wait_for(&[&format!("checkpoint #2 {place}")], ":checkpoint where the guest was put back");
+    let s = t.wait_for(&[&format!(" {place}"), "checkpoint #"], ":checkpoint where the guest was put back");
+    let id: u32 = s
+        .split("checkpoint #")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the checkpoint's number: {s}"));
     t.keys(&["Space"]);
     t.wait_for(&["RUNNING"], "it runs on from the past");
     t.keys(&["Space"]);
     t.wait_for(&["PAUSED vCPU 0 at"], "paused again");
-    t.keys(&[":restore 2", "Enter"]);
-    t.wait_for(&["back at checkpoint #2"], ":restore goes back");
+    t.keys(&[&format!(":restore {id}"), "Enter"]);
+    t.wait_for(&[&format!("back at checkpoint #{id}")], ":restore goes back");
     t.keys(&[":goto 999999999", "Enter"]);
     t.wait_for(&["going back to exit #999999999: ", "not on the timeline kept"], "an exit never made is said");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=0");
+    t.assert_restored();
+}
+
+#[test]
+fn going_back_far_shows_its_progress_and_esc_cancels_it() {
+    if !kvm_or_skip("going_back_far_shows_its_progress_and_esc_cancels_it") {
+        return;
+    }
+    // longrun: 300,000 exits, then its end. Checkpoints at exit 0 and 200,000 only: going back
+    // to exit 190,000 makes 190,000 exits again, long enough to be seen and cancelled.
+    let guest = common::guest("longrun.elf");
+    let args = format!("run --kernel {} --checkpoint-every 200000", guest.display());
+    let Some(t) = Tmux::start_with("far", 160, 45, &args) else { return };
+    t.wait_for(&["guest run ended", "status 15"], "longrun ends, its end kept");
+    t.keys(&[":goto 190000", "Enter"]);
+    let s = t.wait_until(
+        |s| {
+            s.contains("GOING BACK to exit #190000 · ")
+                && s.contains(" of 19000")
+                && s.contains(" exits made again (")
+                && !s.contains("· 0 of")
+        },
+        "the status line shows how far it has got",
+    );
+    assert!(s.contains("Esc cancels"), "{s}");
+    // While it goes, other commands wait.
+    t.keys(&["s"]);
+    t.wait_for(&["going back: wait for it, or Esc cancels it"], "a step waits");
+    t.keys(&["Escape"]);
+    let s = t.wait_for(
+        &["going back to exit #190000: cancelled: back where it started (", " after exit 300001)"],
+        "Esc cancels",
+    );
+    assert!(s.contains("ENDED"), "back at the guest's end: {s}");
+    // Back where it was: its end, which a goto leaves again.
+    t.keys(&[":goto 250000", "Enter"]);
+    t.wait_for(&["back at exit #250000 (after exit "], "a goto after the cancel");
+    // Quit in the past: the user's quit, not the guest's end.
     t.keys(&["q"]);
     assert_eq!(t.wait_status(), "EXIT=0");
     t.assert_restored();

@@ -12,6 +12,7 @@ use crate::controller::{ControlError, Controller};
 use crate::sync::lock;
 use crate::vmm::live_state;
 use crate::vmm::snapshot::SnapshotError;
+use crate::vmm::snapshot::every::Every;
 use crate::vmm::snapshot::file::{self, SnapshotHeader};
 pub use crate::vmm::timeline::{Landmark, Place, TravelError};
 
@@ -53,15 +54,21 @@ pub struct CheckpointList {
     pub thinned: u64,
     /// Bytes the writable disks' undo logs keep for them.
     pub disk_undo: u64,
+    /// Why the last checkpoint kvmscope tried to take while the guest ran was not kept.
+    pub refused: Option<String>,
 }
+
+/// Checkpoints listed one per line up to this many; past it the automatic ones in the middle are
+/// summed up in one line (a guest running for a minute has a thousand).
+const LISTED: usize = 12;
 
 impl std::fmt::Display for CheckpointList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::vmm::memory::{data_size, human_size};
         if self.checkpoints.is_empty() {
-            return write!(f, "no checkpoints (:checkpoint or monitor checkpoint takes one)");
+            write!(f, "no checkpoints (:checkpoint or monitor checkpoint takes one)")?;
         }
-        for c in &self.checkpoints {
+        let row = |f: &mut std::fmt::Formatter<'_>, c: &CheckpointInfo| {
             writeln!(
                 f,
                 "#{:<3} {:<34} {:>10.6}s  {:<9} {}",
@@ -70,21 +77,57 @@ impl std::fmt::Display for CheckpointList {
                 c.t_ns as f64 / 1e9,
                 if c.manual { "taken" } else { "automatic" },
                 data_size(c.size)
+            )
+        };
+        let n = self.checkpoints.len();
+        // The oldest, the ones the user took, and the newest few, whole; the rest summed up.
+        let shown = |i: usize, c: &CheckpointInfo| n <= LISTED || i == 0 || i + LISTED / 2 >= n || c.manual;
+        let mut skipped: Vec<&CheckpointInfo> = Vec::new();
+        for (i, c) in self.checkpoints.iter().enumerate() {
+            if shown(i, c) {
+                summed_up(f, &skipped)?;
+                skipped.clear();
+                row(f, c)?;
+            } else {
+                skipped.push(c);
+            }
+        }
+        if n > 0 {
+            write!(
+                f,
+                "{n} checkpoint{}: {} held of a {} budget{}{}",
+                if n == 1 { "" } else { "s" },
+                data_size(self.bytes),
+                human_size(self.budget),
+                if self.thinned > 0 { format!(", {} older thinned away", self.thinned) } else { String::new() },
+                if self.disk_undo > 0 {
+                    format!("; the disks' undo logs {}", data_size(self.disk_undo))
+                } else {
+                    String::new()
+                }
             )?;
         }
-        write!(
-            f,
-            "{} held of a {} budget{}{}",
-            data_size(self.bytes),
-            human_size(self.budget),
-            if self.thinned > 0 { format!(", {} older thinned away", self.thinned) } else { String::new() },
-            if self.disk_undo > 0 {
-                format!("; the disks' undo logs {}", data_size(self.disk_undo))
-            } else {
-                String::new()
-            }
-        )
+        if let Some(why) = &self.refused {
+            write!(f, "\nthe last taken while running was not kept: {why}")?;
+        }
+        Ok(())
     }
+}
+
+/// One line for automatic checkpoints left out of the list: how many, how far apart, how large.
+fn summed_up(f: &mut std::fmt::Formatter<'_>, skipped: &[&CheckpointInfo]) -> std::fmt::Result {
+    let (Some(first), Some(last)) = (skipped.first(), skipped.last()) else { return Ok(()) };
+    let n = skipped.len() as u64;
+    let bytes: u64 = skipped.iter().map(|c| c.size).sum();
+    writeln!(
+        f,
+        "     … {n} automatic from exit {} to {}, one every {} exits / {:.1} ms on average, {}",
+        first.position(),
+        last.position(),
+        (last.position() - first.position()) / n.saturating_sub(1).max(1),
+        (last.t_ns.saturating_sub(first.t_ns)) as f64 / 1e6 / n.saturating_sub(1).max(1) as f64,
+        crate::vmm::memory::data_size(bytes)
+    )
 }
 
 impl Controller {
@@ -125,54 +168,27 @@ impl Controller {
 
     /// Forgets the checkpoints of a future the guest has left (it took another path since).
     pub(crate) fn prune_future(&self) {
-        if let Some(exits) = self.shared().timeline.take_left_at() {
-            lock(&self.shared().checkpoints).drop_from(exits);
-        }
+        live_state::prune_future(self.shared());
     }
 
     /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
     pub fn checkpoint(&self, manual: bool) -> Result<u32, ControlError> {
         self.prune_future();
-        let shared = self.shared();
-        let (machine, _, t_ns) = live_state::capture_machine(shared)?;
+        let (machine, _, t_ns) = live_state::capture_machine(self.shared())?;
         let place = self.present();
-        let planted = live_state::planted_originals(shared);
-        shared.timeline.keep_history();
-        let exit_hits = shared.debug.exit_breakpoint_hits();
-        // From the first checkpoint on, KVM logs the guest's writes: the next checkpoint or
-        // restore looks only at the pages written since this one.
-        let logged = shared.log_for_checkpoints();
-        let mut checkpoints = lock(&shared.checkpoints);
-        match logged {
-            Ok(()) => shared.written_into(&mut checkpoints),
-            Err(_) => checkpoints.forget_base(),
-        }
-        // SAFETY: every vCPU is parked and the virtio workers settled (capture_machine).
-        let ram = unsafe { shared.ram.slices() };
-        let id = checkpoints.add(place, t_ns, manual, machine, &ram).map_err(TravelError::Budget)?;
-        for (gpa, byte) in planted {
-            checkpoints.poke_newest(gpa, byte);
-        }
-        checkpoints.mark_disks(id, shared.virtio.mark_disks());
-        checkpoints.set_exit_hits(id, exit_hits);
-        // Thinning may have dropped the oldest: the disks need not go back further than what is left.
-        if let Some(marks) = checkpoints.list().first().and_then(|c| c.disks.as_deref()) {
-            shared.virtio.forget_disks_before(marks);
-        }
-        Ok(id)
+        Ok(live_state::keep_checkpoint(self.shared(), machine, place, t_ns, manual).map_err(TravelError::Budget)?)
     }
 
     /// At a stop the user holds: takes a checkpoint of kvmscope's own when there is none yet or
-    /// the newest is [`crate::vmm::snapshot::checkpoints::AUTO_EVERY`] exits back or more, so that
-    /// going back is never far from one. `None` when none was due.
+    /// the newest is an interval back (`--checkpoint-every`), so that going back is never far
+    /// from one. `None` when none was due.
     pub fn auto_checkpoint(&self) -> Option<Result<u32, ControlError>> {
         let shared = self.shared();
-        let every = shared.checkpoint_every;
-        if every == 0 || self.is_ending() {
+        if shared.checkpoint_every == Every::Off || self.is_ending() {
             return None;
         }
-        let newest = lock(&shared.checkpoints).list().last().map(|c| c.seq());
-        let due = newest.is_none_or(|at| shared.timeline.position() >= at + every);
+        let none_yet = lock(&shared.checkpoints).list().is_empty();
+        let due = none_yet || shared.checkpoint_due(shared.timeline.position(), shared.ran_ns());
         due.then(|| self.checkpoint(false))
     }
 
@@ -196,6 +212,7 @@ impl Controller {
             budget: c.budget,
             thinned: c.thinned,
             disk_undo: self.shared().virtio.disk_undo_bytes(),
+            refused: c.refused.clone(),
         }
     }
 
@@ -243,6 +260,7 @@ impl Controller {
         // An exit breakpoint's Nth match is counted along the timeline: its count goes back too.
         shared.debug.set_exit_breakpoint_hits(&hits);
         shared.timeline.set_place(&place);
+        shared.checkpoint_placed(place.exits);
         Ok(place)
     }
 

@@ -216,13 +216,34 @@ impl Controller {
         })
     }
 
-    /// Back to just after exit `exits` (its instruction finished).
+    /// Back to just after exit `exits` (its instruction finished). Cancelled ([`Self::cancel_travel`]:
+    /// the TUI's Esc), the VM goes back where it was before instead.
     pub fn go_back_to_exit(&self, exits: u64) -> Result<(), TravelError> {
         self.going_back(|| {
-            self.go_to(&Place::at_exit(exits))?;
-            self.restate(StopReason::Reached(exits));
-            Ok(())
+            let before = self.present();
+            let reason = self.shared().debug.stop_of(0).map(|s| s.reason);
+            match self.go_to(&Place::at_exit(exits)) {
+                Ok(()) => {
+                    self.restate(StopReason::Reached(exits));
+                    Ok(())
+                }
+                Err(TravelError::Cancelled(_)) => {
+                    self.shared().timeline.cancel.store(false, std::sync::atomic::Ordering::Release);
+                    self.go_to(&before)?;
+                    if let Some(reason) = reason {
+                        self.restate(reason);
+                    }
+                    Err(TravelError::CancelledBack(Box::new(before)))
+                }
+                Err(e) => Err(e),
+            }
         })
+    }
+
+    /// While a command goes back: the exits it has made again of those it must make to reach
+    /// its target from the checkpoint it started from.
+    pub fn travel_progress(&self) -> Option<(u64, u64)> {
+        self.shared().timeline.progress()
     }
 
     /// The TUI's "go back to here": to just after the exit the views number `seq`, where it

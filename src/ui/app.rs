@@ -76,6 +76,21 @@ pub enum Action {
     GotoTime(u64),
 }
 
+/// A going back under way (`:goto`, `b` in the inspector), on a thread of its own: the TUI
+/// draws on meanwhile and Esc cancels it.
+pub struct GoingBack {
+    /// The exit it goes to.
+    pub seq: u64,
+    /// The exits made again so far, of those to make.
+    pub progress: Option<(u64, u64)>,
+    /// Whether it started at the guest's end (kept as a stop).
+    pub from_end: bool,
+    /// The message it ends with, and whether it is an error.
+    pub done: std::sync::mpsc::Receiver<(String, bool)>,
+    /// Esc was pressed.
+    pub cancelling: bool,
+}
+
 /// Whether the guest runs, is stopped, or has ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
@@ -136,6 +151,8 @@ pub struct App {
     pub gdb: Option<String>,
     /// The exit inspector, while open.
     pub inspector: Option<Inspector>,
+    /// The going back under way, if one is.
+    pub going_back: Option<GoingBack>,
     /// Recorded call stacks by exit (a replay of a `--stacks` recording).
     pub stacks: std::collections::HashMap<u64, Vec<u64>>,
     /// The latest in-kernel events (`--kernel-events`), for the inspector; `None` when not followed.
@@ -195,6 +212,7 @@ impl App {
             help_scroll: 0,
             gdb: None,
             inspector: None,
+            going_back: None,
             stacks: Default::default(),
             kernel_lines: None,
         }

@@ -29,8 +29,9 @@ use crate::session::{self, Launched, Session, SessionError};
 use crate::sink::live::{LIVE_CAPACITY, LiveFeed};
 use crate::summary::SummaryFormat;
 use crate::vmm::snapshot::SnapshotError;
+use crate::vmm::snapshot::every::Every;
 use crate::vmm::{RunEnd, VmConfig};
-use app::{Action, App, RunState};
+use app::{Action, App, GoingBack, RunState};
 
 /// Time between frames (30 per second).
 const FRAME: Duration = Duration::from_millis(33);
@@ -65,7 +66,7 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
     let feed = Arc::new(feed);
     // A checkpoint before the first instruction, so that every exit the view shows can be gone
     // back to (`--checkpoint-every 0` leaves it out; with `--gdb-wait` gdb's attach takes it).
-    let checkpoints_on = session.limits.checkpoint_every != Some(0);
+    let checkpoints_on = session.limits.checkpoint_every != Every::Off;
     let checkpoint_at_start = !session.limits.start_paused && checkpoints_on;
     session.limits.start_paused |= checkpoint_at_start;
     let mut launched = match session::launch(config, session, vec![feed.clone()], |_| {}) {
@@ -133,9 +134,23 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         app.exits.dropped = feed.dropped();
         app.stats.update(controller.counters(), Instant::now());
         app.stats.kvm.sample(controller.kvm_counts(), Instant::now());
-        app.set_stops(&controller.stops(), controller.is_paused());
-        app.place = (app.state == RunState::Paused).then(|| controller.place().to_string());
-        if app.state == RunState::Paused {
+        if let Some(g) = &mut app.going_back {
+            g.progress = controller.travel_progress();
+        }
+        if let Some((text, error)) = app.going_back.as_ref().and_then(|g| g.done.try_recv().ok()) {
+            let from_end = app.going_back.take().is_some_and(|g| g.from_end);
+            if from_end && !error {
+                app.leave_end();
+            }
+            app.set_stops(&controller.stops(), controller.is_paused());
+            app.say(text, error);
+        }
+        let travelling = app.going_back.is_some();
+        if !travelling {
+            app.set_stops(&controller.stops(), controller.is_paused());
+        }
+        app.place = (app.state == RunState::Paused && !travelling).then(|| controller.place().to_string());
+        if app.state == RunState::Paused && !travelling {
             // Somewhere to go back to near each stop the user holds (see `--checkpoint-every`).
             if let Some(Err(e)) = controller.auto_checkpoint() {
                 app.say(format!("automatic checkpoint: {e}"), true);
@@ -203,6 +218,12 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
                 break;
             }
             match event::read() {
+                Ok(Event::Key(key)) if app.going_back.is_some() && key.code == event::KeyCode::Esc => {
+                    launched.controller.cancel_travel();
+                    if let Some(g) = &mut app.going_back {
+                        g.cancelling = true;
+                    }
+                }
                 Ok(Event::Key(key)) => {
                     for action in app.on_key(key) {
                         perform(action, &mut app, &launched);
@@ -218,6 +239,11 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         }
     }
     drop(guard);
+    // Quitting while going back: it stops where it is first.
+    if let Some(g) = app.going_back.take() {
+        launched.controller.cancel_travel();
+        let _ = g.done.recv_timeout(Duration::from_secs(10));
+    }
     let report = match held {
         // Quit (or Ctrl-C, SIGTERM, SIGHUP) at the guest's end: the run ended as the guest ended it.
         Some(end) => launched.finish_with(end),
@@ -243,6 +269,10 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
     let controller = &launched.controller;
     if !launched.is_running() && !matches!(action, Action::Quit | Action::ShowChain { .. }) {
         app.say("the run has ended: its registers, memory and page tables can still be looked at; q quits", true);
+        return;
+    }
+    if app.going_back.is_some() && !matches!(action, Action::Quit) {
+        app.say("going back: wait for it, or Esc cancels it", true);
         return;
     }
     // The guest ended, its end kept: the past can be gone back to, the end not run past.
@@ -315,7 +345,21 @@ fn perform(action: Action, app: &mut App, launched: &Launched) {
             }
             Err(e) => app.say(e.to_string(), true),
         },
-        Action::Goto(_) | Action::Checkpoint | Action::Restore(_) | Action::Snapshot(_) => {
+        Action::Goto(seq) => {
+            // On a thread of its own: the TUI draws the progress meanwhile, and Esc cancels.
+            let (tell, done) = std::sync::mpsc::channel();
+            let c = controller.clone();
+            let spawned = std::thread::Builder::new().name("going back".into()).spawn(move || {
+                let _ = tell.send(travel(Action::Goto(seq), &c));
+            });
+            match spawned {
+                Ok(_) => {
+                    app.going_back = Some(GoingBack { seq, progress: None, from_end: at_end, done, cancelling: false })
+                }
+                Err(e) => app.say(format!("going back to exit #{seq}: no thread for it: {e}"), true),
+            }
+        }
+        Action::Checkpoint | Action::Restore(_) | Action::Snapshot(_) => {
             let goes_back = matches!(action, Action::Goto(_) | Action::Restore(_));
             let (text, error) = travel(action, controller);
             if at_end && goes_back && !error {

@@ -16,6 +16,19 @@ use crate::ui::theme::Theme;
 
 /// The run state's label and its style.
 fn state(app: &App, theme: &Theme) -> (String, Style) {
+    if let Some(g) = &app.going_back {
+        let progress = match g.progress {
+            Some((done, of)) if of > 0 => format!(" · {done} of {of} exits made again ({}%)", done * 100 / of),
+            _ => String::new(),
+        };
+        let what = if g.cancelling {
+            "CANCELLING: back to where it was".to_string()
+        } else {
+            format!("GOING BACK to exit #{}", g.seq)
+        };
+        let esc = if g.cancelling { "" } else { " · Esc cancels" };
+        return (format!("{what}{progress}{esc}"), theme.warn());
+    }
     match &app.state {
         RunState::Running => ("RUNNING".to_string(), theme.ok()),
         RunState::Pausing => ("PAUSING".to_string(), theme.warn()),

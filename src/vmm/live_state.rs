@@ -4,9 +4,12 @@
 
 use super::memory::GuestRam;
 use super::shared::Shared;
+use super::snapshot::checkpoints::OverBudget;
 use super::snapshot::{KernelChips, MachineState, SnapshotError, VcpuSnapshot, restore_devices, save_devices};
+use super::timeline::Place;
 use crate::debug::VcpuCommand;
 use crate::decode::PhysRead;
+use crate::sync::lock;
 
 /// How long a parked vCPU has to answer.
 const ANSWER: std::time::Duration = std::time::Duration::from_secs(10);
@@ -62,6 +65,13 @@ pub fn capture_machine(shared: &Shared) -> Result<(MachineState, u64, u64), Snap
         let state = with_vcpu(shared, vcpu, move |fd| VcpuSnapshot::capture(fd, &msrs, lapic))?;
         vcpus.push(state.map_err(|source| SnapshotError::Vcpu { vcpu, source })?);
     }
+    machine_with(shared, vcpus)
+}
+
+/// The machine around the vCPUs' states (taken by their threads, every vCPU stopped with its
+/// instruction finished): the chips, the devices once the virtio workers settled; with where on
+/// the timeline and when it is.
+pub fn machine_with(shared: &Shared, vcpus: Vec<VcpuSnapshot>) -> Result<(MachineState, u64, u64), SnapshotError> {
     let chips = match shared.irqchip {
         true => Some(KernelChips::capture(&shared.vm).map_err(SnapshotError::Chips)?),
         false => None,
@@ -112,4 +122,49 @@ pub fn restore_with(
         with_vcpu(shared, vcpu, move |fd| state.restore(fd))?.map_err(|source| SnapshotError::Vcpu { vcpu, source })?;
     }
     Ok(())
+}
+
+/// Keeps `machine`, taken at `place` (`t_ns` since the start), with guest RAM as it is now, as a
+/// checkpoint (`manual`: the user asked); its number. Every vCPU is stopped — parked, or the lone
+/// vCPU taking one at its exit — and the virtio workers settled. From the first one on, KVM logs
+/// the guest's writes, so that the next one looks only at the pages written since.
+pub fn keep_checkpoint(
+    shared: &Shared,
+    machine: MachineState,
+    place: Place,
+    t_ns: u64,
+    manual: bool,
+) -> Result<u32, OverBudget> {
+    prune_future(shared);
+    let planted = planted_originals(shared);
+    shared.timeline.keep_history();
+    let exit_hits = shared.debug.exit_breakpoint_hits();
+    let logged = shared.log_for_checkpoints();
+    let mut checkpoints = lock(&shared.checkpoints);
+    match logged {
+        Ok(()) => shared.written_into(&mut checkpoints),
+        Err(_) => checkpoints.forget_base(),
+    }
+    // SAFETY: every vCPU is stopped and the virtio workers settled (the caller's promise).
+    let ram = unsafe { shared.ram.slices() };
+    let id = checkpoints.add(place, t_ns, manual, machine, &ram)?;
+    checkpoints.refused = None;
+    for (gpa, byte) in planted {
+        checkpoints.poke_newest(gpa, byte);
+    }
+    checkpoints.mark_disks(id, shared.virtio.mark_disks());
+    checkpoints.set_exit_hits(id, exit_hits);
+    // Thinning may have dropped the oldest: the disks need not go back further than what is left.
+    if let Some(marks) = checkpoints.list().first().and_then(|c| c.disks.as_deref()) {
+        shared.virtio.forget_disks_before(marks);
+    }
+    shared.checkpoint_placed(place.exits);
+    Ok(id)
+}
+
+/// Forgets the checkpoints of a future the guest has left (it took another path since).
+pub fn prune_future(shared: &Shared) {
+    if let Some(exits) = shared.timeline.take_left_at() {
+        lock(&shared.checkpoints).drop_from(exits);
+    }
 }

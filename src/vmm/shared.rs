@@ -16,6 +16,7 @@ use super::msr::MsrError;
 use super::outcome::RunEnd;
 use super::slots::{Protection, Slot, SlotError, apply, dirty_pages, layout, log_dirty, register};
 use super::snapshot::checkpoints::Checkpoints;
+use super::snapshot::every::Every;
 use super::virtio::VirtioSet;
 use crate::debug::DebugState;
 use crate::sink::ExitSink;
@@ -99,9 +100,16 @@ pub struct Shared {
     pub timeline: super::timeline::Timeline,
     /// The run's machine options, as given (a snapshot names them, to build the machine again).
     pub machine_args: Vec<String>,
-    /// At a stop the user holds, a checkpoint is taken when the newest is this many exits back
-    /// (0: never on its own).
-    pub checkpoint_every: u64,
+    /// How often kvmscope takes checkpoints of its own, once time travel is on: at the lone
+    /// vCPU's exits while the guest runs, and at the stops the user holds.
+    pub checkpoint_every: Every,
+    /// How long the guest has run (vCPU 0's time out of parks), up to vCPU 0's last park or
+    /// checkpoint, in ns.
+    pub ran_ns: AtomicU64,
+    /// Where (exits) and when (in `ran_ns`) the VM last was a checkpoint's: the next of
+    /// kvmscope's own is due `checkpoint_every` later.
+    pub last_checkpoint_at: AtomicU64,
+    pub last_checkpoint_ran: AtomicU64,
     /// Set while the guest goes over its past again: its console output was written already.
     pub output_mutes: Vec<Arc<AtomicBool>>,
     /// Keep the guest's own end (a halt, the debug-exit port, a crash) as a stop to go back
@@ -112,6 +120,27 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The guest's running time so far, as of vCPU 0's last park or checkpoint.
+    pub fn ran_ns(&self) -> u64 {
+        self.ran_ns.load(Ordering::Acquire)
+    }
+
+    /// The VM is a checkpoint's at `exits` (one was taken, or put back): kvmscope's next is an
+    /// interval from here.
+    pub fn checkpoint_placed(&self, exits: u64) {
+        self.last_checkpoint_at.store(exits, Ordering::Release);
+        self.last_checkpoint_ran.store(self.ran_ns(), Ordering::Release);
+    }
+
+    /// Whether one of kvmscope's own checkpoints is due at `position` after `ran_ns` of running:
+    /// time travel is on (there was a first checkpoint) and an interval has passed since the VM
+    /// was last a checkpoint's.
+    pub fn checkpoint_due(&self, position: u64, ran_ns: u64) -> bool {
+        let exits = position.saturating_sub(self.last_checkpoint_at.load(Ordering::Acquire));
+        let ran = ran_ns.saturating_sub(self.last_checkpoint_ran.load(Ordering::Acquire));
+        self.timeline.is_keeping() && self.checkpoint_every.due(exits, std::time::Duration::from_nanos(ran))
+    }
+
     /// Whether the run is ending.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)

@@ -111,6 +111,8 @@ pub enum TravelError {
     TooLong(u64),
     #[error("interrupted by the user at {0}")]
     Cancelled(Box<Place>),
+    #[error("cancelled: back where it started ({0})")]
+    CancelledBack(Box<Place>),
     #[error("{0}")]
     Diverged(String),
     #[error("going forward again, exit {next} came before the stop at {place}: the guest took another path")]
@@ -134,7 +136,13 @@ pub enum TravelError {
 impl TravelError {
     /// Whether the guest is still where it was before the command (nothing was re-executed).
     pub fn left_in_place(&self) -> bool {
-        matches!(self, TravelError::ManyVcpus(_) | TravelError::NoCheckpoint | TravelError::Running)
+        matches!(
+            self,
+            TravelError::ManyVcpus(_)
+                | TravelError::NoCheckpoint
+                | TravelError::Running
+                | TravelError::CancelledBack(_)
+        )
     }
 }
 
@@ -243,6 +251,8 @@ pub struct Timeline {
     known: AtomicU64,
     /// Stop when the position reaches this ([`UNKNOWN`]: nowhere).
     run_to: AtomicU64,
+    /// The position when `run_to` was set: how far going forward has got is counted from it.
+    run_from: AtomicU64,
     history: Mutex<History>,
     /// Why the last going back failed, if it did.
     pub note: Mutex<Option<String>>,
@@ -268,6 +278,7 @@ impl Timeline {
             reached: AtomicU64::new(position),
             known: AtomicU64::new(position),
             run_to: AtomicU64::new(UNKNOWN),
+            run_from: AtomicU64::new(position),
             history: Mutex::new(History { base: position, ..History::default() }),
             note: Mutex::new(None),
             cancel: AtomicBool::new(false),
@@ -437,6 +448,11 @@ impl Timeline {
         }
     }
 
+    /// Whether the history is kept (there was a first checkpoint: time travel is on).
+    pub fn is_keeping(&self) -> bool {
+        self.keeping.load(Ordering::Acquire)
+    }
+
     /// Starts keeping the history (the first checkpoint).
     pub fn keep_history(&self) {
         if !self.keeping.swap(true, Ordering::AcqRel) {
@@ -456,7 +472,15 @@ impl Timeline {
 
     /// Going forward, stop when the position reaches `position` ([`UNKNOWN`]: do not).
     pub fn run_to(&self, position: u64) {
+        self.run_from.store(self.position(), Ordering::Release);
         self.run_to.store(position, Ordering::Release);
+    }
+
+    /// While going forward to a position: the exits made so far of those to make.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        let to = self.run_to.load(Ordering::Acquire);
+        let from = self.run_from.load(Ordering::Acquire);
+        (to != UNKNOWN).then(|| (self.position().saturating_sub(from).min(to - from), to.saturating_sub(from)))
     }
 
     /// How far the history reaches: the last position it holds.

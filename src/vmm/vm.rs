@@ -109,8 +109,9 @@ pub struct RunLimits {
     pub stacks_every: Option<u64>,
     /// `--self-profile`: time the stages of the vCPU loop.
     pub self_profile: bool,
-    /// `--checkpoint-every N`: exits between automatic checkpoints at the user's stops.
-    pub checkpoint_every: Option<u64>,
+    /// `--checkpoint-every`: how often kvmscope takes checkpoints of its own once time travel
+    /// is on.
+    pub checkpoint_every: super::snapshot::every::Every,
 }
 
 /// A built VM, ready to run.
@@ -478,7 +479,10 @@ impl Vm {
             irqchip,
             checkpoints: Mutex::default(),
             timeline: super::timeline::Timeline::new(first_seq),
-            checkpoint_every: limits.checkpoint_every.unwrap_or(super::snapshot::checkpoints::AUTO_EVERY),
+            checkpoint_every: limits.checkpoint_every,
+            ran_ns: AtomicU64::new(0),
+            last_checkpoint_at: AtomicU64::new(first_seq),
+            last_checkpoint_ran: AtomicU64::new(0),
             output_mutes,
             machine_args,
             hold_end: AtomicBool::new(false),

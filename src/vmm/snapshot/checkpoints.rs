@@ -21,9 +21,6 @@ use crate::vmm::timeline::Place;
 /// A page of guest RAM.
 pub const PAGE: usize = 4096;
 
-/// Exits between the checkpoints kvmscope takes on its own at the user's stops (`--checkpoint-every`).
-pub const AUTO_EVERY: u64 = 10_000;
-
 /// Bytes checkpoints may hold, the newest's pages included (the budget the oldest are thinned to).
 pub const DEFAULT_BUDGET: u64 = 2 << 30;
 
@@ -97,6 +94,8 @@ pub struct Checkpoints {
     base: Option<u32>,
     /// Pages written since RAM was `base`'s.
     written: BTreeSet<u64>,
+    /// Why the last checkpoint kvmscope tried to take while the guest ran was not kept.
+    pub refused: Option<String>,
 }
 
 impl Default for Checkpoints {
@@ -109,6 +108,7 @@ impl Default for Checkpoints {
             thinned: 0,
             base: None,
             written: BTreeSet::new(),
+            refused: None,
         }
     }
 }

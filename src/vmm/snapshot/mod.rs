@@ -4,6 +4,7 @@
 //! (`file`). Restoring a state and running on is, to the guest, as if it had never left it.
 
 pub mod checkpoints;
+pub mod every;
 pub mod file;
 pub mod vcpu;
 

@@ -18,9 +18,12 @@ use kvm_ioctls::{SyncReg, VcpuFd};
 use super::bus::VmRequest;
 use super::exit::{RunDetail, translate};
 use super::kick;
+use super::live_state;
 use super::msr;
 use super::outcome::{CrashReport, RunEnd, VmmFailure};
 use super::shared::Shared;
+use super::snapshot::{SnapshotError, VcpuSnapshot};
+use super::timeline::Place;
 use crate::debug::{Stop, StopReason, VcpuCommand};
 use crate::decode::paging::read_virt;
 use crate::decode::regs::RFLAGS_IF;
@@ -58,6 +61,12 @@ pub struct Vcpu {
     parks: u64,
     /// `--self-profile`: the loop's stages, timed.
     profile: Option<StageClock>,
+    /// The only vCPU: it takes kvmscope's own checkpoints at its exits while the guest runs.
+    lone: bool,
+    /// One of those is due once the instruction of this exit is finished.
+    checkpoint_due: bool,
+    /// When (ns since the start) this vCPU last left a park or counted its running time.
+    running_from_ns: u64,
 }
 
 /// The last exits of a vCPU, for a crash report: a fixed ring written in place, so that keeping
@@ -116,6 +125,7 @@ impl Vcpu {
         }
         let run = fd.get_kvm_run() as *mut kvm_run;
         let profile = shared.stage_times.is_some().then(|| StageClock::new(shared.clock));
+        let lone = shared.counters.len() == 1;
         Self {
             index,
             fd,
@@ -129,6 +139,9 @@ impl Vcpu {
             kicked: false,
             parks: 0,
             profile,
+            lone,
+            checkpoint_due: false,
+            running_from_ns: 0,
         }
     }
 
@@ -136,6 +149,7 @@ impl Vcpu {
     /// VM's owner ended the run.
     pub fn run(mut self) -> Option<VcpuEnd> {
         kick::bind(Some(self.run));
+        self.running_from_ns = self.now_ns();
         let end = loop {
             if self.shared.is_stopping() {
                 break None;
@@ -153,6 +167,9 @@ impl Vcpu {
                     Some(next) => next,
                     None => break None,
                 };
+            }
+            if matches!(next, Next::Continue) && std::mem::take(&mut self.checkpoint_due) {
+                next = self.checkpoint_here();
             }
             if let Next::End(end) = next {
                 let crash = end.is_crash().then(|| Box::new(self.crash_report()));
@@ -358,6 +375,9 @@ impl Vcpu {
                 return Next::Continue;
             }
         }
+        if news && matches!(next, Next::Continue) && !at_limit {
+            self.checkpoint_due = self.checkpoint_due_at(&event);
+        }
         self.recent.push(event);
         if let Some(p) = &mut self.profile {
             p.lap(Stage::Debugger);
@@ -369,10 +389,71 @@ impl Vcpu {
         }
     }
 
+    /// Whether one of kvmscope's own checkpoints is due after this new exit: the lone vCPU,
+    /// running freely, an interval since the last (see [`Shared::checkpoint_due`]).
+    fn checkpoint_due_at(&self, event: &ExitEvent) -> bool {
+        let shared = &self.shared;
+        self.lone
+            && self.debugger.state == VcpuState::Running
+            && crate::vmm::timeline::is_guest_exit(event)
+            && shared.checkpoint_due(shared.timeline.position(), self.ran_ns(event.t_ns))
+    }
+
+    /// Nanoseconds since the start, on the run's clock.
+    fn now_ns(&self) -> u64 {
+        self.shared.clock.ns_since_start(self.shared.clock.now())
+    }
+
+    /// The guest's running time at `now_ns`: vCPU 0's time out of parks.
+    fn ran_ns(&self, now_ns: u64) -> u64 {
+        self.shared.ran_ns() + now_ns.saturating_sub(self.running_from_ns)
+    }
+
+    /// Adds the running time up to now to the shared count (vCPU 0 keeps it).
+    fn count_running_time(&mut self) {
+        if self.index == 0 {
+            let now = self.now_ns();
+            self.shared.ran_ns.store(self.ran_ns(now), std::sync::atomic::Ordering::Release);
+            self.running_from_ns = now;
+        }
+    }
+
+    /// Takes one of kvmscope's own checkpoints at this exit, with its instruction finished first
+    /// as a parked vCPU's would be. When finishing it went on to another exit (the next round of
+    /// a string instruction) or stopped, the next exit tries again; a checkpoint that cannot be
+    /// kept is said in the checkpoints' list, and the next is tried an interval later.
+    fn checkpoint_here(&mut self) -> Next {
+        let (position, parks) = (self.shared.timeline.position(), self.parks);
+        let next = self.complete_instruction();
+        let moved = self.parks != parks || self.shared.timeline.position() != position;
+        if !matches!(next, Next::Continue) || moved || self.shared.is_stopping() {
+            return next;
+        }
+        self.count_running_time();
+        let shared = &*self.shared;
+        let taken = VcpuSnapshot::capture(&self.fd, &shared.msr_list, shared.irqchip)
+            .map_err(|source| SnapshotError::Vcpu { vcpu: self.index as usize, source }.to_string())
+            .and_then(|vcpu| live_state::machine_with(shared, vec![vcpu]).map_err(|e| e.to_string()))
+            .and_then(|(machine, _, t_ns)| {
+                live_state::keep_checkpoint(shared, machine, Place::at_exit(position), t_ns, false)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(why) = taken {
+            shared.checkpoint_placed(position);
+            lock(&shared.checkpoints).refused = Some(why);
+        }
+        if let Some(p) = &mut self.profile {
+            p.skip();
+        }
+        Next::Continue
+    }
+
     /// Parks this vCPU: publishes its state and waits for the controller. Returns false when the run
     /// is ending instead.
     fn park(&mut self, reason: StopReason, event: Option<ExitEvent>) -> bool {
         self.parks += 1;
+        self.checkpoint_due = false;
+        self.count_running_time();
         let regs = self.fd.get_regs().unwrap_or_default();
         let code = CpuMode::from(&self.fd.get_sregs().unwrap_or_default()).code_linear(regs.rip);
         let at_exit = event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit);
@@ -421,6 +502,7 @@ impl Vcpu {
             }
         };
         self.shared.debug.set_stop(index, None);
+        self.running_from_ns = self.now_ns();
         if let Some(p) = &mut self.profile {
             p.skip();
         }
