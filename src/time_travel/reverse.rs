@@ -9,6 +9,9 @@ use crate::controller::Controller;
 use crate::debug::{Stop, StopReason};
 use crate::sync::lock;
 
+/// Exits re-executed past which a reverse-stepi keeps a checkpoint where it found its base.
+const NEAR: u64 = 1000;
+
 /// While a reverse command goes over the past: the guest's output dropped and its exits not
 /// news (see [`crate::vmm::timeline::Timeline::on_exit`]).
 pub(super) struct OverThePast<'a>(&'a Controller);
@@ -111,6 +114,11 @@ impl Controller {
             false => anchor,
         };
         self.reach(&base, false, &mut |_| false)?;
+        // Far from the anchor: a checkpoint here, so that going to the instruction found (and
+        // the next reverse-stepi) starts here instead of going all that way again.
+        if base.exits >= anchor.exits + NEAR {
+            let _ = self.checkpoint(false);
+        }
         if let Some(mark) = &now.mark
             && base.mark.is_none()
             && base.steps == 0

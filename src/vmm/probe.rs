@@ -210,6 +210,14 @@ pub fn kvm_caps(kvm: &Kvm) -> Vec<(String, i32)> {
     ]
     .into_iter()
     .map(|(n, c)| (n.to_string(), kvm.check_extension_int(c)))
+    .chain(
+        [
+            ("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", kvm_bindings::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
+            ("KVM_CAP_DIRTY_LOG_RING", kvm_bindings::KVM_CAP_DIRTY_LOG_RING),
+        ]
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), kvm.check_extension_raw(c as libc::c_ulong))),
+    )
     .collect()
 }
 
@@ -343,7 +351,7 @@ impl fmt::Display for HostReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "KVM API version {}", self.api_version)?;
         for (name, v) in &self.caps {
-            writeln!(f, "  {name:<28} {v}")?;
+            writeln!(f, "  {name:<34} {v}")?;
         }
         writeln!(f, "Measured:")?;
         let row = |f: &mut fmt::Formatter<'_>, what: &str, o: &Observation| {
@@ -362,6 +370,16 @@ impl fmt::Display for HostReport {
         writeln!(f, "  software breakpoints (break)       {}", self.use_sw_breakpoints)?;
         writeln!(f, "  hardware breakpoints (hbreak)      {}", self.use_hw_breakpoints)?;
         writeln!(f, "  write watchpoints (watch)          {}", self.use_write_watchpoints)?;
-        write!(f, "  access watchpoints (awatch/rwatch) {}", self.use_access_watchpoints)
+        writeln!(f, "  access watchpoints (awatch/rwatch) {}", self.use_access_watchpoints)?;
+        let manual = self.caps.iter().any(|(n, v)| n == "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2" && *v > 0);
+        write!(
+            f,
+            "  {:<34} {}",
+            "pages written (checkpoints, views)",
+            match manual {
+                true => "KVM_GET_DIRTY_LOG, then KVM_CLEAR_DIRTY_LOG re-protects only the pages read (manual protect)",
+                false => "KVM_GET_DIRTY_LOG, which write-protects the slot again as it reads it",
+            }
+        )
     }
 }

@@ -83,6 +83,8 @@ pub struct Shared {
     pub log_for_views: AtomicBool,
     /// The dirty log is on for the checkpoints (from the first one on).
     pub log_for_checkpoints: AtomicBool,
+    /// KVM's manual dirty-log protection is on (see [`super::slots::manual_protect`]).
+    pub dirty_manual: bool,
     /// An end asked for from outside the vCPUs (gdb's kill); the run's owner acts on it.
     pub end_request: Mutex<Option<RunEnd>>,
     /// How the run ended, once it has.
@@ -191,7 +193,7 @@ impl Shared {
         }
         if logged {
             // The old slots' bitmaps go with them: keep what they logged for the next reading.
-            self.keep_logged(dirty_pages(&self.vm, &slots)?);
+            self.keep_logged(dirty_pages(&self.vm, &slots, self.dirty_manual)?);
         }
         apply(&self.vm, &slots, &new)?;
         *slots = new;
@@ -227,7 +229,7 @@ impl Shared {
             return Ok(());
         }
         if !on {
-            self.keep_logged(dirty_pages(&self.vm, &slots)?);
+            self.keep_logged(dirty_pages(&self.vm, &slots, self.dirty_manual)?);
         }
         register(&self.vm, &new)?;
         *slots = new;
@@ -248,7 +250,7 @@ impl Shared {
     fn read_written(&self) -> Option<Vec<u64>> {
         let slots = lock(&self.slots).clone();
         let mut pages = match slots.iter().any(|s| s.dirty_log) {
-            true => dirty_pages(&self.vm, &slots).ok()?,
+            true => dirty_pages(&self.vm, &slots, self.dirty_manual).ok()?,
             false => Vec::new(),
         };
         pages.extend(self.ram.take_written());
@@ -275,7 +277,7 @@ impl Shared {
     /// Reads the dirty log (one interval's pages, those kvmscope wrote for the guest with them)
     /// into the history; the pages it found.
     pub fn sample_dirty(&self) -> Result<usize, SlotError> {
-        let mut pages = dirty_pages(&self.vm, &lock(&self.slots))?;
+        let mut pages = dirty_pages(&self.vm, &lock(&self.slots), self.dirty_manual)?;
         pages.extend(self.ram.take_written());
         lock(&self.checkpoints).note_written(&pages);
         // Read out of the log since the last interval (by a checkpoint, with replaced slots).

@@ -2,8 +2,17 @@
 //! writes gets a read-only slot of its own, so every guest write to it exits to kvmscope as MMIO, and
 //! a page watched for reads gets no slot at all, so every access exits.
 
-use kvm_bindings::{KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, kvm_userspace_memory_region};
+use std::os::fd::AsRawFd;
+
+use kvm_bindings::{
+    KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+    kvm_clear_dirty_log, kvm_enable_cap, kvm_userspace_memory_region,
+};
 use kvm_ioctls::VmFd;
+
+/// `KVM_CLEAR_DIRTY_LOG`: `_IOWR(KVMIO, 0xc0, struct kvm_clear_dirty_log)`.
+const KVM_CLEAR_DIRTY_LOG: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<kvm_clear_dirty_log>() as libc::c_ulong) << 16) | (0xae << 8) | 0xc0;
 
 /// One slot: guest-physical start, length, host address, read-only or not, dirty-logged or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +36,21 @@ pub enum SlotError {
     Set { slot: usize, gpa: u64, source: kvm_ioctls::Error },
     #[error("reading slot {slot}'s dirty log (KVM_GET_DIRTY_LOG): {source}")]
     DirtyLog { slot: usize, source: kvm_ioctls::Error },
+    #[error("clearing slot {slot}'s dirty log (KVM_CLEAR_DIRTY_LOG): {source}")]
+    ClearLog { slot: usize, source: std::io::Error },
+}
+
+/// Turns on KVM's manual dirty-log protection (`KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`) where the host
+/// has it: reading the log then leaves the pages writable, and [`dirty_pages`] write-protects
+/// again only those it read as written (`KVM_CLEAR_DIRTY_LOG`), holding KVM's MMU lock for them
+/// alone. Whether it is on.
+pub fn manual_protect(vm: &VmFd) -> bool {
+    if vm.check_extension_raw(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 as libc::c_ulong) <= 0 {
+        return false;
+    }
+    let mut cap = kvm_enable_cap { cap: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, ..Default::default() };
+    cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE as u64;
+    vm.enable_cap(&cap).is_ok()
 }
 
 /// Splits RAM ranges `(gpa, len, host)` around the protected pages (sorted by address): a read-only
@@ -99,12 +123,29 @@ fn region(i: usize, s: &Slot, size: u64) -> kvm_userspace_memory_region {
 }
 
 /// The guest-physical pages written since the last call, over every dirty-logged slot
-/// (`KVM_GET_DIRTY_LOG`, which clears the bitmap as it reads it).
-pub fn dirty_pages(vm: &VmFd, slots: &[Slot]) -> Result<Vec<u64>, SlotError> {
+/// (`KVM_GET_DIRTY_LOG`, which clears the bitmap as it reads it; with `manual` protection, see
+/// [`manual_protect`], the pages read are cleared and write-protected again by
+/// `KVM_CLEAR_DIRTY_LOG`).
+pub fn dirty_pages(vm: &VmFd, slots: &[Slot], manual: bool) -> Result<Vec<u64>, SlotError> {
     let mut pages = Vec::new();
     for (i, s) in slots.iter().enumerate().filter(|(_, s)| s.dirty_log) {
-        let bitmap =
+        let mut bitmap =
             vm.get_dirty_log(i as u32, s.len as usize).map_err(|source| SlotError::DirtyLog { slot: i, source })?;
+        if manual && bitmap.iter().any(|&w| w != 0) {
+            let clear = kvm_clear_dirty_log {
+                slot: i as u32,
+                num_pages: (s.len / 0x1000) as u32,
+                first_page: 0,
+                __bindgen_anon_1: kvm_bindings::kvm_clear_dirty_log__bindgen_ty_1 {
+                    dirty_bitmap: bitmap.as_mut_ptr() as *mut libc::c_void,
+                },
+            };
+            // SAFETY: `clear` is a valid kvm_clear_dirty_log whose bitmap covers the slot's pages
+            // and outlives the call; KVM only reads it.
+            if unsafe { libc::ioctl(vm.as_raw_fd(), KVM_CLEAR_DIRTY_LOG as _, &clear) } < 0 {
+                return Err(SlotError::ClearLog { slot: i, source: std::io::Error::last_os_error() });
+            }
+        }
         for (w, word) in bitmap.iter().enumerate() {
             let mut bits = *word;
             while bits != 0 {

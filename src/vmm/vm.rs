@@ -145,6 +145,8 @@ pub struct Vm {
     trapped_msrs: Vec<u32>,
     /// `--dirty-log`: the RAM slots are dirty-logged for the whole run.
     dirty_log: bool,
+    /// KVM's manual dirty-log protection is on.
+    dirty_manual: bool,
     /// KVM's own counters of this VM, or why there are none.
     kvm_stats: Result<VmStats, StatsError>,
     /// The MSRs KVM says make a vCPU's state.
@@ -200,6 +202,7 @@ impl Vm {
     pub fn new(config: VmConfig) -> Result<Self, VmError> {
         let kvm = open_kvm()?;
         let fd = kvm.create_vm().map_err(kvm_err("creating a VM (KVM_CREATE_VM)"))?;
+        let dirty_manual = slots::manual_protect(&fd);
         // MSR exits for the filter's denials, so that `--trap-msr` and `:trap msr` can work.
         let msr_exits = super::msr::enable(&kvm, &fd);
         if !config.trap_msrs.is_empty() {
@@ -383,6 +386,7 @@ impl Vm {
             msr_exits,
             trapped_msrs: config.trap_msrs.clone(),
             dirty_log: config.dirty_log,
+            dirty_manual,
         })
     }
 
@@ -440,6 +444,7 @@ impl Vm {
             msr_exits,
             trapped_msrs,
             dirty_log,
+            dirty_manual,
             msr_list,
             irqchip,
             machine_args,
@@ -468,6 +473,7 @@ impl Vm {
             msr_exits,
             trapped_msrs: Mutex::new(trapped_msrs),
             dirty_log_always: dirty_log,
+            dirty_manual,
             dirty: Mutex::default(),
             pending_dirty: Mutex::default(),
             log_for_views: AtomicBool::new(dirty_log),
