@@ -52,7 +52,7 @@ fn probe_reports_measurements_and_consistent_choices() {
         text.stdout.lines().any(|l| l.starts_with("  KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2") && !l.ends_with(" 0"));
     let uses =
         if manual { "then KVM_CLEAR_DIRTY_LOG re-protects only the pages read" } else { "KVM_GET_DIRTY_LOG, which" };
-    assert!(text.stdout.contains(&format!("pages written (checkpoints, views) KVM_GET_DIRTY_LOG")), "{}", text.stdout);
+    assert!(text.stdout.contains("pages written (checkpoints, views) KVM_GET_DIRTY_LOG"), "{}", text.stdout);
     assert!(text.stdout.contains(uses), "{}", text.stdout);
 }
 
