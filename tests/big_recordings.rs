@@ -92,3 +92,46 @@ fn readers_take_no_more_memory_for_a_recording_ten_times_longer() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+/// Runs `kvmscope export` of `trace` with its output read `take` bytes at most (all of it for
+/// `None`) and then closed; its CPU time (user and system) in seconds.
+#[allow(clippy::zombie_processes)]
+fn export_cpu_seconds(trace: &Path, take: Option<usize>) -> f64 {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvmscope"))
+        .args(["export", "--format", "jsonl", s(trace)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    match take {
+        Some(n) => {
+            let mut buf = vec![0; n];
+            out.read_exact(&mut buf).unwrap();
+        }
+        None => {
+            std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+        }
+    }
+    drop(out);
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned; status and usage live across the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "export ended with {status:#x}");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+#[test]
+fn export_stops_reading_when_its_reader_has_gone() {
+    // `kvmscope export … | head`: once head has its lines and goes, export stops, quietly.
+    let trace = recording("head", 300_000);
+    let whole = export_cpu_seconds(&trace, None);
+    let head = export_cpu_seconds(&trace, Some(4096));
+    assert!(head < whole / 5.0, "export | head took {head:.2} s of CPU, the whole export {whole:.2} s");
+    let _ = std::fs::remove_file(trace);
+}

@@ -161,3 +161,32 @@ fn three_runs_partitioned_are_one_table() {
     let out = kvmscope().args(["export", "--format", "parquet", "/nonexistent.trace"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_failed_partitioned_export_leaves_nothing_behind() {
+    let test = "a_failed_partitioned_export_leaves_nothing_behind";
+    // A file system too small for the table: a 4 KiB tmpfs (mounting one needs root).
+    if !kvm_or_skip(test) || !common::netns::root_or_skip(test) {
+        return;
+    }
+    let hello = guest("hello.elf");
+    let trace = record("full", &["--kernel", hello.to_str().unwrap()]);
+    let dir = temp("tiny");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"]).arg(&dir).status().unwrap();
+    assert!(mounted.success(), "mount a tmpfs at {}", dir.display());
+    let out = kvmscope()
+        .args(["export", "--format", "parquet", trace.to_str().unwrap(), "--run-id", "r1", "--partition"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let _ = Command::new("umount").arg(&dir).status();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    // No half-written part, no empty run directory: a dataset read over it sees no broken run.
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir(dir);
+    let _ = std::fs::remove_file(trace);
+}

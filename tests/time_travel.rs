@@ -299,6 +299,11 @@ fn damaged_snapshots_and_another_machines_options_are_refused() {
     assert!(run.stderr.contains("--mem 512M: the snapshot's machine has"), "{}", run.stderr);
     let run = restore(&["--cpus", "2"]);
     assert!(run.status == 2 && run.stderr.contains("--cpus 2: the snapshot's machine has"), "{}", run.stderr);
+    // The file's options are checked before a machine is built: a terabyte is refused at once.
+    let started = std::time::Instant::now();
+    let run = restore(&["--mem", "1T"]);
+    assert!(run.status == 2 && run.stderr.contains("--mem 1T: the snapshot's machine has"), "{}", run.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "refused after {:?}", started.elapsed());
     let cut = good.len() / 2;
     std::fs::write(&snap, &good[..cut]).unwrap();
     let run = restore(&[]);

@@ -371,6 +371,8 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
     let header = crate::recording::TraceReader::open(req.trace)?.header.clone();
     let run =
         (req.run_columns || req.partition.is_some() || req.run_id.is_some()).then(|| RunInfo::of(&header, req.run_id));
+    // The run's directory, when this export made it: a failed export leaves nothing behind.
+    let mut made: Option<PathBuf> = None;
     let path = match (req.partition, req.output, &run) {
         (Some(dir), _, Some(run)) => {
             let dir = dir.join(format!("run={}", run.id));
@@ -382,6 +384,7 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
                     run.id
                 )));
             }
+            made = (!dir.exists()).then(|| dir.clone());
             std::fs::create_dir_all(&dir).map_err(|source| AnalysisError::Create { path: dir.clone(), source })?;
             part
         }
@@ -392,10 +395,19 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
             ));
         }
     };
-    let mut table = Table::create(&path, req.trace, run.as_ref())?;
+    let written = write_table(&path, req.trace, run.as_ref());
+    if let (Err(_), Some(dir)) = (&written, made) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok((path, written?))
+}
+
+/// Writes the recording `trace` as a table at `path`; the rows written.
+fn write_table(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<u64, AnalysisError> {
+    let mut table = Table::create(path, trace, run)?;
     let mut explainer = Explainer::default();
     let mut failed: Option<AnalysisError> = None;
-    super::read_all_warning(req.trace, |r| {
+    super::read_all_warning(trace, |r| {
         if failed.is_some() {
             return;
         }
@@ -414,8 +426,7 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
     if let Some(e) = failed {
         return Err(e);
     }
-    let rows = table.close()?;
-    Ok((path, rows))
+    table.close()
 }
 
 #[cfg(test)]
