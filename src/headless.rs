@@ -18,6 +18,8 @@ pub struct HeadlessOptions {
     pub summary_file: Option<std::fs::File>,
     /// Print every exit to stderr as it happens.
     pub trace: bool,
+    /// Re-executing a recording (`replay --exec`): the status its run ended with.
+    pub recorded_status: Option<i32>,
 }
 
 /// Builds and runs the VM; prints the summary; returns kvmscope's exit status.
@@ -59,7 +61,17 @@ pub fn run(config: VmConfig, options: HeadlessOptions) -> Result<i32, SessionErr
     if let Some(p) = &printer {
         p.finish();
     }
-    let status = report.end.status();
+    let mut status = report.end.status();
+    // Re-executing a recording: whether the guest followed it, and the recorded run's status
+    // when it did.
+    if let Some(v) = &report.follow {
+        crate::say!("kvmscope: replay --exec: {v}");
+        status = match (v.exact(), options.recorded_status) {
+            (true, Some(recorded)) => recorded,
+            (true, None) => status,
+            (false, _) => 1,
+        };
+    }
     match print_report(&report, options.summary, &symbols, options.summary_file) {
         Ok(()) => Ok(status),
         Err(e) => {

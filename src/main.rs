@@ -48,6 +48,24 @@ enum Command {
         /// The guest's symbols for the profile screen (default: the recorded guest image's).
         #[arg(long, value_name = "FILE")]
         symbols: Option<PathBuf>,
+        /// Re-execute the recorded guest (a recording made with --replayable): its machine built
+        /// again from the files the recording carries, every read answered as recorded; in the
+        /// TUI, headless, or with gdb attached (reverse execution included).
+        #[arg(long)]
+        exec: bool,
+        /// With --exec: run to the end without the TUI, end with the recorded run's status and say
+        /// whether the guest followed the recording exactly.
+        #[arg(long, requires = "exec")]
+        headless: bool,
+        /// With --exec: serve a gdb remote stub on this address.
+        #[arg(long, value_name = "ADDR", requires = "exec")]
+        gdb: Option<String>,
+        /// With --exec and --gdb: hold the guest before its first instruction until gdb attaches.
+        #[arg(long, requires = "gdb")]
+        gdb_wait: bool,
+        /// With --exec --headless: the summary's form (text, json, none).
+        #[arg(long, value_name = "FORMAT", requires = "headless")]
+        summary: Option<String>,
     },
 }
 
@@ -121,6 +139,10 @@ struct RunArgs {
     /// Record every exit, the console and debug stops to this trace file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// With --record: the recording also carries the VM's starting state and the files its
+    /// machine was built from, so that `kvmscope replay FILE --exec` re-executes it anywhere.
+    #[arg(long, requires = "record", conflicts_with = "net")]
+    replayable: bool,
     /// Write the debug console ports' output (0x402, 0xe9) to this file instead of the console.
     #[arg(long, value_name = "FILE")]
     debugcon: Option<PathBuf>,
@@ -260,6 +282,73 @@ fn run(args: RunArgs) -> ExitCode {
         },
         None => (args, kvmscope::machine_args::of_this_run()),
     };
+    run_machine(args, machine_args, None)
+}
+
+/// `replay FILE --exec`: the recording's machine built again from the files it carries, its
+/// starting state put back, and the guest run again following the recorded exits (`view`: how
+/// to look at it — `--headless`, `--gdb ADDR`, ...).
+fn replay_exec(file: &std::path::Path, view: &[String]) -> ExitCode {
+    let unpacked = match kvmscope::recording::replayable::unpack(file) {
+        Ok(u) => u,
+        Err(e) => {
+            kvmscope::say!("kvmscope: replay --exec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let header = match kvmscope::vmm::snapshot::file::read_header(&unpacked.snapshot) {
+        Ok(h) => h,
+        Err(e) => {
+            kvmscope::say!("kvmscope: replay --exec: {}: its starting state: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let effective = [
+        ("--mem".to_string(), Some(format!("{}M", header.mem_size >> 20))),
+        ("--cpus".to_string(), Some(header.cpus.to_string())),
+    ];
+    let args = match kvmscope::machine_args::for_restore(&unpacked.machine_args, view, &effective) {
+        Ok(a) => a,
+        Err(e) => {
+            kvmscope::say!("kvmscope: replay --exec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let argv = ["kvmscope".to_string(), "run".to_string()].into_iter().chain(args);
+    let mut args = match Cli::try_parse_from(argv).map(|c| c.command) {
+        Ok(Some(Command::Run(a))) => *a,
+        Ok(_) => return ExitCode::from(2),
+        Err(e) => {
+            kvmscope::say!("kvmscope: replay --exec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    args.restore = Some(unpacked.snapshot.clone());
+    if let Some((status, name)) = &unpacked.end {
+        kvmscope::notice::say(format!(
+            "replay --exec: re-executing {} ({} exits; the run ended: {name}, status {status})",
+            file.display(),
+            unpacked.marks.len()
+        ));
+    }
+    let recorded = unpacked.end.as_ref().map(|e| e.0);
+    let follow = Follow { marks: unpacked.marks.clone(), recorded_status: recorded };
+    let status = run_machine(args, header.machine_args.clone(), Some(follow));
+    drop(unpacked);
+    status
+}
+
+/// The recording a run follows (`replay --exec`).
+struct Follow {
+    marks: Vec<kvmscope::vmm::timeline::ExitMark>,
+    recorded_status: Option<i32>,
+}
+
+/// Runs the machine `args` describe (`machine_args`: its options as a snapshot keeps them), following
+/// a recording where `follow` says.
+fn run_machine(args: RunArgs, machine_args: Vec<String>, follow: Option<Follow>) -> ExitCode {
+    let recorded_status = follow.as_ref().and_then(|f| f.recorded_status);
+    let mut follow = follow.map(|f| f.marks);
     let image = match (args.kernel, args.image) {
         (Some(kernel), _) => Image::Kernel(kernel),
         (None, Some(path)) => Image::Raw {
@@ -342,6 +431,8 @@ fn run(args: RunArgs) -> ExitCode {
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,
             restore: args.restore.clone(),
+            replayable: args.replayable,
+            follow: follow.take(),
         };
         return tui(config, session, title);
     }
@@ -370,10 +461,13 @@ fn run(args: RunArgs) -> ExitCode {
             kernel_events: args.kernel_events,
             record_kernel_events: args.record_kernel_events,
             restore: args.restore.clone(),
+            replayable: args.replayable,
+            follow,
         },
         summary: args.summary,
         summary_file,
         trace: args.trace,
+        recorded_status,
     };
     match headless::run(config, options) {
         Ok(status) => ExitCode::from(status as u8),
@@ -469,7 +563,23 @@ fn main() -> ExitCode {
         Some(Command::Flamegraph(args)) => analysis_status(kvmscope::analysis::folded::flamegraph(&args)),
         Some(Command::Diff(args)) => analysis_status(kvmscope::analysis::diff::run(&args)),
         Some(Command::Guests) => emit(&kvmscope::guests::listing()),
-        Some(Command::Replay { file, symbols }) => {
+        Some(Command::Replay { file, exec: true, headless, gdb, gdb_wait, summary, .. }) => {
+            let mut view: Vec<String> = Vec::new();
+            if headless {
+                view.push("--headless".into());
+            }
+            if let Some(addr) = gdb {
+                view.extend(["--gdb".into(), addr]);
+            }
+            if gdb_wait {
+                view.push("--gdb-wait".into());
+            }
+            if let Some(s) = summary {
+                view.extend(["--summary".into(), s]);
+            }
+            replay_exec(&file, &view)
+        }
+        Some(Command::Replay { file, symbols, .. }) => {
             use std::io::IsTerminal;
             // The recording first: a file that cannot be read is said before anything else.
             if let Err(e) = kvmscope::recording::TraceReader::open(&file) {

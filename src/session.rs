@@ -39,6 +39,10 @@ pub struct Session {
     pub record_kernel_events: bool,
     /// `--restore FILE`: the state to start from (the VM is built from its options first).
     pub restore: Option<PathBuf>,
+    /// `--replayable`: the recording also carries the starting state and the machine's files.
+    pub replayable: bool,
+    /// `replay --exec`: the recorded exits the guest must make again, reads answered from them.
+    pub follow: Option<Vec<crate::vmm::timeline::ExitMark>>,
 }
 
 /// Errors setting up or finishing a run.
@@ -55,6 +59,10 @@ pub enum SessionError {
     Pcap(#[from] crate::files::FileError),
     #[error("--pcap needs a network card (--net tap=NAME)")]
     PcapWithoutNet,
+    #[error(transparent)]
+    Replayable(#[from] crate::recording::replayable::ReplayableError),
+    #[error("--replayable: taking the starting state: {0}")]
+    StartState(String),
 }
 
 impl SessionError {
@@ -65,8 +73,9 @@ impl SessionError {
             SessionError::Record(RecordError::Create { .. } | RecordError::NotAFile(_))
             | SessionError::Symbols(_)
             | SessionError::Pcap(_)
-            | SessionError::PcapWithoutNet => true,
-            SessionError::Record(_) => false,
+            | SessionError::PcapWithoutNet
+            | SessionError::Replayable(_) => true,
+            SessionError::Record(_) | SessionError::StartState(_) => false,
         }
     }
 }
@@ -127,9 +136,15 @@ pub fn launch(
     announce: impl FnOnce(&VmInfo),
 ) -> Result<Launched, SessionError> {
     catch_interrupts();
+    if session.replayable {
+        crate::recording::replayable::check(&config.machine_args)?;
+    }
+    let machine_args = config.machine_args.clone();
     let recorder = match &session.record {
         Some(path) => {
-            let recorder = Arc::new(Recorder::create(path, &header::for_run(&config.image, config.cpus))?);
+            let mut head = header::for_run(&config.image, config.cpus);
+            head.replayable = session.replayable;
+            let recorder = Arc::new(Recorder::create(path, &head)?);
             let inner = std::mem::replace(&mut config.console, Box::new(std::io::sink()));
             config.console = Box::new(RecordingConsole { inner, recorder: recorder.clone() });
             sinks.push(recorder.clone());
@@ -185,6 +200,11 @@ pub fn launch(
         }
         None => None,
     };
+    // A replayable recording's starting state, or the recording to follow, before the first
+    // instruction: the vCPUs are held until then.
+    let replaying = (session.replayable && recorder.is_some()) || session.follow.is_some();
+    let held = session.limits.start_paused;
+    session.limits.start_paused |= replaying;
     let running = vm.start(session.limits, sinks)?;
     if let Some(k) = &kernel {
         k.set_start(running.start());
@@ -252,7 +272,7 @@ pub fn launch(
     let dirty_sampler = dirty_sampler.flatten();
     let recording = recorder.zip(session.record);
     let record_kernel_events = session.record_kernel_events;
-    Ok(Launched {
+    let launched = Launched {
         info,
         controller,
         running,
@@ -264,10 +284,47 @@ pub fn launch(
         kernel,
         dirty_sampler,
         record_kernel_events,
-    })
+    };
+    if replaying {
+        let replayable = session.replayable.then_some(machine_args.as_slice());
+        if let Err(e) = launched.set_up_replay(replayable, session.follow.take(), !held) {
+            let _ = launched.finish(RunEnd::Quit);
+            return Err(e);
+        }
+    }
+    Ok(launched)
 }
 
 impl Launched {
+    /// With every vCPU held before its first instruction: writes a replayable recording's
+    /// starting state and the machine's files (options `replayable`), and has the guest follow
+    /// the recorded exits `follow`; then lets it run (`resume`).
+    fn set_up_replay(
+        &self,
+        replayable: Option<&[String]>,
+        follow: Option<Vec<crate::vmm::timeline::ExitMark>>,
+        resume: bool,
+    ) -> Result<(), SessionError> {
+        let c = &self.controller;
+        if !c.wait_all_stopped(Duration::from_secs(10)) {
+            return Err(SessionError::StartState("the vCPUs did not stop before their first instruction".into()));
+        }
+        if let (Some(args), Some((recorder, path))) = (replayable, &self.recording) {
+            let file = path.with_file_name(format!(".kvmscope-start-{}.snap", std::process::id()));
+            let taken = c.snapshot(&file).map_err(|e| SessionError::StartState(e.to_string()));
+            let bytes = taken.and_then(|_| std::fs::read(&file).map_err(|e| SessionError::StartState(e.to_string())));
+            let _ = std::fs::remove_file(&file);
+            recorder.send_all(crate::recording::replayable::file_records(&bytes?, args)?);
+        }
+        if let Some(marks) = follow {
+            c.shared().timeline.follow(marks);
+        }
+        if resume {
+            c.resume();
+        }
+        Ok(())
+    }
+
     /// Whether the guest still runs (or is stopped in the debugger).
     pub fn is_running(&self) -> bool {
         self.report.is_none()

@@ -6,7 +6,8 @@
 //! ```
 //! The chunk's CRC-32 covers its length, its record count and its payload (version 2 on); in
 //! version 1 traces, still read, it covers the payload alone. Version 3 added device events and
-//! call stacks; version 4 the breakpoint exit kind; version 5 network frames.
+//! call stacks; version 4 the breakpoint exit kind; version 5 network frames; version 6 the files
+//! a replayable recording carries (its starting state, the guest's image, initrd and disks).
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -27,8 +28,9 @@ use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 /// The file's first bytes.
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
 /// The format version this kvmscope writes, and the newest it reads (it reads every older one).
-/// Version 3 added device events; version 4 the breakpoint exit kind; version 5 network frames.
-pub const VERSION: u16 = 5;
+/// Version 3 added device events; version 4 the breakpoint exit kind; version 5 network frames;
+/// version 6 files.
+pub const VERSION: u16 = 6;
 /// A chunk's first bytes.
 pub const CHUNK_MAGIC: &[u8; 4] = b"CHNK";
 /// Bytes of a chunk's framing before the payload.
@@ -54,6 +56,9 @@ pub struct TraceHeader {
     /// The host's name (`uname -n`); empty in recordings made before it was kept.
     #[serde(default)]
     pub host_name: String,
+    /// It carries its starting state and files, to be re-executed (`run --replayable`).
+    #[serde(default)]
+    pub replayable: bool,
 }
 
 /// One record of a trace.
@@ -94,6 +99,14 @@ pub enum Record {
     Dirty {
         t_ns: u64,
         pages: u64,
+    },
+    /// A piece of a file a replayable recording carries (`run --replayable`): `bytes` at
+    /// `offset` of the file `name`, `total` bytes long.
+    File {
+        name: String,
+        offset: u64,
+        total: u64,
+        bytes: Vec<u8>,
     },
 }
 
@@ -364,6 +377,7 @@ const T_DEVICE: u8 = 6;
 const T_STACK: u8 = 7;
 const T_KERNEL: u8 = 8;
 const T_DIRTY: u8 = 9;
+const T_FILE: u8 = 10;
 
 /// The exit kinds in the order of their tag bytes: one list for the encoder and the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,6 +518,14 @@ impl ChunkEncoder {
                 self.payload.push(T_DIRTY);
                 put_varint(&mut self.payload, *t_ns);
                 put_varint(&mut self.payload, *pages);
+            }
+            Record::File { name, offset, total, bytes } => {
+                let p = &mut self.payload;
+                p.push(T_FILE);
+                put_bytes(p, name.as_bytes());
+                put_varint(p, *offset);
+                put_varint(p, *total);
+                put_bytes(p, bytes);
             }
             Record::Kernel { t_ns, by_event, by_rip } => {
                 let p = &mut self.payload;
@@ -817,6 +839,11 @@ impl<'a> ChunkDecoder<'a> {
             }
             T_DEVICE => self.device_event().map(|d| Some(Record::Device(d))),
             T_DIRTY => Ok(Some(Record::Dirty { t_ns: self.varint()?, pages: self.varint()? })),
+            T_FILE => {
+                let name = self.string()?;
+                let (offset, total) = (self.varint()?, self.varint()?);
+                Ok(Some(Record::File { name, offset, total, bytes: self.bytes()?.to_vec() }))
+            }
             T_KERNEL => {
                 let t_ns = self.varint()?;
                 let events = self.varint()? as usize;
@@ -1046,6 +1073,7 @@ mod tests {
         let by_event = vec![("kvm_pio".to_string(), 7), ("kvm_emulate_insn".to_string(), 70)];
         records.push(Record::Kernel { t_ns: 13, by_event, by_rip: vec![(0x100000, 5)] });
         records.push(Record::Dirty { t_ns: 14, pages: 16 });
+        records.push(Record::File { name: "snapshot".into(), offset: 4, total: 7, bytes: vec![1, 2, 3] });
         let mut enc = ChunkEncoder::default();
         records.iter().for_each(|r| enc.push(r));
         assert_eq!(enc.records as usize, records.len());

@@ -56,5 +56,6 @@ pub fn for_run(image: &Image, vcpus: u32) -> TraceHeader {
         start_unix_secs: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         vcpus,
         host_name: host_name(),
+        replayable: false,
     }
 }

@@ -4,6 +4,7 @@ pub mod format;
 pub mod header;
 pub mod index;
 pub mod reader;
+pub mod replayable;
 pub mod writer;
 
 pub use format::{Record, TraceHeader};

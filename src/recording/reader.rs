@@ -178,6 +178,7 @@ mod tests {
             start_unix_secs: 0,
             vcpus: 1,
             host_name: String::new(),
+            replayable: false,
         }
     }
 

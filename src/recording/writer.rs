@@ -102,6 +102,11 @@ impl Recorder {
         let _ = self.tx.send(vec![r]);
     }
 
+    /// Records to go first, all at once (a replayable recording's files).
+    pub fn send_all(&self, records: Vec<Record>) {
+        let _ = self.tx.send(records);
+    }
+
     /// What KVM has counted so far.
     pub fn kvm(&self, counts: KvmCounts) {
         self.send(Record::Kvm { t_ns: self.t_ns(), counts });
@@ -197,6 +202,8 @@ fn order_key(r: &Record, exit_times: &rustc_hash::FxHashMap<u64, u64>) -> (u64, 
         | Record::Dirty { t_ns, .. } => (*t_ns, 2, 0),
         Record::Stop(s) => (s.t_ns, 2, 0),
         Record::Device(d) => (d.t_ns, 2, 0),
+        // A replayable recording's files come first, in the order given.
+        Record::File { offset, .. } => (0, 0, *offset),
     }
 }
 

@@ -65,7 +65,11 @@ impl Replay {
             Record::Stack(st) => {
                 stacks.insert(st.seq, st.frames);
             }
-            Record::Exit(_) | Record::Kvm { .. } | Record::Kernel { .. } | Record::Dirty { .. } => {}
+            Record::Exit(_)
+            | Record::Kvm { .. }
+            | Record::Kernel { .. }
+            | Record::Dirty { .. }
+            | Record::File { .. } => {}
         })?;
         let header = index.header().clone();
         let r = Replay {

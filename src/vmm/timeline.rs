@@ -204,6 +204,92 @@ impl std::fmt::Display for ExitMark {
     }
 }
 
+/// A recording being followed (`replay --exec`): the exits it holds, in the order the guest made
+/// them, from `start` on. Each exit made is checked against the one recorded there, and a read
+/// gets the value recorded; the first that differs ends the following, said.
+pub struct Follow {
+    marks: Vec<ExitMark>,
+    start: u64,
+    /// Where the guest left the recording ([`UNKNOWN`]: it has not).
+    left: AtomicU64,
+    why: Mutex<Option<String>>,
+}
+
+/// How a re-execution went against its recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowVerdict {
+    /// The recording's exits.
+    pub recorded: u64,
+    /// The exits made again.
+    pub made: u64,
+    /// Where the guest left the recording, and how; `None` while it followed it.
+    pub left: Option<(u64, String)>,
+    /// The recording's last exit.
+    pub last: Option<String>,
+}
+
+impl FollowVerdict {
+    /// Every exit made as recorded, and as many.
+    pub fn exact(&self) -> bool {
+        self.left.is_none() && self.made == self.recorded
+    }
+}
+
+impl std::fmt::Display for FollowVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.left {
+            Some((at, why)) => write!(f, "left the recording at exit {at} of {}: {why}", self.recorded),
+            None if self.made < self.recorded => {
+                write!(f, "the run ended after {} of the recording's {} exits", self.made, self.recorded)
+            }
+            None => write!(
+                f,
+                "followed the recording exactly: {} exits, the last {}",
+                self.made,
+                self.last.as_deref().unwrap_or("none")
+            ),
+        }
+    }
+}
+
+impl Follow {
+    /// The exit recorded at `position`.
+    fn expected(&self, position: u64) -> Option<&ExitMark> {
+        self.marks.get(position.checked_sub(self.start + 1)? as usize)
+    }
+
+    /// Checks the exit made at `position` (`written`: the value it wrote) against the recording.
+    fn check(&self, position: u64, made: &ExitMark, written: u64) {
+        if self.left.load(Ordering::Acquire) != UNKNOWN {
+            return;
+        }
+        let why = match self.expected(position) {
+            None => format!("the guest made {made}, past the recording's end"),
+            Some(was) if !was.same_exit(made) => format!("the recording has {was}; the guest made {made}"),
+            Some(was) if was.data != written => format!("{was} wrote {written:#x}; the recording has {:#x}", was.data),
+            Some(_) => return,
+        };
+        crate::notice::say(format!("replay --exec: {why}"));
+        *lock(&self.why) = Some(why);
+        self.left.store(position - self.start, Ordering::Release);
+    }
+}
+
+/// The value an exit wrote (0 for one that wrote nothing): what a recording holds of its data.
+pub fn written(e: &ExitEvent) -> u64 {
+    match e.kind {
+        ExitKind::Io { dir: Dir::Out, data, .. }
+        | ExitKind::Mmio { dir: Dir::Out, data, .. }
+        | ExitKind::Msr { dir: Dir::Out, data, .. } => data,
+        _ => 0,
+    }
+}
+
+/// The guest exits of a recording as a [`Follow`] wants them (their data: the value written).
+pub fn recorded_marks<'a>(exits: impl IntoIterator<Item = &'a ExitEvent>) -> Vec<ExitMark> {
+    exits.into_iter().filter(|e| is_guest_exit(e)).map(|e| ExitMark::of(e, written(e))).collect()
+}
+
 /// Whether an exit counts on the timeline: the guest's own I/O and events. The debugger's traps
 /// and watched pages do not, nor an instruction the host could not emulate (kvmscope finishes it,
 /// or delivers the exception it raises, or the run ends there): the guest's instruction is
@@ -261,6 +347,8 @@ pub struct Timeline {
     /// The guest left the history at this exit ([`UNKNOWN`]: it has not since last asked): the
     /// checkpoints from there on belong to a future that is gone.
     left_at: AtomicU64,
+    /// The recording followed (`replay --exec`), if one is.
+    follow: std::sync::OnceLock<Follow>,
 }
 
 impl Timeline {
@@ -283,7 +371,29 @@ impl Timeline {
             note: Mutex::new(None),
             cancel: AtomicBool::new(false),
             left_at: AtomicU64::new(UNKNOWN),
+            follow: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Follows a recording's exits (`replay --exec`) from the present position on.
+    pub fn follow(&self, marks: Vec<ExitMark>) {
+        let start = self.position();
+        let _ = self.follow.set(Follow { marks, start, left: AtomicU64::new(UNKNOWN), why: Mutex::new(None) });
+    }
+
+    /// How the re-execution went against the recording followed, if one is.
+    pub fn follow_verdict(&self) -> Option<FollowVerdict> {
+        let f = self.follow.get()?;
+        let left = match f.left.load(Ordering::Acquire) {
+            UNKNOWN => None,
+            at => Some((at, lock(&f.why).clone().unwrap_or_default())),
+        };
+        Some(FollowVerdict {
+            recorded: f.marks.len() as u64,
+            made: self.reached.load(Ordering::Acquire).saturating_sub(f.start),
+            left,
+            last: f.marks.last().map(|m| m.to_string()),
+        })
     }
 
     /// Guest exits along the present history.
@@ -331,6 +441,9 @@ impl Timeline {
         let position = self.position.fetch_add(1, Ordering::AcqRel) + 1;
         self.reached.fetch_max(position, Ordering::AcqRel);
         let mut new = position > self.known.load(Ordering::Acquire);
+        if let (true, Some(f)) = (new, self.follow.get()) {
+            f.check(position, &ExitMark::of(e, 0), written(e));
+        }
         // Stepping, the step ends with this exit; running freely, the guest goes on past it.
         let steps = if self.free.load(Ordering::Acquire) { UNKNOWN } else { 0 };
         if self.marked.load(Ordering::Acquire) {
@@ -396,13 +509,22 @@ impl Timeline {
     /// time, when it is the same exit and read something else now — the value to give the guest
     /// instead, so that it takes the same path (a clock, a status register, typed input).
     pub fn first_read(&self, e: &ExitEvent) -> Option<u64> {
-        if !self.keeping.load(Ordering::Acquire) || !is_guest_exit(e) {
+        let keeping = self.keeping.load(Ordering::Acquire);
+        if (!keeping && self.follow.get().is_none()) || !is_guest_exit(e) {
             return None;
         }
         let mark = ExitMark::of(e, 0);
         let position = self.position() + 1;
-        let h = lock(&self.history);
-        let was = h.exits.get(position.checked_sub(h.base + 1)? as usize)?;
+        let kept = || {
+            let h = lock(&self.history);
+            h.exits.get(position.checked_sub(h.base + 1)? as usize).copied()
+        };
+        // Gone over before: what it read then; else what the recording followed says it read.
+        let followed = || {
+            let f = self.follow.get()?;
+            (f.left.load(Ordering::Acquire) == UNKNOWN).then(|| f.expected(position).copied()).flatten()
+        };
+        let was = keeping.then(kept).flatten().or_else(followed)?;
         (was.same_exit(&mark) && was.read != mark.read).then_some(was.read).flatten()
     }
 

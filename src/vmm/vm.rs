@@ -96,6 +96,8 @@ pub struct RunReport {
     /// Where the vCPU loops' time went (`--self-profile`).
     pub self_profile: Option<StageTimes>,
     pub elapsed: Duration,
+    /// How the run went against the recording it followed (`replay --exec`).
+    pub follow: Option<super::timeline::FollowVerdict>,
 }
 
 /// Limits on a run.
@@ -650,6 +652,7 @@ impl RunningVm {
             crash,
             kvm,
             self_profile: shared.stage_times.as_ref().map(|t| lock(t).clone()),
+            follow: shared.timeline.follow_verdict(),
             elapsed: shared.clock.started().elapsed(),
         }
     }
