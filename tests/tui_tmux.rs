@@ -396,6 +396,39 @@ fn tui_gives_the_terminal_back_on_sigterm() {
 }
 
 #[test]
+fn a_replayable_recording_is_re_executed_in_the_tui() {
+    if !kvm_or_skip("a_replayable_recording_is_re_executed_in_the_tui") {
+        return;
+    }
+    let trace = std::env::temp_dir().join(format!("kvmscope-replay-exec-{}.trace", std::process::id()));
+    let guest = common::guest("gdbtest.elf");
+    let rec = common::run_headless(&[
+        "--kernel",
+        guest.to_str().unwrap(),
+        "--record",
+        trace.to_str().unwrap(),
+        "--replayable",
+    ]);
+    assert_eq!(rec.status, 11, "{}", rec.stderr);
+    // The machine itself, not the trace: registers, code and the exits made again, to its end.
+    let Some(t) = Tmux::start_with("exec", 160, 45, &format!("replay {} --exec", trace.display())) else { return };
+    let s =
+        t.wait_for(&["guest run ended", "status 11", "Registers: vCPU 0", "Code"], "the guest runs again to its end");
+    assert!(!s.contains("left the recording"), "{s}");
+    // Its past can be gone back to, as in any run.
+    t.keys(&["Home", "Up", "Up", "Enter"]);
+    t.wait_for(&["Exit #", "b goes back to here"], "the inspector");
+    t.keys(&["b"]);
+    t.wait_for(&["back at exit #", "PAUSED vCPU 0 at"], "back in the re-executed past");
+    t.keys(&["Space"]);
+    t.wait_for(&["guest run ended", "status 11"], "on to the end again");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_status(), "EXIT=11", "the run ends as the guest ended it");
+    t.assert_restored();
+    let _ = std::fs::remove_file(trace);
+}
+
+#[test]
 fn replay_steps_through_a_recording() {
     if !kvm_or_skip("replay_steps_through_a_recording") {
         return;
