@@ -6,9 +6,14 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::reverse::{Guest, Start, check};
 use common::*;
+use kvmscope::debug::ExitSpec;
+use kvmscope::vmm::RunEnd;
 use kvmscope::vmm::loader::BootMode;
+use kvmscope::vmm::snapshot::every::Every;
 
 fn checked(name: &str, guest: Guest, start: Start, steps: usize, probes: usize) -> usize {
     let report = check(&guest, start, steps, probes, 0x5eed ^ steps as u64);
@@ -116,4 +121,33 @@ fn the_projects_linux_with_one_vcpu_until_it_diverges() {
     };
     // Early in the boot, its first lines on the serial port.
     checked("Linux at its first console lines", linux, Start::ExitBreakpoint { spec: "io 0x3f8", nth: 200 }, 200, 6);
+}
+
+#[test]
+fn going_back_starts_from_the_nearest_checkpoint_on_the_timeline() {
+    if !kvm_or_skip("going_back_starts_from_the_nearest_checkpoint_on_the_timeline") {
+        return;
+    }
+    // spin, a checkpoint every 2,000 exits while it runs, to exit 40,000.
+    let guest = Guest { checkpoint_every: Every::Exits(2_000), ..Guest::kernel("spin.elf") };
+    let launched = common::reverse::launch(&guest);
+    let c = &launched.controller;
+    let bp = c.add_exit_breakpoint(ExitSpec::parse("io 0x80").unwrap(), 40_000);
+    let since = c.stop_serial();
+    c.resume();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while c.wait_for_stop(since, Duration::from_millis(20)).is_none() {
+        assert!(Instant::now() < deadline, "spin reaches its 40,000th exit");
+    }
+    c.delete_exit_breakpoint(Some(bp.id));
+    // Anywhere, in any order: a goto and a reverse-stepi from there each start from the nearest
+    // checkpoint before, never one kept by an earlier reverse-stepi further back.
+    for target in [10_000, 30_000, 20_000, 35_000, 5_000] {
+        let before = c.reexecuted();
+        c.go_back_to_exit(target).unwrap();
+        c.reverse_step().unwrap();
+        let made = c.reexecuted() - before;
+        assert!(made < 6_500, "going back to exit {target} and a reverse-stepi made {made} exits again");
+    }
+    launched.finish(RunEnd::Quit).unwrap();
 }

@@ -124,7 +124,7 @@ fn summed_up(f: &mut std::fmt::Formatter<'_>, skipped: &[&CheckpointInfo]) -> st
         "     … {n} automatic from exit {} to {}, one every {} exits / {:.1} ms on average, {}",
         first.position(),
         last.position(),
-        (last.position() - first.position()) / n.saturating_sub(1).max(1),
+        last.position().saturating_sub(first.position()) / n.saturating_sub(1).max(1),
         (last.t_ns.saturating_sub(first.t_ns)) as f64 / 1e6 / n.saturating_sub(1).max(1) as f64,
         crate::vmm::memory::data_size(bytes)
     )
@@ -196,10 +196,12 @@ impl Controller {
     pub fn checkpoints(&self) -> CheckpointList {
         self.prune_future();
         let c = lock(&self.shared().checkpoints);
+        // In timeline order (one kept going back comes after the later ones taken before it).
+        let mut in_order: Vec<_> = c.list().iter().collect();
+        in_order.sort_by_key(|k| (k.place.exits, k.id));
         CheckpointList {
-            checkpoints: c
-                .list()
-                .iter()
+            checkpoints: in_order
+                .into_iter()
                 .map(|k| CheckpointInfo {
                     id: k.id,
                     place: k.place,

@@ -87,11 +87,13 @@ impl Controller {
     /// before it and not at it; its number and place.
     fn anchor_before(&self, place: &Place, exits_before: bool) -> Option<(u32, Place)> {
         let c = lock(&self.shared().checkpoints);
-        let usable = |k: &Place| match exits_before {
-            true => k.exits < place.exits,
-            false => k.known_not_after(place) && k != place,
+        // The nearest on the timeline, not the last taken: one a reverse-stepi kept in the past
+        // comes after those taken while the guest ran on past it.
+        let k = match exits_before {
+            true => c.newest_among(|k| k.place.exits < place.exits),
+            false => c.before(place),
         };
-        c.list().iter().rev().find(|k| k.disks.is_some() && usable(&k.place)).map(|k| (k.id, k.place))
+        k.map(|k| (k.id, k.place))
     }
 
     /// The place of the instruction before `now`: `None` at the start of what the checkpoints

@@ -36,6 +36,8 @@ pub struct Guest {
     pub checkpoint_window: bool,
     /// Its virtio devices.
     pub virtio: kvmscope::vmm::virtio::VirtioConfig,
+    /// How often kvmscope takes its own checkpoints.
+    pub checkpoint_every: kvmscope::vmm::snapshot::every::Every,
 }
 
 impl Guest {
@@ -51,6 +53,7 @@ impl Guest {
             may_diverge: false,
             checkpoint_window: false,
             virtio: Default::default(),
+            checkpoint_every: Default::default(),
         }
     }
 
@@ -218,7 +221,7 @@ pub fn launch(guest: &Guest) -> Launched {
         irqchip: guest.irqchip,
         machine_args: Vec::new(),
     };
-    let limits = RunLimits { start_paused: true, ..Default::default() };
+    let limits = RunLimits { start_paused: true, checkpoint_every: guest.checkpoint_every, ..Default::default() };
     let launched = session::launch(config, Session { limits, ..Default::default() }, Vec::new(), |_| {}).unwrap();
     assert!(launched.controller.wait_all_stopped(Duration::from_secs(10)));
     launched.controller.checkpoint(false).expect("a checkpoint at the start");

@@ -303,7 +303,7 @@ impl Checkpoints {
     }
 
     /// The newest on the timeline of the usable checkpoints `pick` takes.
-    fn newest_among(&self, pick: impl Fn(&Checkpoint) -> bool) -> Option<&Checkpoint> {
+    pub fn newest_among(&self, pick: impl Fn(&Checkpoint) -> bool) -> Option<&Checkpoint> {
         let before = self.list.iter().filter(|c| c.disks.is_some() && pick(c));
         before.max_by(|a, b| match (a.place.known_not_after(&b.place), b.place.known_not_after(&a.place)) {
             (true, false) => std::cmp::Ordering::Less,
