@@ -396,6 +396,33 @@ fn tui_gives_the_terminal_back_on_sigterm() {
 }
 
 #[test]
+fn in_a_real_terminal_of_each_size_nothing_is_cut() {
+    if !kvm_or_skip("in_a_real_terminal_of_each_size_nothing_is_cut") {
+        return;
+    }
+    // The demo guest with a gdb stub, at the sizes the TestBackend test draws: the exits pane's
+    // heading words whole, the stub's address whole, no blank row among the exits.
+    let words = ["seq", "cpu", "reason", "rip", "port/address", "data", "addr", "device/register", "device", "dev"];
+    let words = [&words[..], &["instruction", "insn"]].concat();
+    for (w, h) in [(80u16, 24u16), (160, 45), (220, 50)] {
+        let Some(t) = Tmux::start_with(&format!("size{w}"), w, h, "run --demo --gdb 127.0.0.1:0") else { return };
+        let s = t.wait_for(&["RUNNING", "gdb: target remote 127.0.0.1:"], "the demo runs with its stub");
+        let lines: Vec<&str> = s.lines().collect();
+        let title = lines.iter().position(|l| l.contains("┌ Exits")).unwrap_or_else(|| panic!("the exits pane:\n{s}"));
+        let header = lines[title + 1].trim_start_matches('│').split('│').next().unwrap_or("");
+        for word in header.split_whitespace() {
+            assert!(words.contains(&word), "heading {word:?} cut at {w}x{h}:\n{s}");
+        }
+        let address = s.split("gdb: target remote ").nth(1).unwrap_or("");
+        let port: String = address.trim_start_matches("127.0.0.1:").chars().take_while(char::is_ascii_digit).collect();
+        assert!(!port.is_empty() && address.starts_with("127.0.0.1:"), "the stub's address whole at {w}x{h}:\n{s}");
+        t.keys(&["q"]);
+        assert_eq!(t.wait_status(), "EXIT=0");
+        t.assert_restored();
+    }
+}
+
+#[test]
 fn a_replayable_recording_is_re_executed_in_the_tui() {
     if !kvm_or_skip("a_replayable_recording_is_re_executed_in_the_tui") {
         return;
