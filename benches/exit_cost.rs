@@ -43,13 +43,6 @@ const EXITS: f64 = 200000.0;
 const ROUNDS: usize = 11;
 const MEM: u64 = 64 << 20;
 
-/// The cycle count the guest printed.
-fn cycles(console: &[u8]) -> f64 {
-    let text = String::from_utf8_lossy(console);
-    let hex = text.lines().find_map(|l| l.strip_prefix("tsc-cycles ")).expect("guest printed its count");
-    u64::from_str_radix(hex.trim(), 16).expect("hex count") as f64
-}
-
 /// The floor: KVM_RUN in a loop, serial bytes collected, nothing traced, counted or decoded; with
 /// `sync`, KVM also copies the registers into `kvm_run` on every exit, as kvmscope has it do.
 fn floor_run(sync: bool) -> f64 {
@@ -69,7 +62,7 @@ fn floor_run(sync: bool) -> f64 {
             other => panic!("floor loop: unexpected exit {other:?}"),
         }
     }
-    cycles(&console)
+    common::cycles(&console)
 }
 
 /// The floor as a VMM that looks at every exit must run it: KVM_SYNC_REGS on (the RIP and the
@@ -178,7 +171,7 @@ fn kvmscope_run(looking: Looking) -> f64 {
     assert_eq!(report.end.status(), 1, "{}", report.end);
     let _ = std::fs::remove_file(&trace);
     let console = capture.0.lock().unwrap().clone();
-    cycles(&console)
+    common::cycles(&console)
 }
 
 /// `kvmscope run --headless` as a user runs it: the release binary, in its own process.
@@ -188,7 +181,7 @@ fn binary_run() -> f64 {
         .arg(guest_path("bench.elf"))
         .output()
         .expect("kvmscope runs");
-    cycles(&out.stdout)
+    common::cycles(&out.stdout)
 }
 
 /// QEMU with KVM on the same guest, when `qemu-system-x86_64` is installed (its multiboot loader
@@ -201,7 +194,7 @@ fn qemu_run() -> Option<f64> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.contains("tsc-cycles ").then(|| cycles(&out.stdout))
+    text.contains("tsc-cycles ").then(|| common::cycles(&out.stdout))
 }
 
 /// The variants others are compared with (by name), and QEMU's.

@@ -16,11 +16,14 @@
 //!
 //! `cargo bench --bench time_travel`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kvmscope::console::ConsoleBuffer;
 use kvmscope::debug::ExitSpec;
 use kvmscope::guests::guest_path;
 use kvmscope::session::{self, Launched, Session};
@@ -322,40 +325,24 @@ fn while_running(seconds: u64) {
     l.finish(RunEnd::Quit).unwrap();
 }
 
-/// Collects what the guest writes to its console.
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs `image` from its start to its end with time travel on (a first checkpoint, then
 /// kvmscope's own every 50 ms) or off; the seconds it took and what it wrote to the console.
 fn forward(image: Image, initrd: Option<std::path::PathBuf>, on: bool) -> (f64, String) {
-    let capture = Capture::default();
+    let console = ConsoleBuffer::default();
     let every = if on { Every::Running(Duration::from_millis(50)) } else { Every::Off };
-    let l = launch_with(image, 256 * MIB, every, initrd, Box::new(capture.clone()));
+    let l = launch_with(image, 256 * MIB, every, initrd, Box::new(console.clone()));
     if on {
         l.controller.checkpoint(false).unwrap();
     }
     let t = Instant::now();
     l.controller.resume();
     l.wait().unwrap();
-    let console = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
-    (t.elapsed().as_secs_f64(), console)
+    (t.elapsed().as_secs_f64(), console.text())
 }
 
 /// The `bench` guest's cycles per exit (its 200,000 exits timed by its TSC).
 fn cycles_per_exit(console: &str) -> f64 {
-    let hex = console.lines().find_map(|l| l.strip_prefix("tsc-cycles ")).expect("the guest printed its count");
-    u64::from_str_radix(hex.trim(), 16).expect("hex count") as f64 / 200_000.0
+    common::cycles(console.as_bytes()) / 200_000.0
 }
 
 /// What checkpoints while running cost going forward, on against off, rounds interleaved.

@@ -1,4 +1,5 @@
-//! What the benches share: the bare vCPUs the floor loops run, on the `bench` and `smp` guests.
+//! What the benches share: the bare vCPUs the floor loops run, on the `bench` and `smp` guests,
+//! and the `bench` guest's count read from its console.
 // Each bench compiles its own copy of this module and uses part of it.
 #![allow(dead_code)]
 
@@ -44,4 +45,11 @@ pub fn bare_vm(ram: &GuestRam, file: &str, cpus: u32, irqchip: bool) -> (VmFd, V
         })
         .collect();
     (vm, vcpus)
+}
+
+/// The cycle count the `bench` guest printed (its TSC around 100,000 port and 100,000 MMIO exits).
+pub fn cycles(console: &[u8]) -> f64 {
+    let text = String::from_utf8_lossy(console);
+    let hex = text.lines().find_map(|l| l.strip_prefix("tsc-cycles ")).expect("guest printed its count");
+    u64::from_str_radix(hex.trim(), 16).expect("hex count") as f64
 }
