@@ -259,14 +259,24 @@ fn parse_mem(text: &str) -> Result<u64, String> {
 fn restore_args(snapshot: &std::path::Path) -> Result<(RunArgs, Vec<String>), String> {
     let header = kvmscope::vmm::snapshot::file::read_header(snapshot).map_err(|e| e.to_string())?;
     let here: Vec<String> = std::env::args().skip_while(|a| a != "run").skip(1).collect();
+    Ok((restored_run_args(&header, &header.machine_args, &here)?, header.machine_args))
+}
+
+/// The `run` arguments that build the machine a snapshot (`header`) was taken of, from its
+/// options `machine` (paths as they are here), with `here`'s way of looking at it.
+fn restored_run_args(
+    header: &kvmscope::vmm::snapshot::file::SnapshotHeader,
+    machine: &[String],
+    here: &[String],
+) -> Result<RunArgs, String> {
     let effective = [
         ("--mem".to_string(), Some(format!("{}M", header.mem_size >> 20))),
         ("--cpus".to_string(), Some(header.cpus.to_string())),
     ];
-    let args = kvmscope::machine_args::for_restore(&header.machine_args, &here, &effective)?;
+    let args = kvmscope::machine_args::for_restore(machine, here, &effective)?;
     let argv = ["kvmscope".to_string(), "run".to_string()].into_iter().chain(args);
     match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
-        Some(Command::Run(a)) => Ok((*a, header.machine_args)),
+        Some(Command::Run(a)) => Ok(*a),
         _ => Err("the snapshot's options are not a run".into()),
     }
 }
@@ -296,28 +306,8 @@ fn replay_exec(file: &std::path::Path, view: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let header = match kvmscope::vmm::snapshot::file::read_header(&unpacked.snapshot) {
-        Ok(h) => h,
-        Err(e) => {
-            kvmscope::say!("kvmscope: replay --exec: {}: its starting state: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let effective = [
-        ("--mem".to_string(), Some(format!("{}M", header.mem_size >> 20))),
-        ("--cpus".to_string(), Some(header.cpus.to_string())),
-    ];
-    let args = match kvmscope::machine_args::for_restore(&unpacked.machine_args, view, &effective) {
+    let mut args = match restored_run_args(&unpacked.header, &unpacked.machine_args, view) {
         Ok(a) => a,
-        Err(e) => {
-            kvmscope::say!("kvmscope: replay --exec: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let argv = ["kvmscope".to_string(), "run".to_string()].into_iter().chain(args);
-    let mut args = match Cli::try_parse_from(argv).map(|c| c.command) {
-        Ok(Some(Command::Run(a))) => *a,
-        Ok(_) => return ExitCode::from(2),
         Err(e) => {
             kvmscope::say!("kvmscope: replay --exec: {e}");
             return ExitCode::from(2);
@@ -333,7 +323,7 @@ fn replay_exec(file: &std::path::Path, view: &[String]) -> ExitCode {
     }
     let recorded = unpacked.end.as_ref().map(|e| e.0);
     let follow = Follow { marks: unpacked.marks.clone(), recorded_status: recorded };
-    let status = run_machine(args, header.machine_args.clone(), Some(follow));
+    let status = run_machine(args, unpacked.header.machine_args.clone(), Some(follow));
     drop(unpacked);
     status
 }

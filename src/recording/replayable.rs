@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{ReadError, Record, TraceReader};
+use crate::vmm::snapshot::file::SnapshotHeader;
 use crate::vmm::timeline::{ExitMark, recorded_marks};
 
 /// Bytes of a file per record.
@@ -101,8 +102,9 @@ pub fn file_records(snapshot: &[u8], args: &[String]) -> Result<Vec<Record>, Rep
 pub struct Unpacked {
     /// Where its files were written (removed with it).
     pub dir: PathBuf,
-    /// The starting state.
+    /// The starting state, and its header.
     pub snapshot: PathBuf,
+    pub header: SnapshotHeader,
     /// The machine options, with the files' paths now those unpacked.
     pub machine_args: Vec<String>,
     /// Its guest exits, in order.
@@ -157,20 +159,32 @@ pub fn unpack(trace: &Path) -> Result<Unpacked, ReplayableError> {
         return Err(damaged(format!("{name} ends after {} of its {} bytes", f.bytes.len(), f.total)));
     }
     let dir = std::env::temp_dir().join(format!("kvmscope-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| ReplayableError::Write { path: dir.clone(), source })?;
+    match write_files(&dir, files, &damaged) {
+        Ok((snapshot, header, machine_args)) => {
+            Ok(Unpacked { dir, snapshot, header, machine_args, marks: recorded_marks(&exits), end })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Writes a recording's `files` under `dir`: the starting state's path and header, and its
+/// machine options with the files' paths now those written.
+fn write_files(
+    dir: &Path,
+    mut files: BTreeMap<String, Assembly>,
+    damaged: &dyn Fn(String) -> ReplayableError,
+) -> Result<(PathBuf, SnapshotHeader, Vec<String>), ReplayableError> {
     let write = |path: &Path, bytes: &[u8]| {
         std::fs::write(path, bytes).map_err(|source| ReplayableError::Write { path: path.to_path_buf(), source })
     };
-    std::fs::create_dir_all(&dir).map_err(|source| ReplayableError::Write { path: dir.clone(), source })?;
-    let mut unpacked = Unpacked {
-        dir: dir.clone(),
-        snapshot: dir.join(SNAPSHOT),
-        machine_args: Vec::new(),
-        marks: recorded_marks(&exits),
-        end,
-    };
+    let snapshot_path = dir.join(SNAPSHOT);
     let snapshot = files.remove(SNAPSHOT).ok_or_else(|| damaged("it carries no starting state".into()))?;
-    write(&unpacked.snapshot, &snapshot.bytes)?;
-    let header = crate::vmm::snapshot::file::read_header(&unpacked.snapshot)
+    write(&snapshot_path, &snapshot.bytes)?;
+    let header = crate::vmm::snapshot::file::read_header(&snapshot_path)
         .map_err(|e| damaged(format!("its starting state: {e}")))?;
     // Each file the machine was built from, under a name of its own, in its options' place.
     let mut moved = BTreeMap::new();
@@ -185,7 +199,7 @@ pub fn unpack(trace: &Path) -> Result<Unpacked, ReplayableError> {
             return Err(damaged(format!("it does not carry {path}, which its machine was built from")));
         }
     }
-    unpacked.machine_args = header
+    let machine_args = header
         .machine_args
         .iter()
         .map(|a| {
@@ -193,5 +207,5 @@ pub fn unpack(trace: &Path) -> Result<Unpacked, ReplayableError> {
             moved.get(file).map_or(a.clone(), |p| format!("{p}{ro}"))
         })
         .collect();
-    Ok(unpacked)
+    Ok((snapshot_path, header, machine_args))
 }

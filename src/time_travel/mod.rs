@@ -173,7 +173,6 @@ impl Controller {
 
     /// Takes a checkpoint of the stopped VM (`manual`: the user asked); its number.
     pub fn checkpoint(&self, manual: bool) -> Result<u32, ControlError> {
-        self.prune_future();
         let (machine, _, t_ns) = live_state::capture_machine(self.shared())?;
         let place = self.present();
         Ok(live_state::keep_checkpoint(self.shared(), machine, place, t_ns, manual).map_err(TravelError::Budget)?)
