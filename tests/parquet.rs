@@ -139,7 +139,21 @@ fn three_runs_partitioned_are_one_table() {
         ]);
         let stats: serde_json::Value =
             serde_json::from_str(&kvmscope_ok(&["stats", "--json", trace.to_str().unwrap()])).unwrap();
-        expected.push((id, stats["exits"].as_u64().unwrap()));
+        expected.push((id.clone(), stats["exits"].as_u64().unwrap()));
+        if i == 0 {
+            // The same run id again: refused, and the run already there is left as it was.
+            let part = dir.join(format!("run={id}/part-0.parquet"));
+            let before = std::fs::read(&part).unwrap();
+            let again = kvmscope()
+                .args(["export", "--format", "parquet", trace.to_str().unwrap(), "--run-id", &id, "--partition"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&again.stderr);
+            assert_eq!(again.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains("holds run run-0 already"), "{stderr}");
+            assert_eq!(std::fs::read(&part).unwrap(), before);
+        }
         let _ = std::fs::remove_file(trace);
     }
     let d = sql_path(&dir);
