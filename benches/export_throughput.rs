@@ -117,7 +117,7 @@ fn explanation_cost(bin: &str) {
         let mut explainer = Explainer::default();
         for e in exits.iter().cycle().take(rows) {
             let x = if explain { explainer.explain(e) } else { None };
-            bytes += exit_json(e, x.as_ref()).to_string().len() + exit_csv(e, x.as_ref()).len();
+            bytes += exit_json(e, x.as_deref()).to_string().len() + exit_csv(e, x.as_deref()).len();
         }
         std::hint::black_box(bytes);
         rows as f64 / start.elapsed().as_secs_f64()

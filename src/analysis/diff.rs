@@ -113,7 +113,7 @@ fn key_of(by: DiffBy, e: &ExitEvent, explainer: &mut Explainer, symbol: &dyn Fn(
         }
         (DiffBy::Register, ExitKind::Io { .. } | ExitKind::Mmio { .. }) => {
             let x = explainer.explain(e)?;
-            Some(if x.register.is_empty() { x.device } else { format!("{} {}", x.device, x.register) })
+            Some(if x.register.is_empty() { x.device.clone() } else { format!("{} {}", x.device, x.register) })
         }
         (DiffBy::Symbol, _) => Some(symbol(e.rip)),
         (DiffBy::Msr, ExitKind::Msr { index, dir: d, .. }) => {

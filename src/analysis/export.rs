@@ -9,7 +9,8 @@ use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use super::AnalysisError;
-use crate::explain::{Explainer, Explanation};
+use super::rows::{self, Field, Json, SortedObjects};
+use crate::explain::{Explained, Explainer};
 use crate::files::Output;
 use crate::recording::Record;
 use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
@@ -58,61 +59,103 @@ pub struct ExportArgs {
     pub partition: Option<PathBuf>,
 }
 
+/// The kind-specific fields of an exit: (name, value).
+pub fn kind_values(kind: &ExitKind) -> Vec<(&'static str, Json<'_>)> {
+    use Json::{Num, Str};
+    match kind {
+        ExitKind::Io { port, dir, size, count, data } => vec![
+            ("port", Num(*port as u64)),
+            ("dir", Str(dir.io_name())),
+            ("size", Num(*size as u64)),
+            ("count", Num(*count as u64)),
+            ("data", Num(*data)),
+        ],
+        ExitKind::Mmio { addr, dir, len, data } => {
+            vec![("addr", Num(*addr)), ("dir", Str(dir.mmio_name())), ("size", Num(*len as u64)), ("data", Num(*data))]
+        }
+        ExitKind::InternalError { suberror, data } => {
+            vec![("suberror", Num(*suberror as u64)), ("data", Json::Nums(data))]
+        }
+        ExitKind::FailEntry { reason, cpu } => vec![("hardware_reason", Num(*reason)), ("cpu", Num(*cpu as u64))],
+        ExitKind::SystemEvent { kind, data } => vec![("event", Num(*kind as u64)), ("data", Json::Nums(data))],
+        ExitKind::Debug { exception, pc, dr6, dr7 } => {
+            vec![("exception", Num(*exception as u64)), ("pc", Num(*pc)), ("dr6", Num(*dr6)), ("dr7", Num(*dr7))]
+        }
+        ExitKind::Hypercall { nr } => vec![("nr", Num(*nr))],
+        ExitKind::Msr { index, dir, data } => vec![
+            ("msr", Num(*index as u64)),
+            ("name", Json::opt_str(crate::trace::msr::name(*index))),
+            ("dir", Str(dir.mmio_name())),
+            ("data", Num(*data)),
+        ],
+        ExitKind::IoapicEoi { vector } => vec![("vector", Num(*vector as u64))],
+        ExitKind::MemoryFault { gpa, size, flags } => {
+            vec![("gpa", Num(*gpa)), ("size", Num(*size)), ("flags", Num(*flags))]
+        }
+        ExitKind::Unknown { hardware_reason } => vec![("hardware_reason", Num(*hardware_reason))],
+        ExitKind::Other { code } => vec![("code", Num(*code as u64))],
+        ExitKind::Breakpoint { gva, via } => {
+            vec![("gva", Num(*gva)), ("via", Str(crate::trace::event::breakpoint_via(*via)))]
+        }
+        ExitKind::Hlt | ExitKind::Shutdown | ExitKind::Intr => Vec::new(),
+    }
+}
+
 /// The kind-specific fields of an exit, by name.
 pub fn kind_fields(kind: &ExitKind) -> Map<String, Value> {
-    let v = match kind {
-        ExitKind::Io { port, dir, size, count, data } => {
-            json!({"port": port, "dir": dir.io_name(), "size": size, "count": count, "data": data})
-        }
-        ExitKind::Mmio { addr, dir, len, data } => {
-            json!({"addr": addr, "dir": dir.mmio_name(), "size": len, "data": data})
-        }
-        ExitKind::InternalError { suberror, data } => json!({"suberror": suberror, "data": data}),
-        ExitKind::FailEntry { reason, cpu } => json!({"hardware_reason": reason, "cpu": cpu}),
-        ExitKind::SystemEvent { kind, data } => json!({"event": kind, "data": data}),
-        ExitKind::Debug { exception, pc, dr6, dr7 } => {
-            json!({"exception": exception, "pc": pc, "dr6": dr6, "dr7": dr7})
-        }
-        ExitKind::Hypercall { nr } => json!({"nr": nr}),
-        ExitKind::Msr { index, dir, data } => {
-            json!({"msr": index, "name": crate::trace::msr::name(*index), "dir": dir.mmio_name(), "data": data})
-        }
-        ExitKind::IoapicEoi { vector } => json!({"vector": vector}),
-        ExitKind::MemoryFault { gpa, size, flags } => json!({"gpa": gpa, "size": size, "flags": flags}),
-        ExitKind::Unknown { hardware_reason } => json!({"hardware_reason": hardware_reason}),
-        ExitKind::Other { code } => json!({"code": code}),
-        ExitKind::Breakpoint { gva, via } => json!({"gva": gva, "via": crate::trace::event::breakpoint_via(*via)}),
-        ExitKind::Hlt | ExitKind::Shutdown | ExitKind::Intr => json!({}),
-    };
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+    kind_values(kind).into_iter().map(|(k, v)| (k.to_string(), v.to_value())).collect()
+}
+
+/// The fields of an exit's JSON object other than its instruction: (name, value).
+fn exit_values<'a>(e: &'a ExitEvent, x: Option<&'a Explained>) -> Vec<(&'static str, Json<'a>)> {
+    let mut fields = kind_values(&e.kind);
+    fields.extend([
+        ("record", Json::Str("exit")),
+        ("seq", Json::Num(e.seq)),
+        ("vcpu", Json::Num(e.vcpu as u64)),
+        ("t_ns", Json::Num(e.t_ns)),
+        ("rip", Json::Num(e.rip)),
+        ("reason", Json::Str(e.kind.reason())),
+        ("cost_ns", Json::Num(e.cost_ns)),
+        ("device", Json::opt_str(e.device)),
+        ("register", Json::Str(x.map_or("", |x| x.register.as_str()))),
+        ("explain", Json::opt_str(x.map(|x| x.line.as_str()))),
+    ]);
+    fields
 }
 
 /// One exit as a JSON object (the JSON Lines schema): `"record": "exit"`, the exit's fields, and
 /// what it means: `register` (empty where none) and `explain` (the device and the access in words;
 /// null for exits that are not port or MMIO accesses).
-pub fn exit_json(e: &ExitEvent, x: Option<&Explanation>) -> Value {
-    let mut m = Map::new();
-    m.insert("record".into(), json!("exit"));
-    m.insert("seq".into(), json!(e.seq));
-    m.insert("vcpu".into(), json!(e.vcpu));
-    m.insert("t_ns".into(), json!(e.t_ns));
-    m.insert("rip".into(), json!(e.rip));
-    m.insert("reason".into(), json!(e.kind.reason()));
-    m.insert("cost_ns".into(), json!(e.cost_ns));
-    m.insert("device".into(), json!(e.device));
-    m.extend(kind_fields(&e.kind));
+pub fn exit_json(e: &ExitEvent, x: Option<&Explained>) -> Value {
+    let mut m: Map<String, Value> = exit_values(e, x).into_iter().map(|(k, v)| (k.to_string(), v.to_value())).collect();
     m.insert(
         "insn".into(),
         e.insn
             .as_ref()
             .map_or(Value::Null, |i| json!({"addr": i.addr, "bytes": i.hex().replace(' ', ""), "text": i.text})),
     );
-    m.insert("register".into(), json!(x.map_or("", |x| x.register.as_str())));
-    m.insert("explain".into(), x.map_or(Value::Null, |x| json!(x.line())));
     Value::Object(m)
+}
+
+/// [`exit_json`] written as a line of JSON Lines, straight into `out`: the same bytes.
+pub fn write_exit_json(out: &mut Vec<u8>, objects: &mut SortedObjects, e: &ExitEvent, x: Option<&Explained>) {
+    let insn = |out: &mut Vec<u8>| match &e.insn {
+        Some(i) => {
+            out.extend_from_slice(b"{\"addr\":");
+            rows::num(out, i.addr);
+            out.extend_from_slice(b",\"bytes\":\"");
+            rows::hex_bytes(out, &i.bytes);
+            out.extend_from_slice(b"\",\"text\":");
+            rows::string(out, &i.text);
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b"null"),
+    };
+    let mut fields: Vec<(&str, Field)> = exit_values(e, x).into_iter().map(|(k, v)| (k, Field::Value(v))).collect();
+    fields.push(("insn", Field::Object(&insn)));
+    objects.write(out, &fields);
+    out.push(b'\n');
 }
 
 /// The CSV header row: `record` is `exit` or `device`; `port`, `addr` and `msr` are each set for
@@ -120,48 +163,81 @@ pub fn exit_json(e: &ExitEvent, x: Option<&Explanation>) -> Value {
 pub const CSV_HEADER: &str = "record,seq,vcpu,t_ns,rip,reason,port,addr,msr,dir,size,data,cost_ns,device,insn_addr,insn_bytes,insn_text,register,explain";
 
 fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    let mut out = Vec::new();
+    rows::csv_field(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One exit as a CSV row.
-pub fn exit_csv(e: &ExitEvent, x: Option<&Explanation>) -> String {
-    let none = String::new;
-    let (port, addr, msr, dir, size, data) = match &e.kind {
-        ExitKind::Io { port, dir, size, data, .. } => {
-            (port.to_string(), none(), none(), dir.io_name(), size.to_string(), data.to_string())
-        }
-        ExitKind::Mmio { addr, dir, len, data } => {
-            (none(), addr.to_string(), none(), dir.mmio_name(), len.to_string(), data.to_string())
-        }
-        ExitKind::Msr { index, dir, data } => {
-            (none(), none(), index.to_string(), dir.mmio_name(), "8".into(), data.to_string())
-        }
-        _ => Default::default(),
+pub fn exit_csv(e: &ExitEvent, x: Option<&Explained>) -> String {
+    let mut out = Vec::new();
+    write_exit_csv(&mut out, e, x);
+    out.pop();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// One exit as a CSV line, straight into `out`.
+pub fn write_exit_csv(out: &mut Vec<u8>, e: &ExitEvent, x: Option<&Explained>) {
+    let number = |out: &mut Vec<u8>, n: u64| {
+        rows::num(out, n);
+        out.push(b',');
     };
-    let (ia, ib, it) = e.insn.as_ref().map_or((String::new(), String::new(), String::new()), |i| {
-        (i.addr.to_string(), i.hex().replace(' ', ""), i.text.clone())
-    });
-    let (register, explain) =
-        x.map_or((String::new(), String::new()), |x| (csv_quote(&x.register), csv_quote(&x.line())));
-    format!(
-        "exit,{},{},{},{},{},{port},{addr},{msr},{dir},{size},{data},{},{},{ia},{ib},{},{register},{explain}",
-        e.seq,
-        e.vcpu,
-        e.t_ns,
-        e.rip,
-        e.kind.reason(),
-        e.cost_ns,
-        e.device.unwrap_or(""),
-        csv_quote(&it)
-    )
+    out.extend_from_slice(b"exit,");
+    number(out, e.seq);
+    number(out, e.vcpu as u64);
+    number(out, e.t_ns);
+    number(out, e.rip);
+    out.extend_from_slice(e.kind.reason().as_bytes());
+    out.push(b',');
+    // port, addr, msr, dir, size, data: each kind its own.
+    let (at, dir, size, data) = match &e.kind {
+        ExitKind::Io { port, dir, size, data, .. } => ((0, *port as u64), dir.io_name(), *size as u64, *data),
+        ExitKind::Mmio { addr, dir, len, data } => ((1, *addr), dir.mmio_name(), *len as u64, *data),
+        ExitKind::Msr { index, dir, data } => ((2, *index as u64), dir.mmio_name(), 8, *data),
+        _ => ((3, 0), "", 0, 0),
+    };
+    for column in 0..3 {
+        if at.0 == column {
+            rows::num(out, at.1);
+        }
+        out.push(b',');
+    }
+    if at.0 < 3 {
+        out.extend_from_slice(dir.as_bytes());
+        out.push(b',');
+        number(out, size);
+        number(out, data);
+    } else {
+        out.extend_from_slice(b",,,");
+    }
+    number(out, e.cost_ns);
+    out.extend_from_slice(e.device.unwrap_or("").as_bytes());
+    out.push(b',');
+    if let Some(i) = &e.insn {
+        number(out, i.addr);
+        rows::hex_bytes(out, &i.bytes);
+        out.push(b',');
+        rows::csv_field(out, &i.text);
+    } else {
+        out.extend_from_slice(b",,");
+    }
+    out.push(b',');
+    if let Some(x) = x {
+        rows::csv_field(out, &x.register);
+        out.push(b',');
+        rows::csv_field(out, &x.line);
+    } else {
+        out.push(b',');
+    }
+    out.push(b'\n');
 }
 
 /// One exit as a Chrome trace event: a complete event on its vCPU's track.
-pub fn exit_chrome(e: &ExitEvent, x: Option<&Explanation>) -> Value {
+pub fn exit_chrome(e: &ExitEvent, x: Option<&Explained>) -> Value {
     let mut args = kind_fields(&e.kind);
     if let Some(x) = x {
         args.insert("register".into(), json!(x.register));
-        args.insert("explain".into(), json!(x.line()));
+        args.insert("explain".into(), json!(x.line));
     }
     args.insert("seq".into(), json!(e.seq));
     args.insert("rip".into(), json!(format!("{:#x}", e.rip)));
@@ -259,9 +335,9 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
     let mut first = true;
     // Set when the output has gone (`export | head`): reading stops there.
     let gone = std::cell::Cell::new(false);
-    let mut write = |out: &mut BufWriter<Box<dyn Write + '_>>, text: &str| {
+    let mut write = |out: &mut BufWriter<Box<dyn Write + '_>>, bytes: &[u8]| {
         if failed.is_none() {
-            if let Err(e) = out.write_all(text.as_bytes()) {
+            if let Err(e) = out.write_all(bytes) {
                 failed = Some(e);
                 gone.set(true);
             }
@@ -276,40 +352,44 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
             return Err(AnalysisError::NoStacks(args.file.clone()));
         }
         for line in lines {
-            write(&mut out, &format!("{line}\n"));
+            write(&mut out, format!("{line}\n").as_bytes());
         }
         out.flush().map_err(AnalysisError::Write)?;
         return failed.map_or(Ok(()), |e| Err(AnalysisError::Write(e)));
     }
     match args.format {
-        Format::Csv => write(&mut out, &format!("{CSV_HEADER}\n")),
+        Format::Csv => write(&mut out, format!("{CSV_HEADER}\n").as_bytes()),
         Format::Chrome => {
             // The two processes' names: Perfetto shows them as the tracks' headings.
             let name =
                 |pid: u32, name: &str| json!({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}});
-            write(&mut out, &format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")));
+            write(&mut out, format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")).as_bytes());
             first = false;
         }
         Format::Jsonl | Format::Folded | Format::Parquet | Format::Pcap => {}
     }
     let mut explainer = Explainer::default();
+    let (mut row, mut objects) = (Vec::with_capacity(1024), SortedObjects::default());
     let mut each = |r: Record| {
         let e = match r {
             Record::Exit(e) => e,
             Record::Device(d) => {
                 match args.format {
-                    Format::Jsonl => write(&mut out, &format!("{}\n", device_json(&d))),
-                    Format::Csv => write(&mut out, &format!("{}\n", device_csv(&d))),
+                    Format::Jsonl => write(&mut out, format!("{}\n", device_json(&d)).as_bytes()),
+                    Format::Csv => write(&mut out, format!("{}\n", device_csv(&d)).as_bytes()),
                     Format::Chrome => {
                         let tid = devices.iter().position(|n| *n == d.device).unwrap_or_else(|| {
                             devices.push(d.device.clone());
                             let tid = devices.len() - 1;
                             let meta = json!({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": d.device}});
-                            write(&mut out, &format!("{}{meta}", if first { "" } else { ",\n" }));
+                            write(&mut out, format!("{}{meta}", if first { "" } else { ",\n" }).as_bytes());
                             first = false;
                             tid
                         });
-                        write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)));
+                        write(
+                            &mut out,
+                            format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)).as_bytes(),
+                        );
                         first = false;
                     }
                     Format::Folded | Format::Parquet | Format::Pcap => {}
@@ -320,15 +400,26 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
         };
         let x = explainer.explain(&e);
         match args.format {
-            Format::Jsonl => write(&mut out, &format!("{}\n", exit_json(&e, x.as_ref()))),
-            Format::Csv => write(&mut out, &format!("{}\n", exit_csv(&e, x.as_ref()))),
+            Format::Jsonl => {
+                row.clear();
+                write_exit_json(&mut row, &mut objects, &e, x.as_deref());
+                write(&mut out, &row);
+            }
+            Format::Csv => {
+                row.clear();
+                write_exit_csv(&mut row, &e, x.as_deref());
+                write(&mut out, &row);
+            }
             Format::Chrome => {
                 if seen_vcpus.insert(e.vcpu) {
                     let meta = json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}});
-                    write(&mut out, &format!("{}{meta}", if first { "" } else { ",\n" }));
+                    write(&mut out, format!("{}{meta}", if first { "" } else { ",\n" }).as_bytes());
                     first = false;
                 }
-                write(&mut out, &format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e, x.as_ref())));
+                write(
+                    &mut out,
+                    format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e, x.as_deref())).as_bytes(),
+                );
                 first = false;
             }
             Format::Folded | Format::Parquet | Format::Pcap => {}
@@ -339,7 +430,7 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
         !gone.get()
     });
     if args.format == Format::Chrome {
-        write(&mut out, "\n]\n");
+        write(&mut out, b"\n]\n");
     }
     if let Err(e) = out.flush() {
         failed.get_or_insert(e);
@@ -408,12 +499,12 @@ mod tests {
             cost_ns: 1500,
         };
         let x = Explainer::default().explain(&e);
-        let j = exit_json(&e, x.as_ref());
+        let j = exit_json(&e, x.as_deref());
         assert_eq!(j["port"], 0x3f8);
         assert_eq!(j["dir"], "out");
         assert_eq!(j["insn"]["bytes"], "ee");
         assert_eq!(
-            exit_csv(&e, x.as_ref()),
+            exit_csv(&e, x.as_deref()),
             "exit,3,1,2500,4101,io,1016,,,out,1,65,1500,serial,4100,ee,\"out dx,al\",THR,16550 UART (COM1): THR write 0x41: transmit 'A'"
         );
         assert_eq!((j["record"].as_str(), j["register"].as_str()), (Some("exit"), Some("THR")));
@@ -422,8 +513,22 @@ mod tests {
             ExitEvent { kind: ExitKind::Msr { index: 0x277, dir: Dir::Out, data: 0x0407 }, insn: None, ..e.clone() };
         assert_eq!(exit_csv(&msr, None), "exit,3,1,2500,4101,x86_wrmsr,,,631,write,8,1031,1500,serial,,,,,");
         assert_eq!(CSV_HEADER.split(',').count(), exit_csv(&msr, None).split(',').count());
-        let c = exit_chrome(&e, x.as_ref());
+        let c = exit_chrome(&e, x.as_deref());
         assert_eq!((c["ph"].as_str(), c["tid"].as_u64(), c["ts"].as_f64()), (Some("X"), Some(1), Some(2.5)));
+    }
+
+    #[test]
+    fn rows_written_straight_are_the_values_printed() {
+        let mut events = crate::recording::format::tests::sample_events();
+        events.push(ExitEvent { kind: ExitKind::Breakpoint { gva: 0x1000, via: 1 }, ..events[0].clone() });
+        let (mut explainer, mut objects) = (Explainer::default(), SortedObjects::default());
+        // Twice: the second time, every row's shape is one seen before.
+        for e in events.iter().chain(&events) {
+            let x = explainer.explain(e);
+            let mut row = Vec::new();
+            write_exit_json(&mut row, &mut objects, e, x.as_deref());
+            assert_eq!(String::from_utf8(row).unwrap(), format!("{}\n", exit_json(e, x.as_deref())), "{:?}", e.kind);
+        }
     }
 
     #[test]

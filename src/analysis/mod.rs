@@ -6,6 +6,7 @@ pub mod folded;
 pub mod guest_image;
 pub mod parquet;
 pub mod profile;
+pub mod rows;
 pub mod stats;
 
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ use parquet::schema::parser::parse_message_type;
 use sha2::{Digest, Sha256};
 
 use super::AnalysisError;
-use crate::explain::{Explainer, Explanation};
+use crate::explain::{Explained, Explainer};
 use crate::files::Output;
 use crate::recording::{Record, TraceHeader};
 use crate::trace::{DeviceEvent, DeviceEventKind, ExitEvent, ExitKind};
@@ -152,82 +152,70 @@ fn schema(run: bool) -> String {
     format!("message kvmscope_exit {{\n{}\n}}", fields.join("\n"))
 }
 
-/// An exit's cells, in [`COLUMNS`]' order.
-fn exit_cells(e: &ExitEvent, x: Option<&Explanation>) -> Vec<Cell> {
-    let (int, text) = (|v: u64| Cell::Int(Some(v)), |s: &str| Cell::Text(Some(s.to_string())));
-    let (null_int, null_text) = (Cell::Int(None), Cell::Text(None));
-    let (mut port, mut addr, mut msr, mut msr_name, mut dir, mut size, mut data) = (
-        null_int.clone(),
-        null_int.clone(),
-        null_int.clone(),
-        null_text.clone(),
-        null_text.clone(),
-        null_int.clone(),
-        null_int.clone(),
-    );
+/// An exit as a row, its cells in [`COLUMNS`]' order.
+fn push_exit(t: &mut Table, e: &ExitEvent, x: Option<&Explained>) -> Result<(), AnalysisError> {
+    let (mut port, mut addr, mut msr, mut msr_name, mut dir, mut size, mut data) =
+        (None, None, None, None, None, None, None);
     match &e.kind {
         ExitKind::Io { port: p, dir: d, size: s, data: v, .. } => {
-            (port, dir, size, data) = (int(*p as u64), text(d.io_name()), int(*s as u64), int(*v));
+            (port, dir, size, data) = (Some(*p as u64), Some(d.io_name()), Some(*s as u64), Some(*v));
         }
         ExitKind::Mmio { addr: a, dir: d, len, data: v } => {
-            (addr, dir, size, data) = (int(*a), text(d.mmio_name()), int(*len as u64), int(*v));
+            (addr, dir, size, data) = (Some(*a), Some(d.mmio_name()), Some(*len as u64), Some(*v));
         }
         ExitKind::Msr { index, dir: d, data: v } => {
-            msr = int(*index as u64);
-            msr_name = Cell::Text(crate::trace::msr::name(*index).map(str::to_string));
-            (dir, size, data) = (text(d.mmio_name()), int(8), int(*v));
+            (msr, msr_name) = (Some(*index as u64), crate::trace::msr::name(*index));
+            (dir, size, data) = (Some(d.mmio_name()), Some(8), Some(*v));
         }
         _ => {}
     }
-    let insn = e.insn.as_ref();
-    vec![
-        text("exit"),
-        int(e.seq),
-        int(e.vcpu as u64),
-        int(e.t_ns),
-        int(e.rip),
-        text(e.kind.reason()),
-        port,
-        addr,
-        msr,
-        msr_name,
-        dir,
-        size,
-        data,
-        int(e.cost_ns),
-        Cell::Text(e.device.map(str::to_string)),
-        null_int.clone(),
-        Cell::Int(insn.map(|i| i.addr)),
-        Cell::Text(insn.map(|i| i.hex().replace(' ', ""))),
-        Cell::Text(insn.map(|i| i.text.clone())),
-        Cell::Text(x.map(|x| x.register.clone())),
-        Cell::Text(x.map(Explanation::line)),
-        null_text,
-        null_int,
-    ]
+    let insn = e.insn.as_deref();
+    t.name(Some("exit"));
+    t.int(Some(e.seq));
+    t.int(Some(e.vcpu as u64));
+    t.int(Some(e.t_ns));
+    t.int(Some(e.rip));
+    t.name(Some(e.kind.reason()));
+    t.int(port);
+    t.int(addr);
+    t.int(msr);
+    t.name(msr_name);
+    t.name(dir);
+    t.int(size);
+    t.int(data);
+    t.int(Some(e.cost_ns));
+    t.name(e.device);
+    t.int(None);
+    t.int(insn.map(|i| i.addr));
+    t.hex(insn.map(|i| &i.bytes[..]));
+    t.text(insn.map(|i| i.text.as_str()));
+    t.text(x.map(|x| x.register.as_str()));
+    t.text(x.map(|x| x.line.as_str()));
+    t.name(None);
+    t.int(None);
+    t.end_row()
 }
 
-/// A device event's cells, in [`COLUMNS`]' order: its reason is `virtio_KIND`.
-fn device_cells(d: &DeviceEvent) -> Vec<Cell> {
+/// A device event as a row, in [`COLUMNS`]' order: its reason is `virtio_KIND`.
+fn push_device(t: &mut Table, d: &DeviceEvent) -> Result<(), AnalysisError> {
     let latency = match d.kind {
         DeviceEventKind::Completed { latency_ns, .. } => Some(latency_ns),
         _ => None,
     };
-    let mut cells = vec![Cell::Int(None); COLUMNS.len()];
-    for (i, &(name, kind, _)) in COLUMNS.iter().enumerate() {
-        cells[i] = match (name, kind) {
-            ("record", _) => Cell::Text(Some("device".into())),
-            ("t_ns", _) => Cell::Int(Some(d.t_ns)),
-            ("reason", _) => Cell::Text(Some(format!("virtio_{}", d.kind.name()))),
-            ("device", _) => Cell::Text(Some(d.device.clone())),
-            ("queue", _) => Cell::Int(d.queue.map(u64::from)),
-            ("event", _) => Cell::Text(Some(d.to_string())),
-            ("latency_ns", _) => Cell::Int(latency),
-            (_, Kind::Text) => Cell::Text(None),
-            _ => Cell::Int(None),
-        };
+    for &(name, kind, _) in COLUMNS {
+        match (name, kind) {
+            ("record", _) => t.name(Some("device")),
+            ("t_ns", _) => t.int(Some(d.t_ns)),
+            ("reason", _) => t.text(Some(&format!("virtio_{}", d.kind.name()))),
+            ("device", _) => t.text(Some(&d.device)),
+            ("queue", _) => t.int(d.queue.map(u64::from)),
+            ("event", _) => t.text(Some(&d.to_string())),
+            ("latency_ns", _) => t.int(latency),
+            (_, Kind::Text) => t.text(None),
+            _ => t.int(None),
+        }
     }
-    cells
+    t.end_row()
 }
 
 /// Rows buffered for the next row group, column by column.
@@ -241,7 +229,11 @@ struct Table {
     run: Option<Vec<Cell>>,
     written: u64,
     /// Each text column's recent values.
-    interned: Vec<std::collections::HashMap<String, ByteArray>>,
+    interned: Vec<rustc_hash::FxHashMap<Box<str>, ByteArray>>,
+    /// The cell the row is at.
+    column: usize,
+    /// A buffer for a cell's text.
+    scratch: Vec<u8>,
 }
 
 impl Table {
@@ -275,40 +267,84 @@ impl Table {
             run: run.map(|r| r.cells.clone()),
             written: 0,
             interned: vec![Default::default(); n],
+            column: 0,
+            scratch: Vec::new(),
         })
     }
 
-    fn push(&mut self, mut cells: Vec<Cell>) -> Result<(), AnalysisError> {
-        if let Some(run) = &self.run {
-            cells.extend(run.iter().cloned());
+    /// The next cell of the row: an integer, or null.
+    fn int(&mut self, v: Option<u64>) {
+        let i = self.column;
+        if let Some(v) = v {
+            self.ints[i].push(v as i64);
         }
-        for (i, cell) in cells.into_iter().enumerate() {
-            let present = match cell {
-                Cell::Int(Some(v)) => {
-                    self.ints[i].push(v as i64);
-                    true
+        self.defs[i].push(i16::from(v.is_some()));
+        self.column += 1;
+    }
+
+    /// The next cell of the row: a name the program holds (a reason, a device), or null — no
+    /// copy, no lookup.
+    fn name(&mut self, v: Option<&'static str>) {
+        let i = self.column;
+        if let Some(s) = v {
+            self.texts[i].push(ByteArray::from(bytes::Bytes::from_static(s.as_bytes())));
+        }
+        self.defs[i].push(i16::from(v.is_some()));
+        self.column += 1;
+    }
+
+    /// The next cell of the row: a text, or null.
+    fn text(&mut self, v: Option<&str>) {
+        let i = self.column;
+        if let Some(s) = v {
+            // Most texts repeat (reasons, devices, instructions, explanations): one buffer each.
+            let seen = &mut self.interned[i];
+            let value = match seen.get(s) {
+                Some(v) => v.clone(),
+                None => {
+                    if seen.len() >= INTERNED {
+                        seen.clear();
+                    }
+                    let v = ByteArray::from(s.as_bytes().to_vec());
+                    seen.insert(s.into(), v.clone());
+                    v
                 }
-                Cell::Text(Some(s)) => {
-                    // Most texts repeat (reasons, devices, instructions): one buffer each.
-                    let seen = &mut self.interned[i];
-                    let value = match seen.get(&s) {
-                        Some(v) => v.clone(),
-                        None => {
-                            if seen.len() >= INTERNED {
-                                seen.clear();
-                            }
-                            let v = ByteArray::from(s.as_bytes().to_vec());
-                            seen.insert(s, v.clone());
-                            v
-                        }
-                    };
-                    self.texts[i].push(value);
-                    true
-                }
-                _ => false,
             };
-            self.defs[i].push(i16::from(present));
+            self.texts[i].push(value);
         }
+        self.defs[i].push(i16::from(v.is_some()));
+        self.column += 1;
+    }
+
+    /// The next cell of the row: bytes as hex text, or null.
+    fn hex(&mut self, bytes: Option<&[u8]>) {
+        let mut hex = std::mem::take(&mut self.scratch);
+        hex.clear();
+        if let Some(b) = bytes {
+            super::rows::hex_bytes(&mut hex, b);
+        }
+        self.text(bytes.map(|_| std::str::from_utf8(&hex).unwrap_or_default()));
+        self.scratch = hex;
+    }
+
+    /// Ends the row (the run's cells after the exit's): a row group is written when full.
+    fn end_row(&mut self) -> Result<(), AnalysisError> {
+        let run = self.run.take();
+        for cell in run.iter().flatten() {
+            match cell {
+                Cell::Int(v) => self.int(*v),
+                Cell::Text(v) => self.text(v.as_deref()),
+            }
+        }
+        self.run = run;
+        if self.column != self.kinds.len() {
+            return Err(AnalysisError::Write(std::io::Error::other(format!(
+                "a row of {} cells in a table of {} columns",
+                self.column,
+                self.kinds.len()
+            ))));
+        }
+        self.column = 0;
         self.rows += 1;
         if self.rows == ROW_GROUP { self.flush() } else { Ok(()) }
     }
@@ -411,15 +447,15 @@ fn write_table(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<u64, 
         if failed.is_some() {
             return;
         }
-        let cells = match r {
+        let pushed = match r {
             Record::Exit(e) => {
                 let x = explainer.explain(&e);
-                exit_cells(&e, x.as_ref())
+                push_exit(&mut table, &e, x.as_deref())
             }
-            Record::Device(d) => device_cells(&d),
+            Record::Device(d) => push_device(&mut table, &d),
             _ => return,
         };
-        if let Err(e) = table.push(cells) {
+        if let Err(e) = pushed {
             failed = Some(e);
         }
     })?;
@@ -450,13 +486,20 @@ mod tests {
             insn: None,
             cost_ns: 3,
         };
-        assert_eq!(exit_cells(&e, None).len(), COLUMNS.len());
         let d = DeviceEvent {
             t_ns: 9,
             device: "virtio-blk0".into(),
             queue: Some(0),
             kind: DeviceEventKind::Completed { head: 1, written: 1, latency_ns: 7, status: "ok".into() },
         };
-        assert_eq!(device_cells(&d).len(), COLUMNS.len());
+        let header = TraceHeader::default();
+        for run in [None, Some(RunInfo::of(&header, Some("r")))] {
+            let path = std::env::temp_dir().join(format!("kvmscope-parquet-unit-{}.parquet", std::process::id()));
+            let mut table = Table::create(&path, Path::new("/nonexistent.trace"), run.as_ref()).unwrap();
+            push_exit(&mut table, &e, None).unwrap();
+            push_device(&mut table, &d).unwrap();
+            assert_eq!(table.close().unwrap(), 2);
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::{Access, Explanation, bit_names};
 
 /// Which drive each channel has selected.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Ata {
     drive: [u8; 2],
 }
@@ -87,6 +87,8 @@ impl Ata {
         Explanation::new(device, reg, a, what).with_state(format!("drive {} selected", self.drive[ch]))
     }
 }
+
+crate::whole_state_family!(Ata);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 use super::{Access, Explanation, bit_names, field};
 
 /// The index register's value, as far as the accesses showed.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Cmos {
     index: Option<u8>,
 }
@@ -128,6 +128,8 @@ impl Cmos {
         }
     }
 }
+
+crate::whole_state_family!(Cmos);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 use super::{Access, Explanation, field};
 
 /// The selected key and how far into its item the reads are.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct FwCfg {
     key: Option<u16>,
     offset: u64,
@@ -91,6 +91,8 @@ impl FwCfg {
         }
     }
 }
+
+crate::whole_state_family!(FwCfg);
 
 #[cfg(test)]
 mod tests {

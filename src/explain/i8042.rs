@@ -5,7 +5,7 @@
 use super::{Access, Explanation, bit_names};
 
 /// The controller command whose parameter the next data write is.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Kbc {
     pending: Option<u8>,
 }
@@ -102,6 +102,8 @@ impl Kbc {
         }
     }
 }
+
+crate::whole_state_family!(Kbc);
 
 #[cfg(test)]
 mod tests {

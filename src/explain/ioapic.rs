@@ -11,7 +11,7 @@ pub const HPET_BASE: u64 = 0xfed0_0000;
 pub const HPET_END: u64 = 0xfed0_03ff;
 
 /// The selected register.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct IoApic {
     select: Option<u32>,
 }
@@ -107,6 +107,8 @@ pub fn hpet(a: &Access) -> Explanation {
     };
     Explanation::new("HPET", reg, a, what)
 }
+
+crate::whole_state_family!(IoApic);
 
 #[cfg(test)]
 mod tests {

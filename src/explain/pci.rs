@@ -6,7 +6,7 @@
 use super::{Access, Explanation, bit_names, field};
 
 /// The latched CONFIG_ADDRESS.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Pci {
     address: Option<u32>,
 }
@@ -143,6 +143,8 @@ impl Pci {
             .with_state(format!("CONFIG_ADDRESS {addr:#010x} latched ({} register {:#04x})", bdf(addr), addr & 0xfc))
     }
 }
+
+crate::whole_state_family!(Pci);
 
 #[cfg(test)]
 mod tests {

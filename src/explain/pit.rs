@@ -7,7 +7,7 @@ use super::{Access, Explanation, bit_names, field};
 /// The PIT's input clock, in Hz.
 pub const PIT_HZ: f64 = 1_193_182.0;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 struct Channel {
     /// 1 low byte, 2 high byte, 3 low then high.
     access: u8,
@@ -19,7 +19,7 @@ struct Channel {
 }
 
 /// The three channels.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Pit {
     channels: [Channel; 3],
 }
@@ -131,6 +131,8 @@ impl Pit {
         Explanation::new(device, register, a, what).with_state(state)
     }
 }
+
+crate::whole_state_family!(Pit);
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,8 @@ use super::{Access, Explanation, bit_names, field};
 const BASE_BAUD: u64 = 115_200;
 
 /// What one UART's registers hold, as far as the accesses showed.
-#[derive(Debug, Default, Clone, Copy)]
-struct Uart {
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Uart {
     lcr: u8,
     dll: u8,
     dlm: u8,
@@ -61,9 +61,25 @@ fn lcr_text(lcr: u8) -> String {
     s
 }
 
+/// The COM port an access is to: its index, base port and name.
+fn port_of(a: &Access) -> (usize, &'static (u64, &'static str)) {
+    PORTS.iter().enumerate().find(|(_, (b, _))| a.at & !7 == *b).unwrap_or((0, &PORTS[0]))
+}
+
+/// An access's answer depends on its own UART's registers (LCR, the divisor).
+impl super::answers::Family for Uarts {
+    type State = Uart;
+    fn state(&self, a: &Access) -> Uart {
+        self.ports[port_of(a).0]
+    }
+    fn set_state(&mut self, a: &Access, state: Uart) {
+        self.ports[port_of(a).0] = state;
+    }
+}
+
 impl Uarts {
     pub fn explain(&mut self, a: &Access) -> Explanation {
-        let (i, (base, com)) = PORTS.iter().enumerate().find(|(_, (b, _))| a.at & !7 == *b).unwrap_or((0, &PORTS[0]));
+        let (i, (base, com)) = port_of(a);
         let device = format!("16550 UART ({com})");
         let u = &mut self.ports[i];
         let dlab = u.lcr & 0x80 != 0;

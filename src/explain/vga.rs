@@ -5,7 +5,7 @@
 use super::{Access, Explanation};
 
 /// The index registers' values, and the cursor's high byte.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub struct Vga {
     crtc: Option<u8>,
     sequencer: Option<u8>,
@@ -121,6 +121,8 @@ impl Vga {
         }
     }
 }
+
+crate::whole_state_family!(Vga);
 
 #[cfg(test)]
 mod tests {

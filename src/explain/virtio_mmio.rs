@@ -9,8 +9,8 @@ pub const BASE: u64 = crate::vmm::virtio::MMIO_BASE;
 pub const END: u64 = BASE + crate::vmm::virtio::MAX_DEVICES as u64 * crate::vmm::virtio::MMIO_STRIDE - 1;
 
 /// What each device's selector registers hold.
-#[derive(Debug, Default, Clone, Copy)]
-struct Selects {
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Selects {
     device_features: u32,
     driver_features: u32,
     queue: u32,
@@ -25,6 +25,22 @@ pub struct VirtioMmio {
 impl Default for VirtioMmio {
     fn default() -> Self {
         Self { devices: [Selects::default(); crate::vmm::virtio::MAX_DEVICES] }
+    }
+}
+
+/// The device slot an access is to.
+fn slot(a: &Access) -> usize {
+    (((a.at - BASE) / crate::vmm::virtio::MMIO_STRIDE) as usize).min(crate::vmm::virtio::MAX_DEVICES - 1)
+}
+
+/// An access's answer depends on its own device's selectors.
+impl super::answers::Family for VirtioMmio {
+    type State = Selects;
+    fn state(&self, a: &Access) -> Selects {
+        self.devices[slot(a)]
+    }
+    fn set_state(&mut self, a: &Access, state: Selects) {
+        self.devices[slot(a)] = state;
     }
 }
 

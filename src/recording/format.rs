@@ -989,7 +989,7 @@ impl<'a> ChunkDecoder<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn device_names_are_found_by_hash_and_bounded() {
         let mut names = Interner::new(8);

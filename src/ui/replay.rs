@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
@@ -14,7 +15,7 @@ use super::panes::exits::HISTORY;
 use super::screen::PaneId;
 use super::{terminal, view};
 use crate::analysis::profile::RipProfile;
-use crate::explain::{Explainer, Explanation};
+use crate::explain::{Explained, Explainer};
 use crate::recording::format::StopRecord;
 use crate::recording::index::{ExitIndex, Indexed};
 use crate::recording::{ReadError, Record, TraceHeader};
@@ -41,7 +42,7 @@ pub struct Replay {
     counters: Counters,
     profile: RipProfile,
     /// What the exits just before `explained_to` mean (the window the exits pane shows), by index.
-    explained: VecDeque<(usize, Option<Explanation>)>,
+    explained: VecDeque<(usize, Option<Arc<Explained>>)>,
     /// The explainer, having seen every exit before `explained_to` (device state follows the run).
     explainer: Explainer,
     explained_to: usize,

@@ -15,7 +15,9 @@ use ratatui::widgets::Paragraph;
 use super::{frame, hard_wrap, scroll_rows};
 use crate::debug::ExitSpec;
 use crate::explain::coverage::Coverage;
-use crate::explain::{Explainer, Explanation};
+use std::sync::Arc;
+
+use crate::explain::{Explained, Explainer, Explanation};
 use crate::trace::{Dir, ExitEvent, ExitKind};
 use crate::ui::theme::Theme;
 
@@ -27,7 +29,7 @@ pub const HISTORY: usize = 5000;
 pub struct ExitsPane {
     events: VecDeque<ExitEvent>,
     /// What each event means, beside it (port and MMIO exits).
-    explained: VecDeque<Option<Explanation>>,
+    explained: VecDeque<Option<Arc<Explained>>>,
     /// Explains the events in the order they arrive.
     explainer: Explainer,
     /// The exit under the cursor, by sequence number.
@@ -58,7 +60,7 @@ impl ExitsPane {
         self.scroll = self.scroll.min(self.max_scroll());
     }
 
-    fn push_explained(&mut self, e: ExitEvent, x: Option<Explanation>) {
+    fn push_explained(&mut self, e: ExitEvent, x: Option<Arc<Explained>>) {
         if let (Some(x), ExitKind::Io { dir, data, .. } | ExitKind::Mmio { dir, data, .. }) = (&x, &e.kind) {
             self.coverage.record(&e, x, *dir == Dir::Out, *data);
         }
@@ -80,7 +82,7 @@ impl ExitsPane {
     }
 
     /// Shows exactly these events, explained already, the newest under the cursor (replay).
-    pub fn replace(&mut self, events: impl IntoIterator<Item = (ExitEvent, Option<Explanation>)>) {
+    pub fn replace(&mut self, events: impl IntoIterator<Item = (ExitEvent, Option<Arc<Explained>>)>) {
         self.events.clear();
         self.explained.clear();
         self.coverage = Coverage::default();
@@ -94,7 +96,7 @@ impl ExitsPane {
     /// The exit with sequence number `seq`, and what it means, if it is kept.
     pub fn find(&self, seq: u64) -> Option<(&ExitEvent, Option<&Explanation>)> {
         let i = self.events.binary_search_by_key(&seq, |e| e.seq).ok()?;
-        Some((&self.events[i], self.explained[i].as_ref()))
+        Some((&self.events[i], self.explained[i].as_deref().map(|x| &x.explanation)))
     }
 
     /// The exit before `e` on `e`'s vCPU, if it is kept.
@@ -317,7 +319,7 @@ pub fn render(f: &mut Frame, area: Rect, pane: &ExitsPane, total: u64, focused: 
         .rev()
         .skip(pane.scroll)
         .take(room)
-        .map(|(e, x)| (e, x.as_ref()))
+        .map(|(e, x)| (e, x.as_deref().map(|x| &x.explanation)))
         .collect();
     let cells_at =
         |wide: bool| -> Vec<(u64, [String; 7])> { shown.iter().map(|(e, x)| (e.seq, cells(e, *x, wide))).collect() };
