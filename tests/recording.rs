@@ -287,6 +287,46 @@ fn a_killed_run_leaves_a_readable_recording() {
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert!(v["exits"].as_u64().unwrap() > 0);
     assert_eq!(v["end"], "incomplete");
+    // No index at its end: the replay reads it whole, and says so.
+    let (replay, damage) = kvmscope::ui::replay::Replay::load(&trace).unwrap();
+    assert_eq!(replay.how, kvmscope::recording::index::HowIndexed::NoIndex, "{damage:?}");
+    assert!(replay.how.note().unwrap().contains("no index"));
+    assert_eq!(replay.len() as u64, v["exits"].as_u64().unwrap());
+}
+
+#[test]
+fn a_finished_recording_ends_with_its_index_and_opens_by_it() {
+    if !kvm_or_skip("a_finished_recording_ends_with_its_index_and_opens_by_it") {
+        return;
+    }
+    use kvmscope::recording::index::HowIndexed;
+    use kvmscope::ui::replay::Replay;
+    let trace = temp("indexed.trace");
+    // Exits alone in every chunk but the last, which holds the end; the explainer state kept every 65,536.
+    record("spin.elf", &trace, &["--max-exits", "200000"]);
+    let (mut replay, damage) = Replay::load(&trace).unwrap();
+    assert!(damage.is_none());
+    assert_eq!((replay.how.clone(), replay.len()), (HowIndexed::Trailer, 200_000));
+    assert!(replay.end.is_some(), "the end record, read from the chunk that holds it");
+    // The same exits and ending as the recording read whole (the index cut off).
+    let bytes = std::fs::read(&trace).unwrap();
+    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let bare = temp("indexed-bare.trace");
+    std::fs::write(&bare, &bytes[..at]).unwrap();
+    let (mut whole, _) = Replay::load(&bare).unwrap();
+    assert_eq!((whole.how.clone(), whole.len(), &whole.end), (HowIndexed::NoIndex, 200_000, &replay.end));
+    for cursor in [0, 65_535, 65_536, 131_073, 199_999, 7] {
+        replay.cursor = cursor;
+        whole.cursor = cursor;
+        assert_eq!(replay.current(), whole.current(), "exit {cursor}");
+    }
+    assert_eq!(replay.counters().total.count, 8);
+    // Every reader reads it as before: no damage where the index starts.
+    let run = kvmscope_out(&["stats", trace.to_str().unwrap(), "--json"]);
+    assert!(!run.stderr.contains("damaged"), "{}", run.stderr);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()["exits"], 200_000);
+    let _ = std::fs::remove_file(&trace);
+    let _ = std::fs::remove_file(&bare);
 }
 
 #[test]

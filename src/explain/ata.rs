@@ -4,7 +4,7 @@
 use super::{Access, Explanation, bit_names};
 
 /// Which drive each channel has selected.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Ata {
     drive: [u8; 2],
 }

@@ -5,7 +5,7 @@
 use super::{Access, Explanation, bit_names, field};
 
 /// The index register's value, as far as the accesses showed.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Cmos {
     index: Option<u8>,
 }

@@ -5,7 +5,7 @@
 use super::{Access, Explanation, field};
 
 /// The selected key and how far into its item the reads are.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FwCfg {
     key: Option<u16>,
     offset: u64,

@@ -5,7 +5,7 @@
 use super::{Access, Explanation, bit_names};
 
 /// The controller command whose parameter the next data write is.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Kbc {
     pending: Option<u8>,
 }

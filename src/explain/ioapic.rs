@@ -11,7 +11,7 @@ pub const HPET_BASE: u64 = 0xfed0_0000;
 pub const HPET_END: u64 = 0xfed0_03ff;
 
 /// The selected register.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IoApic {
     select: Option<u32>,
 }

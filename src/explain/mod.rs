@@ -27,6 +27,8 @@ pub mod why;
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+
 use crate::trace::{Dir, ExitEvent, ExitKind};
 
 pub use answers::Explained;
@@ -168,7 +170,7 @@ pub fn field(name: &str, meaning: impl Into<String>) -> (String, String) {
 }
 
 /// The per-device state explaining takes, as far as the accesses showed.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Devices {
     uart: uart::Uarts,
     pic: pic::Pics,
@@ -263,6 +265,17 @@ impl Explainer {
             + g.ioapic.len()
             + g.virtio.len()
             + g.stateless.len()
+    }
+
+    /// The device state, as data: a recording's index keeps it every so many exits, so that a
+    /// reader going far explains from there, not from the start.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.devices).unwrap_or_default()
+    }
+
+    /// An explainer with that device state; `None` if `state` is not one.
+    pub fn with_state(state: &serde_json::Value) -> Option<Self> {
+        Some(Self { devices: Devices::deserialize(state).ok()?, given: Box::default() })
     }
 
     /// A port access, explained afresh.

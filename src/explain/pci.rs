@@ -6,7 +6,7 @@
 use super::{Access, Explanation, bit_names, field};
 
 /// The latched CONFIG_ADDRESS.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pci {
     address: Option<u32>,
 }

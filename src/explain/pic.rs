@@ -5,7 +5,7 @@
 use super::{Access, Explanation, field};
 
 /// Where a PIC is in its initialisation: the next data-port write is this ICW.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 enum Next {
     #[default]
     Ocw1,
@@ -14,7 +14,7 @@ enum Next {
     Icw4,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 struct Pic {
     next: Next,
     /// ICW1 said there is no ICW3 (a single PIC) and whether ICW4 follows.
@@ -26,7 +26,7 @@ struct Pic {
 }
 
 /// Both PICs.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pics {
     pics: [Pic; 2],
 }

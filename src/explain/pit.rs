@@ -7,7 +7,7 @@ use super::{Access, Explanation, bit_names, field};
 /// The PIT's input clock, in Hz.
 pub const PIT_HZ: f64 = 1_193_182.0;
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 struct Channel {
     /// 1 low byte, 2 high byte, 3 low then high.
     access: u8,
@@ -19,7 +19,7 @@ struct Channel {
 }
 
 /// The three channels.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pit {
     channels: [Channel; 3],
 }

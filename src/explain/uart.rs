@@ -7,7 +7,7 @@ use super::{Access, Explanation, bit_names, field};
 const BASE_BAUD: u64 = 115_200;
 
 /// What one UART's registers hold, as far as the accesses showed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Uart {
     lcr: u8,
     dll: u8,
@@ -15,7 +15,7 @@ pub struct Uart {
 }
 
 /// The four COM ports' state.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Uarts {
     ports: [Uart; 4],
 }

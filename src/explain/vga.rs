@@ -5,7 +5,7 @@
 use super::{Access, Explanation};
 
 /// The index registers' values, and the cursor's high byte.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Vga {
     crtc: Option<u8>,
     sequencer: Option<u8>,

@@ -9,7 +9,7 @@ pub const BASE: u64 = crate::vmm::virtio::MMIO_BASE;
 pub const END: u64 = BASE + crate::vmm::virtio::MAX_DEVICES as u64 * crate::vmm::virtio::MMIO_STRIDE - 1;
 
 /// What each device's selector registers hold.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Selects {
     device_features: u32,
     driver_features: u32,
@@ -17,7 +17,7 @@ pub struct Selects {
 }
 
 /// Every device's selectors.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VirtioMmio {
     devices: [Selects; crate::vmm::virtio::MAX_DEVICES],
 }

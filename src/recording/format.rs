@@ -7,7 +7,8 @@
 //! The chunk's CRC-32 covers its length, its record count and its payload (version 2 on); in
 //! version 1 traces, still read, it covers the payload alone. Version 3 added device events and
 //! call stacks; version 4 the breakpoint exit kind; version 5 network frames; version 6 the files
-//! a replayable recording carries (its starting state, the guest's image, initrd and disks).
+//! a replayable recording carries (its starting state, the guest's image, initrd and disks);
+//! version 7 the index a finished recording ends with (`trailer`: "KIDX" frame, JSON, footer).
 //! All integers little-endian. A payload is a run of records, each a type byte and varint fields;
 //! an exit stores its sequence number and time as the difference from the chunk's previous exit.
 //! Instructions and device names are defined inline the first time a chunk uses them and referred
@@ -29,8 +30,8 @@ use crate::vmm::kvm_stats::{KvmCounts, Reading, StatKind};
 pub const MAGIC: &[u8; 16] = b"KVMSCOPE-TRACE\0\0";
 /// The format version this kvmscope writes, and the newest it reads (it reads every older one).
 /// Version 3 added device events; version 4 the breakpoint exit kind; version 5 network frames;
-/// version 6 files.
-pub const VERSION: u16 = 6;
+/// version 6 files; version 7 the index a finished recording ends with (see `trailer`).
+pub const VERSION: u16 = 7;
 /// A chunk's first bytes.
 pub const CHUNK_MAGIC: &[u8; 4] = b"CHNK";
 /// Bytes of a chunk's framing before the payload.

@@ -39,11 +39,84 @@ pub struct ExitIndex {
 pub struct Indexed {
     pub index: ExitIndex,
     pub damage: Option<ReadError>,
+    /// Whether the recording's own index was read, or the file was read whole, and why.
+    pub how: HowIndexed,
+    /// The explainer's device state every so many exits, from the recording's index: (exit
+    /// index, state before it).
+    pub states: Vec<(usize, serde_json::Value)>,
+}
+
+/// How a recording was indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HowIndexed {
+    /// From the index it ends with: only the chunks that hold more than exits were read.
+    Trailer,
+    /// Read whole: it has no index (older, or cut off before its end).
+    NoIndex,
+    /// Read whole: its index does not agree with its chunks (why), and is not trusted.
+    Untrusted(String),
+}
+
+impl HowIndexed {
+    /// What a reader says of it, if anything: a recording read whole when it could have been
+    /// opened at once.
+    pub fn note(&self) -> Option<String> {
+        match self {
+            HowIndexed::Trailer => None,
+            HowIndexed::NoIndex => Some("it has no index (an older recording, or one cut off): read it whole".into()),
+            HowIndexed::Untrusted(why) => {
+                Some(format!("{why}: the index is not trusted, the recording was read whole"))
+            }
+        }
+    }
 }
 
 impl ExitIndex {
+    /// Opens a recording by the index it ends with, reading only the chunks that hold more than
+    /// exits (their other records handed to `other`); without a trustworthy index, by reading it
+    /// whole ([`ExitIndex::build`]).
+    pub fn open(path: &Path, other: impl FnMut(Record)) -> Result<Indexed, ReadError> {
+        let mut reader = TraceReader::open(path)?;
+        let trailer = match reader.trailer() {
+            Ok(Some(t)) => t,
+            Ok(None) => return Self::build(path, other, HowIndexed::NoIndex),
+            Err(why) => return Self::build(path, other, HowIndexed::Untrusted(why)),
+        };
+        // The other records are handed over once every chunk read agrees with the index.
+        let (mut chunks, mut len, mut others) = (Vec::new(), 0, Vec::new());
+        for c in &trailer.chunks {
+            if c.others > 0 {
+                let records = match reader.chunk_at(c.offset) {
+                    Ok(records) => records,
+                    Err(e) if e.is_damage() => {
+                        return Self::build(path, other, HowIndexed::Untrusted(e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
+                if exits != c.exits as usize {
+                    let why = format!(
+                        "its index counts {} exits in the chunk at offset {}, which holds {exits}",
+                        c.exits, c.offset
+                    );
+                    return Self::build(path, other, HowIndexed::Untrusted(why));
+                }
+                others.extend(records.into_iter().filter(|r| !matches!(r, Record::Exit(_))));
+            }
+            if c.exits > 0 {
+                let (offset, count, first_seq, first_t_ns) = (c.offset, c.exits as usize, c.first_seq, c.first_t_ns);
+                chunks.push(ChunkExits { offset, first: len, count, first_seq, first_t_ns });
+                len += count;
+            }
+        }
+        others.into_iter().for_each(other);
+        let states = trailer.states.into_iter().map(|(at, state)| (at as usize, state)).collect();
+        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
+        Ok(Indexed { index, damage: None, how: HowIndexed::Trailer, states })
+    }
+
     /// Reads the recording once: its exits indexed, every other record handed to `other`.
-    pub fn build(path: &Path, mut other: impl FnMut(Record)) -> Result<Indexed, ReadError> {
+    pub fn build(path: &Path, mut other: impl FnMut(Record), how: HowIndexed) -> Result<Indexed, ReadError> {
         let mut reader = TraceReader::open(path)?;
         let mut chunks = Vec::new();
         let mut len = 0;
@@ -75,7 +148,7 @@ impl ExitIndex {
             }
         };
         let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
-        Ok(Indexed { index, damage })
+        Ok(Indexed { index, damage, how, states: Vec::new() })
     }
 
     /// What the recording says about itself.
@@ -114,11 +187,18 @@ impl ExitIndex {
                 })
                 .collect(),
         );
-        // Not what the pass found: the file changed. What came before still holds; from here on
-        // the index is cut to what this chunk still gives.
-        if exits.len() != self.chunks[c].count {
+        // Not what the pass found (or the recording's index said): the file changed, or its index
+        // is wrong. What came before still holds; from here on the index is cut to what this
+        // chunk still gives.
+        let here = &self.chunks[c];
+        let first_agrees = exits.first().is_none_or(|e| (e.seq, e.t_ns) == (here.first_seq, here.first_t_ns));
+        if exits.len() != here.count || !first_agrees {
             self.changed = true;
-            self.len = self.len.min(self.chunks[c].first + exits.len());
+            let agreeing = if first_agrees { exits.len() } else { 0 };
+            self.len = self.len.min(here.first + agreeing);
+            if !first_agrees {
+                return Arc::new(Vec::new());
+            }
         }
         self.cache.push_front((c, exits.clone()));
         self.cache.truncate(CACHED);
@@ -129,7 +209,8 @@ impl ExitIndex {
     pub fn get(&mut self, i: usize) -> Option<ExitEvent> {
         let c = self.chunk_of(i)?;
         let first = self.chunks[c].first;
-        self.exits_of(c).get(i - first).cloned()
+        let exits = self.exits_of(c);
+        exits.get(i - first).filter(|_| i < self.len).cloned()
     }
 
     /// Exits `from..to`, in order, chunk by chunk, while `each` says to go on.
@@ -199,6 +280,7 @@ mod tests {
     use super::*;
     use crate::recording::TraceHeader;
     use crate::recording::format::{encode_chunk, encode_header};
+    use crate::recording::trailer::{ChunkEntry, Trailer};
     use crate::trace::{Dir, ExitKind};
 
     /// A recording of these chunks.
@@ -219,7 +301,7 @@ mod tests {
     fn a_file_that_shrinks_under_the_index_is_read_as_far_as_it_agrees() {
         let chunks: Vec<Vec<Record>> = (0..4u64).map(|c| (c * 100..(c + 1) * 100).map(exit).collect()).collect();
         let path = write_chunks("shrinks", &chunks);
-        let Indexed { mut index, .. } = ExitIndex::build(&path, |_| {}).unwrap();
+        let Indexed { mut index, .. } = ExitIndex::open(&path, |_| {}).unwrap();
         assert_eq!(index.len(), 400);
         // Recorded again over it, shorter (another `run --record` to the same file).
         let again = write_chunks("shrinks", &chunks[..1]);
@@ -236,6 +318,114 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 
+    /// A recording of these chunks ending with its index, as `tamper` leaves it.
+    fn write_indexed(name: &str, chunks: &[Vec<Record>], tamper: impl Fn(&mut Trailer)) -> std::path::PathBuf {
+        let mut bytes = encode_header(&TraceHeader { vcpus: 1, ..Default::default() });
+        let mut trailer = Trailer::default();
+        let mut explainer = crate::explain::Explainer::default();
+        for records in chunks {
+            let exits: Vec<&ExitEvent> =
+                records.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e) } else { None }).collect();
+            trailer.states.push((trailer.chunks.iter().map(|c| c.exits as u64).sum(), explainer.state()));
+            exits.iter().for_each(|e| drop(explainer.explain(e)));
+            trailer.chunks.push(ChunkEntry {
+                offset: bytes.len() as u64,
+                records: records.len() as u32,
+                exits: exits.len() as u32,
+                first_seq: exits[0].seq,
+                first_t_ns: exits[0].t_ns,
+                others: (records.len() - exits.len()) as u32,
+            });
+            bytes.extend(encode_chunk(records));
+        }
+        tamper(&mut trailer);
+        let at = bytes.len() as u64;
+        bytes.extend(trailer.encode(at));
+        let path = std::env::temp_dir().join(format!("kvmscope-{name}-{}.trace", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// 5 chunks of 1000 exits, a console record in the middle of the third.
+    fn five_chunks() -> Vec<Vec<Record>> {
+        (0..5u64)
+            .map(|c| {
+                let mut v: Vec<Record> = (c * 1000..(c + 1) * 1000).map(exit).collect();
+                if c == 2 {
+                    v.insert(500, Record::Console { t_ns: c, bytes: vec![b'x'] });
+                }
+                v
+            })
+            .collect()
+    }
+
+    fn opened(path: &Path) -> (Indexed, u32) {
+        let mut consoles = 0;
+        let indexed = ExitIndex::open(path, |r| consoles += matches!(r, Record::Console { .. }) as u32).unwrap();
+        (indexed, consoles)
+    }
+
+    #[test]
+    fn a_recording_with_its_index_opens_by_it_and_reads_the_same() {
+        let path = write_indexed("trailer", &five_chunks(), |_| {});
+        let (Indexed { mut index, how, states, .. }, consoles) = opened(&path);
+        assert_eq!((how, index.len(), consoles, states.len()), (HowIndexed::Trailer, 5000, 1, 5));
+        for i in [0, 999, 1000, 2500, 4999] {
+            assert_eq!(index.get(i).map(|e| e.seq), Some(i as u64));
+        }
+        assert_eq!(index.find_seq(3141), Some(3141));
+        assert_eq!(index.find_time(31_405), Some(3141));
+        // The sequential readers stop at the index: the same records, no damage.
+        let mut n = 0;
+        let mut reader = TraceReader::open(&path).unwrap();
+        reader.for_each(|_| n += 1).unwrap();
+        assert_eq!(n, 5001);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn an_index_that_lies_is_not_trusted_and_the_recording_is_read_whole() {
+        type Lie = (&'static str, fn(&mut Trailer));
+        let lies: [Lie; 5] = [
+            ("an offset past the end", |t| t.chunks[3].offset = 1 << 40),
+            ("a chunk's record count", |t| t.chunks[1].records += 1),
+            ("exits counted as others", |t| (t.chunks[2].exits, t.chunks[2].others) = (999, 2)),
+            ("a chunk left out", |t| {
+                t.chunks.remove(1);
+            }),
+            ("states out of order", |t| t.states.swap(1, 2)),
+        ];
+        for (what, lie) in lies {
+            let path = write_indexed("lies", &five_chunks(), lie);
+            let (Indexed { mut index, how, .. }, consoles) = opened(&path);
+            assert!(matches!(how, HowIndexed::Untrusted(_)), "{what}: {how:?}");
+            assert!(how.note().unwrap().contains("not trusted"), "{what}");
+            assert_eq!((index.len(), consoles), (5000, 1), "{what}: read whole, every exit and record once");
+            assert_eq!(index.get(4321).map(|e| e.seq), Some(4321), "{what}");
+            let _ = std::fs::remove_file(path);
+        }
+        // Exits said to be elsewhere in a chunk read only on demand: cut there, never served shifted.
+        let path = write_indexed("lies-late", &five_chunks(), |t| {
+            (t.chunks[3].first_seq, t.chunks[3].first_t_ns) = (3001, 30_010);
+        });
+        let (Indexed { mut index, how, .. }, _) = opened(&path);
+        assert_eq!(how, HowIndexed::Trailer);
+        assert_eq!(index.get(3500), None);
+        assert!(index.changed);
+        let _ = std::fs::remove_file(path);
+        // A damaged index (its checksum) and none at all.
+        let path = write_indexed("damaged", &five_chunks(), |_| {});
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 30] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(opened(&path).0.how, HowIndexed::Untrusted(why) if why.contains("checksum")));
+        std::fs::write(&path, &bytes[..n - 40]).unwrap();
+        let (Indexed { index, how, .. }, _) = opened(&path);
+        assert_eq!((how, index.len()), (HowIndexed::NoIndex, 5000));
+        let _ = std::fs::remove_file(path);
+    }
+
     #[test]
     fn any_exit_of_many_chunks_is_read_back() {
         // 5 chunks of 1000 exits, a console record between.
@@ -248,8 +438,8 @@ mod tests {
             .collect();
         let path = write_chunks("index", &chunks);
         let mut consoles = 0;
-        let Indexed { mut index, damage } =
-            ExitIndex::build(&path, |r| consoles += matches!(r, Record::Console { .. }) as u32).unwrap();
+        let Indexed { mut index, damage, .. } =
+            ExitIndex::open(&path, |r| consoles += matches!(r, Record::Console { .. }) as u32).unwrap();
         assert!(damage.is_none());
         assert_eq!((index.len(), consoles), (5000, 5));
         for i in [0, 999, 1000, 2500, 4999] {

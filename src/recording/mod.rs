@@ -5,6 +5,7 @@ pub mod header;
 pub mod index;
 pub mod reader;
 pub mod replayable;
+pub mod trailer;
 pub mod writer;
 
 pub use format::{Record, TraceHeader};

@@ -36,6 +36,7 @@ pub struct TraceReader {
     /// The format version of the file.
     pub version: u16,
     offset: u64,
+    header_len: u64,
 }
 
 fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -70,7 +71,19 @@ impl TraceReader {
         let mut all = fixed[..n].to_vec();
         all.extend_from_slice(&rest[..m]);
         let (header, used, version) = parse_header(&all).map_err(format)?;
-        Ok(Self { path: path.to_path_buf(), file, header, version, offset: used as u64 })
+        Ok(Self { path: path.to_path_buf(), file, header, version, offset: used as u64, header_len: used as u64 })
+    }
+
+    /// Where the chunks start (after the header).
+    pub fn first_chunk(&self) -> u64 {
+        self.header_len
+    }
+
+    /// The index the recording ends with (see [`super::trailer`]): `Ok(None)` when it has none,
+    /// `Err` saying why it is not trusted.
+    pub fn trailer(&self) -> Result<Option<super::trailer::Trailer>, String> {
+        let mut file = File::open(&self.path).map_err(|e| e.to_string())?;
+        super::trailer::Trailer::read(&mut file, self.header_len)
     }
 
     /// Calls `each` for every record, in order. Stops at the first damaged chunk with an error
@@ -133,6 +146,10 @@ impl TraceReader {
         }
         if n < CHUNK_HEADER {
             return Err(self.damaged(at, format!("the file ends inside a chunk header ({n} of {CHUNK_HEADER} bytes)")));
+        }
+        // The index a finished recording ends with: the chunks are over.
+        if &head[..4] == super::trailer::INDEX_MAGIC {
+            return Ok(None);
         }
         let frame = ChunkFrame::parse(&head).map_err(|what| self.damaged(at, what.to_string()))?;
         let (len, count) = (frame.len, frame.records);

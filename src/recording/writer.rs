@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::format::{ChunkEncoder, ChunkFrame, Record, StopRecord, TraceHeader, encode_header};
+use super::trailer::{ChunkEntry, STATE_EVERY, Trailer};
 use crate::debug::Stop;
+use crate::explain::Explainer;
 use crate::sink::ExitSink;
 use crate::sync::lock;
 use crate::trace::{DeviceEvent, ExitEvent, StackSample};
@@ -241,7 +243,7 @@ fn write_chunks(
     bytes: u64,
 ) -> Result<WriteStats, RecordError> {
     let err = |source| RecordError::Write { path: path.to_path_buf(), source };
-    let mut out = ChunkOut { enc: ChunkEncoder::default(), stats: WriteStats { bytes, ..Default::default() } };
+    let mut out = ChunkOut { stats: WriteStats { bytes, ..Default::default() }, ..Default::default() };
     let mut order = Reorder::default();
     let mut last_round = Instant::now();
     loop {
@@ -260,6 +262,7 @@ fn write_chunks(
                 out.push(&r);
             }
             out.flush(&mut file).map_err(err)?;
+            out.finish(&mut file).map_err(err)?;
             return Ok(out.stats);
         }
         if last_round.elapsed() >= CHUNK_AGE {
@@ -279,16 +282,35 @@ fn write_chunks(
     }
 }
 
-/// The chunk being filled, and what has been written.
+/// The chunk being filled, what has been written, and the index of it (see [`super::trailer`]).
+#[derive(Default)]
 struct ChunkOut {
     enc: ChunkEncoder,
     stats: WriteStats,
+    /// The chunk being filled, as the index will describe it.
+    chunk: ChunkEntry,
+    trailer: Trailer,
+    /// Follows the exits, for the device state the index keeps every so many.
+    explainer: Explainer,
 }
 
 impl ChunkOut {
     fn push(&mut self, r: &Record) {
         self.stats.records += 1;
-        self.stats.exits += u64::from(matches!(r, Record::Exit(_)));
+        if let Record::Exit(e) = r {
+            if self.chunk.exits == 0 {
+                (self.chunk.first_seq, self.chunk.first_t_ns) = (e.seq, e.t_ns);
+                let due = self.trailer.states.last().is_none_or(|(at, _)| self.stats.exits >= at + STATE_EVERY);
+                if due {
+                    self.trailer.states.push((self.stats.exits, self.explainer.state()));
+                }
+            }
+            self.explainer.explain(e);
+            self.chunk.exits += 1;
+            self.stats.exits += 1;
+        } else {
+            self.chunk.others += 1;
+        }
         self.enc.push(r);
     }
 
@@ -301,9 +323,20 @@ impl ChunkOut {
         file.write_all(&head)?;
         file.write_all(&self.enc.payload)?;
         file.flush()?;
+        let chunk = std::mem::take(&mut self.chunk);
+        self.trailer.chunks.push(ChunkEntry { offset: self.stats.bytes, records: self.enc.records, ..chunk });
         self.stats.bytes += (head.len() + self.enc.payload.len()) as u64;
         self.stats.chunks += 1;
         self.enc.reset();
+        Ok(())
+    }
+
+    /// Ends the recording with its index.
+    fn finish(&mut self, file: &mut BufWriter<File>) -> std::io::Result<()> {
+        let index = self.trailer.encode(self.stats.bytes);
+        file.write_all(&index)?;
+        file.flush()?;
+        self.stats.bytes += index.len() as u64;
         Ok(())
     }
 }

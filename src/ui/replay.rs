@@ -17,13 +17,17 @@ use super::{terminal, view};
 use crate::analysis::profile::RipProfile;
 use crate::explain::{Explained, Explainer};
 use crate::recording::format::StopRecord;
-use crate::recording::index::{ExitIndex, Indexed};
+use crate::recording::index::{ExitIndex, HowIndexed, Indexed};
 use crate::recording::{ReadError, Record, TraceHeader};
 use crate::trace::{Counters, DeviceCounters, DeviceEvent, ExitEvent};
 
 /// Explainer states kept, one every this many exits passed: going back explains again from the
 /// nearest one before, not from the start.
 const EXPLAINER_EVERY: usize = 65_536;
+
+/// Exits counted into the stats and profile per screen shown: a far jump shows at once, and the
+/// counts catch up over the next screens (the title says how far they are).
+const COUNT_PER_SCREEN: usize = 1 << 20;
 
 /// A recording, and where the cursor is. The exits stay on disk (an index of the recording's
 /// chunks finds any of them); what else the recording holds — console output, stops, device
@@ -50,6 +54,8 @@ pub struct Replay {
     explainers: BTreeMap<usize, Explainer>,
     /// The recorded call stacks (`--stacks`), by the sequence number of their exit.
     pub stacks: std::collections::HashMap<u64, Vec<u64>>,
+    /// How the recording was opened: by its index, or read whole (and why).
+    pub how: HowIndexed,
 }
 
 impl Replay {
@@ -58,7 +64,7 @@ impl Replay {
     pub fn load(path: &Path) -> Result<(Self, Option<ReadError>), ReadError> {
         let (mut console, mut stops, mut devices, mut end) = (Vec::new(), Vec::new(), Vec::new(), None);
         let mut stacks = std::collections::HashMap::new();
-        let Indexed { index, damage } = ExitIndex::build(path, |rec| match rec {
+        let Indexed { index, damage, how, states } = ExitIndex::open(path, |rec| match rec {
             Record::Console { t_ns, bytes } => console.push((t_ns, bytes)),
             Record::Stop(s) => stops.push(s),
             Record::End { status, name, detail, .. } => end = Some((status, name, detail)),
@@ -73,6 +79,7 @@ impl Replay {
             | Record::File { .. } => {}
         })?;
         let header = index.header().clone();
+        let explainers = states.iter().filter_map(|(at, state)| Some((*at, Explainer::with_state(state)?))).collect();
         let r = Replay {
             exits: index,
             console,
@@ -87,8 +94,9 @@ impl Replay {
             explained: VecDeque::new(),
             explainer: Explainer::default(),
             explained_to: 0,
-            explainers: BTreeMap::new(),
+            explainers,
             stacks,
+            how,
         };
         Ok((r, damage))
     }
@@ -116,19 +124,29 @@ impl Replay {
         self.exits.get(self.cursor)
     }
 
-    /// Counts the exits up to and including the cursor (again from the start when it went back).
-    fn count_to_cursor(&mut self) {
+    /// Counts the exits up to and including the cursor (again from the start when it went back),
+    /// at most `budget` of them; whether the counts reach the cursor.
+    fn count_to_cursor(&mut self, budget: usize) -> bool {
         let upto = (self.cursor + 1).min(self.exits.len());
         if upto < self.counted {
             (self.counters, self.profile, self.counted) = (Counters::default(), RipProfile::default(), 0);
         }
+        let to = upto.min(self.counted.saturating_add(budget));
         let (counters, profile) = (&mut self.counters, &mut self.profile);
-        self.exits.for_range(self.counted, upto, |_, e| {
+        self.exits.for_range(self.counted, to, |_, e| {
             counters.record(e);
             profile.record(e);
             true
         });
-        self.counted = upto;
+        self.counted = to;
+        to == upto
+    }
+
+    /// How far the stats and profile are counted, while they are behind the cursor: (exits
+    /// counted, exits to count).
+    pub fn counting(&self) -> Option<(usize, usize)> {
+        let upto = (self.cursor + 1).min(self.exits.len());
+        (self.counted < upto).then_some((self.counted, upto))
     }
 
     /// Explains the exits of the window up to the cursor, in order from the nearest kept state of
@@ -139,8 +157,10 @@ impl Replay {
         if have(self) {
             return;
         }
-        if self.cursor < self.explained_to || self.explained.front().is_some_and(|(i, _)| *i > start) {
-            // Back: from the explainer kept nearest before the window.
+        let nearest = self.explainers.range(..=start).next_back().map(|(k, _)| *k);
+        let back = self.cursor < self.explained_to || self.explained.front().is_some_and(|(i, _)| *i > start);
+        if back || nearest.is_some_and(|k| k > self.explained_to) {
+            // Back, or far forward: from the explainer kept nearest before the window.
             let (at, explainer) =
                 self.explainers.range(..=start).next_back().map_or((0, Explainer::default()), |(k, x)| (*k, x.clone()));
             (self.explainer, self.explained_to) = (explainer, at);
@@ -170,7 +190,7 @@ impl Replay {
 
     /// Counters of the exits up to and including the cursor.
     pub fn counters(&mut self) -> &Counters {
-        self.count_to_cursor();
+        self.count_to_cursor(usize::MAX);
         &self.counters
     }
 
@@ -214,7 +234,7 @@ impl Replay {
         let (explained, first) = (&self.explained, self.explained.front().map_or(0, |f| f.0));
         let x = |i: usize| i.checked_sub(first).and_then(|k| explained.get(k)).and_then(|(_, x)| x.clone());
         app.exits.replace(window.into_iter().enumerate().map(|(k, e)| (e, x(start + k))));
-        self.count_to_cursor();
+        self.count_to_cursor(COUNT_PER_SCREEN);
         app.stats.counters = self.counters.clone();
         app.profile.profile = self.profile.clone();
         let text: Vec<u8> =
@@ -291,10 +311,10 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         }
         Err(e) => Some(format!("no guest symbols for the profile: {e}")),
     };
-    match (&damage, symbol_note) {
-        (Some(d), _) => app.say(format!("{d}: showing what is intact"), true),
-        (None, Some(note)) => app.say(note, true),
-        (None, None) => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
+    match (&damage, replay.how.note(), symbol_note) {
+        (Some(d), _, _) => app.say(format!("{d}: showing what is intact"), true),
+        (None, Some(note), _) | (None, None, Some(note)) => app.say(note, true),
+        (None, None, None) => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
     }
     app.stacks = std::mem::take(&mut replay.stacks);
     replay.show(&mut app);
@@ -304,7 +324,7 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
             said_changed = true;
             app.say(
                 format!(
-                    "{} changed on disk since it was opened: shown as far as it still agrees ({} exits)",
+                    "{} does not read as it did when it was opened (changed on disk, or its index is wrong): shown as far as it agrees ({} exits)",
                     path.display(),
                     replay.len()
                 ),
@@ -315,12 +335,21 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         let total = replay.len();
         let t = replay.current().map_or(0, |e| e.t_ns);
         app.title = format!("replay {}/{} t={:.6}s", replay.cursor + 1, total, t as f64 / 1e9);
+        if let Some((counted, upto)) = replay.counting() {
+            app.title.push_str(&format!(" · stats counted to exit {counted} of {upto}"));
+        }
         // The terminal gone (a failed draw, input at its end) or a signal ends the replay.
         if guard.draw(|f| app.pane_rects = view::draw(f, &app)).is_err() || crate::vmm::vm::interrupted() {
             break;
         }
-        match event::poll(Duration::from_millis(200)) {
+        // While the counts catch up, a screen at a time.
+        let counting = replay.counting().is_some();
+        match event::poll(Duration::from_millis(if counting { 1 } else { 200 })) {
             Ok(true) => {}
+            Ok(false) if counting => {
+                replay.show(&mut app);
+                continue;
+            }
             Ok(false) => continue,
             Err(_) => break,
         }

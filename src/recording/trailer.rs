@@ -1,0 +1,126 @@
+//! The index a recording ends with: where each chunk is, how many records and exits it holds, the
+//! first exit's number and time, whether it holds anything besides exits — and the explainer's
+//! device state every so many exits. A reader opens a recording of any length by reading this and
+//! the chunks it needs, not the whole file; a far jump explains from the nearest state kept.
+//!
+//! On disk, after the last chunk: a frame like a chunk's (`KIDX`, length, CRC of the payload),
+//! the index as JSON, then a 16-byte footer (the frame's offset, `KSIDXEND`) that a reader finds
+//! from the end of the file. A recording cut off by a crash has no footer; one whose index does
+//! not agree with its chunks is not trusted: both are read whole, as before indexes.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+
+use serde::{Deserialize, Serialize};
+
+use super::format::{CHUNK_HEADER, ChunkFrame};
+
+pub const INDEX_MAGIC: &[u8; 4] = b"KIDX";
+pub const FOOTER_MAGIC: &[u8; 8] = b"KSIDXEND";
+pub const FOOTER: usize = 16;
+
+/// Exits between the explainer states the index keeps.
+pub const STATE_EVERY: u64 = 65_536;
+
+/// One chunk, as the index describes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub offset: u64,
+    pub records: u32,
+    pub exits: u32,
+    pub first_seq: u64,
+    pub first_t_ns: u64,
+    /// Records other than exits (console, stops, device events, the end ...).
+    pub others: u32,
+}
+
+/// A recording's index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trailer {
+    pub chunks: Vec<ChunkEntry>,
+    /// (exit index, the explainer's device state before that exit), in order.
+    pub states: Vec<(u64, serde_json::Value)>,
+}
+
+impl Trailer {
+    /// The index frame, its payload and the footer, for an index frame written at `offset`.
+    pub fn encode(&self, offset: u64) -> Vec<u8> {
+        let payload = serde_json::to_vec(self).unwrap_or_default();
+        let mut out = Vec::with_capacity(CHUNK_HEADER + payload.len() + FOOTER);
+        out.extend_from_slice(INDEX_MAGIC);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(FOOTER_MAGIC);
+        out
+    }
+
+    /// The index at the end of `file`, whose chunks start at `first_chunk`: `Ok(None)` when it has
+    /// none (an older recording, or one cut off), `Err` saying what is wrong when it has one that
+    /// does not agree with the chunks it describes.
+    pub fn read(file: &mut File, first_chunk: u64) -> Result<Option<Trailer>, String> {
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        if size < first_chunk + (CHUNK_HEADER + FOOTER) as u64 {
+            return Ok(None);
+        }
+        let mut footer = [0u8; FOOTER];
+        read_at(file, size - FOOTER as u64, &mut footer)?;
+        if &footer[8..] != FOOTER_MAGIC {
+            return Ok(None);
+        }
+        let at = u64::from_le_bytes(footer[..8].try_into().unwrap_or_default());
+        if at < first_chunk || at + (CHUNK_HEADER + FOOTER) as u64 > size {
+            return Err(format!("its index is said to be at offset {at}, outside the file"));
+        }
+        let mut head = [0u8; CHUNK_HEADER];
+        read_at(file, at, &mut head)?;
+        let len = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default()) as u64;
+        if &head[..4] != INDEX_MAGIC || at + CHUNK_HEADER as u64 + len + FOOTER as u64 != size {
+            return Err(format!("no index frame of the right length at offset {at}"));
+        }
+        let mut payload = vec![0u8; len as usize];
+        read_at(file, at + CHUNK_HEADER as u64, &mut payload)?;
+        if crc32fast::hash(&payload).to_le_bytes() != head[8..12] {
+            return Err("its index's checksum does not match".into());
+        }
+        let trailer: Trailer =
+            serde_json::from_slice(&payload).map_err(|e| format!("its index does not parse: {e}"))?;
+        trailer.agrees(file, first_chunk, at)?;
+        Ok(Some(trailer))
+    }
+
+    /// Whether the chunks are where the index says, one after another from `first_chunk` up to
+    /// the index at `end`, each with the records the index counts.
+    fn agrees(&self, file: &mut File, first_chunk: u64, end: u64) -> Result<(), String> {
+        let mut next = first_chunk;
+        let exits: u64 = self.chunks.iter().map(|c| c.exits as u64).sum();
+        for (i, c) in self.chunks.iter().enumerate() {
+            if c.offset != next || c.offset + CHUNK_HEADER as u64 > end {
+                return Err(format!("its index puts chunk {i} at offset {}, where none starts", c.offset));
+            }
+            let mut head = [0u8; CHUNK_HEADER];
+            read_at(file, c.offset, &mut head)?;
+            let frame = ChunkFrame::parse(&head).map_err(|e| format!("its index's chunk {i}: {e}"))?;
+            if frame.records != c.records || c.exits + c.others != c.records {
+                return Err(format!(
+                    "its index counts {} records in chunk {i}, which holds {}",
+                    c.records, frame.records
+                ));
+            }
+            next = c.offset + (CHUNK_HEADER + frame.len) as u64;
+        }
+        if next != end {
+            return Err(format!("its index ends its chunks at offset {next}, the index is at {end}"));
+        }
+        if self.states.windows(2).any(|w| w[0].0 >= w[1].0) || self.states.last().is_some_and(|s| s.0 > exits) {
+            return Err("its index's explainer states are out of order".into());
+        }
+        Ok(())
+    }
+}
+
+fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(buf)).map_err(|e| e.to_string())
+}
