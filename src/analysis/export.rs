@@ -330,9 +330,6 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
     };
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut failed: Option<std::io::Error> = None;
-    let mut seen_vcpus = std::collections::BTreeSet::new();
-    let mut devices: Vec<String> = Vec::new();
-    let mut first = true;
     // Set when the output has gone (`export | head`): reading stops there.
     let gone = std::cell::Cell::new(false);
     let mut write = |out: &mut BufWriter<Box<dyn Write + '_>>, bytes: &[u8]| {
@@ -357,91 +354,123 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
         out.flush().map_err(AnalysisError::Write)?;
         return failed.map_or(Ok(()), |e| Err(AnalysisError::Write(e)));
     }
-    match args.format {
-        Format::Csv => write(&mut out, format!("{CSV_HEADER}\n").as_bytes()),
-        Format::Chrome => {
-            // The two processes' names: Perfetto shows them as the tracks' headings.
-            let name =
-                |pid: u32, name: &str| json!({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}});
-            write(&mut out, format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")).as_bytes());
-            first = false;
-        }
-        Format::Jsonl | Format::Folded | Format::Parquet | Format::Pcap => {}
-    }
-    let mut explainer = Explainer::default();
-    let (mut row, mut objects) = (Vec::with_capacity(1024), SortedObjects::default());
-    let mut each = |r: Record| {
-        let e = match r {
-            Record::Exit(e) => e,
-            Record::Device(d) => {
-                match args.format {
-                    Format::Jsonl => write(&mut out, format!("{}\n", device_json(&d)).as_bytes()),
-                    Format::Csv => write(&mut out, format!("{}\n", device_csv(&d)).as_bytes()),
-                    Format::Chrome => {
-                        let tid = devices.iter().position(|n| *n == d.device).unwrap_or_else(|| {
-                            devices.push(d.device.clone());
-                            let tid = devices.len() - 1;
-                            let meta = json!({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": d.device}});
-                            write(&mut out, format!("{}{meta}", if first { "" } else { ",\n" }).as_bytes());
-                            first = false;
-                            tid
-                        });
-                        write(
-                            &mut out,
-                            format!("{}{}", if first { "" } else { ",\n" }, device_chrome(&d, tid)).as_bytes(),
-                        );
-                        first = false;
-                    }
-                    Format::Folded | Format::Parquet | Format::Pcap => {}
+    let damage = match args.format {
+        Format::Jsonl | Format::Csv => {
+            if args.format == Format::Csv {
+                write(&mut out, format!("{CSV_HEADER}\n").as_bytes());
+            }
+            let format = args.format;
+            match super::parallel::parts(&args.file) {
+                // On every core, from the places the recording's index keeps the device state.
+                Some(parts) => super::parallel::rows_in_order(
+                    &args.file,
+                    parts,
+                    |explainer| RowMaker::new(format, explainer),
+                    |maker, r, block| maker.row(r, block),
+                    |block| {
+                        write(&mut out, block);
+                        !gone.get()
+                    },
+                ),
+                None => {
+                    let (mut maker, mut row) = (RowMaker::new(format, Explainer::default()), Vec::with_capacity(1024));
+                    let read = super::read_while(&args.file, |r| {
+                        row.clear();
+                        maker.row(r, &mut row);
+                        write(&mut out, &row);
+                        !gone.get()
+                    });
+                    read?.damage
                 }
-                return;
             }
-            _ => return,
-        };
-        let x = explainer.explain(&e);
-        match args.format {
-            Format::Jsonl => {
-                row.clear();
-                write_exit_json(&mut row, &mut objects, &e, x.as_deref());
-                write(&mut out, &row);
-            }
-            Format::Csv => {
-                row.clear();
-                write_exit_csv(&mut row, &e, x.as_deref());
-                write(&mut out, &row);
-            }
-            Format::Chrome => {
-                if seen_vcpus.insert(e.vcpu) {
-                    let meta = json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}});
-                    write(&mut out, format!("{}{meta}", if first { "" } else { ",\n" }).as_bytes());
-                    first = false;
-                }
-                write(
-                    &mut out,
-                    format!("{}{}", if first { "" } else { ",\n" }, exit_chrome(&e, x.as_deref())).as_bytes(),
-                );
-                first = false;
-            }
-            Format::Folded | Format::Parquet | Format::Pcap => {}
         }
+        _ => chrome(&args.file, |bytes| {
+            write(&mut out, bytes);
+            !gone.get()
+        })?,
     };
-    let read = super::read_while(&args.file, |r| {
-        each(r);
-        !gone.get()
-    });
-    if args.format == Format::Chrome {
-        write(&mut out, b"\n]\n");
-    }
     if let Err(e) = out.flush() {
         failed.get_or_insert(e);
     }
     if let Some(e) = failed {
         return Err(AnalysisError::Write(e));
     }
-    if let Some(e) = read?.damage {
+    if let Some(e) = damage {
         crate::say!("kvmscope: warning: {e}; what comes before it is used");
     }
     Ok(())
+}
+
+/// Makes the JSON Lines or CSV rows of a recording's records, explaining its exits in order.
+struct RowMaker {
+    format: Format,
+    explainer: Explainer,
+    objects: SortedObjects,
+}
+
+impl RowMaker {
+    fn new(format: Format, explainer: Explainer) -> Self {
+        Self { format, explainer, objects: SortedObjects::default() }
+    }
+
+    /// Appends the record's row, if it has one, to `out`.
+    fn row(&mut self, r: Record, out: &mut Vec<u8>) {
+        match (r, self.format) {
+            (Record::Exit(e), Format::Jsonl) => {
+                let x = self.explainer.explain(&e);
+                write_exit_json(out, &mut self.objects, &e, x.as_deref());
+            }
+            (Record::Exit(e), _) => {
+                let x = self.explainer.explain(&e);
+                write_exit_csv(out, &e, x.as_deref());
+            }
+            (Record::Device(d), Format::Jsonl) => {
+                out.extend_from_slice(device_json(&d).to_string().as_bytes());
+                out.push(b'\n');
+            }
+            (Record::Device(d), _) => {
+                out.extend_from_slice(device_csv(&d).as_bytes());
+                out.push(b'\n');
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The Chrome trace-event export of the recording at `path`, handed to `write` piece by piece
+/// (which answers false when its output has gone); the damage that ended the reading, if any.
+fn chrome(path: &std::path::Path, mut write: impl FnMut(&[u8]) -> bool) -> Result<Option<crate::recording::ReadError>, AnalysisError> {
+    let (mut seen_vcpus, mut devices, mut explainer) = (std::collections::BTreeSet::new(), Vec::<String>::new(), Explainer::default());
+    // The two processes' names: Perfetto shows them as the tracks' headings.
+    let name = |pid: u32, name: &str| json!({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}});
+    let mut going = write(format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")).as_bytes());
+    let mut event = |going: &mut bool, v: Value| *going = *going && write(format!(",\n{v}").as_bytes());
+    let read = super::read_while(path, |r| {
+        match r {
+            Record::Device(d) => {
+                let tid = devices.iter().position(|n| *n == d.device).unwrap_or_else(|| {
+                    devices.push(d.device.clone());
+                    let tid = devices.len() - 1;
+                    event(&mut going, json!({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": d.device}}));
+                    tid
+                });
+                event(&mut going, device_chrome(&d, tid));
+            }
+            Record::Exit(e) => {
+                if seen_vcpus.insert(e.vcpu) {
+                    event(&mut going, json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}}));
+                }
+                let x = explainer.explain(&e);
+                event(&mut going, exit_chrome(&e, x.as_deref()));
+            }
+            _ => {}
+        }
+        going
+    })?;
+    if going {
+        write(b"\n]\n");
+    }
+    Ok(read.damage)
 }
 
 /// The recording's frames as a pcap file, stamped from the run's start as `--pcap` stamps them.

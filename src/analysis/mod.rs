@@ -5,6 +5,7 @@ pub mod export;
 pub mod folded;
 pub mod guest_image;
 pub mod parquet;
+pub mod parallel;
 pub mod profile;
 pub mod rows;
 pub mod stats;

@@ -1,0 +1,133 @@
+//! Rows made on many cores, written in order. A recording's index keeps the explainer's device
+//! state every so many exits: from each such place the recording reads on its own, so the parts
+//! between them are turned into rows by as many threads as the machine has cores, and the rows
+//! are written in the recording's order — the same bytes as one thread makes. Memory stays
+//! bounded: each part hands its rows over in blocks, a few at a time.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use crate::explain::Explainer;
+use crate::recording::trailer::Trailer;
+use crate::recording::{ReadError, Record, TraceReader};
+
+/// A part of a recording that reads on its own: its chunks' offsets, and the explainer's device
+/// state before them.
+pub struct Part {
+    chunks: Vec<u64>,
+    state: serde_json::Value,
+}
+
+/// Bytes of rows a part hands over at a time.
+const BLOCK: usize = 1 << 20;
+/// Blocks a part may have waiting to be written.
+const WAITING: usize = 4;
+
+/// The recording's parts, from its index; `None` without a trusted index, or with a single part
+/// (nothing to share), or on a machine of one core.
+pub fn parts(path: &Path) -> Option<Vec<Part>> {
+    if threads() < 2 {
+        return None;
+    }
+    let trailer: Trailer = TraceReader::open(path).ok()?.trailer().ok()??;
+    let mut parts: Vec<Part> = Vec::new();
+    let mut states = trailer.states.into_iter().peekable();
+    let mut exits = 0u64;
+    for c in &trailer.chunks {
+        // A state kept at this chunk's first exit starts a part.
+        if let Some((_, state)) = states.next_if(|(at, _)| *at == exits) {
+            parts.push(Part { chunks: Vec::new(), state });
+        }
+        match parts.last_mut() {
+            Some(part) => part.chunks.push(c.offset),
+            // Records before the first exit: a part of their own, from the start.
+            None => parts.push(Part { chunks: vec![c.offset], state: Explainer::default().state() }),
+        }
+        exits += c.exits as u64;
+    }
+    (parts.len() > 1).then_some(parts)
+}
+
+/// Threads to use: the machine's cores.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// What a part hands over: a block of rows, or the damage that ended the reading there.
+enum Handed {
+    Rows(Vec<u8>),
+    Damage(ReadError),
+}
+
+/// Turns every record of the recording at `path` into bytes, on every core, and hands the blocks
+/// to `write` in the recording's order; `write` answers false when its output has gone (reading
+/// stops). Each part makes its rows with a maker `start` gives it (from the part's explainer),
+/// and `row` (the maker, the record, the block to append to). The damage that ended the reading,
+/// if any, is returned: what came before it was written.
+pub fn rows_in_order<M>(
+    path: &Path,
+    parts: Vec<Part>,
+    start: impl Fn(Explainer) -> M + Sync,
+    row: impl Fn(&mut M, Record, &mut Vec<u8>) + Sync,
+    mut write: impl FnMut(&[u8]) -> bool,
+) -> Option<ReadError> {
+    let (senders, receivers): (Vec<SyncSender<Handed>>, Vec<Receiver<Handed>>) =
+        (0..parts.len()).map(|_| sync_channel(WAITING)).unzip();
+    let senders: Vec<std::sync::Mutex<Option<SyncSender<Handed>>>> =
+        senders.into_iter().map(|s| std::sync::Mutex::new(Some(s))).collect();
+    let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let mut damage = None;
+    std::thread::scope(|scope| {
+        for _ in 0..threads().min(parts.len()) {
+            scope.spawn(|| {
+                let Ok(mut reader) = TraceReader::open(path) else { return };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let (Some(part), false) = (parts.get(i), stop.load(Ordering::Relaxed)) else { return };
+                    let Some(tx) = crate::sync::lock(&senders[i]).take() else { return };
+                    let mut maker = start(Explainer::with_state(&part.state).unwrap_or_default());
+                    make_part(&mut reader, part, |r, block| row(&mut maker, r, block), &tx);
+                }
+            });
+        }
+        // Parts in order: each part's blocks as they come, then the next part's.
+        'parts: for rx in receivers {
+            for handed in rx {
+                match handed {
+                    Handed::Rows(block) if write(&block) => {}
+                    Handed::Rows(_) => break 'parts,
+                    Handed::Damage(e) => {
+                        damage = Some(e);
+                        break 'parts;
+                    }
+                }
+            }
+        }
+        // The output gone or damage met: the threads still at work stop at their next block.
+        stop.store(true, Ordering::Relaxed);
+    });
+    damage
+}
+
+/// One part's rows, handed over block by block (until the writer stops taking them).
+fn make_part(reader: &mut TraceReader, part: &Part, mut row: impl FnMut(Record, &mut Vec<u8>), tx: &SyncSender<Handed>) {
+    let mut block = Vec::with_capacity(BLOCK + BLOCK / 4);
+    for &offset in &part.chunks {
+        let records = match reader.chunk_at(offset) {
+            Ok(records) => records,
+            Err(e) => {
+                let _ = tx.send(Handed::Rows(block));
+                let _ = tx.send(Handed::Damage(e));
+                return;
+            }
+        };
+        for r in records {
+            row(r, &mut block);
+            if block.len() >= BLOCK && tx.send(Handed::Rows(std::mem::take(&mut block))).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = tx.send(Handed::Rows(block));
+}
