@@ -439,8 +439,12 @@ impl RowMaker {
 
 /// The Chrome trace-event export of the recording at `path`, handed to `write` piece by piece
 /// (which answers false when its output has gone); the damage that ended the reading, if any.
-fn chrome(path: &std::path::Path, mut write: impl FnMut(&[u8]) -> bool) -> Result<Option<crate::recording::ReadError>, AnalysisError> {
-    let (mut seen_vcpus, mut devices, mut explainer) = (std::collections::BTreeSet::new(), Vec::<String>::new(), Explainer::default());
+fn chrome(
+    path: &std::path::Path,
+    mut write: impl FnMut(&[u8]) -> bool,
+) -> Result<Option<crate::recording::ReadError>, AnalysisError> {
+    let (mut seen_vcpus, mut devices, mut explainer) =
+        (std::collections::BTreeSet::new(), Vec::<String>::new(), Explainer::default());
     // The two processes' names: Perfetto shows them as the tracks' headings.
     let name = |pid: u32, name: &str| json!({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}});
     let mut going = write(format!("[\n{},\n{}", name(1, "vCPUs"), name(2, "virtio devices")).as_bytes());
@@ -451,14 +455,20 @@ fn chrome(path: &std::path::Path, mut write: impl FnMut(&[u8]) -> bool) -> Resul
                 let tid = devices.iter().position(|n| *n == d.device).unwrap_or_else(|| {
                     devices.push(d.device.clone());
                     let tid = devices.len() - 1;
-                    event(&mut going, json!({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": d.device}}));
+                    event(
+                        &mut going,
+                        json!({"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": d.device}}),
+                    );
                     tid
                 });
                 event(&mut going, device_chrome(&d, tid));
             }
             Record::Exit(e) => {
                 if seen_vcpus.insert(e.vcpu) {
-                    event(&mut going, json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}}));
+                    event(
+                        &mut going,
+                        json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": e.vcpu, "args": {"name": format!("vCPU {}", e.vcpu)}}),
+                    );
                 }
                 let x = explainer.explain(&e);
                 event(&mut going, exit_chrome(&e, x.as_deref()));

@@ -111,7 +111,12 @@ pub fn rows_in_order<M>(
 }
 
 /// One part's rows, handed over block by block (until the writer stops taking them).
-fn make_part(reader: &mut TraceReader, part: &Part, mut row: impl FnMut(Record, &mut Vec<u8>), tx: &SyncSender<Handed>) {
+fn make_part(
+    reader: &mut TraceReader,
+    part: &Part,
+    mut row: impl FnMut(Record, &mut Vec<u8>),
+    tx: &SyncSender<Handed>,
+) {
     let mut block = Vec::with_capacity(BLOCK + BLOCK / 4);
     for &offset in &part.chunks {
         let records = match reader.chunk_at(offset) {

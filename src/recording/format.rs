@@ -111,6 +111,23 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// Whether a replay shows it: console output, a stop, a device event, a call stack, the end
+    /// (not exits, which it reads as it goes, nor counters and files).
+    pub fn is_event(&self) -> bool {
+        match self {
+            Record::Console { .. } | Record::Stop(_) | Record::Device(_) | Record::Stack(_) | Record::End { .. } => {
+                true
+            }
+            Record::Exit(_)
+            | Record::Kvm { .. }
+            | Record::Kernel { .. }
+            | Record::Dirty { .. }
+            | Record::File { .. } => false,
+        }
+    }
+}
+
 /// A debug stop as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopRecord {

@@ -72,9 +72,9 @@ impl HowIndexed {
 }
 
 impl ExitIndex {
-    /// Opens a recording by the index it ends with, reading only the chunks that hold more than
-    /// exits (their other records handed to `other`); without a trustworthy index, by reading it
-    /// whole ([`ExitIndex::build`]).
+    /// Opens a recording by the index it ends with, reading only the chunks that hold events a
+    /// replay shows (see [`Record::is_event`]; those handed to `other`); without a trustworthy
+    /// index, by reading it whole ([`ExitIndex::build`]), every record but exits handed to `other`.
     pub fn open(path: &Path, other: impl FnMut(Record)) -> Result<Indexed, ReadError> {
         let mut reader = TraceReader::open(path)?;
         let trailer = match reader.trailer() {
@@ -85,7 +85,7 @@ impl ExitIndex {
         // The other records are handed over once every chunk read agrees with the index.
         let (mut chunks, mut len, mut others) = (Vec::new(), 0, Vec::new());
         for c in &trailer.chunks {
-            if c.others > 0 {
+            if c.events > 0 {
                 let records = match reader.chunk_at(c.offset) {
                     Ok(records) => records,
                     Err(e) if e.is_damage() => {
@@ -94,14 +94,15 @@ impl ExitIndex {
                     Err(e) => return Err(e),
                 };
                 let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
-                if exits != c.exits as usize {
+                let events = records.iter().filter(|r| r.is_event()).count();
+                if exits != c.exits as usize || events != c.events as usize {
                     let why = format!(
-                        "its index counts {} exits in the chunk at offset {}, which holds {exits}",
-                        c.exits, c.offset
+                        "its index counts {} exits and {} events in the chunk at offset {}, which holds {exits} and {events}",
+                        c.exits, c.events, c.offset
                     );
                     return Self::build(path, other, HowIndexed::Untrusted(why));
                 }
-                others.extend(records.into_iter().filter(|r| !matches!(r, Record::Exit(_))));
+                others.extend(records.into_iter().filter(Record::is_event));
             }
             if c.exits > 0 {
                 let (offset, count, first_seq, first_t_ns) = (c.offset, c.exits as usize, c.first_seq, c.first_t_ns);
@@ -335,6 +336,7 @@ mod tests {
                 first_seq: exits[0].seq,
                 first_t_ns: exits[0].t_ns,
                 others: (records.len() - exits.len()) as u32,
+                events: records.iter().filter(|r| r.is_event()).count() as u32,
             });
             bytes.extend(encode_chunk(records));
         }

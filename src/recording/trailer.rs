@@ -30,8 +30,11 @@ pub struct ChunkEntry {
     pub exits: u32,
     pub first_seq: u64,
     pub first_t_ns: u64,
-    /// Records other than exits (console, stops, device events, the end ...).
+    /// Records other than exits (console, stops, device events, the end, KVM's counters ...).
     pub others: u32,
+    /// Of those, the events a replay shows (console output, stops, device events, call stacks,
+    /// the end): the chunks it reads when it opens. KVM's counters, every 100 ms, are not.
+    pub events: u32,
 }
 
 /// A recording's index.
@@ -103,7 +106,7 @@ impl Trailer {
             let mut head = [0u8; CHUNK_HEADER];
             read_at(file, c.offset, &mut head)?;
             let frame = ChunkFrame::parse(&head).map_err(|e| format!("its index's chunk {i}: {e}"))?;
-            if frame.records != c.records || c.exits + c.others != c.records {
+            if frame.records != c.records || c.exits + c.others != c.records || c.events > c.others {
                 return Err(format!(
                     "its index counts {} records in chunk {i}, which holds {}",
                     c.records, frame.records

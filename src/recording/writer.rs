@@ -310,6 +310,7 @@ impl ChunkOut {
             self.stats.exits += 1;
         } else {
             self.chunk.others += 1;
+            self.chunk.events += u32::from(r.is_event());
         }
         self.enc.push(r);
     }
