@@ -71,6 +71,8 @@ fn readers_take_no_more_memory_for_a_recording_ten_times_longer() {
         ("stats --by register", vec!["stats", "--by", "register"]),
         ("diff", vec!["diff"]),
         ("export --format parquet", vec!["export", "--format", "parquet"]),
+        // On every core (to stdout, which is null here), a few blocks of each part waiting at most.
+        ("export --format jsonl", vec!["export", "--format", "jsonl"]),
     ] {
         let run = |trace: &Path| {
             let mut a: Vec<&str> = args.clone();

@@ -295,6 +295,46 @@ fn a_killed_run_leaves_a_readable_recording() {
 }
 
 #[test]
+fn exports_made_on_many_cores_are_the_bytes_one_core_makes() {
+    if !kvm_or_skip("exports_made_on_many_cores_are_the_bytes_one_core_makes") {
+        return;
+    }
+    // 200,000 exits: four parts from the index's device states (every 65,536 exits).
+    let trace = temp("parts.trace");
+    record("spin.elf", &trace, &["--max-exits", "200000"]);
+    // The same recording without its index: read by one thread, start to end.
+    let bytes = std::fs::read(&trace).unwrap();
+    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let bare = temp("parts-bare.trace");
+    std::fs::write(&bare, &bytes[..at]).unwrap();
+    for format in ["jsonl", "csv"] {
+        let export = |path: &Path| {
+            let out = kvmscope().args(["export", path.to_str().unwrap(), "--format", format]).output().unwrap();
+            assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        let (many, one) = (export(&trace), export(&bare));
+        assert!(many == one, "{format}: the rows made in parts differ from those made in one pass");
+        let rows = many.iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(rows, 200_000 + usize::from(format == "csv"), "{format}");
+    }
+    // Its reader gone (`| head`), the parts stop: a clean end, not a hang.
+    let mut child = kvmscope()
+        .args(["export", trace.to_str().unwrap(), "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert!(status.code().is_some_and(|c| c <= 1), "{status:?}");
+    let _ = std::fs::remove_file(&trace);
+    let _ = std::fs::remove_file(&bare);
+}
+
+#[test]
 fn a_finished_recording_ends_with_its_index_and_opens_by_it() {
     if !kvm_or_skip("a_finished_recording_ends_with_its_index_and_opens_by_it") {
         return;

@@ -244,6 +244,9 @@ pub fn run(mut config: VmConfig, mut session: Session, title: String) -> Result<
         launched.controller.cancel_travel();
         let _ = g.done.recv_timeout(Duration::from_secs(10));
     }
+    // The guest's end is where the quit happened only if the TUI still shows it (a going back
+    // that finished in the last round has left it).
+    let held = held.filter(|_| matches!(app.state, RunState::Ended(_)));
     let report = match held {
         // Quit (or Ctrl-C, SIGTERM, SIGHUP) at the guest's end: the run ended as the guest ended it.
         Some(end) => launched.finish_with(end),
