@@ -102,6 +102,7 @@ fn linux_vmlinux_boots_to_init_on_two_cpus() {
     // The partition scan's read of sector 0, in the recording as the device took it.
     let jsonl = kvmscope().args(["export", "--format", "jsonl"]).arg(&trace).output().unwrap();
     let jsonl = String::from_utf8_lossy(&jsonl.stdout);
+    jsonl_as_serde_prints(&jsonl);
     let read = jsonl.lines().filter(|l| l.contains(r#""record":"device""#)).find(|l| l.contains("read sector 0 len"));
     assert!(read.is_some_and(|l| l.contains(r#""device":"virtio-blk0""#)), "no read of sector 0 recorded");
     // Every port and MMIO exit the kernel made is explained: its UART, its RTC, its virtio devices.

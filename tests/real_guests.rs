@@ -201,7 +201,7 @@ fn explains_seabios(args: &[&str]) {
     let jsonl = kvmscope().args(["export", "--format", "jsonl"]).arg(&trace).output().unwrap();
     let jsonl = String::from_utf8_lossy(&jsonl.stdout);
     let mut explained = Vec::new();
-    for r in jsonl.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()) {
+    for r in jsonl_as_serde_prints(&jsonl) {
         if r["reason"] == "io" || r["reason"] == "mmio" {
             let x = r["explain"].as_str().filter(|x| !x.is_empty());
             explained.push(x.unwrap_or_else(|| panic!("an exit without an explanation: {r}")).to_string());

@@ -506,6 +506,48 @@ fn replay_steps_through_a_recording() {
 }
 
 #[test]
+fn a_replay_says_when_a_recording_has_no_index_or_one_not_trusted() {
+    if !kvm_or_skip("a_replay_says_when_a_recording_has_no_index_or_one_not_trusted") {
+        return;
+    }
+    let trace = std::env::temp_dir().join(format!("kvmscope-replay-index-{}.trace", std::process::id()));
+    let rec = common::run_headless(&[
+        "--kernel",
+        common::guest("spin.elf").to_str().unwrap(),
+        "--max-exits",
+        "200000",
+        "--record",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(rec.stderr.contains("recorded 200000 exits"), "{}", rec.stderr);
+    let bytes = std::fs::read(&trace).unwrap();
+    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    // Cut off where its index starts (as a crash leaves it), and with a byte of its index changed.
+    let bare = trace.with_extension("bare.trace");
+    std::fs::write(&bare, &bytes[..at]).unwrap();
+    let lying = trace.with_extension("lying.trace");
+    let mut b = bytes.clone();
+    b[at + 40] ^= 0x01;
+    std::fs::write(&lying, &b).unwrap();
+    for (file, said) in [
+        (&bare, "it has no index (an older recording, or one cut off): read it whole"),
+        (&lying, "checksum does not match: the index is not trusted"),
+    ] {
+        let Some(t) = Tmux::start_with("index", 160, 45, &format!("replay {}", file.display())) else { return };
+        t.wait_for(&[said], "the replay says how it opened the recording");
+        // Read whole, it still goes anywhere.
+        t.keys(&[":goto 180000", "Enter"]);
+        t.wait_for(&["replay 180001/200000"], "a far jump");
+        t.keys(&["q"]);
+        assert_eq!(t.wait_status(), "EXIT=0");
+        t.assert_restored();
+    }
+    for f in [&trace, &bare, &lying] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
 fn devices_screen_shows_a_live_guests_virtqueues() {
     if !kvm_or_skip("devices_screen_shows_a_live_guests_virtqueues") {
         return;

@@ -114,3 +114,18 @@ pub fn mmio_count(summary: &serde_json::Value, addr: u64, dir: &str) -> u64 {
         .find(|e| e["addr"] == addr && e["dir"] == dir)
         .map_or(0, |e| e["count"].as_u64().unwrap())
 }
+
+/// Checks that every line of a JSON Lines export is what serde_json prints of the line's value
+/// (the rows are written straight into a buffer: their keys sorted, their strings escaped, as
+/// serde_json writes them); the lines' values.
+#[allow(dead_code)]
+pub fn jsonl_as_serde_prints(jsonl: &str) -> Vec<serde_json::Value> {
+    jsonl
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(v.to_string(), line, "a row differs from the JSON value it holds printed");
+            v
+        })
+        .collect()
+}
