@@ -68,8 +68,9 @@ impl std::ops::Deref for Explained {
 }
 
 /// Distinct answers a family keeps before it starts again (a guest writing ever new values to a
-/// port makes ever new answers; memory stays bounded).
-const KEPT: usize = 1 << 14;
+/// port makes ever new answers; memory stays bounded: a few hundred bytes an answer, a few MB for
+/// all the families of an explainer at worst).
+const KEPT: usize = 4096;
 
 /// One family's answers given so far: (access, the device that took it, the state before) to
 /// (the answer, the state after).
