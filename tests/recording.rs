@@ -335,6 +335,43 @@ fn exports_made_on_many_cores_are_the_bytes_one_core_makes() {
 }
 
 #[test]
+fn stats_of_a_window_read_by_the_index_are_those_of_the_whole_file() {
+    if !kvm_or_skip("stats_of_a_window_read_by_the_index_are_those_of_the_whole_file") {
+        return;
+    }
+    for (guest, args) in [("spin.elf", ["--max-exits", "200000"]), ("demo.elf", ["--timeout", "2"])] {
+        let trace = temp(&format!("window-{guest}.trace"));
+        record(guest, &trace, &args);
+        let bytes = std::fs::read(&trace).unwrap();
+        let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+        let bare = temp(&format!("window-{guest}-bare.trace"));
+        std::fs::write(&bare, &bytes[..at]).unwrap();
+        let end: serde_json::Value =
+            serde_json::from_str(&kvmscope_out(&["stats", "--json", trace.to_str().unwrap()]).stdout).unwrap();
+        let secs = end["elapsed_ns"].as_f64().unwrap() / 1e9;
+        let (a, b, c) = (format!("{:.3}", secs * 0.2), format!("{:.3}", secs * 0.6), format!("{:.3}", secs * 0.9));
+        for window in [
+            vec!["--from", &a, "--to", &b],
+            vec!["--from", &c],
+            vec!["--to", &a],
+            vec!["--from", &a, "--to", &b, "--by", "register"],
+            vec!["--from", &b, "--by", "register", "--vcpu", "0"],
+            vec!["--from", "1000"],
+        ] {
+            let stats = |path: &Path| {
+                let mut all = vec!["stats", "--json", path.to_str().unwrap()];
+                all.extend(&window);
+                let run = kvmscope_out(&all);
+                (run.status, run.stdout, run.stderr.replace(path.to_str().unwrap(), "FILE"))
+            };
+            assert_eq!(stats(&trace), stats(&bare), "{guest} {window:?}");
+        }
+        let _ = std::fs::remove_file(&trace);
+        let _ = std::fs::remove_file(&bare);
+    }
+}
+
+#[test]
 fn a_finished_recording_ends_with_its_index_and_opens_by_it() {
     if !kvm_or_skip("a_finished_recording_ends_with_its_index_and_opens_by_it") {
         return;

@@ -97,6 +97,30 @@ impl StatsArgs {
 
 /// Reads and counts a recording.
 pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
+    counted(args, true)
+}
+
+/// The chunks a window needs and the explainer's state before them, by the recording's index
+/// (see [`crate::recording::trailer::window_chunks`]); `None` without a trusted index, or when
+/// nothing is in the window.
+fn windowed(
+    path: &std::path::Path,
+    from: u64,
+    to: u64,
+    explained: bool,
+) -> Option<(Vec<u64>, Option<serde_json::Value>)> {
+    let trailer = crate::recording::TraceReader::open(path).ok()?.trailer().ok()??;
+    crate::recording::trailer::window_chunks(&trailer, from, to, explained)
+}
+
+/// The time of the recording's last exit, from its index.
+fn windowed_last_exit(path: &std::path::Path) -> Option<u64> {
+    let trailer = crate::recording::TraceReader::open(path).ok()?.trailer().ok()??;
+    trailer.chunks.iter().filter(|c| c.exits > 0).map(|c| c.last_exit_t).max()
+}
+
+/// [`count`]; `by_index`: a window reads only the chunks it needs, where the index says which.
+fn counted(args: &StatsArgs, by_index: bool) -> Result<RecordedRun, AnalysisError> {
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from >= to
     {
@@ -120,9 +144,18 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
         last_t_ns: 0,
     };
     // Explained in time order, every exit (device state follows the whole run), counted in the
-    // selection.
-    let mut explainer = (args.by == By::Register).then(Explainer::default);
-    let reader = super::read_all_warning(&args.file, |r| match r {
+    // selection. A window reads only the chunks it needs where the recording's index says which.
+    let explained = args.by == By::Register;
+    let window = if by_index && (args.from.is_some() || args.to.is_some()) {
+        windowed(&args.file, from, to, explained)
+    } else {
+        None
+    };
+    let mut explainer = match &window {
+        Some((_, Some(state))) => Explainer::with_state(state),
+        _ => explained.then(Explainer::default),
+    };
+    let mut each = |r: Record| match r {
         Record::Exit(e) => {
             run.last_t_ns = run.last_t_ns.max(e.t_ns);
             run.vcpus_seen.insert(e.vcpu);
@@ -158,8 +191,31 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
             run.kernel = Some(k);
         }
         _ => {}
-    })?;
-    run.header = reader.header.clone();
+    };
+    let header = match &window {
+        Some((chunks, _)) => {
+            let mut reader = crate::recording::TraceReader::open(&args.file)?;
+            for &offset in chunks {
+                match reader.chunk_at(offset) {
+                    Ok(records) => records.into_iter().for_each(&mut each),
+                    // Damage: the whole read says where, and counts what comes before it.
+                    Err(e) if e.is_damage() => return counted(args, false),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            reader.header.clone()
+        }
+        None => super::read_all_warning(&args.file, &mut each)?.header.clone(),
+    };
+    // Read in part: the recording's last exit from its index, the vCPUs seen from a whole read
+    // where a selection holds no exit (the message names them).
+    if window.is_some() {
+        run.last_t_ns = windowed_last_exit(&args.file).unwrap_or(run.last_t_ns);
+        if run.counters.total.count == 0 {
+            return counted(args, false);
+        }
+    }
+    run.header = header;
     Ok(run)
 }
 

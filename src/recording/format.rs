@@ -112,6 +112,21 @@ pub enum Record {
 }
 
 impl Record {
+    /// When it happened, nanoseconds into the run (call stacks and files have no time of their own).
+    pub fn time(&self) -> Option<u64> {
+        match self {
+            Record::Exit(e) => Some(e.t_ns),
+            Record::Stop(s) => Some(s.t_ns),
+            Record::Device(d) => Some(d.t_ns),
+            Record::Console { t_ns, .. }
+            | Record::End { t_ns, .. }
+            | Record::Kvm { t_ns, .. }
+            | Record::Kernel { t_ns, .. }
+            | Record::Dirty { t_ns, .. } => Some(*t_ns),
+            Record::Stack(_) | Record::File { .. } => None,
+        }
+    }
+
     /// Whether a replay shows it: console output, a stop, a device event, a call stack, the end
     /// (not exits, which it reads as it goes, nor counters and files).
     pub fn is_event(&self) -> bool {

@@ -13,11 +13,51 @@ use std::io::{Read, Seek, SeekFrom};
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{CHUNK_HEADER, ChunkFrame};
+use super::format::{CHUNK_HEADER, ChunkFrame, Record};
+use crate::trace::{Dir, ExitKind};
 
 pub const INDEX_MAGIC: &[u8; 4] = b"KIDX";
 pub const FOOTER_MAGIC: &[u8; 8] = b"KSIDXEND";
 pub const FOOTER: usize = 16;
+
+/// The chunks `stats --from/--to` reads (offsets, in order) and the explainer's device state
+/// before the first (with `explained`: every exit from that state to the window's end is read, so
+/// that the device state follows the run): the chunks with records in the window, and wherever
+/// they are, those holding the end, KVM's last counters, the kernel's counts and the last write
+/// to the debug-exit device. `None` when no chunk has a record in the window.
+pub fn window_chunks(
+    t: &Trailer,
+    from: u64,
+    to: u64,
+    explained: bool,
+) -> Option<(Vec<u64>, Option<serde_json::Value>)> {
+    let window: Vec<usize> = (0..t.chunks.len()).filter(|&i| t.chunks[i].overlaps(from, to)).collect();
+    let (&first, &last) = (window.first()?, window.last()?);
+    let mut needed: std::collections::BTreeSet<usize> = window.iter().copied().collect();
+    let last_of = |f: fn(&ChunkEntry) -> bool| t.chunks.iter().rposition(f);
+    needed.extend(last_of(|c| c.kvm));
+    needed.extend(last_of(|c| c.debug_exit));
+    needed.extend((0..t.chunks.len()).filter(|&i| t.chunks[i].end || t.chunks[i].kernel));
+    let mut state = None;
+    if explained {
+        // The nearest state kept at or before the window's first chunk, and every chunk on to its last.
+        // The index of each chunk's first exit.
+        let starts: Vec<u64> = t
+            .chunks
+            .iter()
+            .scan(0u64, |exits, c| {
+                let first = *exits;
+                *exits += c.exits as u64;
+                Some(first)
+            })
+            .collect();
+        let (at, kept) = t.states.iter().rev().find(|(at, _)| *at <= starts[first])?;
+        let from_chunk = starts.iter().position(|s| s == at).unwrap_or(0);
+        needed.extend(from_chunk..=last);
+        state = Some(kept.clone());
+    }
+    Some((needed.into_iter().map(|i| t.chunks[i].offset).collect(), state))
+}
 
 /// Exits between the explainer states the index keeps.
 pub const STATE_EVERY: u64 = 65_536;
@@ -35,6 +75,47 @@ pub struct ChunkEntry {
     /// Of those, the events a replay shows (console output, stops, device events, call stacks,
     /// the end): the chunks it reads when it opens. KVM's counters, every 100 ms, are not.
     pub events: u32,
+    /// The earliest and latest time of its records that have one (`t_min > t_max`: none), and of
+    /// its latest exit: `stats --from/--to` reads only the chunks a window needs.
+    pub t_min: u64,
+    pub t_max: u64,
+    pub last_exit_t: u64,
+    /// It holds the run's end, KVM's counters, the kernel's event counts, a write to the
+    /// debug-exit device: what `stats` reads wherever the window is.
+    pub end: bool,
+    pub kvm: bool,
+    pub kernel: bool,
+    pub debug_exit: bool,
+}
+
+impl ChunkEntry {
+    /// An empty chunk's entry, before its records are noted.
+    pub fn new() -> Self {
+        Self { t_min: u64::MAX, ..Self::default() }
+    }
+
+    /// Notes a record of the chunk (not its counts).
+    pub fn note(&mut self, r: &Record) {
+        if let Some(t) = r.time() {
+            (self.t_min, self.t_max) = (self.t_min.min(t), self.t_max.max(t));
+        }
+        match r {
+            Record::Exit(e) => {
+                self.last_exit_t = self.last_exit_t.max(e.t_ns);
+                self.debug_exit |=
+                    e.device == Some("debug-exit") && matches!(e.kind, ExitKind::Io { dir: Dir::Out, .. });
+            }
+            Record::End { .. } => self.end = true,
+            Record::Kvm { .. } => self.kvm = true,
+            Record::Kernel { .. } => self.kernel = true,
+            _ => {}
+        }
+    }
+
+    /// Whether it may hold a record timed in `from..to`.
+    pub fn overlaps(&self, from: u64, to: u64) -> bool {
+        self.t_min <= self.t_max && self.t_min < to && self.t_max >= from
+    }
 }
 
 /// A recording's index.

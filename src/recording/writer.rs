@@ -297,6 +297,10 @@ struct ChunkOut {
 impl ChunkOut {
     fn push(&mut self, r: &Record) {
         self.stats.records += 1;
+        if self.enc.records == 0 {
+            self.chunk = ChunkEntry::new();
+        }
+        self.chunk.note(r);
         if let Record::Exit(e) = r {
             if self.chunk.exits == 0 {
                 (self.chunk.first_seq, self.chunk.first_t_ns) = (e.seq, e.t_ns);
@@ -324,7 +328,7 @@ impl ChunkOut {
         file.write_all(&head)?;
         file.write_all(&self.enc.payload)?;
         file.flush()?;
-        let chunk = std::mem::take(&mut self.chunk);
+        let chunk = std::mem::replace(&mut self.chunk, ChunkEntry::new());
         self.trailer.chunks.push(ChunkEntry { offset: self.stats.bytes, records: self.enc.records, ..chunk });
         self.stats.bytes += (head.len() + self.enc.payload.len()) as u64;
         self.stats.chunks += 1;
