@@ -329,6 +329,8 @@ mod tests {
                 records.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e) } else { None }).collect();
             trailer.states.push((trailer.chunks.iter().map(|c| c.exits as u64).sum(), explainer.state()));
             exits.iter().for_each(|e| drop(explainer.explain(e)));
+            let mut noted = ChunkEntry::new();
+            records.iter().for_each(|r| noted.note(r));
             trailer.chunks.push(ChunkEntry {
                 offset: bytes.len() as u64,
                 records: records.len() as u32,
@@ -337,6 +339,7 @@ mod tests {
                 first_t_ns: exits[0].t_ns,
                 others: (records.len() - exits.len()) as u32,
                 events: records.iter().filter(|r| r.is_event()).count() as u32,
+                ..noted
             });
             bytes.extend(encode_chunk(records));
         }

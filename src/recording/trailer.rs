@@ -208,3 +208,34 @@ impl Trailer {
 fn read_at(file: &mut File, offset: u64, buf: &mut [u8]) -> Result<(), String> {
     file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(buf)).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunk `i` at offset `i`, 100 exits from `t_min` to `t_max`.
+    fn chunk(i: u64, t_min: u64, t_max: u64) -> ChunkEntry {
+        ChunkEntry { offset: i, exits: 100, records: 100, t_min, t_max, ..ChunkEntry::new() }
+    }
+
+    #[test]
+    fn a_window_reads_its_chunks_and_those_holding_what_stats_reads_anywhere() {
+        let mut chunks: Vec<ChunkEntry> = (0..10).map(|i| chunk(i, i * 10, i * 10 + 9)).collect();
+        // A late record: chunk 7 holds one from time 31.
+        chunks[7].t_min = 31;
+        (chunks[2].kvm, chunks[5].kvm, chunks[4].debug_exit, chunks[9].end) = (true, true, true, true);
+        let states = vec![(0, serde_json::json!(0)), (300, serde_json::json!(3)), (800, serde_json::json!(8))];
+        let t = Trailer { chunks, states };
+        let (read, state) = window_chunks(&t, 30, 40, false).unwrap();
+        assert_eq!(
+            (read, state),
+            (vec![3, 4, 5, 7, 9], None),
+            "the window's, the late one's, the last KVM, debug-exit, end"
+        );
+        // Explained: from the state kept at or before the window's first chunk (5), every chunk to
+        // its last (7, the late one).
+        let (read, state) = window_chunks(&t, 55, 60, true).unwrap();
+        assert_eq!((read, state), (vec![3, 4, 5, 6, 7, 9], Some(serde_json::json!(3))));
+        assert!(window_chunks(&t, 1000, 2000, false).is_none(), "nothing there: read whole");
+    }
+}
