@@ -29,7 +29,7 @@ fn measured(cmd: &mut Command) -> (f64, f64) {
     (start.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
 }
 
-/// Seconds DuckDB takes for `sql` (median of 3), `None` without DuckDB.
+/// Seconds DuckDB takes for `sql` (median of 3), `None` without DuckDB or when the query fails.
 fn duckdb(sql: &str) -> Option<f64> {
     let script = "import duckdb, sys, time\n\
                   ts = []\n\
@@ -92,7 +92,7 @@ fn main() {
             j * 1e3,
             j / p
         ),
-        _ => println!("  (python3 with duckdb is not installed: no query times)"),
+        _ => println!("  (no query times: python3 with duckdb is not installed, or a query failed)"),
     }
     for format in ["jsonl", "csv", "chrome", "parquet"] {
         let _ = std::fs::remove_file(out(format));
