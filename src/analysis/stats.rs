@@ -108,7 +108,7 @@ fn windowed(
     from: u64,
     to: u64,
     explained: bool,
-) -> Option<(Vec<u64>, Option<serde_json::Value>)> {
+) -> Option<(Vec<crate::recording::trailer::ChunkEntry>, Option<serde_json::Value>)> {
     let trailer = crate::recording::TraceReader::open(path).ok()?.trailer().ok()??;
     crate::recording::trailer::window_chunks(&trailer, from, to, explained)
 }
@@ -195,9 +195,11 @@ fn counted(args: &StatsArgs, by_index: bool) -> Result<RecordedRun, AnalysisErro
     let header = match &window {
         Some((chunks, _)) => {
             let mut reader = crate::recording::TraceReader::open(&args.file)?;
-            for &offset in chunks {
-                match reader.chunk_at(offset) {
-                    Ok(records) => records.into_iter().for_each(&mut each),
+            for chunk in chunks {
+                match reader.chunk_at(chunk.offset) {
+                    Ok(records) if chunk.describes(&records) => records.into_iter().for_each(&mut each),
+                    // Not what the index says: it is not trusted, the whole file is read.
+                    Ok(_) => return counted(args, false),
                     // Damage: the whole read says where, and counts what comes before it.
                     Err(e) if e.is_damage() => return counted(args, false),
                     Err(e) => return Err(e.into()),

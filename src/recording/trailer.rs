@@ -20,7 +20,7 @@ pub const INDEX_MAGIC: &[u8; 4] = b"KIDX";
 pub const FOOTER_MAGIC: &[u8; 8] = b"KSIDXEND";
 pub const FOOTER: usize = 16;
 
-/// The chunks `stats --from/--to` reads (offsets, in order) and the explainer's device state
+/// The chunks `stats --from/--to` reads (in order) and the explainer's device state
 /// before the first (with `explained`: every exit from that state to the window's end is read, so
 /// that the device state follows the run): the chunks with records in the window, and wherever
 /// they are, those holding the end, KVM's last counters, the kernel's counts and the last write
@@ -30,7 +30,7 @@ pub fn window_chunks(
     from: u64,
     to: u64,
     explained: bool,
-) -> Option<(Vec<u64>, Option<serde_json::Value>)> {
+) -> Option<(Vec<ChunkEntry>, Option<serde_json::Value>)> {
     let window: Vec<usize> = (0..t.chunks.len()).filter(|&i| t.chunks[i].overlaps(from, to)).collect();
     let (&first, &last) = (window.first()?, window.last()?);
     let mut needed: std::collections::BTreeSet<usize> = window.iter().copied().collect();
@@ -56,7 +56,7 @@ pub fn window_chunks(
         needed.extend(from_chunk..=last);
         state = Some(kept.clone());
     }
-    Some((needed.into_iter().map(|i| t.chunks[i].offset).collect(), state))
+    Some((needed.into_iter().map(|i| t.chunks[i]).collect(), state))
 }
 
 /// Exits between the explainer states the index keeps.
@@ -110,6 +110,16 @@ impl ChunkEntry {
             Record::Kernel { .. } => self.kernel = true,
             _ => {}
         }
+    }
+
+    /// Whether `records`, read from the chunk, are what the index says of it (its counts, time
+    /// span and flags): a reader that skips chunks by the index checks those it reads.
+    pub fn describes(&self, records: &[Record]) -> bool {
+        let mut read = ChunkEntry::new();
+        records.iter().for_each(|r| read.note(r));
+        let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
+        let facts = |c: &ChunkEntry| (c.t_min, c.t_max, c.last_exit_t, c.end, c.kvm, c.kernel, c.debug_exit);
+        records.len() == self.records as usize && exits == self.exits as usize && facts(&read) == facts(self)
     }
 
     /// Whether it may hold a record timed in `from..to`.
@@ -226,7 +236,8 @@ mod tests {
         (chunks[2].kvm, chunks[5].kvm, chunks[4].debug_exit, chunks[9].end) = (true, true, true, true);
         let states = vec![(0, serde_json::json!(0)), (300, serde_json::json!(3)), (800, serde_json::json!(8))];
         let t = Trailer { chunks, states };
-        let (read, state) = window_chunks(&t, 30, 40, false).unwrap();
+        let offsets = |(read, state): (Vec<ChunkEntry>, _)| (read.iter().map(|c| c.offset).collect::<Vec<_>>(), state);
+        let (read, state) = offsets(window_chunks(&t, 30, 40, false).unwrap());
         assert_eq!(
             (read, state),
             (vec![3, 4, 5, 7, 9], None),
@@ -234,8 +245,35 @@ mod tests {
         );
         // Explained: from the state kept at or before the window's first chunk (5), every chunk to
         // its last (7, the late one).
-        let (read, state) = window_chunks(&t, 55, 60, true).unwrap();
+        let (read, state) = offsets(window_chunks(&t, 55, 60, true).unwrap());
         assert_eq!((read, state), (vec![3, 4, 5, 6, 7, 9], Some(serde_json::json!(3))));
         assert!(window_chunks(&t, 1000, 2000, false).is_none(), "nothing there: read whole");
+    }
+
+    #[test]
+    fn a_chunk_read_is_checked_against_what_the_index_says_of_it() {
+        let exit = |t_ns| {
+            let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: 0 };
+            Record::Exit(crate::trace::ExitEvent {
+                seq: 0,
+                vcpu: 0,
+                t_ns,
+                rip: 0,
+                kind,
+                device: None,
+                insn: None,
+                cost_ns: 0,
+            })
+        };
+        let records = vec![exit(5), Record::Kvm { t_ns: 9, counts: Default::default() }, exit(7)];
+        let mut said = ChunkEntry::new();
+        records.iter().for_each(|r| said.note(r));
+        (said.records, said.exits) = (3, 2);
+        assert!(said.describes(&records));
+        assert_eq!((said.t_min, said.t_max, said.last_exit_t, said.kvm), (5, 9, 7, true));
+        for lie in [ChunkEntry { t_max: 10, ..said }, ChunkEntry { exits: 1, ..said }, ChunkEntry { end: true, ..said }]
+        {
+            assert!(!lie.describes(&records), "{lie:?}");
+        }
     }
 }
