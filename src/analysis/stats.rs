@@ -12,7 +12,8 @@ use super::profile::RipProfile;
 use crate::decode::symbols::Symbols;
 use crate::explain::Explainer;
 use crate::explain::coverage::Coverage;
-use crate::recording::{Record, TraceHeader};
+use crate::recording::trailer::ChunkEntry;
+use crate::recording::{Record, TraceHeader, TraceReader};
 use crate::summary::{Ending, Selection, Summary};
 use crate::trace::{Counters, DeviceCounters, Dir, ExitKind};
 use crate::vmm::dirty::DirtyTracker;
@@ -100,23 +101,25 @@ pub fn count(args: &StatsArgs) -> Result<RecordedRun, AnalysisError> {
     counted(args, true)
 }
 
-/// The chunks a window needs and the explainer's state before them, by the recording's index
-/// (see [`crate::recording::trailer::window_chunks`]); `None` without a trusted index, or when
-/// nothing is in the window.
-fn windowed(
-    path: &std::path::Path,
-    from: u64,
-    to: u64,
-    explained: bool,
-) -> Option<(Vec<crate::recording::trailer::ChunkEntry>, Option<serde_json::Value>)> {
-    let trailer = crate::recording::TraceReader::open(path).ok()?.trailer().ok()??;
-    crate::recording::trailer::window_chunks(&trailer, from, to, explained)
+/// What a window reads, by the recording's index (see
+/// [`crate::recording::trailer::window_chunks`]).
+struct Window {
+    reader: TraceReader,
+    chunks: Vec<ChunkEntry>,
+    /// The explainer's device state before the first chunk (`--by register`).
+    state: Option<serde_json::Value>,
+    /// The time of the recording's last exit.
+    last_exit_t: u64,
 }
 
-/// The time of the recording's last exit, from its index.
-fn windowed_last_exit(path: &std::path::Path) -> Option<u64> {
-    let trailer = crate::recording::TraceReader::open(path).ok()?.trailer().ok()??;
-    trailer.chunks.iter().filter(|c| c.exits > 0).map(|c| c.last_exit_t).max()
+/// The window `from..to` of the recording at `path`; `None` without a trusted index, or when
+/// nothing is in the window.
+fn windowed(path: &std::path::Path, from: u64, to: u64, explained: bool) -> Option<Window> {
+    let reader = TraceReader::open(path).ok()?;
+    let trailer = reader.trailer().ok()??;
+    let last_exit_t = trailer.chunks.iter().filter(|c| c.exits > 0).map(|c| c.last_exit_t).max().unwrap_or(0);
+    let (chunks, state) = crate::recording::trailer::window_chunks(&trailer, from, to, explained)?;
+    Some(Window { reader, chunks, state, last_exit_t })
 }
 
 /// [`count`]; `by_index`: a window reads only the chunks it needs, where the index says which.
@@ -146,14 +149,14 @@ fn counted(args: &StatsArgs, by_index: bool) -> Result<RecordedRun, AnalysisErro
     // Explained in time order, every exit (device state follows the whole run), counted in the
     // selection. A window reads only the chunks it needs where the recording's index says which.
     let explained = args.by == By::Register;
-    let window = if by_index && (args.from.is_some() || args.to.is_some()) {
+    let mut window = if by_index && (args.from.is_some() || args.to.is_some()) {
         windowed(&args.file, from, to, explained)
     } else {
         None
     };
-    let mut explainer = match &window {
-        Some((_, Some(state))) => Explainer::with_state(state),
-        _ => explained.then(Explainer::default),
+    let mut explainer = match window.as_ref().and_then(|w| w.state.as_ref()) {
+        Some(state) => Explainer::with_state(state),
+        None => explained.then(Explainer::default),
     };
     let mut each = |r: Record| match r {
         Record::Exit(e) => {
@@ -192,10 +195,9 @@ fn counted(args: &StatsArgs, by_index: bool) -> Result<RecordedRun, AnalysisErro
         }
         _ => {}
     };
-    let header = match &window {
-        Some((chunks, _)) => {
-            let mut reader = crate::recording::TraceReader::open(&args.file)?;
-            for chunk in chunks {
+    let header = match &mut window {
+        Some(Window { reader, chunks, .. }) => {
+            for chunk in chunks.iter() {
                 match reader.chunk_at(chunk.offset) {
                     Ok(records) if chunk.describes(&records) => records.into_iter().for_each(&mut each),
                     // Not what the index says: it is not trusted, the whole file is read.
@@ -211,8 +213,8 @@ fn counted(args: &StatsArgs, by_index: bool) -> Result<RecordedRun, AnalysisErro
     };
     // Read in part: the recording's last exit from its index, the vCPUs seen from a whole read
     // where a selection holds no exit (the message names them).
-    if window.is_some() {
-        run.last_t_ns = windowed_last_exit(&args.file).unwrap_or(run.last_t_ns);
+    if let Some(w) = &window {
+        run.last_t_ns = run.last_t_ns.max(w.last_exit_t);
         if run.counters.total.count == 0 {
             return counted(args, false);
         }
