@@ -74,11 +74,6 @@ impl TraceReader {
         Ok(Self { path: path.to_path_buf(), file, header, version, offset: used as u64, header_len: used as u64 })
     }
 
-    /// Where the chunks start (after the header).
-    pub fn first_chunk(&self) -> u64 {
-        self.header_len
-    }
-
     /// The index the recording ends with (see [`super::trailer`]): `Ok(None)` when it has none,
     /// `Err` saying why it is not trusted.
     pub fn trailer(&self) -> Result<Option<super::trailer::Trailer>, String> {

@@ -243,7 +243,8 @@ fn write_chunks(
     bytes: u64,
 ) -> Result<WriteStats, RecordError> {
     let err = |source| RecordError::Write { path: path.to_path_buf(), source };
-    let mut out = ChunkOut { stats: WriteStats { bytes, ..Default::default() }, ..Default::default() };
+    let stats = WriteStats { bytes, ..Default::default() };
+    let mut out = ChunkOut { stats, chunk: ChunkEntry::new(), ..Default::default() };
     let mut order = Reorder::default();
     let mut last_round = Instant::now();
     loop {
@@ -297,9 +298,6 @@ struct ChunkOut {
 impl ChunkOut {
     fn push(&mut self, r: &Record) {
         self.stats.records += 1;
-        if self.enc.records == 0 {
-            self.chunk = ChunkEntry::new();
-        }
         self.chunk.note(r);
         if let Record::Exit(e) = r {
             if self.chunk.exits == 0 {

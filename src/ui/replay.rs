@@ -125,8 +125,8 @@ impl Replay {
     }
 
     /// Counts the exits up to and including the cursor (again from the start when it went back),
-    /// at most `budget` of them; whether the counts reach the cursor.
-    fn count_to_cursor(&mut self, budget: usize) -> bool {
+    /// at most `budget` of them ([`Replay::counting`] says whether they reach it).
+    fn count_to_cursor(&mut self, budget: usize) {
         let upto = (self.cursor + 1).min(self.exits.len());
         if upto < self.counted {
             (self.counters, self.profile, self.counted) = (Counters::default(), RipProfile::default(), 0);
@@ -139,7 +139,6 @@ impl Replay {
             true
         });
         self.counted = to;
-        to == upto
     }
 
     /// How far the stats and profile are counted, while they are behind the cursor: (exits
