@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// Output kept: the most recent this many bytes.
-const KEEP: usize = 256 * 1024;
+pub const KEEP: usize = 256 * 1024;
 
 /// A shared, bounded buffer of console output.
 #[derive(Clone, Default)]

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::events::EventSpan;
 use super::{ReadError, Record, TraceReader};
 use crate::trace::ExitEvent;
 
@@ -44,6 +45,9 @@ pub struct Indexed {
     /// The explainer's device state every so many exits, from the recording's index: (exit
     /// index, state before it).
     pub states: Vec<(usize, serde_json::Value)>,
+    /// The chunks that hold events a replay shows (offset, what they are), in file order: see
+    /// [`super::events::EventChunks`].
+    pub events: Vec<(u64, EventSpan)>,
 }
 
 /// How a recording was indexed.
@@ -72,37 +76,38 @@ impl HowIndexed {
 }
 
 impl ExitIndex {
-    /// Opens a recording by the index it ends with, reading only the chunks that hold events a
-    /// replay shows (see [`Record::is_event`]; those handed to `other`); without a trustworthy
-    /// index, by reading it whole ([`ExitIndex::build`]), every record but exits handed to `other`.
-    pub fn open(path: &Path, other: impl FnMut(Record)) -> Result<Indexed, ReadError> {
+    /// Opens a recording by the index it ends with: what each chunk's events are is read from the
+    /// index (or from the chunk, in recordings whose index does not say); without a trustworthy
+    /// index, by reading it whole ([`ExitIndex::build`]).
+    pub fn open(path: &Path) -> Result<Indexed, ReadError> {
         let mut reader = TraceReader::open(path)?;
         let trailer = match reader.trailer() {
             Ok(Some(t)) => t,
-            Ok(None) => return Self::build(path, other, HowIndexed::NoIndex),
-            Err(why) => return Self::build(path, other, HowIndexed::Untrusted(why)),
+            Ok(None) => return Self::build(path, HowIndexed::NoIndex),
+            Err(why) => return Self::build(path, HowIndexed::Untrusted(why)),
         };
-        // The other records are handed over once every chunk read agrees with the index.
-        let (mut chunks, mut len, mut others) = (Vec::new(), 0, Vec::new());
+        let (mut chunks, mut len, mut events) = (Vec::new(), 0, Vec::new());
         for c in &trailer.chunks {
-            if c.events > 0 {
-                let records = match reader.chunk_at(c.offset) {
-                    Ok(records) => records,
-                    Err(e) if e.is_damage() => {
-                        return Self::build(path, other, HowIndexed::Untrusted(e.to_string()));
+            match c.shown {
+                Some(span) => events.push((c.offset, span)),
+                None if c.events > 0 => {
+                    let records = match reader.chunk_at(c.offset) {
+                        Ok(records) => records,
+                        Err(e) if e.is_damage() => return Self::build(path, HowIndexed::Untrusted(e.to_string())),
+                        Err(e) => return Err(e),
+                    };
+                    let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
+                    let held = records.iter().filter(|r| r.is_event()).count();
+                    if exits != c.exits as usize || held != c.events as usize {
+                        let why = format!(
+                            "its index counts {} exits and {} events in the chunk at offset {}, which holds {exits} and {held}",
+                            c.exits, c.events, c.offset
+                        );
+                        return Self::build(path, HowIndexed::Untrusted(why));
                     }
-                    Err(e) => return Err(e),
-                };
-                let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
-                let events = records.iter().filter(|r| r.is_event()).count();
-                if exits != c.exits as usize || events != c.events as usize {
-                    let why = format!(
-                        "its index counts {} exits and {} events in the chunk at offset {}, which holds {exits} and {events}",
-                        c.exits, c.events, c.offset
-                    );
-                    return Self::build(path, other, HowIndexed::Untrusted(why));
+                    events.extend(EventSpan::of(&records).map(|span| (c.offset, span)));
                 }
-                others.extend(records.into_iter().filter(Record::is_event));
+                None => {}
             }
             if c.exits > 0 {
                 let (offset, count, first_seq, first_t_ns) = (c.offset, c.exits as usize, c.first_seq, c.first_t_ns);
@@ -110,38 +115,34 @@ impl ExitIndex {
                 len += count;
             }
         }
-        others.into_iter().for_each(other);
         let states = trailer.states.into_iter().map(|(at, state)| (at as usize, state)).collect();
         let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
-        Ok(Indexed { index, damage: None, how: HowIndexed::Trailer, states })
+        Ok(Indexed { index, damage: None, how: HowIndexed::Trailer, states, events })
     }
 
-    /// Reads the recording once: its exits indexed, every other record handed to `other`.
-    pub fn build(path: &Path, mut other: impl FnMut(Record), how: HowIndexed) -> Result<Indexed, ReadError> {
+    /// Reads the recording once: its exits indexed, what each chunk's events are noted.
+    pub fn build(path: &Path, how: HowIndexed) -> Result<Indexed, ReadError> {
         let mut reader = TraceReader::open(path)?;
-        let mut chunks = Vec::new();
-        let mut len = 0;
+        let (mut chunks, mut len, mut events) = (Vec::new(), 0, Vec::new());
         let damage = loop {
             match reader.next_chunk() {
                 Ok(Some((offset, records))) => {
                     let mut here: Option<ChunkExits> = None;
-                    for r in records {
-                        match r {
-                            Record::Exit(e) => {
-                                let c = here.get_or_insert(ChunkExits {
-                                    offset,
-                                    first: len,
-                                    count: 0,
-                                    first_seq: e.seq,
-                                    first_t_ns: e.t_ns,
-                                });
-                                c.count += 1;
-                                len += 1;
-                            }
-                            other_record => other(other_record),
+                    for r in &records {
+                        if let Record::Exit(e) = r {
+                            let c = here.get_or_insert(ChunkExits {
+                                offset,
+                                first: len,
+                                count: 0,
+                                first_seq: e.seq,
+                                first_t_ns: e.t_ns,
+                            });
+                            c.count += 1;
+                            len += 1;
                         }
                     }
                     chunks.extend(here);
+                    events.extend(EventSpan::of(&records).map(|span| (offset, span)));
                 }
                 Ok(None) => break None,
                 Err(e) if e.is_damage() => break Some(e),
@@ -149,7 +150,7 @@ impl ExitIndex {
             }
         };
         let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
-        Ok(Indexed { index, damage, how, states: Vec::new() })
+        Ok(Indexed { index, damage, how, states: Vec::new(), events })
     }
 
     /// What the recording says about itself.
@@ -279,30 +280,14 @@ impl ExitIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::TraceHeader;
-    use crate::recording::format::{encode_chunk, encode_header};
-    use crate::recording::trailer::{ChunkEntry, Trailer};
-    use crate::trace::{Dir, ExitKind};
-
-    /// A recording of these chunks.
-    fn write_chunks(name: &str, chunks: &[Vec<Record>]) -> std::path::PathBuf {
-        let mut bytes = encode_header(&TraceHeader { vcpus: 1, ..Default::default() });
-        chunks.iter().for_each(|records| bytes.extend(encode_chunk(records)));
-        let path = std::env::temp_dir().join(format!("kvmscope-{name}-{}.trace", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn exit(seq: u64) -> Record {
-        let kind = ExitKind::Io { port: 0x80, dir: Dir::Out, size: 1, count: 1, data: seq };
-        Record::Exit(ExitEvent { seq, vcpu: 0, t_ns: 10 * seq, rip: 0, kind, device: None, insn: None, cost_ns: 1 })
-    }
+    use crate::recording::test_files::{exit, write_chunks, write_indexed};
+    use crate::recording::trailer::Trailer;
 
     #[test]
     fn a_file_that_shrinks_under_the_index_is_read_as_far_as_it_agrees() {
         let chunks: Vec<Vec<Record>> = (0..4u64).map(|c| (c * 100..(c + 1) * 100).map(exit).collect()).collect();
         let path = write_chunks("shrinks", &chunks);
-        let Indexed { mut index, .. } = ExitIndex::open(&path, |_| {}).unwrap();
+        let Indexed { mut index, .. } = ExitIndex::open(&path).unwrap();
         assert_eq!(index.len(), 400);
         // Recorded again over it, shorter (another `run --record` to the same file).
         let again = write_chunks("shrinks", &chunks[..1]);
@@ -319,38 +304,6 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 
-    /// A recording of these chunks ending with its index, as `tamper` leaves it.
-    fn write_indexed(name: &str, chunks: &[Vec<Record>], tamper: impl Fn(&mut Trailer)) -> std::path::PathBuf {
-        let mut bytes = encode_header(&TraceHeader { vcpus: 1, ..Default::default() });
-        let mut trailer = Trailer::default();
-        let mut explainer = crate::explain::Explainer::default();
-        for records in chunks {
-            let exits: Vec<&ExitEvent> =
-                records.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e) } else { None }).collect();
-            trailer.states.push((trailer.chunks.iter().map(|c| c.exits as u64).sum(), explainer.state()));
-            exits.iter().for_each(|e| drop(explainer.explain(e)));
-            let mut noted = ChunkEntry::new();
-            records.iter().for_each(|r| noted.note(r));
-            trailer.chunks.push(ChunkEntry {
-                offset: bytes.len() as u64,
-                records: records.len() as u32,
-                exits: exits.len() as u32,
-                first_seq: exits[0].seq,
-                first_t_ns: exits[0].t_ns,
-                others: (records.len() - exits.len()) as u32,
-                events: records.iter().filter(|r| r.is_event()).count() as u32,
-                ..noted
-            });
-            bytes.extend(encode_chunk(records));
-        }
-        tamper(&mut trailer);
-        let at = bytes.len() as u64;
-        bytes.extend(trailer.encode(at));
-        let path = std::env::temp_dir().join(format!("kvmscope-{name}-{}.trace", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
     /// 5 chunks of 1000 exits, a console record in the middle of the third.
     fn five_chunks() -> Vec<Vec<Record>> {
         (0..5u64)
@@ -365,8 +318,8 @@ mod tests {
     }
 
     fn opened(path: &Path) -> (Indexed, u32) {
-        let mut consoles = 0;
-        let indexed = ExitIndex::open(path, |r| consoles += matches!(r, Record::Console { .. }) as u32).unwrap();
+        let indexed = ExitIndex::open(path).unwrap();
+        let consoles = indexed.events.iter().map(|(_, span)| span.console as u32).sum();
         (indexed, consoles)
     }
 
@@ -394,7 +347,10 @@ mod tests {
         let lies: [Lie; 5] = [
             ("an offset past the end", |t| t.chunks[3].offset = 1 << 40),
             ("a chunk's record count", |t| t.chunks[1].records += 1),
-            ("exits counted as others", |t| (t.chunks[2].exits, t.chunks[2].others) = (999, 2)),
+            // In an index that does not say what the events are, whose chunks are read at once.
+            ("exits counted as others", |t| {
+                (t.chunks[2].exits, t.chunks[2].others, t.chunks[2].shown) = (999, 2, None)
+            }),
             ("a chunk left out", |t| {
                 t.chunks.remove(1);
             }),
@@ -417,6 +373,13 @@ mod tests {
         assert_eq!(how, HowIndexed::Trailer);
         assert_eq!(index.get(3500), None);
         assert!(index.changed);
+        let _ = std::fs::remove_file(path);
+        // Exits counted as others in a chunk whose events the index says: cut when it is read.
+        let path = write_indexed("lies-count", &five_chunks(), |t| (t.chunks[2].exits, t.chunks[2].others) = (999, 2));
+        let (Indexed { mut index, how, .. }, _) = opened(&path);
+        assert_eq!(how, HowIndexed::Trailer);
+        assert_eq!(index.get(2500).map(|e| e.seq), Some(2500));
+        assert!(index.changed && index.len() <= 3000);
         let _ = std::fs::remove_file(path);
         // A damaged index (its checksum) and none at all.
         let path = write_indexed("damaged", &five_chunks(), |_| {});
@@ -442,9 +405,8 @@ mod tests {
             })
             .collect();
         let path = write_chunks("index", &chunks);
-        let mut consoles = 0;
-        let Indexed { mut index, damage, .. } =
-            ExitIndex::open(&path, |r| consoles += matches!(r, Record::Console { .. }) as u32).unwrap();
+        let Indexed { mut index, damage, events, .. } = ExitIndex::open(&path).unwrap();
+        let consoles: u64 = events.iter().map(|(_, span)| span.console).sum();
         assert!(damage.is_none());
         assert_eq!((index.len(), consoles), (5000, 5));
         for i in [0, 999, 1000, 2500, 4999] {

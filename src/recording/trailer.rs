@@ -13,6 +13,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use serde::{Deserialize, Serialize};
 
+use super::events::EventSpan;
 use super::format::{CHUNK_HEADER, ChunkFrame, Record};
 use crate::trace::{Dir, ExitKind};
 
@@ -86,6 +87,10 @@ pub struct ChunkEntry {
     pub kvm: bool,
     pub kernel: bool,
     pub debug_exit: bool,
+    /// What its events are (a replay reads the chunk only when a screen needs them); absent
+    /// when it holds none, and in recordings made before the index said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<EventSpan>,
 }
 
 impl ChunkEntry {
@@ -98,6 +103,9 @@ impl ChunkEntry {
     pub fn note(&mut self, r: &Record) {
         if let Some(t) = r.time() {
             (self.t_min, self.t_max) = (self.t_min.min(t), self.t_max.max(t));
+        }
+        if r.is_event() {
+            self.shown.get_or_insert_with(EventSpan::default).note(r);
         }
         match r {
             Record::Exit(e) => {
@@ -119,7 +127,12 @@ impl ChunkEntry {
         records.iter().for_each(|r| read.note(r));
         let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
         let facts = |c: &ChunkEntry| (c.t_min, c.t_max, c.last_exit_t, c.end, c.kvm, c.kernel, c.debug_exit);
-        records.len() == self.records as usize && exits == self.exits as usize && facts(&read) == facts(self)
+        // An index made before it said what the events are leaves them unchecked.
+        let events_agree = read.shown == self.shown || (self.shown.is_none() && self.events > 0);
+        records.len() == self.records as usize
+            && exits == self.exits as usize
+            && facts(&read) == facts(self)
+            && events_agree
     }
 
     /// Whether it may hold a record timed in `from..to`.
@@ -197,6 +210,9 @@ impl Trailer {
             let mut head = [0u8; CHUNK_HEADER];
             read_at(file, c.offset, &mut head)?;
             let frame = ChunkFrame::parse(&head).map_err(|e| format!("its index's chunk {i}: {e}"))?;
+            if c.shown.is_some() && c.events == 0 {
+                return Err(format!("its index says what the events of chunk {i} are, and that it holds none"));
+            }
             if frame.records != c.records || c.exits + c.others != c.records || c.events > c.others {
                 return Err(format!(
                     "its index counts {} records in chunk {i}, which holds {}",

@@ -11,15 +11,16 @@ use std::time::Duration;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
 use super::app::{Action, App, InputMode, RunState};
+use super::panes::device_events::HISTORY as DEVICE_HISTORY;
 use super::panes::exits::HISTORY;
 use super::screen::PaneId;
 use super::{terminal, view};
 use crate::analysis::profile::RipProfile;
 use crate::explain::{Explained, Explainer};
-use crate::recording::format::StopRecord;
+use crate::recording::events::EventChunks;
 use crate::recording::index::{ExitIndex, HowIndexed, Indexed};
-use crate::recording::{ReadError, Record, TraceHeader};
-use crate::trace::{Counters, DeviceCounters, DeviceEvent, ExitEvent};
+use crate::recording::{ReadError, TraceHeader};
+use crate::trace::{Counters, DeviceCounters, ExitEvent};
 
 /// Explainer states kept, one every this many exits passed: going back explains again from the
 /// nearest one before, not from the start.
@@ -29,22 +30,23 @@ const EXPLAINER_EVERY: usize = 65_536;
 /// counts catch up over the next screens (the title says how far they are).
 const COUNT_PER_SCREEN: usize = 1 << 20;
 
-/// A recording, and where the cursor is. The exits stay on disk (an index of the recording's
-/// chunks finds any of them); what else the recording holds — console output, stops, device
-/// events, stacks — is in memory.
+/// A recording, and where the cursor is. Nothing of it is held but what the screen shows: the
+/// exits are found by an index of the recording's chunks, its console output, stops, device
+/// events and call stacks by what each chunk's events are (see [`EventChunks`]).
 pub struct Replay {
     exits: ExitIndex,
-    pub console: Vec<(u64, Vec<u8>)>,
-    pub stops: Vec<StopRecord>,
-    pub devices: Vec<DeviceEvent>,
+    events: EventChunks,
     pub end: Option<(i32, String, String)>,
     /// What the recording says about itself.
     pub header: TraceHeader,
     pub cursor: usize,
-    /// Exits counted into `counters` and `profile` so far (the first `counted`).
+    /// Exits counted into `counters` and `profile` so far (the first `counted`), and the device
+    /// events up to the latest time among them, into `devices`.
     counted: usize,
     counters: Counters,
     profile: RipProfile,
+    devices: DeviceCounters,
+    devices_to: Option<u64>,
     /// What the exits just before `explained_to` mean (the window the exits pane shows), by index.
     explained: VecDeque<(usize, Option<Arc<Explained>>)>,
     /// The explainer, having seen every exit before `explained_to` (device state follows the run).
@@ -52,50 +54,33 @@ pub struct Replay {
     explained_to: usize,
     /// The explainer as it was before exit N, every [`EXPLAINER_EVERY`] exits.
     explainers: BTreeMap<usize, Explainer>,
-    /// The recorded call stacks (`--stacks`), by the sequence number of their exit.
-    pub stacks: std::collections::HashMap<u64, Vec<u64>>,
     /// How the recording was opened: by its index, or read whole (and why).
     pub how: HowIndexed,
 }
 
 impl Replay {
-    /// Opens a recording (one pass to index it); the damage, if any, is returned beside what is
-    /// intact.
+    /// Opens a recording (by its index, or one pass to index it); the damage, if any, is
+    /// returned beside what is intact.
     pub fn load(path: &Path) -> Result<(Self, Option<ReadError>), ReadError> {
-        let (mut console, mut stops, mut devices, mut end) = (Vec::new(), Vec::new(), Vec::new(), None);
-        let mut stacks = std::collections::HashMap::new();
-        let Indexed { index, damage, how, states } = ExitIndex::open(path, |rec| match rec {
-            Record::Console { t_ns, bytes } => console.push((t_ns, bytes)),
-            Record::Stop(s) => stops.push(s),
-            Record::End { status, name, detail, .. } => end = Some((status, name, detail)),
-            Record::Device(d) => devices.push(d),
-            Record::Stack(st) => {
-                stacks.insert(st.seq, st.frames);
-            }
-            Record::Exit(_)
-            | Record::Kvm { .. }
-            | Record::Kernel { .. }
-            | Record::Dirty { .. }
-            | Record::File { .. } => {}
-        })?;
+        let Indexed { index, damage, how, states, events } = ExitIndex::open(path)?;
+        let mut events = EventChunks::open(path, events)?;
         let header = index.header().clone();
         let explainers = states.iter().filter_map(|(at, state)| Some((*at, Explainer::with_state(state)?))).collect();
         let r = Replay {
             exits: index,
-            console,
-            stops,
-            devices,
-            end,
+            end: events.end(),
+            events,
             header,
             cursor: 0,
             counted: 0,
             counters: Counters::default(),
             profile: RipProfile::default(),
+            devices: DeviceCounters::default(),
+            devices_to: None,
             explained: VecDeque::new(),
             explainer: Explainer::default(),
             explained_to: 0,
             explainers,
-            stacks,
             how,
         };
         Ok((r, damage))
@@ -115,6 +100,12 @@ impl Replay {
         self.exits.changed
     }
 
+    /// Why the recording's events are not read as its index says, if they are not (a chunk did
+    /// not hold what the index said: every chunk was read to find them).
+    pub fn events_untrusted(&self) -> Option<&str> {
+        self.events.untrusted.as_deref()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.exits.is_empty()
     }
@@ -130,15 +121,24 @@ impl Replay {
         let upto = (self.cursor + 1).min(self.exits.len());
         if upto < self.counted {
             (self.counters, self.profile, self.counted) = (Counters::default(), RipProfile::default(), 0);
+            (self.devices, self.devices_to) = (DeviceCounters::default(), None);
         }
         let to = upto.min(self.counted.saturating_add(budget));
         let (counters, profile) = (&mut self.counters, &mut self.profile);
+        let mut latest = self.devices_to;
         self.exits.for_range(self.counted, to, |_, e| {
             counters.record(e);
             profile.record(e);
+            latest = latest.max(Some(e.t_ns));
             true
         });
         self.counted = to;
+        // The device events up to the latest exit counted (by time, each once).
+        if let Some(upto_t) = latest.filter(|_| latest != self.devices_to) {
+            let devices = &mut self.devices;
+            self.events.each_device(self.devices_to, upto_t, |d| devices.record(d));
+            self.devices_to = latest;
+        }
     }
 
     /// How far the stats and profile are counted, while they are behind the cursor: (exits
@@ -230,36 +230,33 @@ impl Replay {
             window.push(e.clone());
             true
         });
+        let first_seq = window.first().map_or(now.seq, |e| e.seq);
         let (explained, first) = (&self.explained, self.explained.front().map_or(0, |f| f.0));
         let x = |i: usize| i.checked_sub(first).and_then(|k| explained.get(k)).and_then(|(_, x)| x.clone());
         app.exits.replace(window.into_iter().enumerate().map(|(k, e)| (e, x(start + k))));
         self.count_to_cursor(COUNT_PER_SCREEN);
         app.stats.counters = self.counters.clone();
         app.profile.profile = self.profile.clone();
-        let text: Vec<u8> =
-            self.console.iter().filter(|(t, _)| *t <= now.t_ns).flat_map(|(_, b)| b.iter().copied()).collect();
-        app.console.show(&String::from_utf8_lossy(&text), text.len());
+        let (text, total) = self.events.console(now.t_ns, crate::console::KEEP);
+        app.console.show(&String::from_utf8_lossy(&text), total as usize);
         // Each vCPU's last recorded stop before the cursor; the selected one's in the panes.
         let vcpus = (self.header.vcpus as usize).max(1);
-        app.stops = (0..vcpus)
-            .map(|v| {
-                self.stops.iter().rev().find(|s| s.t_ns <= now.t_ns && s.vcpu as usize == v).map(StopRecord::to_stop)
-            })
-            .collect();
+        app.stops = (0..vcpus as u32).map(|v| self.events.last_stop(now.t_ns, v).map(|s| s.to_stop())).collect();
         let selected = app.stops.get(app.vcpu).cloned().flatten();
         if selected.as_ref().map(|s| s.serial) != app.stop.as_ref().map(|s| s.serial) || selected.is_none() {
             app.show_stop(selected);
         }
-        let seen = self.devices.partition_point(|d| d.t_ns <= now.t_ns);
-        app.devices.replace(self.devices[..seen].iter().cloned());
-        let mut devices = DeviceCounters::default();
-        self.devices[..seen].iter().for_each(|d| devices.record(d));
+        let (last, seen) = self.events.devices(now.t_ns, DEVICE_HISTORY);
+        app.devices.replace(last);
+        app.devices.total = seen;
         app.virtio.note = vec![
             "a recording holds the devices' events (the events pane), not their queues;".into(),
-            "counted up to this exit:".into(),
+            "counted up to the exits counted:".into(),
         ];
-        app.virtio.note.extend(devices.text().lines().filter(|l| !l.is_empty()).map(String::from));
-        app.stats.virtio = devices;
+        app.virtio.note.extend(self.devices.text().lines().filter(|l| !l.is_empty()).map(String::from));
+        app.stats.virtio = self.devices.clone();
+        // The call stacks of the exits the exits pane shows (`--stacks`), for the inspector.
+        app.stacks = self.events.stacks(first_seq, now.seq);
         app.code.lines = now.insn.iter().map(|i| (**i).clone()).collect();
         app.state = RunState::Replay(self.end.as_ref().map(|(status, name, _)| (name.clone(), *status)));
     }
@@ -315,9 +312,8 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
         (None, Some(note), _) | (None, None, Some(note)) => app.say(note, true),
         (None, None, None) => app.say("replay: n/p or arrows step, :goto SEQ, :time SECS, / filter, q quits", false),
     }
-    app.stacks = std::mem::take(&mut replay.stacks);
     replay.show(&mut app);
-    let mut said_changed = false;
+    let (mut said_changed, mut said_untrusted) = (false, false);
     while !app.quit {
         if !said_changed && replay.changed() {
             said_changed = true;
@@ -330,6 +326,10 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
                 true,
             );
             replay.show(&mut app);
+        }
+        if !said_untrusted && let Some(why) = replay.events_untrusted() {
+            said_untrusted = true;
+            app.say(format!("{why}: its events were found by reading every chunk"), true);
         }
         let total = replay.len();
         let t = replay.current().map_or(0, |e| e.t_ns);
@@ -422,6 +422,7 @@ pub fn run(path: &Path, symbols: Option<&Path>) -> Result<(), ReplayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recording::Record;
     use crate::recording::format::{encode_chunk, encode_header};
     use crate::trace::{Dir, ExitKind};
 
