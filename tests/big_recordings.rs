@@ -10,10 +10,17 @@ use std::sync::Arc;
 
 use kvmscope::recording::format::{encode_chunk, encode_header};
 use kvmscope::recording::{Record, TraceHeader};
+use kvmscope::trace::{DeviceEvent, DeviceEventKind, NotifyPath, StackSample};
 use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
 
 /// A recording of `n` POST-code writes, in chunks of 4096 exits.
 fn recording(name: &str, n: u64) -> PathBuf {
+    recording_with(name, n, false)
+}
+
+/// The same, with (`events`) what a replay shows besides exits: a call stack for each exit, and
+/// every 16 exits a console byte and a device event.
+fn recording_with(name: &str, n: u64, events: bool) -> PathBuf {
     let path = std::env::temp_dir().join(format!("kvmscope-big-{name}-{}.trace", std::process::id()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     use std::io::Write;
@@ -33,7 +40,21 @@ fn recording(name: &str, n: u64) -> PathBuf {
                 cost_ns: 1_500 + seq % 700,
             })
         });
-        out.write_all(&encode_chunk(&exits.collect::<Vec<_>>())).unwrap();
+        let mut records: Vec<Record> = exits.collect();
+        if events {
+            let more = (c * 4096..((c + 1) * 4096).min(n)).flat_map(|seq| {
+                let stack =
+                    Record::Stack(StackSample { seq, vcpu: 0, reason: "io".into(), frames: vec![0x100012, 0x100200] });
+                let every = (seq % 16 == 0).then(|| {
+                    let kind = DeviceEventKind::Notify { path: NotifyPath::Trapped, count: 1 };
+                    let device = DeviceEvent { t_ns: seq * 12_000, device: "virtio-blk0".into(), queue: Some(0), kind };
+                    [Record::Console { t_ns: seq * 12_000, bytes: vec![b'.'] }, Record::Device(device)]
+                });
+                std::iter::once(stack).chain(every.into_iter().flatten())
+            });
+            records.extend(more.collect::<Vec<_>>());
+        }
+        out.write_all(&encode_chunk(&records)).unwrap();
     }
     path
 }
@@ -91,6 +112,54 @@ fn readers_take_no_more_memory_for_a_recording_ten_times_longer() {
     }
     for p in [&small, &large] {
         let _ = std::fs::remove_file(out(p));
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Set in the child that replays: the recording it opens.
+const REPLAY_CHILD: &str = "KVMSCOPE_TEST_REPLAY_OF";
+
+/// The replay, in a child of this test binary (it needs no terminal to open a recording and fill
+/// the panes): opened, shown at its end, its middle and its start. Its peak RSS in MiB.
+#[allow(clippy::zombie_processes)]
+fn replay_peak_mib(trace: &Path) -> f64 {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_replay_takes_no_more_memory_for_a_recording_ten_times_longer", "--nocapture"])
+        .env(REPLAY_CHILD, trace)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: as in `peak_mib`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned; status and usage live across the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the replay of {trace:?} failed");
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+#[test]
+fn a_replay_takes_no_more_memory_for_a_recording_ten_times_longer() {
+    use kvmscope::ui::{app::App, replay::Replay};
+    if let Some(trace) = std::env::var_os(REPLAY_CHILD) {
+        let (mut replay, damage) = Replay::load(Path::new(&trace)).unwrap();
+        assert!(damage.is_none());
+        let mut app = App::new("replay");
+        for cursor in [replay.len() - 1, replay.len() / 2, 0] {
+            replay.cursor = cursor;
+            replay.show(&mut app);
+            assert!(cursor == 0 || (app.devices.total > 0 && app.console.from_bytes > 0 && !app.stacks.is_empty()));
+        }
+        return;
+    }
+    // With a call stack for every exit, and console output and device events all along.
+    let (small, large) =
+        (recording_with("small-events", 100_000, true), recording_with("large-events", 1_000_000, true));
+    let (a, b) = (replay_peak_mib(&small), replay_peak_mib(&large));
+    eprintln!("replay: {a:.1} MiB for 100,000 exits, {b:.1} MiB for 1,000,000");
+    assert!(b < a + 16.0 && b < 150.0, "replay: {a:.1} MiB for 100,000 exits, {b:.1} MiB for 1,000,000");
+    for p in [&small, &large] {
         let _ = std::fs::remove_file(p);
     }
 }
