@@ -60,22 +60,22 @@ fn recording_with(name: &str, n: u64, events: bool) -> PathBuf {
 }
 
 /// Runs kvmscope with `args` to its end; its peak RSS in MiB.
+fn peak_mib(args: &[&str]) -> f64 {
+    peak_mib_of(Command::new(env!("CARGO_BIN_EXE_kvmscope")).args(args).stderr(std::process::Stdio::null()))
+}
+
+/// Runs `cmd` to its end, which must be a success; its peak RSS in MiB.
 // wait4 reaps the child (std's `wait` would not give its rusage).
 #[allow(clippy::zombie_processes)]
-fn peak_mib(args: &[&str]) -> f64 {
-    let child = Command::new(env!("CARGO_BIN_EXE_kvmscope"))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+fn peak_mib_of(cmd: &mut Command) -> f64 {
+    let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for the child just spawned; status and usage live across the call.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{args:?} failed");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed");
     usage.ru_maxrss as f64 / 1024.0
 }
 
@@ -121,22 +121,10 @@ const REPLAY_CHILD: &str = "KVMSCOPE_TEST_REPLAY_OF";
 
 /// The replay, in a child of this test binary (it needs no terminal to open a recording and fill
 /// the panes): opened, shown at its end, its middle and its start. Its peak RSS in MiB.
-#[allow(clippy::zombie_processes)]
 fn replay_peak_mib(trace: &Path) -> f64 {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_replay_takes_no_more_memory_for_a_recording_ten_times_longer", "--nocapture"])
-        .env(REPLAY_CHILD, trace)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: as in `peak_mib`.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for the child just spawned; status and usage live across the call.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the replay of {trace:?} failed");
-    usage.ru_maxrss as f64 / 1024.0
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child.args(["--exact", "a_replay_takes_no_more_memory_for_a_recording_ten_times_longer", "--nocapture"]);
+    peak_mib_of(child.env(REPLAY_CHILD, trace))
 }
 
 #[test]
