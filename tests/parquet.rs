@@ -204,3 +204,69 @@ fn a_failed_partitioned_export_leaves_nothing_behind() {
     let _ = std::fs::remove_dir(dir);
     let _ = std::fs::remove_file(trace);
 }
+
+/// Whether two Parquet files hold the same rows in the same order, as DuckDB reads them.
+fn same_rows(a: &Path, b: &Path) -> bool {
+    let script = "import duckdb, sys\n\
+                  rows = [duckdb.sql(f\"select * from read_parquet('{p}')\").fetchall() for p in sys.argv[1:]]\n\
+                  print(len(rows[0]), rows[0] == rows[1])";
+    let out = Command::new("python3").args(["-c", script, a.to_str().unwrap(), b.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.starts_with("0 "), "no rows: {said}");
+    said.trim().ends_with("True")
+}
+
+#[test]
+fn a_parquet_export_made_on_many_cores_holds_the_rows_of_one_pass() {
+    if !kvm_or_skip("a_parquet_export_made_on_many_cores_holds_the_rows_of_one_pass")
+        || !duckdb_or_skip("a_parquet_export_made_on_many_cores_holds_the_rows_of_one_pass")
+    {
+        return;
+    }
+    // 200,000 exits: four parts from the index's device states; without the index, one pass.
+    let trace = temp("parts.trace");
+    let spin = guest("spin.elf");
+    let run = run_headless(&[
+        "--kernel",
+        spin.to_str().unwrap(),
+        "--max-exits",
+        "200000",
+        "--record",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(run.stderr.contains("recorded 200000 exits"), "{}", run.stderr);
+    let bytes = std::fs::read(&trace).unwrap();
+    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let bare = temp("parts-bare.trace");
+    std::fs::write(&bare, &bytes[..at]).unwrap();
+    for extra in [&[][..], &["--run-columns"][..]] {
+        let (many, one) = (temp("many.parquet"), temp("one.parquet"));
+        for (from, to) in [(&trace, &many), (&bare, &one)] {
+            let mut args = vec!["export", from.to_str().unwrap(), "--format", "parquet", "-o", to.to_str().unwrap()];
+            args.extend(extra);
+            assert!(kvmscope_ok_stderr(&args).contains("wrote 200000 rows"), "{args:?}");
+        }
+        assert!(same_rows(&many, &one), "{extra:?}: the rows made in parts differ from those made in one pass");
+        // Made in parts: row groups end where the parts do, not every 65,536 rows.
+        let groups = |p: &Path| {
+            let sql = format!(
+                "select distinct row_group_id, row_group_num_rows from parquet_metadata('{}') order by 1",
+                p.display()
+            );
+            query(&sql).iter().map(|r| r["row_group_num_rows"].as_u64().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(groups(&one), [65_536, 65_536, 65_536, 3_392]);
+        assert_ne!(groups(&many), groups(&one), "made in parts");
+        let _ = std::fs::remove_file(many);
+        let _ = std::fs::remove_file(one);
+    }
+    let _ = std::fs::remove_file(trace);
+    let _ = std::fs::remove_file(bare);
+}
+
+fn kvmscope_ok_stderr(args: &[&str]) -> String {
+    let out = kvmscope().args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -362,16 +362,17 @@ fn write_records(args: &ExportArgs, file: Option<&mut File>) -> Result<(), Analy
             let format = args.format;
             match super::parallel::parts(&args.file) {
                 // On every core, from the places the recording's index keeps the device state.
-                Some(parts) => super::parallel::rows_in_order(
-                    &args.file,
-                    parts,
-                    |explainer| RowMaker::new(format, explainer),
-                    |maker, r, block| maker.row(r, block),
-                    |block| {
-                        write(&mut out, block);
+                Some(parts) => {
+                    let rows = super::parallel::RowsOf {
+                        start: |explainer| RowMaker::new(format, explainer),
+                        row: |maker: &mut RowMaker, r, block: &mut Vec<u8>| maker.row(r, block),
+                        end: |_, _: &mut Vec<u8>| {},
+                    };
+                    super::parallel::rows_in_order(&args.file, parts, rows, |block| {
+                        write(&mut out, &block);
                         !gone.get()
-                    },
-                ),
+                    })
+                }
                 None => {
                     let (mut maker, mut row) = (RowMaker::new(format, Explainer::default()), Vec::with_capacity(1024));
                     let read = super::read_while(&args.file, |r| {

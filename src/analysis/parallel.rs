@@ -60,18 +60,29 @@ enum Handed {
     Damage(ReadError),
 }
 
+/// How a part's rows are made: a maker from the part's explainer, each record's row appended to
+/// the block at hand, and whatever ends a part appended last (a Parquet part's whole file).
+pub struct RowsOf<S, R, E> {
+    pub start: S,
+    pub row: R,
+    pub end: E,
+}
+
 /// Turns every record of the recording at `path` into bytes, on every core, and hands the blocks
 /// to `write` in the recording's order; `write` answers false when its output has gone (reading
-/// stops). Each part makes its rows with a maker `start` gives it (from the part's explainer),
-/// and `row` (the maker, the record, the block to append to). The damage that ended the reading,
-/// if any, is returned: what came before it was written.
-pub fn rows_in_order<M>(
+/// stops). The damage that ended the reading, if any, is returned: what came before it was
+/// written.
+pub fn rows_in_order<M, S, R, E>(
     path: &Path,
     parts: Vec<Part>,
-    start: impl Fn(Explainer) -> M + Sync,
-    row: impl Fn(&mut M, Record, &mut Vec<u8>) + Sync,
-    mut write: impl FnMut(&[u8]) -> bool,
-) -> Option<ReadError> {
+    rows: RowsOf<S, R, E>,
+    mut write: impl FnMut(Vec<u8>) -> bool,
+) -> Option<ReadError>
+where
+    S: Fn(Explainer) -> M + Sync,
+    R: Fn(&mut M, Record, &mut Vec<u8>) + Sync,
+    E: Fn(M, &mut Vec<u8>) + Sync,
+{
     let (senders, receivers): (Vec<SyncSender<Handed>>, Vec<Receiver<Handed>>) =
         (0..parts.len()).map(|_| sync_channel(WAITING)).unzip();
     let senders: Vec<std::sync::Mutex<Option<SyncSender<Handed>>>> =
@@ -86,8 +97,8 @@ pub fn rows_in_order<M>(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let (Some(part), false) = (parts.get(i), stop.load(Ordering::Relaxed)) else { return };
                     let Some(tx) = crate::sync::lock(&senders[i]).take() else { return };
-                    let mut maker = start(Explainer::with_state(&part.state).unwrap_or_default());
-                    make_part(&mut reader, part, |r, block| row(&mut maker, r, block), &tx);
+                    let maker = (rows.start)(Explainer::with_state(&part.state).unwrap_or_default());
+                    make_part(&mut reader, part, maker, &rows, &tx);
                 }
             });
         }
@@ -95,8 +106,11 @@ pub fn rows_in_order<M>(
         'parts: for rx in receivers {
             for handed in rx {
                 match handed {
-                    Handed::Rows(block) if write(&block) => {}
-                    Handed::Rows(_) => break 'parts,
+                    Handed::Rows(block) => {
+                        if !write(block) {
+                            break 'parts;
+                        }
+                    }
                     Handed::Damage(e) => {
                         damage = Some(e);
                         break 'parts;
@@ -111,28 +125,34 @@ pub fn rows_in_order<M>(
 }
 
 /// One part's rows, handed over block by block (until the writer stops taking them).
-fn make_part(
+fn make_part<M, S, R, E>(
     reader: &mut TraceReader,
     part: &Part,
-    mut row: impl FnMut(Record, &mut Vec<u8>),
+    mut maker: M,
+    rows: &RowsOf<S, R, E>,
     tx: &SyncSender<Handed>,
-) {
+) where
+    R: Fn(&mut M, Record, &mut Vec<u8>),
+    E: Fn(M, &mut Vec<u8>),
+{
     let mut block = Vec::with_capacity(BLOCK + BLOCK / 4);
     for &offset in &part.chunks {
         let records = match reader.chunk_at(offset) {
             Ok(records) => records,
             Err(e) => {
+                (rows.end)(maker, &mut block);
                 let _ = tx.send(Handed::Rows(block));
                 let _ = tx.send(Handed::Damage(e));
                 return;
             }
         };
         for r in records {
-            row(r, &mut block);
+            (rows.row)(&mut maker, r, &mut block);
             if block.len() >= BLOCK && tx.send(Handed::Rows(std::mem::take(&mut block))).is_err() {
                 return;
             }
         }
     }
+    (rows.end)(maker, &mut block);
     let _ = tx.send(Handed::Rows(block));
 }

@@ -9,11 +9,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::io::Write;
+
 use parquet::basic::Compression;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
-use parquet::file::properties::WriterProperties;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::TypePtr;
 use sha2::{Digest, Sha256};
 
 use super::AnalysisError;
@@ -153,7 +159,7 @@ fn schema(run: bool) -> String {
 }
 
 /// An exit as a row, its cells in [`COLUMNS`]' order.
-fn push_exit(t: &mut Table, e: &ExitEvent, x: Option<&Explained>) -> Result<(), AnalysisError> {
+fn push_exit<W: Write + Send>(t: &mut Table<W>, e: &ExitEvent, x: Option<&Explained>) -> Result<(), AnalysisError> {
     let (mut port, mut addr, mut msr, mut msr_name, mut dir, mut size, mut data) =
         (None, None, None, None, None, None, None);
     match &e.kind {
@@ -197,7 +203,7 @@ fn push_exit(t: &mut Table, e: &ExitEvent, x: Option<&Explained>) -> Result<(), 
 }
 
 /// A device event as a row, in [`COLUMNS`]' order: its reason is `virtio_KIND`.
-fn push_device(t: &mut Table, d: &DeviceEvent) -> Result<(), AnalysisError> {
+fn push_device<W: Write + Send>(t: &mut Table<W>, d: &DeviceEvent) -> Result<(), AnalysisError> {
     let latency = match d.kind {
         DeviceEventKind::Completed { latency_ns, .. } => Some(latency_ns),
         _ => None,
@@ -218,29 +224,16 @@ fn push_device(t: &mut Table, d: &DeviceEvent) -> Result<(), AnalysisError> {
     t.end_row()
 }
 
-/// Rows buffered for the next row group, column by column.
-struct Table {
-    writer: SerializedFileWriter<Output>,
-    kinds: Vec<(Kind, bool)>,
-    ints: Vec<Vec<i64>>,
-    texts: Vec<Vec<ByteArray>>,
-    defs: Vec<Vec<i16>>,
-    rows: usize,
-    run: Option<Vec<Cell>>,
-    written: u64,
-    /// Each text column's recent values.
-    interned: Vec<rustc_hash::FxHashMap<Box<str>, ByteArray>>,
-    /// The cell the row is at.
-    column: usize,
-    /// A buffer for a cell's text.
-    scratch: Vec<u8>,
+/// What every table of an export is written with: its schema and the writer's properties.
+#[derive(Clone)]
+struct Layout {
+    schema: TypePtr,
+    props: WriterPropertiesPtr,
 }
 
-impl Table {
-    fn create(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<Self, AnalysisError> {
-        let create = |source| AnalysisError::Create { path: path.to_path_buf(), source };
-        let schema =
-            Arc::new(parse_message_type(&schema(run.is_some())).map_err(|e| create(std::io::Error::other(e)))?);
+impl Layout {
+    fn new(run: bool) -> Result<Self, ParquetError> {
+        let schema = Arc::new(parse_message_type(&schema(run))?);
         // Counters that grow (sequence, time, handling time, a loop's data) are stored as deltas,
         // the rest dictionary-encoded.
         let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
@@ -251,34 +244,73 @@ impl Table {
                 .set_column_encoding(col, parquet::basic::Encoding::DELTA_BINARY_PACKED);
         }
         let props = props.set_created_by(format!("kvmscope {}", env!("CARGO_PKG_VERSION"))).build();
-        // Whole or not there (DuckDB refuses a dataset with a cut file), never over its input.
-        let file = Output::create(path, "parquet output", &[trace])?;
-        let writer =
-            SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(|e| create(std::io::Error::other(e)))?;
+        Ok(Self { schema, props: Arc::new(props) })
+    }
+
+    fn writer<W: Write + Send>(&self, sink: W) -> Result<SerializedFileWriter<W>, ParquetError> {
+        SerializedFileWriter::new(sink, self.schema.clone(), self.props.clone())
+    }
+}
+
+/// Rows buffered for the next row group, column by column.
+struct Table<W: Write + Send> {
+    writer: SerializedFileWriter<W>,
+    /// Rows per row group.
+    group: usize,
+    kinds: Vec<(Kind, bool)>,
+    cells: Cells,
+    rows: usize,
+    run: Option<Vec<Cell>>,
+    written: u64,
+    /// The cell the row is at.
+    column: usize,
+}
+
+/// A row group's cells, by column; kept from one part's table to the next (allocated once).
+#[derive(Default)]
+struct Cells {
+    ints: Vec<Vec<i64>>,
+    texts: Vec<Vec<ByteArray>>,
+    defs: Vec<Vec<i16>>,
+    /// Each text column's recent values.
+    interned: Vec<rustc_hash::FxHashMap<Box<str>, ByteArray>>,
+    /// A buffer for a cell's text.
+    scratch: Vec<u8>,
+}
+
+/// The table of an export to `path`, whole or not there (DuckDB refuses a dataset with a cut
+/// file), never over its input `trace`.
+fn file_table(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<Table<Output>, AnalysisError> {
+    let file = Output::create(path, "parquet output", &[trace])?;
+    let writer = Layout::new(run.is_some())
+        .and_then(|l| l.writer(file))
+        .map_err(|e| AnalysisError::Create { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    Ok(Table::new(writer, run, ROW_GROUP))
+}
+
+impl<W: Write + Send> Table<W> {
+    fn new(writer: SerializedFileWriter<W>, run: Option<&RunInfo>, group: usize) -> Self {
+        Self::with_cells(writer, run, group, Cells::default())
+    }
+
+    /// A table that fills `cells` (emptied, from a table finished before).
+    fn with_cells(writer: SerializedFileWriter<W>, run: Option<&RunInfo>, group: usize, mut cells: Cells) -> Self {
         let kinds: Vec<(Kind, bool)> = columns(run.is_some()).map(|&(_, k, r)| (k, r)).collect();
         let n = kinds.len();
-        Ok(Self {
-            writer,
-            kinds,
-            ints: vec![Vec::new(); n],
-            texts: vec![Vec::new(); n],
-            defs: vec![Vec::new(); n],
-            rows: 0,
-            run: run.map(|r| r.cells.clone()),
-            written: 0,
-            interned: vec![Default::default(); n],
-            column: 0,
-            scratch: Vec::new(),
-        })
+        cells.ints.resize_with(n, Vec::new);
+        cells.texts.resize_with(n, Vec::new);
+        cells.defs.resize_with(n, Vec::new);
+        cells.interned.resize_with(n, Default::default);
+        Self { writer, group, kinds, cells, rows: 0, run: run.map(|r| r.cells.clone()), written: 0, column: 0 }
     }
 
     /// The next cell of the row: an integer, or null.
     fn int(&mut self, v: Option<u64>) {
         let i = self.column;
         if let Some(v) = v {
-            self.ints[i].push(v as i64);
+            self.cells.ints[i].push(v as i64);
         }
-        self.defs[i].push(i16::from(v.is_some()));
+        self.cells.defs[i].push(i16::from(v.is_some()));
         self.column += 1;
     }
 
@@ -287,9 +319,9 @@ impl Table {
     fn name(&mut self, v: Option<&'static str>) {
         let i = self.column;
         if let Some(s) = v {
-            self.texts[i].push(ByteArray::from(bytes::Bytes::from_static(s.as_bytes())));
+            self.cells.texts[i].push(ByteArray::from(bytes::Bytes::from_static(s.as_bytes())));
         }
-        self.defs[i].push(i16::from(v.is_some()));
+        self.cells.defs[i].push(i16::from(v.is_some()));
         self.column += 1;
     }
 
@@ -298,7 +330,7 @@ impl Table {
         let i = self.column;
         if let Some(s) = v {
             // Most texts repeat (reasons, devices, instructions, explanations): one buffer each.
-            let seen = &mut self.interned[i];
+            let seen = &mut self.cells.interned[i];
             let value = match seen.get(s) {
                 Some(v) => v.clone(),
                 None => {
@@ -310,21 +342,21 @@ impl Table {
                     v
                 }
             };
-            self.texts[i].push(value);
+            self.cells.texts[i].push(value);
         }
-        self.defs[i].push(i16::from(v.is_some()));
+        self.cells.defs[i].push(i16::from(v.is_some()));
         self.column += 1;
     }
 
     /// The next cell of the row: bytes as hex text, or null.
     fn hex(&mut self, bytes: Option<&[u8]>) {
-        let mut hex = std::mem::take(&mut self.scratch);
+        let mut hex = std::mem::take(&mut self.cells.scratch);
         hex.clear();
         if let Some(b) = bytes {
             super::rows::hex_bytes(&mut hex, b);
         }
         self.text(bytes.map(|_| std::str::from_utf8(&hex).unwrap_or_default()));
-        self.scratch = hex;
+        self.cells.scratch = hex;
     }
 
     /// Ends the row (the run's cells after the exit's): a row group is written when full.
@@ -346,7 +378,7 @@ impl Table {
         }
         self.column = 0;
         self.rows += 1;
-        if self.rows == ROW_GROUP { self.flush() } else { Ok(()) }
+        if self.rows == self.group { self.flush() } else { Ok(()) }
     }
 
     /// Writes the rows buffered as a row group.
@@ -359,23 +391,23 @@ impl Table {
         let mut i = 0;
         while let Some(mut column) = group.next_column().map_err(err)? {
             let (kind, required) = self.kinds[i];
-            let defs = (!required).then_some(&self.defs[i][..]);
+            let defs = (!required).then_some(&self.cells.defs[i][..]);
             match kind {
                 Kind::Text => {
-                    column.typed::<ByteArrayType>().write_batch(&self.texts[i], defs, None).map_err(err)?;
+                    column.typed::<ByteArrayType>().write_batch(&self.cells.texts[i], defs, None).map_err(err)?;
                 }
                 Kind::U64 => {
-                    column.typed::<Int64Type>().write_batch(&self.ints[i], defs, None).map_err(err)?;
+                    column.typed::<Int64Type>().write_batch(&self.cells.ints[i], defs, None).map_err(err)?;
                 }
                 Kind::U32 | Kind::U16 | Kind::U8 => {
-                    let narrow: Vec<i32> = self.ints[i].iter().map(|&v| v as i32).collect();
+                    let narrow: Vec<i32> = self.cells.ints[i].iter().map(|&v| v as i32).collect();
                     column.typed::<Int32Type>().write_batch(&narrow, defs, None).map_err(err)?;
                 }
             }
             column.close().map_err(err)?;
-            self.ints[i].clear();
-            self.texts[i].clear();
-            self.defs[i].clear();
+            self.cells.ints[i].clear();
+            self.cells.texts[i].clear();
+            self.cells.defs[i].clear();
             i += 1;
         }
         group.close().map_err(err)?;
@@ -384,11 +416,12 @@ impl Table {
         Ok(())
     }
 
-    fn close(mut self) -> Result<u64, AnalysisError> {
+    /// Writes what is buffered and the file's footer: the sink, the rows written, and the
+    /// cells' buffers for another table.
+    fn finish(mut self) -> Result<(W, u64, Cells), AnalysisError> {
         self.flush()?;
-        let output = self.writer.into_inner().map_err(|e| AnalysisError::Write(std::io::Error::other(e)))?;
-        output.commit()?;
-        Ok(self.written)
+        let sink = self.writer.into_inner().map_err(|e| AnalysisError::Write(std::io::Error::other(e)))?;
+        Ok((sink, self.written, self.cells))
     }
 }
 
@@ -438,31 +471,145 @@ pub fn export(req: &ParquetRequest) -> Result<(PathBuf, u64), AnalysisError> {
     Ok((path, written?))
 }
 
-/// Writes the recording `trace` as a table at `path`; the rows written.
+/// Writes the recording `trace` as a table at `path`; the rows written. On every core where the
+/// recording's index splits it into parts (see [`super::parallel`]), else in one pass.
 fn write_table(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<u64, AnalysisError> {
-    let mut table = Table::create(path, trace, run)?;
+    if let Some(parts) = super::parallel::parts(trace) {
+        return write_in_parts(path, trace, run, parts);
+    }
+    let mut table = file_table(path, trace, run)?;
     let mut explainer = Explainer::default();
     let mut failed: Option<AnalysisError> = None;
     super::read_all_warning(trace, |r| {
-        if failed.is_some() {
-            return;
-        }
-        let pushed = match r {
-            Record::Exit(e) => {
-                let x = explainer.explain(&e);
-                push_exit(&mut table, &e, x.as_deref())
-            }
-            Record::Device(d) => push_device(&mut table, &d),
-            _ => return,
-        };
-        if let Err(e) = pushed {
+        if failed.is_none()
+            && let Err(e) = push(&mut table, &mut explainer, r)
+        {
             failed = Some(e);
         }
     })?;
     if let Some(e) = failed {
         return Err(e);
     }
-    table.close()
+    let (output, written, _) = table.finish()?;
+    output.commit()?;
+    Ok(written)
+}
+
+/// A record's row, if it has one (exits explained in order).
+fn push<W: Write + Send>(table: &mut Table<W>, explainer: &mut Explainer, r: Record) -> Result<(), AnalysisError> {
+    match r {
+        Record::Exit(e) => {
+            let x = explainer.explain(&e);
+            push_exit(table, &e, x.as_deref())
+        }
+        Record::Device(d) => push_device(table, &d),
+        _ => Ok(()),
+    }
+}
+
+/// Rows per row group of a part: as in one pass (a part of `spin`'s 65,536 exits is one; the
+/// device events among them make a small second).
+const PART_GROUP: usize = ROW_GROUP;
+
+/// One part's table, in memory, and the explainer that follows its exits; no table once a row
+/// failed (the failure is kept for the export to return).
+struct PartTable {
+    table: Option<Table<Vec<u8>>>,
+    explainer: Explainer,
+}
+
+/// Writes the recording in parts, on every core: each part's rows become a Parquet file in
+/// memory, whose row groups are copied whole into the output in the recording's order — the
+/// rows one pass writes, in row groups that end where the parts do.
+fn write_in_parts(
+    path: &Path,
+    trace: &Path,
+    run: Option<&RunInfo>,
+    parts: Vec<super::parallel::Part>,
+) -> Result<u64, AnalysisError> {
+    let create = |e| AnalysisError::Create { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let layout = Layout::new(run.is_some()).map_err(create)?;
+    let file = Output::create(path, "parquet output", &[trace])?;
+    let mut writer = layout.writer(file).map_err(create)?;
+    let failed: std::sync::Mutex<Option<AnalysisError>> = std::sync::Mutex::new(None);
+    let fail = |e: AnalysisError| {
+        crate::sync::lock(&failed).get_or_insert(e);
+    };
+    let parquet = |e: ParquetError| AnalysisError::Write(std::io::Error::other(e));
+    // The cells' buffers of finished parts, for the next: large, and costly to allocate anew.
+    let spare: std::sync::Mutex<Vec<Cells>> = std::sync::Mutex::new(Vec::new());
+    let rows = super::parallel::RowsOf {
+        start: |explainer| {
+            let cells = crate::sync::lock(&spare).pop().unwrap_or_default();
+            let table = layout.writer(Vec::new()).map(|w| Table::with_cells(w, run, PART_GROUP, cells));
+            PartTable { table: table.map_err(|e| fail(parquet(e))).ok(), explainer }
+        },
+        row: |part: &mut PartTable, r, _: &mut Vec<u8>| {
+            if let Some(table) = &mut part.table
+                && let Err(e) = push(table, &mut part.explainer, r)
+            {
+                fail(e);
+                part.table = None;
+            }
+        },
+        end: |part: PartTable, block: &mut Vec<u8>| match part.table.map(Table::finish) {
+            Some(Ok((bytes, _, cells))) => {
+                block.extend_from_slice(&bytes);
+                crate::sync::lock(&spare).push(cells);
+            }
+            Some(Err(e)) => fail(e),
+            None => {}
+        },
+    };
+    let mut written = 0;
+    let damage = super::parallel::rows_in_order(trace, parts, rows, |block| {
+        if crate::sync::lock(&failed).is_some() {
+            return false;
+        }
+        match append_row_groups(&mut writer, bytes::Bytes::from(block)) {
+            Ok(n) => written += n,
+            Err(e) => fail(parquet(e)),
+        }
+        crate::sync::lock(&failed).is_none()
+    });
+    if let Some(e) = crate::sync::lock(&failed).take() {
+        return Err(e);
+    }
+    writer.into_inner().map_err(parquet)?.commit()?;
+    if let Some(e) = damage {
+        crate::say!("kvmscope: warning: {e}; what comes before it is used");
+    }
+    Ok(written)
+}
+
+/// Copies the row groups of the Parquet file `part` (a part's, in memory) into `writer`, column
+/// chunks as they are; the rows copied.
+fn append_row_groups<W: Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
+    part: bytes::Bytes,
+) -> Result<u64, ParquetError> {
+    if part.is_empty() {
+        return Ok(0);
+    }
+    let meta = ParquetMetaDataReader::new().parse_and_finish(&part)?;
+    let mut rows = 0;
+    for group in meta.row_groups() {
+        let mut out = writer.next_row_group()?;
+        for column in group.columns() {
+            let close = ColumnCloseResult {
+                bytes_written: column.compressed_size() as u64,
+                rows_written: group.num_rows() as u64,
+                metadata: column.clone(),
+                bloom_filter: None,
+                column_index: None,
+                offset_index: None,
+            };
+            out.append_column(&part, close)?;
+        }
+        out.close()?;
+        rows += group.num_rows() as u64;
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -495,10 +642,12 @@ mod tests {
         let header = TraceHeader::default();
         for run in [None, Some(RunInfo::of(&header, Some("r")))] {
             let path = std::env::temp_dir().join(format!("kvmscope-parquet-unit-{}.parquet", std::process::id()));
-            let mut table = Table::create(&path, Path::new("/nonexistent.trace"), run.as_ref()).unwrap();
+            let mut table = file_table(&path, Path::new("/nonexistent.trace"), run.as_ref()).unwrap();
             push_exit(&mut table, &e, None).unwrap();
             push_device(&mut table, &d).unwrap();
-            assert_eq!(table.close().unwrap(), 2);
+            let (output, rows, _) = table.finish().unwrap();
+            output.commit().unwrap();
+            assert_eq!(rows, 2);
             let _ = std::fs::remove_file(path);
         }
     }
