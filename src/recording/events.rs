@@ -3,7 +3,7 @@
 //! some is known by an [`EventSpan`] (when its events are, how many of each kind), which says
 //! whether a screen needs it; the chunks a screen needs are read again, a few kept.
 //!
-//! The spans come from the recording's index (see [`super::trailer`]) or, without one, from
+//! The spans come from the index the recording ends with (`trailer.rs`) or, without one, from
 //! reading it whole. A chunk that does not read as its span says means the index lied (or the
 //! file changed): the spans are then made again from every chunk, and that is said.
 
@@ -122,11 +122,12 @@ impl EventChunks {
         Ok(Self { path: path.to_path_buf(), reader, chunks, cache: VecDeque::new(), untrusted: None, remade: 0 })
     }
 
-    /// Chunk `k`'s events, read again unless recently read.
-    fn events_of(&mut self, k: usize) -> Arc<Vec<Record>> {
+    /// Chunk `k`'s events, read again unless recently read; `None` when the chunk did not hold
+    /// what its span says, and the spans were made again (the query starts over).
+    fn events_of(&mut self, k: usize) -> Option<Arc<Vec<Record>>> {
         if let Some(hit) = self.cache.iter().position(|(c, _)| *c == k).and_then(|at| self.cache.remove(at)) {
             self.cache.push_front(hit.clone());
-            return hit.1;
+            return Some(hit.1);
         }
         let (offset, said) = self.chunks[k];
         let events: Vec<Record> =
@@ -134,6 +135,7 @@ impl EventChunks {
         if EventSpan::of(&events) != Some(said) && self.untrusted.is_none() {
             let why = format!("the chunk at offset {offset} does not hold the events the recording's index says");
             self.remake(why);
+            return None;
         }
         let events = Arc::new(events);
         self.cache.push_front((k, events.clone()));
@@ -144,7 +146,15 @@ impl EventChunks {
         });
         let keep = keep.count().max(1);
         self.cache.truncate(keep);
-        events
+        Some(events)
+    }
+
+    /// Finds the events by reading every chunk from now on, for this reason (a chunk read for
+    /// its exits did not hold the events the index says), unless that is done already.
+    pub fn distrust(&mut self, why: String) {
+        if self.untrusted.is_none() {
+            self.remake(why);
+        }
     }
 
     /// Makes the spans again from every chunk, as read (up to any damage).
@@ -178,7 +188,7 @@ impl EventChunks {
             if !span.before(now) || !wanted(&span) {
                 continue;
             }
-            let events = self.events_of(k);
+            let Some(events) = self.events_of(k) else { return };
             for r in events.iter().rev().filter(|r| r.time().is_some_and(|t| t <= now)) {
                 if !each(r) {
                     return;
@@ -196,7 +206,7 @@ impl EventChunks {
             if span.all_before(now) {
                 n += in_span(&span);
             } else if span.before(now) && in_span(&span) > 0 {
-                let events = self.events_of(k);
+                let Some(events) = self.events_of(k) else { return n };
                 n += events.iter().filter(|r| r.time().is_some_and(|t| t <= now)).map(&in_record).sum::<u64>();
             }
         }
@@ -276,7 +286,7 @@ impl EventChunks {
     pub fn each_device(&mut self, after: Option<u64>, upto: u64, mut each: impl FnMut(&DeviceEvent)) {
         let in_window = |t: u64| after.is_none_or(|a| t > a) && t <= upto;
         // By offset, so that spans made again on the way go on after the last chunk given.
-        let (mut done, mut from, mut remade): (Option<u64>, usize, u32) = (None, 0, self.remade);
+        let (mut done, mut from): (Option<u64>, usize) = (None, 0);
         while let Some(k) = self.chunks[from..].iter().position(|(offset, span)| {
             done.is_none_or(|d| *offset > d)
                 && span.devices > 0
@@ -284,11 +294,12 @@ impl EventChunks {
                 && after.is_none_or(|a| span.t_max > a)
         }) {
             let k = from + k;
-            (done, from) = (Some(self.chunks[k].0), k + 1);
-            let events = self.events_of(k);
-            if self.remade != remade {
-                (remade, from) = (self.remade, 0);
-            }
+            let offset = self.chunks[k].0;
+            let Some(events) = self.events_of(k) else {
+                from = 0;
+                continue;
+            };
+            (done, from) = (Some(offset), k + 1);
             for r in events.iter() {
                 if let Record::Device(d) = r
                     && in_window(d.t_ns)
@@ -308,7 +319,8 @@ impl EventChunks {
                 if span.stacks == 0 || span.stack_seqs.1 < first || span.stack_seqs.0 > last {
                     continue;
                 }
-                for r in me.events_of(k).iter() {
+                let Some(events) = me.events_of(k) else { return stacks };
+                for r in events.iter() {
                     if let Record::Stack(s) = r
                         && (first..=last).contains(&s.seq)
                     {
@@ -324,7 +336,7 @@ impl EventChunks {
     pub fn end(&mut self) -> Option<(i32, String, String)> {
         self.settled(|me| {
             let k = me.chunks.iter().rposition(|(_, s)| s.end)?;
-            me.events_of(k).iter().rev().find_map(|r| match r {
+            me.events_of(k)?.iter().rev().find_map(|r| match r {
                 Record::End { status, name, detail, .. } => Some((*status, name.clone(), detail.clone())),
                 _ => None,
             })
@@ -469,6 +481,25 @@ mod tests {
         events.each_device(None, u64::MAX, |d| seen.push(d.t_ns));
         assert_eq!(seen, truth.devices(u64::MAX).iter().map(|d| d.t_ns).collect::<Vec<_>>());
         assert!(events.untrusted.is_some());
+        let _ = std::fs::remove_file(path);
+        // Events said to be in the first chunk, which holds none: once read, one chunk fewer.
+        let path = write_indexed("events-lie3", &chunks, |t| {
+            let c = &mut t.chunks[0];
+            let span = EventSpan { t_min: 0, t_max: 100, console: 3, ..EventSpan::default() };
+            (c.exits, c.others, c.events, c.shown) = (c.exits - 1, 1, 1, Some(span));
+        });
+        let (mut events, _) = opened(&path);
+        answers_as_read_whole(&mut events, &truth, "events said to be where there are none");
+        assert_eq!((events.chunks.len(), events.untrusted.is_some()), (5, true));
+        let _ = std::fs::remove_file(path);
+        // Events hidden: the index says the fourth chunk holds none. Found when its exits are read.
+        let path = write_indexed("events-lie4", &chunks, |t| (t.chunks[3].events, t.chunks[3].shown) = (0, None));
+        let mut indexed = ExitIndex::open(&path).unwrap();
+        let mut events = EventChunks::open(&path, std::mem::take(&mut indexed.events)).unwrap();
+        assert_eq!(indexed.index.get(1700).map(|e| e.seq), Some(1700));
+        let why = indexed.index.events_disagree.take().expect("the chunk read does not hold what the index says");
+        events.distrust(why);
+        answers_as_read_whole(&mut events, &truth, "events the index hides");
         let _ = std::fs::remove_file(path);
     }
 }

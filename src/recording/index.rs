@@ -23,6 +23,8 @@ struct ChunkExits {
     count: usize,
     first_seq: u64,
     first_t_ns: u64,
+    /// What its events are (as the index says, or as read), to check when it is read again.
+    events: Option<EventSpan>,
 }
 
 /// A recording's exits, by index.
@@ -34,6 +36,9 @@ pub struct ExitIndex {
     /// The file changed since it was indexed (a chunk no longer reads as it did): the exits are
     /// cut where it stopped agreeing.
     pub changed: bool,
+    /// A chunk read for its exits whose events are not what the index said (why): the events
+    /// are not to be found by the index either (see [`super::events::EventChunks::distrust`]).
+    pub events_disagree: Option<String>,
 }
 
 /// An index, and the damage that ended the pass early (everything before it is indexed).
@@ -88,8 +93,8 @@ impl ExitIndex {
         };
         let (mut chunks, mut len, mut events) = (Vec::new(), 0, Vec::new());
         for c in &trailer.chunks {
-            match c.shown {
-                Some(span) => events.push((c.offset, span)),
+            let span = match c.shown {
+                Some(span) => Some(span),
                 None if c.events > 0 => {
                     let records = match reader.chunk_at(c.offset) {
                         Ok(records) => records,
@@ -105,18 +110,19 @@ impl ExitIndex {
                         );
                         return Self::build(path, HowIndexed::Untrusted(why));
                     }
-                    events.extend(EventSpan::of(&records).map(|span| (c.offset, span)));
+                    EventSpan::of(&records)
                 }
-                None => {}
-            }
+                None => None,
+            };
+            events.extend(span.map(|span| (c.offset, span)));
             if c.exits > 0 {
                 let (offset, count, first_seq, first_t_ns) = (c.offset, c.exits as usize, c.first_seq, c.first_t_ns);
-                chunks.push(ChunkExits { offset, first: len, count, first_seq, first_t_ns });
+                chunks.push(ChunkExits { offset, first: len, count, first_seq, first_t_ns, events: span });
                 len += count;
             }
         }
         let states = trailer.states.into_iter().map(|(at, state)| (at as usize, state)).collect();
-        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
+        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false, events_disagree: None };
         Ok(Indexed { index, damage: None, how: HowIndexed::Trailer, states, events })
     }
 
@@ -128,6 +134,7 @@ impl ExitIndex {
             match reader.next_chunk() {
                 Ok(Some((offset, records))) => {
                     let mut here: Option<ChunkExits> = None;
+                    let span = EventSpan::of(&records);
                     for r in &records {
                         if let Record::Exit(e) = r {
                             let c = here.get_or_insert(ChunkExits {
@@ -136,20 +143,21 @@ impl ExitIndex {
                                 count: 0,
                                 first_seq: e.seq,
                                 first_t_ns: e.t_ns,
+                                events: span,
                             });
                             c.count += 1;
                             len += 1;
                         }
                     }
                     chunks.extend(here);
-                    events.extend(EventSpan::of(&records).map(|span| (offset, span)));
+                    events.extend(span.map(|span| (offset, span)));
                 }
                 Ok(None) => break None,
                 Err(e) if e.is_damage() => break Some(e),
                 Err(e) => return Err(e),
             }
         };
-        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false };
+        let index = ExitIndex { reader, chunks, len, cache: VecDeque::new(), changed: false, events_disagree: None };
         Ok(Indexed { index, damage, how, states: Vec::new(), events })
     }
 
@@ -180,6 +188,11 @@ impl ExitIndex {
         }
         // The pass read this chunk whole: reading it again fails only if the file changed since.
         let records = self.reader.chunk_at(self.chunks[c].offset).unwrap_or_default();
+        if EventSpan::of(&records) != self.chunks[c].events && self.events_disagree.is_none() {
+            let offset = self.chunks[c].offset;
+            self.events_disagree =
+                Some(format!("the chunk at offset {offset} does not hold the events the recording's index says"));
+        }
         let exits: Arc<Vec<ExitEvent>> = Arc::new(
             records
                 .into_iter()

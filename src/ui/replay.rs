@@ -237,6 +237,9 @@ impl Replay {
         self.count_to_cursor(COUNT_PER_SCREEN);
         app.stats.counters = self.counters.clone();
         app.profile.profile = self.profile.clone();
+        if let Some(why) = self.exits.events_disagree.take() {
+            self.events.distrust(why);
+        }
         let (text, total) = self.events.console(now.t_ns, crate::console::KEEP);
         app.console.show(&String::from_utf8_lossy(&text), total as usize);
         // Each vCPU's last recorded stop before the cursor; the selected one's in the panes.
