@@ -1,4 +1,4 @@
-//! Readers in flat memory: `stats`, `diff` and `export --format parquet` over a recording ten times
+//! Readers in flat memory: `stats`, `diff`, the exports and the replay over a recording ten times
 //! longer must not take much more memory (peak RSS from the kernel's accounting of the child).
 //! The recordings are written here with the recorder's own chunk encoder — exits as the `spin`
 //! guest makes them, with an instruction and a device — so that a million exits take seconds, not
@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use kvmscope::explain::Explainer;
 use kvmscope::recording::format::{encode_chunk, encode_header};
+use kvmscope::recording::trailer::{ChunkEntry, STATE_EVERY, Trailer};
 use kvmscope::recording::{Record, TraceHeader};
 use kvmscope::trace::{DeviceEvent, DeviceEventKind, NotifyPath, StackSample};
 use kvmscope::trace::{Dir, ExitEvent, ExitKind, Insn};
 
-/// A recording of `n` POST-code writes, in chunks of 4096 exits.
+/// A recording of `n` POST-code writes, in chunks of 4096 exits, ending with its index as the
+/// recorder writes it (the exports make it in parts, on every core).
 fn recording(name: &str, n: u64) -> PathBuf {
     recording_with(name, n, false)
 }
@@ -24,7 +27,9 @@ fn recording_with(name: &str, n: u64, events: bool) -> PathBuf {
     let path = std::env::temp_dir().join(format!("kvmscope-big-{name}-{}.trace", std::process::id()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     use std::io::Write;
-    out.write_all(&encode_header(&TraceHeader { vcpus: 1, guest_image: "spin".into(), ..Default::default() })).unwrap();
+    let header = encode_header(&TraceHeader { vcpus: 1, guest_image: "spin".into(), ..Default::default() });
+    out.write_all(&header).unwrap();
+    let (mut offset, mut index, mut explainer) = (header.len() as u64, Trailer::default(), Explainer::default());
     let insn = Arc::new(Insn { addr: 0x100010, bytes: vec![0xe6, 0x80], text: "out 80h,al".into() });
     for c in 0..n.div_ceil(4096) {
         let exits = (c * 4096..((c + 1) * 4096).min(n)).map(|seq| {
@@ -54,8 +59,30 @@ fn recording_with(name: &str, n: u64, events: bool) -> PathBuf {
             });
             records.extend(more.collect::<Vec<_>>());
         }
-        out.write_all(&encode_chunk(&records)).unwrap();
+        // The index's entry for the chunk, and the explainer's state every 65,536 exits.
+        let exits: Vec<&ExitEvent> =
+            records.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e) } else { None }).collect();
+        if (c * 4096) % STATE_EVERY == 0 {
+            index.states.push((c * 4096, explainer.state()));
+        }
+        exits.iter().for_each(|e| drop(explainer.explain(e)));
+        let mut entry = ChunkEntry::new();
+        records.iter().for_each(|r| entry.note(r));
+        let chunk = encode_chunk(&records);
+        index.chunks.push(ChunkEntry {
+            offset,
+            records: records.len() as u32,
+            exits: exits.len() as u32,
+            first_seq: exits[0].seq,
+            first_t_ns: exits[0].t_ns,
+            others: (records.len() - exits.len()) as u32,
+            events: records.iter().filter(|r| r.is_event()).count() as u32,
+            ..entry
+        });
+        out.write_all(&chunk).unwrap();
+        offset += chunk.len() as u64;
     }
+    out.write_all(&index.encode(offset)).unwrap();
     path
 }
 
@@ -91,8 +118,8 @@ fn readers_take_no_more_memory_for_a_recording_ten_times_longer() {
         ("stats", vec!["stats"]),
         ("stats --by register", vec!["stats", "--by", "register"]),
         ("diff", vec!["diff"]),
+        // On every core, in parts: a few blocks of each part waiting at most, a few parts ahead.
         ("export --format parquet", vec!["export", "--format", "parquet"]),
-        // On every core (to stdout, which is null here), a few blocks of each part waiting at most.
         ("export --format jsonl", vec!["export", "--format", "jsonl"]),
     ] {
         let run = |trace: &Path| {

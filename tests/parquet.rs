@@ -237,7 +237,7 @@ fn a_parquet_export_made_on_many_cores_holds_the_rows_of_one_pass() {
     ]);
     assert!(run.stderr.contains("recorded 200000 exits"), "{}", run.stderr);
     let bytes = std::fs::read(&trace).unwrap();
-    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let at = index_offset(&bytes);
     let bare = temp("parts-bare.trace");
     std::fs::write(&bare, &bytes[..at]).unwrap();
     for extra in [&[][..], &["--run-columns"][..]] {

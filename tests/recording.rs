@@ -304,7 +304,7 @@ fn exports_made_on_many_cores_are_the_bytes_one_core_makes() {
     record("spin.elf", &trace, &["--max-exits", "200000"]);
     // The same recording without its index: read by one thread, start to end.
     let bytes = std::fs::read(&trace).unwrap();
-    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let at = index_offset(&bytes);
     let bare = temp("parts-bare.trace");
     std::fs::write(&bare, &bytes[..at]).unwrap();
     for format in ["jsonl", "csv"] {
@@ -343,7 +343,7 @@ fn stats_of_a_window_read_by_the_index_are_those_of_the_whole_file() {
         let trace = temp(&format!("window-{guest}.trace"));
         record(guest, &trace, &args);
         let bytes = std::fs::read(&trace).unwrap();
-        let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+        let at = index_offset(&bytes);
         let bare = temp(&format!("window-{guest}-bare.trace"));
         std::fs::write(&bare, &bytes[..at]).unwrap();
         // An index that lies with a good checksum: every chunk's time span a nanosecond longer.
@@ -394,7 +394,7 @@ fn a_finished_recording_ends_with_its_index_and_opens_by_it() {
     assert!(replay.end.is_some(), "the end record, read from the chunk that holds it");
     // The same exits and ending as the recording read whole (the index cut off).
     let bytes = std::fs::read(&trace).unwrap();
-    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let at = index_offset(&bytes);
     let bare = temp("indexed-bare.trace");
     std::fs::write(&bare, &bytes[..at]).unwrap();
     let (mut whole, _) = Replay::load(&bare).unwrap();

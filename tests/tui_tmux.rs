@@ -521,7 +521,7 @@ fn a_replay_says_when_a_recording_has_no_index_or_one_not_trusted() {
     ]);
     assert!(rec.stderr.contains("recorded 200000 exits"), "{}", rec.stderr);
     let bytes = std::fs::read(&trace).unwrap();
-    let at = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let at = common::index_offset(&bytes);
     // Cut off where its index starts (as a crash leaves it), and with a byte of its index changed.
     let bare = trace.with_extension("bare.trace");
     std::fs::write(&bare, &bytes[..at]).unwrap();

@@ -23,6 +23,9 @@ pub struct Part {
 const BLOCK: usize = 1 << 20;
 /// Blocks a part may have waiting to be written.
 const WAITING: usize = 4;
+/// Parts a thread may be ahead of the part being written, per thread: a part made whole in one
+/// block (Parquet's) would otherwise let a fast thread run arbitrarily far ahead of a slow one.
+const AHEAD: usize = 2;
 
 /// The recording's parts, from its index; `None` without a trusted index, or with a single part
 /// (nothing to share), or on a machine of one core.
@@ -88,6 +91,9 @@ where
     let senders: Vec<std::sync::Mutex<Option<SyncSender<Handed>>>> =
         senders.into_iter().map(|s| std::sync::Mutex::new(Some(s))).collect();
     let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+    // The part being written, and a wake-up for the threads waiting to start one.
+    let (writing, moved) = (std::sync::Mutex::new(0usize), std::sync::Condvar::new());
+    let ahead = AHEAD * threads();
     let mut damage = None;
     std::thread::scope(|scope| {
         for _ in 0..threads().min(parts.len()) {
@@ -95,6 +101,11 @@ where
                 let Ok(mut reader) = TraceReader::open(path) else { return };
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
+                    let mut at = crate::sync::lock(&writing);
+                    while i >= *at + ahead && !stop.load(Ordering::Relaxed) {
+                        at = moved.wait(at).unwrap_or_else(|p| p.into_inner());
+                    }
+                    drop(at);
                     let (Some(part), false) = (parts.get(i), stop.load(Ordering::Relaxed)) else { return };
                     let Some(tx) = crate::sync::lock(&senders[i]).take() else { return };
                     let maker = (rows.start)(Explainer::with_state(&part.state).unwrap_or_default());
@@ -117,9 +128,13 @@ where
                     }
                 }
             }
+            *crate::sync::lock(&writing) += 1;
+            moved.notify_all();
         }
         // The output gone or damage met: the threads still at work stop at their next block.
         stop.store(true, Ordering::Relaxed);
+        let _held = crate::sync::lock(&writing);
+        moved.notify_all();
     });
     damage
 }

@@ -129,3 +129,11 @@ pub fn jsonl_as_serde_prints(jsonl: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Where the index a finished recording ends with starts (its footer's offset): the bytes before
+/// it are the recording as a crash would leave it.
+pub fn index_offset(recording: &[u8]) -> usize {
+    let footer = &recording[recording.len() - 16..];
+    assert_eq!(&footer[8..], b"KSIDXEND", "the recording ends with its index");
+    u64::from_le_bytes(footer[..8].try_into().unwrap()) as usize
+}
