@@ -254,7 +254,7 @@ impl Replay {
         app.devices.total = seen;
         app.virtio.note = vec![
             "a recording holds the devices' events (the events pane), not their queues;".into(),
-            "counted up to the exits counted:".into(),
+            "counted up to this exit (as the stats are):".into(),
         ];
         app.virtio.note.extend(self.devices.text().lines().filter(|l| !l.is_empty()).map(String::from));
         app.stats.virtio = self.devices.clone();
