@@ -495,44 +495,54 @@ fn a_replay_shows_the_console_device_events_and_stacks_as_the_recording_read_who
     TraceReader::open(&trace).unwrap().for_each(|r| all.push(r)).unwrap();
     let exits: Vec<_> =
         all.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e.clone()) } else { None }).collect();
-    let (mut replay, damage) = Replay::load(&trace).unwrap();
-    assert!(damage.is_none());
-    assert_eq!(replay.how, kvmscope::recording::index::HowIndexed::Trailer);
+    // And as a recording made before its index said what each chunk's events are: read at once.
+    let older = temp("replay-events-older.trace");
+    let mut index = TraceReader::open(&trace).unwrap().trailer().unwrap().unwrap();
+    index.chunks.iter_mut().for_each(|c| c.shown = None);
+    let bytes = std::fs::read(&trace).unwrap();
+    let at = index_offset(&bytes);
+    std::fs::write(&older, [&bytes[..at], &index.encode(at as u64)].concat()).unwrap();
     let mut app = App::new("replay");
-    let n = exits.len();
-    for cursor in [0, n / 3, n / 2, n - 1] {
-        replay.cursor = cursor;
-        replay.show(&mut app);
-        let now = exits[cursor].t_ns;
-        let upto = |r: &&Record| r.time().is_some_and(|t| t <= now);
-        let console: Vec<u8> = all
-            .iter()
-            .filter(upto)
-            .filter_map(|r| if let Record::Console { bytes, .. } = r { Some(bytes.clone()) } else { None })
-            .flatten()
-            .collect();
-        assert_eq!(app.console.from_bytes, console.len(), "console bytes at exit {cursor}");
-        assert_eq!(app.console.text, kvmscope::out::console_text(&String::from_utf8_lossy(&console)));
-        let mut devices = DeviceCounters::default();
-        all.iter().filter(upto).for_each(|r| {
-            if let Record::Device(d) = r {
-                devices.record(d)
-            }
-        });
-        let seen = all.iter().filter(upto).filter(|r| matches!(r, Record::Device(_))).count();
-        assert_eq!(app.devices.total, seen as u64, "device events at exit {cursor}");
-        assert_eq!(app.stats.virtio.text(), devices.text(), "device counts at exit {cursor}");
-        let window = &exits[(cursor + 1).saturating_sub(HISTORY)..=cursor];
-        let (first, last) = (window[0].seq, window[window.len() - 1].seq);
-        let stacks: std::collections::HashMap<u64, Vec<u64>> = all
-            .iter()
-            .filter_map(|r| if let Record::Stack(s) = r { Some((s.seq, s.frames.clone())) } else { None })
-            .filter(|(seq, _)| (first..=last).contains(seq))
-            .collect();
-        assert!(!stacks.is_empty());
-        assert_eq!(app.stacks, stacks, "the stacks of the exits shown at exit {cursor}");
+    for file in [&trace, &older] {
+        let (mut replay, damage) = Replay::load(file).unwrap();
+        assert!(damage.is_none());
+        assert_eq!(replay.how, kvmscope::recording::index::HowIndexed::Trailer);
+        let n = exits.len();
+        for cursor in [0, n / 3, n / 2, n - 1] {
+            replay.cursor = cursor;
+            replay.show(&mut app);
+            let now = exits[cursor].t_ns;
+            let upto = |r: &&Record| r.time().is_some_and(|t| t <= now);
+            let console: Vec<u8> = all
+                .iter()
+                .filter(upto)
+                .filter_map(|r| if let Record::Console { bytes, .. } = r { Some(bytes.clone()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(app.console.from_bytes, console.len(), "console bytes at exit {cursor}");
+            assert_eq!(app.console.text, kvmscope::out::console_text(&String::from_utf8_lossy(&console)));
+            let mut devices = DeviceCounters::default();
+            all.iter().filter(upto).for_each(|r| {
+                if let Record::Device(d) = r {
+                    devices.record(d)
+                }
+            });
+            let seen = all.iter().filter(upto).filter(|r| matches!(r, Record::Device(_))).count();
+            assert_eq!(app.devices.total, seen as u64, "device events at exit {cursor}");
+            assert_eq!(app.stats.virtio.text(), devices.text(), "device counts at exit {cursor}");
+            let window = &exits[(cursor + 1).saturating_sub(HISTORY)..=cursor];
+            let (first, last) = (window[0].seq, window[window.len() - 1].seq);
+            let stacks: std::collections::HashMap<u64, Vec<u64>> = all
+                .iter()
+                .filter_map(|r| if let Record::Stack(s) = r { Some((s.seq, s.frames.clone())) } else { None })
+                .filter(|(seq, _)| (first..=last).contains(seq))
+                .collect();
+            assert!(!stacks.is_empty());
+            assert_eq!(app.stacks, stacks, "the stacks of the exits shown at exit {cursor}");
+        }
     }
     assert!(app.devices.total > 0 && app.console.from_bytes > 0, "the guest wrote and used its devices");
-    let _ = std::fs::remove_file(&trace);
-    let _ = std::fs::remove_file(&disk);
+    for f in [&trace, &older, &disk] {
+        let _ = std::fs::remove_file(f);
+    }
 }
