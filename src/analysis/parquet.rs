@@ -6,10 +6,9 @@
 //! a Hive-style directory (`--partition DIR` writes `DIR/run=ID/part-0.parquet`), read as one
 //! table. Written in row groups while the recording is read: memory stays flat.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use std::io::Write;
 
 use parquet::basic::Compression;
 use parquet::column::writer::ColumnCloseResult;
@@ -225,7 +224,6 @@ fn push_device<W: Write + Send>(t: &mut Table<W>, d: &DeviceEvent) -> Result<(),
 }
 
 /// What every table of an export is written with: its schema and the writer's properties.
-#[derive(Clone)]
 struct Layout {
     schema: TypePtr,
     props: WriterPropertiesPtr,
@@ -255,8 +253,6 @@ impl Layout {
 /// Rows buffered for the next row group, column by column.
 struct Table<W: Write + Send> {
     writer: SerializedFileWriter<W>,
-    /// Rows per row group.
-    group: usize,
     kinds: Vec<(Kind, bool)>,
     cells: Cells,
     rows: usize,
@@ -285,23 +281,23 @@ fn file_table(path: &Path, trace: &Path, run: Option<&RunInfo>) -> Result<Table<
     let writer = Layout::new(run.is_some())
         .and_then(|l| l.writer(file))
         .map_err(|e| AnalysisError::Create { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
-    Ok(Table::new(writer, run, ROW_GROUP))
+    Ok(Table::new(writer, run))
 }
 
 impl<W: Write + Send> Table<W> {
-    fn new(writer: SerializedFileWriter<W>, run: Option<&RunInfo>, group: usize) -> Self {
-        Self::with_cells(writer, run, group, Cells::default())
+    fn new(writer: SerializedFileWriter<W>, run: Option<&RunInfo>) -> Self {
+        Self::with_cells(writer, run, Cells::default())
     }
 
     /// A table that fills `cells` (emptied, from a table finished before).
-    fn with_cells(writer: SerializedFileWriter<W>, run: Option<&RunInfo>, group: usize, mut cells: Cells) -> Self {
+    fn with_cells(writer: SerializedFileWriter<W>, run: Option<&RunInfo>, mut cells: Cells) -> Self {
         let kinds: Vec<(Kind, bool)> = columns(run.is_some()).map(|&(_, k, r)| (k, r)).collect();
         let n = kinds.len();
         cells.ints.resize_with(n, Vec::new);
         cells.texts.resize_with(n, Vec::new);
         cells.defs.resize_with(n, Vec::new);
         cells.interned.resize_with(n, Default::default);
-        Self { writer, group, kinds, cells, rows: 0, run: run.map(|r| r.cells.clone()), written: 0, column: 0 }
+        Self { writer, kinds, cells, rows: 0, run: run.map(|r| r.cells.clone()), written: 0, column: 0 }
     }
 
     /// The next cell of the row: an integer, or null.
@@ -378,7 +374,7 @@ impl<W: Write + Send> Table<W> {
         }
         self.column = 0;
         self.rows += 1;
-        if self.rows == self.group { self.flush() } else { Ok(()) }
+        if self.rows == ROW_GROUP { self.flush() } else { Ok(()) }
     }
 
     /// Writes the rows buffered as a row group.
@@ -507,10 +503,6 @@ fn push<W: Write + Send>(table: &mut Table<W>, explainer: &mut Explainer, r: Rec
     }
 }
 
-/// Rows per row group of a part: as in one pass (a part of `spin`'s 65,536 exits is one; the
-/// device events among them make a small second).
-const PART_GROUP: usize = ROW_GROUP;
-
 /// One part's table, in memory, and the explainer that follows its exits; no table once a row
 /// failed (the failure is kept for the export to return).
 struct PartTable {
@@ -541,7 +533,7 @@ fn write_in_parts(
     let rows = super::parallel::RowsOf {
         start: |explainer| {
             let cells = crate::sync::lock(&spare).pop().unwrap_or_default();
-            let table = layout.writer(Vec::new()).map(|w| Table::with_cells(w, run, PART_GROUP, cells));
+            let table = layout.writer(Vec::new()).map(|w| Table::with_cells(w, run, cells));
             PartTable { table: table.map_err(|e| fail(parquet(e))).ok(), explainer }
         },
         row: |part: &mut PartTable, r, _: &mut Vec<u8>| {
