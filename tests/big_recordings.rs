@@ -60,25 +60,16 @@ fn recording_with(name: &str, n: u64, events: bool) -> PathBuf {
             records.extend(more.collect::<Vec<_>>());
         }
         // The index's entry for the chunk, and the explainer's state every 65,536 exits.
-        let exits: Vec<&ExitEvent> =
-            records.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e) } else { None }).collect();
         if (c * 4096) % STATE_EVERY == 0 {
             index.states.push((c * 4096, explainer.state()));
         }
-        exits.iter().for_each(|e| drop(explainer.explain(e)));
-        let mut entry = ChunkEntry::new();
-        records.iter().for_each(|r| entry.note(r));
-        let chunk = encode_chunk(&records);
-        index.chunks.push(ChunkEntry {
-            offset,
-            records: records.len() as u32,
-            exits: exits.len() as u32,
-            first_seq: exits[0].seq,
-            first_t_ns: exits[0].t_ns,
-            others: (records.len() - exits.len()) as u32,
-            events: records.iter().filter(|r| r.is_event()).count() as u32,
-            ..entry
+        records.iter().for_each(|r| {
+            if let Record::Exit(e) = r {
+                explainer.explain(e);
+            }
         });
+        let chunk = encode_chunk(&records);
+        index.chunks.push(ChunkEntry::of(offset, &records));
         out.write_all(&chunk).unwrap();
         offset += chunk.len() as u64;
     }

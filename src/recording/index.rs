@@ -101,13 +101,8 @@ impl ExitIndex {
                         Err(e) if e.is_damage() => return Self::build(path, HowIndexed::Untrusted(e.to_string())),
                         Err(e) => return Err(e),
                     };
-                    let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
-                    let held = records.iter().filter(|r| r.is_event()).count();
-                    if exits != c.exits as usize || held != c.events as usize {
-                        let why = format!(
-                            "its index counts {} exits and {} events in the chunk at offset {}, which holds {exits} and {held}",
-                            c.exits, c.events, c.offset
-                        );
+                    if !c.describes(&records) {
+                        let why = format!("its index does not describe the chunk at offset {}", c.offset);
                         return Self::build(path, HowIndexed::Untrusted(why));
                     }
                     EventSpan::of(&records)

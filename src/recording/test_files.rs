@@ -29,22 +29,13 @@ pub fn write_indexed(name: &str, chunks: &[Vec<Record>], tamper: impl Fn(&mut Tr
     let mut trailer = Trailer::default();
     let mut explainer = crate::explain::Explainer::default();
     for records in chunks {
-        let exits: Vec<&ExitEvent> =
-            records.iter().filter_map(|r| if let Record::Exit(e) = r { Some(e) } else { None }).collect();
         trailer.states.push((trailer.chunks.iter().map(|c| c.exits as u64).sum(), explainer.state()));
-        exits.iter().for_each(|e| drop(explainer.explain(e)));
-        let mut noted = ChunkEntry::new();
-        records.iter().for_each(|r| noted.note(r));
-        trailer.chunks.push(ChunkEntry {
-            offset: bytes.len() as u64,
-            records: records.len() as u32,
-            exits: exits.len() as u32,
-            first_seq: exits[0].seq,
-            first_t_ns: exits[0].t_ns,
-            others: (records.len() - exits.len()) as u32,
-            events: records.iter().filter(|r| r.is_event()).count() as u32,
-            ..noted
+        records.iter().for_each(|r| {
+            if let Record::Exit(e) = r {
+                explainer.explain(e);
+            }
         });
+        trailer.chunks.push(ChunkEntry::of(bytes.len() as u64, records));
         bytes.extend(encode_chunk(records));
     }
     tamper(&mut trailer);

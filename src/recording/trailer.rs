@@ -99,8 +99,16 @@ impl ChunkEntry {
         Self { t_min: u64::MAX, ..Self::default() }
     }
 
-    /// Notes a record of the chunk (not its counts).
+    /// The entry of the chunk at `offset` holding `records`.
+    pub fn of(offset: u64, records: &[Record]) -> Self {
+        let mut entry = ChunkEntry { offset, ..ChunkEntry::new() };
+        records.iter().for_each(|r| entry.note(r));
+        entry
+    }
+
+    /// Notes a record of the chunk: counted, and what it tells of the chunk.
     pub fn note(&mut self, r: &Record) {
+        self.records += 1;
         if let Some(t) = r.time() {
             (self.t_min, self.t_max) = (self.t_min.min(t), self.t_max.max(t));
         }
@@ -109,6 +117,10 @@ impl ChunkEntry {
         }
         match r {
             Record::Exit(e) => {
+                if self.exits == 0 {
+                    (self.first_seq, self.first_t_ns) = (e.seq, e.t_ns);
+                }
+                self.exits += 1;
                 self.last_exit_t = self.last_exit_t.max(e.t_ns);
                 self.debug_exit |=
                     e.device == Some("debug-exit") && matches!(e.kind, ExitKind::Io { dir: Dir::Out, .. });
@@ -118,21 +130,20 @@ impl ChunkEntry {
             Record::Kernel { .. } => self.kernel = true,
             _ => {}
         }
+        if !matches!(r, Record::Exit(_)) {
+            self.others += 1;
+            self.events += u32::from(r.is_event());
+        }
     }
 
-    /// Whether `records`, read from the chunk, are what the index says of it (its counts, time
-    /// span and flags): a reader that skips chunks by the index checks those it reads.
+    /// Whether `records`, read from the chunk, are what the index says of it (its counts, first
+    /// exit, time span, flags and events): a reader that skips chunks by the index checks those
+    /// it reads.
     pub fn describes(&self, records: &[Record]) -> bool {
-        let mut read = ChunkEntry::new();
-        records.iter().for_each(|r| read.note(r));
-        let exits = records.iter().filter(|r| matches!(r, Record::Exit(_))).count();
-        let facts = |c: &ChunkEntry| (c.t_min, c.t_max, c.last_exit_t, c.end, c.kvm, c.kernel, c.debug_exit);
+        let read = ChunkEntry::of(self.offset, records);
         // An index made before it said what the events are leaves them unchecked.
-        let events_agree = read.shown == self.shown || (self.shown.is_none() && self.events > 0);
-        records.len() == self.records as usize
-            && exits == self.exits as usize
-            && facts(&read) == facts(self)
-            && events_agree
+        let old = self.shown.is_none() && self.events > 0;
+        ChunkEntry { shown: if old { None } else { read.shown }, ..read } == *self
     }
 
     /// Whether it may hold a record timed in `from..to`.
@@ -282,9 +293,8 @@ mod tests {
             })
         };
         let records = vec![exit(5), Record::Kvm { t_ns: 9, counts: Default::default() }, exit(7)];
-        let mut said = ChunkEntry::new();
-        records.iter().for_each(|r| said.note(r));
-        (said.records, said.exits) = (3, 2);
+        let said = ChunkEntry::of(0, &records);
+        assert_eq!((said.records, said.exits, said.others, said.first_t_ns), (3, 2, 1, 5));
         assert!(said.describes(&records));
         assert_eq!((said.t_min, said.t_max, said.last_exit_t, said.kvm), (5, 9, 7, true));
         for lie in [ChunkEntry { t_max: 10, ..said }, ChunkEntry { exits: 1, ..said }, ChunkEntry { end: true, ..said }]

@@ -298,22 +298,17 @@ struct ChunkOut {
 impl ChunkOut {
     fn push(&mut self, r: &Record) {
         self.stats.records += 1;
-        self.chunk.note(r);
         if let Record::Exit(e) = r {
             if self.chunk.exits == 0 {
-                (self.chunk.first_seq, self.chunk.first_t_ns) = (e.seq, e.t_ns);
                 let due = self.trailer.states.last().is_none_or(|(at, _)| self.stats.exits >= at + STATE_EVERY);
                 if due {
                     self.trailer.states.push((self.stats.exits, self.explainer.state()));
                 }
             }
             self.explainer.explain(e);
-            self.chunk.exits += 1;
             self.stats.exits += 1;
-        } else {
-            self.chunk.others += 1;
-            self.chunk.events += u32::from(r.is_event());
         }
+        self.chunk.note(r);
         self.enc.push(r);
     }
 
@@ -327,7 +322,7 @@ impl ChunkOut {
         file.write_all(&self.enc.payload)?;
         file.flush()?;
         let chunk = std::mem::replace(&mut self.chunk, ChunkEntry::new());
-        self.trailer.chunks.push(ChunkEntry { offset: self.stats.bytes, records: self.enc.records, ..chunk });
+        self.trailer.chunks.push(ChunkEntry { offset: self.stats.bytes, ..chunk });
         self.stats.bytes += (head.len() + self.enc.payload.len()) as u64;
         self.stats.chunks += 1;
         self.enc.reset();
