@@ -127,14 +127,18 @@ fn the_ends_of_the_history_and_failures_reach_gdb_as_such() {
     let stub = Stub::start("tsc.elf", true);
     let mut commands = vec!["monitor break-exit io 0x80 nth 3", "continue", "monitor delete-exit"];
     commands.extend(["stepi"; 6]);
-    commands.extend(["reverse-stepi", "info registers rbx"].repeat(6));
-    commands.extend(["monitor timeline", "kill"]);
+    commands.extend(["reverse-stepi", "info registers rbx", "monitor timeline"]);
+    commands.extend(["reverse-stepi", "info registers rbx"].repeat(5));
+    commands.push("kill");
     let out = stub.gdb(Some("tsc.elf"), &commands);
     stub.finish();
     assert!(out.contains("kvmscope: going back: left the history at exit"), "{out}");
     assert!(out.contains("rdtsc"), "the kind of data said: {out}");
     assert!(out.contains("No more reverse-execution history"), "{out}");
     assert!(out.contains("the last going back failed: left the history"), "{out}");
+    // Going back again runs rdtsc again: it parts from the path seen at the step after it,
+    // before any exit — said there too.
+    assert!(out.contains("step 2 after that exit, now at rip 0x200009 with other registers"), "{out}");
 }
 
 #[test]

@@ -164,7 +164,7 @@ pub fn keep_checkpoint(
 
 /// Forgets the checkpoints of a future the guest has left (it took another path since).
 pub fn prune_future(shared: &Shared) {
-    if let Some(exits) = shared.timeline.take_left_at() {
-        lock(&shared.checkpoints).drop_from(exits);
+    if let Some((exits, steps)) = shared.timeline.take_left_at() {
+        lock(&shared.checkpoints).drop_from(exits, steps);
     }
 }

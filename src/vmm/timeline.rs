@@ -8,7 +8,7 @@
 //! interrupt at another instruction, a clock read, a value no exit carries such as `rdtsc`), the
 //! run stops where it left the history and says so — never a silent wrong answer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -24,6 +24,9 @@ pub const UNKNOWN: u64 = u64::MAX;
 
 /// Exits the history keeps at most (48 bytes each); older ones are no longer checked.
 const HISTORY: usize = 8 << 20;
+
+/// Single steps the trails keep at most (16 bytes each); the oldest bases' are forgotten first.
+const TRAILS: usize = 2 << 20;
 
 /// A stop the guest ran freely to (a breakpoint, a pause): how many instructions after the last
 /// exit is not known, so it is named by the state there. Registers alone could repeat (a loop
@@ -169,12 +172,97 @@ pub fn data_digest(regs: &kvm_regs, e: &ExitEvent) -> u64 {
         | ExitKind::Msr { dir: Dir::Out, data, .. } => data,
         _ => 0,
     };
-    let r = regs;
+    digest(regs, written)
+}
+
+/// The general registers and one more word, folded.
+fn digest(r: &kvm_regs, more: u64) -> u64 {
     let words = [
         r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
-        written,
+        more,
     ];
     words.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, w| (h ^ w).wrapping_mul(0x100_0000_01b3).rotate_left(29))
+}
+
+/// Where single steps are counted from: an exit, and the landmark after it (0: none).
+type TrailBase = (u64, u64);
+
+/// The base of the steps taken from after exit `exits`, or from `mark` after it.
+fn trail_base(exits: u64, mark: Option<&Landmark>) -> TrailBase {
+    (exits, mark.map_or(0, |m| digest(&m.regs, m.code ^ m.regs.rip ^ m.regs.rflags) | 1))
+}
+
+/// What a single step was seen to end in: a digest of the registers (RIP and flags included),
+/// and RIP, to say where it was.
+#[derive(Clone, Copy, PartialEq)]
+struct StepState {
+    digest: u64,
+    rip: u64,
+}
+
+impl StepState {
+    fn of(regs: &kvm_regs) -> Self {
+        Self { digest: digest(regs, regs.rip ^ regs.rflags.rotate_left(32)), rip: regs.rip }
+    }
+}
+
+/// The states single steps were seen to end in, from each exit or landmark they were counted
+/// from: going forward again, each step is checked against them, so a path that depends on
+/// data no exit carries (a loop on `rdtsc`, a ring a device fills) is caught at the step where
+/// it parts, not only at the next exit — or never, when the exit after finds the same registers.
+#[derive(Default)]
+struct Trails {
+    by_base: HashMap<TrailBase, Vec<StepState>>,
+    /// Bases in the order their first step was seen, to forget the oldest first.
+    order: VecDeque<TrailBase>,
+    held: usize,
+}
+
+impl Trails {
+    /// Step `n` (from 1) from `base` ended in `now`: what it ended in before, when that was
+    /// another state (from there on `now` is kept instead: it is the history now).
+    fn check(&mut self, base: TrailBase, n: u64, now: StepState) -> Option<StepState> {
+        let i = (n - 1) as usize;
+        if i == 0 && !self.by_base.contains_key(&base) {
+            self.order.push_back(base);
+        }
+        let trail = match i {
+            0 => self.by_base.entry(base).or_default(),
+            _ => self.by_base.get_mut(&base)?,
+        };
+        let was = match trail.get(i) {
+            Some(&was) if was == now => return None,
+            Some(&was) => {
+                self.held -= trail.len() - i;
+                trail.truncate(i);
+                Some(was)
+            }
+            None if trail.len() == i => None,
+            // Steps before it were forgotten: nothing to check against.
+            None => return None,
+        };
+        trail.push(now);
+        self.held += 1;
+        while self.held > TRAILS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.held -= self.by_base.remove(&oldest).map_or(0, |t| t.len());
+        }
+        was
+    }
+
+    /// Forgets the steps counted from exit `exits` on (a future that is gone).
+    fn forget_from(&mut self, exits: u64) {
+        let held = &mut self.held;
+        self.by_base.retain(|base, trail| {
+            let keep = base.0 < exits;
+            if !keep {
+                *held -= trail.len();
+            }
+            keep
+        });
+        self.order.retain(|base| base.0 < exits);
+    }
 }
 
 impl ExitMark {
@@ -340,13 +428,14 @@ pub struct Timeline {
     /// The position when `run_to` was set: how far going forward has got is counted from it.
     run_from: AtomicU64,
     history: Mutex<History>,
+    trails: Mutex<Trails>,
     /// Why the last going back failed, if it did.
     pub note: Mutex<Option<String>>,
     /// The user asked the going back under way to stop where it is.
     pub cancel: AtomicBool,
-    /// The guest left the history at this exit ([`UNKNOWN`]: it has not since last asked): the
-    /// checkpoints from there on belong to a future that is gone.
-    left_at: AtomicU64,
+    /// Where the guest left the history since last asked, if it did: at an exit (steps 0), or
+    /// at a step after one. The checkpoints from there on belong to a future that is gone.
+    left_at: Mutex<Option<(u64, u64)>>,
     /// The recording followed (`replay --exec`), if one is.
     follow: std::sync::OnceLock<Follow>,
 }
@@ -368,9 +457,10 @@ impl Timeline {
             run_to: AtomicU64::new(UNKNOWN),
             run_from: AtomicU64::new(position),
             history: Mutex::new(History { base: position, ..History::default() }),
+            trails: Mutex::new(Trails::default()),
             note: Mutex::new(None),
             cancel: AtomicBool::new(false),
-            left_at: AtomicU64::new(UNKNOWN),
+            left_at: Mutex::new(None),
             follow: std::sync::OnceLock::new(),
         }
     }
@@ -484,7 +574,7 @@ impl Timeline {
                     h.exits.push_back(mark);
                     self.reached.store(position, Ordering::Release);
                     self.known.store(position, Ordering::Release);
-                    self.left_at.fetch_min(position, Ordering::AcqRel);
+                    self.left(position, 0);
                     new = true;
                     stop = Some(StopReason::Diverged { position, was: was_text, now: now_text });
                 }
@@ -551,12 +641,41 @@ impl Timeline {
     /// The vCPU parks with `regs`, its instruction at linear address `code`; `at_exit`: right at
     /// a guest exit (an exit breakpoint, a position reached). Elsewhere after running freely (a
     /// breakpoint, a pause) the place is a new landmark, its RAM digest taken when it is needed.
-    pub fn on_park(&self, at_exit: bool, regs: &kvm_regs, code: u64) {
+    /// After a single step, the state is checked against the steps seen from the same exit or
+    /// landmark before: the stop to make instead, when the guest parted from them.
+    pub fn on_park(&self, at_exit: bool, regs: &kvm_regs, code: u64) -> Option<StopReason> {
+        let steps = self.steps.load(Ordering::Acquire);
         if at_exit {
             self.set_between(None, 0);
-        } else if self.free.load(Ordering::Acquire) && self.steps.load(Ordering::Acquire) == UNKNOWN {
-            self.set_between(Some(Landmark { regs: *regs, code, ram: None }), 0);
+            return None;
         }
+        if self.free.load(Ordering::Acquire) && steps == UNKNOWN {
+            self.set_between(Some(Landmark { regs: *regs, code, ram: None }), 0);
+            return None;
+        }
+        if steps == 0 || steps == UNKNOWN || !self.keeping.load(Ordering::Acquire) {
+            return None;
+        }
+        let mark = *lock(&self.mark);
+        let position = self.position();
+        let now = StepState::of(regs);
+        let was = lock(&self.trails).check(trail_base(position, mark.as_ref()), steps, now)?;
+        // Another path from here on: the exits after this one are of a future that is gone.
+        self.forget_exits_after(position);
+        self.left(position, steps);
+        let from = match mark {
+            Some(m) => format!("the stop at {:#x} that followed it", m.regs.rip),
+            None => "that exit".to_string(),
+        };
+        Some(StopReason::Diverged {
+            position,
+            was: format!("at rip {:#x} step {steps} after {from}", was.rip),
+            now: format!(
+                "at rip {:#x} with other registers (the guest read something no exit carries: rdtsc, rdrand, memory \
+                 a device wrote)",
+                now.rip
+            ),
+        })
     }
 
     /// Sets the digest of RAM at the landmark the vCPU is parked on (steps 0), if it has none.
@@ -578,6 +697,7 @@ impl Timeline {
     /// Starts keeping the history (the first checkpoint).
     pub fn keep_history(&self) {
         if !self.keeping.swap(true, Ordering::AcqRel) {
+            *lock(&self.trails) = Trails::default();
             let mut h = lock(&self.history);
             h.base = self.position();
             h.exits.clear();
@@ -620,12 +740,24 @@ impl Timeline {
 
     /// Where the guest left the history since this was last asked, if it did: the checkpoints
     /// from that exit on are of another future.
-    pub fn take_left_at(&self) -> Option<u64> {
-        Some(self.left_at.swap(UNKNOWN, Ordering::AcqRel)).filter(|&p| p != UNKNOWN)
+    pub fn take_left_at(&self) -> Option<(u64, u64)> {
+        lock(&self.left_at).take()
+    }
+
+    /// The guest left the history at exit `exits` (`steps` 0) or at step `steps` after it.
+    fn left(&self, exits: u64, steps: u64) {
+        let mut left = lock(&self.left_at);
+        *left = Some(left.map_or((exits, steps), |was| was.min((exits, steps))));
+        lock(&self.trails).forget_from(exits + 1);
     }
 
     /// Forgets the history after `position` (the user chose another future).
     pub fn truncate(&self, position: u64) {
+        lock(&self.trails).forget_from(position);
+        self.forget_exits_after(position);
+    }
+
+    fn forget_exits_after(&self, position: u64) {
         let mut h = lock(&self.history);
         let keep = position.saturating_sub(h.base) as usize;
         h.exits.truncate(keep);
@@ -729,6 +861,43 @@ mod tests {
         t.set_place(&Place::at_exit(1));
         let diverged = t.on_exit(&out(0x3f8, 21), 99).0;
         assert!(matches!(&diverged, Some(StopReason::Diverged { position: 2, now, .. }) if now.contains("rdtsc")));
+    }
+
+    #[test]
+    fn steps_going_forward_again_are_checked_against_the_steps_seen_before() {
+        let t = Timeline::new(0);
+        t.keep_history();
+        t.on_exit(&out(0x80, 10), 0);
+        t.on_exit(&out(0x80, 20), 0);
+        let step = |rip, rax| {
+            t.on_leave_park(true);
+            t.on_step();
+            t.on_park(false, &kvm_regs { rip, rax, ..Default::default() }, rip)
+        };
+        // Three steps after exit 2, seen the first time.
+        assert_eq!([step(0x21, 1), step(0x22, 2), step(0x23, 3)], [None, None, None]);
+        // Back to exit 2: the same steps again, then one that ends elsewhere (a loop on the TSC).
+        t.set_place(&Place::at_exit(2));
+        assert_eq!(step(0x21, 1), None);
+        let parted = step(0x22, 7);
+        assert!(
+            matches!(&parted, Some(StopReason::Diverged { position: 2, was, now })
+                if was.contains("0x22 step 2 after that exit") && now.contains("rdtsc")),
+            "{parted:?}"
+        );
+        assert_eq!(t.history_end(), 2, "the exits after the step are of a future that is gone");
+        assert_eq!(t.take_left_at(), Some((2, 2)));
+        // The new path is the trail now: going over it again is not a divergence.
+        t.set_place(&Place::at_exit(2));
+        assert_eq!([step(0x21, 1), step(0x22, 7)], [None, None]);
+        // Steps from a stop the guest ran freely to are counted from it, apart.
+        t.on_leave_park(false);
+        assert_eq!(t.on_park(false, &regs(0x30), 0x30), None, "a landmark");
+        assert_eq!(step(0x21, 9), None, "another base: nothing to check against");
+        // Forgotten with the future it was in.
+        t.truncate(1);
+        t.set_place(&Place::at_exit(2));
+        assert_eq!(step(0x21, 5), None);
     }
 
     #[test]

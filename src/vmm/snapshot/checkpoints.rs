@@ -406,10 +406,12 @@ impl Checkpoints {
         }
     }
 
-    /// Drops the checkpoints taken at exit `exits` or later: the guest took another path from
-    /// there, so they belong to a future that is gone.
-    pub fn drop_from(&mut self, exits: u64) {
-        let gone: Vec<u32> = self.list.iter().filter(|c| c.place.exits >= exits).map(|c| c.id).collect();
+    /// Drops the checkpoints taken at exit `exits` or later (`steps` 0), or at step `steps`
+    /// after it or later (a stop it ran freely to after that exit may be later too): the guest
+    /// took another path from there, so they belong to a future that is gone.
+    pub fn drop_from(&mut self, exits: u64, steps: u64) {
+        let after = |p: &Place| p.exits > exits || (p.exits == exits && (p.mark.is_some() || p.steps >= steps));
+        let gone: Vec<u32> = self.list.iter().filter(|c| after(&c.place)).map(|c| c.id).collect();
         for id in gone.into_iter().rev() {
             self.remove(id);
         }
@@ -533,7 +535,7 @@ mod tests {
         assert_eq!(c.ram_of(b, &shape).unwrap(), ram(&[(0, 2), (3, 7)]));
         assert_eq!(c.ram_of(a, &shape).unwrap(), ram(&[(0, 1)]));
         // The guest took another path from exit 15: b is gone, a stays.
-        c.drop_from(15);
+        c.drop_from(15, 0);
         assert_eq!(c.list().iter().map(|k| k.id).collect::<Vec<_>>(), [a]);
         assert_eq!(c.ram_of(a, &shape).unwrap(), ram(&[(0, 1)]));
     }

@@ -457,7 +457,8 @@ impl Vcpu {
         let regs = self.fd.get_regs().unwrap_or_default();
         let code = CpuMode::from(&self.fd.get_sregs().unwrap_or_default()).code_linear(regs.rip);
         let at_exit = event.as_ref().is_some_and(crate::vmm::timeline::is_guest_exit);
-        self.shared.timeline.on_park(at_exit, &regs, code);
+        // A step that parted from the steps seen from the same place before says so instead.
+        let reason = self.shared.timeline.on_park(at_exit, &regs, code).unwrap_or(reason);
         self.debugger.state = VcpuState::Parked;
         let index = self.index as usize;
         self.publish_stop(reason, event);
