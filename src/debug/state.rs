@@ -30,6 +30,9 @@ pub struct DebugState {
     generation: AtomicU64,
     /// KVM catches `int3` itself (`KVM_GUESTDBG_USE_SW_BP`), as the probe chose.
     sw_breakpoints_by_kvm: AtomicBool,
+    /// KVM holds interrupts back during a single step (`KVM_GUESTDBG_BLOCKIRQ`, as QEMU's
+    /// gdbstub steps), where the host offers it.
+    steps_block_irqs: AtomicBool,
 }
 
 impl DebugState {
@@ -48,6 +51,7 @@ impl DebugState {
             breakpoints: Mutex::new(BreakpointTable::default()),
             generation: AtomicU64::new(0),
             sw_breakpoints_by_kvm: AtomicBool::new(false),
+            steps_block_irqs: AtomicBool::new(false),
         };
         (state, rxs)
     }
@@ -206,5 +210,14 @@ impl DebugState {
     /// Whether KVM catches `int3` (`KVM_GUESTDBG_USE_SW_BP`) rather than kvmscope.
     pub fn sw_breakpoints_by_kvm(&self) -> bool {
         self.sw_breakpoints_by_kvm.load(Ordering::Acquire)
+    }
+
+    pub fn set_steps_block_irqs(&self, yes: bool) {
+        self.steps_block_irqs.store(yes, Ordering::Release);
+    }
+
+    /// Whether single steps hold interrupts back (`KVM_GUESTDBG_BLOCKIRQ`).
+    pub fn steps_block_irqs(&self) -> bool {
+        self.steps_block_irqs.load(Ordering::Acquire)
     }
 }

@@ -671,8 +671,8 @@ impl Timeline {
             position,
             was: format!("at rip {:#x} step {steps} after {from}", was.rip),
             now: format!(
-                "at rip {:#x} with other registers (the guest read something no exit carries: rdtsc, rdrand, memory \
-                 a device wrote)",
+                "at rip {:#x} with other registers (something no exit carries reached the guest: rdtsc, rdrand, an \
+                 interrupt's timing, memory a device wrote)",
                 now.rip
             ),
         })

@@ -454,6 +454,9 @@ impl Vm {
             output_mutes,
         } = self;
         let (debug, commands) = DebugState::new(vcpus.len());
+        // A single step executes one instruction, not an interrupt handler's first one too.
+        let guest_debug = _kvm.check_extension_raw(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2 as libc::c_ulong);
+        debug.set_steps_block_irqs(guest_debug > 0 && guest_debug as u32 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0);
         let clock = Clock::start();
         let shared = Arc::new(Shared {
             ram: ram.clone(),

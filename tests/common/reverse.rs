@@ -346,6 +346,10 @@ fn successors(c: &Controller, state: &State, sregs: &kvm_sregs) -> Option<Vec<u6
         Some(u64::from_le_bytes(w))
     };
     let next = insn.next_ip();
+    if insn.mnemonic() == Mnemonic::Hlt {
+        // Only an interrupt ends it: its handler is where the step goes on.
+        return None;
+    }
     let mut out = match insn.flow_control() {
         FlowControl::Next => vec![next],
         FlowControl::UnconditionalBranch | FlowControl::Call if insn.is_call_near() || insn.is_jmp_short_or_near() => {

@@ -3,8 +3,8 @@
 //! step, or a guest's own `int3` to hand back to it).
 
 use kvm_bindings::{
-    KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
-    KVM_GUESTDBG_USE_SW_BP, kvm_guest_debug, kvm_guest_debug_arch, kvm_regs, kvm_sregs,
+    KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_INJECT_BP, KVM_GUESTDBG_SINGLESTEP,
+    KVM_GUESTDBG_USE_HW_BP, KVM_GUESTDBG_USE_SW_BP, kvm_guest_debug, kvm_guest_debug_arch, kvm_regs, kvm_sregs,
 };
 use kvm_ioctls::VcpuFd;
 
@@ -42,6 +42,9 @@ pub enum DebugOutcome {
     Stop(StopReason),
 }
 
+/// `hlt`'s opcode.
+const HLT: u8 = 0xf4;
+
 /// One vCPU's debugger state.
 pub struct VcpuDebugger {
     vcpu: u32,
@@ -64,6 +67,8 @@ pub struct VcpuDebugger {
     /// The step under way delivers an exception: it runs to the handler's backstop without the
     /// host's single-step (whose trap flag would be pushed into the guest's frame).
     to_backstop_only: bool,
+    /// The step under way is over a `hlt`, which only an interrupt ends: not held back for it.
+    stepping_hlt: bool,
 }
 
 impl VcpuDebugger {
@@ -77,6 +82,7 @@ impl VcpuDebugger {
             step_ends: None,
             backstop: None,
             to_backstop_only: false,
+            stepping_hlt: false,
         }
     }
 
@@ -174,6 +180,11 @@ impl VcpuDebugger {
         }
         if self.state.single_steps() && !self.to_backstop_only {
             control |= KVM_GUESTDBG_SINGLESTEP;
+            // An interrupt arriving meanwhile would run its handler's first instruction in the
+            // same step; it comes after the step instead.
+            if d.steps_block_irqs() && !self.stepping_hlt {
+                control |= KVM_GUESTDBG_BLOCKIRQ;
+            }
         }
         if control == 0 && !self.guest_debug_on {
             return Ok(());
@@ -207,6 +218,10 @@ impl VcpuDebugger {
         self.state = VcpuState::leave_park(step, over);
         self.step_ends = None;
         self.to_backstop_only = false;
+        self.stepping_hlt = gpa.is_some_and(|g| {
+            let mut byte = [0u8];
+            shared.ram.read_phys(g, &mut byte) && byte[0] == HLT
+        });
         self.backstop = match self.state.single_steps() {
             true => backstop::after_flags_reload(&shared.ram, &regs, &sregs),
             false => None,
