@@ -54,6 +54,14 @@ fn probe_reports_measurements_and_consistent_choices() {
         if manual { "then KVM_CLEAR_DIRTY_LOG re-protects only the pages read" } else { "KVM_GET_DIRTY_LOG, which" };
     assert!(text.stdout.contains("pages written (checkpoints, views) KVM_GET_DIRTY_LOG"), "{}", text.stdout);
     assert!(text.stdout.contains(uses), "{}", text.stdout);
+    // Whether a step can take an interrupt along with its instruction, from KVM's own answer.
+    let block_irq = text.stdout.lines().any(|l| {
+        l.strip_prefix("  KVM_CAP_SET_GUEST_DEBUG2")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .is_some_and(|v| v & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0)
+    });
+    let step_irqs = if block_irq { "held back until it is over" } else { "delivered in it" };
+    assert!(text.stdout.contains(&format!("interrupts during a step           {step_irqs}")), "{}", text.stdout);
 }
 
 #[test]

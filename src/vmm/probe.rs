@@ -212,6 +212,7 @@ pub fn kvm_caps(kvm: &Kvm) -> Vec<(String, i32)> {
     .map(|(n, c)| (n.to_string(), kvm.check_extension_int(c)))
     .chain(
         [
+            ("KVM_CAP_SET_GUEST_DEBUG2", kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2),
             ("KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2", kvm_bindings::KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2),
             ("KVM_CAP_DIRTY_LOG_RING", kvm_bindings::KVM_CAP_DIRTY_LOG_RING),
         ]
@@ -371,6 +372,18 @@ impl fmt::Display for HostReport {
         writeln!(f, "  hardware breakpoints (hbreak)      {}", self.use_hw_breakpoints)?;
         writeln!(f, "  write watchpoints (watch)          {}", self.use_write_watchpoints)?;
         writeln!(f, "  access watchpoints (awatch/rwatch) {}", self.use_access_watchpoints)?;
+        let block_irq = self.caps.iter().any(|(n, v)| {
+            n == "KVM_CAP_SET_GUEST_DEBUG2" && *v > 0 && *v as u32 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ != 0
+        });
+        writeln!(
+            f,
+            "  {:<34} {}",
+            "interrupts during a step",
+            match block_irq {
+                true => "held back until it is over (KVM_GUESTDBG_BLOCKIRQ)",
+                false => "delivered in it: the host has no KVM_GUESTDBG_BLOCKIRQ",
+            }
+        )?;
         let manual = self.caps.iter().any(|(n, v)| n == "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2" && *v > 0);
         write!(
             f,
