@@ -142,6 +142,46 @@ fn the_ends_of_the_history_and_failures_reach_gdb_as_such() {
 }
 
 #[test]
+fn a_change_made_in_gdb_starts_another_future() {
+    if !gdb_or_skip("a_change_made_in_gdb_starts_another_future") {
+        return;
+    }
+    // gdbtest calls bump until counter is 5. Back at bump's second call (counter 1), counter is
+    // set to 3: the calls after it are not those of the history any more — not "left the
+    // history" — and going back into the new future starts from the changed state.
+    let stub = Stub::start("gdbtest.elf", true);
+    let out = stub.gdb(
+        Some("gdbtest.elf"),
+        &[
+            "break bump",
+            "continue",
+            "continue",
+            "continue",
+            "reverse-continue",
+            "p (int)counter",
+            "set var *(int *)&counter = 3",
+            "continue",
+            "p (int)counter",
+            "reverse-continue",
+            "p (int)counter",
+            "reverse-continue",
+            "p (int)counter",
+            "continue",
+            "p (int)counter",
+            "monitor checkpoints",
+            "kill",
+        ],
+    );
+    let (_, _, stderr) = stub.finish();
+    let (vals, _) = printed(&out);
+    // Back to call 2; the new future's next call (3 + 1); back to the change itself; back to
+    // call 1; forward again to call 2, where the change is not made again.
+    assert_eq!(vals, ["1", "4", "3", "0", "1"], "{out}\n{stderr}");
+    assert!(!out.contains("left the history") && !out.contains("No more reverse-execution"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with('#') && l.contains(" changed ")), "the changed state is kept: {out}");
+}
+
+#[test]
 fn a_long_reverse_command_answers_and_ctrl_c_or_gdb_leaving_stops_it() {
     if !gdb_or_skip("a_long_reverse_command_answers_and_ctrl_c_or_gdb_leaving_stops_it") {
         return;

@@ -72,7 +72,7 @@ impl Drop for Lookout<'_> {
 }
 
 /// The linear address of a stop's instruction (what breakpoints are set on).
-fn code_of(stop: &Stop) -> u64 {
+pub(super) fn code_of(stop: &Stop) -> u64 {
     crate::decode::CpuMode::from(&stop.sregs).code_linear(stop.regs.rip)
 }
 
@@ -96,7 +96,7 @@ impl Controller {
     }
 
     /// vCPU 0's stop, as an arrival at the breakpoint under it.
-    fn arrival(&self) -> Option<Stop> {
+    pub(super) fn arrival(&self) -> Option<Stop> {
         let stop = self.shared().debug.stop_of(0)?;
         let at = code_of(&stop);
         let hw = self.shared().debug.breakpoints().hw_exec_at(at);

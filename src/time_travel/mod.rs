@@ -34,6 +34,8 @@ pub struct CheckpointInfo {
     pub place: Place,
     pub t_ns: u64,
     pub manual: bool,
+    /// It holds a state the user changed (registers or memory written in gdb).
+    pub changed: bool,
     /// Bytes it keeps of its own (the pages where it differs from the next).
     pub size: u64,
 }
@@ -75,13 +77,18 @@ impl std::fmt::Display for CheckpointList {
                 c.id,
                 c.place.to_string(),
                 c.t_ns as f64 / 1e9,
-                if c.manual { "taken" } else { "automatic" },
+                match (c.changed, c.manual) {
+                    (true, _) => "changed",
+                    (false, true) => "taken",
+                    (false, false) => "automatic",
+                },
                 data_size(c.size)
             )
         };
         let n = self.checkpoints.len();
         // The oldest, the ones the user took, and the newest few, whole; the rest summed up.
-        let shown = |i: usize, c: &CheckpointInfo| n <= LISTED || i == 0 || i + LISTED / 2 >= n || c.manual;
+        let shown =
+            |i: usize, c: &CheckpointInfo| n <= LISTED || i == 0 || i + LISTED / 2 >= n || c.manual || c.changed;
         let mut skipped: Vec<&CheckpointInfo> = Vec::new();
         for (i, c) in self.checkpoints.iter().enumerate() {
             if shown(i, c) {
@@ -206,6 +213,7 @@ impl Controller {
                     place: k.place,
                     t_ns: k.t_ns,
                     manual: k.manual,
+                    changed: k.changed,
                     size: c.own_size(k.id),
                 })
                 .collect(),
@@ -233,7 +241,18 @@ impl Controller {
     /// writes its disks again on the way), and marked again there.
     pub(crate) fn put_back(&self, id: u32) -> Result<Place, ControlError> {
         let shared = self.shared();
-        let lost = lock(&shared.checkpoints).get(id).ok_or(SnapshotError::NoCheckpoint(id))?.disks.is_none();
+        let (lost, changed) = {
+            let c = lock(&shared.checkpoints);
+            let k = c.get(id).ok_or(SnapshotError::NoCheckpoint(id))?;
+            (k.disks.is_none(), k.changed)
+        };
+        if lost && changed {
+            // Going forward from before it would not make the user's change again.
+            return Err(TravelError::Control(format!(
+                "checkpoint {id} holds a state you changed, and its disks went back to before it since"
+            ))
+            .into());
+        }
         if lost {
             let place = lock(&shared.checkpoints).get(id).map(|k| k.place).ok_or(SnapshotError::NoCheckpoint(id))?;
             let _quiet = reverse::OverThePast::new(self);

@@ -3,7 +3,7 @@
 //! `:goto`). Each goes back to a checkpoint and forward again exactly (`forward`); gdb hears of
 //! the ends of the history as such, and of a failure in words.
 
-use super::forward::MAX_STEPS;
+use super::forward::{MAX_STEPS, code_of};
 use super::{Place, TravelError};
 use crate::controller::Controller;
 use crate::debug::{Stop, StopReason};
@@ -181,21 +181,21 @@ impl Controller {
             let now = self.present();
             // The checkpoints back from the present, each known to come before the one after
             // it: the ends of the intervals searched, newest first.
-            let starts: Vec<(u32, Place)> = {
+            let starts: Vec<(u32, Place, bool)> = {
                 let c = lock(&self.shared().checkpoints);
-                let mut chain: Vec<(u32, Place)> = Vec::new();
+                let mut chain = Vec::new();
                 let mut end = now;
                 while let Some(k) = c.before(&end) {
-                    chain.push((k.id, k.place));
+                    chain.push((k.id, k.place, k.changed));
                     end = k.place;
                 }
                 chain
             };
-            let Some(&(first, _)) = starts.last() else { return Err(TravelError::NoCheckpoint) };
+            let Some(&(first, _, _)) = starts.last() else { return Err(TravelError::NoCheckpoint) };
             // From each checkpoint back, the user's stops up to the present (or the checkpoint
             // after, a stop at it included): the last of them is the answer.
             let (mut end, mut count_end) = (now, false);
-            for &(id, at) in &starts {
+            for &(id, at, changed) in &starts {
                 self.put_back(id)?;
                 let mut hits = 0u64;
                 self.reach(&end, count_end, &mut |_| {
@@ -217,7 +217,20 @@ impl Controller {
                     self.restate(stop.reason);
                     return Ok(self.place());
                 }
-                (end, count_end) = (at, true);
+                if changed {
+                    // A state the user changed: going forward from before leads to the state
+                    // before the change, not to it. It is itself the stop when a breakpoint is
+                    // at its instruction; before it, the search ends short of its place.
+                    self.put_back(id)?;
+                    if let Some(stop) = self.shared().debug.stop_of(0)
+                        && self.breakpoint_at(code_of(&stop))
+                        && let Some(arrival) = self.arrival()
+                    {
+                        self.restate(arrival.reason);
+                        return Ok(self.place());
+                    }
+                }
+                (end, count_end) = (at, !changed);
             }
             self.put_back(first)?;
             let place = self.place();

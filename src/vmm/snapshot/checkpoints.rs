@@ -59,6 +59,9 @@ pub struct Checkpoint {
     pub disks: Option<Vec<u64>>,
     /// The exit breakpoints' matches when it was taken, by number.
     pub exit_hits: Vec<(u32, u64)>,
+    /// The user changed the guest's registers or memory here: no checkpoint before it leads to
+    /// this state by going forward (kept when thinning, as the user's own).
+    pub changed: bool,
     /// The pages whose content differs in the next newer checkpoint, as they were here. Empty
     /// for the newest, whose RAM is [`Checkpoints::newest`].
     delta: Pages,
@@ -216,6 +219,7 @@ impl Checkpoints {
             machine,
             disks: Some(Vec::new()),
             exit_hits: Vec::new(),
+            changed: false,
             delta: Pages::new(),
         });
         (self.base, self.written) = (Some(id), BTreeSet::new());
@@ -272,6 +276,13 @@ impl Checkpoints {
             if !c.place.known_not_after(place) && c.disks.as_ref().is_some_and(|d| !d.is_empty()) {
                 c.disks = None;
             }
+        }
+    }
+
+    /// Checkpoint `id` holds a state the user changed (see [`Checkpoint::changed`]).
+    pub fn set_changed(&mut self, id: u32) {
+        if let Some(c) = self.list.iter_mut().find(|c| c.id == id) {
+            c.changed = true;
         }
     }
 
@@ -472,7 +483,7 @@ impl Checkpoints {
         while self.size() > self.budget && self.list.len() > 2 {
             // The oldest automatic checkpoint that has an older neighbour to merge into, else the
             // oldest if kvmscope took it.
-            let automatic = |i: &usize| !self.list[*i].manual;
+            let automatic = |i: &usize| !self.list[*i].manual && !self.list[*i].changed;
             let Some(victim) = (1..self.list.len() - 1).find(automatic).or_else(|| Some(0).filter(automatic)) else {
                 // Only checkpoints the user took are left to thin.
                 break;
