@@ -14,7 +14,6 @@ use kvmscope::debug::ExitSpec;
 use kvmscope::vmm::RunEnd;
 use kvmscope::vmm::loader::BootMode;
 use kvmscope::vmm::snapshot::every::Every;
-use kvmscope::vmm::virtio::{DiskSpec, Extra, VirtioConfig};
 
 fn checked(name: &str, guest: Guest, start: Start, steps: usize, probes: usize) -> usize {
     let report = check(&guest, start, steps, probes, 0x5eed ^ steps as u64);
@@ -92,16 +91,7 @@ fn paths_that_hang_on_data_no_exit_carries_are_said_to_part() {
     // The virtio guest polls used rings its devices' threads fill in their own time.
     let disk = std::env::temp_dir().join(format!("kvmscope-reverse-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0x5a; 1 << 20]).unwrap();
-    let virtio = Guest {
-        virtio: VirtioConfig {
-            disks: vec![DiskSpec::parse(disk.to_str().unwrap()).unwrap()],
-            extra: Some(vec![Extra::Rng, Extra::Console]),
-            ioeventfd: false,
-            net: None,
-        },
-        may_diverge: true,
-        ..Guest::kernel("virtio.elf")
-    };
+    let virtio = Guest { may_diverge: true, ..Guest::virtio_with_disk(&disk) };
     checked("virtio rings polled", virtio, Start::ExitBreakpoint { spec: "mmio 0xd0000050", nth: 2 }, 300, 8);
     let _ = std::fs::remove_file(&disk);
 }

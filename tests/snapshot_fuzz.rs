@@ -8,7 +8,6 @@ mod common;
 
 use common::reverse::{Guest, launch};
 use common::*;
-use kvmscope::vmm::virtio::{DiskSpec, Extra, VirtioConfig};
 use serde_json::Value;
 
 /// The snapshot's sections: (kind, payload), after the 22-byte magic and version.
@@ -52,15 +51,7 @@ fn crafted_device_and_vcpu_states_are_refused_or_restored_never_a_panic() {
     }
     let disk = std::env::temp_dir().join(format!("kvmscope-fuzz-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
-    let guest = Guest {
-        virtio: VirtioConfig {
-            disks: vec![DiskSpec::parse(disk.to_str().unwrap()).unwrap()],
-            extra: Some(vec![Extra::Rng, Extra::Console]),
-            ioeventfd: false,
-            net: None,
-        },
-        ..Guest::kernel("virtio.elf")
-    };
+    let guest = Guest::virtio_with_disk(&disk);
     let launched = launch(&guest);
     let c = launched.controller.clone();
     let file = std::env::temp_dir().join(format!("kvmscope-fuzz-{}.snap", std::process::id()));

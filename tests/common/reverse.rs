@@ -57,6 +57,20 @@ impl Guest {
         }
     }
 
+    /// The `virtio` guest with `disk` as its virtio-blk disk, and entropy and a console.
+    pub fn virtio_with_disk(disk: &std::path::Path) -> Self {
+        use kvmscope::vmm::virtio::{DiskSpec, Extra, VirtioConfig};
+        Guest {
+            virtio: VirtioConfig {
+                disks: vec![DiskSpec::parse(disk.to_str().unwrap()).unwrap()],
+                extra: Some(vec![Extra::Rng, Extra::Console]),
+                ioeventfd: false,
+                net: None,
+            },
+            ..Guest::kernel("virtio.elf")
+        }
+    }
+
     /// A raw image loaded and entered at `at` in `mode`.
     pub fn raw(path: std::path::PathBuf, at: u64, mode: BootMode) -> Self {
         Self::raw_at(path, at, at, mode)
