@@ -30,7 +30,10 @@ impl Tmux {
             eprintln!("SKIPPED {test}: tmux is not installed");
             return None;
         }
-        let socket = format!("kvmscope-{test}-{}", std::process::id());
+        // Unique in the run: a server just killed may still hold its socket's name a moment.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("kvmscope-{test}-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&socket);
         std::fs::create_dir_all(&dir).unwrap();
         let bin = env!("CARGO_BIN_EXE_kvmscope");
