@@ -16,7 +16,11 @@ use kvmscope::vmm::loader::BootMode;
 use kvmscope::vmm::snapshot::every::Every;
 
 fn checked(name: &str, guest: Guest, start: Start, steps: usize, probes: usize) -> usize {
-    let report = check(&guest, start, steps, probes, 0x5eed ^ steps as u64);
+    checked_with(name, guest, start, steps, probes, 0x5eed ^ steps as u64)
+}
+
+fn checked_with(name: &str, guest: Guest, start: Start, steps: usize, probes: usize, seed: u64) -> usize {
+    let report = check(&guest, start, steps, probes, seed);
     if let Some(said) = &report.said {
         eprintln!("{name}: kvmscope said the guest left the history: {said}");
     }
@@ -183,4 +187,60 @@ fn going_back_starts_from_the_nearest_checkpoint_on_the_timeline() {
         assert!(made < 6_500, "going back to exit {target} and a reverse-stepi made {made} exits again");
     }
     launched.finish(RunEnd::Quit).unwrap();
+}
+
+/// More of the same than CI runs: longer windows and more probes on every project guest, each
+/// with several seeds (`cargo test --release --test reverse_execution -- --ignored`, minutes).
+#[test]
+#[ignore]
+fn a_longer_sweep_of_every_guest() {
+    if !kvm_or_skip("a_longer_sweep_of_every_guest") {
+        return;
+    }
+    let kernel = Guest::kernel;
+    let diverging = |file| Guest { may_diverge: true, watch_stack: false, ..Guest::kernel(file) };
+    let disk = std::env::temp_dir().join(format!("kvmscope-sweep-{}.img", std::process::id()));
+    std::fs::write(&disk, vec![0x5a; 1 << 20]).unwrap();
+    type Case = (&'static str, Box<dyn Fn() -> Guest>, Start, usize);
+    let cases: Vec<Case> = vec![
+        ("hello", Box::new(move || kernel("hello.elf")), Start::Entry, 200),
+        ("higherhalf", Box::new(move || kernel("higherhalf.elf")), Start::Entry, 60),
+        ("stacks", Box::new(move || kernel("stacks.elf")), Start::Entry, 60),
+        ("long", Box::new(move || kernel("long.elf")), Start::Entry, 30),
+        ("smp on one vCPU", Box::new(move || kernel("smp.elf")), Start::Entry, 150),
+        ("dirty", Box::new(move || kernel("dirty.elf")), Start::Entry, 300),
+        ("spin", Box::new(move || kernel("spin.elf")), Start::ExitBreakpoint { spec: "io 0x80", nth: 1000 }, 300),
+        ("bump.c", Box::new(move || kernel("bump.elf")), Start::Entry, 250),
+        ("stepping", Box::new(move || Guest { trap_msrs: vec![0x277], ..kernel("stepping.elf") }), Start::Entry, 120),
+        ("emulate", Box::new(move || Guest { watch_stack: false, ..kernel("emulate.elf") }), Start::Entry, 70),
+        ("clock", Box::new(move || kernel("clock.elf")), Start::Entry, 22),
+        // Guests whose path hangs on what no exit carries (their own code read with a breakpoint
+        // planted in it, the TSC, device threads, interrupts): said where they part, or exact.
+        ("hostile", Box::new(move || diverging("hostile.elf")), Start::Entry, 120),
+        ("demo", Box::new(move || diverging("demo.elf")), Start::ExitBreakpoint { spec: "io 0x80", nth: 3 }, 400),
+        ("tsc", Box::new(move || diverging("tsc.elf")), Start::Entry, 40),
+        (
+            "timer",
+            Box::new(move || Guest { irqchip: true, ..diverging("timer.elf") }),
+            Start::Breakpoint { gva: 0x10009a, hits: 2 },
+            80,
+        ),
+        (
+            "virtio",
+            Box::new({
+                let disk = disk.clone();
+                move || Guest { may_diverge: true, ..Guest::virtio_with_disk(&disk) }
+            }),
+            Start::ExitBreakpoint { spec: "mmio 0xd0000050", nth: 2 },
+            600,
+        ),
+    ];
+    let mut compared = 0;
+    for (name, guest, start, steps) in &cases {
+        for seed in [1u64, 2, 3] {
+            compared += checked_with(name, guest(), start.clone(), *steps, 12, seed.wrapping_mul(0x9e37_79b9));
+        }
+    }
+    eprintln!("{compared} states compared in all");
+    let _ = std::fs::remove_file(&disk);
 }

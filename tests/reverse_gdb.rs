@@ -142,6 +142,37 @@ fn the_ends_of_the_history_and_failures_reach_gdb_as_such() {
 }
 
 #[test]
+fn reverse_continue_from_a_watchpoint_stops_before_the_write_it_stopped_after() {
+    if !gdb_or_skip("reverse_continue_from_a_watchpoint_stops_before_the_write_it_stopped_after") {
+        return;
+    }
+    // gdbtest's bump starts with `incl counter` (0x20001e); counter is at 0x201000. Stopped
+    // just after call 2's write, going back meets that very write first (as gdb and rr have it),
+    // not call 1's.
+    let stub = Stub::start("gdbtest.elf", true);
+    let out = stub.gdb(
+        Some("gdbtest.elf"),
+        &[
+            "watch *(int *)0x201000",
+            "continue",
+            "continue",
+            "p *(int *)0x201000",
+            "reverse-continue",
+            "info registers rip",
+            "p *(int *)0x201000",
+            "reverse-continue",
+            "info registers rip",
+            "p *(int *)0x201000",
+            "kill",
+        ],
+    );
+    stub.finish();
+    let (vals, rips) = printed(&out);
+    assert_eq!(vals, ["2", "1", "0"], "{out}");
+    assert_eq!(rips, ["0x20001e", "0x20001e"], "{out}");
+}
+
+#[test]
 fn a_change_made_in_gdb_starts_another_future() {
     if !gdb_or_skip("a_change_made_in_gdb_starts_another_future") {
         return;

@@ -71,6 +71,12 @@ impl Drop for Lookout<'_> {
     }
 }
 
+/// Whether `stop` is a watchpoint's: made by the instruction before the place it is at, so it
+/// belongs to the way there even where a stop at the place itself does not.
+fn is_watch(stop: &Stop) -> bool {
+    matches!(stop.reason, StopReason::Watchpoint { .. })
+}
+
 /// The linear address of a stop's instruction (what breakpoints are set on).
 pub(super) fn code_of(stop: &Stop) -> u64 {
     crate::decode::CpuMode::from(&stop.sregs).code_linear(stop.regs.rip)
@@ -225,7 +231,7 @@ impl Controller {
                 }
                 let users = self.is_users(&stop, lookout_at);
                 if stop.regs == mark.regs && self.is_at(mark) {
-                    if users && count_mark && hit(&stop) {
+                    if users && (count_mark || is_watch(&stop)) && hit(&stop) {
                         return Ok(Some(stop));
                     }
                     break;
@@ -276,7 +282,7 @@ impl Controller {
         for n in from..target.steps {
             let stop = self.step_once()?;
             let last = n + 1 == target.steps;
-            if (!last || count_end) && self.is_users(&stop, None) {
+            if (!last || count_end || is_watch(&stop)) && self.is_users(&stop, None) {
                 let stop = match stop.reason {
                     StopReason::Step => self.arrival().unwrap_or(stop),
                     _ => stop,
