@@ -451,7 +451,13 @@ pub fn check(guest: &Guest, start: Start, steps: usize, probes: usize, seed: u64
         let (expected, undo): (Option<usize>, Undo) = if watch {
             // A write to RAM (MMIO cannot be watched).
             let on_stack = |i: usize, a: u64| a >> 12 == states[i].0.regs.rsp >> 12;
-            let mut candidates = (pick..n).chain(0..pick).filter_map(|i| {
+            // The first watchpoint: what the window's last write wrote (at its very end, the
+            // write the present stopped after is the first one met going back).
+            let order: Box<dyn Iterator<Item = usize>> = match probe {
+                1 => Box::new((0..n).rev()),
+                _ => Box::new((pick..n).chain(0..pick)),
+            };
+            let mut candidates = order.filter_map(|i| {
                 written(&c, &states[i].0, &states[i].1).filter(|&(a, _)| guest.watch_stack || !on_stack(i, a))
             });
             let Some((addr, len)) = candidates.find(|&(a, l)| c.add_watchpoint(a, l, WatchKind::Write).is_ok()) else {
