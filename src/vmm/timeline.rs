@@ -3,10 +3,11 @@
 //! single-stepped since the last of them — or since a stop the guest ran freely to, which is
 //! named by what it looked like there (its registers and a digest of RAM: a [`Landmark`]).
 //!
-//! Once a checkpoint exists the timeline also keeps the history of those exits, so that going
-//! back and running forward again is checked exit by exit: if the guest takes another path (an
-//! interrupt at another instruction, a clock read, a value no exit carries such as `rdtsc`), the
-//! run stops where it left the history and says so — never a silent wrong answer.
+//! Once a checkpoint exists the timeline also keeps the history of those exits, and of the
+//! single steps taken between them, so that going back and running forward again is checked exit
+//! by exit and step by step: if the guest takes another path (an interrupt at another
+//! instruction, a clock read, a value no exit carries such as `rdtsc`), the run stops where it
+//! left the history and says so — never a silent wrong answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
