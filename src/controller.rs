@@ -373,39 +373,41 @@ impl Controller {
         }
         let mut was = vec![0u8; data.len()];
         let same = self.read_memory(vcpu, gva, &mut was).is_ok_and(|n| n == data.len()) && was == data;
-        if !same {
-            // Where the guest ran freely to is named by its RAM as it was, before the change.
-            self.present();
-        }
-        let mut bps = self.debug().breakpoints();
-        for (&gpa, &byte) in gpas.iter().zip(data) {
-            let byte = if bps.replace_original(gpa, byte) { 0xcc } else { byte };
-            self.shared.ram.write(gpa, &[byte]);
-        }
-        drop(bps);
-        if !same {
-            self.changed_by_user();
-        }
-        Ok(())
+        self.change_by_user(same, || {
+            let mut bps = self.debug().breakpoints();
+            for (&gpa, &byte) in gpas.iter().zip(data) {
+                let byte = if bps.replace_original(gpa, byte) { 0xcc } else { byte };
+                self.shared.ram.write(gpa, &[byte]);
+            }
+            Ok(())
+        })
     }
 
-    /// The user changed the stopped guest's registers or memory: the history after the present
-    /// is of a future that will not come now. It is forgotten with its checkpoints, so that going
-    /// forward from here is news — not a path said to have left the history — and a checkpoint
-    /// of the changed state is taken, so that going back into the new future starts from it
-    /// (going forward again from before it, the change is not made again: that is said).
-    fn changed_by_user(&self) {
+    /// Makes a change of the user's to the stopped guest's registers or memory (`same`: one that
+    /// changes nothing). Once time travel keeps a history, the history after the present is of a
+    /// future that will not come now: it is forgotten with its checkpoints, so that going forward
+    /// from here is news — not a path said to have left the history — and a checkpoint of the
+    /// changed state is taken, so that going back into the new future starts from it (going
+    /// forward again from before it, the change is not made again: that is said).
+    fn change_by_user(
+        &self,
+        same: bool,
+        change: impl FnOnce() -> Result<(), ControlError>,
+    ) -> Result<(), ControlError> {
         let timeline = &self.shared.timeline;
-        let place = timeline.place();
-        if !timeline.is_keeping() || place.steps == crate::vmm::timeline::UNKNOWN {
-            return;
+        if same || !timeline.is_keeping() || timeline.place().steps == crate::vmm::timeline::UNKNOWN {
+            return change();
         }
+        // Where the guest ran freely to is named by its RAM as it was, before the change.
+        let place = self.present();
+        change()?;
         timeline.truncate(place.exits);
         crate::sync::lock(&self.shared.checkpoints).drop_from(place.exits, place.steps);
         match self.checkpoint(false) {
             Ok(id) => crate::sync::lock(&self.shared.checkpoints).set_changed(id),
             Err(e) => crate::notice::say(format!("no checkpoint of the changed state: {e}")),
         }
+        Ok(())
     }
 
     /// Loads registers into a parked vCPU.
@@ -418,20 +420,15 @@ impl Controller {
             return Err(ControlError::NotStopped(vcpu));
         }
         let same = d.stop_of(vcpu).is_some_and(|s| s.regs == regs && s.sregs == sregs);
-        if !same {
-            self.present();
-        }
-        let (tx, rx) = mpsc::channel();
-        if !d.command(vcpu, VcpuCommand::SetRegs { regs: Box::new(regs), sregs: Box::new(sregs), reply: tx }) {
-            return Err(ControlError::VcpuEnded);
-        }
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| ControlError::NoAnswer)?
-            .map_err(ControlError::Registers)?;
-        if !same {
-            self.changed_by_user();
-        }
-        Ok(())
+        self.change_by_user(same, || {
+            let (tx, rx) = mpsc::channel();
+            if !d.command(vcpu, VcpuCommand::SetRegs { regs: Box::new(regs), sregs: Box::new(sregs), reply: tx }) {
+                return Err(ControlError::VcpuEnded);
+            }
+            rx.recv_timeout(Duration::from_secs(5))
+                .map_err(|_| ControlError::NoAnswer)?
+                .map_err(ControlError::Registers)
+        })
     }
 
     /// Plants a software breakpoint at a guest-virtual address. Where the host emulates `int3`

@@ -201,36 +201,27 @@ fn a_longer_sweep_of_every_guest() {
     let diverging = |file| Guest { may_diverge: true, watch_stack: false, ..Guest::kernel(file) };
     let disk = std::env::temp_dir().join(format!("kvmscope-sweep-{}.img", std::process::id()));
     std::fs::write(&disk, vec![0x5a; 1 << 20]).unwrap();
-    type Case = (&'static str, Box<dyn Fn() -> Guest>, Start, usize);
-    let cases: Vec<Case> = vec![
-        ("hello", Box::new(move || kernel("hello.elf")), Start::Entry, 200),
-        ("higherhalf", Box::new(move || kernel("higherhalf.elf")), Start::Entry, 60),
-        ("stacks", Box::new(move || kernel("stacks.elf")), Start::Entry, 60),
-        ("long", Box::new(move || kernel("long.elf")), Start::Entry, 30),
-        ("smp on one vCPU", Box::new(move || kernel("smp.elf")), Start::Entry, 150),
-        ("dirty", Box::new(move || kernel("dirty.elf")), Start::Entry, 300),
-        ("spin", Box::new(move || kernel("spin.elf")), Start::ExitBreakpoint { spec: "io 0x80", nth: 1000 }, 300),
-        ("bump.c", Box::new(move || kernel("bump.elf")), Start::Entry, 250),
-        ("stepping", Box::new(move || Guest { trap_msrs: vec![0x277], ..kernel("stepping.elf") }), Start::Entry, 120),
-        ("emulate", Box::new(move || Guest { watch_stack: false, ..kernel("emulate.elf") }), Start::Entry, 70),
-        ("clock", Box::new(move || kernel("clock.elf")), Start::Entry, 22),
+    let cases = [
+        ("hello", kernel("hello.elf"), Start::Entry, 200),
+        ("higherhalf", kernel("higherhalf.elf"), Start::Entry, 60),
+        ("stacks", kernel("stacks.elf"), Start::Entry, 60),
+        ("long", kernel("long.elf"), Start::Entry, 30),
+        ("smp on one vCPU", kernel("smp.elf"), Start::Entry, 150),
+        ("dirty", kernel("dirty.elf"), Start::Entry, 300),
+        ("spin", kernel("spin.elf"), Start::ExitBreakpoint { spec: "io 0x80", nth: 1000 }, 300),
+        ("bump.c", kernel("bump.elf"), Start::Entry, 250),
+        ("stepping", Guest { trap_msrs: vec![0x277], ..kernel("stepping.elf") }, Start::Entry, 120),
+        ("emulate", Guest { watch_stack: false, ..kernel("emulate.elf") }, Start::Entry, 70),
+        ("clock", kernel("clock.elf"), Start::Entry, 22),
         // Guests whose path hangs on what no exit carries (their own code read with a breakpoint
         // planted in it, the TSC, device threads, interrupts): said where they part, or exact.
-        ("hostile", Box::new(move || diverging("hostile.elf")), Start::Entry, 120),
-        ("demo", Box::new(move || diverging("demo.elf")), Start::ExitBreakpoint { spec: "io 0x80", nth: 3 }, 400),
-        ("tsc", Box::new(move || diverging("tsc.elf")), Start::Entry, 40),
-        (
-            "timer",
-            Box::new(move || Guest { irqchip: true, ..diverging("timer.elf") }),
-            Start::Breakpoint { gva: 0x10009a, hits: 2 },
-            80,
-        ),
+        ("hostile", diverging("hostile.elf"), Start::Entry, 120),
+        ("demo", diverging("demo.elf"), Start::ExitBreakpoint { spec: "io 0x80", nth: 3 }, 400),
+        ("tsc", diverging("tsc.elf"), Start::Entry, 40),
+        ("timer", Guest { irqchip: true, ..diverging("timer.elf") }, Start::Breakpoint { gva: 0x10009a, hits: 2 }, 80),
         (
             "virtio",
-            Box::new({
-                let disk = disk.clone();
-                move || Guest { may_diverge: true, ..Guest::virtio_with_disk(&disk) }
-            }),
+            Guest { may_diverge: true, ..Guest::virtio_with_disk(&disk) },
             Start::ExitBreakpoint { spec: "mmio 0xd0000050", nth: 2 },
             600,
         ),
@@ -238,7 +229,7 @@ fn a_longer_sweep_of_every_guest() {
     let mut compared = 0;
     for (name, guest, start, steps) in &cases {
         for seed in [1u64, 2, 3] {
-            compared += checked_with(name, guest(), start.clone(), *steps, 12, seed.wrapping_mul(0x9e37_79b9));
+            compared += checked_with(name, guest.clone(), start.clone(), *steps, 12, seed.wrapping_mul(0x9e37_79b9));
         }
     }
     eprintln!("{compared} states compared in all");

@@ -150,22 +150,10 @@ fn reverse_continue_from_a_watchpoint_stops_before_the_write_it_stopped_after() 
     // just after call 2's write, going back meets that very write first (as gdb and rr have it),
     // not call 1's.
     let stub = Stub::start("gdbtest.elf", true);
-    let out = stub.gdb(
-        Some("gdbtest.elf"),
-        &[
-            "watch *(int *)0x201000",
-            "continue",
-            "continue",
-            "p *(int *)0x201000",
-            "reverse-continue",
-            "info registers rip",
-            "p *(int *)0x201000",
-            "reverse-continue",
-            "info registers rip",
-            "p *(int *)0x201000",
-            "kill",
-        ],
-    );
+    let mut commands = vec!["watch *(int *)0x201000", "continue", "continue", "p *(int *)0x201000"];
+    commands.extend(["reverse-continue", "info registers rip", "p *(int *)0x201000"].repeat(2));
+    commands.push("kill");
+    let out = stub.gdb(Some("gdbtest.elf"), &commands);
     stub.finish();
     let (vals, rips) = printed(&out);
     assert_eq!(vals, ["2", "1", "0"], "{out}");

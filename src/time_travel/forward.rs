@@ -78,7 +78,7 @@ fn is_watch(stop: &Stop) -> bool {
 }
 
 /// The linear address of a stop's instruction (what breakpoints are set on).
-pub(super) fn code_of(stop: &Stop) -> u64 {
+fn code_of(stop: &Stop) -> u64 {
     crate::decode::CpuMode::from(&stop.sregs).code_linear(stop.regs.rip)
 }
 
@@ -101,10 +101,13 @@ impl Controller {
         }
     }
 
-    /// vCPU 0's stop, as an arrival at the breakpoint under it.
+    /// vCPU 0's stop, as an arrival at the breakpoint under it, if the user has one there.
     pub(super) fn arrival(&self) -> Option<Stop> {
         let stop = self.shared().debug.stop_of(0)?;
         let at = code_of(&stop);
+        if !self.breakpoint_at(at) {
+            return None;
+        }
         let hw = self.shared().debug.breakpoints().hw_exec_at(at);
         let reason = if hw { StopReason::HwBreakpoint(at) } else { StopReason::SwBreakpoint(at) };
         Some(Stop { reason, ..stop })
@@ -258,9 +261,7 @@ impl Controller {
             }
             // The exit's instruction may end on a breakpoint: an arrival there, which running
             // freely from the exit would have stopped at.
-            let rip = self.shared().debug.stop_of(0).map(|s| code_of(&s));
             if (beyond || count_end)
-                && rip.is_some_and(|r| self.breakpoint_at(r))
                 && let Some(arrival) = self.arrival()
                 && hit(&arrival)
             {

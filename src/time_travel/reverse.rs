@@ -3,7 +3,7 @@
 //! `:goto`). Each goes back to a checkpoint and forward again exactly (`forward`); gdb hears of
 //! the ends of the history as such, and of a failure in words.
 
-use super::forward::{MAX_STEPS, code_of};
+use super::forward::MAX_STEPS;
 use super::{Place, TravelError};
 use crate::controller::Controller;
 use crate::debug::{Stop, StopReason};
@@ -222,10 +222,7 @@ impl Controller {
                     // before the change, not to it. It is itself the stop when a breakpoint is
                     // at its instruction; before it, the search ends short of its place.
                     self.put_back(id)?;
-                    if let Some(stop) = self.shared().debug.stop_of(0)
-                        && self.breakpoint_at(code_of(&stop))
-                        && let Some(arrival) = self.arrival()
-                    {
+                    if let Some(arrival) = self.arrival() {
                         self.restate(arrival.reason);
                         return Ok(self.place());
                     }

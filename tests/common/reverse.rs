@@ -19,6 +19,7 @@ use kvmscope::vmm::loader::BootMode;
 use kvmscope::vmm::{Image, RunEnd, RunLimits, VmConfig};
 
 /// A guest to check and how to start it.
+#[derive(Clone)]
 pub struct Guest {
     pub image: Image,
     pub mem_mib: u64,
