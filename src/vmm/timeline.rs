@@ -745,11 +745,13 @@ impl Timeline {
         lock(&self.left_at).take()
     }
 
-    /// The guest left the history at exit `exits` (`steps` 0) or at step `steps` after it.
+    /// The guest left the history at exit `exits` (`steps` 0) or at step `steps` after it. The
+    /// steps seen after that exit go too when the exit itself differs (a step's trail keeps its
+    /// steps before the one that differed).
     fn left(&self, exits: u64, steps: u64) {
         let mut left = lock(&self.left_at);
         *left = Some(left.map_or((exits, steps), |was| was.min((exits, steps))));
-        lock(&self.trails).forget_from(exits + 1);
+        lock(&self.trails).forget_from(if steps == 0 { exits } else { exits + 1 });
     }
 
     /// Forgets the history after `position` (the user chose another future).
@@ -895,6 +897,13 @@ mod tests {
         t.on_leave_park(false);
         assert_eq!(t.on_park(false, &regs(0x30), 0x30), None, "a landmark");
         assert_eq!(step(0x21, 9), None, "another base: nothing to check against");
+        // An exit that differs: the steps seen after the one it replaces are not its steps.
+        // (Made by a step: the steps after it are counted from it.)
+        t.set_place(&Place::at_exit(1));
+        t.on_leave_park(true);
+        assert!(matches!(t.on_exit(&out(0x3f8, 20), 0).0, Some(StopReason::Diverged { position: 2, .. })));
+        t.on_park(true, &regs(0x30), 0x30);
+        assert_eq!(step(0x31, 4), None, "the first step after the new exit 2");
         // Forgotten with the future it was in.
         t.truncate(1);
         t.set_place(&Place::at_exit(2));
