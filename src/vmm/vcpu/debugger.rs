@@ -218,10 +218,11 @@ impl VcpuDebugger {
         self.state = VcpuState::leave_park(step, over);
         self.step_ends = None;
         self.to_backstop_only = false;
-        self.stepping_hlt = gpa.is_some_and(|g| {
-            let mut byte = [0u8];
-            shared.ram.read_phys(g, &mut byte) && byte[0] == HLT
-        });
+        self.stepping_hlt = self.state.single_steps()
+            && gpa.is_some_and(|g| {
+                let mut byte = [0u8];
+                shared.ram.read_phys(g, &mut byte) && byte[0] == HLT
+            });
         self.backstop = match self.state.single_steps() {
             true => backstop::after_flags_reload(&shared.ram, &regs, &sregs),
             false => None,
